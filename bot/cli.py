@@ -1,0 +1,243 @@
+"""The `sftbot` command line. Errors are one line on stderr, never a traceback.
+
+Exit codes: 0 ok; 1 the data or the request cannot be used (blocking problems); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+from pathlib import Path
+
+from bot.console import inspection_text, plan_json, plan_text
+from bot.settings import SettingsError, load_settings
+from pipeline.dataset.demo import resolve_dataset_ref
+from pipeline.dataset.inspect import inspect_dataset
+from pipeline.instructions import parse_instruction
+from pipeline.plan import MissingInput, Plan, make_plan
+from pipeline.platforms.base import PlatformError
+from pipeline.spec import SpecError
+
+
+class UsageError(Exception):
+    """Wrong use of the command line (exit 2)."""
+
+
+class Refused(Exception):
+    """The request was understood but cannot be carried out (exit 1)."""
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(resolve_dataset_ref(args.path))
+    if not path.is_file():
+        raise UsageError(f"no such file: {args.path}")
+    report = inspect_dataset(path)
+    if args.json:
+        _print_json({**report.model_dump(mode="json"), "trainable": report.trainable, "blocking": report.blocking})
+    else:
+        print(inspection_text(report))
+    return 0 if report.trainable else 1
+
+
+def build_plan(instruction: str, *, platform: str) -> Plan:
+    """Parse, inspect a local dataset and plan; starts nothing and spends nothing."""
+    spec = parse_instruction(instruction)
+    if not spec.dataset:
+        raise Refused("no dataset named: add dataset=<id or path to a .jsonl file>")
+    path = Path(resolve_dataset_ref(spec.dataset))
+    if not path.is_file():
+        raise Refused(
+            f"dataset {spec.dataset} is not a local file; `sftbot plan` inspects local files "
+            "(platform datasets are staged by `sftbot run`)"
+        )
+    report = inspect_dataset(path)
+    if report.blocking:
+        first = report.problems[0] if report.problems else None
+        where = f" (line {first.examples[0].line}: {first.examples[0].message})" if first and first.examples else ""
+        raise Refused(f"dataset {spec.dataset} cannot be trained on: {first.title if first else 'problems found'}{where}")
+    return make_plan(spec, report, platform=platform)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    platform = args.platform or settings.resolved_platform
+    plan = build_plan(args.instruction, platform=platform)
+    if args.json:
+        _print_json(plan_json(plan))
+    else:
+        print(plan_text(plan))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import serve
+
+    overrides = {k: v for k, v in (("mode", args.mode), ("http_port", args.port)) if v is not None}
+    asyncio.run(serve(load_settings(**overrides)))
+    return 0
+
+
+def _run_async(coro: Any) -> int:
+    return int(asyncio.run(coro))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from bot.engine import open_engine
+    from bot.terminal import Terminal, terminal_actor
+
+    settings = load_settings()
+    async with open_engine(settings, platform_name=args.platform) as engine:
+        term = Terminal(engine.runner, yes=args.yes)
+        run = await engine.runner.start(args.instruction, terminal_actor())
+        print(f"Run #{run.number} ({run.id}) on {engine.platform.name}; workspace {run.workspace}")
+        code = await term.follow(run.id)
+        final = await engine.runner.get(run.id)
+        report = Path(final.workspace) / "final_report.md"
+        if report.exists():
+            print(f"Report: {report}")
+        return code
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    from bot.engine import open_engine
+    from bot.terminal import Terminal
+    from pipeline.store import runs as q
+
+    settings = load_settings()
+    async with open_engine(settings, platform_name=args.platform) as engine:
+        if args.run:
+            run = await engine.runner.get(args.run)
+        else:
+            pending = await q.list_runs(engine.db, unfinished=True, limit=1)
+            if not pending:
+                raise Refused("no unfinished run to resume")
+            run = pending[0]
+        if run.phase.finished:
+            raise Refused(f"run #{run.number} has already {run.phase.value}")
+        term = Terminal(engine.runner, yes=args.yes)
+        print(f"Resuming run #{run.number} ({run.id}) in phase {run.phase.value}")
+        await engine.runner.resume_all()
+        if run.phase.gate:
+            await engine.runner.reannounce(run.id)
+        return await term.follow(run.id)
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    from pipeline.store import runs as q
+    from pipeline.store.db import Database
+
+    settings = load_settings()
+    db = await Database.open(settings.db_path)
+    try:
+        rows = await q.list_runs(db, limit=args.limit)
+    finally:
+        await db.close()
+    if args.json:
+        _print_json([r.model_dump(mode="json", exclude={"spec"}) for r in rows])
+        return 0
+    for r in rows:
+        est = f"${r.estimated_usd:,.2f}" if r.estimated_usd is not None else "-"
+        act = f"${r.actual_usd:,.2f}" if r.actual_usd is not None else "-"
+        print(f"#{r.number:<4} {r.id}  {r.requester_name or r.requester:<12} {r.phase.value:<24} est {est:<9} actual {act:<9} updated {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.updated_at))}")
+    if not rows:
+        print("no runs yet")
+    return 0
+
+
+async def _show(args: argparse.Namespace) -> int:
+    from pipeline.store import runs as q
+    from pipeline.store.db import Database
+
+    settings = load_settings()
+    db = await Database.open(settings.db_path)
+    try:
+        run = await q.get_run(db, args.run)
+        if run is None:
+            raise Refused(f"no run {args.run}")
+        cands = await q.candidates(db, run.id)
+        trail = await db.audit_trail(run.id)
+    finally:
+        await db.close()
+    if args.json:
+        _print_json({"run": run.model_dump(mode="json"), "candidates": [c.model_dump(mode="json") for c in cands], "audit": [a.model_dump(mode="json") for a in trail]})
+        return 0
+    from bot.terminal import scoreboard_lines
+
+    print(f"Run #{run.number} ({run.id}) by {run.requester_name or run.requester}: {run.phase.value}")
+    print(f"  {run.instruction}")
+    if run.error:
+        print(f"  error: {run.error}")
+    print("\n".join(scoreboard_lines(cands)))
+    print("Audit:")
+    for a in trail:
+        print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(a.at))}  {a.actor_name or a.actor:<12} {a.action}" + (f" (plan v{a.plan_version})" if a.plan_version else ""))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sftbot", description="Supervised fine-tuning from Slack, end to end.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ins = sub.add_parser("inspect", help="inspect a JSONL dataset: counts, tokens, problems by line")
+    ins.add_argument("path", help="path to a .jsonl file (or sftbot:demo)")
+    ins.add_argument("--json", action="store_true")
+    ins.set_defaults(func=cmd_inspect)
+    pl = sub.add_parser("plan", help="parse an instruction, inspect, plan and cost; starts nothing")
+    pl.add_argument("instruction", help='what you would type after /sft run, e.g. "dataset=x.jsonl model=qwen3-8b"')
+    pl.add_argument("--platform", choices=["fireworks", "local"])
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_plan)
+    rn = sub.add_parser("run", help="run the whole workflow in the terminal, with the same gates as Slack")
+    rn.add_argument("instruction")
+    rn.add_argument("--yes", action="store_true", help="approve the plan and promote the best candidate automatically")
+    rn.add_argument("--platform", choices=["fireworks", "local"])
+    rn.set_defaults(func=lambda a: _run_async(_run(a)))
+    rs = sub.add_parser("resume", help="continue an unfinished run after an interruption")
+    rs.add_argument("run", nargs="?")
+    rs.add_argument("--yes", action="store_true")
+    rs.add_argument("--platform", choices=["fireworks", "local"])
+    rs.set_defaults(func=lambda a: _run_async(_resume(a)))
+    ls = sub.add_parser("runs", help="recent runs")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.set_defaults(func=lambda a: _run_async(_runs(a)))
+    sh = sub.add_parser("show", help="one run with its audit trail")
+    sh.add_argument("run")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=lambda a: _run_async(_show(a)))
+    sv = sub.add_parser("serve", help="run the Slack bot (Socket Mode by default, --mode http for HTTP)")
+    sv.add_argument("--mode", choices=["socket", "http"], help="overrides SFTBOT_MODE")
+    sv.add_argument("--port", type=int, help="HTTP mode port (overrides SFTBOT_HTTP_PORT)")
+    sv.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its usage line
+        return int(exc.code or 0) and 2
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"sftbot: {exc}", file=sys.stderr)
+        return 2
+    except (Refused, SpecError, MissingInput, SettingsError, PlatformError, LookupError) as exc:
+        print(f"sftbot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sftbot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

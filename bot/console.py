@@ -1,0 +1,130 @@
+"""Plain-text rendering for the terminal surface (CLI, `sftbot run`, `sftbot demo`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.cost import money
+from pipeline.dataset.report import InspectionReport
+from pipeline.plan import Plan, PlannedJob, Source
+
+
+def inspection_text(report: InspectionReport) -> str:
+    """The inspection report as a person reads it: counts, conversions, problems by line."""
+    out = [
+        f"Dataset {report.path}",
+        f"  shape: {report.shape.value}; {report.samples:,} trainable samples in {report.lines:,} lines ({report.bytes:,} bytes)",
+        f"  tokens: ~{report.tokens:,} ({report.token_method}); longest sample ~{report.max_sample_tokens:,}",
+    ]
+    if report.role_counts:
+        roles = ", ".join(f"{k} {v:,}" for k, v in sorted(report.role_counts.items()))
+        out.append(f"  messages by role: {roles}; assistant turns per sample {report.avg_turns:.2f}")
+    for conv in report.conversions:
+        out.append(f"  conversion offered: {conv.description} ({conv.rows:,} rows)")
+    for group in report.problems:
+        mark = "BLOCKING" if group.blocking else "warning"
+        out.append(f"  {mark}: {group.title}: {group.count:,}")
+        for p in group.examples:
+            out.append(f"    line {p.line}: {p.message}")
+        if group.count > len(group.examples):
+            out.append(f"    ... and {group.count - len(group.examples):,} more")
+    out.append("  => " + ("can be trained on" if report.trainable else "cannot be trained on as it is"))
+    return "\n".join(out)
+
+
+def _mark(plan: Plan, key: str) -> str:
+    return " (default)" if plan.sources.get(key) is Source.DEFAULT else " (you set)"
+
+
+def _job_row(job: PlannedJob) -> str:
+    return (
+        f"  {('#' + str(job.index)) if job.index else 'final':>5}  {job.base_model:<28} rank {job.lora_rank:<3} "
+        f"lr {job.learning_rate:<8g} epochs {job.epochs:<2} samples {job.train_samples:,}"
+    )
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan with every value marked default / set by you, and the cost breakdown."""
+    c = plan.cost
+    out = [
+        f"Plan v{plan.version} on {plan.platform}: {len(plan.candidates)} candidate(s)"
+        f"{', then a final run on the full data' if plan.final else ', no final run'}",
+        f"  dataset {plan.dataset}: {plan.samples:,} samples, ~{plan.tokens:,} tokens; "
+        f"train {plan.train_samples:,} / held-out {plan.test_samples:,}"
+        + (f"; eval dataset {plan.eval_dataset}" if plan.eval_dataset else ""),
+        f"  HP tuning on {plan.hp_samples:,} sampled rows (seed 42){_mark(plan, 'hp_samples')}"
+        if plan.hp_samples
+        else "  HP tuning on the whole train split (no subsample needed)",
+        f"  grid{_mark(plan, 'grid')}, epochs{_mark(plan, 'epochs')}:",
+        *(_job_row(j) for j in plan.candidates),
+        *([_job_row(plan.final) + "  (winner's config)"] if plan.final else []),
+        f"  parallel jobs: at most {plan.max_parallel}{_mark(plan, 'max_parallel')}",
+        f"  evaluation: {plan.evaluation.describe()}{_mark(plan, 'evaluation')}",
+        f"  final run: {'on' if plan.final else 'skipped'}{_mark(plan, 'final_run')}; "
+        f"deploy: {'yes' if plan.deploy else 'no'}{_mark(plan, 'deploy')}",
+        "Cost estimate:",
+        f"  Training   {money(c.training_usd):>10}",
+        f"  Inference  {money(c.inference_usd):>10}",
+        f"  Total      {money(c.total_usd):>10}   range {money(c.low_usd)} - {money(c.high_usd)}",
+    ]
+    if c.compute_minutes is not None:
+        out.append(f"  Compute    ~{c.compute_minutes:,.1f} min on this machine")
+    for line in c.lines:
+        out.append(f"    {line.label}: {money(line.usd)} ({line.detail})")
+    for u in c.unknown:
+        out.append(f"    unknown: {u}")
+    out.append(f"  prices as of {c.prices_as_of}; source: {c.price_source}")
+    for w in plan.warnings:
+        out.append(f"  note: {w}")
+    return "\n".join(out)
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The documented `sftbot plan --json` object (README: "Plan JSON")."""
+
+    def job(j: PlannedJob | None) -> dict[str, Any] | None:
+        if j is None:
+            return None
+        return {
+            "base_model": j.base_model,
+            "lora_rank": j.lora_rank,
+            "learning_rate": j.learning_rate,
+            "epochs": j.epochs,
+            "train_samples": j.train_samples,
+            "train_tokens": j.train_tokens,
+        }
+
+    c = plan.cost
+    return {
+        "version": plan.version,
+        "platform": plan.platform,
+        "dataset": plan.dataset,
+        "eval_dataset": plan.eval_dataset,
+        "samples": plan.samples,
+        "tokens": plan.tokens,
+        "train_samples": plan.train_samples,
+        "test_samples": plan.test_samples,
+        "hp_samples": plan.hp_samples,
+        "candidates": [job(j) for j in plan.candidates],
+        "final": job(plan.final),
+        "max_parallel": plan.max_parallel,
+        "evaluation": plan.evaluation.kind.value,
+        "evaluator": plan.evaluation.ref,
+        "eval_examples": plan.eval_examples,
+        "deploy": plan.deploy,
+        "sources": {k: v.value for k, v in plan.sources.items()},
+        "cost": {
+            "training_usd": c.training_usd,
+            "inference_usd": c.inference_usd,
+            "total_usd": c.total_usd,
+            "low_usd": c.low_usd,
+            "high_usd": c.high_usd,
+            "prices_as_of": c.prices_as_of,
+            "price_source": c.price_source,
+            "billed_tokens": c.billed_tokens,
+            "compute_minutes": c.compute_minutes,
+            "lines": [ln.model_dump() for ln in c.lines],
+            "unknown": c.unknown,
+        },
+        "warnings": plan.warnings,
+    }

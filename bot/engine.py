@@ -1,0 +1,80 @@
+"""Composition of the engine: settings -> database, platform, runner (no Slack here)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from bot.settings import Settings
+from pipeline.authz import Policy
+from pipeline.events import EventBus
+from pipeline.platforms.base import Platform
+from pipeline.runner import Runner, RunnerConfig
+from pipeline.store.db import Database
+
+
+def make_platform(settings: Settings, name: str | None = None) -> Platform:
+    """The configured training platform; Fireworks needs its key and account id."""
+    which = name or settings.resolved_platform
+    if which == "fireworks":
+        settings.require("fireworks_api_key", "fireworks_account_id")
+        from pipeline.platforms.fireworks import FireworksPlatform
+
+        assert settings.fireworks_api_key is not None and settings.fireworks_account_id is not None
+        return FireworksPlatform(
+            api_key=settings.fireworks_api_key.get_secret_value(),
+            account_id=settings.fireworks_account_id,
+            base_url=settings.fireworks_base_url,
+            inference_url=settings.fireworks_inference_url,
+        )
+    from pipeline.platforms.local import LocalPlatform
+
+    return LocalPlatform(settings.data_dir / "local", port=settings.local_port)
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        approvers=settings.approvers,
+        admins=settings.admins,
+        allow_self_approval=settings.allow_self_approval,
+        channels=settings.channels,
+        budget_usd=settings.budget_usd,
+    )
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    db: Database
+    platform: Platform
+    runner: Runner
+    bus: EventBus
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: Settings, *, platform: Platform | None = None, platform_name: str | None = None, ask_evaluation: bool = False
+) -> AsyncIterator[Engine]:
+    """Open the database (migrating it), the platform and a runner; close all on exit."""
+    db = await Database.open(settings.db_path)
+    plat = platform or make_platform(settings, platform_name)
+    bus = EventBus()
+    runner = Runner(
+        db,
+        plat,
+        RunnerConfig(
+            runs_dir=settings.runs_dir,
+            poll_seconds=settings.poll_seconds,
+            stall_minutes=settings.stall_minutes,
+            ask_evaluation=ask_evaluation,
+            policy=policy_from(settings),
+        ),
+        bus=bus,
+    )
+    try:
+        yield Engine(settings=settings, db=db, platform=plat, runner=runner, bus=bus)
+    finally:
+        await runner.close()
+        await plat.close()
+        await db.close()

@@ -1,0 +1,117 @@
+"""Settings from the environment and an optional `.env` file (pydantic-settings).
+
+Secrets are ``SecretStr`` so they never print in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or invalid; the message names the variable, never a value."""
+
+
+def _csv(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    """Every knob of the bot. Names are the environment variables users set."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("sftbot")), validation_alias=AliasChoices("SFTBOT_DATA_DIR")
+    )
+    platform: Literal["fireworks", "local"] | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_PLATFORM"))
+    poll_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("SFTBOT_POLL_SECONDS"))
+    stall_minutes: float = Field(default=10.0, gt=0, validation_alias=AliasChoices("SFTBOT_STALL_MINUTES"))
+
+    fireworks_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("FIREWORKS_API_KEY"))
+    fireworks_account_id: str | None = Field(default=None, validation_alias=AliasChoices("FIREWORKS_ACCOUNT_ID"))
+    fireworks_base_url: str | None = Field(default=None, validation_alias=AliasChoices("FIREWORKS_BASE_URL"))
+    fireworks_inference_url: str | None = Field(default=None, validation_alias=AliasChoices("FIREWORKS_INFERENCE_URL"))
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET"))
+    slack_api_url: str | None = Field(default=None, validation_alias=AliasChoices("SLACK_API_URL"))
+    mode: Literal["socket", "http"] = Field(default="socket", validation_alias=AliasChoices("SFTBOT_MODE"))
+    http_port: int = Field(default=3000, validation_alias=AliasChoices("SFTBOT_HTTP_PORT"))
+
+    approvers: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=AliasChoices("SFTBOT_APPROVERS"))
+    admins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=AliasChoices("SFTBOT_ADMINS"))
+    allow_self_approval: bool = Field(default=True, validation_alias=AliasChoices("SFTBOT_ALLOW_SELF_APPROVAL"))
+    channels: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=AliasChoices("SFTBOT_CHANNELS"))
+    budget_usd: float | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_BUDGET_USD"))
+
+    evaluator_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_EVALUATOR_DIR"))
+    local_port: int = Field(default=8765, validation_alias=AliasChoices("SFTBOT_LOCAL_PORT"))
+
+    @field_validator("approvers", "admins", "channels", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> list[str]:
+        return _csv(v)
+
+    @property
+    def resolved_platform(self) -> Literal["fireworks", "local"]:
+        """`fireworks` when an API key is configured, else `local`, unless set explicitly."""
+        if self.platform is not None:
+            return self.platform
+        return "fireworks" if self.fireworks_api_key else "local"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "sftbot.sqlite3"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def require(self, *names: str) -> None:
+        """Fail with one line naming the first missing variable (never its value)."""
+        env_names = {
+            "fireworks_api_key": "FIREWORKS_API_KEY",
+            "fireworks_account_id": "FIREWORKS_ACCOUNT_ID",
+            "slack_bot_token": "SLACK_BOT_TOKEN",
+            "slack_app_token": "SLACK_APP_TOKEN",
+            "slack_signing_secret": "SLACK_SIGNING_SECRET",
+        }
+        for name in names:
+            if not getattr(self, name):
+                raise SettingsError(f"missing setting {env_names.get(name, name.upper())}: set it in the environment or in .env")
+
+    def require_for_platform(self) -> None:
+        if self.resolved_platform == "fireworks":
+            self.require("fireworks_api_key", "fireworks_account_id")
+
+    def require_for_slack(self) -> None:
+        self.require("slack_bot_token")
+        if self.mode == "socket":
+            self.require("slack_app_token")
+        else:
+            self.require("slack_signing_secret")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; an invalid value fails with one line naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = str(err["loc"][0]) if err.get("loc") else "setting"
+        # Never echo the input: it may be a secret.
+        raise SettingsError(f"invalid setting {loc.upper()}: {err['msg']}") from None

@@ -1,0 +1,87 @@
+"""Known base models and the dated price table, loaded from package data files.
+
+Prices live in a data file (not code) so a price change is a one-line diff with its date.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from pydantic import BaseModel
+
+
+class BaseModelInfo(BaseModel):
+    """A tunable base model: its short id, size in billions of parameters and max context."""
+
+    id: str
+    params_b: float | None = None
+    max_context: int | None = None
+    name: str | None = None  # platform resource name or local path, when it differs from id
+
+
+class PriceTier(BaseModel):
+    max_params_b: float | None
+    usd: float
+    label: str
+
+
+class GpuPrice(BaseModel):
+    gpu: str
+    usd: float
+    usd_high: float
+    note: str
+
+
+class PriceRange(BaseModel):
+    low: float
+    high: float
+
+
+class PriceTable(BaseModel):
+    """Fireworks prices as of a date, with their source (shown in every plan)."""
+
+    as_of: str
+    source: str
+    currency: str
+    lora_sft_per_million_tokens: list[PriceTier]
+    deployment_gpu_hour: GpuPrice
+    deployment_hours_in_estimate: float
+    range: PriceRange
+
+    def sft_tier(self, params_b: float | None) -> PriceTier | None:
+        """The LoRA SFT price band for a model size; None when the size is unknown."""
+        if params_b is None:
+            return None
+        for tier in self.lora_sft_per_million_tokens:
+            if tier.max_params_b is None or params_b <= tier.max_params_b:
+                return tier
+        return None
+
+
+def _load(name: str) -> object:
+    return json.loads(resources.files("pipeline.data").joinpath(name).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def price_table() -> PriceTable:
+    """The bundled, dated price table."""
+    return PriceTable.model_validate(_load("prices.json"))
+
+
+@lru_cache(maxsize=1)
+def known_models() -> tuple[BaseModelInfo, ...]:
+    """Tunable Fireworks base models from the bundled catalogue (used offline and for sizes)."""
+    data = _load("models.json")
+    assert isinstance(data, dict)
+    return tuple(BaseModelInfo.model_validate(m) for m in data["models"])
+
+
+def find_model(model_id: str) -> BaseModelInfo | None:
+    """Look a model up by short id or by `accounts/fireworks/models/<id>`."""
+    short = model_id.rsplit("/", 1)[-1] if model_id.startswith("accounts/fireworks/models/") else model_id
+    for m in known_models():
+        if m.id == short:
+            return m
+    return None

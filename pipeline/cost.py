@@ -1,0 +1,166 @@
+"""Cost estimate for a plan: Training + Inference = Total, with a range (pure).
+
+Fireworks bills LoRA SFT per training token (tokens x epochs) by model-size band, and a
+deployment per GPU-second while replicas are up (reference/fireworks.md §6). On the local
+platform the cost is compute time, so the estimate is minutes and the dollar lines are 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from pipeline.catalog import BaseModelInfo, price_table
+from pipeline.spec import EvalKind, Evaluation
+
+if TYPE_CHECKING:
+    from pipeline.plan import PlannedJob
+
+
+class CostLine(BaseModel):
+    """One line of the breakdown; ``usd`` is None when it cannot be known."""
+
+    phase: str  # "training" | "inference"
+    label: str
+    usd: float | None
+    detail: str
+
+
+class CostEstimate(BaseModel):
+    """The plan's cost: three headline numbers, a range and the dated source."""
+
+    training_usd: float | None
+    inference_usd: float | None
+    total_usd: float | None
+    low_usd: float | None
+    high_usd: float | None
+    prices_as_of: str
+    price_source: str
+    billed_tokens: int
+    compute_minutes: float | None = None  # local platform: estimated training minutes
+    lines: list[CostLine] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
+
+
+def money(usd: float | None) -> str:
+    """Format like the cookbook's estimator: cents below $100, whole dollars above, <$0.01."""
+    if usd is None:
+        return "unknown"
+    if 0 < usd < 0.01:
+        return "<$0.01"
+    if usd >= 100:
+        return f"${usd:,.0f}"
+    return f"${usd:,.2f}"
+
+
+def _sum(values: Sequence[float | None]) -> float | None:
+    if any(v is None for v in values):
+        return None
+    return round(sum(v for v in values if v is not None), 6)
+
+
+def estimate_cost(
+    *,
+    candidates: Sequence[PlannedJob],
+    final: PlannedJob | None,
+    evaluation: Evaluation,
+    eval_examples: int,
+    deploy: bool,
+    platform: str,
+    model_info: Callable[[str], BaseModelInfo | None],
+    local_tokens_per_second: float | None = None,
+) -> CostEstimate:
+    """Cost the plan's jobs; an unknown model size gives an "unknown" line, never a guess."""
+    prices = price_table()
+    jobs = [*candidates, *([final] if final else [])]
+    billed = sum(j.train_tokens * j.epochs for j in jobs)
+    if platform == "local":
+        return _local_estimate(billed, local_tokens_per_second, prices.as_of)
+    lines: list[CostLine] = []
+    unknown: list[str] = []
+    for job in jobs:
+        tier = prices.sft_tier(_params(model_info(job.base_model)))
+        tokens = job.train_tokens * job.epochs
+        name = "final run" if job.index == 0 else f"candidate {job.index}"
+        if tier is None:
+            unknown.append(f"{name}: price band of {job.base_model} unknown (model size not known)")
+            lines.append(CostLine(phase="training", label=name, usd=None, detail=f"{tokens:,} tokens, band unknown"))
+            continue
+        usd = tokens / 1e6 * tier.usd
+        lines.append(
+            CostLine(
+                phase="training",
+                label=name,
+                usd=round(usd, 6),
+                detail=f"{job.train_tokens:,} tokens x {job.epochs} epochs at ${tier.usd:.2f}/1M ({tier.label})",
+            )
+        )
+    gpu = prices.deployment_gpu_hour
+    hours = prices.deployment_hours_in_estimate
+    if evaluation.kind is not EvalKind.LOSS and candidates:
+        # Outputs for the evaluator come from one multi-LoRA deployment of each base model,
+        # up for about an hour (eval_examples greedy completions per candidate fit easily).
+        bases = sorted({c.base_model for c in candidates})
+        lines.append(
+            CostLine(
+                phase="inference",
+                label="evaluation outputs",
+                usd=round(len(bases) * hours * gpu.usd, 6),
+                detail=f"{len(bases)} multi-LoRA deployment(s) x {hours:g} h x 1 {gpu.gpu} at ${gpu.usd:.2f}/h "
+                f"for {eval_examples} held-out examples per model",
+            )
+        )
+    if deploy:
+        lines.append(
+            CostLine(
+                phase="inference",
+                label="deployment (first hour)",
+                usd=round(hours * gpu.usd, 6),
+                detail=f"{hours:g} h x 1 {gpu.gpu} at ${gpu.usd:.2f}/h; billed per second while up, {gpu.note}",
+            )
+        )
+    training = _sum([ln.usd for ln in lines if ln.phase == "training"])
+    inference = _sum([ln.usd for ln in lines if ln.phase == "inference"]) or 0.0
+    total = None if training is None else round(training + inference, 6)
+    # GPU-hour sources disagree, so the high end also uses the higher GPU rate.
+    high_inference = inference * (gpu.usd_high / gpu.usd) if gpu.usd else inference
+    return CostEstimate(
+        training_usd=training,
+        inference_usd=inference,
+        total_usd=total,
+        low_usd=None if training is None else round((training + inference) * prices.range.low, 6),
+        high_usd=None if training is None else round((training + high_inference) * prices.range.high, 6),
+        prices_as_of=prices.as_of,
+        price_source=prices.source,
+        billed_tokens=billed,
+        lines=lines,
+        unknown=unknown,
+    )
+
+
+def _params(info: BaseModelInfo | None) -> float | None:
+    return info.params_b if info is not None else None
+
+
+def _local_estimate(billed: int, tokens_per_second: float | None, as_of: str) -> CostEstimate:
+    minutes = None if not tokens_per_second else round(billed / tokens_per_second / 60, 2)
+    detail = (
+        f"{billed:,} tokens at a measured {tokens_per_second:,.0f} tokens/s"
+        if tokens_per_second
+        else f"{billed:,} tokens; throughput not measured yet"
+    )
+    return CostEstimate(
+        training_usd=0.0,
+        inference_usd=0.0,
+        total_usd=0.0,
+        low_usd=0.0,
+        high_usd=0.0,
+        prices_as_of=as_of,
+        price_source="local platform: compute time on this machine, no platform charges",
+        billed_tokens=billed,
+        compute_minutes=minutes,
+        lines=[CostLine(phase="training", label="local compute", usd=0.0, detail=detail)],
+        unknown=[] if minutes is not None else ["compute time unknown until the trainer's throughput is measured"],
+    )

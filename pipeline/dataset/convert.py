@@ -1,0 +1,180 @@
+"""Rewrite a dataset into the platform's chat format, streaming, into a new file.
+
+The original is never touched: the user's file stays the source of truth and the bot can
+always show what it changed. Output is deterministic (same input, same bytes) so a
+re-run of a plan uploads an identical dataset and caching by content hash works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from pipeline.dataset.tokens import answer_text, content_text
+
+# kind -> what it does, in the words the plan shows the user.
+CONVERSIONS: dict[str, str] = {
+    "question_answer_to_chat": (
+        "each {question, answer} row becomes a user turn and an assistant turn; "
+        "the answer is also kept as `ground_truth` for evaluators"
+    ),
+    "prompt_completion_to_chat": (
+        "each {prompt, completion} row becomes a user turn and an assistant turn; "
+        "the completion is also kept as `ground_truth`"
+    ),
+    "ground_truth_to_assistant": (
+        "chat rows with no assistant turn get their `ground_truth` (or `answer`) as the "
+        "assistant turn; `ground_truth` stays on the row for evaluators"
+    ),
+    "tool_role": (
+        "`tool` messages become user messages starting 'Tool result:' (the platform only "
+        "takes system/user/assistant; the model still sees the result but is not trained on it)"
+    ),
+}
+# Whole-row shapes that become chat: (conversion kind, prompt key, answer key).
+FLAT_SHAPES = (
+    ("question_answer_to_chat", "question", "answer"),
+    ("prompt_completion_to_chat", "prompt", "completion"),
+)
+_MAX_EXAMPLES = 5
+
+
+class ConvertResult(BaseModel):
+    """What a conversion wrote; skipped lines could not be parsed into a JSON object."""
+
+    src: str
+    dst: str
+    rows_written: int = 0
+    rows_skipped: int = 0
+    skipped_lines: list[int] = Field(default_factory=list)  # first few, 1-based
+    converted: dict[str, int] = Field(default_factory=dict)  # conversion kind -> rows
+
+
+def convert_dataset(
+    src: str | Path, dst: str | Path, conversions: list[str] | None = None
+) -> ConvertResult:
+    """Write ``dst`` with ``conversions`` (default: all) applied to each row of ``src``.
+
+    Rows a conversion does not apply to are written unchanged (re-serialised); blank lines
+    are dropped; lines that are not a JSON object are skipped and reported.
+    """
+    kinds = list(CONVERSIONS) if conversions is None else conversions
+    unknown = [k for k in kinds if k not in CONVERSIONS]
+    if unknown:
+        raise ValueError(f"unknown conversion(s) {unknown}; known: {sorted(CONVERSIONS)}")
+    src_p, dst_p = Path(src), Path(dst)
+    if src_p.resolve() == dst_p.resolve():
+        raise ValueError("convert_dataset writes a new file; dst must differ from src")
+    enabled = frozenset(kinds)
+    result = ConvertResult(src=str(src_p), dst=str(dst_p))
+    # Write beside dst and rename, so a crash never leaves a half file that looks complete.
+    tmp = dst_p.with_name(dst_p.name + ".part")
+    with src_p.open("rb") as fin, tmp.open("wb") as fout:
+        for lineno, raw in enumerate(fin, 1):
+            if not raw.strip(b" \t\r\n"):
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError):
+                row = None
+            if not isinstance(row, dict):
+                result.rows_skipped += 1
+                if len(result.skipped_lines) < _MAX_EXAMPLES:
+                    result.skipped_lines.append(lineno)
+                continue
+            for kind in convert_row(row, enabled):
+                result.converted[kind] = result.converted.get(kind, 0) + 1
+            # ensure_ascii=False keeps the text readable and the file small; the platform
+            # reads UTF-8. Key order is the row's own, so output is a function of input.
+            fout.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+            result.rows_written += 1
+    os.replace(tmp, dst_p)
+    return result
+
+
+def convert_row(row: dict[str, Any], enabled: frozenset[str]) -> list[str]:
+    """Apply the ``enabled`` conversions to ``row`` in place; return the kinds applied."""
+    applied: list[str] = []
+    if "messages" not in row:
+        flat = flat_shape(row)
+        if flat is not None and flat[0] in enabled:
+            kind, q_key, a_key = flat
+            question, answer = row[q_key], answer_text(row[a_key])
+            if isinstance(question, str) and answer is not None:
+                _flat_to_chat(row, q_key, a_key, question, answer)
+                applied.append(kind)
+        return applied
+    messages = row["messages"]
+    if not isinstance(messages, list):
+        return applied
+    if "tool_role" in enabled and any(_is_tool(m) for m in messages):
+        row["messages"] = messages = _rewrite_tools(messages)
+        applied.append("tool_role")
+    if "ground_truth_to_assistant" in enabled and not any(
+        isinstance(m, dict) and m.get("role") == "assistant" for m in messages
+    ):
+        truth = answer_text(row.get("ground_truth", row.get("answer")))
+        if truth is not None:
+            messages.append({"role": "assistant", "content": truth})
+            row.setdefault("ground_truth", truth)
+            applied.append("ground_truth_to_assistant")
+    return applied
+
+
+def flat_shape(row: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(conversion kind, prompt key, answer key) of a row without ``messages``, if any."""
+    for kind, q_key, a_key in FLAT_SHAPES:
+        if q_key in row and a_key in row:
+            return kind, q_key, a_key
+    return None
+
+
+def _flat_to_chat(row: dict[str, Any], q_key: str, a_key: str, question: str, answer: str) -> None:
+    # Rebuild the dict so `messages` leads the row (the platform's own examples do) and
+    # any other fields (ids, metadata) follow in their original order.
+    rest = {k: v for k, v in row.items() if k not in (q_key, a_key)}
+    row.clear()
+    row["messages"] = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer},
+    ]
+    row["ground_truth"] = rest.pop("ground_truth", answer)
+    row.update(rest)
+
+
+def _is_tool(message: object) -> bool:
+    return isinstance(message, dict) and message.get("role") == "tool"
+
+
+def _rewrite_tools(messages: list[Any]) -> list[Any]:
+    """Turn tool results into user turns, merging a run of them into one turn.
+
+    A user turn is what the model reads but is not trained on, which is exactly a tool
+    result's part in the conversation; merging keeps user/assistant alternation, which
+    some chat templates insist on.
+    """
+    out: list[Any] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append({"role": "user", "content": "\n\n".join(run)})
+            run.clear()
+
+    for message in messages:
+        if not _is_tool(message):
+            flush()
+            out.append(message)
+            continue
+        text = content_text(message.get("content"))
+        if text is None:
+            text = json.dumps(message.get("content"), ensure_ascii=False, sort_keys=True)
+        label = message.get("name") or message.get("tool_call_id")
+        head = f"Tool result ({label}):" if isinstance(label, str) and label else "Tool result:"
+        run.append(f"{head}\n{text}")
+    flush()
+    return out

@@ -1,0 +1,248 @@
+"""Planning: turn a run spec and an inspection report into a versioned plan (pure).
+
+The defaults are the Fireworks Agent SFT workflow's (reference/fireworks.md §9); the user's
+instruction always wins, and the plan records which values came from where.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+from pipeline.catalog import BaseModelInfo, find_model
+from pipeline.cost import CostEstimate, estimate_cost
+from pipeline.dataset.report import InspectionReport
+from pipeline.dataset.split import split_sizes
+from pipeline.spec import EvalKind, Evaluation, RunSpec
+
+DEFAULT_GRID: tuple[tuple[int, float], ...] = ((8, 1.5e-4), (16, 1.0e-4), (32, 5.0e-5))
+DEFAULT_HP_SAMPLES = 1000
+DEFAULT_MAX_PARALLEL = 6
+DEFAULT_EVAL_EXAMPLES = 200
+
+
+class Source(str, Enum):
+    """Where a plan value came from."""
+
+    DEFAULT = "default"
+    USER = "user"
+
+
+class PlannedJob(BaseModel):
+    """One training job in the plan: a sweep candidate or the final run."""
+
+    index: int  # 1-based for candidates, 0 for the final run
+    base_model: str
+    lora_rank: int
+    learning_rate: float
+    epochs: int
+    train_samples: int
+    train_tokens: int  # estimated tokens in its training data (one epoch)
+
+    @property
+    def label(self) -> str:
+        return f"{self.base_model} r{self.lora_rank} lr{self.learning_rate:g}"
+
+
+class Plan(BaseModel):
+    """A resolved, costed plan. A revision yields a new plan with ``version + 1``."""
+
+    version: int = 1
+    platform: str
+    spec: RunSpec
+    dataset: str
+    eval_dataset: str | None
+    samples: int
+    tokens: int
+    train_samples: int
+    test_samples: int
+    hp_samples: int | None  # size of the HP-tuning subsample, None when not subsampled
+    candidates: list[PlannedJob]
+    final: PlannedJob | None
+    max_parallel: int
+    evaluation: Evaluation
+    eval_examples: int
+    deploy: bool
+    sources: dict[str, Source] = Field(default_factory=dict)
+    cost: CostEstimate
+    warnings: list[str] = Field(default_factory=list)
+
+
+class MissingInput(ValueError):
+    """The spec lacks something only the user can answer (e.g. which base model)."""
+
+    def __init__(self, what: str, question: str) -> None:
+        super().__init__(question)
+        self.what = what
+        self.question = question
+
+
+def default_epochs(total_samples: int) -> int:
+    """The workflow's rule: ``min(5, ceil(2500 / total_samples))``."""
+    return min(5, math.ceil(2500 / max(total_samples, 1)))
+
+
+def missing_inputs(spec: RunSpec) -> list[MissingInput]:
+    """What the bot must ask before it can plan."""
+    out = []
+    if not spec.dataset:
+        out.append(MissingInput("dataset", "Which dataset should I train on? Give a dataset id or a path to a JSONL file."))
+    if not spec.base_models:
+        out.append(MissingInput("base_model", "Which base model should I fine-tune?"))
+    return out
+
+
+def grid(spec: RunSpec) -> tuple[list[tuple[int, float]], Source]:
+    """The (rank, lr) pairs per base model: explicit, a cross product, or the default grid."""
+    if spec.candidates is not None:
+        return [(c.lora_rank, c.learning_rate) for c in spec.candidates], Source.USER
+    if spec.lora_ranks is None and spec.learning_rates is None:
+        return list(DEFAULT_GRID), Source.DEFAULT
+    # Only one axis given: cross it with the default values of the other axis, deduplicated,
+    # so "use rank 16" keeps the default learning rates rather than inventing a new one.
+    ranks = list(spec.lora_ranks) if spec.lora_ranks is not None else sorted({r for r, _ in DEFAULT_GRID})
+    lrs = list(spec.learning_rates) if spec.learning_rates is not None else [lr for _, lr in DEFAULT_GRID]
+    if spec.lora_ranks is not None and spec.learning_rates is None:
+        # One rank with the default lr that pairs with it in the default grid, when it is there.
+        pairs = dict(DEFAULT_GRID)
+        return [(r, pairs.get(r, 1.0e-4)) for r in ranks], Source.USER
+    if spec.learning_rates is not None and spec.lora_ranks is None:
+        return [(16, lr) for lr in lrs], Source.USER
+    return [(r, lr) for r in ranks for lr in lrs], Source.USER
+
+
+def make_plan(
+    spec: RunSpec,
+    report: InspectionReport,
+    *,
+    platform: str = "fireworks",
+    version: int = 1,
+    model_info: Callable[[str], BaseModelInfo | None] = find_model,
+    default_parallel: int = DEFAULT_MAX_PARALLEL,
+    local_tokens_per_second: float | None = None,
+) -> Plan:
+    """Resolve every knob from the spec or the defaults and cost the result."""
+    missing = missing_inputs(spec)
+    if missing:
+        raise missing[0]
+    assert spec.dataset is not None
+    sources: dict[str, Source] = {}
+
+    def src(name: str, given: object) -> Source:
+        s = Source.USER if given is not None else Source.DEFAULT
+        sources[name] = s
+        return s
+
+    n = report.samples
+    hp_limit = spec.hp_samples if spec.hp_samples is not None else DEFAULT_HP_SAMPLES
+    src("hp_samples", spec.hp_samples)
+    # A named eval dataset replaces the held-out carve-out (as the platform does).
+    carve = {} if spec.eval_dataset is None else {"test_fraction": 0.0, "min_test": 0}
+    train_n, test_n, hp_split = split_sizes(n, hp_samples=hp_limit, **carve)  # type: ignore[arg-type]
+    hp_n = hp_split if hp_split < train_n else None
+    epochs = spec.epochs if spec.epochs is not None else default_epochs(n)
+    src("epochs", spec.epochs)
+    pairs, grid_source = grid(spec)
+    sources["grid"] = grid_source
+    sources["base_models"] = Source.USER
+    tokens_per_sample = report.tokens / n if n else 0.0
+    cand_samples = hp_n if hp_n is not None else train_n
+    candidates = [
+        PlannedJob(
+            index=i + 1,
+            base_model=model,
+            lora_rank=rank,
+            learning_rate=lr,
+            epochs=epochs,
+            train_samples=cand_samples,
+            train_tokens=round(tokens_per_sample * cand_samples),
+        )
+        for i, (model, (rank, lr)) in enumerate((m, p) for m in spec.base_models for p in pairs)
+    ]
+    do_final = spec.final_run if spec.final_run is not None else True
+    src("final_run", spec.final_run)
+    # The final run's config is the winner's; until the gate it is shown as the first candidate's
+    # shape on the full train split, which is what the estimate needs (all candidates cost alike
+    # per token within one base model, so the estimate uses the most expensive base model).
+    final = None
+    if do_final:
+        priciest = max(candidates, key=lambda c: _price_key(model_info(c.base_model)))
+        final = priciest.model_copy(
+            update={"index": 0, "train_samples": train_n, "train_tokens": round(tokens_per_sample * train_n)}
+        )
+    max_parallel = spec.max_parallel if spec.max_parallel is not None else default_parallel
+    src("max_parallel", spec.max_parallel)
+    evaluation = spec.evaluation or Evaluation(kind=EvalKind.LOSS)
+    src("evaluation", spec.evaluation)
+    eval_examples = min(spec.eval_examples or DEFAULT_EVAL_EXAMPLES, max(test_n, 1))
+    src("eval_examples", spec.eval_examples)
+    deploy = spec.deploy if spec.deploy is not None else True
+    src("deploy", spec.deploy)
+    warnings = _warnings(spec, report, candidates, model_info, max_parallel)
+    cost = estimate_cost(
+        candidates=candidates,
+        final=final,
+        evaluation=evaluation,
+        eval_examples=eval_examples,
+        deploy=deploy,
+        platform=platform,
+        model_info=model_info,
+        local_tokens_per_second=local_tokens_per_second,
+    )
+    return Plan(
+        version=version,
+        platform=platform,
+        spec=spec,
+        dataset=spec.dataset,
+        eval_dataset=spec.eval_dataset,
+        samples=n,
+        tokens=report.tokens,
+        train_samples=train_n,
+        test_samples=test_n,
+        hp_samples=hp_n,
+        candidates=candidates,
+        final=final,
+        max_parallel=max_parallel,
+        evaluation=evaluation,
+        eval_examples=eval_examples if evaluation.kind is not EvalKind.LOSS else 0,
+        deploy=deploy,
+        sources=sources,
+        cost=cost,
+        warnings=warnings,
+    )
+
+
+def _price_key(info: BaseModelInfo | None) -> float:
+    return info.params_b if info is not None and info.params_b is not None else -1.0
+
+
+def _warnings(
+    spec: RunSpec,
+    report: InspectionReport,
+    candidates: list[PlannedJob],
+    model_info: Callable[[str], BaseModelInfo | None],
+    max_parallel: int,
+) -> list[str]:
+    out: list[str] = []
+    for model in spec.base_models:
+        info = model_info(model)
+        if info is None:
+            out.append(f"Base model {model} is not in the list of known tunable models; its size and price are unknown.")
+        elif info.max_context and report.max_sample_tokens > info.max_context:
+            out.append(
+                f"The longest example (~{report.max_sample_tokens:,} tokens) exceeds {model}'s "
+                f"context of {info.max_context:,}; it will be truncated."
+            )
+    if max_parallel < len(candidates):
+        out.append(f"{len(candidates)} candidates with at most {max_parallel} active at once: the sweep runs in waves.")
+    if report.conversions and spec.convert is not False:
+        out.append("The data will be converted before training: " + "; ".join(c.description for c in report.conversions) + ".")
+    return out
+
+
+def revise(plan: Plan, new_spec: RunSpec, report: InspectionReport, **kwargs: object) -> Plan:
+    """A new plan version from a revised spec: version n+1, needs a new approval."""
+    return make_plan(new_spec, report, platform=plan.platform, version=plan.version + 1, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,250 @@
+"""SQLite through aiosqlite: numbered migrations, WAL, one writer, audit in the same transaction.
+
+Every write goes through ``Database.write()`` (one asyncio lock, ``BEGIN IMMEDIATE``), so a
+state change and the audit event that records it commit together or not at all. Callbacks
+registered with ``tx.after_commit`` run only once the transaction has committed (the
+datasette pattern): surfaces never hear about a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from pipeline.store.records import AuditEvent, GateDecision, Resource
+
+
+class GateAlreadyDecided(Exception):
+    """The gate was decided before; carries the first decision (the first one wins)."""
+
+    def __init__(self, first: GateDecision) -> None:
+        who = first.actor_name or first.actor
+        super().__init__(f"already decided: {first.decision} by {who}")
+        self.first = first
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("pipeline.store").joinpath("migrations")
+    out = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            out.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+class Tx:
+    """An open write transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self._after: list[Callable[[], Awaitable[None]]] = []
+
+    def after_commit(self, fn: Callable[[], Awaitable[None]]) -> None:
+        self._after.append(fn)
+
+    async def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> aiosqlite.Cursor:
+        return await self.conn.execute(sql, params)
+
+    async def audit(
+        self,
+        *,
+        run_id: str | None,
+        actor: str,
+        actor_name: str = "",
+        action: str,
+        plan_version: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO audit_events(run_id, at, actor, actor_name, action, plan_version, details_json)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (run_id, time.time(), actor, actor_name, action, plan_version, json.dumps(details or {}, default=str)),
+        )
+
+
+class Database:
+    """The bot's one database. Open it with ``await Database.open(path)``."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Database:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        db = cls(conn)
+        await db._migrate()
+        return db
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def _migrate(self) -> None:
+        await self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        done = {r[0] for r in await self.conn.execute_fetchall("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            async with self._lock:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in sql.split(";\n"):
+                        if statement.strip():
+                            await self.conn.execute(statement)
+                    await self.conn.execute(
+                        "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?,?,?)", (version, name, time.time())
+                    )
+                except BaseException:
+                    await self.conn.execute("ROLLBACK")
+                    raise
+                await self.conn.execute("COMMIT")
+
+    async def applied_migrations(self) -> list[str]:
+        rows = await self.conn.execute_fetchall("SELECT name FROM schema_migrations ORDER BY version")
+        return [r[0] for r in rows]
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        """One write transaction; after-commit callbacks run once it has committed."""
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(self.conn)
+            try:
+                yield tx
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+        for fn in tx._after:
+            await fn()
+
+    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        return list(await self.conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # --- small shared operations -------------------------------------------------------
+
+    async def decide_gate(self, tx: Tx, decision: GateDecision) -> None:
+        """Record a gate decision; a second decision on the same gate raises with the first."""
+        row = await (await tx.execute("SELECT * FROM gate_decisions WHERE run_id=? AND gate=?", (decision.run_id, decision.gate))).fetchone()
+        if row is not None:
+            raise GateAlreadyDecided(_gate(row))
+        await tx.execute(
+            "INSERT INTO gate_decisions(run_id, gate, decision, actor, actor_name, plan_version, details_json, decided_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (
+                decision.run_id,
+                decision.gate,
+                decision.decision,
+                decision.actor,
+                decision.actor_name,
+                decision.plan_version,
+                json.dumps(decision.details, default=str),
+                decision.decided_at,
+            ),
+        )
+
+    async def gate_decisions(self, run_id: str) -> list[GateDecision]:
+        rows = await self.fetchall("SELECT * FROM gate_decisions WHERE run_id=? ORDER BY decided_at", (run_id,))
+        return [_gate(r) for r in rows]
+
+    async def audit_trail(self, run_id: str) -> list[AuditEvent]:
+        rows = await self.fetchall("SELECT * FROM audit_events WHERE run_id=? ORDER BY id", (run_id,))
+        return [
+            AuditEvent(
+                id=r["id"],
+                run_id=r["run_id"],
+                at=r["at"],
+                actor=r["actor"],
+                actor_name=r["actor_name"],
+                action=r["action"],
+                plan_version=r["plan_version"],
+                details=json.loads(r["details_json"]),
+            )
+            for r in rows
+        ]
+
+    async def audit(self, **kwargs: Any) -> None:
+        """A standalone audit event (e.g. a denied click) in its own transaction."""
+        async with self.write() as tx:
+            await tx.audit(**kwargs)
+
+    async def mark_processed(self, event_key: str, run_id: str | None = None) -> bool:
+        """True the first time a delivery key is seen, False for every duplicate."""
+        async with self.write() as tx:
+            cur = await tx.execute(
+                "INSERT OR IGNORE INTO processed_events(event_key, run_id, at) VALUES (?,?,?)", (event_key, run_id, time.time())
+            )
+            return cur.rowcount == 1
+
+    async def set_ref(self, run_id: str, key: str, value: str) -> None:
+        async with self.write() as tx:
+            await tx.execute("INSERT OR REPLACE INTO run_refs(run_id, key, value) VALUES (?,?,?)", (run_id, key, value))
+
+    async def get_ref(self, run_id: str, key: str) -> str | None:
+        row = await self.fetchone("SELECT value FROM run_refs WHERE run_id=? AND key=?", (run_id, key))
+        return None if row is None else str(row[0])
+
+    async def find_run_by_ref(self, key: str, value: str) -> str | None:
+        row = await self.fetchone("SELECT run_id FROM run_refs WHERE key=? AND value=?", (key, value))
+        return None if row is None else str(row[0])
+
+    async def record_resource(self, tx: Tx, *, kind: str, resource_id: str, run_id: str, name: str = "", state: str = "recorded", details: dict[str, Any] | None = None) -> None:
+        """Provenance: every platform resource this bot created, recorded before its create call."""
+        now = time.time()
+        await tx.execute(
+            "INSERT INTO resources(kind, resource_id, run_id, name, state, details_json, created_at, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(kind, resource_id) DO UPDATE SET"
+            " name=CASE WHEN excluded.name != '' THEN excluded.name ELSE resources.name END,"
+            " state=excluded.state, updated_at=excluded.updated_at",
+            (kind, resource_id, run_id, name, state, json.dumps(details or {}, default=str), now, now),
+        )
+
+    async def resources(self, run_id: str) -> list[Resource]:
+        rows = await self.fetchall("SELECT * FROM resources WHERE run_id=? ORDER BY created_at, kind", (run_id,))
+        return [
+            Resource(
+                kind=r["kind"],
+                resource_id=r["resource_id"],
+                run_id=r["run_id"],
+                name=r["name"],
+                state=r["state"],
+                details=json.loads(r["details_json"]),
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+
+def _gate(r: aiosqlite.Row) -> GateDecision:
+    return GateDecision(
+        run_id=r["run_id"],
+        gate=r["gate"],
+        decision=r["decision"],
+        actor=r["actor"],
+        actor_name=r["actor_name"],
+        plan_version=r["plan_version"],
+        details=json.loads(r["details_json"]),
+        decided_at=r["decided_at"],
+    )

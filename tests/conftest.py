@@ -1,0 +1,83 @@
+"""Shared fixtures: real temporary databases, real datasets, fakes (never mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.events import EventKind, RunEvent
+from pipeline.runner import Runner, RunnerConfig
+from pipeline.store.db import Database
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATASETS = SHARED / "datasets"
+FIXTURES = SHARED / "fixtures" / "slack"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests never read the developer's real tokens or data dir.
+    for key in list(os.environ):
+        if key.startswith(("SLACK_", "FIREWORKS_", "SFTBOT_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SFTBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "test.sqlite3")
+    yield database
+    await database.close()
+
+
+class EventLog:
+    """Collects runner events and lets a test await a specific one (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.events: list[RunEvent] = []
+        self._cond = asyncio.Condition()
+
+    async def __call__(self, event: RunEvent) -> None:
+        async with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    async def wait_for(self, pred: Callable[[RunEvent], bool], timeout: float = 30.0) -> RunEvent:
+        async def _wait() -> RunEvent:
+            async with self._cond:
+                while True:
+                    for e in self.events:
+                        if pred(e):
+                            return e
+                    await self._cond.wait()
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+    async def wait_kind(self, kind: EventKind, run_id: str | None = None, timeout: float = 30.0) -> RunEvent:
+        return await self.wait_for(lambda e: e.kind is kind and (run_id is None or e.run.id == run_id), timeout)
+
+    def kinds(self, run_id: str | None = None) -> list[EventKind]:
+        return [e.kind for e in self.events if run_id is None or e.run.id == run_id]
+
+
+@pytest.fixture
+async def make_runner(db: Database, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[tuple[Runner, EventLog]]]]:
+    runners: list[Runner] = []
+
+    async def make(platform: object, **config: object) -> tuple[Runner, EventLog]:
+        checkpoint = config.pop("checkpoint", None)
+        cfg = RunnerConfig(runs_dir=tmp_path / "runs", poll_seconds=0.01, **config)  # type: ignore[arg-type]
+        runner = Runner(db, platform, cfg, checkpoint=checkpoint)  # type: ignore[arg-type]
+        log = EventLog()
+        runner.bus.subscribe(log)
+        runners.append(runner)
+        return runner, log
+
+    yield make
+    for r in runners:
+        await r.close()

@@ -1,0 +1,152 @@
+"""Planning and costing: the workflow's defaults, every override, and cost lines that add up."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.catalog import price_table
+from pipeline.dataset.report import InspectionReport, Shape
+from pipeline.instructions import parse_instruction
+from pipeline.plan import default_epochs, make_plan, revise
+from pipeline.spec import EvalKind
+from tests.conftest import DATASETS
+
+
+def report(samples: int, tokens_per_sample: int = 100) -> InspectionReport:
+    return InspectionReport(
+        path="x.jsonl", bytes=1, lines=samples, samples=samples, shape=Shape.CHAT,
+        tokens=samples * tokens_per_sample, token_method="estimate", max_sample_tokens=tokens_per_sample,
+    )
+
+
+def plan_for(text: str, samples: int = 5000, **kw: object):
+    return make_plan(parse_instruction(text), report(samples), **kw)  # type: ignore[arg-type]
+
+
+def test_defaults_follow_the_workflow() -> None:
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b", samples=5000)
+    assert [(c.lora_rank, c.learning_rate) for c in plan.candidates] == [(8, 1.5e-4), (16, 1.0e-4), (32, 5.0e-5)]
+    assert all(c.epochs == 1 for c in plan.candidates)  # min(5, ceil(2500/5000)) = 1
+    assert plan.hp_samples == 1000 and all(c.train_samples == 1000 for c in plan.candidates)
+    assert plan.max_parallel == 6
+    assert plan.evaluation.kind is EvalKind.LOSS
+    assert plan.final is not None and plan.final.train_samples == plan.train_samples
+    assert plan.train_samples + plan.test_samples == 5000
+    assert set(plan.sources.values()) == {plan.sources["grid"]} | {plan.sources["base_models"]}
+
+
+@pytest.mark.parametrize("n,epochs", [(100, 5), (500, 5), (600, 5), (1000, 3), (1250, 2), (2500, 1), (10_000, 1)])
+def test_default_epochs_rule(n: int, epochs: int) -> None:
+    assert default_epochs(n) == epochs == min(5, math.ceil(2500 / n))
+
+
+def test_small_dataset_is_not_subsampled() -> None:
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b", samples=300)
+    assert plan.hp_samples is None
+    assert all(c.train_samples == plan.train_samples for c in plan.candidates)
+
+
+def test_every_override_wins_and_is_marked() -> None:
+    text = (
+        "Run SFT on d.jsonl across qwen3-8b and qwen3-32b with learning rates 1e-4 and 5e-5, "
+        "LoRA ranks 16 and 32, and 3 epochs. Use 500 samples for HP tuning. Run up to 10 training jobs in parallel. "
+        "Skip the full-data final run. Generate an evaluator for me."
+    )
+    plan = plan_for(text, samples=5000)
+    assert len(plan.candidates) == 2 * 2 * 2  # models x ranks x lrs
+    assert {c.base_model for c in plan.candidates} == {"qwen3-8b", "qwen3-32b"}
+    assert {(c.lora_rank, c.learning_rate) for c in plan.candidates} == {(16, 1e-4), (16, 5e-5), (32, 1e-4), (32, 5e-5)}
+    assert all(c.epochs == 3 and c.train_samples == 500 for c in plan.candidates)
+    assert plan.max_parallel == 10 and plan.final is None and plan.evaluation.kind is EvalKind.GENERATE
+    for key in ("grid", "epochs", "hp_samples", "max_parallel", "final_run", "evaluation"):
+        assert plan.sources[key].value == "user", key
+
+
+def test_ranks_and_lrs_form_a_cross_product_per_model() -> None:
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b Use LoRA ranks 8, 16, 32 with learning rates 1e-4 and 5e-5.")
+    assert len(plan.candidates) == 6
+
+
+def test_explicit_candidates_are_taken_as_listed() -> None:
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b candidates=16:1e-4,32:5e-5")
+    assert [(c.lora_rank, c.learning_rate) for c in plan.candidates] == [(16, 1e-4), (32, 5e-5)]
+
+
+def test_eval_dataset_disables_the_carve_out() -> None:
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b Use accounts/myacct/datasets/holdout as the eval dataset.", samples=800)
+    assert plan.eval_dataset == "accounts/myacct/datasets/holdout"
+    assert plan.test_samples == 0 and plan.train_samples == 800
+
+
+def test_cost_lines_add_up_and_use_the_price_band() -> None:
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b,qwen3-32b", samples=5000)
+    c = plan.cost
+    training = sum(ln.usd for ln in c.lines if ln.phase == "training")
+    inference = sum(ln.usd for ln in c.lines if ln.phase == "inference")
+    assert c.training_usd == pytest.approx(training) and c.inference_usd == pytest.approx(inference)
+    assert c.total_usd == pytest.approx(training + inference)
+    assert c.low_usd < c.total_usd < c.high_usd
+    # qwen3-8b candidates: 1000 samples x 100 tokens x 1 epoch at $0.50/1M
+    assert c.lines[0].usd == pytest.approx(1000 * 100 / 1e6 * 0.50)
+    # the final run is costed at the priciest model's band (qwen3-32b, $3/1M) on the full train split
+    final_line = next(ln for ln in c.lines if ln.label == "final run")
+    assert final_line.usd == pytest.approx(plan.train_samples * 100 / 1e6 * 3.00)
+    assert c.prices_as_of == price_table().as_of and c.billed_tokens == sum(
+        j.train_tokens * j.epochs for j in [*plan.candidates, plan.final]
+    )
+
+
+def test_unknown_model_size_is_unknown_not_guessed() -> None:
+    plan = plan_for("dataset=d.jsonl model=accounts/acme/models/my-base", samples=500)
+    assert plan.cost.training_usd is None and plan.cost.total_usd is None
+    assert plan.cost.unknown and any("unknown" in w for w in plan.warnings)
+
+
+def test_local_platform_costs_minutes_not_dollars() -> None:
+    plan = plan_for("dataset=d.jsonl model=smollm2-135m", samples=300, platform="local", local_tokens_per_second=500.0)
+    assert plan.cost.total_usd == 0.0
+    assert plan.cost.compute_minutes == pytest.approx(plan.cost.billed_tokens / 500 / 60, rel=0.01)
+
+
+def test_revision_is_version_n_plus_1() -> None:
+    rep = report(5000)
+    v1 = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), rep)
+    v2 = revise(v1, parse_instruction("dataset=d.jsonl model=qwen3-8b epochs=2"), rep)
+    assert (v1.version, v2.version) == (1, 2) and v2.candidates[0].epochs == 2
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_plan_json_schema_on_a_real_dataset() -> None:
+    out = _cli("plan", "--platform", "fireworks", "--json", f"Run SFT on {DATASETS / 'gsm8k_200.jsonl'} with qwen3-8b")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"candidates", "final", "max_parallel", "evaluation", "cost", "warnings"} <= set(data)
+    assert set(data["candidates"][0]) >= {"base_model", "lora_rank", "learning_rate", "epochs", "train_samples"}
+    assert set(data["cost"]) >= {"training_usd", "inference_usd", "total_usd", "low_usd", "high_usd", "prices_as_of"}
+    assert data["candidates"][0]["epochs"] == 5 and data["max_parallel"] == 6
+    assert any("convert" in w.lower() for w in data["warnings"])  # question/answer rows become chat
+
+
+def test_cli_errors_are_one_line_without_traceback() -> None:
+    out = _cli("plan", "dataset=d.jsonl model=qwen3-8b rank=7")
+    assert out.returncode != 0 and "rank 7" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = _cli("plan", f"dataset={DATASETS / 'chat_minimal.jsonl'} model=qwen3-8b")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+
+
+def test_cli_inspect_exit_codes() -> None:
+    assert _cli("inspect", str(DATASETS / "text2sql_dataset.jsonl")).returncode == 0
+    assert _cli("inspect", str(DATASETS / "gsm8k_200.jsonl")).returncode == 0
+    bad = _cli("inspect", str(DATASETS / "chat_minimal.jsonl"))
+    assert bad.returncode == 1
+    assert _cli("inspect", "/nonexistent.jsonl").returncode == 2
+    assert _cli("frobnicate").returncode == 2
