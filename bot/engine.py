@@ -57,8 +57,10 @@ async def open_engine(
     settings: Settings, *, platform: Platform | None = None, platform_name: str | None = None, ask_evaluation: bool = False
 ) -> AsyncIterator[Engine]:
     """Open the database (migrating it), the platform and a runner; close all on exit."""
-    db = await Database.open(settings.db_path)
+    # The platform first: a missing setting must fail before anything is opened
+    # (an open aiosqlite connection would keep the process alive after the error).
     plat = platform or make_platform(settings, platform_name)
+    db = await Database.open(settings.db_path)
     bus = EventBus()
     runner = Runner(
         db,

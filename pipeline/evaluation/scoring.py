@@ -1,0 +1,47 @@
+"""Small pure helpers around evaluator scores (shared by the engine, reports and generation)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pipeline.evaluation.models import EvalRun, ExampleScore
+
+_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
+_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
+_OPEN = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
+
+
+def strip_thinking(text: str) -> str:
+    """The answer without a reasoning model's ``<think>…</think>`` blocks.
+
+    Two unclosed shapes occur in practice: chat templates that open ``<think>`` in the prompt,
+    so the completion starts mid-thought and only has the closing tag (everything before it
+    is reasoning); and an output cut off while still thinking (everything after the opening
+    tag is reasoning, so no answer was given).
+    """
+    text = _BLOCK.sub("", text)
+    closing = list(_CLOSE.finditer(text))
+    if closing:
+        text = text[closing[-1].end() :]
+    opening = _OPEN.search(text)
+    if opening:
+        text = text[: opening.start()]
+    return text.strip()
+
+
+def mean_score(scores: Sequence[ExampleScore], *, errors_as: float | None = 0.0) -> float | None:
+    """The mean over ``scores``; an errored example counts as ``errors_as`` (None: skipped).
+
+    The default counts errors as 0 so a model whose outputs break the evaluator cannot
+    outrank one that was scored everywhere.
+    """
+    values = [s.score if s.error is None and s.score is not None else errors_as for s in scores]
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def worst_examples(run: EvalRun, n: int) -> list[ExampleScore]:
+    """The ``n`` examples to show a person first: errors, then the lowest scores (stable)."""
+    ranked = sorted(run.scores, key=lambda s: (s.error is None, s.score if s.score is not None else -1.0, s.index))
+    return ranked[: max(n, 0)]

@@ -1,0 +1,196 @@
+"""Whole runs on the fake Fireworks server through the real SDK: end to end, crash/restart at
+every effect boundary, and fault injection. The fake's own records are the evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.events import EventKind
+from pipeline.machine import Event, Phase
+from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.runner import Runner, RunnerConfig
+from pipeline.store.db import Database
+from pipeline.store.records import Actor
+from tests.conftest import DATASETS, EventLog
+from tests.fakes.fireworks_server import FakeFireworks, Faults
+
+ALICE = Actor(id="U_ALICE", name="alice")
+BOB = Actor(id="U_BOB", name="bob")
+INSTRUCTION = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=2"
+COLLECTIONS = ("datasets", "supervisedFineTuningJobs", "deployments")
+
+
+def generic(checkpoint: str) -> str:
+    """A checkpoint name without its run id, so boundaries match across runs."""
+    return re.sub(r"sftbot-[0-9a-f]{8}", "sftbot-RUN", checkpoint)
+
+
+class SimulatedCrash(Exception):
+    """Raised at a checkpoint: the runner stops there as if the process had died."""
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeFireworks]:
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as server:
+        yield server
+
+
+def platform_for(fake: FakeFireworks) -> FireworksPlatform:
+    return FireworksPlatform(
+        fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01, quota_delay=0.05
+    )
+
+
+async def open_runner(db: Database, fake: FakeFireworks, runs: Path, *, checkpoint=None) -> tuple[Runner, EventLog]:  # type: ignore[no-untyped-def]
+    runner = Runner(db, platform_for(fake), RunnerConfig(runs_dir=runs, poll_seconds=0.02), checkpoint=checkpoint)
+    log = EventLog()
+    runner.bus.subscribe(log)
+    return runner, log
+
+
+async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: int | None = None) -> None:
+    """Decide every gate the run reaches until it has finished."""
+    while True:
+        run = await runner.get(run_id)
+        if run.phase.finished:
+            return
+        if run.phase is Phase.AWAITING_PLAN_APPROVAL:
+            await runner.decide(run_id, Event.APPROVE, BOB, plan_version=run.plan_version)
+        elif run.phase is Phase.AWAITING_PROMOTION:
+            await runner.decide(run_id, Event.PROMOTE, BOB, candidate=promote or 1)
+        else:
+            await runner.resume_all()
+            n = len(log.events)
+            await log.wait_for(lambda e: e.run.id == run_id and log.events.index(e) >= n and e.kind in (
+                EventKind.PLAN_PROPOSED, EventKind.PROMOTION_REQUESTED, EventKind.PHASE_CHANGED), timeout=30)
+
+
+def assert_one_create_each(fake: FakeFireworks) -> None:
+    for coll in COLLECTIONS:
+        counts = fake.create_counts(coll)
+        assert counts and all(n == 1 for n in counts.values()), (coll, counts)
+
+
+async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
+    runner, log = await open_runner(db, fake, tmp_path / "runs")
+    try:
+        run = await runner.start(INSTRUCTION, ALICE)
+        await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
+        await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
+        gate = await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
+        ranked = gate.candidates
+        assert len(ranked) == 3 and all(c.val_loss is not None for c in ranked)
+        assert ranked[0].val_loss <= ranked[1].val_loss <= ranked[2].val_loss  # type: ignore[operator]
+        await runner.decide(run.id, Event.PROMOTE, BOB, candidate=ranked[1].idx)  # the second best
+        await log.wait_kind(EventKind.REPORT_READY, run.id)
+        await runner.wait(run.id)
+        final = await runner.get(run.id)
+        assert final.phase is Phase.SUCCEEDED, final.error
+    finally:
+        await runner.close()
+        await runner.platform.close()
+    assert_one_create_each(fake)
+    assert fake.max_active_jobs <= 2  # the plan's parallel cap
+    jobs = fake.create_counts("supervisedFineTuningJobs")
+    assert set(jobs) == {f"sftbot-{run.id}-c{i}" for i in (1, 2, 3)} | {f"sftbot-{run.id}-final"}
+    final_job = fake.jobs[f"sftbot-{run.id}-final"]
+    assert (final_job.rank, final_job.lr) == (ranked[1].lora_rank, ranked[1].learning_rate)
+    # the final run trains on the full train split and evaluates on the held-out split
+    assert final_job.body["dataset"].endswith(f"sftbot-{run.id}-train")
+    assert final_job.body["evaluationDataset"].endswith(f"sftbot-{run.id}-test")
+    assert fake.calls("POST", r"/v1/chat/completions")  # the smoke test after READY
+    report = (Path(final.workspace) / "final_report.md").read_text()
+    for needle in (
+        f"sftbot-{run.id}-dep", f"accounts/{fake.account}/models/sftbot-{run.id}-final", "promoted by bob",
+        "from fireworks import Fireworks", "| Training |", f"sftbot-{run.id}-c3", "## Provenance",
+    ):
+        assert needle in report, needle
+    assert fake.api_key not in report
+    assert (Path(final.workspace) / "loss_curves.png").stat().st_size > 1000
+    assert list((Path(final.workspace) / "metrics").glob("*.raw.jsonl"))  # raw metrics kept
+
+
+async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path) -> list[str]:
+    """Every checkpoint name a clean run passes, in order."""
+    seen: list[str] = []
+
+    async def record(name: str) -> None:
+        seen.append(generic(name))
+
+    db = await Database.open(db_path)
+    runner, log = await open_runner(db, fake, runs, checkpoint=record)
+    try:
+        run = await runner.start(INSTRUCTION, ALICE)
+        await drive_to_end(runner, log, run.id)
+        assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
+    finally:
+        await runner.close()
+        await runner.platform.close()
+        await db.close()
+    return seen
+
+
+async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> None:
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        names = await _boundaries(tmp_path / "probe.sqlite3", probe, tmp_path / "probe-runs")
+    assert len(names) >= 15  # datasets, jobs, deployment: recorded / created / finished
+    for i, boundary in enumerate(names):
+        async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as fake:
+            db_path = tmp_path / f"crash{i}.sqlite3"
+            hits = Counter[str]()
+
+            async def crash(name: str) -> None:
+                name = generic(name)
+                hits[name] += 1
+                if name == boundary and hits[name] == 1:
+                    raise SimulatedCrash(name)
+
+            db = await Database.open(db_path)
+            runner, log = await open_runner(db, fake, tmp_path / f"runs{i}", checkpoint=crash)
+            run = await runner.start(INSTRUCTION, ALICE)
+            drive = asyncio.create_task(drive_to_end(runner, log, run.id))
+            crashed = asyncio.create_task(runner.crashed.wait())
+            await asyncio.wait({drive, crashed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            assert runner.crashed.is_set(), f"never reached {boundary}"
+            drive.cancel()
+            await asyncio.gather(drive, return_exceptions=True)
+            await runner.close()
+            await runner.platform.close()
+            await db.close()
+            # a new process: same database, same platform, nothing in memory
+            db = await Database.open(db_path)
+            runner, log = await open_runner(db, fake, tmp_path / f"runs{i}")
+            try:
+                await runner.resume_all()
+                await asyncio.wait_for(drive_to_end(runner, log, run.id), 60)
+                after = await runner.get(run.id)
+                assert after.phase is Phase.SUCCEEDED, (boundary, after.error)
+            finally:
+                await runner.close()
+                await runner.platform.close()
+                await db.close()
+            assert_one_create_each(fake)
+
+
+async def test_fault_injection_still_finishes_every_run_without_duplicates(db: Database, tmp_path: Path) -> None:
+    async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
+        fake.faults = Faults(error_rate=0.2, drop_rate=0.03, slow_rate=0.02, slow_seconds=0.5)
+        runner, log = await open_runner(db, fake, tmp_path / "runs")
+        try:
+            runs = [await runner.start(INSTRUCTION, ALICE) for _ in range(3)]
+            await asyncio.wait_for(asyncio.gather(*(drive_to_end(runner, log, r.id) for r in runs)), 120)
+            for r in runs:
+                after = await runner.get(r.id)
+                assert after.phase is Phase.SUCCEEDED, after.error
+        finally:
+            await runner.close()
+            await runner.platform.close()
+        assert fake.faults.injected > 10
+        assert_one_create_each(fake)

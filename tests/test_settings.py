@@ -1,0 +1,56 @@
+"""Settings: environment and .env, one-line errors naming the variable, secrets never shown."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+
+
+def test_platform_defaults_to_local_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().resolved_platform == "local"
+    monkeypatch.setenv("FIREWORKS_API_KEY", "fw-secret-123")
+    assert load_settings().resolved_platform == "fireworks"
+    monkeypatch.setenv("SFTBOT_PLATFORM", "local")
+    assert load_settings().resolved_platform == "local"
+
+
+def test_dotenv_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SFTBOT_APPROVERS=U1, S2\nSFTBOT_BUDGET_USD=25\n", encoding="utf-8")
+    s = load_settings()
+    assert s.approvers == ["U1", "S2"] and s.budget_usd == 25.0
+
+
+def test_missing_required_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREWORKS_API_KEY", "fw-secret-123")
+    with pytest.raises(SettingsError, match="FIREWORKS_ACCOUNT_ID"):
+        load_settings().require_for_platform()
+
+
+def test_invalid_value_names_the_variable_and_not_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFTBOT_POLL_SECONDS", "soon")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "SFTBOT_POLL_SECONDS" in str(info.value) and "soon" not in str(info.value)
+
+
+def test_secrets_never_appear_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREWORKS_API_KEY", "fw-secret-123")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-456")
+    s = load_settings()
+    assert "fw-secret-123" not in repr(s) and "xoxb-secret-456" not in str(s.model_dump())
+
+
+def test_cli_start_up_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PATH": "/usr/bin:/bin", "FIREWORKS_API_KEY": "fw-secret-123", "SFTBOT_DATA_DIR": "/tmp/sftbot-test-settings"}
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run", "--yes", "dataset=sftbot:demo model=qwen3-8b"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "sftbot: missing setting FIREWORKS_ACCOUNT_ID: set it in the environment or in .env"
+    assert "fw-secret-123" not in out.stdout + out.stderr
