@@ -78,22 +78,29 @@ def convert_dataset(
             if not raw.strip(b" \t\r\n"):
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                row = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+                applied = convert_row(row, enabled) if isinstance(row, dict) else None
+                # ensure_ascii=False keeps text readable and the file small (the platform
+                # reads UTF-8); key order is the row's own, so output is a function of input.
+                # allow_nan=False: 1e400 parses as inf, which JSON cannot carry back out.
+                line = json.dumps(row, ensure_ascii=False, allow_nan=False)
             except (ValueError, RecursionError):
-                row = None
-            if not isinstance(row, dict):
+                applied = None
+            if applied is None:
                 result.rows_skipped += 1
                 if len(result.skipped_lines) < _MAX_EXAMPLES:
                     result.skipped_lines.append(lineno)
                 continue
-            for kind in convert_row(row, enabled):
+            for kind in applied:
                 result.converted[kind] = result.converted.get(kind, 0) + 1
-            # ensure_ascii=False keeps the text readable and the file small; the platform
-            # reads UTF-8. Key order is the row's own, so output is a function of input.
-            fout.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+            fout.write(line.encode("utf-8") + b"\n")
             result.rows_written += 1
     os.replace(tmp, dst_p)
     return result
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def convert_row(row: dict[str, Any], enabled: frozenset[str]) -> list[str]:

@@ -9,16 +9,13 @@ clean chat row is checked with a few C-level ``map`` calls. Any other row, and a
 that parser refuses, takes the slow path: stdlib ``json`` and full checks, which is the
 reference for what is valid and what each problem says. The Rust parser is never more
 lenient than stdlib ``json`` (tests hold it to that), so the fast path only skips work and
-never changes a verdict. Big files are cut at line boundaries, one process per core.
+never changes a verdict.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -59,10 +56,8 @@ KINDS: dict[str, tuple[str, bool]] = {
     "too_few_examples": (f"fewer than {MIN_SAMPLES} examples, the platform minimum", True),
     "too_many_examples": (f"more than {MAX_SAMPLES:,} examples, the platform maximum", True),
 }
-FILE_KINDS = ("empty_file", "too_few_examples", "too_many_examples")  # no line to point at
 
 _BLANK = b" \t\r"
-_PARALLEL_BYTES = 64 << 20  # below this, starting processes costs more than it saves
 _ROLE, _CONTENT = itemgetter("role"), itemgetter("content")
 
 
@@ -126,7 +121,7 @@ def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> _Row | None:
             found.append(("message_not_object", f"message {i} is {_kind_of(m)}"))
             continue
         role = m.get("role")
-        if role in ROLES or role == "tool":  # `tool` is a conversion offer, not an error
+        if isinstance(role, str) and (role in ROLES or role == "tool"):  # tool: a conversion
             row.roles[role] = row.roles.get(role, 0) + 1
         else:
             found.append(("unknown_role", f"message {i} has role {role!r}"))
@@ -141,7 +136,8 @@ def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> _Row | None:
         if isinstance(reasoning, str):
             row.chars += len(reasoning)
         elif reasoning is not None:
-            found.append(("bad_content", f"message {i} reasoning_content is {_kind_of(reasoning)}"))
+            what = f"message {i} reasoning_content is {_kind_of(reasoning)}"
+            found.append(("bad_content", what))
         weight = m.get("weight", 1)
         if isinstance(weight, bool) or weight not in (0, 1):
             found.append(("bad_message_weight", f"message {i} weight is {weight!r}"))
@@ -169,7 +165,8 @@ def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> _Row | None:
 def _check_flat(obj: dict[str, Any], found: list[tuple[str, str]]) -> _Row | None:
     flat = flat_shape(obj)
     if flat is None:
-        found.append(("missing_messages", f"no `messages` (keys: {', '.join(list(obj)[:5]) or 'none'})"))
+        keys = ", ".join(list(obj)[:5]) or "none"
+        found.append(("missing_messages", f"no `messages` (keys: {keys})"))
         return None
     kind, q_key, a_key = flat
     question, answer = obj[q_key], answer_text(obj[a_key])
@@ -197,11 +194,10 @@ def _shape_of(obj: dict[str, Any]) -> Shape:
 
 @dataclass
 class _Totals:
-    """Running totals of one scan (a whole file or one byte range of it); picklable."""
+    """Running totals of one scan; the fast path adds to them in bulk, the slow path per row."""
 
     limit: int
     context_tokens: int
-    lines: int = 0  # physical lines, blank ones too: the next range's line offset
     nonblank: int = 0
     problems: dict[str, ProblemGroup] = field(default_factory=dict)
     roles: dict[str, int] = field(default_factory=dict)
@@ -236,16 +232,12 @@ class _Totals:
         if tokens > self.context_tokens:
             self.problem("over_context", line, f"~{tokens} tokens > {self.context_tokens}")
 
-    def unweighted_row(self, line: int) -> None:
-        self.unweighted += 1
-        if len(self.unweighted_lines) < self.limit:
-            self.unweighted_lines.append(line)
-
     def slow(self, line: int, raw: bytes) -> None:
         try:
             obj = _DECODE(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            self.problem("non_utf8", line, f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
+            where = f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+            self.problem("non_utf8", line, where)
             return
         except json.JSONDecodeError as exc:
             self.problem("invalid_json", line, f"{exc.msg} at column {exc.colno}")
@@ -259,7 +251,9 @@ class _Totals:
         shape = _shape_of(obj)
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
         if "weight" not in obj:
-            self.unweighted_row(line)
+            self.unweighted += 1
+            if len(self.unweighted_lines) < self.limit:
+                self.unweighted_lines.append(line)
         else:
             self.weighted += 1
             w = obj["weight"]
@@ -277,16 +271,14 @@ class _Totals:
             self.add(line, row.roles, row.chars, row.messages)
 
 
-def _scan(path: str, start: int, stop: int, limit: int, context_tokens: int) -> _Totals:
-    """Scan bytes [start, stop) of ``path``; both are line starts (or the end)."""
+def _scan(path: Path, limit: int, context_tokens: int) -> _Totals:
     t = _Totals(limit=limit, context_tokens=context_tokens)
     # Fast-path rows are summed in locals: attribute updates per row cost more than the
     # row check itself.
     lineno = nonblank = clean = system = user = assistant = tokens = max_tokens = 0
     first_lines = t.unweighted_lines
-    with open(path, "rb") as f:
-        f.seek(start)
-        for block in line_blocks(f, stop - start):
+    with path.open("rb") as f:
+        for block in line_blocks(f):
             for raw in block.split(b"\n"):
                 lineno += 1
                 if raw[:1] != b"{" and not raw.strip(_BLANK):
@@ -313,7 +305,7 @@ def _scan(path: str, start: int, stop: int, limit: int, context_tokens: int) -> 
                     t.problem("over_context", lineno, f"~{row_tokens} tokens > {context_tokens}")
                 if len(first_lines) < limit:  # rows without a sample weight, for the report
                     first_lines.append(lineno)
-    t.lines, t.nonblank = lineno, nonblank
+    t.nonblank = nonblank
     t.samples += clean
     t.unweighted += clean
     t.assistant += assistant
@@ -326,86 +318,40 @@ def _scan(path: str, start: int, stop: int, limit: int, context_tokens: int) -> 
     return t
 
 
-def _ranges(path: Path, size: int, parts: int) -> list[tuple[int, int]]:
-    """Cut [0, size) into ``parts`` ranges that start at line starts."""
-    cuts = [0]
-    with path.open("rb") as f:
-        for i in range(1, parts):
-            f.seek(max(size * i // parts, cuts[-1]))
-            f.readline()  # finish the line the cut fell into
-            if f.tell() < size and f.tell() > cuts[-1]:
-                cuts.append(f.tell())
-    cuts.append(size)
-    return list(zip(cuts, cuts[1:]))
-
-
-def _merge(parts: list[_Totals]) -> _Totals:
-    """Add up range totals, shifting each range's line numbers by the lines before it."""
-    t, offset = parts[0], parts[0].lines
-    for part in parts[1:]:
-        for kind, group in part.problems.items():
-            mine = t.problems.setdefault(kind, group.model_copy(update={"count": 0, "examples": []}))
-            mine.count += group.count
-            for p in group.examples[: max(0, t.limit - len(mine.examples))]:
-                mine.examples.append(Problem(line=p.line + offset, message=p.message))
-        for mine_d, theirs in ((t.roles, part.roles), (t.conversions, part.conversions)):
-            for key, n in theirs.items():
-                mine_d[key] = mine_d.get(key, 0) + n
-        for shape, n in part.shapes.items():
-            t.shapes[shape] = t.shapes.get(shape, 0) + n
-        room = max(0, t.limit - len(t.unweighted_lines))
-        t.unweighted_lines += [n + offset for n in part.unweighted_lines[:room]]
-        for name in ("nonblank", "samples", "assistant", "tokens", "weighted", "unweighted"):
-            setattr(t, name, getattr(t, name) + getattr(part, name))
-        t.max_tokens = max(t.max_tokens, part.max_tokens)
-        offset += part.lines
-    return t
-
-
 def inspect_dataset(
-    path: str | Path,
-    *,
-    max_examples_per_kind: int = 5,
-    context_tokens: int = 32768,
-    workers: int | None = None,
+    path: str | Path, *, max_examples_per_kind: int = 5, context_tokens: int = 32768
 ) -> InspectionReport:
-    """Read ``path`` once; report samples, roles, estimated tokens and problems by line.
-
-    ``workers``: processes to scan with; default one per core for files over 64 MiB.
-    """
+    """Read ``path`` once; report samples, roles, estimated tokens and problems by line."""
     p = Path(path)
-    size = p.stat().st_size
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 8) if size >= _PARALLEL_BYTES else 1
-    ranges = _ranges(p, size, max(1, workers))
-    args = [(str(p), a, b, max_examples_per_kind, context_tokens) for a, b in ranges]
-    if len(args) == 1:
-        parts = [_scan(*args[0])]
-    else:
-        # spawn, not fork: the bot runs threads, and forking a threaded process can deadlock.
-        with ProcessPoolExecutor(len(args), mp_context=get_context("spawn")) as pool:
-            parts = list(pool.map(_scan, *zip(*args)))
-    return _report(p, size, _merge(parts))
+    return _report(p, p.stat().st_size, _scan(p, max_examples_per_kind, context_tokens))
 
 
 def _report(p: Path, size: int, t: _Totals) -> InspectionReport:
-    def file_problem(kind: str, title: str, count: int = 1, examples: list[Problem] | None = None) -> None:
+    def file_problem(kind: str, title: str, count: int = 1, lines: list[int] | None = None) -> None:
+        examples = [Problem(line=n, message="no `weight`") for n in lines or []]
         t.problems[kind] = ProblemGroup(
-            kind=kind, title=title, blocking=KINDS[kind][1], count=count, examples=examples or []
+            kind=kind, title=title, blocking=KINDS[kind][1], count=count, examples=examples
         )
 
-    if t.weighted and t.unweighted:  # the rule is all or none: the rows without one are wrong
-        examples = [Problem(line=n, message="no `weight`") for n in t.unweighted_lines]
-        file_problem("partial_sample_weight", KINDS["partial_sample_weight"][0], t.unweighted, examples)
+    if t.weighted and t.unweighted:  # all or none, so the rows without one are the wrong ones
+        title = KINDS["partial_sample_weight"][0]
+        file_problem("partial_sample_weight", title, t.unweighted, t.unweighted_lines)
     known = [(n, s is Shape.CHAT, s) for s, n in t.shapes.items() if s is not Shape.UNKNOWN and n]
     shape = max(known)[2] if known else Shape.UNKNOWN  # most rows win; ties go to chat
     if t.nonblank == 0:
         shape = Shape.EMPTY
         file_problem("empty_file", KINDS["empty_file"][0])
     elif t.samples < MIN_SAMPLES:
-        file_problem("too_few_examples", f"fewer than {MIN_SAMPLES} examples ({t.samples} trainable; the platform minimum is {MIN_SAMPLES})")
+        file_problem(
+            "too_few_examples",
+            f"fewer than {MIN_SAMPLES} examples ({t.samples} trainable; "
+            f"the platform minimum is {MIN_SAMPLES})",
+        )
     elif t.samples > MAX_SAMPLES:
-        file_problem("too_many_examples", f"more than {MAX_SAMPLES:,} examples ({t.samples:,}; the platform maximum)")
+        file_problem(
+            "too_many_examples",
+            f"more than {MAX_SAMPLES:,} examples ({t.samples:,}; the platform maximum)",
+        )
     return InspectionReport(
         path=str(p),
         bytes=size,

@@ -9,6 +9,8 @@ role markers and separators a chat template adds.
 
 from __future__ import annotations
 
+import math
+
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
 TOKEN_METHOD = (
@@ -62,6 +64,8 @@ def answer_text(value: object) -> str | None:
     """
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and not math.isfinite(value):  # 1e400 parses as inf
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return str(value)
