@@ -48,6 +48,7 @@ class PriceTable(BaseModel):
     lora_sft_per_million_tokens: list[PriceTier]
     deployment_gpu_hour: GpuPrice
     deployment_hours_in_estimate: float
+    evaluation_deployment_hours: float
     range: PriceRange
 
     def sft_tier(self, params_b: float | None) -> PriceTier | None:

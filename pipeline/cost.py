@@ -100,16 +100,17 @@ def estimate_cost(
     gpu = prices.deployment_gpu_hour
     hours = prices.deployment_hours_in_estimate
     if evaluation.kind is not EvalKind.LOSS and candidates:
-        # Outputs for the evaluator come from one multi-LoRA deployment of each base model,
-        # up for about an hour (eval_examples greedy completions per candidate fit easily).
-        bases = sorted({c.base_model for c in candidates})
+        # Evaluator outputs come from a short-lived deployment per evaluated model (every
+        # candidate and the final model), torn down as soon as its outputs are in.
+        models = len(candidates) + (1 if final else 0)
+        eval_hours = prices.evaluation_deployment_hours
         lines.append(
             CostLine(
                 phase="inference",
                 label="evaluation outputs",
-                usd=round(len(bases) * hours * gpu.usd, 6),
-                detail=f"{len(bases)} multi-LoRA deployment(s) x {hours:g} h x 1 {gpu.gpu} at ${gpu.usd:.2f}/h "
-                f"for {eval_examples} held-out examples per model",
+                usd=round(models * eval_hours * gpu.usd, 6),
+                detail=f"{models} short-lived deployment(s) x ~{eval_hours:g} h x 1 {gpu.gpu} at ${gpu.usd:.2f}/h "
+                f"for {eval_examples} held-out examples each",
             )
         )
     if deploy:

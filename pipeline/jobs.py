@@ -127,6 +127,7 @@ class JobWatch:
                     action=f"job_{status.state.value}",
                     details={"job_id": c.job_id, "message": status.message, "val_loss": status.val_loss},
                 )
+                await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=status.state.value)
                 if status.state is JobState.COMPLETED and status.model:
                     await self.db.record_resource(tx, kind="model", resource_id=status.model, run_id=self.run_id, name=status.model, state="ready")
         if stalled and not c.stalled:

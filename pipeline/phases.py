@@ -21,13 +21,16 @@ from pipeline.dataset.demo import resolve_dataset_ref
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import split_dataset
+from pipeline.evaluation.hooks import score_candidates
+from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
 from pipeline.events import EventKind
 from pipeline.jobs import JobWatch, load_points
 from pipeline.machine import Event
-from pipeline.plan import MissingInput, Plan, make_plan
+from pipeline.plan import Plan, make_plan
 from pipeline.platforms.base import ChatMessage, DeploymentState, JobRequest, JobState, PlatformError
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
+from pipeline.spec import EvalKind, Evaluation, SpecError
 from pipeline.store.records import CandidateRecord, Question, RunRecord
 
 if TYPE_CHECKING:
@@ -46,8 +49,8 @@ def is_local_file(ref: str) -> bool:
     return Path(resolve_dataset_ref(ref)).is_file()
 
 
-async def _stage(r: Runner, run: RunRecord, ref: str, dest: Path) -> Path:
-    """The user's dataset as a local file, fetched once per run (cached in the workspace)."""
+async def stage_file(r: Runner, ref: str, dest: Path) -> Path:
+    """A user-named dataset as a local file, fetched once per run (cached in the workspace)."""
     if dest.exists():
         return dest
     if is_local_file(ref):
@@ -93,7 +96,7 @@ async def inspect_and_plan(r: Runner, run: RunRecord) -> tuple[Event, dict[str, 
         q_ = Question(what="dataset", text="Which dataset should I train on?", number=question_no)
         return Event.NEEDS_INPUT, {"question_json": q_.model_dump_json()}
     ws = _ws(run)
-    source = await _stage(r, run, spec.dataset, ws / "source.jsonl")
+    source = await stage_file(r, spec.dataset, ws / "source.jsonl")
     report = await _report(ws, source)
     if report.blocking:
         raise ValueError(_blocking_message(spec.dataset, report))
@@ -111,6 +114,7 @@ async def inspect_and_plan(r: Runner, run: RunRecord) -> tuple[Event, dict[str, 
             number=question_no,
         )
         return Event.NEEDS_INPUT, {"question_json": q_.model_dump_json()}
+    data = await training_data(ws, report, spec.convert)
     if spec.evaluation is None and r.config.ask_evaluation:
         q_ = Question(
             what="evaluation",
@@ -119,6 +123,31 @@ async def inspect_and_plan(r: Runner, run: RunRecord) -> tuple[Event, dict[str, 
             number=question_no,
         )
         return Event.NEEDS_INPUT, {"question_json": q_.model_dump_json()}
+    evaluation = spec.evaluation or Evaluation(kind=EvalKind.LOSS)
+    try:
+        setup = await setup_evaluator(evaluation, data=data, workspace=ws, evaluator_dir=r.config.evaluator_dir)
+    except EvaluatorBroken as exc:
+        q_ = Question(
+            what="evaluator_failed",
+            text=f"Your evaluator failed when I tried it on the data's own answers: {exc} "
+            "Should I continue with validation loss, or cancel? Nothing has been spent.",
+            choices=["loss", "cancel"],
+            number=question_no,
+        )
+        return Event.NEEDS_INPUT, {"question_json": q_.model_dump_json()}
+    except SpecError as exc:
+        q_ = Question(
+            what="evaluation",
+            text=f"{exc}. How should I judge the candidates instead?",
+            choices=["loss", "evaluator", "generate"],
+            number=question_no,
+        )
+        return Event.NEEDS_INPUT, {"question_json": q_.model_dump_json()}
+    notes: list[str] = []
+    if isinstance(setup, Fallback):
+        spec = spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.LOSS)})
+        notes.append(setup.reason)
+        setup = None
     tps = getattr(r.platform, "measured_tokens_per_second", None)
     plan = make_plan(
         spec,
@@ -129,10 +158,24 @@ async def inspect_and_plan(r: Runner, run: RunRecord) -> tuple[Event, dict[str, 
         default_parallel=r.config.default_parallel or getattr(r.platform, "default_parallel", 6),
         local_tokens_per_second=tps(spec.base_models[0]) if callable(tps) else None,
     )
+    plan = plan.model_copy(update={"evaluator": setup, "warnings": [*notes, *plan.warnings]})
     async with r.db.write() as tx:
         await q.save_plan(tx, run.id, plan)
     (ws / f"plan-v{plan.version}.json").write_text(plan.model_dump_json(indent=1), encoding="utf-8")
     return Event.PLANNED, {"plan_version": plan.version, "estimated_usd": plan.cost.total_usd, "question_json": None}
+
+
+async def training_data(ws: Path, report: InspectionReport, convert: bool | None) -> Path:
+    """The file training uses: the source, or its conversion (written once, never in place)."""
+    source = ws / "source.jsonl"
+    if not report.conversions or convert is False:
+        return source
+    data = ws / "converted.jsonl"
+    if not data.exists():
+        tmp = ws / "converted.jsonl.part"
+        await asyncio.to_thread(convert_dataset, source, tmp)
+        tmp.replace(data)
+    return data
 
 
 async def _safe_models(r: Runner) -> list[BaseModelInfo]:
@@ -152,15 +195,8 @@ async def current_plan(r: Runner, run: RunRecord) -> Plan:
 async def prepare_data(r: Runner, run: RunRecord, plan: Plan) -> dict[str, str]:
     """Convert, split and upload the run's data with run-derived dataset ids (idempotent)."""
     ws = _ws(run)
-    source = ws / "source.jsonl"
-    report = await _report(ws, source)
-    data = source
-    if report.conversions and run.spec.convert is not False:
-        data = ws / "converted.jsonl"
-        if not data.exists():
-            tmp = ws / "converted.jsonl.part"
-            await asyncio.to_thread(convert_dataset, source, tmp)
-            tmp.replace(data)
+    report = await _report(ws, ws / "source.jsonl")
+    data = await training_data(ws, report, run.spec.convert)
     split_dir = ws / "split"
     marker = split_dir / "split.json"
     if not marker.exists():
@@ -238,6 +274,7 @@ async def sweep(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
     if not done:
         errors = "; ".join(f"{c.label}: {c.message or c.raw_state or c.state.value}" for c in cands)
         raise PlatformError(f"every candidate failed ({errors})")
+    await score_candidates(r, run, plan)
     return Event.SWEEP_DONE, {}
 
 
@@ -251,7 +288,15 @@ async def request_promotion(r: Runner, run: RunRecord) -> None:
     png = ws / "loss_curves.png"
     await asyncio.to_thread(plot_losses, {c.label: load_points(ws, c.job_id) for c in cands}, png, title=f"Run #{run.number} sweep")
     best = ranked[0] if ranked else None
-    text = f"Winner by validation loss: {best.label} (val loss {best.val_loss:.4f})" if best and best.val_loss is not None else "No candidate reported a validation loss."
+    if best is not None and best.score is not None:
+        text = f"Winner by evaluator score: {best.label} (mean score {best.score:.3f}, val loss {best.val_loss if best.val_loss is not None else float('nan'):.4f})"
+    elif best is not None and best.val_loss is not None:
+        text = f"Winner by validation loss: {best.label} (val loss {best.val_loss:.4f})"
+    else:
+        text = "No candidate reported a validation loss."
+    note = await r.db.get_ref(run.id, "evaluator_error")
+    if note:
+        text = f"{note}\n{text}"
     await r.publish(EventKind.PROMOTION_REQUESTED, run, candidates=ranked, files={"loss_curves.png": str(png)}, text=text)
 
 
@@ -291,7 +336,7 @@ async def final_candidate(r: Runner, run: RunRecord) -> CandidateRecord:
 
 async def evaluate(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
     """Phase 6: validation loss of the shipped model (evaluator strategies plug in here)."""
-    from pipeline.evaluation.hooks import evaluate_final
+    from pipeline.evaluation.hooks import evaluate_final  # noqa: PLC0415 (hooks imports phases)
 
     final = await final_candidate(r, run)
     summary = await evaluate_final(r, run, final)

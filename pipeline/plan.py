@@ -16,6 +16,7 @@ from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.cost import CostEstimate, estimate_cost
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import split_sizes
+from pipeline.evaluation.models import EvaluatorInfo
 from pipeline.spec import EvalKind, Evaluation, RunSpec
 
 DEFAULT_GRID: tuple[tuple[int, float], ...] = ((8, 1.5e-4), (16, 1.0e-4), (32, 5.0e-5))
@@ -69,6 +70,7 @@ class Plan(BaseModel):
     sources: dict[str, Source] = Field(default_factory=dict)
     cost: CostEstimate
     warnings: list[str] = Field(default_factory=list)
+    evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
 
 
 class MissingInput(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ async def report_data(r: Runner, run: RunRecord) -> dict[str, Any]:
         from pipeline.platforms.base import DeploymentStatus
 
         snippet = r.platform.snippet(DeploymentStatus.model_validate(deployment.details)).code
+    evaluation = _evaluation(ws, plan, final or winner, await r.db.get_ref(run.id, "evaluator_error"))
     actual_training = sum(c.cost_usd for c in cands if c.cost_usd is not None) if any(c.cost_usd is not None for c in cands) else None
     est = plan.cost if plan else None
     return {
@@ -72,6 +74,7 @@ async def report_data(r: Runner, run: RunRecord) -> dict[str, Any]:
         "deployment": deployment,
         "snippet": snippet,
         "platform": r.platform.name,
+        "evaluation": evaluation,
         "cost": {
             "training_est": est.training_usd if est else None,
             "inference_est": est.inference_usd if est else None,
@@ -82,6 +85,30 @@ async def report_data(r: Runner, run: RunRecord) -> dict[str, Any]:
         },
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _evaluation(ws: Path, plan: Any, shipped: Any, error: str | None) -> dict[str, Any]:
+    """The evaluation section: strategy, evaluator, final score and the worst examples."""
+    out: dict[str, Any] = {"describe": plan.evaluation.describe() if plan else "validation loss", "evaluator": None, "worst": [], "error": error}
+    if plan is None or plan.evaluator is None:
+        return out
+    out["evaluator"] = plan.evaluator
+    out["final_score"] = shipped.score if shipped is not None else None
+    worst_path = ws / "eval" / "final_worst.json"
+    name = "final" if shipped is not None and shipped.idx == 0 else f"c{shipped.idx if shipped else 0}"
+    detail_path = ws / "eval" / f"{name}.json"
+    if worst_path.exists() and detail_path.exists():
+        detail = json.loads(detail_path.read_text(encoding="utf-8"))
+        for w in json.loads(worst_path.read_text(encoding="utf-8")):
+            i = int(w["index"])
+            out["worst"].append(
+                {
+                    **w,
+                    "output": str(detail["outputs"][i])[:300],
+                    "reference": str(detail["references"][i])[:300],
+                }
+            )
+    return out
 
 
 async def write_report(r: Runner, run: RunRecord) -> tuple[dict[str, str], float | None]:

@@ -49,6 +49,7 @@ class RunnerConfig(BaseModel):
     default_parallel: int | None = None  # None: the platform's / plan's default (6)
     policy: Policy = Policy()
     deploy_timeout_seconds: float = 1800.0
+    evaluator_dir: Path | None = None  # SFTBOT_EVALUATOR_DIR: where users' evaluator files live
 
 
 _ACTIONS = {

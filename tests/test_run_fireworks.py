@@ -194,3 +194,24 @@ async def test_fault_injection_still_finishes_every_run_without_duplicates(db: D
             await runner.platform.close()
         assert fake.faults.injected > 10
         assert_one_create_each(fake)
+
+
+async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
+    runner, log = await open_runner(db, fake, tmp_path / "runs")
+    try:
+        run = await runner.start(f"{INSTRUCTION} eval=generate eval_examples=4", ALICE)
+        await drive_to_end(runner, log, run.id)
+        final = await runner.get(run.id)
+        assert final.phase is Phase.SUCCEEDED, final.error
+        resources = {r.resource_id: r for r in await runner.db.resources(run.id) if r.kind == "deployment"}
+    finally:
+        await runner.close()
+        await runner.platform.close()
+    eval_deps = {k: v for k, v in resources.items() if "-eval" in k}
+    assert set(eval_deps) == {f"sftbot-{run.id}-eval{i}" for i in (0, 1, 2, 3)}
+    assert all(v.state == "deleted" for v in eval_deps.values()), {k: v.state for k, v in eval_deps.items()}
+    assert all(fake.deployments[k].state(fake.clock.now()) == "DELETED" for k in eval_deps)  # read back on the fake too
+    assert resources[f"sftbot-{run.id}-dep"].state == "ready"  # the shipped model stays up
+    chats = fake.calls("POST", r"/chat/completions$")
+    assert len(chats) >= 4 * 4  # 4 held-out prompts for each of 3 candidates + the final model
+    assert_one_create_each(fake)

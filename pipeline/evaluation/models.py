@@ -76,3 +76,13 @@ class GeneratedEvaluator(BaseModel):
     spec_path: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     rows_inspected: int = 0
+
+
+class EvaluatorInfo(BaseModel):
+    """The evaluator a plan will use, shown for review before approval."""
+
+    kind: str  # "user" or the generated kind ("numbers", "json", ...)
+    summary: str  # one sentence: what it checks
+    evaluator_path: str
+    spec_path: str | None = None
+    validated_on: int = 0  # rows it was tried on (reference answers) before approval

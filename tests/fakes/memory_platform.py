@@ -44,6 +44,10 @@ class MemoryPlatform:
         self.creates: Counter[str] = Counter()  # resource id -> create calls that made something
         self.max_active = 0
         self.hold = False  # while True, jobs never finish (for cancel tests)
+        # For evaluator tests: last user message -> the right answer; `good_lr` models answer it.
+        self.answers: dict[str, str] = {}
+        self.good_lr: float | None = None
+        self.generated: Counter[str] = Counter()  # model -> prompts answered
 
     def _active(self) -> int:
         return sum(1 for j in self.jobs if self._state(j) in (JobState.PENDING, JobState.RUNNING))
@@ -138,6 +142,18 @@ class MemoryPlatform:
 
     async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
         return "OK"
+
+    async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
+        """Right answers from the model trained with ``good_lr``, wrong ones from the others."""
+        job = self.jobs.get(model.rsplit("/", 1)[-1])
+        good = job is not None and self.good_lr is not None and job.learning_rate == self.good_lr
+        out = []
+        for p in prompts:
+            self.generated[model] += 1
+            question = next((m.content for m in reversed(p) if m.role == "user"), "")
+            answer = self.answers.get(question, "")
+            out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
+        return out
 
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
         return Snippet(code=f'client.chat.completions.create(model="{deployment.model_string}", messages=[...])')

@@ -1,0 +1,349 @@
+"""The local trainer: one LoRA SFT job in its own process (``python -m pipeline.platforms.local_train <job_dir>``).
+
+A separate process so a job can be cancelled (its process group is killed) and a crash
+(OOM, a CUDA error) cannot take the bot down. It reads ``request.json``, writes
+``status.json`` atomically after every step, appends ``metrics.jsonl`` and leaves the LoRA
+adapter in ``adapter/``. The merged model is not written here: merging happens at deploy
+time (in memory, seconds for small models), which saves a full model copy per candidate.
+
+A plain PyTorch loop instead of ``transformers.Trainer``: on a CPU it measured faster
+(see bench/bench_local_train.py), and the loss only projects the assistant positions
+through the LM head, which the full-vocabulary logits of every position would waste.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from pipeline.platforms.base import JobState, LossPoint
+from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, Throughput, TrainerStatus, file_lock, now_iso, write_atomic
+from pipeline.platforms.local_models import ensure_folder, resolve
+
+if TYPE_CHECKING:
+    import torch
+
+IGNORE = -100
+_STARTED = time.monotonic()
+
+
+class MetricRow(LossPoint):
+    """One ``metrics.jsonl`` line; ``kind`` tells per-step rows from end-of-epoch rows."""
+
+    kind: Literal["step", "epoch"] = "step"
+    elapsed_s: float | None = None
+
+
+class Encoded(BaseModel):
+    """One tokenised conversation: ids and which of them the loss trains on (1 = assistant)."""
+
+    input_ids: list[int]
+    mask: list[int]
+
+
+# --- tokenisation with an assistant-only loss mask ---
+
+
+def _plain(messages: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in messages]
+
+
+def mask_by_generation(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> Encoded:
+    """The template's ``{% generation %}`` blocks mark the assistant tokens (exact, one render)."""
+    out = tokenizer.apply_chat_template(_plain(messages), return_dict=True, return_assistant_tokens_mask=True)
+    return Encoded(input_ids=list(out["input_ids"]), mask=list(out["assistant_masks"]))
+
+
+def mask_by_prefix(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> Encoded:
+    """For templates without generation blocks: an assistant turn is what rendering it adds
+    to the conversation-so-far-plus-generation-prompt."""
+    msgs = _plain(messages)
+    ids: list[int] = list(tokenizer.apply_chat_template(msgs, return_dict=True)["input_ids"])
+    mask = [0] * len(ids)
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(msgs[:i], add_generation_prompt=True, return_dict=True)["input_ids"])
+        end = len(tokenizer.apply_chat_template(msgs[: i + 1], return_dict=True)["input_ids"])
+        for t in range(start, min(end, len(ids))):
+            mask[t] = 1
+    return Encoded(input_ids=ids, mask=mask)
+
+
+def encode(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> Encoded:
+    template = tokenizer.chat_template or ""
+    if "{% generation %}" in template or "{%- generation %}" in template:
+        return mask_by_generation(tokenizer, messages)
+    return mask_by_prefix(tokenizer, messages)
+
+
+def load_rows(path: Path, tokenizer: Any, max_len: int) -> list[Encoded]:
+    """Tokenise a chat JSONL file; rows that keep no assistant token after truncation are dropped."""
+    rows: list[Encoded] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            messages = json.loads(line).get("messages") or []
+            if not any(m.get("role") == "assistant" for m in messages):
+                continue
+            enc = encode(tokenizer, messages)
+            enc = Encoded(input_ids=enc.input_ids[:max_len], mask=enc.mask[:max_len])
+            if sum(enc.mask[1:]) > 0:  # position 0 is never a target
+                rows.append(enc)
+    return rows
+
+
+def collate(rows: Sequence[Encoded], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and labels (IGNORE outside assistant tokens and on pads)."""
+    import torch
+
+    width = max(len(r.input_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.input_ids)
+        ids[i, :n] = torch.tensor(r.input_ids)
+        attn[i, :n] = 1
+        labels[i, :n] = torch.where(torch.tensor(r.mask) == 1, torch.tensor(r.input_ids), IGNORE)
+    return ids.to(device), attn.to(device), labels.to(device)
+
+
+def token_loss_sum(model: Any, ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over assistant targets, and how many there were.
+
+    Only the target positions go through the LM head (a quarter of the tokens in a typical
+    SFT row, and the head is the widest matmul of a small model). Models with logit
+    post-processing (soft-capping) take the full forward.
+    """
+    import torch.nn.functional as F
+
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "final_logit_softcapping", None) is None:
+        hidden = base.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]
+        logits = base.get_output_embeddings()(hidden[keep])
+    else:
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][keep]
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return loss, int(keep.sum().item())
+
+
+def autocast_factory(device: str, precision: str) -> tuple[Callable[[], contextlib.AbstractContextManager[Any]], str]:
+    """bf16 autocast where it is supported and pays off; otherwise fp32.
+
+    On a CPU "supported" is not enough: without native bf16 instructions (AVX512-BF16/AMX)
+    oneDNN emulates it, and on this project's AVX2-only box a bf16 matmul measured 13-30x
+    slower than fp32, while CPUs with AMX run it about twice as fast. So "auto" on a CPU
+    times one small matmul both ways and keeps bf16 only when it wins clearly.
+    """
+    import torch
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    if precision == "fp32" or (kind == "cuda" and not torch.cuda.is_bf16_supported()):
+        return contextlib.nullcontext, "fp32"
+    try:
+        x, w = torch.randn(128, 512, device=device), torch.randn(512, 512, device=device)
+        with torch.autocast(kind, dtype=torch.bfloat16):
+            probe = x @ w
+        if probe.dtype != torch.bfloat16:
+            return contextlib.nullcontext, "fp32"
+        if kind == "cpu" and precision == "auto":
+            fp32, bf16 = _time(lambda: x @ w), _time(lambda: _autocast_matmul(x, w))
+            if bf16 * 1.25 > fp32:
+                return contextlib.nullcontext, "fp32"
+    except Exception:  # noqa: BLE001 - any failure means "not supported here"
+        return contextlib.nullcontext, "fp32"
+    return (lambda: torch.autocast(kind, dtype=torch.bfloat16)), "bf16"
+
+
+def _autocast_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return x @ w
+
+
+def _time(fn: Callable[[], object], reps: int = 3) -> float:
+    fn()  # warm-up: the first call creates the kernels
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def evaluate(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int) -> float | None:
+    """Token-weighted mean loss in fp32 (no autocast: validation numbers must be comparable)."""
+    import torch
+
+    if not rows:
+        return None
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            loss, n = token_loss_sum(model, *collate(rows[i : i + batch_size], pad_id, device))
+            total, count = total + loss.item(), count + n
+    model.train()
+    return total / max(count, 1)
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[list[int]]:
+    """A seeded permutation per epoch (the benchmark replays exactly this order)."""
+    import torch
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
+def lora_config(rank: int) -> Any:
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none", task_type=TaskType.CAUSAL_LM,
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class Trainer:
+    """Runs one job and keeps its status/metrics files current."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir
+        self.spec = LocalJobSpec.model_validate_json((job_dir / "request.json").read_text(encoding="utf-8"))
+        launch = job_dir / "launch.json"
+        self.attempt = LaunchRecord.model_validate_json(launch.read_text(encoding="utf-8")).attempts if launch.exists() else 1
+        self.status = TrainerStatus(state=JobState.RUNNING, attempt=max(self.attempt, 1), pid=os.getpid(),
+                                    message="loading the base model")
+        self.metrics_path = job_dir / "metrics.jsonl"
+
+    def write_status(self, **changes: Any) -> None:
+        self.status = self.status.model_copy(update={**changes, "updated_at": now_iso()})
+        write_atomic(self.job_dir / "status.json", self.status.model_dump_json(indent=1))
+
+    def run(self) -> None:
+        self.write_status()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from peft import get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        spec, req = self.spec, self.spec.request
+        torch.manual_seed(spec.seed)
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        resolved = resolve(spec.base_model, Path(spec.root))
+        if resolved is None:
+            raise FileNotFoundError(f"base model {spec.base_model!r} is not a known id, HF folder or .gguf file")
+        folder = ensure_folder(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        model = model.to(spec.device)
+        context = getattr(model.config, "max_position_embeddings", None) or spec.max_seq_len
+        max_len = min(spec.max_seq_len, int(context))
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        train = load_rows(Path(spec.dataset_path), tokenizer, max_len)
+        val = load_rows(Path(spec.eval_path), tokenizer, max_len) if spec.eval_path else []
+        if not spec.eval_path and len(train) >= 10:
+            # No held-out set given: keep a seeded 10% aside so validation loss still exists.
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(spec.seed)).tolist()
+            cut = max(1, min(100, len(train) // 10))
+            val, train = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
+        if not train:
+            raise ValueError("the training file has no row with an assistant reply")
+        model = get_peft_model(model, lora_config(req.lora_rank))
+        model.train()
+        autocast, precision = autocast_factory(spec.device, spec.precision)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=req.learning_rate, weight_decay=0.0)
+        steps_per_epoch = math.ceil(len(train) / spec.batch_size)
+        total = steps_per_epoch * req.epochs
+        self.write_status(total_steps=total, precision=precision, message=None)
+        self.metrics_path.write_text("", encoding="utf-8")  # a restarted attempt starts a fresh history
+        startup = time.monotonic() - _STARTED
+        step, tokens, train_time = 0, 0, 0.0
+        for epoch in range(req.epochs):
+            loss_sum, loss_n = 0.0, 0
+            for idx in batches(len(train), spec.batch_size, spec.seed, epoch):
+                t0 = time.monotonic()
+                ids, attn, labels = collate([train[i] for i in idx], pad_id, spec.device)
+                with autocast():
+                    loss, n = token_loss_sum(model, ids, attn, labels)
+                (loss / max(n, 1)).backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                train_time += time.monotonic() - t0
+                step, tokens = step + 1, tokens + int(attn.sum())
+                summed = loss.detach().item()
+                value = summed / max(n, 1)
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"training loss became {value} at step {step}")
+                loss_sum, loss_n = loss_sum + summed, loss_n + n
+                self.append(MetricRow(step=step, epoch=round(step / steps_per_epoch, 4), train_loss=value,
+                                      elapsed_s=round(train_time, 3)))
+                self.write_status(step=step, epoch=round(step / steps_per_epoch, 4), train_loss=value,
+                                  progress=round(99.0 * step / total, 2), tokens_per_second=tokens / train_time)
+            val_loss = evaluate(model, val, pad_id, spec.device, spec.batch_size)
+            epoch_loss = loss_sum / max(loss_n, 1)
+            self.append(MetricRow(kind="epoch", step=step, epoch=float(epoch + 1), train_loss=epoch_loss,
+                                  val_loss=val_loss, elapsed_s=round(train_time, 3)))
+            self.write_status(val_loss=val_loss, train_loss=epoch_loss)
+        self.save_adapter(model)
+        self.record_throughput(tokens / max(train_time, 1e-9), startup)
+        self.write_status(state=JobState.COMPLETED, progress=100.0, message=None)
+
+    def append(self, row: MetricRow) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(row.model_dump_json(exclude_none=True) + "\n")
+
+    def save_adapter(self, model: Any) -> None:
+        """Save into a temp folder and rename, so ``adapter/`` is either complete or absent."""
+        final, tmp = self.job_dir / "adapter", self.job_dir / ".adapter.tmp"
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+    def record_throughput(self, tokens_per_second: float, startup: float) -> None:
+        root = Path(self.spec.root)
+        path = root / "throughput.json"
+        with file_lock(root / ".throughput.lock"):
+            table: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            entry = Throughput(tokens_per_second=round(tokens_per_second, 2), startup_seconds=round(startup, 2),
+                               device=self.spec.device, measured_at=now_iso())
+            table[self.spec.base_model] = entry.model_dump()
+            write_atomic(path, json.dumps(table, indent=1, sort_keys=True))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m pipeline.platforms.local_train <job_dir>", file=sys.stderr)
+        return 2
+    trainer = Trainer(Path(argv[0]))
+    try:
+        trainer.run()
+    except BaseException as exc:  # noqa: BLE001 - every failure must land in status.json
+        traceback.print_exc()
+        trainer.write_status(state=JobState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
