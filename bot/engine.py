@@ -71,6 +71,7 @@ async def open_engine(
             stall_minutes=settings.stall_minutes,
             ask_evaluation=ask_evaluation,
             policy=policy_from(settings),
+            evaluator_dir=settings.evaluator_dir,
         ),
         bus=bus,
     )
