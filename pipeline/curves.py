@@ -14,7 +14,9 @@ def plot_losses(series: dict[str, list[LossPoint]], dest: Path, *, title: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    # A fixed layout instead of tight_layout(): half the cost, and the same picture every time.
+    fig = plt.figure(figsize=(7, 4), dpi=90)
+    ax = fig.add_axes((0.09, 0.12, 0.88, 0.8))
     for i, (label, points) in enumerate(series.items()):
         color = f"C{i % 10}"
         train = [(p.step if p.step is not None else j, p.train_loss) for j, p in enumerate(points) if p.train_loss is not None]
@@ -30,7 +32,6 @@ def plot_losses(series: dict[str, list[LossPoint]], dest: Path, *, title: str) -
         ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no metrics reported", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
     dest.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(dest)
     plt.close(fig)

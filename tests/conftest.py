@@ -47,13 +47,17 @@ class EventLog:
             self.events.append(event)
             self._cond.notify_all()
 
-    async def wait_for(self, pred: Callable[[RunEvent], bool], timeout: float = 30.0) -> RunEvent:
+    async def wait_for(self, pred: Callable[[RunEvent], bool], timeout: float = 30.0, *, since: int = 0) -> RunEvent:
+        """The first event from index ``since`` on that matches (each event is checked once)."""
+
         async def _wait() -> RunEvent:
+            i = since
             async with self._cond:
                 while True:
-                    for e in self.events:
-                        if pred(e):
-                            return e
+                    while i < len(self.events):
+                        if pred(self.events[i]):
+                            return self.events[i]
+                        i += 1
                     await self._cond.wait()
 
         return await asyncio.wait_for(_wait(), timeout)

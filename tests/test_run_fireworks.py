@@ -58,6 +58,7 @@ async def open_runner(db: Database, fake: FakeFireworks, runs: Path, *, checkpoi
 async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: int | None = None) -> None:
     """Decide every gate the run reaches until it has finished."""
     while True:
+        mark = len(log.events)  # before reading the state, so no event slips between the two
         run = await runner.get(run_id)
         if run.phase.finished:
             return
@@ -67,9 +68,8 @@ async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: i
             await runner.decide(run_id, Event.PROMOTE, BOB, candidate=promote or 1)
         else:
             await runner.resume_all()
-            n = len(log.events)
-            await log.wait_for(lambda e: e.run.id == run_id and log.events.index(e) >= n and e.kind in (
-                EventKind.PLAN_PROPOSED, EventKind.PROMOTION_REQUESTED, EventKind.PHASE_CHANGED), timeout=30)
+            await log.wait_for(lambda e: e.run.id == run_id and e.kind in (
+                EventKind.PLAN_PROPOSED, EventKind.PROMOTION_REQUESTED, EventKind.PHASE_CHANGED), timeout=30, since=mark)
 
 
 def assert_one_create_each(fake: FakeFireworks) -> None:
