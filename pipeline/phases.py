@@ -208,10 +208,14 @@ async def prepare_data(r: Runner, run: RunRecord, plan: Plan) -> dict[str, str]:
     names: dict[str, str] = {}
     files = {"train": split["train_path"], "hp": split["hp_train_path"] if split["hp_subsampled"] else None, "test": split["test_path"]}
     counts = {"train": split["train"], "hp": split["hp_train"] if split["hp_subsampled"] else 0, "test": split["test"]}
+    uploaded = {res.resource_id: res for res in await r.db.resources(run.id) if res.kind == "dataset" and res.state == "ready"}
     for role, path in files.items():
         if not path or not counts[role]:
             continue
         dataset_id = ids.dataset_id(run.id, role)
+        if dataset_id in uploaded and uploaded[dataset_id].name:  # the final run reuses the sweep's uploads
+            names[role] = uploaded[dataset_id].name
+            continue
         async with r.db.write() as tx:
             await r.db.record_resource(tx, kind="dataset", resource_id=dataset_id, run_id=run.id, state="recorded")
         await r.cp(f"dataset:{dataset_id}:recorded")

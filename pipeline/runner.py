@@ -39,6 +39,14 @@ class RunNotFound(LookupError):
     pass
 
 
+class CheckpointStop(BaseException):
+    """A test's checkpoint stopped the runner at an effect boundary, as if the process died.
+
+    A BaseException so that no ``except Exception`` on the way turns the "crash" into a
+    handled failure: the run must be left exactly as a killed process would leave it.
+    """
+
+
 class RunnerConfig(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -192,7 +200,11 @@ class Runner:
     async def cp(self, name: str) -> None:
         """An effect boundary: tests stop the runner here to prove resume is safe."""
         if self._checkpoint is not None:
-            await self._checkpoint(name)
+            try:
+                await self._checkpoint(name)
+            except Exception as exc:
+                self.crashed.set()
+                raise CheckpointStop(name) from exc
 
     # --- transitions -------------------------------------------------------------------
 
@@ -263,6 +275,7 @@ class Runner:
                 plan_version=run.plan_version, details={"from": run.phase.value, "to": nxt.value, **(details or {})},
             )
             after = await q.read_run(tx, run_id)
+        await self.cp(f"phase:{after.phase.value}")
         await self._effects(after, effects, event=event, actor=actor)
         return after
 
@@ -317,14 +330,11 @@ class Runner:
                     return
                 event, updates = await work(self, run)
                 await self._transition(run.id, event, updates=updates)
-        except asyncio.CancelledError:
-            raise
+        except CheckpointStop:
+            return
         except (PlatformError, SpecError, OSError, ValueError) as exc:
             await self.fail(run_id, str(exc))
         except Exception as exc:
-            if type(exc).__name__ == "SimulatedCrash":  # tests stop the runner at a boundary
-                self.crashed.set()
-                return
             log.exception("run %s failed unexpectedly", run_id)
             await self.fail(run_id, f"internal error: {type(exc).__name__}: {exc}")
 
