@@ -350,6 +350,8 @@ def apply_answer(spec: RunSpec, what: str, answer: str) -> RunSpec:
     """The spec with a question's answer filled in."""
     if what == "base_model":
         return spec.model_copy(update={"base_models": (answer.strip(),)})
+    if what == "dataset":
+        return spec.model_copy(update={"dataset": answer.strip()})
     if what in ("evaluation", "evaluator_failed"):
         kind = answer.strip().lower()
         if kind.startswith("evaluator:"):

@@ -1,0 +1,158 @@
+"""The Slack app factory and server: Socket Mode by default, HTTP (POST /slack/events) for production.
+
+``create_app`` wires one Web API client, the listeners and the notifier onto an engine;
+``serve`` opens the engine, resumes every unfinished run, and serves until stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import cast
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.engine import Engine, open_engine
+from bot.settings import Settings
+from handlers.actors import Directory
+from handlers.listeners import register
+from handlers.notifier import Notifier
+from handlers.slack_client import ChannelLimiter, make_client
+from handlers.surface import Surface
+from handlers.thread import RunMessages
+
+log = logging.getLogger("sftbot.app")
+EVENTS_PATH = "/slack/events"
+
+
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    *,
+    live_interval: float = 3.0,
+    post_interval: float = 1.0,
+    retry_jitter: float = 1.0,
+) -> AsyncApp:
+    """A Bolt AsyncApp serving ``/sft``, buttons, the modal, mentions, DMs and the App Home.
+
+    Call it inside the running event loop (it opens the app's one HTTP session; ``aclose``
+    closes it). ``live_interval`` spaces scoreboard edits per run; ``post_interval`` spaces
+    posts per channel (Slack's ~1 message/s); tests pass 0 for both.
+    """
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else "xoxb-unset"
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    client = make_client(token, base_url=settings.slack_api_url, jitter=retry_jitter, session=session)
+    app = AsyncApp(
+        client=client,
+        signing_secret=secret,
+        process_before_response=False,
+        # Socket Mode requests skip verification on their own; HTTP requests are always verified.
+        request_verification_enabled=True,
+    )
+    messages = RunMessages(client, engine.db, ChannelLimiter(post_interval))
+    notifier = Notifier(engine.runner, messages, live_interval=live_interval)
+    engine.bus.subscribe(notifier)
+    surface = Surface(
+        runner=engine.runner,
+        notifier=notifier,
+        directory=Directory(client, engine.runner.config.policy),
+        messages=messages,
+    )
+    register(app, surface)
+    app.sftbot = surface  # type: ignore[attr-defined]  # tests and shutdown reach the notifier here
+    return app
+
+
+def surface_of(app: AsyncApp) -> Surface:
+    return cast(Surface, getattr(app, "sftbot"))
+
+
+async def aclose(app: AsyncApp, *, timeout: float = 10.0) -> None:
+    """Send what is still queued for Slack (bounded), then close the app's HTTP session."""
+    notifier = surface_of(app).notifier
+    try:
+        await notifier.drain(timeout)
+    except TimeoutError:
+        log.warning("shutting down with Slack messages still queued")
+    await notifier.close()
+    session = app.client.session
+    if session is not None and not session.closed:
+        await session.close()
+
+
+def http_app(app: AsyncApp) -> web.Application:
+    """Events, commands and interactivity on POST /slack/events (signature-checked), GET /healthz."""
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    web_app = web.Application()
+    web_app.router.add_post(EVENTS_PATH, events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+async def start_http(app: AsyncApp, *, host: str = "0.0.0.0", port: int = 3000) -> tuple[web.AppRunner, int]:
+    """Serve ``http_app`` in the running loop; returns the runner and the bound port (0 = any)."""
+    runner = web.AppRunner(http_app(app))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, int(sockets[0].getsockname()[1]) if sockets else port
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the bot until SIGINT/SIGTERM (or ``stop``): resume unfinished runs, then listen."""
+    settings.require_for_slack()
+    settings.require_for_platform()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            signals.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    try:
+        await _serve(settings, stop)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    async with open_engine(settings) as engine:
+        app = create_app(engine, settings)
+        try:
+            resumed = await engine.runner.resume_all()
+            log.info("resumed %d unfinished run(s)", len(resumed))
+            if settings.mode == "http":
+                runner, port = await start_http(app, port=settings.http_port)
+                log.info("sftbot listening on :%d%s (HTTP mode)", port, EVENTS_PATH)
+                try:
+                    await stop.wait()
+                finally:
+                    await runner.cleanup()
+            else:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                assert settings.slack_app_token is not None
+                handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+                await handler.connect_async()  # type: ignore[no-untyped-call]
+                log.info("sftbot connected (Socket Mode)")
+                try:
+                    await stop.wait()
+                finally:
+                    await handler.close_async()  # type: ignore[no-untyped-call]
+        finally:
+            await aclose(app)

@@ -1,0 +1,121 @@
+"""What a person asked for: ``/sft`` subcommands and mention/DM phrasings (pure functions).
+
+Parsing a run instruction happens here, before anything exists, so a typo is answered in
+the command's own ephemeral reply and no run is ever half-created.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.instructions import parse_instruction
+from pipeline.spec import RunSpec
+
+Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "help"]
+SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "help")
+# Slack caps a slash command's text at a few thousand characters; anything near that is
+# pasted by mistake, and quoting it back would flood the reply.
+MAX_TEXT = 4000
+
+
+class CommandError(ValueError):
+    """The command is malformed; the message says what to type instead."""
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: Kind
+    instruction: str = ""
+    spec: RunSpec | None = None
+    run: str | None = None  # "12", "#12" or a run id
+    scope: Literal["mine", "all"] = "mine"
+
+
+_MENTION = re.compile(r"<[@!#][^>]*>")
+_RUN_REF = re.compile(r"^#?([0-9]+|[0-9a-f]{8})$", re.IGNORECASE)
+
+
+def _run_ref(word: str | None, verb: str) -> str:
+    if not word:
+        raise CommandError(f"which run? e.g. `/sft {verb} 12`")
+    if not _RUN_REF.match(word):
+        raise CommandError(f"`{word[:40]}` is not a run number: use e.g. `/sft {verb} 12`")
+    return word.lstrip("#")
+
+
+def _run(instruction: str) -> Command:
+    instruction = instruction.strip()
+    if not instruction:
+        raise CommandError("say what to train, e.g. `/sft run dataset=accounts/me/datasets/support-conv model=qwen3-8b`")
+    spec = parse_instruction(instruction)
+    if not spec.dataset:
+        raise CommandError(
+            "no dataset named: add `dataset=<Fireworks dataset id or path to a .jsonl file>`, "
+            "e.g. `/sft run dataset=accounts/me/datasets/support-conv model=qwen3-8b`"
+        )
+    return Command(kind="run", instruction=instruction, spec=spec)
+
+
+def parse_slash(text: str) -> Command:
+    """``/sft <subcommand> ...``; raises CommandError, InstructionError or SpecError."""
+    if len(text) > MAX_TEXT:
+        raise CommandError(f"the command is {len(text):,} characters long; keep it under {MAX_TEXT:,}")
+    words = text.strip().split(None, 1)
+    if not words:
+        return Command(kind="help")
+    verb = words[0].lower()
+    rest = words[1].strip() if len(words) > 1 else ""
+    if verb == "run":
+        return _run(rest)
+    if verb in ("help", "?"):
+        return Command(kind="help")
+    if verb in ("models", "model"):
+        return Command(kind="models")
+    if verb in ("runs", "list", "ls"):
+        scope = rest.lower() or "mine"
+        if scope not in ("mine", "all"):
+            raise CommandError(f"`/sft runs` takes `mine` or `all`, not `{rest[:40]}`")
+        return Command(kind="runs", scope=scope)  # type: ignore[arg-type]
+    if verb in ("status", "cancel", "audit"):
+        first = rest.split()[0] if rest else None
+        return Command(kind=verb, run=_run_ref(first, verb))  # type: ignore[arg-type]
+    raise CommandError(f"unknown subcommand `{verb[:40]}`: use one of {', '.join(SUBCOMMANDS)} (`/sft help`)")
+
+
+_MSG_HELP = re.compile(r"^(?:help|\?|usage|commands|what can you do)\b", re.I)
+_MSG_MODELS = re.compile(r"\b(?:which|what|list|supported|support|available)\b.*\b(?:base\s+)?models?\b|^models?\b", re.I)
+_MSG_STATUS = re.compile(r"\b(?:status|progress|how\s+is|how's|where\s+is)\b.*?\brun\s*#?(\w+)|^status\s+(?:of\s+)?#?(\w+)", re.I)
+_MSG_CANCEL = re.compile(r"\b(?:cancel|stop|abort|kill)\b\s+(?:the\s+)?run\s*#?(\w+)", re.I)
+_MSG_AUDIT = re.compile(r"\baudit(?:\s+trail)?\s+(?:of\s+|for\s+)?(?:run\s*)?#?(\w+)", re.I)
+_MSG_RUNS = re.compile(r"^(?:list|show)?\s*(?:(my|all)\s+)?runs\b|\bwhat(?:'s|\s+is)\s+running\b", re.I)
+_MSG_RUN = re.compile(r"\b(?:run|start|launch|kick\s+off|fine[\s-]*tune|train|sft)\b", re.I)
+
+
+def strip_mentions(text: str) -> str:
+    return _MENTION.sub(" ", text).strip(" \t\n,:")
+
+
+def parse_message(text: str) -> Command:
+    """A mention or DM in plain English; raises CommandError when it is none of the known asks."""
+    clean = strip_mentions(text)
+    if not clean or _MSG_HELP.match(clean):
+        return Command(kind="help")
+    if m := _MSG_CANCEL.search(clean):
+        return Command(kind="cancel", run=_run_ref(m.group(1), "cancel"))
+    if m := _MSG_AUDIT.search(clean):
+        return Command(kind="audit", run=_run_ref(m.group(1), "audit"))
+    if m := _MSG_STATUS.search(clean):
+        return Command(kind="status", run=_run_ref(m.group(1) or m.group(2), "status"))
+    if m := _MSG_RUNS.search(clean):
+        return Command(kind="runs", scope="all" if (m.group(1) or "").lower() == "all" else "mine")
+    # "which base models do you support for SFT?" mentions SFT but asks a question.
+    if _MSG_MODELS.search(clean) and "dataset" not in clean.lower() and ".jsonl" not in clean:
+        return Command(kind="models")
+    if _MSG_RUN.search(clean):
+        return _run(clean)
+    raise CommandError(
+        "I didn't catch that. Try “run SFT on accounts/me/datasets/support-conv with qwen3-8b”, "
+        "“which base models do you support?”, “status of run 12”, “cancel run 12” or “help”."
+    )

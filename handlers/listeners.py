@@ -1,0 +1,117 @@
+"""Every Slack listener: the ``/sft`` command, mentions, DMs, the App Home, and (via
+:mod:`handlers.actions`) buttons and the revise modal.
+
+Rules kept here: ``ack`` comes first, before parsing and any I/O; the command's one answer
+follows as an ephemeral on its response_url. A typo is caught by the pure parser before
+anything is created, so no run is ever half-started.
+Deliveries are de-duplicated by Slack's own ids (trigger, event id, channel+ts), so a
+retry never starts a second run. Each subscribed event has a listener (no-ops included):
+an unhandled event is a 404, which Slack retries and may eventually disable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from handlers import actions, replies
+from handlers.app_home import home_view
+from handlers.blocks import short_name
+from handlers.commands import Command, CommandError, parse_message, parse_slash
+from handlers.mrkdwn import Message, code
+from handlers.surface import Surface, run_started_text
+from pipeline.spec import SpecError
+from pipeline.store import runs as q
+
+log = logging.getLogger("sftbot.slack")
+
+COMMAND = "/sft"
+# Bolt notices an ack by polling every 10 ms; yielding that long first lets it send ours
+# before this command's parsing and database work compete with other requests' acks.
+ACK_FLUSH_SECONDS = 0.012
+EVENTS = ("app_mention", "message", "app_home_opened")
+
+
+def _parse_slash(text: str) -> tuple[Command | None, Message | None]:
+    try:
+        return parse_slash(text), None
+    except (CommandError, SpecError) as exc:  # InstructionError is a SpecError
+        return None, replies.help_message(problem=str(exc)) if isinstance(exc, CommandError) else replies.problem_message(str(exc))
+
+
+def register(app: AsyncApp, s: Surface) -> None:
+    """Attach all listeners to ``app``."""
+
+    @app.command(COMMAND)
+    async def on_sft(ack: Any, command: dict[str, Any]) -> None:
+        # An empty ack, at once; the one answer (problem, usage or "starting") follows on the
+        # response_url as an ephemeral, so even parsing never delays the ack.
+        await ack()
+        await asyncio.sleep(ACK_FLUSH_SECONDS)
+        if not await s.fresh(f"cmd:{command.get('trigger_id') or command.get('response_url')}"):
+            return
+
+        respond = s.responder(command)
+
+        async def reply(msg: Message) -> None:
+            await respond(response_type="ephemeral", replace_original=False, **msg.kwargs())
+
+        cmd, problem = _parse_slash(command.get("text") or "")
+        if problem is not None or cmd is None:
+            await reply(problem or replies.help_message())
+            return
+        run = await s.execute(cmd, user=command["user_id"], name=command.get("user_name"), channel=command["channel_id"], reply=reply)
+        if run is not None and cmd.kind == "run":  # a refused start already got its one answer
+            dataset = code(short_name(run.spec.dataset))
+            await reply(replies.note_message(f"⏳ Starting an SFT run on {dataset} (run #{run.number}): the plan follows in this channel."))
+
+    async def converse(event: dict[str, Any], client: AsyncWebClient, *, thread: bool) -> None:
+        """A mention or DM: parse the English, answer in the thread (channel) or inline (DM)."""
+        channel, ts = event["channel"], event["ts"]
+        if not await s.fresh(f"msg:{channel}:{ts}"):
+            return  # the same message as app_mention and as message.im, or a retry
+        thread_ts = (event.get("thread_ts") or ts) if thread else None
+
+        async def reply(msg: Message) -> None:
+            await s.messages.limiter.wait(channel)
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, **msg.kwargs())
+
+        try:
+            cmd = parse_message(event.get("text") or "")
+        except (CommandError, SpecError) as exc:
+            await reply(replies.problem_message(str(exc)))
+            return
+        run = await s.execute(cmd, user=event["user"], name=None, channel=channel, reply=reply)
+        if run is not None and cmd.kind == "run":
+            await reply(replies.note_message(run_started_text(run)))
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
+        if not await s.fresh(f"ev:{body.get('event_id')}"):
+            return
+        await converse(event, client, thread=True)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
+        # Edits, deletions, joins and bot posts arrive as subtypes: acknowledged, ignored.
+        if event.get("subtype") or event.get("bot_id") or event.get("channel_type") != "im":
+            return
+        if not await s.fresh(f"ev:{body.get('event_id')}"):
+            return
+        await converse(event, client, thread=False)
+
+    @app.event("app_home_opened")
+    async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab") != "home":
+            return
+        user = event["user"]
+        mine = await q.list_runs(s.db, requester=user, limit=10)
+        active = await q.list_runs(s.db, unfinished=True, limit=10)
+        view = home_view(user, mine=mine, active=active, policy=s.runner.config.policy, platform=s.runner.platform.name)
+        await client.views_publish(user_id=user, view=view)
+
+    actions.register(app, s)

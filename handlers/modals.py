@@ -1,0 +1,184 @@
+"""The revise modal: prefilled from the plan, parsed back into a new run spec (pure).
+
+Only fields the person changed are applied, so an untouched default stays a default
+(and is labelled so in plan v2). Each problem is reported on its own input block, which
+Slack shows inline when the submission is answered with ``response_action="errors"``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from handlers.blocks import plan_pairs
+from handlers.mrkdwn import Block, clip, decode, encode, plain
+from pipeline.instructions import normalise_model, parse_instruction
+from pipeline.plan import Plan
+from pipeline.spec import (
+    MAX_EPOCHS,
+    MAX_PARALLEL,
+    MAX_SAMPLES,
+    MIN_SAMPLES,
+    CandidateSpec,
+    RunSpec,
+    SpecError,
+    check_learning_rate,
+    check_rank,
+    make_spec,
+)
+from pipeline.store.records import RunRecord
+
+CALLBACK_ID = "sft_revise_modal"
+MODELS, GRID, EPOCHS, HP, PARALLEL, FINAL, OTHER = "models", "grid", "epochs", "hp_samples", "parallel", "final_run", "other"
+_ACTION = "value"
+
+
+def _text_input(block_id: str, label: str, initial: str, *, hint: str = "", optional: bool = False, multiline: bool = False) -> Block:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": _ACTION, "multiline": multiline}
+    if initial:
+        element["initial_value"] = clip(initial, 3000)
+    block: Block = {"type": "input", "block_id": block_id, "label": plain(label, 2000), "element": element, "optional": optional}
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def _fmt_pairs(pairs: list[tuple[int, float]]) -> str:
+    return ", ".join(f"{r}:{lr:g}" for r, lr in pairs)
+
+
+def revise_modal(run: RunRecord, plan: Plan) -> dict[str, Any]:
+    """The modal a Revise click opens; private_metadata carries run id + plan version."""
+    final_on = {"text": plain("on: retrain the winner on the full data"), "value": "on"}
+    final_off = {"text": plain("off: deploy the winning candidate as is"), "value": "off"}
+    epochs = plan.candidates[0].epochs if plan.candidates else 1
+    blocks = [
+        _text_input(MODELS, "Base models", ", ".join(run.spec.base_models), hint="Comma-separated, e.g. qwen3-8b, qwen3-32b"),
+        _text_input(GRID, "Candidates (LoRA rank:learning rate)", _fmt_pairs(plan_pairs(plan)),
+                    hint="Each pair is one candidate per base model, e.g. 8:1.5e-4, 16:1e-4, 32:5e-5"),
+        _text_input(EPOCHS, "Epochs", str(epochs), hint=f"1 to {MAX_EPOCHS}"),
+        _text_input(HP, "HP-tuning samples", str(plan.hp_samples or ""), optional=True,
+                    hint="Rows sampled for the sweep; empty = the whole train split"),
+        _text_input(PARALLEL, "Jobs in parallel (at most)", str(plan.max_parallel), hint=f"1 to {MAX_PARALLEL}"),
+        {
+            "type": "input", "block_id": FINAL, "label": plain("Final run"),
+            "element": {"type": "radio_buttons", "action_id": _ACTION, "options": [final_on, final_off],
+                        "initial_option": final_on if plan.final else final_off},
+        },
+        _text_input(OTHER, "Anything else (plain English)", "", optional=True, multiline=True,
+                    hint="e.g. use accounts/me/datasets/holdout as the eval dataset; generate an evaluator for me"),
+    ]
+    return {
+        "type": "modal",
+        "callback_id": CALLBACK_ID,
+        "private_metadata": encode(run=run.id, v=plan.version),
+        "title": plain(f"Revise plan v{plan.version}", 24),
+        "submit": plain(f"Propose v{plan.version + 1}", 24),
+        "close": plain("Back", 24),
+        "blocks": blocks,
+    }
+
+
+def modal_target(view: dict[str, Any]) -> tuple[str | None, int | None]:
+    meta = decode(view.get("private_metadata"))
+    version = meta.get("v")
+    return meta.get("run"), int(version) if isinstance(version, int) else None
+
+
+def _value(values: dict[str, Any], block_id: str) -> str:
+    state = values.get(block_id, {}).get(_ACTION, {})
+    if state.get("type") == "radio_buttons" or "selected_option" in state:
+        return str((state.get("selected_option") or {}).get("value") or "")
+    return str(state.get("value") or "").strip()
+
+
+def _int(text: str, what: str, lo: int, hi: int) -> int:
+    cleaned = text.replace(",", "").replace("_", "").strip()
+    if not re.fullmatch(r"\d+", cleaned):
+        raise SpecError(f"{what} must be a whole number from {lo} to {hi:,}, not “{clip(text, 40)}”")
+    n = int(cleaned)
+    if not lo <= n <= hi:
+        raise SpecError(f"{what} {n:,} is out of range: use {lo} to {hi:,}")
+    return n
+
+
+def _pairs(text: str) -> list[tuple[int, float]]:
+    pairs: list[tuple[int, float]] = []
+    for part in [p for p in re.split(r"[,;\s]+", text) if p]:
+        rank_s, sep, lr_s = part.partition(":")
+        if not sep:
+            raise SpecError(f"“{clip(part, 40)}” is not rank:learning-rate, e.g. 16:1e-4")
+        try:
+            rank, lr = int(rank_s), float(lr_s)
+        except ValueError:
+            raise SpecError(f"“{clip(part, 40)}” is not rank:learning-rate, e.g. 16:1e-4") from None
+        pairs.append((check_rank(rank), check_learning_rate(lr)))
+    if not pairs:
+        raise SpecError("give at least one rank:learning-rate pair")
+    return list(dict.fromkeys(pairs))
+
+
+def parse_revision(run: RunRecord, plan: Plan, values: dict[str, Any]) -> tuple[RunSpec | None, dict[str, str]]:
+    """The revised spec, or the errors by input block (never both)."""
+    updates: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+
+    def attempt(block_id: str, fn: Any) -> None:
+        try:
+            fn()
+        except (SpecError, ValueError) as exc:
+            errors[block_id] = clip(str(exc), 2000)
+
+    def models() -> None:
+        names = tuple(dict.fromkeys(normalise_model(m) for m in re.split(r"[,\s]+", _value(values, MODELS)) if m))
+        if not names:
+            raise SpecError("name at least one base model")
+        if names != tuple(run.spec.base_models):
+            updates["base_models"] = names
+
+    def grid() -> None:
+        pairs = _pairs(_value(values, GRID))
+        if pairs != plan_pairs(plan):
+            updates.update(candidates=tuple(CandidateSpec(lora_rank=r, learning_rate=lr) for r, lr in pairs),
+                           learning_rates=None, lora_ranks=None)
+
+    def epochs() -> None:
+        n = _int(_value(values, EPOCHS), "epochs", 1, MAX_EPOCHS)
+        if not plan.candidates or n != plan.candidates[0].epochs:
+            updates["epochs"] = n
+
+    def hp() -> None:
+        text = _value(values, HP)
+        if text and (n := _int(text, "HP-tuning samples", MIN_SAMPLES, MAX_SAMPLES)) != plan.hp_samples:
+            updates["hp_samples"] = n
+
+    def parallel() -> None:
+        n = _int(_value(values, PARALLEL), "jobs in parallel", 1, MAX_PARALLEL)
+        if n != plan.max_parallel:
+            updates["max_parallel"] = n
+
+    def final() -> None:
+        on = _value(values, FINAL) != "off"
+        if on != (plan.final is not None):
+            updates["final_run"] = on
+
+    for block_id, fn in ((MODELS, models), (GRID, grid), (EPOCHS, epochs), (HP, hp), (PARALLEL, parallel), (FINAL, final)):
+        attempt(block_id, fn)
+    other = _value(values, OTHER)
+    extra: RunSpec | None = None
+    if other:
+        try:
+            extra = parse_instruction(other)
+        except (SpecError, ValueError) as exc:
+            errors[OTHER] = clip(str(exc), 2000)
+    if errors:
+        return None, errors
+    if not updates and extra is None:
+        return None, {OTHER: "Nothing changed: edit a value, or close this and approve the plan as it is."}
+    try:
+        spec = make_spec(**{**run.spec.model_dump(), **updates})
+        if extra is not None:
+            spec = spec.merged(extra)
+    except (SpecError, ValueError) as exc:
+        return None, {OTHER: clip(str(exc), 2000)}
+    return spec, {}

@@ -1,0 +1,147 @@
+"""What the listeners share: the engine's runner, the notifier, the directory, and the two
+operations every entry point needs — run a parsed command, and record a gate decision.
+
+Both return what to tell the person; the listener decides *how* (ack text, ephemeral,
+thread reply), so slash commands, mentions and DMs behave the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from handlers import replies
+from handlers.actors import Directory
+from handlers.blocks import short_name
+from handlers.commands import Command
+from handlers.mrkdwn import Message
+from handlers.notifier import ORIGIN, Notifier, Origin
+from handlers.thread import RunMessages
+from pipeline.authz import Action, authorize
+from pipeline.catalog import known_models
+from pipeline.machine import Event, Refused
+from pipeline.platforms.base import PlatformError
+from pipeline.runner import Denied, RunNotFound, Runner
+from pipeline.spec import SpecError
+from pipeline.store import runs as q
+from pipeline.store.db import Database, GateAlreadyDecided
+from pipeline.store.records import RunRecord
+
+Reply = Callable[[Message], Awaitable[Any]]
+_WHAT = {Event.APPROVE: "plan", Event.REVISE: "plan", Event.PROMOTE: "promotion gate", Event.ANSWER: "question",
+         Event.CANCEL: "run"}
+
+
+@dataclass
+class Surface:
+    runner: Runner
+    notifier: Notifier
+    directory: Directory
+    messages: RunMessages
+
+    @property
+    def db(self) -> Database:
+        return self.runner.db
+
+    def responder(self, body: dict[str, Any]) -> Responder:
+        return Responder(body.get("response_url"), self.messages.client)
+
+    async def fresh(self, key: str) -> bool:
+        """True the first time a delivery key is seen: Slack retries must not act twice."""
+        return await self.db.mark_processed(key)
+
+    async def execute(self, cmd: Command, *, user: str, name: str | None, channel: str, reply: Reply) -> RunRecord | None:
+        """Carry out a parsed command for ``user`` in ``channel``; answers go through ``reply``."""
+        if cmd.kind == "help":
+            await reply(replies.help_message())
+            return None
+        actor = await self.directory.actor(user, name)
+        if cmd.kind == "run":
+            token = ORIGIN.set(Origin(channel=channel))
+            try:
+                return await self.runner.start(cmd.instruction, actor, spec=cmd.spec, channel=channel)
+            except Denied as exc:
+                await reply(replies.problem_message(f"You can't start a run here: {exc}"))
+            except (SpecError, ValueError) as exc:
+                await reply(replies.problem_message(str(exc)))
+            finally:
+                ORIGIN.reset(token)
+            return None
+        if cmd.kind == "models":
+            try:
+                models = await self.runner.platform.list_models()
+            except PlatformError:
+                models = list(known_models())
+            await reply(replies.models_message(models, platform=self.runner.platform.name))
+            return None
+        verdict = authorize(actor, Action.VIEW, policy=self.runner.config.policy, channel=channel)
+        if not verdict.allowed:
+            await reply(replies.problem_message(verdict.reason))
+            return None
+        if cmd.kind == "runs":
+            runs = await q.list_runs(self.db, requester=user if cmd.scope == "mine" else None, limit=15)
+            await reply(replies.runs_message(runs, scope=cmd.scope))
+            return None
+        try:
+            run = await self.runner.get(cmd.run or "")
+        except RunNotFound:
+            await reply(replies.problem_message(f"There is no run {cmd.run}: `/sft runs all` lists them."))
+            return None
+        if cmd.kind == "status":
+            cands = await q.candidates(self.db, run.id)
+            await reply(replies.status_message(run, cands, channel=await self.messages.channel(run.id)))
+        elif cmd.kind == "audit":
+            await reply(replies.audit_message(run, await self.db.audit_trail(run.id)))
+        elif cmd.kind == "cancel":
+            if run.phase.finished:
+                await reply(replies.problem_message(f"Run #{run.number} has already {run.phase.value}; nothing to cancel."))
+            else:
+                await reply(replies.confirm_cancel_message(run))
+        return run
+
+    async def decide(
+        self, run_key: str, event: Event, *, user: str, name: str | None, channel: str | None, **kw: Any
+    ) -> tuple[RunRecord | None, Message | None]:
+        """Record one decision through ``Runner.decide`` (which authorizes and audits).
+
+        Returns the run after the decision, or a message explaining why nothing happened.
+        """
+        actor = await self.directory.actor(user, name)
+        try:
+            return await self.runner.decide(run_key, event, actor, channel=channel, **kw), None
+        except Denied as exc:
+            return None, replies.problem_message(f"You can't {event.value} this: {exc}. (Recorded in the audit trail.)")
+        except GateAlreadyDecided as exc:
+            return None, replies.already_decided_message(exc.first, what=_WHAT.get(event, "gate"))
+        except RunNotFound:
+            return None, replies.problem_message(f"Run {run_key} no longer exists.")
+        except (Refused, SpecError, ValueError) as exc:
+            return None, replies.problem_message(str(exc))
+
+
+class Responder:
+    """Posts to an interaction's response_url over the app's shared HTTP session.
+
+    Bolt's own ``respond`` opens a new HTTP session per call; under a burst of commands that
+    setup cost lands on the event loop that is also acking other requests.
+    """
+
+    def __init__(self, url: str | None, client: AsyncWebClient) -> None:
+        self.url = url
+        self.client = client
+
+    async def __call__(self, *, text: str, blocks: list[dict[str, Any]] | None = None, response_type: str | None = None,
+                       replace_original: bool | None = None, delete_original: bool | None = None) -> None:
+        if not self.url:
+            return
+        hook = AsyncWebhookClient(self.url, session=self.client.session, retry_handlers=self.client.retry_handlers)
+        await hook.send(text=text, blocks=blocks, response_type=response_type, replace_original=replace_original,
+                        delete_original=delete_original)
+
+
+def run_started_text(run: RunRecord) -> str:
+    return f"Run #{run.number} started on `{short_name(run.spec.dataset)}`: I'll post the plan in its thread."

@@ -1,0 +1,381 @@
+"""The Slack surface end to end: signed requests into the real Bolt app, a real runner on the
+in-process platform, and the fake Slack Web API; assertions are on what a person sees."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.authz import Policy
+from pipeline.events import EventKind
+from pipeline.machine import Phase
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from tests.conftest import DATASETS
+from pipeline.platforms.fireworks import FireworksPlatform
+from tests.fakes.fireworks_server import FakeFireworks
+from tests.fakes.memory_platform import MemoryPlatform
+from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
+from tests.slack_helpers import CHANNEL, Bot, find_element, make_bot
+
+ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
+RUN = f"run dataset={TEXT2SQL} model=qwen3-8b"
+MakeBot = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:  # noqa: F811
+    bots: list[Bot] = []
+
+    async def make(platform: Any = None, **kw: Any) -> Bot:
+        bot = await make_bot(fake_slack, kw.pop("db", db), platform or MemoryPlatform(), runs_dir=tmp_path / "runs", **kw)
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        await bot.close()
+
+
+def text_of(msg: dict[str, Any]) -> str:
+    return str(msg["rendered"])
+
+
+async def root_of(slack: FakeSlack, number: int = 1) -> dict[str, Any]:
+    return await slack.wait_for(
+        lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None)
+    )
+
+
+async def in_thread(slack: FakeSlack, root: dict[str, Any], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    return await slack.wait_for(lambda: next((m for m in slack.thread(CHANNEL, root["ts"])[1:] if pred(m)), None))
+
+
+def has(fragment: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: fragment in text_of(m)
+
+
+async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    """The one full run: the real Fireworks platform code (official SDK) against the fake Fireworks."""
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fireworks:
+        platform = FireworksPlatform(fireworks.api_key, fireworks.account, base_url=fireworks.base_url, poll_seconds=0.01,
+                                     retry_base_delay=0.01, quota_delay=0.05)
+        try:
+            await whole_run(await bot_factory(platform), fake_slack, fireworks)
+        finally:
+            await platform.close()
+
+
+async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -> None:  # noqa: F811
+    reply = await bot.driver.command(RUN, user=ALICE)
+    assert reply.status == 200 and reply.seconds < 3.0 and not reply.body  # acked at once, nothing awaited
+    started = await fake_slack.wait_for(lambda: fake_slack.ephemerals(ALICE))
+    assert len(started) == 1 and "Starting an SFT run on `text2sql_dataset.jsonl`" in started[0]["rendered"]
+
+    root = await root_of(fake_slack)
+    assert f"by <@{ALICE}>" in text_of(root)
+    plan = await in_thread(fake_slack, root, has("Plan v1"))
+    for word in ("Training", "Inference", "Total", "range", "as of"):
+        assert word in text_of(plan)
+    assert find_element(plan["blocks"], "sft_approve") is not None
+
+    await bot.driver.click(plan, "sft_approve", user=BOB)
+    stamped = await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "Approved by" in text_of(m))
+    assert re.search(rf"✅ Approved by <@{BOB}> at <!date\^\d+\^{{time}}\|\d\d:\d\d UTC>", text_of(stamped))
+    assert find_element(stamped["blocks"], "sft_approve") is None  # the stamp replaced the buttons
+
+    gate = await in_thread(fake_slack, root, has("Promotion gate"))
+    boards = [m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in text_of(m)]
+    assert len(boards) == 1 and boards[0]["edits"] >= 1  # one message, edited in place
+    assert "3/3 finished" in text_of(boards[0])
+    await fake_slack.wait_for(lambda: any(u.filename == "loss_curves.png" and u.thread_ts == root["ts"] for u in fake_slack.uploads()))
+
+    ranked = gate_order(gate)
+    await bot.driver.click(gate, "sft_choose_candidate", user=BOB, option=0)  # the second-best
+    await in_thread(fake_slack, root, lambda m: m["ts"] == gate["ts"] and f"Promoted #{ranked[1]} by <@{BOB}>" in text_of(m))
+
+    final = await in_thread(fake_slack, root, has("is done"))
+    run = await bot.runner.get(1)
+    assert "```" in text_of(final) and f"sftbot-{run.id}-dep" in text_of(final) and "FIREWORKS_API_KEY" in text_of(final)
+    assert fireworks.api_key not in str(fake_slack.calls)  # secrets never reach Slack
+    await fake_slack.wait_for(lambda: any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads()))
+    done = await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "✅" in text_of(m)), None))
+    run = await bot.runner.get(1)
+    assert run.phase is Phase.SUCCEEDED and run.winner == ranked[1]
+    assert all(n == 1 for n in fireworks.create_counts("supervisedFineTuningJobs").values())
+    assert f"sftbot-{run.id}-final" in text_of(done)
+    assert [k for k in ("Plan v1", "Sweep scoreboard", "Promotion gate", "is done")
+            if any(k in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"]))] == ["Plan v1", "Sweep scoreboard", "Promotion gate", "is done"]
+
+
+def gate_order(gate: dict[str, Any]) -> list[int]:
+    """Candidate numbers best first, as the gate shows them (button = best, select = the rest)."""
+    best = find_element(gate["blocks"], "sft_promote")
+    select = find_element(gate["blocks"], "sft_choose_candidate")
+    assert best is not None and select is not None
+    return [int(best["text"]["text"].split("#")[1].split()[0])] + [int(o["value"].split("|")[1]) for o in select["options"]]
+
+
+async def plan_posted(bot: Bot, slack: FakeSlack, *, user: str = ALICE, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
+    await bot.driver.command(text, user=user)
+    root = await root_of(slack)
+    return root, await in_thread(slack, root, has("Plan v1"))
+
+
+async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    fake_slack.groups["S0APPROVERS"] = [CAROL]
+    bot = await bot_factory(policy=Policy(approvers=["S0APPROVERS"], allow_self_approval=False))
+    root, plan = await plan_posted(bot, fake_slack)
+    await bot.driver.click(plan, "sft_approve", user=ALICE)
+    await fake_slack.wait_for(lambda: any("only approvers can approve" in e["rendered"] for e in fake_slack.ephemerals(ALICE)))
+    run = await bot.runner.get(1)
+    assert run.phase is Phase.AWAITING_PLAN_APPROVAL
+    trail = await bot.runner.db.audit_trail(run.id)
+    assert trail[-1].action == "denied_approve" and trail[-1].actor == ALICE
+    await bot.settle()
+    assert find_element(fake_slack.thread(CHANNEL, root["ts"])[1]["blocks"], "sft_approve") is not None  # still open
+    await bot.driver.click(plan, "sft_approve", user=CAROL)  # a member of the approvers' user group
+    await bot.log.wait_kind(EventKind.PLAN_DECIDED, run.id)
+    assert fake_slack.calls_to("usergroups.users.list")
+
+
+async def test_double_click_gets_a_polite_note_and_no_second_action(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
+    root, plan = await plan_posted(bot, fake_slack)
+    await bot.driver.click(plan, "sft_approve", user=BOB)
+    await bot.log.wait_kind(EventKind.PLAN_DECIDED)
+    await bot.driver.click(plan, "sft_approve", user=CAROL)  # the same, now stale message
+    note = await fake_slack.wait_for(lambda: fake_slack.ephemerals(CAROL))
+    assert f"already approved by <@{BOB}>" in note[-1]["rendered"]
+    run = await bot.runner.get(1)
+    assert [a.action for a in await bot.runner.db.audit_trail(run.id)].count("approve") == 1
+    assert [g.actor for g in await bot.runner.db.gate_decisions(run.id)] == [BOB]
+
+
+async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory()
+    root, plan = await plan_posted(bot, fake_slack)
+    await bot.driver.click(plan, "sft_revise", user=BOB, trigger="T-REVISE-1")
+    view = await fake_slack.wait_for(lambda: next(iter(fake_slack.views.values()), None))
+    initial = {b["block_id"]: b["element"].get("initial_value") for b in view["blocks"] if b["type"] == "input"}
+    assert initial["models"] == "qwen3-8b" and initial["grid"] == "8:0.00015, 16:0.0001, 32:5e-05" and initial["epochs"] == "5"
+
+    bad = await bot.driver.submit(view, user=BOB, epochs="lots", grid="7:1e-4")
+    assert bad.json()["response_action"] == "errors"
+    assert "whole number" in bad.json()["errors"]["epochs"] and "LoRA rank 7" in bad.json()["errors"]["grid"]
+    assert (await bot.runner.get(1)).plan_version == 1
+
+    ok = await bot.driver.submit(view, user=BOB, epochs="2")
+    assert ok.status == 200 and not ok.body
+    v2 = await in_thread(fake_slack, root, has("Plan v2"))
+    assert "epochs 2" in text_of(v2)
+    v1 = await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "superseded by plan v2" in text_of(m))
+    assert f"Revised by <@{BOB}>" in text_of(v1) and find_element(v1["blocks"], "sft_approve") is None
+    run = await bot.runner.get(1)
+    assert (await q.plan_statuses(bot.runner.db, run.id)) == {1: "superseded", 2: "proposed"}
+
+    await bot.driver.click(plan, "sft_revise", user=BOB, trigger="T-REVISE-2")  # the old plan: closed
+    note = await fake_slack.wait_for(lambda: fake_slack.ephemerals(BOB))
+    assert "already revised" in note[-1]["rendered"]
+
+
+async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    platform = MemoryPlatform()
+    platform.hold = True
+    bot = await bot_factory(platform)
+    root, plan = await plan_posted(bot, fake_slack)
+    await bot.driver.click(plan, "sft_approve", user=BOB)
+    await in_thread(fake_slack, root, has("Sweep scoreboard"))
+    await bot.driver.command("cancel 1", user=ALICE)
+    confirm = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "Yes, cancel run #1" in e["rendered"]])
+    assert (await bot.runner.get(1)).phase is Phase.SWEEPING  # nothing happens before the confirmation
+    await bot.driver.click(confirm[-1], "sft_confirm_cancel", user=ALICE, ephemeral=True)
+    await fake_slack.wait_for(lambda: any("cancelled" in e["rendered"] and e.get("replace_original") for e in fake_slack.ephemerals(ALICE)))
+    run = await bot.runner.get(1)
+    await bot.log.wait_kind(EventKind.CANCELLED, run.id)
+    assert run.phase is Phase.CANCELLED and platform.jobs and platform.cancelled == set(platform.jobs)
+    await fake_slack.wait_for(lambda: any("🚫" in text_of(m) for m in fake_slack.roots(CHANNEL)))
+    await in_thread(fake_slack, root, has("Run #1 cancelled by"))
+
+
+async def test_a_click_on_the_plan_still_works_after_a_restart(bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+    path = tmp_path / "restart.sqlite3"
+    db1 = await Database.open(path)
+    first = await bot_factory(db=db1)
+    root, plan = await plan_posted(first, fake_slack)
+    await first.settle()
+    await first.close()
+    await db1.close()
+
+    db2 = await Database.open(path)
+    try:
+        second = await bot_factory(MemoryPlatform(), db=db2)
+        assert await second.runner.resume_all() == []  # waiting at a gate: nothing to redo
+        await second.driver.click(plan, "sft_approve", user=BOB)
+        await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "Approved by" in text_of(m))
+        await in_thread(fake_slack, root, has("Promotion gate"))
+        assert len(fake_slack.roots(CHANNEL)) == 1  # the same root, edited; no new one
+        assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
+    finally:
+        await second.close()
+        await db2.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"run dataset={TEXT2SQL} model=qwen3-8b with rank 7", "LoRA rank 7 is not allowed"),
+        ("run model=qwen3-8b", "no dataset named"),
+        (f"run dataset={TEXT2SQL} model=qwen3-8b wibble wobble", "could not understand: 'wibble wobble'"),
+        ("frobnicate 12", "unknown subcommand `frobnicate`"),
+        ("status", "which run?"),
+    ],
+)
+async def test_bad_command_text_gets_one_clear_ephemeral_and_no_run(
+    bot_factory: MakeBot, fake_slack: FakeSlack, text: str, expected: str  # noqa: F811
+) -> None:
+    bot = await bot_factory()
+    reply = await bot.driver.command(text, user=ALICE)
+    assert reply.status == 200
+    await bot.settle()
+    answers = fake_slack.ephemerals(ALICE)
+    assert len(answers) == 1 and expected in answers[0]["rendered"]  # one clear answer
+    assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
+
+
+async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    platform = MemoryPlatform()
+    bot = await bot_factory(platform)
+    await bot.driver.command(f"run dataset={DATASETS / 'chat_minimal.jsonl'} model=qwen3-8b", user=ALICE)
+    root = await root_of(fake_slack)
+    failed = await in_thread(fake_slack, root, has("failed"))
+    assert "❌" in text_of(failed) and "Nothing was spent" in text_of(failed)
+    await fake_slack.wait_for(lambda: any("❌" in text_of(m) for m in fake_slack.roots(CHANNEL)))
+    assert not platform.jobs and not platform.datasets
+
+
+async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
+    await bot.driver.command(RUN, user=ALICE, trigger="T-SAME")
+    await bot.driver.command(RUN, user=ALICE, trigger="T-SAME", retry_num=1)
+    said = mention(fake_slack, f"run SFT on {TEXT2SQL} with qwen3-8b", user=BOB)
+    for retry in (None, 1, 2):
+        assert (await bot.driver.event(said, event_id="Ev0MENTION", retry_num=retry)).status == 200
+    await bot.driver.event(said, event_id="Ev0OTHER")  # the same message, another delivery id
+    await bot.settle()
+    runs = await q.list_runs(bot.runner.db)
+    assert sorted(r.requester for r in runs) == [ALICE, BOB]
+
+
+def mention(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
+    said = slack.user_says(CHANNEL, f"<@UBOT> {text}", user=user)
+    return {**said, "type": "app_mention"}
+
+
+def dm(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
+    return slack.user_says("D0BOB", text, user=user)
+
+
+def answer_to(slack: FakeSlack, channel: str, event: dict[str, Any], expect: str) -> Awaitable[Any]:
+    """The bot's reply to ``event`` (in its thread for a channel, after it in a DM)."""
+    def find() -> Any:
+        for m in slack.messages.get(channel, []):
+            if m.bot_id and float(m.ts) > float(event["ts"]) and expect in m.view()["rendered"]:
+                if channel.startswith("D") or m.thread_ts == event["ts"]:
+                    return m.view()
+        return None
+
+    return slack.wait_for(find)
+
+
+async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
+    ask = mention(fake_slack, f"run SFT on {TEXT2SQL} with qwen3-8b and 3 epochs")
+    await bot.driver.event(ask)
+    await answer_to(fake_slack, CHANNEL, ask, "Run #1 started")
+    assert (await bot.runner.get(1)).spec.epochs == 3
+
+    ask = mention(fake_slack, "which base models do you support for SFT?")
+    await bot.driver.event(ask)
+    assert "qwen3-8b" in (await answer_to(fake_slack, CHANNEL, ask, "Base models"))["rendered"]
+
+    for text, expect in [("status of run 1", "SFT run #1 by"), ("cancel run 1", "Yes, cancel run #1"), ("help", "/sft run"),
+                         ("audit of run 1", "Audit trail"), ("what's the weather", "I didn't catch that")]:
+        ask = dm(fake_slack, text)
+        await bot.driver.event(ask)
+        await answer_to(fake_slack, "D0BOB", ask, expect)
+    assert len(await q.list_runs(bot.runner.db)) == 1
+    # Edits and other bots' posts arrive as message events too: acknowledged, ignored.
+    assert (await bot.driver.event({**dm(fake_slack, "cancel run 1"), "subtype": "message_changed"})).status == 200
+    assert (await bot.driver.event({**dm(fake_slack, f"run SFT on {TEXT2SQL}"), "bot_id": "B0OTHER"})).status == 200
+    await bot.settle()
+    assert len(await q.list_runs(bot.runner.db)) == 1
+
+
+async def test_app_home_publishes_runs_and_permissions(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), policy=Policy(approvers=[BOB], budget_usd=50))
+    await plan_posted(bot, fake_slack, user=ALICE)
+    event = {"type": "app_home_opened", "user": ALICE, "channel": "D0ALICE", "tab": "home", "event_ts": "1700000004.1"}
+    assert (await bot.driver.event(event)).status == 200
+    home = await fake_slack.wait_for(lambda: fake_slack.home.get(ALICE))
+    rendered = "\n".join(str(b) for b in home["blocks"])
+    assert "#1" in rendered and "SFTBOT_APPROVERS" in rendered and f"<@{BOB}>" in rendered and "$50" in rendered
+    assert (await bot.driver.event({**event, "tab": "messages"})).status == 200  # acknowledged, nothing to publish
+
+
+async def test_a_question_is_answered_with_the_select(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory()
+    await bot.driver.command(f"run dataset={TEXT2SQL}", user=ALICE)
+    root = await root_of(fake_slack)
+    asked = await in_thread(fake_slack, root, has("needs an answer"))
+    select = find_element(asked["blocks"], "sft_answer_select")
+    assert select is not None
+    pick = next(i for i, o in enumerate(select["options"]) if o["text"]["text"] == "qwen3-8b")
+    await bot.driver.click(asked, "sft_answer_select", user=ALICE, option=pick)
+    await in_thread(fake_slack, root, lambda m: m["ts"] == asked["ts"] and "Answered `qwen3-8b`" in text_of(m))
+    await in_thread(fake_slack, root, has("Plan v1"))
+
+
+async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    from pipeline.store.records import CandidateRecord
+
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), live_interval=60.0)
+    root, _ = await plan_posted(bot, fake_slack)
+    run = await bot.runner.get(1)
+    for step in range(1, 11):
+        cands = [CandidateRecord(run_id=run.id, idx=i, job_id=f"j{i}", base_model="qwen3-8b", lora_rank=8 * i,
+                                 learning_rate=1e-4, epochs=1, train_samples=10, progress=step * 10.0) for i in (1, 2)]
+        await bot.runner.publish(EventKind.SCOREBOARD_CHANGED, run, candidates=cands)
+    await bot.runner.publish(EventKind.PROMOTION_REQUESTED, run, candidates=cands, text="winner #1")
+    await bot.settle()
+    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in m["rendered"])
+    writes = [c for c in fake_slack.calls if c["method"] in ("chat.postMessage", "chat.update") and "Sweep scoreboard" in str(c["args"].get("text"))]
+    assert len(writes) == 2 and board["edits"] == 1  # the first state at once, the last one flushed before the gate
+    assert "100%" in board["rendered"]
+
+
+async def test_rate_limits_and_server_errors_are_retried(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    fake_slack.fail_next.extend([("chat.postMessage", 429), ("chat.postMessage", 503)])
+    fake_slack.retry_after = 1
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
+    root, plan = await plan_posted(bot, fake_slack)
+    assert fake_slack.injected == 2
+    posts = fake_slack.calls_to("chat.postMessage")
+    assert [c["status"] for c in posts][:3] == [429, 503, 200]
+    assert posts[1]["at"] - posts[0]["at"] >= 1.0  # Retry-After was honoured
+
+
+async def test_a_refused_start_gets_one_answer_and_is_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bot_factory(policy=Policy(channels=["C0OTHER"]))
+    await bot.driver.command(RUN, user=ALICE)
+    await bot.settle()
+    answers = fake_slack.ephemerals(ALICE)
+    assert len(answers) == 1 and "not enabled in this channel" in answers[0]["rendered"]
+    assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
+    denied = await bot.runner.db.fetchall("SELECT actor, action FROM audit_events WHERE action='denied_start'")
+    assert [tuple(r) for r in denied] == [(ALICE, "denied_start")]
