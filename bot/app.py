@@ -54,6 +54,10 @@ def create_app(
         # Socket Mode requests skip verification on their own; HTTP requests are always verified.
         request_verification_enabled=True,
     )
+    if engine.runner.config.evaluator_dir is None:
+        # Evaluator files attached in Slack are saved here, and the runner resolves
+        # eval=evaluator:<file> here: without SFTBOT_EVALUATOR_DIR, <data dir>/evaluators.
+        engine.runner.config.evaluator_dir = settings.evaluator_dir or settings.data_dir / "evaluators"
     messages = RunMessages(client, engine.db, ChannelLimiter(post_interval))
     notifier = Notifier(engine.runner, messages, live_interval=live_interval)
     engine.bus.subscribe(notifier)
@@ -131,7 +135,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
 
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
-    async with open_engine(settings) as engine:
+    # The bot asks how to judge candidates when a /sft run does not say (loss, own or generated evaluator).
+    async with open_engine(settings, ask_evaluation=True) as engine:
         app = create_app(engine, settings)
         try:
             resumed = await engine.runner.resume_all()

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import blocks as b
-from handlers import replies
+from handlers import evaluation, replies
 from handlers.mrkdwn import Message, decode
 from handlers.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
 from handlers.surface import Surface
@@ -97,6 +97,19 @@ def register(app: AsyncApp, s: Surface) -> None:
             msg = replies.already_decided_message(first, what="question") if first else \
                 replies.problem_message("This question is closed.")
             await _tell(respond, msg)
+            return
+        if run.question.what in b.EVALUATION_QUESTIONS and text == "cancel":
+            await decide(body, respond, run.id, Event.CANCEL)  # "Cancel run" on an evaluator question
+            return
+        if run.question.what == "evaluation" and text == "evaluator":
+            # Not an answer yet: the answer is the file. Ask for it in the thread (once);
+            # the file, or a reply naming one, answers through Runner.decide.
+            if not await s.fresh(f"act:{body.get('trigger_id')}:evaluator_file"):
+                return
+            if not await evaluation.request_file(s, run, run.question):
+                await _tell(respond, replies.note_message(
+                    "I've asked for your evaluator in this run's thread: attach the `.py` file there "
+                    "(or reply `evaluator: my_eval.py`), or pick another option."))
             return
         await decide(body, respond, run.id, Event.ANSWER, answer=text)
 

@@ -38,6 +38,13 @@ from pipeline.platforms.base import JobState
 from pipeline.scoreboard import leader
 from pipeline.store.records import CandidateRecord, Question, RunRecord
 
+# How each evaluation answer reads on a button and in its stamp (never "Path A/B/C").
+EVALUATION_CHOICES = {"loss": "Validation loss is fine", "evaluator": "Use my evaluator", "generate": "Generate one for me"}
+FAILED_CHOICES = {"loss": "Continue with validation loss", "cancel": "Cancel run"}
+EVALUATION_QUESTIONS = ("evaluation", "evaluator_failed")
+_KIND_TITLES = {"numbers": "final-number", "json": "JSON", "labels": "label", "exact": "exact-answer", "sql": "SQL"}
+SPEC_EXCERPT_CHARS = 1200
+
 # action ids: the listeners register exactly these (and the manifest test checks them)
 APPROVE, REVISE, CANCEL = "sft_approve", "sft_revise", "sft_cancel"
 PROMOTE, CHOOSE = "sft_promote", "sft_choose_candidate"
@@ -106,7 +113,44 @@ def plan_pairs(plan: Plan) -> list[tuple[int, float]]:
     return list(dict.fromkeys((c.lora_rank, c.learning_rate) for c in plan.candidates))
 
 
-def _plan_body(run: RunRecord, plan: Plan) -> list[Block]:
+def fallback_note(plan: Plan) -> str | None:
+    """The strategy's "validation loss instead" note, when an evaluator could not be set up."""
+    return next((w for w in plan.warnings if "validation loss instead" in w), None)
+
+
+def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Block]:
+    """What the plan's evaluator checks, for review before approval (empty for plain loss)."""
+    ev = plan.evaluator
+    if ev is None:
+        note = fallback_note(plan)
+        return [section(f"📏 *How candidates are judged:* validation loss. {escape(note)}")] if note else []
+    if ev.kind == "user":
+        what = escape(clip(plan.evaluation.describe(), 500))  # "your evaluator <file>" (its summary says the same)
+    else:
+        what = f"an evaluator I generated from your data ({_KIND_TITLES.get(ev.kind, escape(ev.kind))} check). {escape(clip(ev.summary, 1200))}"
+    tried = (f"I tried it on {ev.validated_on} reference answer{'s' if ev.validated_on != 1 else ''} from your data: it scored "
+             f"{'them' if ev.validated_on != 1 else 'it'} without errors." if ev.validated_on else "It has not been tried on your data yet.")
+    how = (f"Each candidate answers {plan.eval_examples:,} held-out prompts; the promotion gate ranks by mean score (0–1), "
+           "validation loss breaks ties.")
+    blocks = [section(f"📏 *How candidates are judged:* {what}\n{how} {tried}")]
+    if spec_excerpt:
+        blocks.append(section(code_block(clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS), limit=SPEC_EXCERPT_CHARS + 200)))
+    if ev.kind != "user":
+        blocks.append(context("`evaluator.py` and `eval_spec.md` are attached in this thread: read them before you approve. "
+                              "Revise with “use my own evaluator” or “eval=loss” to change how candidates are judged."))
+    return blocks
+
+
+def clip_lines(text: str, limit: int) -> str:
+    """The first whole lines of ``text`` within ``limit`` characters (… when cut)."""
+    if len(text) <= limit:
+        return text.rstrip()
+    cut = text[:limit]
+    head = cut.rsplit("\n", 1)[0] if "\n" in cut else cut
+    return head.rstrip() + "\n…"
+
+
+def _plan_body(run: RunRecord, plan: Plan, *, spec_excerpt: str | None = None) -> list[Block]:
     c = plan.cost
     hp = (
         f"HP tuning on {plan.hp_samples:,} sampled rows, seed 42 ({_mark(plan, 'hp_samples')})"
@@ -135,10 +179,12 @@ def _plan_body(run: RunRecord, plan: Plan) -> list[Block]:
     if c.compute_minutes is not None:
         notes.insert(0, f"~{c.compute_minutes:,.1f} min of compute on this machine")
     notes += [f"unknown: {escape(u)}" for u in c.unknown[:3]]
-    notes += [f"note: {escape(w)}" for w in plan.warnings[:5]]
+    shown = fallback_note(plan)
+    notes += [f"note: {escape(w)}" for w in [w for w in plan.warnings if w != shown][:5]]
     return [
         header(f"Plan v{plan.version} for run #{run.number}"),
         section(data),
+        *evaluator_review(plan, spec_excerpt=spec_excerpt),
         *chunked_sections([escape(j) for j in jobs], fence=True),
         section(settings),
         cost,
@@ -146,7 +192,7 @@ def _plan_body(run: RunRecord, plan: Plan) -> list[Block]:
     ]
 
 
-def plan_message(run: RunRecord, plan: Plan) -> Message:
+def plan_message(run: RunRecord, plan: Plan, *, spec_excerpt: str | None = None) -> Message:
     """The plan with Approve / Revise / Cancel (each carries run id + plan version)."""
     value = encode(run=run.id, v=plan.version)
     buttons = actions(
@@ -159,7 +205,7 @@ def plan_message(run: RunRecord, plan: Plan) -> Message:
         block_id=f"plan|{run.id}|{plan.version}",
     )
     text = f"Plan v{plan.version} for SFT run #{run.number}: {len(plan.candidates)} candidates, estimate {money(plan.cost.total_usd)}"
-    return Message(text=text, blocks=fit([*_plan_body(run, plan), buttons], keep_tail=1))
+    return Message(text=text, blocks=fit([*_plan_body(run, plan, spec_excerpt=spec_excerpt), buttons], keep_tail=1))
 
 
 def stamp(verb: str, actor: str, at: float, *, extra: str = "") -> str:
@@ -168,19 +214,20 @@ def stamp(verb: str, actor: str, at: float, *, extra: str = "") -> str:
     return f"{icon} {verb} by {user(actor)} at {at_time(at)}{extra}"
 
 
-def plan_stamped(run: RunRecord, plan: Plan, stamp_text: str) -> Message:
+def plan_stamped(run: RunRecord, plan: Plan, stamp_text: str, *, spec_excerpt: str | None = None) -> Message:
     text = f"Plan v{plan.version} for SFT run #{run.number}: {stamp_text}"
-    return Message(text=clip(text, 3000), blocks=fit([*_plan_body(run, plan), section(stamp_text)], keep_tail=1))
+    return Message(text=clip(text, 3000), blocks=fit([*_plan_body(run, plan, spec_excerpt=spec_excerpt), section(stamp_text)], keep_tail=1))
 
 
 def _board_lines(cands: list[CandidateRecord]) -> list[str]:
     top = leader(cands)
-    lines = [f"{'':>2} {'candidate':<34} {'state':<10} {'prog':>5} {'epoch':>5} {'val loss':>9}"]
+    scored = any(c.score is not None for c in cands)  # the mean evaluator score gets its own column
+    lines = [f"{'':>2} {'candidate':<34} {'state':<10} {'prog':>5} {'epoch':>5} {'val loss':>9}" + (f" {'score':>6}" if scored else "")]
     for c in cands:
         mark = " ← leader" if top is not None and c.idx == top.idx else ""
         stall = " (no progress)" if c.stalled else ""
         val = f"{c.val_loss:.4f}" if c.val_loss is not None else "-"
-        score = f" score {c.score:.3f}" if c.score is not None else ""
+        score = f" {(f'{c.score:.3f}' if c.score is not None else '-'):>6}" if scored else ""
         epoch = f"{c.epoch:g}" if c.epoch is not None else "-"
         name = "final" if c.idx == 0 else f"#{c.idx}"
         label = f"{name} {c.base_model} r{c.lora_rank} lr{c.learning_rate:g}"
@@ -196,6 +243,9 @@ def scoreboard(run: RunRecord, cands: list[CandidateRecord], *, title: str = "Sw
     text = f"{title} for run #{run.number}: {done}/{len(cands)} finished, {lead}"
     blocks = [section(f"*{escape(title)}* — run #{run.number} · {done}/{len(cands)} finished"),
               *chunked_sections([escape(line) for line in _board_lines(cands)], fence=True)]
+    if any(c.score is not None for c in cands):
+        blocks.append(context("score = mean evaluator score (0–1) on held-out prompts; the leader has the highest score, "
+                              "validation loss breaks ties."))
     stalled = [c for c in cands if c.stalled]
     if stalled:
         blocks.append(context(f"⚠️ no progress lately: {', '.join(f'#{c.idx}' for c in stalled[:20])} (still waiting, not failed)"))
@@ -219,6 +269,7 @@ def promotion_gate(run: RunRecord, ranked: list[CandidateRecord], *, summary: st
             "action_id": CHOOSE,
             "placeholder": {"type": "plain_text", "text": "Choose another candidate"},
             "options": [option(f"#{c.idx} {c.base_model} r{c.lora_rank} lr{c.learning_rate:g}"
+                               + (f" · score {c.score:.3f}" if c.score is not None else "")
                                + (f" · {c.val_loss:.4f}" if c.val_loss is not None else ""), f"{run.id}|{c.idx}") for c in others],
             "confirm": confirm("Promote this candidate?", "Its configuration is trained on the full data and deployed.", "Promote"),
         })
@@ -233,7 +284,8 @@ def _gate_body(run: RunRecord, ranked: list[CandidateRecord], summary: str) -> l
         header(f"Promotion gate — run #{run.number}"),
         section(escape(summary)),
         *chunked_sections([escape(line) for line in _board_lines(ranked)], fence=True),
-        context("Loss curves are attached below. Promote the best, or choose another completed candidate."),
+        context(("Ranked by mean evaluator score (0–1), then validation loss. " if any(c.score is not None for c in ranked) else "")
+                + "Loss curves are attached below. Promote the best, or choose another completed candidate."),
     ]
 
 
@@ -242,8 +294,36 @@ def promotion_stamped(run: RunRecord, ranked: list[CandidateRecord], *, summary:
                    blocks=fit([*_gate_body(run, ranked, summary), section(stamp_text)], keep_tail=1))
 
 
+def _cancel_button(run: RunRecord, text: str = "Cancel run") -> Block:
+    return button(text, CANCEL, encode(run=run.id, v=run.plan_version), style="danger",
+                  confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"))
+
+
+def _evaluation_question(run: RunRecord, q: Question) -> Message:
+    """How to judge the candidates, in plain words: three buttons (or two after a broken evaluator)."""
+    body = section(f"❓ *Run #{run.number} needs an answer:* {escape(q.text)}")
+    if q.what == "evaluator_failed":
+        elements = [button(FAILED_CHOICES["loss"], ANSWER, encode(run=run.id, q=q.number, a="loss"), style="primary"),
+                    _cancel_button(run, FAILED_CHOICES["cancel"])]
+        help_ = context("Or attach a fixed evaluator (`.py`) in this thread and I'll check it again.")
+    else:
+        elements = [button(EVALUATION_CHOICES[c], ANSWER, encode(run=run.id, q=q.number, a=c), style="primary" if c == "loss" else None)
+                    for c in ("loss", "evaluator", "generate")]
+        elements.append(_cancel_button(run))
+        help_ = context(
+            "*Validation loss is fine*: rank candidates by their loss on held-out data; no extra cost.",
+            "*Use my evaluator*: a Python file with `evaluate(messages, ground_truth)` that scores each answer 0–1; "
+            "you attach it in this thread.",
+            "*Generate one for me*: I write one from your data's answers and show it to you with the plan.",
+        )
+    blocks = [body, help_, actions(*elements, block_id=f"q|{run.id}|{q.number}")]
+    return Message(text=f"Run #{run.number} needs an answer: {escape(clip(q.text, 1000))}", blocks=blocks)
+
+
 def question(run: RunRecord, q: Question) -> Message:
     """A question the run needs answered (a select for many choices, buttons for a few)."""
+    if q.what in EVALUATION_QUESTIONS:
+        return _evaluation_question(run, q)
     body = section(f"❓ *Run #{run.number} needs an answer:* {escape(q.text)}")
     elements: list[Block] = []
     choices = [c for c in q.choices if 0 < len(f"{run.id}|{q.number}|{c}") <= 150]
@@ -268,6 +348,31 @@ def question(run: RunRecord, q: Question) -> Message:
         blocks.append(context("More choices exist than fit here: `/sft models` lists them; start a new run naming the model."))
     blocks.append(actions(*elements, block_id=f"q|{run.id}|{q.number}"))
     return Message(text=f"Run #{run.number} needs an answer: {escape(clip(q.text, 1000))}", blocks=blocks)
+
+
+def answer_label(what: str, answer: str) -> str:
+    """An answer as its button read: *Generate one for me*, *Use my evaluator* `x.py`, or `qwen3-8b`."""
+    if what in EVALUATION_QUESTIONS:
+        if answer.lower().startswith("evaluator:"):
+            return f"*{EVALUATION_CHOICES['evaluator']}* {code(answer.split(':', 1)[1].strip())}"
+        labels = FAILED_CHOICES if what == "evaluator_failed" else EVALUATION_CHOICES
+        if answer in labels:
+            return f"*{labels[answer]}*"
+    return code(answer)
+
+
+def evaluator_request(run: RunRecord) -> Message:
+    """What "Use my evaluator" leads to: attach the file here, or name one the bot already has."""
+    lines = [
+        f"📎 *Send me your evaluator for run #{run.number}:* attach the `.py` file here in this thread "
+        "(drag it into the reply box).",
+        "It needs a function `evaluate(messages, ground_truth=None, **kwargs)` that returns "
+        "`{\"score\": 0..1, \"reason\": \"…\"}`; `messages` ends with the model's answer, `ground_truth` is the reference answer.",
+        "Already in the bot's evaluator folder (`SFTBOT_EVALUATOR_DIR`)? Reply `evaluator: my_eval.py` instead.",
+    ]
+    return Message(text=f"Run #{run.number}: attach your evaluator .py file in this thread",
+                   blocks=[section("\n".join(lines)),
+                           context("I try it on a few of your data's own answers before proposing the plan; nothing is spent until someone approves.")])
 
 
 def question_stamped(run: RunRecord, q: Question, stamp_text: str) -> Message:

@@ -18,7 +18,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import actions, replies
+from handlers import actions, evaluation, replies
 from handlers.app_home import home_view
 from handlers.blocks import short_name
 from handlers.commands import Command, CommandError, parse_message, parse_slash
@@ -41,6 +41,10 @@ def _parse_slash(text: str) -> tuple[Command | None, Message | None]:
         return parse_slash(text), None
     except (CommandError, SpecError) as exc:  # InstructionError is a SpecError
         return None, replies.help_message(problem=str(exc)) if isinstance(exc, CommandError) else replies.problem_message(str(exc))
+
+
+def _bot_user(body: dict[str, Any]) -> str | None:
+    return ((body.get("authorizations") or [{}])[0] or {}).get("user_id")
 
 
 def register(app: AsyncApp, s: Surface) -> None:
@@ -93,16 +97,24 @@ def register(app: AsyncApp, s: Surface) -> None:
     async def on_mention(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         if not await s.fresh(f"ev:{body.get('event_id')}"):
             return
+        if evaluation.maybe_for_a_run(event) and await evaluation.on_thread_message(s, event, bot_user=_bot_user(body)):
+            return  # "@sftbot evaluator: x.py" or an evaluator file in a run's thread
         await converse(event, client, thread=True)
 
     @app.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
-        # Edits, deletions, joins and bot posts arrive as subtypes: acknowledged, ignored.
-        if event.get("subtype") or event.get("bot_id") or event.get("channel_type") != "im":
+        # A run's thread may carry an evaluator (a file, or "evaluator: x.py"); otherwise only
+        # DMs are conversations. Edits, deletions, joins and bot posts: acknowledged, ignored.
+        for_run = evaluation.maybe_for_a_run(event)
+        dm = not event.get("subtype") and not event.get("bot_id") and event.get("channel_type") == "im"
+        if not (for_run or dm):
             return
         if not await s.fresh(f"ev:{body.get('event_id')}"):
             return
-        await converse(event, client, thread=False)
+        if for_run and await evaluation.on_thread_message(s, event, bot_user=_bot_user(body)):
+            return
+        if dm:
+            await converse(event, client, thread=False)
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers import blocks as b
-from handlers import stamps
+from handlers import evaluation, stamps
 from handlers.mrkdwn import Message
 from handlers.thread import CHANNEL, RunMessages
 from pipeline.events import EventKind, RunEvent
@@ -43,7 +43,7 @@ class Origin:
 ORIGIN: ContextVar[Origin | None] = ContextVar("sftbot_slack_origin", default=None)
 
 _LIVE = {EventKind.SCOREBOARD_CHANGED: ("scoreboard", "Sweep scoreboard"), EventKind.FINAL_PROGRESS: ("final_board", "Final run")}
-Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", key)
+Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", key) | ("post", Message)
 
 
 class Notifier:
@@ -65,6 +65,10 @@ class Notifier:
             self._origins[event.run.id] = origin.channel
         self._enqueue(event.run.id, ("event", event))
 
+    def post(self, run_id: str, msg: Message) -> None:
+        """A thread reply from a listener, sent in order with the run's event messages."""
+        self._enqueue(run_id, ("post", msg))
+
     def _enqueue(self, run_id: str, item: Item) -> None:
         self._queues.setdefault(run_id, deque()).append(item)
         worker = self._workers.get(run_id)
@@ -78,6 +82,8 @@ class Notifier:
             try:
                 if kind == "flush":
                     await self._flush(run_id, payload)
+                elif kind == "post":
+                    await self.out.reply(run_id, payload)
                 else:
                     await self._handle(payload)
             except Exception:  # one failed Slack call must not silence the rest of the run
@@ -143,8 +149,9 @@ class Notifier:
         if plan is None:
             return
         key = f"plan:v{version}"
-        if await self.out.put(e.run.id, key, b.plan_message(e.run, plan)):
+        if await self.out.put(e.run.id, key, b.plan_message(e.run, plan, spec_excerpt=evaluation.spec_excerpt(plan))):
             await stamps.track(self.out, e.run.id, key)
+        await evaluation.upload_review_files(self.out, e.run, plan)
         await stamps.stamp_decided(self.runner, self.out, e.run)
         await self._root(e.run)
 
@@ -170,7 +177,8 @@ class Notifier:
         await self.out.reply(e.run.id, b.notice(e.text, icon="📏"))
 
     async def _on_notice(self, e: RunEvent) -> None:
-        await self.out.reply(e.run.id, b.notice(e.text))
+        # e.g. "The evaluator failed on <candidate>: …" — worth a warning sign in the thread.
+        await self.out.reply(e.run.id, b.notice(e.text, icon="⚠️" if "failed" in e.text.lower() else "ℹ️"))
 
     async def _on_deployed(self, e: RunEvent) -> None:
         await self.out.reply(e.run.id, b.notice(e.text, icon="🚀"))

@@ -7,7 +7,8 @@ so a restarted bot (or a decision made in the terminal) still stamps the right m
 from __future__ import annotations
 
 from handlers import blocks as b
-from handlers.mrkdwn import Message, at_time, code, escape, user
+from handlers.evaluation import spec_excerpt
+from handlers.mrkdwn import Message, at_time, escape, user
 from handlers.thread import RunMessages
 from pipeline.platforms.base import DeploymentStatus
 from pipeline.runner import Runner
@@ -37,14 +38,15 @@ def _stamp_text(key: str, g: GateDecision) -> str:
     if g.decision == "promote":
         return f"✅ Promoted #{g.details.get('candidate', '?')} by {who} at {when}"
     if g.decision == "answer":
-        return f"✅ Answered {code(g.details.get('answer', ''))} by {who} at {when}"
+        label = b.answer_label(str(g.details.get("question", "")), str(g.details.get("answer", "")))
+        return f"✅ Answered {label} by {who} at {when}"
     return f"{escape(g.decision)} by {who} at {when}"
 
 
 async def _render(runner: Runner, out: RunMessages, run: RunRecord, key: str, text: str) -> Message | None:
     if key.startswith("plan:v"):
         plan = await q.get_plan(runner.db, run.id, int(key.removeprefix("plan:v")))
-        return b.plan_stamped(run, plan, text) if plan else None
+        return b.plan_stamped(run, plan, text, spec_excerpt=spec_excerpt(plan)) if plan else None
     if key == "promotion":
         ranked = rank(await q.candidates(runner.db, run.id))
         return b.promotion_stamped(run, ranked, summary=await out.ref(run.id, "gate_summary") or "", stamp_text=text)

@@ -13,7 +13,8 @@ from pipeline.events import EventKind, RunEvent
 from pipeline.runner import Runner, RunnerConfig
 from pipeline.store.db import Database
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# CI clones the repository with shared/ beside it; SFTBOT_SHARED_DIR points elsewhere.
+SHARED = Path(os.environ.get("SFTBOT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 DATASETS = SHARED / "datasets"
 FIXTURES = SHARED / "fixtures" / "slack"
 

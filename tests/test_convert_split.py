@@ -14,7 +14,7 @@ from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import Shape
 from pipeline.dataset.split import split_dataset, split_sizes
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from tests.conftest import DATASETS as SHARED  # noqa: E402 (one place knows where shared/ is)
 
 
 def write(path: Path, rows: list[Any]) -> Path:

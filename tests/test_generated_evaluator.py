@@ -18,7 +18,7 @@ from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, Gener
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import mean_score, strip_thinking, worst_examples
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from tests.conftest import DATASETS as SHARED  # noqa: E402 (one place knows where shared/ is)
 CONTACTS = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo_contacts.jsonl"
 LIMITS = SandboxLimits(per_example_seconds=5.0, batch_seconds=30.0)
 

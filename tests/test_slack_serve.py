@@ -54,7 +54,7 @@ async def test_http_serve_resumes_unfinished_runs_and_answers(monkeypatch: pytes
         # A run the previous process left mid-inspection (its task was killed before it finished).
         db = await Database.open(settings.db_path)
         runner = Runner(db, MemoryPlatform(), RunnerConfig(runs_dir=settings.runs_dir))
-        run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b", Actor(id="U0ALICE"))
+        run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b eval=loss", Actor(id="U0ALICE"))
         await runner.close()
         assert (await runner.get(run.id)).phase is Phase.INSPECTING
         await db.close()

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest_asyncio
 from aiohttp import WSMsgType, web
@@ -117,6 +118,7 @@ class FakeSlack:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._download)
         app.router.add_post("/response/{rid}", self._response)
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app)
@@ -154,6 +156,23 @@ class FakeSlack:
         self.messages.setdefault(channel, []).append(msg)
         event: JSON = {"type": "message", "user": user, "text": text, "ts": msg.ts, "channel": channel, "event_ts": msg.ts,
                        "channel_type": "im" if channel.startswith("D") else "channel"}
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return event
+
+    def user_shares_file(self, channel: str, filename: str, data: bytes, *, user: str, thread_ts: str | None = None,
+                         text: str = "") -> JSON:
+        """A person attaches a file (in a thread): stored for files.info and download; returns the
+        ``message``/``file_share`` event. Like Slack's newer events, its file carries only the id,
+        the name and ``file_access: check_file_info`` (details need files.info)."""
+        file_id = f"F{next(self._ids)}"
+        self.files[file_id] = {"filename": filename, "length": len(data), "data": data, "user": user}
+        ref = {"id": file_id, "name": filename, "file_access": "check_file_info"}
+        msg = Msg(channel=channel, ts=self._new_ts(), text=text, thread_ts=thread_ts, user=user, bot_id=None, files=[ref])
+        self.messages.setdefault(channel, []).append(msg)
+        event: JSON = {"type": "message", "subtype": "file_share", "user": user, "text": text, "ts": msg.ts, "channel": channel,
+                       "event_ts": msg.ts, "channel_type": "im" if channel.startswith("D") else "channel", "files": [ref],
+                       "upload": False, "display_as_bot": False}
         if thread_ts:
             event["thread_ts"] = thread_ts
         return event
@@ -378,6 +397,34 @@ class FakeSlack:
                     Msg(channel=str(channel), ts=self._new_ts(), text=str(args.get("initial_comment") or ""),
                         thread_ts=thread_ts, files=[{"id": up.file_id, "name": up.filename, "title": up.title}]))
         return {"ok": True, "files": out}
+
+    def _m_files_info(self, args: JSON) -> JSON:
+        file_id = str(args.get("file") or "")
+        meta = self.files.get(file_id)
+        if meta is None or meta.get("data") is None:
+            return {"ok": False, "error": "file_not_found"}
+        name = str(meta["filename"])
+        url = f"{self.url}/files-pri/{file_id}/{quote(name, safe='')}"
+        return {"ok": True, "file": {"id": file_id, "name": name, "title": name, "size": len(meta["data"]),
+                                     "mimetype": "text/x-python" if name.endswith(".py") else "application/octet-stream",
+                                     "filetype": "python" if name.endswith(".py") else "binary", "mode": "hosted",
+                                     "user": meta.get("user"), "url_private": url, "url_private_download": f"{url}?download=1"}}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """url_private_download: the bytes with the bot token; without it, Slack's login redirect."""
+        file_id = request.match_info["file_id"]
+        auth = request.headers.get("Authorization", "")
+        ok = auth == f"Bearer {self.bot_token}"
+        self.calls.append({"method": "files.download", "args": {"file": file_id}, "at": time.monotonic(), "status": 200 if ok else 302})
+        try:
+            meta = self.files.get(file_id)
+            if not ok:
+                return web.Response(status=302, headers={"Location": f"{self.url}/login"})
+            if meta is None or meta.get("data") is None:
+                return web.Response(status=404, text="not found")
+            return web.Response(body=meta["data"], content_type="application/octet-stream")
+        finally:
+            await self._touch()
 
     def _m_users_info(self, args: JSON) -> JSON:
         uid = str(args.get("user") or "")

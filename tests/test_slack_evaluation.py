@@ -1,0 +1,342 @@
+"""Evaluation through Slack, end to end: signed requests into the real Bolt app, a real runner
+(asking how to evaluate, as the bot does) on the in-process platform, and the fake Slack Web
+API — the question's buttons, evaluator files attached in the thread, the generated
+evaluator's review with the plan, scores on the board and the gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import create_app
+from bot.engine import Engine
+from handlers import blocks as b
+from handlers.mrkdwn import Message
+from pipeline.evaluation.models import EvaluatorInfo
+from pipeline.events import EventKind
+from pipeline.machine import Phase
+from pipeline.runner import Runner, RunnerConfig
+from pipeline.spec import EvalKind, Evaluation
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from pipeline.store.records import Question
+from tests.conftest import DATASETS, EventLog
+from tests.fakes.memory_platform import MemoryPlatform
+from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
+from tests.slack_helpers import CHANNEL, Bot, Driver, block_actions, find_element, settings_for
+from tests.test_evaluation_flow import sql_platform
+from tests.test_slack_blocks import NASTY, cands, check_message, plan, run
+
+ALICE, BOB = "U0ALICE", "U0BOB"
+TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
+RUN = f"run dataset={TEXT2SQL} model=qwen3-8b"
+EXACT = (
+    "def evaluate(messages, ground_truth=None, **kwargs):\n"
+    "    out = messages[-1]['content'].strip().lower()\n"
+    "    return {'score': float(out == (ground_truth or '').strip().lower()), 'reason': 'exact match'}\n"
+)
+BROKEN = "def evaluate(messages, ground_truth=None, **kw):\n    raise RuntimeError('boom')\n"
+# Scores the data's own answers, but cannot cope with what the weak candidates write.
+PICKY = (
+    "def evaluate(messages, ground_truth=None, **kwargs):\n"
+    "    out = messages[-1]['content']\n"
+    "    if 'nowhere' in out:\n"
+    "        raise ValueError('cannot parse this answer')\n"
+    "    return {'score': 1.0, 'reason': 'parsed'}\n"
+)
+MakeBot = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+async def bots(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:  # noqa: F811
+    """The bot as `sftbot serve` builds it: ask_evaluation on, the evaluator folder left to create_app."""
+    made: list[Bot] = []
+
+    async def make(platform: Any = None) -> Bot:
+        platform = platform or MemoryPlatform()
+        runner = Runner(db, platform, RunnerConfig(runs_dir=tmp_path / "runs", poll_seconds=0.01, ask_evaluation=True))
+        log = EventLog()
+        runner.bus.subscribe(log)
+        settings = settings_for(fake_slack)
+        engine = Engine(settings=settings, db=db, platform=platform, runner=runner, bus=runner.bus)
+        app = create_app(engine, settings, live_interval=0.0, post_interval=0.0, retry_jitter=0.0)
+        bot = Bot(app=app, runner=runner, log=log, driver=Driver(app, fake_slack), slack=fake_slack)
+        made.append(bot)
+        return bot
+
+    yield make
+    for bot in made:
+        await bot.close()
+    assert_every_message_fits(fake_slack)
+
+
+def assert_every_message_fits(slack: FakeSlack) -> None:
+    """Every message the bot sent (posts, edits, ephemerals, response_url answers) within Slack's limits."""
+    sent = [c for c in slack.calls if c["method"] in ("chat.postMessage", "chat.update", "chat.postEphemeral", "response_url")]
+    assert sent
+    for c in sent:
+        args = c["args"]
+        if args.get("blocks"):
+            check_message(Message(text=str(args.get("text") or ""), blocks=list(args["blocks"])))
+        else:
+            assert str(args.get("text") or "").strip()
+
+
+def text_of(msg: dict[str, Any]) -> str:
+    return str(msg["rendered"])
+
+
+async def root_of(slack: FakeSlack, number: int = 1) -> dict[str, Any]:
+    return await slack.wait_for(lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None))
+
+
+async def in_thread(slack: FakeSlack, root: dict[str, Any], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    return await slack.wait_for(lambda: next((m for m in slack.thread(CHANNEL, root["ts"])[1:] if pred(m)), None))
+
+
+def has(*fragments: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: all(f in text_of(m) for f in fragments)
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    return [el["text"]["text"] for blk in message["blocks"] if blk["type"] == "actions"
+            for el in blk["elements"] if el["type"] == "button"]
+
+
+async def press(bot: Bot, message: dict[str, Any], label: str, *, user: str) -> None:
+    """Click the button labelled ``label`` (several buttons share an action id)."""
+    el = next(el for blk in message["blocks"] if blk["type"] == "actions" for el in blk["elements"]
+              if el["type"] == "button" and el["text"]["text"] == label)
+    action = {"action_id": el["action_id"], "block_id": "b", "type": "button", "value": el["value"], "text": el["text"]}
+    payload = block_actions(action, user=user, channel=CHANNEL, message=message, response_url=bot.slack.response_url(user, CHANNEL))
+    assert (await bot.driver.interact(payload)).status == 200
+
+
+async def asked(bot: Bot, slack: FakeSlack, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
+    await bot.driver.command(text, user=ALICE)
+    root = await root_of(slack)
+    return root, await in_thread(slack, root, has("needs an answer"))
+
+
+async def attach(bot: Bot, slack: FakeSlack, root: dict[str, Any], name: str, data: str | bytes, *, user: str = ALICE) -> dict[str, Any]:
+    event = slack.user_shares_file(CHANNEL, name, data.encode() if isinstance(data, str) else data, user=user, thread_ts=root["ts"])
+    assert (await bot.driver.event(event)).status == 200
+    return event
+
+
+def ephemeral_with(slack: FakeSlack, user: str, fragment: str) -> Awaitable[Any]:
+    return slack.wait_for(lambda: [e for e in slack.ephemerals(user) if fragment in e["rendered"]])
+
+
+async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(bots: MakeBot, fake_slack: FakeSlack, db: Database) -> None:  # noqa: F811
+    platform = sql_platform()
+    bot = await bots(platform)
+    root, question = await asked(bot, fake_slack)
+    assert buttons(question) == ["Validation loss is fine", "Use my evaluator", "Generate one for me", "Cancel run"]
+    assert "How should I judge the candidates?" in text_of(question) and "Path" not in text_of(question)
+
+    await press(bot, question, "Generate one for me", user=ALICE)
+    await in_thread(fake_slack, root, lambda m: m["ts"] == question["ts"] and f"Answered *Generate one for me* by <@{ALICE}>" in text_of(m))
+    posted = await in_thread(fake_slack, root, has("Plan v1"))
+    shown = text_of(posted)
+    assert "How candidates are judged:* an evaluator I generated from your data (SQL check)" in shown
+    assert "I tried it on 3 reference answers from your data" in shown and "held-out prompts" in shown
+    assert "# Evaluation spec (SQL query)" in shown and "```" in shown  # the start of eval_spec.md, fenced
+    assert "evaluation: an evaluator generated from the data" in shown
+
+    run_ = await bot.runner.get(1)
+    proposed = await q.get_plan(db, run_.id, 1)
+    assert proposed is not None and proposed.evaluator is not None
+    files = {"evaluator.py": Path(proposed.evaluator.evaluator_path), "eval_spec.md": Path(proposed.evaluator.spec_path or "")}
+    ups = await fake_slack.wait_for(lambda: (got := [u for u in fake_slack.uploads() if u.thread_ts == root["ts"]]) and len(got) == 2 and got)
+    assert {u.filename: u.data for u in ups} == {name: path.read_bytes() for name, path in files.items()}
+    await bot.settle()
+    order = [m["ts"] for m in fake_slack.thread(CHANNEL, root["ts"])]
+    assert order.index(posted["ts"]) < min(order.index(m["ts"]) for m in fake_slack.thread(CHANNEL, root["ts"]) if m["files"])
+
+    # A restarted bot re-announcing the plan edits the same message and uploads nothing again.
+    await bot.close()
+    bot = await bots(platform)
+    await bot.runner.reannounce(run_.id)
+    await bot.settle()
+    assert len(fake_slack.uploads()) == 2
+    assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
+
+    await press(bot, posted, "Approve", user=BOB)
+    gate = await in_thread(fake_slack, root, has("Promotion gate"))
+    assert "Winner by evaluator score" in text_of(gate) and "Ranked by mean evaluator score" in text_of(gate)
+    cs = {c.idx: c for c in await q.candidates(db, run_.id)}
+    good = next(c for c in cs.values() if c.learning_rate == platform.good_lr)
+    lowest_loss = min(cs.values(), key=lambda c: c.val_loss or 0.0)
+    assert lowest_loss.idx != good.idx  # validation loss alone would have picked another one
+    best = find_element(gate["blocks"], "sft_promote")
+    assert best is not None and best["text"]["text"] == f"Promote #{good.idx} (best)"
+    select = find_element(gate["blocks"], "sft_choose_candidate")
+    assert select is not None and all("score 0.000" in o["text"]["text"] for o in select["options"])
+    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in text_of(m))
+    header = next(line for line in text_of(board).splitlines() if "val loss" in line)
+    assert header.rstrip().endswith("score")
+    row = next(line for line in text_of(board).splitlines() if f"#{good.idx} " in line)
+    assert "1.000" in row and "← leader" in row
+    assert "mean evaluator score" in text_of(board)
+
+
+async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+    bot = await bots(sql_platform())
+    root, question = await asked(bot, fake_slack)
+    await press(bot, question, "Use my evaluator", user=ALICE)
+    request = await in_thread(fake_slack, root, has("Send me your evaluator"))
+    assert "attach the `.py` file here in this thread" in text_of(request) and "`evaluator: my_eval.py`" in text_of(request)
+    run_ = await bot.runner.get(1)
+    assert run_.phase is Phase.AWAITING_INPUT and run_.question is not None and run_.question.what == "evaluation"
+
+    await press(bot, question, "Use my evaluator", user=BOB)  # asked once; a second click gets a pointer
+    await ephemeral_with(fake_slack, BOB, "I've asked for your evaluator")
+    await attach(bot, fake_slack, root, "notes.txt", "not python")
+    await ephemeral_with(fake_slack, ALICE, "Python file (`.py`)")
+    await attach(bot, fake_slack, root, "big.py", "#" * 300_000)
+    await ephemeral_with(fake_slack, ALICE, "must be under 256 KB")
+    await bot.driver.event(fake_slack.user_says(CHANNEL, "evaluator: missing.py", user=ALICE, thread_ts=root["ts"]))
+    await ephemeral_with(fake_slack, ALICE, "evaluator missing.py not found")
+
+    event = await attach(bot, fake_slack, root, "my exact/eval!.py", EXACT)
+    saved = tmp_path / "data" / "evaluators" / f"{run_.id}-my_exact_eval.py"  # <data dir>/evaluators without SFTBOT_EVALUATOR_DIR
+    posted = await in_thread(fake_slack, root, has("Plan v1"))
+    assert saved.read_text() == EXACT
+    assert f"your evaluator {saved.name}" in text_of(posted) and "I tried it on 3 reference answers" in text_of(posted)
+    await in_thread(fake_slack, root, lambda m: m["ts"] == question["ts"]
+                    and f"Answered *Use my evaluator* `{saved.name}` by <@{ALICE}>" in text_of(m))
+    await in_thread(fake_slack, root, has(f"Got `{saved.name}` from <@{ALICE}>"))
+    downloads = fake_slack.calls_to("files.download")
+    assert downloads and all(c["status"] == 200 for c in downloads)  # fetched with the bot token
+    assert "xoxb" not in json.dumps([c["args"] for c in fake_slack.calls if c["method"] != "files.download"])
+
+    # The same message delivered again as a mention: nothing more happens.
+    await bot.driver.event({**event, "type": "app_mention", "text": "<@UBOT>"})
+    await bot.settle()
+    decisions = await bot.runner.db.gate_decisions(run_.id)
+    assert [(g.gate, g.actor, g.details["answer"]) for g in decisions] == [("input:1", ALICE, f"evaluator:{saved.name}")]
+    assert not any(u.filename == "evaluator.py" for u in fake_slack.uploads())  # their own file is not echoed back
+
+
+async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+    bot = await bots(sql_platform())
+    folder = tmp_path / "data" / "evaluators"
+    folder.mkdir(parents=True)
+    (folder / "team_exact.py").write_text(EXACT)
+    root, _ = await asked(bot, fake_slack)
+    said = fake_slack.user_says(CHANNEL, "<@UBOT> evaluator: `team_exact.py`", user=BOB, thread_ts=root["ts"])
+    await bot.driver.event({**said, "type": "app_mention"})
+    await bot.driver.event(said)  # the same message as a channel message event
+    posted = await in_thread(fake_slack, root, has("Plan v1"))
+    assert "your evaluator team_exact.py" in text_of(posted)
+    await bot.settle()
+    assert len(await bot.runner.db.gate_decisions((await bot.runner.get(1)).id)) == 1
+
+
+async def test_a_broken_evaluator_asks_again_with_two_buttons(bots: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    platform = sql_platform()
+    bot = await bots(platform)
+    root, question = await asked(bot, fake_slack)
+    await press(bot, question, "Use my evaluator", user=ALICE)
+    await in_thread(fake_slack, root, has("Send me your evaluator"))
+    await attach(bot, fake_slack, root, "broken.py", BROKEN)
+    failed = await in_thread(fake_slack, root, has("needs an answer", "boom"))
+    assert buttons(failed) == ["Continue with validation loss", "Cancel run"]
+    assert "Nothing has been spent" in text_of(failed) and not platform.jobs
+
+    await press(bot, failed, "Continue with validation loss", user=ALICE)
+    await in_thread(fake_slack, root, lambda m: m["ts"] == failed["ts"] and "Answered *Continue with validation loss*" in text_of(m))
+    posted = await in_thread(fake_slack, root, has("Plan v1"))
+    assert "evaluation: validation loss" in text_of(posted) and "How candidates are judged" not in text_of(posted)
+    assert (await bot.runner.get(1)).spec.evaluation == Evaluation(kind=EvalKind.LOSS)
+
+
+async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+    bot = await bots(sql_platform())
+    root, question = await asked(bot, fake_slack, f"{RUN} eval=evaluator:broken.py")
+    assert "not found" in text_of(question)  # no such file yet: asked how to judge instead
+    await attach(bot, fake_slack, root, "broken.py", BROKEN)
+    failed = await in_thread(fake_slack, root, has("needs an answer", "boom"))
+    await press(bot, failed, "Cancel run", user=ALICE)
+    run_ = await bot.runner.get(1)
+    await bot.log.wait_kind(EventKind.CANCELLED, run_.id)
+    await in_thread(fake_slack, root, lambda m: m["ts"] == failed["ts"] and f"Cancelled by <@{ALICE}>" in text_of(m))
+    assert (await bot.runner.get(1)).phase is Phase.CANCELLED
+
+
+async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+    folder = tmp_path / "data" / "evaluators"
+    folder.mkdir(parents=True)
+    (folder / "picky.py").write_text(PICKY)
+    bot = await bots(sql_platform())
+    await bot.driver.command(f"{RUN} eval=evaluator:picky.py", user=ALICE)
+    root = await root_of(fake_slack)
+    posted = await in_thread(fake_slack, root, has("Plan v1"))
+    await press(bot, posted, "Approve", user=BOB)
+    notice = await in_thread(fake_slack, root, has("The evaluator failed on"))
+    assert text_of(notice).startswith("⚠️") and "cannot parse this answer" in text_of(notice)
+    gate = await in_thread(fake_slack, root, has("Promotion gate"))
+    assert "Winner by validation loss" in text_of(gate) and "The evaluator failed on" in text_of(gate)
+
+
+async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+    data = tmp_path / "prose.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Tell me something {i}"},
+                          {"role": "assistant", "content": f"The weather {'quite ' * (i % 4)}differs because of reason {i} and more."}]}
+            for i in range(40)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bot = await bots()
+    root, question = await asked(bot, fake_slack, f"run dataset={data} model=qwen3-8b")
+    await press(bot, question, "Generate one for me", user=ALICE)
+    posted = await in_thread(fake_slack, root, has("Plan v1"))
+    assert "How candidates are judged:* validation loss." in text_of(posted) and "validation loss instead" in text_of(posted)
+    await bot.settle()
+    assert not fake_slack.uploads()
+
+
+def _review_plan(text: str, n: int) -> Any:
+    p = plan(n, text=text)
+    ev = EvaluatorInfo(kind="sql", summary=f"Outputs are SQL {text}", evaluator_path="/nope/evaluator.py",
+                       spec_path="/nope/eval_spec.md", validated_on=3)
+    return p.model_copy(update={"evaluator": ev, "evaluation": Evaluation(kind=EvalKind.GENERATE), "eval_examples": 200})
+
+
+@pytest.mark.parametrize(("text", "n"), [("", 3), (NASTY, 3), (NASTY * 60, 150)], ids=["plain", "nasty", "extreme"])
+def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
+    r = run(text=text)
+    excerpt = f"# Evaluation spec {text}\n" + f"- a line {text}\n" * 400
+    fallback = plan(n, text=text).model_copy(update={"warnings": [f"Free text {text}. so the plan uses validation loss instead."]})
+    user_plan = _review_plan(text, n).model_copy(update={"evaluator": EvaluatorInfo(kind="user", summary=f"your evaluator x{text}",
+                                                                                     evaluator_path="/x.py", validated_on=1),
+                                                          "evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=f"x{text}.py")})
+    stamp = b.stamp("Answered", "U0BOB", 0.0)
+    scored = cands(n, text=text)
+    for i, c in enumerate(scored):
+        c.score = i / max(n, 1)
+    msgs = {
+        "question": b.question(r, Question(what="evaluation", text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=4)),
+        "failed": b.question(r, Question(what="evaluator_failed", text=f"Broken: {text}", choices=["loss", "cancel"], number=5)),
+        "request": b.evaluator_request(r),
+        "plan_generated": b.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
+        "plan_user": b.plan_message(r, user_plan),
+        "plan_fallback": b.plan_message(r, fallback),
+        "plan_stamped": b.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
+        "board": b.scoreboard(r, scored), "gate": b.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
+    }
+    for name, msg in msgs.items():
+        try:
+            check_message(msg)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from exc
+    if not text:
+        assert "How candidates are judged" in json.dumps(msgs["plan_generated"].blocks)
+        assert "validation loss instead" in json.dumps(msgs["plan_fallback"].blocks)
+    assert b.answer_label("evaluation", "generate") == "*Generate one for me*"
+    assert b.answer_label("evaluator_failed", "loss") == "*Continue with validation loss*"
+    assert b.answer_label("evaluation", "evaluator:a.py") == "*Use my evaluator* `a.py`"
+    assert b.answer_label("base_model", "qwen3-8b") == "`qwen3-8b`"
