@@ -2,6 +2,8 @@
 
     python bench/bench_inspect.py            # ~1 GB file in bench/out/ (git-ignored)
     python bench/bench_inspect.py --mb 100   # quicker
+    python bench/bench_inspect.py --floors   # also bare parsing, no checks
+    python bench/bench_inspect.py --runs 3   # each contender 3 times, interleaved
 
 Generates a realistic chat JSONL once (seeded, so the same bytes each time; reused when
 present), then runs each contender in a fresh subprocess so that its peak RSS is its own
@@ -102,6 +104,15 @@ def _child(which: str, path: str) -> None:
         sample = _baseline_model()
         start, cpu = time.perf_counter(), time.process_time()
         summary = _baseline(path, sample)
+    elif which == "floor-msgspec":  # the inspector's reads and block decodes, no checks
+        from pipeline.dataset.inspect import _BLOCK, _CHAT
+
+        start, cpu = time.perf_counter(), time.process_time()
+        rows = 0
+        with open(path, "rb") as f:
+            for block in line_blocks_sized(f, _BLOCK):
+                rows += len(_CHAT.decode_lines(block))
+        summary = {"samples": rows}
     else:  # a floor: read and parse every line, check nothing
         from pydantic_core import from_json
 
@@ -119,6 +130,20 @@ def _child(which: str, path: str) -> None:
     summary["seconds"] = time.perf_counter() - start
     summary["cpu_seconds"] = time.process_time() - cpu
     print(json.dumps(summary))
+
+
+def line_blocks_sized(f: Any, size: int) -> Any:
+    """Runs of whole lines from reads of ``size`` bytes (what the inspector decodes at once)."""
+    tail = b""
+    while chunk := f.read(size):
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            tail += chunk
+            continue
+        yield tail + chunk[:cut]
+        tail = chunk[cut + 1 :]
+    if tail:
+        yield tail
 
 
 def _baseline_model() -> Any:
@@ -182,8 +207,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1024, help="size of the generated file")
     parser.add_argument(
-        "--floors", action="store_true", help="also time bare parsing (json.loads, from_json)"
+        "--floors",
+        action="store_true",
+        help="also time bare parsing (json.loads, from_json, msgspec typed decode_lines)",
     )
+    parser.add_argument("--runs", type=int, default=1, help="run each contender this many times")
     parser.add_argument("--child", nargs=2, metavar=("WHICH", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -199,20 +227,27 @@ def main() -> None:
     with path.open("rb") as f:  # warm the page cache so neither run pays for the disk
         while f.read(1 << 24):
             pass
-    names = ("inspector", "baseline") + (("floor-json", "floor-rust") if args.floors else ())
-    results = {which: _run(which, path) for which in names}
+    names = ("inspector", "baseline")
+    if args.floors:
+        names += ("floor-json", "floor-rust", "floor-msgspec")
     print(f"file: {path.name}, {size_mb:.0f} MB, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    base = results["baseline"]
-    for which, r in results.items():
-        print(
-            f"{which:>10}: {size_mb / r['seconds']:6.1f} MB/s wall ({r['seconds']:5.1f} s), "
-            f"{size_mb / r['cpu_seconds']:6.1f} MB/s per CPU-s, "
-            f"{base['cpu_seconds'] / r['cpu_seconds']:4.1f}x baseline per CPU-s, "
-            f"peak RSS {r['peak_rss_mb']:5.1f} MB"
-        )
-    wall = base["seconds"] / results["inspector"]["seconds"]
-    cpu = base["cpu_seconds"] / results["inspector"]["cpu_seconds"]
-    print(f"throughput ratio inspector/baseline: {wall:.1f}x wall-clock, {cpu:.1f}x per CPU-second")
+    for run in range(1, args.runs + 1):
+        # Each run pairs the inspector with a baseline timed right after it, so a ratio
+        # compares two measurements under about the same load on a shared machine.
+        results = {which: _run(which, path) for which in names}
+        base = results["baseline"]
+        if args.runs > 1:
+            print(f"run {run}, load average {os.getloadavg()[0]:.1f}:")
+        for which, r in results.items():
+            print(
+                f"{which:>13}: {size_mb / r['seconds']:6.1f} MB/s wall ({r['seconds']:5.1f} s), "
+                f"{size_mb / r['cpu_seconds']:6.1f} MB/s per CPU-s, "
+                f"{base['cpu_seconds'] / r['cpu_seconds']:4.1f}x baseline per CPU-s, "
+                f"peak RSS {r['peak_rss_mb']:5.1f} MB"
+            )
+        wall = base["seconds"] / results["inspector"]["seconds"]
+        cpu = base["cpu_seconds"] / results["inspector"]["cpu_seconds"]
+        print(f"throughput ratio inspector/baseline: {wall:.1f}x wall-clock, {cpu:.1f}x per CPU-second")
 
 if __name__ == "__main__":
     main()

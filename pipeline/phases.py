@@ -156,7 +156,9 @@ async def inspect_and_plan(r: Runner, run: RunRecord) -> tuple[Event, dict[str, 
         version=run.plan_version + 1,
         model_info=lookup,
         # A platform may know what the machine can hold (the local one: 1 on a small CPU box).
-        default_parallel=int(r.config.default_parallel or getattr(r.platform, "default_parallel", 6) or 6),
+        default_parallel=int(
+            r.config.default_parallel or getattr(r.platform, "default_parallel", None) or getattr(r.platform, "max_parallel", None) or 6
+        ),
         local_tokens_per_second=tps(spec.base_models[0]) if callable(tps) else None,
     )
     plan = plan.model_copy(update={"evaluator": setup, "warnings": [*notes, *plan.warnings]})
