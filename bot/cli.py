@@ -107,6 +107,12 @@ async def _run(args: argparse.Namespace) -> int:
         return code
 
 
+async def _demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return await run_demo(load_settings(), yes=args.yes)
+
+
 async def _resume(args: argparse.Namespace) -> int:
     from bot.engine import open_engine
     from bot.terminal import Terminal
@@ -200,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--yes", action="store_true", help="approve the plan and promote the best candidate automatically")
     rn.add_argument("--platform", choices=["fireworks", "local"])
     rn.set_defaults(func=lambda a: _run_async(_run(a)))
+    dm = sub.add_parser("demo", help="the whole workflow on this machine with the bundled data and model")
+    dm.add_argument("--yes", action="store_true", help="approve the plan and promote the best candidate automatically")
+    dm.set_defaults(func=lambda a: _run_async(_demo(a)))
     rs = sub.add_parser("resume", help="continue an unfinished run after an interruption")
     rs.add_argument("run", nargs="?")
     rs.add_argument("--yes", action="store_true")

@@ -65,8 +65,10 @@ def detect_gpus() -> int:
 class LocalPlatform:
     name = "local"
 
-    def __init__(self, root: Path, *, port: int = 8765, max_parallel: int | None = None, device: str | None = None) -> None:
+    def __init__(self, root: Path, *, port: int = 8765, max_parallel: int | None = None, device: str | None = None,
+                 batch_size: int = 16) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.batch_size = batch_size  # rows per optimizer step (padded to the longest row in the batch)
         for sub in ("jobs", "datasets", "models", "deployments"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.gpus = detect_gpus() if device in (None, "cuda") else 0
@@ -157,7 +159,8 @@ class LocalPlatform:
             raise PlatformError(f"job {request.job_id}: epochs and LoRA rank must be >= 1 and the learning rate > 0")
         eval_path = str(self._dataset_path(request.eval_dataset)) if request.eval_dataset else None
         return LocalJobSpec(request=request, base_model=resolved.ref, dataset_path=str(self._dataset_path(request.dataset)),
-                            eval_path=eval_path, root=str(self.root), device="cuda" if self.gpus else self.device)
+                            eval_path=eval_path, root=str(self.root), device="cuda" if self.gpus else self.device,
+                            batch_size=self.batch_size)
 
     async def get_job(self, job_id: str) -> JobStatus:
         return self.jobs.status(_checked_id(job_id, "job"))

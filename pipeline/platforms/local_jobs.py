@@ -308,6 +308,7 @@ class LocalJobs:
         gpu = next((g for g in range(self.gpus) if g not in busy), None)
         package_parent = str(Path(pipeline.__file__).parent.parent)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+               "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
                "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)

@@ -179,10 +179,15 @@ def ensure_folder(resolved: ResolvedModel) -> Path:
 def _convert_gguf(gguf: Path, out: Path, default_system: str | None) -> None:
     """De-quantise a GGUF into a plain fp32 HF folder.
 
-    A GGUF-loaded model keeps a quantization config and refuses a direct save, so rebuild a
-    plain model from its config and state dict and save that once.
+    Llama-architecture files with a GPT-2 style vocabulary (SmolLM2) take a direct path that
+    reads the file once (~10 s here); others go through transformers' GGUF loader (~45 s for
+    SmolLM2, it parses the file twice). A GGUF-loaded transformers model keeps a quantization
+    config and refuses a direct save, so that path rebuilds a plain model from its config and
+    state dict and saves that once.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if _convert_llama_gguf(gguf, out, default_system):
+        return
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     auto: Any = AutoModelForCausalLM  # transformers' auto classes are untyped
@@ -198,6 +203,92 @@ def _convert_gguf(gguf: Path, out: Path, default_system: str | None) -> None:
         tok.chat_template = chatml_template(default_system)
     plain.save_pretrained(str(out))
     tok.save_pretrained(str(out))
+
+
+_LLAMA_BLOCK = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+                "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+_LLAMA_TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+
+
+def _gguf_fields(reader: Any) -> dict[str, Any]:
+    from gguf import GGUFValueType
+
+    fields: dict[str, Any] = {}
+    for key, f in reader.fields.items():
+        if not f.types or not f.data:
+            continue
+        if f.types[0] == GGUFValueType.ARRAY:
+            if f.types[-1] == GGUFValueType.STRING:
+                fields[key] = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+            else:
+                fields[key] = [f.parts[i].tolist()[0] for i in f.data]
+        elif f.types[0] == GGUFValueType.STRING:
+            fields[key] = bytes(f.parts[f.data[0]]).decode("utf-8")
+        else:
+            fields[key] = f.parts[f.data[0]].tolist()[0]
+    return fields
+
+
+def _convert_llama_gguf(gguf: Path, out: Path, default_system: str | None) -> bool:
+    """The direct path; False when the file is not a case it handles (the caller falls back)."""
+    import numpy as np
+    import torch
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from safetensors.torch import save_file
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+
+    reader = GGUFReader(str(gguf))
+    meta = _gguf_fields(reader)
+    if meta.get("general.architecture") != "llama" or meta.get("tokenizer.ggml.model") != "gpt2":
+        return False
+    heads, kv_heads = int(meta["llama.attention.head_count"]), int(meta["llama.attention.head_count_kv"])
+    state: dict[str, Any] = {}
+    for tensor in reader.tensors:
+        parts = tensor.name.split(".")
+        if parts[0] == "blk" and len(parts) == 4 and parts[2] in _LLAMA_BLOCK:
+            key = f"model.layers.{parts[1]}.{_LLAMA_BLOCK[parts[2]]}.{parts[3]}"
+        elif len(parts) == 2 and parts[0] in _LLAMA_TOP:
+            key = f"{_LLAMA_TOP[parts[0]]}.{parts[1]}"
+        else:
+            return False  # e.g. rope_freqs: leave unusual files to transformers
+        array = dequantize(tensor.data, tensor.tensor_type).reshape([int(d) for d in reversed(tensor.shape)])
+        if parts[2:3] in (["attn_q"], ["attn_k"]):
+            # llama.cpp interleaves the rotary halves of q/k rows; undo it as transformers does.
+            n = heads if parts[2] == "attn_q" else kv_heads
+            array = array.reshape(n, array.shape[0] // n // 2, 2, *array.shape[1:]).swapaxes(2, 1).reshape(array.shape)
+        state[key] = torch.from_numpy(np.array(array, dtype=np.float32))  # a copy: the reader maps the file read-only
+    tokens: list[str] = meta["tokenizer.ggml.tokens"]
+    ids = {k: int(meta[f"tokenizer.ggml.{k}_token_id"]) for k in ("bos", "eos", "unknown", "padding") if f"tokenizer.ggml.{k}_token_id" in meta}
+    config = LlamaConfig(
+        vocab_size=len(tokens), hidden_size=int(meta["llama.embedding_length"]),
+        intermediate_size=int(meta["llama.feed_forward_length"]), num_hidden_layers=int(meta["llama.block_count"]),
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=int(meta["llama.context_length"]),
+        rms_norm_eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
+        rope_parameters={"rope_type": "default", "rope_theta": float(meta.get("llama.rope.freq_base", 10000.0))},
+        tie_word_embeddings="lm_head.weight" not in state, bos_token_id=ids.get("bos"), eos_token_id=ids.get("eos"),
+        pad_token_id=ids.get("padding"), architectures=["LlamaForCausalLM"], dtype="float32",
+    )
+    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
+    bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bpe.decoder = decoders.ByteLevel()
+    control = [i for i, kind in enumerate(meta.get("tokenizer.ggml.token_type", [])) if kind == 3]
+    bpe.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in control])
+    fast: Any = PreTrainedTokenizerFast  # untyped constructor
+    named = {"bos_token": "bos", "eos_token": "eos", "unk_token": "unknown", "pad_token": "padding"}
+    tok: Any = fast(tokenizer_object=bpe, **{arg: tokens[ids[k]] for arg, k in named.items() if k in ids})
+    template = str(meta.get("tokenizer.chat_template") or "")
+    tok.chat_template = chatml_template(default_system) if "<|im_start|>" in template else (template or None)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(str(out))
+    generation: Any = GenerationConfig  # untyped constructor
+    generation(bos_token_id=ids.get("bos"), eos_token_id=ids.get("eos"), pad_token_id=ids.get("padding")).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return True
 
 
 def tiny_tokenizer_corpus() -> list[str]:

@@ -35,13 +35,17 @@ if TYPE_CHECKING:
 
 IGNORE = -100
 _STARTED = time.monotonic()
+# Must be set before torch loads: with the default (spinning) wait policy, OpenMP threads on a
+# CPU shared with other work stalled each other and a step took 2-5x longer than on 1 thread.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class MetricRow(LossPoint):
     """One ``metrics.jsonl`` line; ``kind`` tells per-step rows from end-of-epoch rows."""
 
     kind: Literal["step", "epoch"] = "step"
-    elapsed_s: float | None = None
+    elapsed_s: float | None = None  # wall seconds in the training loop so far (no eval, no load)
+    cpu_s: float | None = None  # CPU seconds of this process in the loop so far (fair on a shared box)
 
 
 class Encoded(BaseModel):
@@ -243,8 +247,6 @@ class Trainer:
 
         spec, req = self.spec, self.spec.request
         torch.manual_seed(spec.seed)
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
         resolved = resolve(spec.base_model, Path(spec.root))
         if resolved is None:
             raise FileNotFoundError(f"base model {spec.base_model!r} is not a known id, HF folder or .gguf file")
@@ -252,6 +254,10 @@ class Trainer:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
         model = model.to(spec.device)
+        params_total = sum(p.numel() for p in model.parameters())
+        if spec.threads or (spec.device == "cpu" and params_total < 20_000_000):
+            # Tiny models gain nothing from more threads (measured 6x slower with 2 than 1).
+            torch.set_num_threads(spec.threads or 1)
         context = getattr(model.config, "max_position_embeddings", None) or spec.max_seq_len
         max_len = min(spec.max_seq_len, int(context))
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -264,6 +270,7 @@ class Trainer:
             val, train = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
         if not train:
             raise ValueError("the training file has no row with an assistant reply")
+        torch.manual_seed(spec.seed)  # the LoRA init depends only on the seed (the benchmark relies on it)
         model = get_peft_model(model, lora_config(req.lora_rank))
         model.train()
         autocast, precision = autocast_factory(spec.device, spec.precision)
@@ -274,11 +281,11 @@ class Trainer:
         self.write_status(total_steps=total, precision=precision, message=None)
         self.metrics_path.write_text("", encoding="utf-8")  # a restarted attempt starts a fresh history
         startup = time.monotonic() - _STARTED
-        step, tokens, train_time = 0, 0, 0.0
+        step, tokens, train_time, train_cpu = 0, 0, 0.0, 0.0
         for epoch in range(req.epochs):
             loss_sum, loss_n = 0.0, 0
             for idx in batches(len(train), spec.batch_size, spec.seed, epoch):
-                t0 = time.monotonic()
+                t0, c0 = time.monotonic(), time.process_time()
                 ids, attn, labels = collate([train[i] for i in idx], pad_id, spec.device)
                 with autocast():
                     loss, n = token_loss_sum(model, ids, attn, labels)
@@ -286,7 +293,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                train_time += time.monotonic() - t0
+                train_time, train_cpu = train_time + time.monotonic() - t0, train_cpu + time.process_time() - c0
                 step, tokens = step + 1, tokens + int(attn.sum())
                 summed = loss.detach().item()
                 value = summed / max(n, 1)
@@ -294,13 +301,13 @@ class Trainer:
                     raise FloatingPointError(f"training loss became {value} at step {step}")
                 loss_sum, loss_n = loss_sum + summed, loss_n + n
                 self.append(MetricRow(step=step, epoch=round(step / steps_per_epoch, 4), train_loss=value,
-                                      elapsed_s=round(train_time, 3)))
+                                      elapsed_s=round(train_time, 3), cpu_s=round(train_cpu, 3)))
                 self.write_status(step=step, epoch=round(step / steps_per_epoch, 4), train_loss=value,
                                   progress=round(99.0 * step / total, 2), tokens_per_second=tokens / train_time)
             val_loss = evaluate(model, val, pad_id, spec.device, spec.batch_size)
             epoch_loss = loss_sum / max(loss_n, 1)
             self.append(MetricRow(kind="epoch", step=step, epoch=float(epoch + 1), train_loss=epoch_loss,
-                                  val_loss=val_loss, elapsed_s=round(train_time, 3)))
+                                  val_loss=val_loss, elapsed_s=round(train_time, 3), cpu_s=round(train_cpu, 3)))
             self.write_status(val_loss=val_loss, train_loss=epoch_loss)
         self.save_adapter(model)
         self.record_throughput(tokens / max(train_time, 1e-9), startup)
