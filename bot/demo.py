@@ -17,7 +17,6 @@ from typing import Any
 from bot.engine import open_engine
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
-from pipeline.evaluation.outputs import MAX_TOKENS
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
 from pipeline.platforms.base import ChatMessage, DeploymentStatus
@@ -28,6 +27,7 @@ from pipeline.store import runs as q
 # what gets deployed. Everything else (grid, split, evaluation) is the workflow's default.
 DEMO_INSTRUCTION = "dataset=sftbot:demo model=smollm2-135m epochs=1 final=skip eval=generate eval_examples=30"
 SHOWN = 4  # held-out sentences printed before/after
+ANSWER_TOKENS = 96  # the JSON answers are ~30 tokens; a rambling base model is cut off here
 
 
 def _clip(text: str, width: int = 70) -> str:
@@ -45,8 +45,8 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
     base_model = run.spec.base_models[0]
     dep = next(r for r in await engine.db.resources(run.id) if r.kind == "deployment" and r.resource_id.endswith("-dep"))
     status = DeploymentStatus.model_validate(dep.details)
-    base_out = await engine.platform.generate(base_model, prompts, max_tokens=MAX_TOKENS)
-    tuned_out = await engine.platform.generate(status.deployment_id, prompts, max_tokens=MAX_TOKENS)
+    base_out = await engine.platform.generate(base_model, prompts, max_tokens=ANSWER_TOKENS)
+    tuned_out = await engine.platform.generate(status.deployment_id, prompts, max_tokens=ANSWER_TOKENS)
     scores: dict[str, float | None] = {"base": None, "tuned": None}
     if plan is not None and plan.evaluator is not None:
         evaluator = Path(plan.evaluator.evaluator_path)
@@ -90,6 +90,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("The first run converts the bundled model once (~20 s); training runs in a subprocess.\n")
     async with open_engine(settings, platform_name="local") as engine:
+        engine.runner.config.eval_max_tokens = ANSWER_TOKENS
         term = Terminal(engine.runner, yes=yes)
         run = await engine.runner.start(instruction, terminal_actor())
         print(f"Run #{run.number} ({run.id}); workspace {run.workspace}")

@@ -58,6 +58,7 @@ class RunnerConfig(BaseModel):
     policy: Policy = Policy()
     deploy_timeout_seconds: float = 1800.0
     evaluator_dir: Path | None = None  # SFTBOT_EVALUATOR_DIR: where users' evaluator files live
+    eval_max_tokens: int = 512  # per held-out answer; reasoning models think before they answer
 
 
 _ACTIONS = {

@@ -76,7 +76,8 @@ async def make_runner(db: Database, tmp_path: Path) -> AsyncIterator[Callable[..
 
     async def make(platform: object, **config: object) -> tuple[Runner, EventLog]:
         checkpoint = config.pop("checkpoint", None)
-        cfg = RunnerConfig(runs_dir=tmp_path / "runs", poll_seconds=0.01, **config)  # type: ignore[arg-type]
+        config.setdefault("poll_seconds", 0.01)
+        cfg = RunnerConfig(runs_dir=tmp_path / "runs", **config)  # type: ignore[arg-type]
         runner = Runner(db, platform, cfg, checkpoint=checkpoint)  # type: ignore[arg-type]
         log = EventLog()
         runner.bus.subscribe(log)

@@ -21,7 +21,7 @@ from pipeline.store.records import CandidateRecord, RunRecord
 if TYPE_CHECKING:
     from pipeline.runner import Runner
 
-MAX_TOKENS = 512  # reasoning models think first; the answer is taken after </think>
+MAX_TOKENS = 512  # default cap; reasoning models think first, the answer is taken after </think>
 CONCURRENCY = 4  # completions in flight per deployment: steady, not a burst
 
 
@@ -35,13 +35,15 @@ async def generate_outputs(r: Runner, run: RunRecord, cand: CandidateRecord, row
     model = cand.model or cand.job_id
     generate = getattr(r.platform, "generate", None)
     if callable(generate):
-        texts: list[str] = await generate(model, prompts, max_tokens=MAX_TOKENS)
+        texts: list[str] = await generate(model, prompts, max_tokens=r.config.eval_max_tokens)
     else:
-        texts = await _via_deployment(r, run, cand, model, prompts)
+        texts = await _via_deployment(r, run, cand, model, prompts, r.config.eval_max_tokens)
     return [strip_thinking(t) for t in texts]
 
 
-async def _via_deployment(r: Runner, run: RunRecord, cand: CandidateRecord, model: str, prompts: list[list[ChatMessage]]) -> list[str]:
+async def _via_deployment(
+    r: Runner, run: RunRecord, cand: CandidateRecord, model: str, prompts: list[list[ChatMessage]], max_tokens: int
+) -> list[str]:
     dep_id = ids.eval_deployment_id(run.id, cand.idx)
     async with r.db.write() as tx:
         await r.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": model, "purpose": "evaluation"})
@@ -59,7 +61,7 @@ async def _via_deployment(r: Runner, run: RunRecord, cand: CandidateRecord, mode
 
         async def one(p: list[ChatMessage]) -> str:
             async with sem:
-                return await r.platform.chat(status.model_string, p, max_tokens=MAX_TOKENS)
+                return await r.platform.chat(status.model_string, p, max_tokens=max_tokens)
 
         return list(await asyncio.gather(*(one(p) for p in prompts)))
     finally:
