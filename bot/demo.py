@@ -9,14 +9,17 @@ with the generated evaluator, and calls the deployed model's local endpoint.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from bot.engine import open_engine
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
+from pipeline.dataset.demo import SYSTEM
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
 from pipeline.platforms.base import ChatMessage, DeploymentStatus
@@ -84,14 +87,32 @@ async def _call_endpoint(status: DeploymentStatus, sentence: str) -> str:
 
     client = AsyncOpenAI(base_url=status.endpoint, api_key="local")
     resp = await client.chat.completions.create(
-        model=status.model_string, messages=[{"role": "user", "content": sentence}], max_tokens=96, temperature=0
+        model=status.model_string,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": sentence}],
+        max_tokens=96,
+        temperature=0,
     )
     await client.close()
     return resp.choices[0].message.content or ""
 
 
+def _quiet_ml_libraries() -> None:
+    """Keep the terminal for the run's own progress: no weight-loading bars or deprecation noise."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # the local extra is missing; the platform says so when it is used
+        pass
+
+
 async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INSTRUCTION) -> int:
     started = time.monotonic()
+    _quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("The first run converts the bundled model once (~20 s); training runs in a subprocess.\n")
     async with open_engine(settings, platform_name="local") as engine:
