@@ -14,30 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.machine import Event, Phase
+from pipeline.machine import Phase
 from pipeline.platforms.fireworks import FireworksPlatform
 from pipeline.runner import Runner, RunnerConfig
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
-from tests.conftest import DATASETS, EventLog
+from tests.conftest import DATASETS, EventLog, drive_to_end
 from tests.fakes.fireworks_server import FakeFireworks
 
 USER = Actor(id="U_BENCH", name="bench")
 GRID = "lr=1.5e-4,1e-4,5e-5 rank=8,16"  # 6 candidates per run
-
-
-async def drive(runner: Runner, log: EventLog, run_id: str) -> None:
-    while True:
-        mark = len(log.events)  # before reading the state, so no event slips between the two
-        run = await runner.get(run_id)
-        if run.phase.finished:
-            return
-        if run.phase is Phase.AWAITING_PLAN_APPROVAL:
-            await runner.decide(run_id, Event.APPROVE, USER, plan_version=run.plan_version)
-        elif run.phase is Phase.AWAITING_PROMOTION:
-            await runner.decide(run_id, Event.PROMOTE, USER, candidate=1)
-        else:
-            await log.wait_for(lambda e: e.run.id == run_id, timeout=600, since=mark)
 
 
 async def main(runs: int, poll: float, job_seconds: float) -> None:
@@ -51,7 +37,7 @@ async def main(runs: int, poll: float, job_seconds: float) -> None:
         instruction = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b {GRID} final=skip deploy=no"
         t0 = time.perf_counter()
         started = [await runner.start(instruction, USER) for _ in range(runs)]
-        await asyncio.gather(*(drive(runner, log, r.id) for r in started))
+        await asyncio.gather(*(drive_to_end(runner, log, r.id, actor=USER, timeout=600) for r in started))
         wall = time.perf_counter() - t0
         phases = [(await runner.get(r.id)).phase for r in started]
         ok = phases.count(Phase.SUCCEEDED)

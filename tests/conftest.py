@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.events import EventKind, RunEvent
+from pipeline.machine import Event, Phase
 from pipeline.runner import Runner, RunnerConfig
 from pipeline.store.db import Database
+from pipeline.store.records import Actor
 
 # CI clones the repository with shared/ beside it; SFTBOT_SHARED_DIR points elsewhere.
 SHARED = Path(os.environ.get("SFTBOT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
@@ -68,6 +70,23 @@ class EventLog:
 
     def kinds(self, run_id: str | None = None) -> list[EventKind]:
         return [e.kind for e in self.events if run_id is None or e.run.id == run_id]
+
+
+async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, actor: Actor, promote: int = 1, timeout: float = 30.0) -> None:
+    """Decide every gate a run reaches (approve, promote ``promote``) until it has finished."""
+    while True:
+        mark = len(log.events)  # before reading the state, so no event slips between the two
+        run = await runner.get(run_id)
+        if run.phase.finished:
+            return
+        if run.phase is Phase.AWAITING_PLAN_APPROVAL:
+            await runner.decide(run_id, Event.APPROVE, actor, plan_version=run.plan_version)
+        elif run.phase is Phase.AWAITING_PROMOTION:
+            await runner.decide(run_id, Event.PROMOTE, actor, candidate=promote)
+        else:
+            # Work phases move on by themselves; after a restart, resuming is idempotent.
+            await runner.resume_all()
+            await log.wait_for(lambda e: e.run.id == run_id, timeout=timeout, since=mark)
 
 
 @pytest.fixture

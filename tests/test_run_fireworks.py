@@ -20,6 +20,7 @@ from pipeline.runner import CheckpointStop, Runner, RunnerConfig
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 from tests.conftest import DATASETS, EventLog
+from tests.conftest import drive_to_end as drive
 from tests.fakes.fireworks_server import FakeFireworks, Faults
 
 ALICE = Actor(id="U_ALICE", name="alice")
@@ -57,20 +58,7 @@ async def open_runner(db: Database, fake: FakeFireworks, runs: Path, *, checkpoi
 
 
 async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: int | None = None) -> None:
-    """Decide every gate the run reaches until it has finished."""
-    while True:
-        mark = len(log.events)  # before reading the state, so no event slips between the two
-        run = await runner.get(run_id)
-        if run.phase.finished:
-            return
-        if run.phase is Phase.AWAITING_PLAN_APPROVAL:
-            await runner.decide(run_id, Event.APPROVE, BOB, plan_version=run.plan_version)
-        elif run.phase is Phase.AWAITING_PROMOTION:
-            await runner.decide(run_id, Event.PROMOTE, BOB, candidate=promote or 1)
-        else:
-            await runner.resume_all()
-            await log.wait_for(lambda e: e.run.id == run_id and e.kind in (
-                EventKind.PLAN_PROPOSED, EventKind.PROMOTION_REQUESTED, EventKind.PHASE_CHANGED), timeout=30, since=mark)
+    await drive(runner, log, run_id, actor=BOB, promote=promote or 1)
 
 
 def assert_one_create_each(fake: FakeFireworks) -> None:
