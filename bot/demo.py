@@ -115,7 +115,12 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     _quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("The first run converts the bundled model once (~20 s); training runs in a subprocess.\n")
-    async with open_engine(settings, platform_name="local") as engine:
+    from pipeline.platforms.local import LocalPlatform
+
+    # Batch 8: on 64 rows that is 8 optimizer steps instead of 4, which measured 29/30 exact
+    # answers against 26/30 with the default batch of 16, at about the same time.
+    platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=8)
+    async with open_engine(settings, platform=platform) as engine:
         engine.runner.config.eval_max_tokens = ANSWER_TOKENS
         term = Terminal(engine.runner, yes=yes)
         run = await engine.runner.start(instruction, terminal_actor())

@@ -25,6 +25,7 @@ naming the example, while the bot keeps working. How:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -236,6 +237,10 @@ class _Batch:
                     why = "corrupted the sandbox protocol (the evaluator wrote to its result channel)"
                 got.append(ExampleScore(index=ex.index, score=None, error=f"example {ex.index}: evaluate() {why}"))
                 return None
+            # Every result is in: let the child exit by itself (stdin is closed), so what it
+            # printed is flushed and captured instead of lost to the kill below.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 2)
             return None
         finally:
             _kill_all(proc.pid, self.uid)
