@@ -56,25 +56,24 @@ def register(app: AsyncApp, s: Surface) -> None:
             return False
         return True
 
-    @app.action(b.APPROVE)
-    async def on_approve(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        respond = s.responder(body)
-        v = decode(action.get("value"))
-        await decide(body, respond, v.get("run"), Event.APPROVE, plan_version=v.get("v"))
+    # Buttons that are one decision each: the button's value carries the run id and the
+    # decision's argument (plan version, candidate); the table says which key is which.
+    buttons: dict[str, tuple[Event, dict[str, str]]] = {
+        b.APPROVE: (Event.APPROVE, {"plan_version": "v"}),
+        b.CANCEL: (Event.CANCEL, {}),
+        b.PROMOTE: (Event.PROMOTE, {"candidate": "c"}),
+    }
 
-    @app.action(b.CANCEL)
-    async def on_cancel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        respond = s.responder(body)
-        await decide(body, respond, decode(action.get("value")).get("run"), Event.CANCEL)
+    def decision_button(event: Event, fields: dict[str, str]) -> Any:
+        async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            v = decode(action.get("value"))
+            await decide(body, s.responder(body), v.get("run"), event, **{k: v.get(key) for k, key in fields.items()})
 
-    @app.action(b.PROMOTE)
-    async def on_promote(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        respond = s.responder(body)
-        v = decode(action.get("value"))
-        await decide(body, respond, v.get("run"), Event.PROMOTE, candidate=v.get("c"))
+        return on_click
+
+    for action_id, (event, fields) in buttons.items():
+        app.action(action_id)(decision_button(event, fields))
 
     @app.action(b.CHOOSE)
     async def on_choose(ack: Any, body: dict[str, Any]) -> None:
