@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATASET = ROOT.parent / "shared" / "datasets" / "text2sql_dataset.jsonl"
+DATASET = ROOT / "tests" / "data" / "datasets" / "text2sql_dataset.jsonl"
 
 
 # --- the load generator (runs in a child process) ---------------------------------------

@@ -15,10 +15,12 @@ from pipeline.runner import Runner, RunnerConfig
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 
-# CI clones the repository with shared/ beside it; SFTBOT_SHARED_DIR points elsewhere.
-SHARED = Path(os.environ.get("SFTBOT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
-DATASETS = SHARED / "datasets"
-FIXTURES = SHARED / "fixtures" / "slack"
+# Everything the tests read lives in the repository (tests/data/, each folder with its
+# source and licence): a clone with nothing beside it must pass.
+DATA = Path(__file__).resolve().parent / "data"
+DATASETS = DATA / "datasets"
+FIXTURES = DATA / "slack"
+MANIFEST_SCHEMA = DATA / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
 
 
 @pytest.fixture(autouse=True)

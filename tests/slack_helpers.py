@@ -1,5 +1,5 @@
 """Drive the real Bolt app like Slack does: correctly signed requests built from the real
-payload shapes in ../shared/fixtures/slack/, dispatched through ``app.async_dispatch`` or
+payload shapes in tests/data/slack/, dispatched through ``app.async_dispatch`` or
 over real HTTP to the HTTP-mode server; plus a bot factory wired to the fake Slack.
 """
 

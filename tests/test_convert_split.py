@@ -14,7 +14,7 @@ from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import Shape
 from pipeline.dataset.split import split_dataset, split_sizes
 
-from tests.conftest import DATASETS as SHARED  # noqa: E402 (one place knows where shared/ is)
+from tests.conftest import DATASETS  # noqa: E402 (one place knows where the data is)
 
 
 def write(path: Path, rows: list[Any]) -> Path:
@@ -31,7 +31,7 @@ def digest(path: Path) -> str:
 
 
 def test_gsm8k_converts_to_valid_chat_deterministically(tmp_path: Path) -> None:
-    src = SHARED / "gsm8k_200.jsonl"
+    src = DATASETS / "gsm8k_200.jsonl"
     before = digest(src)
     first = convert_dataset(src, tmp_path / "a.jsonl")
     second = convert_dataset(src, tmp_path / "b.jsonl")

@@ -18,7 +18,7 @@ from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, Gener
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import mean_score, strip_thinking, worst_examples
 
-from tests.conftest import DATASETS as SHARED  # noqa: E402 (one place knows where shared/ is)
+from tests.conftest import DATASETS  # noqa: E402 (one place knows where the data is)
 CONTACTS = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo_contacts.jsonl"
 LIMITS = SandboxLimits(per_example_seconds=5.0, batch_seconds=30.0)
 
@@ -52,7 +52,7 @@ def load(gen: GeneratedEvaluator) -> ModuleType:
 
 async def test_gsm8k_gets_a_numeric_evaluator(tmp_path: Path) -> None:
     converted = tmp_path / "gsm8k_chat.jsonl"
-    convert_dataset(SHARED / "gsm8k_200.jsonl", converted)
+    convert_dataset(DATASETS / "gsm8k_200.jsonl", converted)
     gen = generate_evaluator(converted, tmp_path / "out")
     assert (gen.kind, gen.supported, gen.rows_inspected) == ("numbers", True, 200)
     assert gen.reason.startswith("Outputs end in a number (200 of 200 rows)")
@@ -101,7 +101,7 @@ async def test_json_outputs_get_partial_credit_per_key(tmp_path: Path) -> None:
 
 
 async def test_sql_outputs_match_by_normalised_text_or_by_results(tmp_path: Path) -> None:
-    data = SHARED / "text2sql_dataset.jsonl"
+    data = DATASETS / "text2sql_dataset.jsonl"
     gen = generate_evaluator(data, tmp_path / "out")
     assert (gen.kind, gen.supported) == ("sql", True)
     assert "CREATE TABLE" in Path(gen.spec_path or "").read_text()
@@ -165,7 +165,7 @@ def test_free_text_falls_back_honestly_and_writes_nothing(tmp_path: Path) -> Non
     assert (gen.kind, gen.supported, gen.evaluator_path, gen.spec_path) == ("free_text", False, None, None)
     assert "no evaluator was generated; the run is judged by validation loss" in gen.reason
     assert not out.exists()
-    tiny = generate_evaluator(SHARED / "chat_minimal.jsonl", out)
+    tiny = generate_evaluator(DATASETS / "chat_minimal.jsonl", out)
     assert not tiny.supported and tiny.reason.startswith("Only 2 answers") and not out.exists()
 
 

@@ -1,4 +1,4 @@
-"""The dataset inspector on real files: every problem kind by line, shapes, the shared
+"""The dataset inspector on real files: every problem kind by line, shapes, the bundled
 datasets, fast path == slow path (per row and as whole reports), and flat memory."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pipeline.dataset.inspect import _CHAT, KINDS, _report, _scan, check_row, in
 from pipeline.dataset.report import InspectionReport, Shape
 from pipeline.dataset.tokens import estimate_tokens, estimate_tokens_many
 
-from tests.conftest import DATASETS as SHARED  # noqa: E402 (one place knows where shared/ is)
+from tests.conftest import DATASETS  # noqa: E402 (one place knows where the data is)
 OK = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
 
@@ -154,15 +154,15 @@ def test_shapes_and_conversion_offers(tmp_path: Path) -> None:
     assert junk.shape is Shape.UNKNOWN and junk.blocking
 
 
-def test_shared_datasets() -> None:
-    sql = inspect_dataset(SHARED / "text2sql_dataset.jsonl")
+def test_bundled_datasets() -> None:
+    sql = inspect_dataset(DATASETS / "text2sql_dataset.jsonl")
     assert (sql.shape, sql.samples, sql.trainable, sql.problems) == (Shape.CHAT, 100, True, [])
     assert sql.role_counts == {"assistant": 100, "system": 100, "user": 100}
     assert sql.tokens > 0 and sql.token_method.startswith("estimate")
-    gsm = inspect_dataset(SHARED / "gsm8k_200.jsonl")
+    gsm = inspect_dataset(DATASETS / "gsm8k_200.jsonl")
     assert (gsm.shape, gsm.samples, gsm.trainable) == (Shape.QUESTION_ANSWER, 200, True)
     assert [(c.kind, c.rows) for c in gsm.conversions] == [("question_answer_to_chat", 200)]
-    small = inspect_dataset(SHARED / "chat_minimal.jsonl")
+    small = inspect_dataset(DATASETS / "chat_minimal.jsonl")
     assert (small.samples, small.blocking) == (2, True)
     assert [g.kind for g in small.problems] == ["too_few_examples"]
 

@@ -65,7 +65,7 @@ def test_plain_english_phrasings(text: str, expected: RunSpec) -> None:
         ("Do the full-data final run", RunSpec(final_run=True)),
         ("run SFT on ./data.jsonl with qwen3-8b", RunSpec(dataset="./data.jsonl", base_models=("qwen3-8b",))),
         ("Run SFT on /tmp/x.jsonl.", RunSpec(dataset="/tmp/x.jsonl")),
-        ("fine-tune on ../shared/datasets/gsm8k_200.jsonl", RunSpec(dataset="../shared/datasets/gsm8k_200.jsonl")),
+        ("fine-tune on ../data/sets/gsm8k_200.jsonl", RunSpec(dataset="../data/sets/gsm8k_200.jsonl")),
         ("train on ./data/train.jsonl, thanks!", RunSpec(dataset="./data/train.jsonl")),
         ("lr 0.0001 and 1.5e-4", RunSpec(learning_rates=(1e-4, 1.5e-4))),
         ("learning rates 1e-4, 5e-5 or 1e-5", RunSpec(learning_rates=(1e-4, 5e-5, 1e-5))),

@@ -17,13 +17,13 @@ from handlers import blocks as b
 from handlers.listeners import COMMAND, EVENTS
 from handlers.modals import CALLBACK_ID
 from pipeline.store.db import Database
-from tests.conftest import SHARED
+from tests.conftest import MANIFEST_SCHEMA
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
 from tests.slack_helpers import block_actions, make_bot, slash_fields
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = SHARED / "vendor" / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
+SCHEMA = MANIFEST_SCHEMA
 # Web API methods the bot calls, with the bot scope each needs (reference/slack.md §4).
 METHOD_SCOPES = {
     "chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
