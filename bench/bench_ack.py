@@ -38,6 +38,7 @@ DATASET = ROOT / "tests" / "data" / "datasets" / "text2sql_dataset.jsonl"
 
 # --- the load generator (runs in a child process) ---------------------------------------
 
+
 async def _fire(url: str, concurrency: int, secret: str, response_url: str) -> list[float]:
     import aiohttp
 
@@ -45,9 +46,17 @@ async def _fire(url: str, concurrency: int, secret: str, response_url: str) -> l
 
     def request() -> tuple[bytes, dict[str, str]]:
         fields = {
-            "token": "x", "team_id": "T111", "team_domain": "bench", "channel_id": "C0BENCH", "channel_name": "bench",
-            "user_id": f"U{uuid.uuid4().hex[:8].upper()}", "user_name": "bench", "command": "/sft",
-            "text": f"run dataset={DATASET} model=qwen3-8b", "response_url": response_url, "trigger_id": uuid.uuid4().hex,
+            "token": "x",
+            "team_id": "T111",
+            "team_domain": "bench",
+            "channel_id": "C0BENCH",
+            "channel_name": "bench",
+            "user_id": f"U{uuid.uuid4().hex[:8].upper()}",
+            "user_name": "bench",
+            "command": "/sft",
+            "text": f"run dataset={DATASET} model=qwen3-8b",
+            "response_url": response_url,
+            "trigger_id": uuid.uuid4().hex,
         }
         body = urlencode(fields)
         return body.encode(), signed_headers(body, content_type="application/x-www-form-urlencoded", secret=secret)
@@ -75,6 +84,7 @@ def client_main(url: str, concurrency: int, secret: str, response_url: str) -> N
 
 
 # --- the servers ---------------------------------------------------------------------------
+
 
 class SlackThread:
     """The fake Slack Web API in its own thread and event loop."""
@@ -108,7 +118,7 @@ async def quiet(runner: Any, app: Any) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def bench(rounds: int, concurrency: int) -> dict[str, dict[str, float]]:
@@ -130,8 +140,9 @@ async def bench(rounds: int, concurrency: int) -> dict[str, dict[str, float]]:
     runner = Runner(db, platform, RunnerConfig(runs_dir=tmp / "runs", poll_seconds=1.0))
     settings = Settings(slack_bot_token=slack.bot_token, slack_signing_secret=SECRET, slack_api_url=slack.base_url, data_dir=tmp)
     # Posts are not spaced per channel here: 400 runs in one channel would take minutes at 1/s.
-    full = create_app(Engine(settings=settings, db=db, platform=platform, runner=runner, bus=runner.bus), settings,
-                      post_interval=0.0)
+    full = create_app(
+        Engine(settings=settings, db=db, platform=platform, runner=runner, bus=runner.bus), settings, post_interval=0.0
+    )
 
     bare = AsyncApp(client=make_client(slack.bot_token, base_url=slack.base_url), signing_secret=SECRET)
 
@@ -148,8 +159,15 @@ async def bench(rounds: int, concurrency: int) -> dict[str, dict[str, float]]:
                 if not r:
                     server_side[name].clear()
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, __file__, "--client", f"http://127.0.0.1:{port}/slack/events", "--concurrency",
-                    str(concurrency), "--response-url", slack.response_url("U0BENCH", "C0BENCH"), stdout=subprocess.PIPE,
+                    sys.executable,
+                    __file__,
+                    "--client",
+                    f"http://127.0.0.1:{port}/slack/events",
+                    "--concurrency",
+                    str(concurrency),
+                    "--response-url",
+                    slack.response_url("U0BENCH", "C0BENCH"),
+                    stdout=subprocess.PIPE,
                 )
                 out, _ = await proc.communicate()
                 if r:
@@ -166,7 +184,10 @@ async def bench(rounds: int, concurrency: int) -> dict[str, dict[str, float]]:
     def stats(v: list[float]) -> dict[str, float]:
         return {"n": len(v), "p50_ms": percentile(v, 0.5) * 1000, "p99_ms": percentile(v, 0.99) * 1000, "max_ms": max(v) * 1000}
 
-    return {**{f"{k} (server)": stats(v) for k, v in server_side.items()}, **{f"{k} (client)": stats(v) for k, v in samples.items()}}
+    return {
+        **{f"{k} (server)": stats(v) for k, v in server_side.items()},
+        **{f"{k} (client)": stats(v) for k, v in samples.items()},
+    }
 
 
 async def _serve(app: Any, record: list[float]) -> tuple[Any, int]:

@@ -249,5 +249,6 @@ def main() -> None:
         cpu = base["cpu_seconds"] / results["inspector"]["cpu_seconds"]
         print(f"throughput ratio inspector/baseline: {wall:.1f}x wall-clock, {cpu:.1f}x per CPU-second")
 
+
 if __name__ == "__main__":
     main()

@@ -27,16 +27,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the trainer subprocess runs (see local_train)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from peft import get_peft_model  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments  # noqa: E402
+import torch
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-from pipeline.dataset.demo import demo_path  # noqa: E402
-from pipeline.platforms.base import JobRequest  # noqa: E402
-from pipeline.platforms.local_jobs import LocalJobSpec, TrainerStatus  # noqa: E402
-from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, ensure_folder, resolve  # noqa: E402
-from pipeline.platforms.local_train import Encoded, batches, collate, evaluate, load_rows, lora_config  # noqa: E402
-from pipeline.platforms.local_train import Trainer as LocalTrainer  # noqa: E402
+from pipeline.dataset.demo import demo_path
+from pipeline.platforms.base import JobRequest
+from pipeline.platforms.local_jobs import LocalJobSpec, TrainerStatus
+from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, ensure_folder, resolve
+from pipeline.platforms.local_train import Encoded, batches, collate, evaluate, load_rows, lora_config
+from pipeline.platforms.local_train import Trainer as LocalTrainer
 
 
 class ReplaySampler(torch.utils.data.Sampler[int]):
@@ -79,11 +79,25 @@ def run_hf(folder: Path, train: list[Encoded], pad_id: int, spec: LocalJobSpec, 
     model = get_peft_model(model, lora_config(req.lora_rank))
     bf16 = spec.precision == "bf16"
     args = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=spec.batch_size, num_train_epochs=req.epochs,
-        learning_rate=req.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=1.0, optim="adamw_torch", logging_steps=1, save_strategy="no", eval_strategy="no",
-        report_to=[], use_cpu=spec.device == "cpu", bf16=bf16, seed=spec.seed, dataloader_num_workers=0,
-        remove_unused_columns=False, disable_tqdm=True,
+        output_dir=str(out),
+        per_device_train_batch_size=spec.batch_size,
+        num_train_epochs=req.epochs,
+        learning_rate=req.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        use_cpu=spec.device == "cpu",
+        bf16=bf16,
+        seed=spec.seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
     )
 
     def collator(rows: list[Encoded]) -> dict[str, torch.Tensor]:
@@ -125,11 +139,26 @@ def main() -> None:
     lines = demo_path().read_text(encoding="utf-8").splitlines(keepends=True)
     (work / "train.jsonl").write_text("".join(lines[:rows]), encoding="utf-8")
     (work / "val.jsonl").write_text("".join(lines[rows : rows + a.val]), encoding="utf-8")
-    request = JobRequest(job_id="bench", base_model=resolved.ref, dataset=str(work / "train.jsonl"),
-                         eval_dataset=str(work / "val.jsonl"), epochs=epochs, lora_rank=a.rank, learning_rate=lr,
-                         output_model="bench")
-    spec = LocalJobSpec(request=request, base_model=resolved.ref, dataset_path=request.dataset, eval_path=request.eval_dataset,
-                        root=str(a.root), device="cpu", batch_size=a.batch, threads=threads)
+    request = JobRequest(
+        job_id="bench",
+        base_model=resolved.ref,
+        dataset=str(work / "train.jsonl"),
+        eval_dataset=str(work / "val.jsonl"),
+        epochs=epochs,
+        lora_rank=a.rank,
+        learning_rate=lr,
+        output_model="bench",
+    )
+    spec = LocalJobSpec(
+        request=request,
+        base_model=resolved.ref,
+        dataset_path=request.dataset,
+        eval_path=request.eval_dataset,
+        root=str(a.root),
+        device="cpu",
+        batch_size=a.batch,
+        threads=threads,
+    )
 
     local_s, local_cpu, local_tps, precision = run_local(work / "local", spec)
     tok = AutoTokenizer.from_pretrained(str(folder))
@@ -147,18 +176,38 @@ def main() -> None:
     hf_val = evaluate(hf_model, val, pad_id, "cpu", a.batch)
     assert local_val is not None and hf_val is not None
     tokens = sum(len(r.input_ids) for r in train) * epochs
-    print(json.dumps({
-        "model": a.model, "precision": precision, "threads": threads, "train_rows": len(train), "epochs": epochs,
-        "batch": a.batch, "rank": a.rank, "lr": lr, "train_tokens": tokens,
-        "local": {"train_s": round(local_s, 2), "tokens_per_s": round(local_tps, 1), "loop_cpu_s": round(local_cpu, 1),
-                  "val_loss": round(local_val, 5)},
-        "transformers_trainer": {"train_s": round(hf_s, 2), "tokens_per_s": round(hf_tps, 1), "loop_cpu_s": round(hf_cpu, 1),
-                                 "val_loss": round(hf_val, 5)},
-        "ratio_tokens_per_s": round(local_tps / hf_tps, 3),
-        "ratio_tokens_per_cpu_s": round(hf_cpu / local_cpu, 3),
-        "val_loss_rel_diff": round(abs(local_val - hf_val) / hf_val, 5),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "model": a.model,
+                "precision": precision,
+                "threads": threads,
+                "train_rows": len(train),
+                "epochs": epochs,
+                "batch": a.batch,
+                "rank": a.rank,
+                "lr": lr,
+                "train_tokens": tokens,
+                "local": {
+                    "train_s": round(local_s, 2),
+                    "tokens_per_s": round(local_tps, 1),
+                    "loop_cpu_s": round(local_cpu, 1),
+                    "val_loss": round(local_val, 5),
+                },
+                "transformers_trainer": {
+                    "train_s": round(hf_s, 2),
+                    "tokens_per_s": round(hf_tps, 1),
+                    "loop_cpu_s": round(hf_cpu, 1),
+                    "val_loss": round(hf_val, 5),
+                },
+                "ratio_tokens_per_s": round(local_tps / hf_tps, 3),
+                "ratio_tokens_per_cpu_s": round(hf_cpu / local_cpu, 3),
+                "val_loss_rel_diff": round(abs(local_val - hf_val) / hf_val, 5),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

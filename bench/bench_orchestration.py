@@ -55,7 +55,9 @@ async def main(runs: int, poll: float, job_seconds: float) -> None:
     print(f"job control-plane requests: {len(job_calls)} ({len(creates)} creates, {len(polls)} gets)")
     print(f"requests per job: {per_job:.2f}  (theoretical minimum {min_per_job:.2f}; ratio {per_job / min_per_job:.2f}x)")
     print(f"all control-plane requests: {len(fake.requests)}")
-    print(f"wall time: {wall:.2f}s  (theoretical minimum ~{job_seconds:.2f}s of job time; ratio {wall / max(job_seconds, 1e-9):.1f}x)")
+    print(
+        f"wall time: {wall:.2f}s  (theoretical minimum ~{job_seconds:.2f}s of job time; ratio {wall / max(job_seconds, 1e-9):.1f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def create_app(
 
 
 def surface_of(app: AsyncApp) -> Surface:
-    return cast(Surface, getattr(app, "sftbot"))
+    return cast(Surface, app.sftbot)
 
 
 async def aclose(app: AsyncApp, *, timeout: float = 10.0) -> None:

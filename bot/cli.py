@@ -11,8 +11,8 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from bot.console import inspection_text, plan_json, plan_text
 from bot.settings import SettingsError, load_settings
@@ -153,7 +153,9 @@ async def _runs(args: argparse.Namespace) -> int:
     for r in rows:
         est = f"${r.estimated_usd:,.2f}" if r.estimated_usd is not None else "-"
         act = f"${r.actual_usd:,.2f}" if r.actual_usd is not None else "-"
-        print(f"#{r.number:<4} {r.id}  {r.requester_name or r.requester:<12} {r.phase.value:<24} est {est:<9} actual {act:<9} updated {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.updated_at))}")
+        print(
+            f"#{r.number:<4} {r.id}  {r.requester_name or r.requester:<12} {r.phase.value:<24} est {est:<9} actual {act:<9} updated {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.updated_at))}"
+        )
     if not rows:
         print("no runs yet")
     return 0
@@ -174,7 +176,13 @@ async def _show(args: argparse.Namespace) -> int:
     finally:
         await db.close()
     if args.json:
-        _print_json({"run": run.model_dump(mode="json"), "candidates": [c.model_dump(mode="json") for c in cands], "audit": [a.model_dump(mode="json") for a in trail]})
+        _print_json(
+            {
+                "run": run.model_dump(mode="json"),
+                "candidates": [c.model_dump(mode="json") for c in cands],
+                "audit": [a.model_dump(mode="json") for a in trail],
+            }
+        )
         return 0
     from bot.terminal import scoreboard_lines
 
@@ -185,7 +193,10 @@ async def _show(args: argparse.Namespace) -> int:
     print("\n".join(scoreboard_lines(cands)))
     print("Audit:")
     for a in trail:
-        print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(a.at))}  {a.actor_name or a.actor:<12} {a.action}" + (f" (plan v{a.plan_version})" if a.plan_version else ""))
+        print(
+            f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(a.at))}  {a.actor_name or a.actor:<12} {a.action}"
+            + (f" (plan v{a.plan_version})" if a.plan_version else "")
+        )
     return 0
 
 

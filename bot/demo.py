@@ -31,8 +31,7 @@ from pipeline.store import runs as q
 # So the demo tunes on a 64-row subsample (the workflow's own HP-tuning subsample, seeded)
 # and deploys the promoted candidate instead of retraining on all rows.
 DEMO_INSTRUCTION = (
-    "dataset=sftbot:demo model=smollm2-135m hp_samples=64 epochs=1 rank=16 lr=1e-3,3e-4 "
-    "final=skip eval=generate eval_examples=20"
+    "dataset=sftbot:demo model=smollm2-135m hp_samples=64 epochs=1 rank=16 lr=1e-3,3e-4 final=skip eval=generate eval_examples=20"
 )
 SHOWN = 4  # held-out sentences printed before/after
 ANSWER_TOKENS = 96  # the JSON answers are ~30 tokens; a rambling base model is cut off here
@@ -75,7 +74,7 @@ def report_section(result: dict[str, Any]) -> str:
         "| sentence | base model | fine-tuned | expected |",
         "|---|---|---|---|",
     ]
-    for row, b, t in list(zip(result["rows"], result["base"], result["tuned"]))[:SHOWN]:
+    for row, b, t in list(zip(result["rows"], result["base"], result["tuned"], strict=False))[:SHOWN]:
         cells = [prompt_of(row)[-1]["content"], b, t, reference(row)]
         lines.append("| " + " | ".join("`" + _clip(c, 60).replace("|", "/").replace("`", "'") + "`" for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -131,7 +130,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
         await engine.runner.wait(run.id)
         print("\nBefore and after, on held-out sentences:")
         result = await before_and_after(engine, run.id)
-        for row, b, t in list(zip(result["rows"], result["base"], result["tuned"]))[:SHOWN]:
+        for row, b, t in list(zip(result["rows"], result["base"], result["tuned"], strict=False))[:SHOWN]:
             print(f"  sentence:   {_clip(prompt_of(row)[-1]['content'])}")
             print(f"  base:       {_clip(b)}")
             print(f"  fine-tuned: {_clip(t)}")

@@ -16,8 +16,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import blocks as b
 from handlers import evaluation, replies
-from handlers.mrkdwn import Message, decode
 from handlers.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
+from handlers.mrkdwn import Message, decode
 from handlers.surface import Surface
 from pipeline.machine import Event, Phase
 from pipeline.runner import RunNotFound
@@ -93,8 +93,11 @@ def register(app: AsyncApp, s: Surface) -> None:
         if run.question is None or run.question.number != number:
             # An old question's button must not answer the one asked since.
             first = next((g for g in await s.db.gate_decisions(run.id) if g.gate == f"input:{number}"), None)
-            msg = replies.already_decided_message(first, what="question") if first else \
-                replies.problem_message("This question is closed.")
+            msg = (
+                replies.already_decided_message(first, what="question")
+                if first
+                else replies.problem_message("This question is closed.")
+            )
             await _tell(respond, msg)
             return
         if run.question.what in b.EVALUATION_QUESTIONS and text == "cancel":
@@ -106,9 +109,13 @@ def register(app: AsyncApp, s: Surface) -> None:
             if not await s.fresh(f"act:{body.get('trigger_id')}:evaluator_file"):
                 return
             if not await evaluation.request_file(s, run, run.question):
-                await _tell(respond, replies.note_message(
-                    "I've asked for your evaluator in this run's thread: attach the `.py` file there "
-                    "(or reply `evaluator: my_eval.py`), or pick another option."))
+                await _tell(
+                    respond,
+                    replies.note_message(
+                        "I've asked for your evaluator in this run's thread: attach the `.py` file there "
+                        "(or reply `evaluator: my_eval.py`), or pick another option."
+                    ),
+                )
             return
         await decide(body, respond, run.id, Event.ANSWER, answer=text)
 

@@ -31,12 +31,16 @@ def policy_lines(policy: Policy) -> list[str]:
     ]
 
 
-def home_view(user_id: str, *, mine: Sequence[RunRecord], active: Sequence[RunRecord], policy: Policy, platform: str) -> dict[str, Any]:
+def home_view(
+    user_id: str, *, mine: Sequence[RunRecord], active: Sequence[RunRecord], policy: Policy, platform: str
+) -> dict[str, Any]:
     """The Home tab view for ``views.publish`` (≤ 100 blocks)."""
     blocks: list[Block] = [
         header("sftbot — fine-tuning from Slack"),
-        section(f"Hi {user(user_id)}. I inspect a dataset, propose a costed plan, sweep LoRA settings on "
-                f"*{escape(platform)}*, and deploy the model a person promotes."),
+        section(
+            f"Hi {user(user_id)}. I inspect a dataset, propose a costed plan, sweep LoRA settings on "
+            f"*{escape(platform)}*, and deploy the model a person promotes."
+        ),
         divider(),
         section("*Your recent runs*"),
         *([section(run_line(r)) for r in mine[:10]] or [context("None yet. Start one with `/sft run`.")]),

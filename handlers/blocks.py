@@ -128,16 +128,26 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
         what = escape(clip(plan.evaluation.describe(), 500))  # "your evaluator <file>" (its summary says the same)
     else:
         what = f"an evaluator I generated from your data ({_KIND_TITLES.get(ev.kind, escape(ev.kind))} check). {escape(clip(ev.summary, 1200))}"
-    tried = (f"I tried it on {ev.validated_on} reference answer{'s' if ev.validated_on != 1 else ''} from your data: it scored "
-             f"{'them' if ev.validated_on != 1 else 'it'} without errors." if ev.validated_on else "It has not been tried on your data yet.")
-    how = (f"Each candidate answers {plan.eval_examples:,} held-out prompts; the promotion gate ranks by mean score (0–1), "
-           "validation loss breaks ties.")
+    tried = (
+        f"I tried it on {ev.validated_on} reference answer{'s' if ev.validated_on != 1 else ''} from your data: it scored "
+        f"{'them' if ev.validated_on != 1 else 'it'} without errors."
+        if ev.validated_on
+        else "It has not been tried on your data yet."
+    )
+    how = (
+        f"Each candidate answers {plan.eval_examples:,} held-out prompts; the promotion gate ranks by mean score (0–1), "
+        "validation loss breaks ties."
+    )
     blocks = [section(f"📏 *How candidates are judged:* {what}\n{how} {tried}")]
     if spec_excerpt:
         blocks.append(section(code_block(clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS), limit=SPEC_EXCERPT_CHARS + 200)))
     if ev.kind != "user":
-        blocks.append(context("`evaluator.py` and `eval_spec.md` are attached in this thread: read them before you approve. "
-                              "Revise with “use my own evaluator” or “eval=loss” to change how candidates are judged."))
+        blocks.append(
+            context(
+                "`evaluator.py` and `eval_spec.md` are attached in this thread: read them before you approve. "
+                "Revise with “use my own evaluator” or “eval=loss” to change how candidates are judged."
+            )
+        )
     return blocks
 
 
@@ -199,8 +209,13 @@ def plan_message(run: RunRecord, plan: Plan, *, spec_excerpt: str | None = None)
         button("Approve", APPROVE, value, style="primary"),
         button("Revise", REVISE, value),
         button(
-            "Cancel run", CANCEL, value, style="danger",
-            confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"),
+            "Cancel run",
+            CANCEL,
+            value,
+            style="danger",
+            confirm_=confirm(
+                "Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"
+            ),
         ),
         block_id=f"plan|{run.id}|{plan.version}",
     )
@@ -209,20 +224,24 @@ def plan_message(run: RunRecord, plan: Plan, *, spec_excerpt: str | None = None)
 
 
 def stamp(verb: str, actor: str, at: float, *, extra: str = "") -> str:
-    """"✅ Approved by <@U…> at HH:MM" — what replaces the buttons after a decision."""
+    """ "✅ Approved by <@U…> at HH:MM" — what replaces the buttons after a decision."""
     icon = {"Approved": "✅", "Promoted": "✅", "Answered": "✅", "Cancelled": "🚫"}.get(verb.split()[0], "✏️")
     return f"{icon} {verb} by {user(actor)} at {at_time(at)}{extra}"
 
 
 def plan_stamped(run: RunRecord, plan: Plan, stamp_text: str, *, spec_excerpt: str | None = None) -> Message:
     text = f"Plan v{plan.version} for SFT run #{run.number}: {stamp_text}"
-    return Message(text=clip(text, 3000), blocks=fit([*_plan_body(run, plan, spec_excerpt=spec_excerpt), section(stamp_text)], keep_tail=1))
+    return Message(
+        text=clip(text, 3000), blocks=fit([*_plan_body(run, plan, spec_excerpt=spec_excerpt), section(stamp_text)], keep_tail=1)
+    )
 
 
 def _board_lines(cands: list[CandidateRecord]) -> list[str]:
     top = leader(cands)
     scored = any(c.score is not None for c in cands)  # the mean evaluator score gets its own column
-    lines = [f"{'':>2} {'candidate':<34} {'state':<10} {'prog':>5} {'epoch':>5} {'val loss':>9}" + (f" {'score':>6}" if scored else "")]
+    lines = [
+        f"{'':>2} {'candidate':<34} {'state':<10} {'prog':>5} {'epoch':>5} {'val loss':>9}" + (f" {'score':>6}" if scored else "")
+    ]
     for c in cands:
         mark = " ← leader" if top is not None and c.idx == top.idx else ""
         stall = " (no progress)" if c.stalled else ""
@@ -231,7 +250,9 @@ def _board_lines(cands: list[CandidateRecord]) -> list[str]:
         epoch = f"{c.epoch:g}" if c.epoch is not None else "-"
         name = "final" if c.idx == 0 else f"#{c.idx}"
         label = f"{name} {c.base_model} r{c.lora_rank} lr{c.learning_rate:g}"
-        lines.append(f"{'🏆' if mark else '':>2} {label:<34} {c.state.value:<10} {c.progress:>4.0f}% {epoch:>5} {val:>9}{score}{stall}{mark}")
+        lines.append(
+            f"{'🏆' if mark else '':>2} {label:<34} {c.state.value:<10} {c.progress:>4.0f}% {epoch:>5} {val:>9}{score}{stall}{mark}"
+        )
     return lines
 
 
@@ -239,16 +260,28 @@ def scoreboard(run: RunRecord, cands: list[CandidateRecord], *, title: str = "Sw
     """The live table, one thread message edited in place (the leader marked)."""
     done = sum(1 for c in cands if c.state.terminal)
     top = leader(cands)
-    lead = f"leader {escape(clip(top.base_model, 200))} r{top.lora_rank} lr{top.learning_rate:g}" if top else "no validation loss yet"
+    lead = (
+        f"leader {escape(clip(top.base_model, 200))} r{top.lora_rank} lr{top.learning_rate:g}"
+        if top
+        else "no validation loss yet"
+    )
     text = f"{title} for run #{run.number}: {done}/{len(cands)} finished, {lead}"
-    blocks = [section(f"*{escape(title)}* — run #{run.number} · {done}/{len(cands)} finished"),
-              *chunked_sections([escape(line) for line in _board_lines(cands)], fence=True)]
+    blocks = [
+        section(f"*{escape(title)}* — run #{run.number} · {done}/{len(cands)} finished"),
+        *chunked_sections([escape(line) for line in _board_lines(cands)], fence=True),
+    ]
     if any(c.score is not None for c in cands):
-        blocks.append(context("score = mean evaluator score (0–1) on held-out prompts; the leader has the highest score, "
-                              "validation loss breaks ties."))
+        blocks.append(
+            context(
+                "score = mean evaluator score (0–1) on held-out prompts; the leader has the highest score, "
+                "validation loss breaks ties."
+            )
+        )
     stalled = [c for c in cands if c.stalled]
     if stalled:
-        blocks.append(context(f"⚠️ no progress lately: {', '.join(f'#{c.idx}' for c in stalled[:20])} (still waiting, not failed)"))
+        blocks.append(
+            context(f"⚠️ no progress lately: {', '.join(f'#{c.idx}' for c in stalled[:20])} (still waiting, not failed)")
+        )
     return Message(text=text, blocks=fit(blocks))
 
 
@@ -258,25 +291,47 @@ def promotion_gate(run: RunRecord, ranked: list[CandidateRecord], *, summary: st
     best = done[0] if done else None
     elements: list[Block] = []
     if best is not None:
-        elements.append(button(f"Promote #{best.idx} (best)", PROMOTE, encode(run=run.id, c=best.idx), style="primary",
-                               confirm_=None))
+        elements.append(
+            button(f"Promote #{best.idx} (best)", PROMOTE, encode(run=run.id, c=best.idx), style="primary", confirm_=None)
+        )
     # The next 24 best, not all: a select's options count towards the message size, and
     # Slack refuses oversized messages long before its 100-option limit.
     others = [c for c in done if best is None or c.idx != best.idx][:24]
     if others:
-        elements.append({
-            "type": "static_select",
-            "action_id": CHOOSE,
-            "placeholder": {"type": "plain_text", "text": "Choose another candidate"},
-            "options": [option(f"#{c.idx} {c.base_model} r{c.lora_rank} lr{c.learning_rate:g}"
-                               + (f" · score {c.score:.3f}" if c.score is not None else "")
-                               + (f" · {c.val_loss:.4f}" if c.val_loss is not None else ""), f"{run.id}|{c.idx}") for c in others],
-            "confirm": confirm("Promote this candidate?", "Its configuration is trained on the full data and deployed.", "Promote"),
-        })
-    elements.append(button("Cancel run", CANCEL, encode(run=run.id, v=run.plan_version), style="danger",
-                           confirm_=confirm("Cancel this run?", f"Run #{run.number} stops; no final run or deployment.", "Cancel run", "Keep it")))
+        elements.append(
+            {
+                "type": "static_select",
+                "action_id": CHOOSE,
+                "placeholder": {"type": "plain_text", "text": "Choose another candidate"},
+                "options": [
+                    option(
+                        f"#{c.idx} {c.base_model} r{c.lora_rank} lr{c.learning_rate:g}"
+                        + (f" · score {c.score:.3f}" if c.score is not None else "")
+                        + (f" · {c.val_loss:.4f}" if c.val_loss is not None else ""),
+                        f"{run.id}|{c.idx}",
+                    )
+                    for c in others
+                ],
+                "confirm": confirm(
+                    "Promote this candidate?", "Its configuration is trained on the full data and deployed.", "Promote"
+                ),
+            }
+        )
+    elements.append(
+        button(
+            "Cancel run",
+            CANCEL,
+            encode(run=run.id, v=run.plan_version),
+            style="danger",
+            confirm_=confirm(
+                "Cancel this run?", f"Run #{run.number} stops; no final run or deployment.", "Cancel run", "Keep it"
+            ),
+        )
+    )
     blocks = [*_gate_body(run, ranked, summary), actions(*elements, block_id=f"gate|{run.id}")]
-    return Message(text=f"Promotion gate for SFT run #{run.number}: {escape(clip(summary, 1000))}", blocks=fit(blocks, keep_tail=1))
+    return Message(
+        text=f"Promotion gate for SFT run #{run.number}: {escape(clip(summary, 1000))}", blocks=fit(blocks, keep_tail=1)
+    )
 
 
 def _gate_body(run: RunRecord, ranked: list[CandidateRecord], summary: str) -> list[Block]:
@@ -284,31 +339,46 @@ def _gate_body(run: RunRecord, ranked: list[CandidateRecord], summary: str) -> l
         header(f"Promotion gate — run #{run.number}"),
         section(escape(summary)),
         *chunked_sections([escape(line) for line in _board_lines(ranked)], fence=True),
-        context(("Ranked by mean evaluator score (0–1), then validation loss. " if any(c.score is not None for c in ranked) else "")
-                + "Loss curves are attached below. Promote the best, or choose another completed candidate."),
+        context(
+            ("Ranked by mean evaluator score (0–1), then validation loss. " if any(c.score is not None for c in ranked) else "")
+            + "Loss curves are attached below. Promote the best, or choose another completed candidate."
+        ),
     ]
 
 
 def promotion_stamped(run: RunRecord, ranked: list[CandidateRecord], *, summary: str, stamp_text: str) -> Message:
-    return Message(text=clip(f"Promotion gate for SFT run #{run.number}: {stamp_text}", 3000),
-                   blocks=fit([*_gate_body(run, ranked, summary), section(stamp_text)], keep_tail=1))
+    return Message(
+        text=clip(f"Promotion gate for SFT run #{run.number}: {stamp_text}", 3000),
+        blocks=fit([*_gate_body(run, ranked, summary), section(stamp_text)], keep_tail=1),
+    )
 
 
 def _cancel_button(run: RunRecord, text: str = "Cancel run") -> Block:
-    return button(text, CANCEL, encode(run=run.id, v=run.plan_version), style="danger",
-                  confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"))
+    return button(
+        text,
+        CANCEL,
+        encode(run=run.id, v=run.plan_version),
+        style="danger",
+        confirm_=confirm(
+            "Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"
+        ),
+    )
 
 
 def _evaluation_question(run: RunRecord, q: Question) -> Message:
     """How to judge the candidates, in plain words: three buttons (or two after a broken evaluator)."""
     body = section(f"❓ *Run #{run.number} needs an answer:* {escape(q.text)}")
     if q.what == "evaluator_failed":
-        elements = [button(FAILED_CHOICES["loss"], ANSWER, encode(run=run.id, q=q.number, a="loss"), style="primary"),
-                    _cancel_button(run, FAILED_CHOICES["cancel"])]
+        elements = [
+            button(FAILED_CHOICES["loss"], ANSWER, encode(run=run.id, q=q.number, a="loss"), style="primary"),
+            _cancel_button(run, FAILED_CHOICES["cancel"]),
+        ]
         help_ = context("Or attach a fixed evaluator (`.py`) in this thread and I'll check it again.")
     else:
-        elements = [button(EVALUATION_CHOICES[c], ANSWER, encode(run=run.id, q=q.number, a=c), style="primary" if c == "loss" else None)
-                    for c in ("loss", "evaluator", "generate")]
+        elements = [
+            button(EVALUATION_CHOICES[c], ANSWER, encode(run=run.id, q=q.number, a=c), style="primary" if c == "loss" else None)
+            for c in ("loss", "evaluator", "generate")
+        ]
         elements.append(_cancel_button(run))
         help_ = context(
             "*Validation loss is fine*: rank candidates by their loss on held-out data; no extra cost.",
@@ -328,8 +398,10 @@ def question(run: RunRecord, q: Question) -> Message:
     elements: list[Block] = []
     choices = [c for c in q.choices if 0 < len(f"{run.id}|{q.number}|{c}") <= 150]
     if 0 < len(choices) <= 5:
-        elements += [button(c, ANSWER, encode(run=run.id, q=q.number, a=c), style="primary" if i == 0 else None)
-                     for i, c in enumerate(choices)]
+        elements += [
+            button(c, ANSWER, encode(run=run.id, q=q.number, a=c), style="primary" if i == 0 else None)
+            for i, c in enumerate(choices)
+        ]
     elif choices:
         options, size = [], 0
         for c in choices[:100]:
@@ -339,10 +411,23 @@ def question(run: RunRecord, q: Question) -> Message:
                 break
             options.append(opt)
         choices = choices[: len(options)]
-        elements.append({"type": "static_select", "action_id": ANSWER_SELECT,
-                         "placeholder": {"type": "plain_text", "text": "Choose…"}, "options": options})
-    elements.append(button("Cancel run", CANCEL, encode(run=run.id, v=run.plan_version), style="danger",
-                           confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here.", "Cancel run", "Keep it")))
+        elements.append(
+            {
+                "type": "static_select",
+                "action_id": ANSWER_SELECT,
+                "placeholder": {"type": "plain_text", "text": "Choose…"},
+                "options": options,
+            }
+        )
+    elements.append(
+        button(
+            "Cancel run",
+            CANCEL,
+            encode(run=run.id, v=run.plan_version),
+            style="danger",
+            confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here.", "Cancel run", "Keep it"),
+        )
+    )
     blocks = [body]
     if len(q.choices) > len(choices):
         blocks.append(context("More choices exist than fit here: `/sft models` lists them; start a new run naming the model."))
@@ -367,36 +452,56 @@ def evaluator_request(run: RunRecord) -> Message:
         f"📎 *Send me your evaluator for run #{run.number}:* attach the `.py` file here in this thread "
         "(drag it into the reply box).",
         "It needs a function `evaluate(messages, ground_truth=None, **kwargs)` that returns "
-        "`{\"score\": 0..1, \"reason\": \"…\"}`; `messages` ends with the model's answer, `ground_truth` is the reference answer.",
+        '`{"score": 0..1, "reason": "…"}`; `messages` ends with the model\'s answer, `ground_truth` is the reference answer.',
         "Already in the bot's evaluator folder (`SFTBOT_EVALUATOR_DIR`)? Reply `evaluator: my_eval.py` instead.",
     ]
-    return Message(text=f"Run #{run.number}: attach your evaluator .py file in this thread",
-                   blocks=[section("\n".join(lines)),
-                           context("I try it on a few of your data's own answers before proposing the plan; nothing is spent until someone approves.")])
+    return Message(
+        text=f"Run #{run.number}: attach your evaluator .py file in this thread",
+        blocks=[
+            section("\n".join(lines)),
+            context(
+                "I try it on a few of your data's own answers before proposing the plan; nothing is spent until someone approves."
+            ),
+        ],
+    )
 
 
 def question_stamped(run: RunRecord, q: Question, stamp_text: str) -> Message:
-    return Message(text=clip(f"Run #{run.number}: {escape(clip(q.text, 1000))} — {stamp_text}", 3000),
-                   blocks=[section(f"❓ *Run #{run.number} asked:* {escape(q.text)}"), section(stamp_text)])
+    return Message(
+        text=clip(f"Run #{run.number}: {escape(clip(q.text, 1000))} — {stamp_text}", 3000),
+        blocks=[section(f"❓ *Run #{run.number} asked:* {escape(q.text)}"), section(stamp_text)],
+    )
 
 
 def final_message(
-    run: RunRecord, *, model: str | None, deployment: dict[str, object] | None, snippet: str | None,
-    final: CandidateRecord | None, evaluation: str | None, estimated: float | None, actual: float | None,
+    run: RunRecord,
+    *,
+    model: str | None,
+    deployment: dict[str, object] | None,
+    snippet: str | None,
+    final: CandidateRecord | None,
+    evaluation: str | None,
+    estimated: float | None,
+    actual: float | None,
 ) -> Message:
     """The end: model id, deployment, losses, estimated vs actual cost, a copy-paste snippet."""
     dep = deployment or {}
     rows: list[tuple[str, str]] = [("Model", code(model or "?"))]
     if dep:
-        rows += [("Deployment", code(dep.get("deployment_id", "?"))), ("Endpoint", escape(dep.get("endpoint", "?"))),
-                 ("Model string", code(dep.get("model_string", "?")))]
+        rows += [
+            ("Deployment", code(dep.get("deployment_id", "?"))),
+            ("Endpoint", escape(dep.get("endpoint", "?"))),
+            ("Model string", code(dep.get("model_string", "?"))),
+        ]
     if final is not None:
         losses = f"train {final.train_loss:.4f}" if final.train_loss is not None else "train n/a"
         losses += f" · val {final.val_loss:.4f}" if final.val_loss is not None else " · val n/a"
         rows.append(("Final loss", losses))
     rows.append(("Cost", f"estimated {money(estimated)} · actual {money(actual)}"))
-    blocks: list[Block] = [section(f"✅ *SFT run #{run.number} is done*" + (" and deployed." if dep else " (not deployed, as planned).")),
-                           fields(*[(k, clip(v, 400)) for k, v in rows])]
+    blocks: list[Block] = [
+        section(f"✅ *SFT run #{run.number} is done*" + (" and deployed." if dep else " (not deployed, as planned).")),
+        fields(*[(k, clip(v, 400)) for k, v in rows]),
+    ]
     if evaluation:
         blocks.append(context(escape(clip(evaluation, 1000))))
     if snippet:
@@ -406,15 +511,22 @@ def final_message(
 
 def failure(run: RunRecord, *, reason: str, left_running: list[str]) -> Message:
     """❌ with the reason and what, if anything, is still up and costing money."""
-    left = ("*Still running:* " + "; ".join(escape(x) for x in left_running[:20])) if left_running else \
-        "Nothing was left running: this run's active jobs were cancelled."
-    return Message(text=f"❌ SFT run #{run.number} failed: {escape(clip(reason, 1000))}",
-                   blocks=[section(f"❌ *SFT run #{run.number} failed:* {escape(reason)}"), section(left)])
+    left = (
+        ("*Still running:* " + "; ".join(escape(x) for x in left_running[:20]))
+        if left_running
+        else "Nothing was left running: this run's active jobs were cancelled."
+    )
+    return Message(
+        text=f"❌ SFT run #{run.number} failed: {escape(clip(reason, 1000))}",
+        blocks=[section(f"❌ *SFT run #{run.number} failed:* {escape(reason)}"), section(left)],
+    )
 
 
 def cancelled(run: RunRecord, *, actor: str | None, left_running: list[str]) -> Message:
     who = f" by {user(actor)}" if actor else ""
-    left = ("Still running: " + "; ".join(escape(x) for x in left_running[:20])) if left_running else "Active jobs were cancelled."
+    left = (
+        ("Still running: " + "; ".join(escape(x) for x in left_running[:20])) if left_running else "Active jobs were cancelled."
+    )
     return Message(text=f"🚫 SFT run #{run.number} cancelled", blocks=[section(f"🚫 *Run #{run.number} cancelled{who}.* {left}")])
 
 

@@ -55,6 +55,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 # --- the plan's evaluator, for review ------------------------------------------------------
 
+
 def spec_excerpt(plan: Plan) -> str | None:
     """The beginning of the generated ``eval_spec.md`` (None without one); a bounded read."""
     ev = plan.evaluator
@@ -77,11 +78,16 @@ async def upload_review_files(out: RunMessages, run: RunRecord, plan: Plan) -> N
         if path is None or not path.is_file():
             continue
         digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()[:16]
-        await out.upload(run.id, f"evaluator:{path.name}:{digest}", path,
-                         title=f"Run #{run.number} {path.name} (generated evaluator, plan v{plan.version})")
+        await out.upload(
+            run.id,
+            f"evaluator:{path.name}:{digest}",
+            path,
+            title=f"Run #{run.number} {path.name} (generated evaluator, plan v{plan.version})",
+        )
 
 
 # --- "Use my evaluator" ----------------------------------------------------------------------
+
 
 async def request_file(s: Surface, run: RunRecord, question: Question) -> bool:
     """Ask in the thread for the evaluator file; False when it was asked for this question already."""
@@ -94,6 +100,7 @@ async def request_file(s: Surface, run: RunRecord, question: Question) -> bool:
 
 
 # --- files and replies in a run's thread -----------------------------------------------------
+
 
 def _is_py(name: object) -> bool:
     return isinstance(name, str) and name.lower().endswith(".py")
@@ -134,13 +141,18 @@ async def on_thread_message(s: Surface, event: dict[str, Any], *, bot_user: str 
 
     if not waiting:
         state = run.phase.value.replace("_", " ")
-        await tell(replies.problem_message(
-            f"Run #{run.number} isn't waiting for an evaluator now (it is {state}). To use one, start a run with "
-            "`eval=evaluator:<file>` or choose “Use my evaluator” when I ask how to judge the candidates."))
+        await tell(
+            replies.problem_message(
+                f"Run #{run.number} isn't waiting for an evaluator now (it is {state}). To use one, start a run with "
+                "`eval=evaluator:<file>` or choose “Use my evaluator” when I ask how to judge the candidates."
+            )
+        )
         return True
     folder = s.runner.config.evaluator_dir
     if folder is None:
-        await tell(replies.problem_message("No evaluator folder is configured (SFTBOT_EVALUATOR_DIR), so I can't take evaluator files."))
+        await tell(
+            replies.problem_message("No evaluator folder is configured (SFTBOT_EVALUATOR_DIR), so I can't take evaluator files.")
+        )
         return True
     if files:
         name, problem = await fetch_evaluator(s.messages.client, files, run_id=run.id, folder=folder)
@@ -230,10 +242,15 @@ async def _download(client: AsyncWebClient, url: str) -> bytes:
         headers = {"Authorization": f"Bearer {client.token}"}
         # No redirects: a redirect means Slack sent us to its login page (no files:read), and
         # following one could hand the token to another host.
-        async with session.get(url, headers=headers, allow_redirects=False,
-                               timeout=aiohttp.ClientTimeout(total=DOWNLOAD_SECONDS)) as resp:
+        async with session.get(
+            url, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=DOWNLOAD_SECONDS)
+        ) as resp:
             if resp.status != 200 or resp.content_type == "text/html":
-                hint = " (the Slack app needs the `files:read` scope)" if resp.status in (301, 302, 303, 401, 403) or resp.content_type == "text/html" else ""
+                hint = (
+                    " (the Slack app needs the `files:read` scope)"
+                    if resp.status in (301, 302, 303, 401, 403) or resp.content_type == "text/html"
+                    else ""
+                )
                 raise _DownloadError(f"Slack answered HTTP {resp.status}{hint}")
             data = bytearray()
             async for chunk in resp.content.iter_chunked(64 * 1024):
@@ -241,7 +258,7 @@ async def _download(client: AsyncWebClient, url: str) -> bytes:
                 if len(data) > MAX_EVALUATOR_BYTES:
                     raise _DownloadError(f"it is larger than {MAX_EVALUATOR_BYTES // 1024} KB")
             return bytes(data)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise _DownloadError(type(exc).__name__) from None
     finally:
         if own:

@@ -40,7 +40,9 @@ def _parse_slash(text: str) -> tuple[Command | None, Message | None]:
     try:
         return parse_slash(text), None
     except (CommandError, SpecError) as exc:  # InstructionError is a SpecError
-        return None, replies.help_message(problem=str(exc)) if isinstance(exc, CommandError) else replies.problem_message(str(exc))
+        return None, replies.help_message(problem=str(exc)) if isinstance(exc, CommandError) else replies.problem_message(
+            str(exc)
+        )
 
 
 def _bot_user(body: dict[str, Any]) -> str | None:
@@ -68,10 +70,16 @@ def register(app: AsyncApp, s: Surface) -> None:
         if problem is not None or cmd is None:
             await reply(problem or replies.help_message())
             return
-        run = await s.execute(cmd, user=command["user_id"], name=command.get("user_name"), channel=command["channel_id"], reply=reply)
+        run = await s.execute(
+            cmd, user=command["user_id"], name=command.get("user_name"), channel=command["channel_id"], reply=reply
+        )
         if run is not None and cmd.kind == "run":  # a refused start already got its one answer
             dataset = code(short_name(run.spec.dataset))
-            await reply(replies.note_message(f"⏳ Starting an SFT run on {dataset} (run #{run.number}): the plan follows in this channel."))
+            await reply(
+                replies.note_message(
+                    f"⏳ Starting an SFT run on {dataset} (run #{run.number}): the plan follows in this channel."
+                )
+            )
 
     async def converse(event: dict[str, Any], client: AsyncWebClient, *, thread: bool) -> None:
         """A mention or DM: parse the English, answer in the thread (channel) or inline (DM)."""

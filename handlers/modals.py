@@ -33,7 +33,9 @@ MODELS, GRID, EPOCHS, HP, PARALLEL, FINAL, OTHER = "models", "grid", "epochs", "
 _ACTION = "value"
 
 
-def _text_input(block_id: str, label: str, initial: str, *, hint: str = "", optional: bool = False, multiline: bool = False) -> Block:
+def _text_input(
+    block_id: str, label: str, initial: str, *, hint: str = "", optional: bool = False, multiline: bool = False
+) -> Block:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": _ACTION, "multiline": multiline}
     if initial:
         element["initial_value"] = clip(initial, 3000)
@@ -54,19 +56,40 @@ def revise_modal(run: RunRecord, plan: Plan) -> dict[str, Any]:
     epochs = plan.candidates[0].epochs if plan.candidates else 1
     blocks = [
         _text_input(MODELS, "Base models", ", ".join(run.spec.base_models), hint="Comma-separated, e.g. qwen3-8b, qwen3-32b"),
-        _text_input(GRID, "Candidates (LoRA rank:learning rate)", _fmt_pairs(plan_pairs(plan)),
-                    hint="Each pair is one candidate per base model, e.g. 8:1.5e-4, 16:1e-4, 32:5e-5"),
+        _text_input(
+            GRID,
+            "Candidates (LoRA rank:learning rate)",
+            _fmt_pairs(plan_pairs(plan)),
+            hint="Each pair is one candidate per base model, e.g. 8:1.5e-4, 16:1e-4, 32:5e-5",
+        ),
         _text_input(EPOCHS, "Epochs", str(epochs), hint=f"1 to {MAX_EPOCHS}"),
-        _text_input(HP, "HP-tuning samples", str(plan.hp_samples or ""), optional=True,
-                    hint="Rows sampled for the sweep; empty = the whole train split"),
+        _text_input(
+            HP,
+            "HP-tuning samples",
+            str(plan.hp_samples or ""),
+            optional=True,
+            hint="Rows sampled for the sweep; empty = the whole train split",
+        ),
         _text_input(PARALLEL, "Jobs in parallel (at most)", str(plan.max_parallel), hint=f"1 to {MAX_PARALLEL}"),
         {
-            "type": "input", "block_id": FINAL, "label": plain("Final run"),
-            "element": {"type": "radio_buttons", "action_id": _ACTION, "options": [final_on, final_off],
-                        "initial_option": final_on if plan.final else final_off},
+            "type": "input",
+            "block_id": FINAL,
+            "label": plain("Final run"),
+            "element": {
+                "type": "radio_buttons",
+                "action_id": _ACTION,
+                "options": [final_on, final_off],
+                "initial_option": final_on if plan.final else final_off,
+            },
         },
-        _text_input(OTHER, "Anything else (plain English)", "", optional=True, multiline=True,
-                    hint="e.g. use accounts/me/datasets/holdout as the eval dataset; generate an evaluator for me"),
+        _text_input(
+            OTHER,
+            "Anything else (plain English)",
+            "",
+            optional=True,
+            multiline=True,
+            hint="e.g. use accounts/me/datasets/holdout as the eval dataset; generate an evaluator for me",
+        ),
     ]
     return {
         "type": "modal",
@@ -139,8 +162,11 @@ def parse_revision(run: RunRecord, plan: Plan, values: dict[str, Any]) -> tuple[
     def grid() -> None:
         pairs = _pairs(_value(values, GRID))
         if pairs != plan_pairs(plan):
-            updates.update(candidates=tuple(CandidateSpec(lora_rank=r, learning_rate=lr) for r, lr in pairs),
-                           learning_rates=None, lora_ranks=None)
+            updates.update(
+                candidates=tuple(CandidateSpec(lora_rank=r, learning_rate=lr) for r, lr in pairs),
+                learning_rates=None,
+                lora_ranks=None,
+            )
 
     def epochs() -> None:
         n = _int(_value(values, EPOCHS), "epochs", 1, MAX_EPOCHS)

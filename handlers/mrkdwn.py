@@ -155,7 +155,9 @@ def text_size(block: Block) -> int:
     return len(json.dumps(block, ensure_ascii=False))
 
 
-def fit(blocks: list[Block], limit: int = MESSAGE_BLOCKS_MAX, *, keep_tail: int = 0, budget: int = TOTAL_TEXT_BUDGET) -> list[Block]:
+def fit(
+    blocks: list[Block], limit: int = MESSAGE_BLOCKS_MAX, *, keep_tail: int = 0, budget: int = TOTAL_TEXT_BUDGET
+) -> list[Block]:
     """At most ``limit`` blocks and about ``budget`` characters; the last ``keep_tail``
     blocks (buttons, stamps) always survive, the middle is cut with a note."""
     tail = blocks[len(blocks) - keep_tail :] if keep_tail else []

@@ -91,6 +91,7 @@ class Notifier:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued message and due scoreboard edit has been sent (tests, shutdown)."""
+
         async def idle() -> None:
             while True:
                 busy = [t for t in [*self._workers.values(), *self._timers.values()] if not t.done()]

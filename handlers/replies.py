@@ -43,9 +43,15 @@ def help_message(*, problem: str | None = None) -> Message:
     blocks = []
     if problem:
         blocks.append(section(f"⚠️ {escape(problem)}"))
-    blocks += [section("*sftbot* plans, runs and deploys supervised fine-tuning, with a person approving each step."),
-               section("\n".join(HELP_LINES))]
-    text = f"⚠️ {escape(clip(problem, 1000))}" if problem else "sftbot help: /sft run | models | runs | status | cancel | audit | help"
+    blocks += [
+        section("*sftbot* plans, runs and deploys supervised fine-tuning, with a person approving each step."),
+        section("\n".join(HELP_LINES)),
+    ]
+    text = (
+        f"⚠️ {escape(clip(problem, 1000))}"
+        if problem
+        else "sftbot help: /sft run | models | runs | status | cancel | audit | help"
+    )
     return Message(text=clip(text, 3000), blocks=blocks)
 
 
@@ -65,16 +71,20 @@ def models_message(models: Sequence[BaseModelInfo], *, platform: str) -> Message
         size = f"{m.params_b:g}B" if m.params_b else "size unknown"
         ctx = f", context {m.max_context:,}" if m.max_context else ""
         lines.append(f"• {code(m.id)} — {size}{ctx}")
-    blocks = [section(f"*Base models you can fine-tune on {escape(platform)}* ({len(models)})"),
-              *chunked_sections(lines or ["none found"])]
+    blocks = [
+        section(f"*Base models you can fine-tune on {escape(platform)}* ({len(models)})"),
+        *chunked_sections(lines or ["none found"]),
+    ]
     return Message(text=f"{len(models)} base models on {platform}", blocks=fit(blocks))
 
 
 def run_line(r: RunRecord) -> str:
     est = f" · est {money(r.estimated_usd)}" if r.estimated_usd is not None else ""
     act = f" · actual {money(r.actual_usd)}" if r.actual_usd is not None else ""
-    return (f"*#{r.number}* {code(short_name(r.spec.dataset))} by {user(r.requester)} — "
-            f"{r.phase.value.replace('_', ' ')}{est}{act} · {at_time(r.updated_at)}")
+    return (
+        f"*#{r.number}* {code(short_name(r.spec.dataset))} by {user(r.requester)} — "
+        f"{r.phase.value.replace('_', ' ')}{est}{act} · {at_time(r.updated_at)}"
+    )
 
 
 def runs_message(runs: Sequence[RunRecord], *, scope: str) -> Message:
@@ -126,16 +136,20 @@ def confirm_cancel_message(run: RunRecord) -> Message:
     value = encode(run=run.id, v=run.plan_version)
     blocks = [
         section(f"Cancel {run_title(run)} ({run.phase.value.replace('_', ' ')})? Its active jobs are cancelled."),
-        actions(button(f"Yes, cancel run #{run.number}", CONFIRM_CANCEL, value, style="danger"),
-                button("Keep it running", KEEP, value), block_id=f"confirm|{run.id}"),
+        actions(
+            button(f"Yes, cancel run #{run.number}", CONFIRM_CANCEL, value, style="danger"),
+            button("Keep it running", KEEP, value),
+            block_id=f"confirm|{run.id}",
+        ),
     ]
     return Message(text=f"Cancel SFT run #{run.number}?", blocks=blocks)
 
 
 def already_decided_message(first: GateDecision, *, what: str) -> Message:
     """The polite note for a second click on a decided gate."""
-    verb = {"approve": "approved", "revise": "revised", "promote": "promoted", "cancel": "cancelled",
-            "answer": "answered"}.get(first.decision, first.decision)
+    verb = {"approve": "approved", "revise": "revised", "promote": "promoted", "cancel": "cancelled", "answer": "answered"}.get(
+        first.decision, first.decision
+    )
     who = user(first.actor) if first.actor.startswith(("U", "W")) else escape(first.actor_name or first.actor)
     text = f"This {what} was already {verb} by {who} at {at_time(first.decided_at)}; nothing else was done."
     return Message(text=f"Already {verb} by {escape(clip(first.actor_name or first.actor, 200))}", blocks=[section(text)])

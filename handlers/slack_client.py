@@ -67,7 +67,12 @@ def retry_handlers(*, jitter: float = 1.0) -> list[AsyncRetryHandler]:
 
 
 def make_client(
-    token: str, *, base_url: str | None = None, jitter: float = 1.0, timeout: int = 30, session: aiohttp.ClientSession | None = None
+    token: str,
+    *,
+    base_url: str | None = None,
+    jitter: float = 1.0,
+    timeout: int = 30,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """The bot's Web API client; ``base_url`` comes from SLACK_API_URL (a fake in tests).
 
@@ -77,7 +82,9 @@ def make_client(
     url = base_url or DEFAULT_API_URL
     if not url.endswith("/"):
         url += "/"
-    return AsyncWebClient(token=token, base_url=url, timeout=timeout, session=session, retry_handlers=retry_handlers(jitter=jitter))
+    return AsyncWebClient(
+        token=token, base_url=url, timeout=timeout, session=session, retry_handlers=retry_handlers(jitter=jitter)
+    )
 
 
 class ChannelLimiter:

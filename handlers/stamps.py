@@ -107,8 +107,13 @@ async def final(runner: Runner, run: RunRecord) -> Message:
     final_c = by_idx.get(0) or by_idx.get(run.winner or -1)
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     return b.final_message(
-        run, model=await shipped_model(runner, run), deployment=details, snippet=snippet, final=final_c,
-        evaluation=await runner.db.get_ref(run.id, "slack:evaluation"), estimated=run.estimated_usd,
+        run,
+        model=await shipped_model(runner, run),
+        deployment=details,
+        snippet=snippet,
+        final=final_c,
+        evaluation=await runner.db.get_ref(run.id, "slack:evaluation"),
+        estimated=run.estimated_usd,
         actual=round(sum(costs), 6) if costs else None,
     )
 

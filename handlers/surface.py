@@ -25,15 +25,20 @@ from pipeline.authz import Action, authorize
 from pipeline.catalog import known_models
 from pipeline.machine import Event, Refused
 from pipeline.platforms.base import PlatformError
-from pipeline.runner import Denied, RunNotFound, Runner
+from pipeline.runner import Denied, Runner, RunNotFound
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import Database, GateAlreadyDecided
 from pipeline.store.records import RunRecord
 
 Reply = Callable[[Message], Awaitable[Any]]
-_WHAT = {Event.APPROVE: "plan", Event.REVISE: "plan", Event.PROMOTE: "promotion gate", Event.ANSWER: "question",
-         Event.CANCEL: "run"}
+_WHAT = {
+    Event.APPROVE: "plan",
+    Event.REVISE: "plan",
+    Event.PROMOTE: "promotion gate",
+    Event.ANSWER: "question",
+    Event.CANCEL: "run",
+}
 
 
 @dataclass
@@ -134,13 +139,25 @@ class Responder:
         self.url = url
         self.client = client
 
-    async def __call__(self, *, text: str, blocks: list[dict[str, Any]] | None = None, response_type: str | None = None,
-                       replace_original: bool | None = None, delete_original: bool | None = None) -> None:
+    async def __call__(
+        self,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+        delete_original: bool | None = None,
+    ) -> None:
         if not self.url:
             return
         hook = AsyncWebhookClient(self.url, session=self.client.session, retry_handlers=self.client.retry_handlers)
-        await hook.send(text=text, blocks=blocks, response_type=response_type, replace_original=replace_original,
-                        delete_original=delete_original)
+        await hook.send(
+            text=text,
+            blocks=blocks,
+            response_type=response_type,
+            replace_original=replace_original,
+            delete_original=delete_original,
+        )
 
 
 def run_started_text(run: RunRecord) -> str:

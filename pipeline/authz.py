@@ -66,7 +66,10 @@ def authorize(
     if policy.approvers and not (admin or _member(actor, policy.approvers)):
         return Verdict(allowed=False, reason=f"only approvers can {action.value} (SFTBOT_APPROVERS)")
     if action is Action.APPROVE and not policy.allow_self_approval and actor.id == requester and not admin:
-        return Verdict(allowed=False, reason="you requested this run; someone else has to approve its plan (SFTBOT_ALLOW_SELF_APPROVAL=false)")
+        return Verdict(
+            allowed=False,
+            reason="you requested this run; someone else has to approve its plan (SFTBOT_ALLOW_SELF_APPROVAL=false)",
+        )
     if (
         action is Action.APPROVE
         and policy.budget_usd is not None

@@ -309,7 +309,7 @@ _RULES: list[tuple[str, _Handler]] = [
     (rf"\bbase\s+models?{_SET}(?P<v>[\w~][^\s,;{_SEP}]*)", _generic_model),
     (rf"(?:\b(?:for|with)\s+)?(?P<v>{_INT})\s+epochs?\b(?:\s+(?:each|per\s+candidate|for\s+(?:each|every)\s+(?:candidate|job|run)))?", _to("epochs", lambda v: _int(v, "epochs"))),
     (rf"\bepochs?{_SET}(?P<v>{_INT})", _to("epochs", lambda v: _int(v, "epochs"))),
-    (rf"\btrain\s+(?:each|every|all|the)\s+(?:of\s+the\s+)?(?:candidates?|models?|jobs?|runs?|ones?)\b", _nothing),
+    (r"\btrain\s+(?:each|every|all|the)\s+(?:of\s+the\s+)?(?:candidates?|models?|jobs?|runs?|ones?)\b", _nothing),
     (rf"\b(?:evaluate|eval|score)\s+(?:on\s+)?{_MAX}(?P<v>{_COUNT})\s+(?:held[\s-]*out\s+)?{_SAMPLES}\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
     (rf"(?P<v>{_COUNT})\s+(?:held[\s-]*out\s+|eval(?:uation)?\s+|test\s+){_SAMPLES}(?:\s+(?:for|in|during)\s+(?:the\s+)?eval(?:uation)?)?\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
     (rf"(?P<v>{_COUNT})\s+{_SAMPLES}\s+(?:for|in|during)\s+(?:the\s+)?(?:eval(?:uation)?|scoring)\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
@@ -319,7 +319,7 @@ _RULES: list[tuple[str, _Handler]] = [
     (rf"{_MAX}(?P<v>{_INT})\s+(?:{_JOBS}\s+)?(?:in\s+parallel|at\s+(?:once|a\s+time|the\s+same\s+time)|concurrently|simultaneously)\b", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
     (rf"{_MAX}(?P<v>{_INT})\s+(?:parallel|concurrent|simultaneous)\s+{_JOBS}\b", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
     (rf"\b(?:parallelism|concurrency|parallel(?:\s+jobs)?){_SET}(?P<v>{_INT})", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
-    (rf"\bcandidates?\s*(?::|=|are)?\s*(?=\d+\s*[:@])", _nothing),
+    (r"\bcandidates?\s*(?::|=|are)?\s*(?=\d+\s*[:@])", _nothing),
     (rf"(?<![\w.])(?P<r>\d+)\s*[:@]\s*(?P<lr>{_NUM})", _pairs),
     (rf"\b(?:lora\s+)?rank\s+(?P<r>\d+)\s+(?:with|at|@)\s+(?:an?\s+)?(?:lr|learning\s+rate){_SET}(?P<lr>{_NUM})", _pairs),
     (rf"\b(?:learning[\s_-]*rates?|lrs?)(?:\s+at)?{_SET}(?P<v>{_NUMS})", _to("learning_rates", lambda v: tuple(_float(x, "learning rate") for x in _split(v)))),
@@ -358,7 +358,7 @@ def _apply(match: re.Match[str], handler: _Handler, draft: _Draft) -> str:
 
 def _consume(text: str, draft: _Draft) -> str:
     for rx, handler in _COMPILED:
-        text = rx.sub(lambda m: _apply(m, handler, draft), text)
+        text = rx.sub(lambda m, handler=handler: _apply(m, handler, draft), text)  # type: ignore[misc]
     return text
 
 

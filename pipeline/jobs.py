@@ -60,7 +60,10 @@ class JobWatch:
             changed = await self._poll_once([c for c in await q.candidates(self.db, self.run_id) if c.idx in requests])
             # Back off while nothing moves (no retry storms on a slow platform); snap back on change.
             delay = self.poll if changed else min(delay * 1.5, self.poll * 4)
-            if any(c.submit_state == "planned" for c in await q.candidates(self.db, self.run_id) if c.idx in requests) and changed:
+            if (
+                any(c.submit_state == "planned" for c in await q.candidates(self.db, self.run_id) if c.idx in requests)
+                and changed
+            ):
                 continue
             await asyncio.sleep(delay)
 
@@ -129,7 +132,9 @@ class JobWatch:
                 )
                 await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=status.state.value)
                 if status.state is JobState.COMPLETED and status.model:
-                    await self.db.record_resource(tx, kind="model", resource_id=status.model, run_id=self.run_id, name=status.model, state="ready")
+                    await self.db.record_resource(
+                        tx, kind="model", resource_id=status.model, run_id=self.run_id, name=status.model, state="ready"
+                    )
         if stalled and not c.stalled:
             minutes = (now - (c.last_progress_at or now)) / 60
             await self.notify(f"stall:{c.idx}:{minutes:.0f}", await q.candidates(self.db, self.run_id))

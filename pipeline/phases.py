@@ -29,8 +29,8 @@ from pipeline.machine import Event
 from pipeline.plan import Plan, make_plan
 from pipeline.platforms.base import ChatMessage, DeploymentState, JobRequest, JobState, PlatformError
 from pipeline.scoreboard import rank
-from pipeline.store import runs as q
 from pipeline.spec import EvalKind, Evaluation, SpecError
+from pipeline.store import runs as q
 from pipeline.store.records import CandidateRecord, Question, RunRecord
 
 if TYPE_CHECKING:
@@ -157,7 +157,10 @@ async def inspect_and_plan(r: Runner, run: RunRecord) -> tuple[Event, dict[str, 
         model_info=lookup,
         # A platform may know what the machine can hold (the local one: 1 on a small CPU box).
         default_parallel=int(
-            r.config.default_parallel or getattr(r.platform, "default_parallel", None) or getattr(r.platform, "max_parallel", None) or 6
+            r.config.default_parallel
+            or getattr(r.platform, "default_parallel", None)
+            or getattr(r.platform, "max_parallel", None)
+            or 6
         ),
         local_tokens_per_second=tps(spec.base_models[0]) if callable(tps) else None,
     )
@@ -208,7 +211,11 @@ async def prepare_data(r: Runner, run: RunRecord, plan: Plan) -> dict[str, str]:
         marker.write_text(result.model_dump_json(), encoding="utf-8")
     split = json.loads(marker.read_text(encoding="utf-8"))
     names: dict[str, str] = {}
-    files = {"train": split["train_path"], "hp": split["hp_train_path"] if split["hp_subsampled"] else None, "test": split["test_path"]}
+    files = {
+        "train": split["train_path"],
+        "hp": split["hp_train_path"] if split["hp_subsampled"] else None,
+        "test": split["test_path"],
+    }
     counts = {"train": split["train"], "hp": split["hp_train"] if split["hp_subsampled"] else 0, "test": split["test"]}
     uploaded = {res.resource_id: res for res in await r.db.resources(run.id) if res.kind == "dataset" and res.state == "ready"}
     for role, path in files.items():
@@ -245,13 +252,24 @@ def _watch(r: Runner, run: RunRecord, kind: EventKind) -> JobWatch:
         if what.startswith("stall:"):
             _, idx, minutes = what.split(":")
             label = next((c.label for c in cands if str(c.idx) == idx), idx)
-            await r.publish(EventKind.STALL_WARNING, fresh, candidates=cands, text=f"{label}: no progress for {minutes} minutes (still waiting; not failed)")
+            await r.publish(
+                EventKind.STALL_WARNING,
+                fresh,
+                candidates=cands,
+                text=f"{label}: no progress for {minutes} minutes (still waiting; not failed)",
+            )
         else:
             await r.publish(kind, fresh, candidates=cands)
 
     return JobWatch(
-        db=r.db, platform=r.platform, run_id=run.id, workspace=_ws(run), checkpoint=r.cp, notify=notify,
-        poll_seconds=r.config.poll_seconds, stall_seconds=r.config.stall_minutes * 60,
+        db=r.db,
+        platform=r.platform,
+        run_id=run.id,
+        workspace=_ws(run),
+        checkpoint=r.cp,
+        notify=notify,
+        poll_seconds=r.config.poll_seconds,
+        stall_seconds=r.config.stall_minutes * 60,
     )
 
 
@@ -267,13 +285,25 @@ async def sweep(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
             await q.insert_candidate(
                 tx,
                 CandidateRecord(
-                    run_id=run.id, idx=job.index, job_id=job_id, base_model=job.base_model, lora_rank=job.lora_rank,
-                    learning_rate=job.learning_rate, epochs=job.epochs, train_samples=job.train_samples,
+                    run_id=run.id,
+                    idx=job.index,
+                    job_id=job_id,
+                    base_model=job.base_model,
+                    lora_rank=job.lora_rank,
+                    learning_rate=job.learning_rate,
+                    epochs=job.epochs,
+                    train_samples=job.train_samples,
                 ),
             )
             requests[job.index] = JobRequest(
-                job_id=job_id, base_model=job.base_model, dataset=train, eval_dataset=names.get("eval") or None,
-                epochs=job.epochs, lora_rank=job.lora_rank, learning_rate=job.learning_rate, output_model=job_id,
+                job_id=job_id,
+                base_model=job.base_model,
+                dataset=train,
+                eval_dataset=names.get("eval") or None,
+                epochs=job.epochs,
+                lora_rank=job.lora_rank,
+                learning_rate=job.learning_rate,
+                output_model=job_id,
                 display_name=f"sftbot run {run.number} candidate {job.index}",
             )
     cands = await _watch(r, run, EventKind.SCOREBOARD_CHANGED).run(requests, max_active=plan.max_parallel)
@@ -293,7 +323,9 @@ async def request_promotion(r: Runner, run: RunRecord) -> None:
     ranked = rank(cands)
     ws = _ws(run)
     png = ws / "loss_curves.png"
-    await asyncio.to_thread(plot_losses, {c.label: load_points(ws, c.job_id) for c in cands}, png, title=f"Run #{run.number} sweep")
+    await asyncio.to_thread(
+        plot_losses, {c.label: load_points(ws, c.job_id) for c in cands}, png, title=f"Run #{run.number} sweep"
+    )
     best = ranked[0] if ranked else None
     if best is not None and best.score is not None:
         text = f"Winner by evaluator score: {best.label} (mean score {best.score:.3f}, val loss {best.val_loss if best.val_loss is not None else float('nan'):.4f})"
@@ -319,13 +351,25 @@ async def final_train(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]
         await q.insert_candidate(
             tx,
             CandidateRecord(
-                run_id=run.id, idx=0, job_id=job_id, base_model=winner.base_model, lora_rank=winner.lora_rank,
-                learning_rate=winner.learning_rate, epochs=plan.final.epochs, train_samples=plan.final.train_samples,
+                run_id=run.id,
+                idx=0,
+                job_id=job_id,
+                base_model=winner.base_model,
+                lora_rank=winner.lora_rank,
+                learning_rate=winner.learning_rate,
+                epochs=plan.final.epochs,
+                train_samples=plan.final.train_samples,
             ),
         )
     req = JobRequest(
-        job_id=job_id, base_model=winner.base_model, dataset=names["train"], eval_dataset=names.get("eval") or None,
-        epochs=plan.final.epochs, lora_rank=winner.lora_rank, learning_rate=winner.learning_rate, output_model=job_id,
+        job_id=job_id,
+        base_model=winner.base_model,
+        dataset=names["train"],
+        eval_dataset=names.get("eval") or None,
+        epochs=plan.final.epochs,
+        lora_rank=winner.lora_rank,
+        learning_rate=winner.learning_rate,
+        output_model=job_id,
         display_name=f"sftbot run {run.number} final",
     )
     result = await _watch(r, run, EventKind.FINAL_PROGRESS).run({0: req}, max_active=1)
@@ -343,7 +387,7 @@ async def final_candidate(r: Runner, run: RunRecord) -> CandidateRecord:
 
 async def evaluate(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
     """Phase 6: validation loss of the shipped model (evaluator strategies plug in here)."""
-    from pipeline.evaluation.hooks import evaluate_final  # noqa: PLC0415 (hooks imports phases)
+    from pipeline.evaluation.hooks import evaluate_final
 
     final = await final_candidate(r, run)
     summary = await evaluate_final(r, run, final)
@@ -357,7 +401,9 @@ async def deploy(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
     model = final.model or final.job_id
     dep_id = ids.deployment_id(run.id)
     async with r.db.write() as tx:
-        await r.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": model})
+        await r.db.record_resource(
+            tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": model}
+        )
     await r.cp(f"deployment:{dep_id}:recorded")
     status = await r.platform.create_deployment(dep_id, model)
     await r.cp(f"deployment:{dep_id}:created")
@@ -365,7 +411,9 @@ async def deploy(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
     delay = r.config.poll_seconds
     while status.state is DeploymentState.CREATING:
         if time.monotonic() > deadline:
-            raise PlatformError(f"deployment {dep_id} was not ready after {r.config.deploy_timeout_seconds / 60:.0f} minutes; it is still up")
+            raise PlatformError(
+                f"deployment {dep_id} was not ready after {r.config.deploy_timeout_seconds / 60:.0f} minutes; it is still up"
+            )
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, r.config.poll_seconds * 4)
         status = await r.platform.get_deployment(dep_id)
@@ -383,8 +431,11 @@ async def deploy(r: Runner, run: RunRecord) -> tuple[Event, dict[str, Any]]:
         )
     snippet = r.platform.snippet(status)
     await r.publish(
-        EventKind.DEPLOYED, await r.get(run.id), candidates=[final],
-        text=f"Deployed {status.model} as {dep_id}", data={"deployment": status.model_dump(mode="json"), "snippet": snippet.code},
+        EventKind.DEPLOYED,
+        await r.get(run.id),
+        candidates=[final],
+        text=f"Deployed {status.model} as {dep_id}",
+        data={"deployment": status.model_dump(mode="json"), "snippet": snippet.code},
     )
     return Event.DEPLOYED, {}
 
@@ -407,10 +458,14 @@ async def cancel_jobs(r: Runner, run: RunRecord) -> None:
         try:
             status = await r.platform.cancel_job(c.job_id)
         except PlatformError as exc:
-            await r.db.audit(run_id=run.id, actor="sftbot", action="cancel_job_failed", details={"job_id": c.job_id, "error": str(exc)})
+            await r.db.audit(
+                run_id=run.id, actor="sftbot", action="cancel_job_failed", details={"job_id": c.job_id, "error": str(exc)}
+            )
             continue
         async with r.db.write() as tx:
-            await q.update_candidate(tx, run.id, c.idx, status.model_copy(update={"state": JobState.CANCELLED}), progressed=True, stalled=False)
+            await q.update_candidate(
+                tx, run.id, c.idx, status.model_copy(update={"state": JobState.CANCELLED}), progressed=True, stalled=False
+            )
             await tx.audit(run_id=run.id, actor="sftbot", action="job_cancelled", details={"job_id": c.job_id})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ def templates() -> Environment:
     """
     env = Environment(loader=PackageLoader("templates", ""), undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters["money"] = money
-    env.filters["when"] = lambda t: datetime.fromtimestamp(float(t), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
+    env.filters["when"] = lambda t: datetime.fromtimestamp(float(t), tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if t else ""
     env.filters["loss"] = lambda v: "n/a" if v is None else f"{float(v):.4f}"
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{float(v):+.0f}%"
     return env
@@ -48,7 +48,9 @@ async def report_data(r: Runner, run: RunRecord) -> dict[str, Any]:
     plan = await q.get_plan(r.db, run.id, run.plan_version)
     ws = Path(run.workspace)
     inspection_path = ws / "inspection.json"
-    inspection = InspectionReport.model_validate_json(inspection_path.read_text(encoding="utf-8")) if inspection_path.exists() else None
+    inspection = (
+        InspectionReport.model_validate_json(inspection_path.read_text(encoding="utf-8")) if inspection_path.exists() else None
+    )
     cands = await q.candidates(r.db, run.id)
     sweep = [c for c in cands if c.idx > 0]
     final = next((c for c in cands if c.idx == 0), None)
@@ -63,7 +65,9 @@ async def report_data(r: Runner, run: RunRecord) -> dict[str, Any]:
 
         snippet = r.platform.snippet(DeploymentStatus.model_validate(deployment.details)).code
     evaluation = _evaluation(ws, plan, final or winner, await r.db.get_ref(run.id, "evaluator_error"))
-    actual_training = sum(c.cost_usd for c in cands if c.cost_usd is not None) if any(c.cost_usd is not None for c in cands) else None
+    actual_training = (
+        sum(c.cost_usd for c in cands if c.cost_usd is not None) if any(c.cost_usd is not None for c in cands) else None
+    )
     est = plan.cost if plan else None
     return {
         "run": run,
@@ -88,13 +92,18 @@ async def report_data(r: Runner, run: RunRecord) -> dict[str, Any]:
             "training_delta": delta_pct(est.training_usd if est else None, actual_training),
             "compute_minutes": est.compute_minutes if est else None,
         },
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
 def _evaluation(ws: Path, plan: Any, shipped: Any, error: str | None) -> dict[str, Any]:
     """The evaluation section: strategy, evaluator, final score and the worst examples."""
-    out: dict[str, Any] = {"describe": plan.evaluation.describe() if plan else "validation loss", "evaluator": None, "worst": [], "error": error}
+    out: dict[str, Any] = {
+        "describe": plan.evaluation.describe() if plan else "validation loss",
+        "evaluator": None,
+        "worst": [],
+        "error": error,
+    }
     if plan is None or plan.evaluator is None:
         return out
     out["evaluator"] = plan.evaluator

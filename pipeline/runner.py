@@ -25,7 +25,7 @@ from pipeline.machine import Context, Effect, Event, Phase, Refused, advance
 from pipeline.platforms.base import JobState, Platform, PlatformError
 from pipeline.spec import EvalKind, Evaluation, RunSpec, SpecError
 from pipeline.store import runs as q
-from pipeline.store.db import Database, GateAlreadyDecided
+from pipeline.store.db import Database
 from pipeline.store.records import BOT, Actor, GateDecision, RunRecord
 
 log = logging.getLogger("sftbot.runner")
@@ -99,7 +99,9 @@ class Runner:
         """Parse and create a run; returns at once (bad input raises before anything exists)."""
         verdict = authorize(actor, Action.START, policy=self.config.policy, channel=channel)
         if not verdict.allowed:
-            await self.db.audit(run_id=None, actor=actor.id, actor_name=actor.name, action="denied_start", details={"reason": verdict.reason})
+            await self.db.audit(
+                run_id=None, actor=actor.id, actor_name=actor.name, action="denied_start", details={"reason": verdict.reason}
+            )
             raise Denied(verdict.reason)
         spec = spec or parse_instruction(instruction)
         async with self.db.write() as tx:
@@ -112,7 +114,9 @@ class Runner:
                 platform=self.platform.name,
                 workspace_root=str(self.config.runs_dir),
             )
-            await tx.audit(run_id=run.id, actor=actor.id, actor_name=actor.name, action="run_created", details={"instruction": instruction})
+            await tx.audit(
+                run_id=run.id, actor=actor.id, actor_name=actor.name, action="run_created", details={"instruction": instruction}
+            )
         Path(run.workspace).mkdir(parents=True, exist_ok=True)
         await self.publish(EventKind.RUN_CREATED, run, actor=actor, text=f"Run #{run.number} started by {actor.label}")
         self._spawn(run.id)
@@ -148,21 +152,35 @@ class Runner:
         )
         if not verdict.allowed:
             await self.db.audit(
-                run_id=run.id, actor=actor.id, actor_name=actor.name, action=f"denied_{event.value}",
-                plan_version=run.plan_version, details={"reason": verdict.reason},
+                run_id=run.id,
+                actor=actor.id,
+                actor_name=actor.name,
+                action=f"denied_{event.value}",
+                plan_version=run.plan_version,
+                details={"reason": verdict.reason},
             )
             raise Denied(verdict.reason)
-        gate, updates, details = self._gate_for(run, event, plan_version=plan_version, candidate=candidate, spec=spec, answer=answer)
+        gate, updates, details = self._gate_for(
+            run, event, plan_version=plan_version, candidate=candidate, spec=spec, answer=answer
+        )
         if event is Event.PROMOTE:
             cands = {c.idx: c for c in await q.candidates(self.db, run.id)}
             chosen = cands.get(candidate or 0)
             if chosen is None or chosen.idx == 0 or chosen.state is not JobState.COMPLETED:
                 raise Refused(f"candidate {candidate} has not completed; pick one of the completed candidates")
         decision = GateDecision(
-            run_id=run.id, gate=gate or "", decision=event.value, actor=actor.id, actor_name=actor.name,
-            plan_version=run.plan_version, details=details, decided_at=time.time(),
+            run_id=run.id,
+            gate=gate or "",
+            decision=event.value,
+            actor=actor.id,
+            actor_name=actor.name,
+            plan_version=run.plan_version,
+            details=details,
+            decided_at=time.time(),
         )
-        return await self._transition(run.id, event, actor=actor, gate=decision if gate else None, updates=updates, details=details)
+        return await self._transition(
+            run.id, event, actor=actor, gate=decision if gate else None, updates=updates, details=details
+        )
 
     async def resume_all(self) -> list[RunRecord]:
         """Continue every unfinished run after a restart; gates stay open, nothing is redone."""
@@ -177,7 +195,9 @@ class Runner:
         """Publish the open gate again (a terminal that resumes must show its prompt)."""
         run = await self.get(run_id)
         if run.phase is Phase.AWAITING_INPUT:
-            await self.publish(EventKind.QUESTION_ASKED, run, question=run.question, text=run.question.text if run.question else "")
+            await self.publish(
+                EventKind.QUESTION_ASKED, run, question=run.question, text=run.question.text if run.question else ""
+            )
         elif run.phase is Phase.AWAITING_PLAN_APPROVAL:
             await self.publish(EventKind.PLAN_PROPOSED, run, plan_version=run.plan_version)
         elif run.phase is Phase.AWAITING_PROMOTION:
@@ -210,8 +230,14 @@ class Runner:
     # --- transitions -------------------------------------------------------------------
 
     def _gate_for(
-        self, run: RunRecord, event: Event, *, plan_version: int | None, candidate: int | None,
-        spec: RunSpec | None, answer: str | None,
+        self,
+        run: RunRecord,
+        event: Event,
+        *,
+        plan_version: int | None,
+        candidate: int | None,
+        spec: RunSpec | None,
+        answer: str | None,
     ) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
         """The gate key a decision closes, the run fields it changes, and its audit details."""
         if event is Event.CANCEL:
@@ -272,8 +298,12 @@ class Runner:
             elif event is Event.CANCEL and run.phase is Phase.AWAITING_PLAN_APPROVAL:
                 await q.set_plan_status(tx, run_id, run.plan_version, "cancelled")
             await tx.audit(
-                run_id=run_id, actor=actor.id, actor_name=actor.name, action=event.value,
-                plan_version=run.plan_version, details={"from": run.phase.value, "to": nxt.value, **(details or {})},
+                run_id=run_id,
+                actor=actor.id,
+                actor_name=actor.name,
+                action=event.value,
+                plan_version=run.plan_version,
+                details={"from": run.phase.value, "to": nxt.value, **(details or {})},
             )
             after = await q.read_run(tx, run_id)
         await self.cp(f"phase:{after.phase.value}")
@@ -282,9 +312,17 @@ class Runner:
 
     async def _effects(self, run: RunRecord, effects: tuple[Effect, ...], *, event: Event, actor: Actor) -> None:
         if event in (Event.APPROVE, Event.REVISE):
-            await self.publish(EventKind.PLAN_DECIDED, run, actor=actor, decision=event.value, plan_version=run.plan_version if event is Event.APPROVE else run.plan_version)
+            await self.publish(
+                EventKind.PLAN_DECIDED,
+                run,
+                actor=actor,
+                decision=event.value,
+                plan_version=run.plan_version,
+            )
         if event is Event.PROMOTE:
-            await self.publish(EventKind.PROMOTION_DECIDED, run, actor=actor, decision=event.value, data={"candidate": run.winner})
+            await self.publish(
+                EventKind.PROMOTION_DECIDED, run, actor=actor, decision=event.value, data={"candidate": run.winner}
+            )
         await self.publish(EventKind.PHASE_CHANGED, run, actor=actor, text=f"{event.value} -> {run.phase.value}")
         for effect in effects:
             if effect is Effect.CANCEL_JOBS:
@@ -295,7 +333,9 @@ class Runner:
                     await asyncio.gather(task, return_exceptions=True)
                 await phases.cancel_jobs(self, run)
             elif effect is Effect.ASK:
-                await self.publish(EventKind.QUESTION_ASKED, run, question=run.question, text=run.question.text if run.question else "")
+                await self.publish(
+                    EventKind.QUESTION_ASKED, run, question=run.question, text=run.question.text if run.question else ""
+                )
             elif effect is Effect.PROPOSE_PLAN:
                 await self.publish(EventKind.PLAN_PROPOSED, run, plan_version=run.plan_version)
             elif effect is Effect.REQUEST_PROMOTION:
@@ -356,6 +396,8 @@ def apply_answer(spec: RunSpec, what: str, answer: str) -> RunSpec:
     if what in ("evaluation", "evaluator_failed"):
         kind = answer.strip().lower()
         if kind.startswith("evaluator:"):
-            return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=answer.split(":", 1)[1].strip())})
+            return spec.model_copy(
+                update={"evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=answer.split(":", 1)[1].strip())}
+            )
         return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind(kind))})
     raise SpecError(f"unknown question {what}")

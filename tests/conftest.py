@@ -14,6 +14,7 @@ from pipeline.machine import Event, Phase
 from pipeline.runner import Runner, RunnerConfig
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
+from tests.fakes.slack_server import fake_slack  # noqa: F401  (a fixture, shared by the Slack tests)
 
 # Everything the tests read lives in the repository (tests/data/, each folder with its
 # source and licence): a clone with nothing beside it must pass.
@@ -74,7 +75,9 @@ class EventLog:
         return [e.kind for e in self.events if run_id is None or e.run.id == run_id]
 
 
-async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, actor: Actor, promote: int = 1, timeout: float = 30.0) -> None:
+async def drive_to_end(
+    runner: Runner, log: EventLog, run_id: str, *, actor: Actor, promote: int = 1, timeout: float = 30.0
+) -> None:
     """Decide every gate a run reaches (approve, promote ``promote``) until it has finished."""
     while True:
         mark = len(log.events)  # before reading the state, so no event slips between the two

@@ -39,8 +39,9 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-def signed_headers(body: str, *, content_type: str, secret: str = SECRET, timestamp: int | None = None,
-                   retry_num: int | None = None) -> dict[str, str]:
+def signed_headers(
+    body: str, *, content_type: str, secret: str = SECRET, timestamp: int | None = None, retry_num: int | None = None
+) -> dict[str, str]:
     ts = str(timestamp if timestamp is not None else int(time.time()))
     headers = {
         "content-type": content_type,
@@ -54,24 +55,50 @@ def signed_headers(body: str, *, content_type: str, secret: str = SECRET, timest
 
 # --- payload builders (real shapes, our ids) ----------------------------------------------
 
+
 def slash_fields(text: str, *, user: str, channel: str, response_url: str, trigger: str | None = None) -> dict[str, str]:
     f = dict(fixture("slash_command.json")["fields"])
-    f.update(command="/sft", text=text, user_id=user, user_name=user.lower(), channel_id=channel,
-             response_url=response_url, trigger_id=trigger or f"{next(_ids)}.111.trigger")
+    f.update(
+        command="/sft",
+        text=text,
+        user_id=user,
+        user_name=user.lower(),
+        channel_id=channel,
+        response_url=response_url,
+        trigger_id=trigger or f"{next(_ids)}.111.trigger",
+    )
     return f
 
 
-def block_actions(action: dict[str, Any], *, user: str, channel: str, message: dict[str, Any] | None,
-                  response_url: str, trigger: str | None = None, ephemeral: bool = False) -> dict[str, Any]:
+def block_actions(
+    action: dict[str, Any],
+    *,
+    user: str,
+    channel: str,
+    message: dict[str, Any] | None,
+    response_url: str,
+    trigger: str | None = None,
+    ephemeral: bool = False,
+) -> dict[str, Any]:
     p = copy.deepcopy(fixture("block_actions_message_button.json")["payload"])
     ts = (message or {}).get("ts", "0.0")
-    p.update(user={"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T111"},
-             trigger_id=trigger or f"{next(_ids)}.222.trigger", response_url=response_url,
-             channel={"id": channel}, actions=[{**action, "action_ts": f"{time.time():.6f}"}])
+    p.update(
+        user={"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T111"},
+        trigger_id=trigger or f"{next(_ids)}.222.trigger",
+        response_url=response_url,
+        channel={"id": channel},
+        actions=[{**action, "action_ts": f"{time.time():.6f}"}],
+    )
     p["container"] = {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": ephemeral}
     if message is not None:
-        p["message"] = {"type": "message", "ts": ts, "text": message.get("text", ""), "blocks": message.get("blocks", []),
-                        "bot_id": "BBOT", "thread_ts": message.get("thread_ts")}
+        p["message"] = {
+            "type": "message",
+            "ts": ts,
+            "text": message.get("text", ""),
+            "blocks": message.get("blocks", []),
+            "bot_id": "BBOT",
+            "thread_ts": message.get("thread_ts"),
+        }
         if message.get("thread_ts"):
             p["container"]["thread_ts"] = message["thread_ts"]
     else:
@@ -83,8 +110,14 @@ def view_submission(view: dict[str, Any], values: dict[str, Any], *, user: str) 
     p = copy.deepcopy(fixture("view_submission.json")["payload"])
     p["user"] = {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T111"}
     p["trigger_id"] = f"{next(_ids)}.333.trigger"
-    p["view"].update(id=view.get("id", "V1"), blocks=view["blocks"], callback_id=view["callback_id"],
-                     private_metadata=view["private_metadata"], title=view["title"], state={"values": values})
+    p["view"].update(
+        id=view.get("id", "V1"),
+        blocks=view["blocks"],
+        callback_id=view["callback_id"],
+        private_metadata=view["private_metadata"],
+        title=view["title"],
+        state={"values": values},
+    )
     return p
 
 
@@ -125,6 +158,7 @@ def input_values(view: dict[str, Any], **changes: str) -> dict[str, Any]:
 
 # --- the driver ---------------------------------------------------------------------------
 
+
 @dataclass
 class Reply:
     status: int
@@ -149,21 +183,34 @@ class Driver:
         headers = signed_headers(body, content_type=content_type, secret=self.secret, retry_num=retry_num, **sig)
         start = time.perf_counter()
         if self.http_url:
-            async with aiohttp.ClientSession() as session, session.post(self.http_url, data=body.encode(), headers=headers) as resp:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(self.http_url, data=body.encode(), headers=headers) as resp,
+            ):
                 return Reply(resp.status, await resp.text(), time.perf_counter() - start)
         resp = await self.app.async_dispatch(AsyncBoltRequest(body=body, headers={k: [v] for k, v in headers.items()}))
         return Reply(resp.status, resp.body, time.perf_counter() - start)
 
-    async def command(self, text: str, *, user: str, channel: str = CHANNEL, trigger: str | None = None,
-                      retry_num: int | None = None) -> Reply:
+    async def command(
+        self, text: str, *, user: str, channel: str = CHANNEL, trigger: str | None = None, retry_num: int | None = None
+    ) -> Reply:
         f = slash_fields(text, user=user, channel=channel, response_url=self.slack.response_url(user, channel), trigger=trigger)
         return await self.send(urlencode(f), content_type="application/x-www-form-urlencoded", retry_num=retry_num)
 
     async def interact(self, payload: dict[str, Any]) -> Reply:
         return await self.send(f"payload={quote(json.dumps(payload))}", content_type="application/x-www-form-urlencoded")
 
-    async def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str = CHANNEL,
-                    option: int | None = None, trigger: str | None = None, ephemeral: bool = False) -> Reply:
+    async def click(
+        self,
+        message: dict[str, Any],
+        action_id: str,
+        *,
+        user: str,
+        channel: str = CHANNEL,
+        option: int | None = None,
+        trigger: str | None = None,
+        ephemeral: bool = False,
+    ) -> Reply:
         """Click a button (or pick ``option`` in a select) on a message as the fake shows it."""
         el = find_element(message["blocks"], action_id)
         assert el is not None, f"no {action_id} in {message.get('text')!r}"
@@ -172,8 +219,15 @@ class Driver:
             action.update(value=el.get("value"), text=el["text"])
         else:
             action["selected_option"] = el["options"][option or 0]
-        payload = block_actions(action, user=user, channel=channel, message=None if ephemeral else message,
-                                response_url=self.slack.response_url(user, channel), trigger=trigger, ephemeral=ephemeral)
+        payload = block_actions(
+            action,
+            user=user,
+            channel=channel,
+            message=None if ephemeral else message,
+            response_url=self.slack.response_url(user, channel),
+            trigger=trigger,
+            ephemeral=ephemeral,
+        )
         return await self.interact(payload)
 
     async def submit(self, view: dict[str, Any], *, user: str, **changes: str) -> Reply:
@@ -209,6 +263,7 @@ class Bot:
 
 async def listeners_idle(timeout: float = 10.0) -> None:
     """Await the listener tasks Bolt runs after each ack (it keeps no handle to them)."""
+
     def busy() -> list[asyncio.Task[Any]]:
         return [t for t in asyncio.all_tasks() if not t.done() and "run_ack_function_asynchronously" in repr(t.get_coro())]
 
@@ -223,8 +278,9 @@ def settings_for(slack: FakeSlack, **extra: Any) -> Settings:
     return Settings(slack_bot_token=slack.bot_token, slack_signing_secret=SECRET, slack_api_url=slack.base_url, **extra)
 
 
-async def make_bot(slack: FakeSlack, db: Database, platform: Any, *, runs_dir: Path, policy: Policy | None = None,
-                   live_interval: float = 0.0) -> Bot:
+async def make_bot(
+    slack: FakeSlack, db: Database, platform: Any, *, runs_dir: Path, policy: Policy | None = None, live_interval: float = 0.0
+) -> Bot:
     """The real app on a real runner (fast polling), talking to the fake Slack."""
     runner = Runner(db, platform, RunnerConfig(runs_dir=runs_dir, poll_seconds=0.01, policy=policy or Policy()))
     log = EventLog()

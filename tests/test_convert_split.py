@@ -13,8 +13,7 @@ from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import Shape
 from pipeline.dataset.split import split_dataset, split_sizes
-
-from tests.conftest import DATASETS  # noqa: E402 (one place knows where the data is)
+from tests.conftest import DATASETS
 
 
 def write(path: Path, rows: list[Any]) -> Path:
@@ -56,12 +55,20 @@ def test_each_conversion(tmp_path: Path) -> None:
         {"prompt": "Say hi", "completion": "hi"},
         {"messages": [{"role": "user", "content": "3+3?"}], "ground_truth": "6"},
         {"messages": [{"role": "user", "content": "1+1?"}], "answer": 2},
-        {"messages": [{"role": "user", "content": "weather?"},
-                      {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}]},
-                      {"role": "tool", "name": "w", "content": "sunny"},
-                      {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "20C"}]},
-                      {"role": "assistant", "content": "Sunny, 20C."}],
-         "tools": [{"type": "function", "function": {"name": "w"}}]},
+        {
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}],
+                },
+                {"role": "tool", "name": "w", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "20C"}]},
+                {"role": "assistant", "content": "Sunny, 20C."},
+            ],
+            "tools": [{"type": "function", "function": {"name": "w"}}],
+        },
         "not json",
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
         '{"question": "q", "answer": NaN}',
@@ -69,11 +76,18 @@ def test_each_conversion(tmp_path: Path) -> None:
     ]
     result = convert_dataset(write(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl")
     assert (result.rows_written, result.rows_skipped, result.skipped_lines) == (6, 3, [6, 8, 9])
-    assert result.converted == {"question_answer_to_chat": 1, "prompt_completion_to_chat": 1,
-                                "ground_truth_to_assistant": 2, "tool_role": 1}
+    assert result.converted == {
+        "question_answer_to_chat": 1,
+        "prompt_completion_to_chat": 1,
+        "ground_truth_to_assistant": 2,
+        "tool_role": 1,
+    }
     qa, pc, gt, ans, tool, plain = read(tmp_path / "out.jsonl")
-    assert qa == {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
-                  "ground_truth": "4", "id": "q1"}
+    assert qa == {
+        "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+        "ground_truth": "4",
+        "id": "q1",
+    }
     assert pc["messages"][1] == {"role": "assistant", "content": "hi"} and pc["ground_truth"] == "hi"
     assert gt["messages"][-1] == {"role": "assistant", "content": "6"} and gt["ground_truth"] == "6"
     assert ans["messages"][-1] == {"role": "assistant", "content": "2"} and ans["ground_truth"] == "2"
@@ -85,7 +99,10 @@ def test_each_conversion(tmp_path: Path) -> None:
 
 
 def test_only_the_chosen_conversions_apply(tmp_path: Path) -> None:
-    rows = [{"question": "q", "answer": "a"}, {"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]}]
+    rows = [
+        {"question": "q", "answer": "a"},
+        {"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]},
+    ]
     result = convert_dataset(write(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl", ["tool_role"])
     assert result.converted == {"tool_role": 1}
     assert read(tmp_path / "out.jsonl")[0] == rows[0]
@@ -97,8 +114,17 @@ def test_only_the_chosen_conversions_apply(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "n,expected",
-    [(0, (0, 0, 0)), (2, (2, 0, 2)), (3, (3, 0, 3)), (4, (3, 1, 3)), (15, (14, 1, 14)), (100, (90, 10, 90)),
-     (1_111, (1_000, 111, 1_000)), (5_000, (4_500, 500, 1_000)), (50_000, (49_000, 1_000, 1_000))],
+    [
+        (0, (0, 0, 0)),
+        (2, (2, 0, 2)),
+        (3, (3, 0, 3)),
+        (4, (3, 1, 3)),
+        (15, (14, 1, 14)),
+        (100, (90, 10, 90)),
+        (1_111, (1_000, 111, 1_000)),
+        (5_000, (4_500, 500, 1_000)),
+        (50_000, (49_000, 1_000, 1_000)),
+    ],
 )
 def test_split_sizes_rule(n: int, expected: tuple[int, int, int]) -> None:
     assert split_sizes(n) == expected
@@ -113,15 +139,17 @@ def test_split_sizes_options() -> None:
 
 
 def _rows(n: int) -> list[str]:
-    return [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
-            for i in range(n)]
+    return [
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+        for i in range(n)
+    ]
 
 
 def test_split_is_deterministic_disjoint_and_counted(tmp_path: Path) -> None:
     rows = _rows(2_500)
-    src = write(tmp_path / "data.jsonl", rows[:10] + [""] + rows[10:])  # a blank line is no sample
+    src = write(tmp_path / "data.jsonl", [*rows[:10], "", *rows[10:]])  # a blank line is no sample
     a = split_dataset(src, out_dir=tmp_path / "a")
-    b = split_dataset(src, out_dir=tmp_path / "b")
+    split_dataset(src, out_dir=tmp_path / "b")
     for name in ("train", "test", "hp_train"):
         assert (tmp_path / "a" / f"{name}.jsonl").read_bytes() == (tmp_path / "b" / f"{name}.jsonl").read_bytes()
     assert (a.samples, a.train, a.test, a.hp_train, a.hp_subsampled) == (2_500, 2_250, 250, 1_000, True)

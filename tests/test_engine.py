@@ -29,7 +29,7 @@ async def test_whole_run_through_both_gates(make_runner) -> None:
     assert proposed.plan_version == 1
     await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
     gate = await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
-    assert [c.idx for c in gate.candidates][0] == 2  # lr 1e-4 has the lowest fake loss
+    assert next(c.idx for c in gate.candidates) == 2  # lr 1e-4 has the lowest fake loss
     assert Path(gate.files["loss_curves.png"]).stat().st_size > 1000
     await runner.decide(run.id, Event.PROMOTE, BOB, candidate=1)  # not the best: people may choose
     await log.wait_kind(EventKind.REPORT_READY, run.id)

@@ -58,7 +58,10 @@ async def test_free_text_falls_back_to_validation_loss_and_says_so(make_runner, 
     data = tmp_path / "prose.jsonl"
     rows = []
     for i in range(40):
-        text = " ".join(["The weather today feels", "quite", "different", "from yesterday"][: 1 + i % 4]) + f" because of reason number {i} and more words follow here."
+        text = (
+            " ".join(["The weather today feels", "quite", "different", "from yesterday"][: 1 + i % 4])
+            + f" because of reason number {i} and more words follow here."
+        )
         rows.append({"messages": [{"role": "user", "content": f"Tell me something {i}"}, {"role": "assistant", "content": text}]})
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     runner, log = await make_runner(MemoryPlatform())

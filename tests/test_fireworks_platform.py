@@ -27,7 +27,8 @@ from tests.fakes.fireworks_server import FakeFireworks, Faults
 
 ACCT = "test-acct"
 CHAT_ROWS = [
-    {"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]} for i in range(12)
+    {"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]}
+    for i in range(12)
 ]
 
 
@@ -85,7 +86,7 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> N
     """Poll ``check`` every 10 ms until it holds; fail after ``timeout`` seconds."""
 
     async def loop() -> None:
-        while not await check():
+        while not await check():  # noqa: ASYNC110 (the fake's state has no event to await)
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(loop(), timeout)
@@ -176,7 +177,9 @@ async def test_check_dataset_names_the_problem(fake: FakeFireworks, platform: Fi
         await platform.check_dataset("datasets/holdout")
 
 
-async def test_stage_downloads_once_and_concatenates_shards(fake: FakeFireworks, platform: FireworksPlatform, tmp_path: Path) -> None:
+async def test_stage_downloads_once_and_concatenates_shards(
+    fake: FakeFireworks, platform: FireworksPlatform, tmp_path: Path
+) -> None:
     fake.add_dataset("user-data", {"b.jsonl": b'{"n": 2}\n', "a.jsonl": b'{"n": 1}'})  # a.jsonl lacks a final newline
     dest = tmp_path / "staged" / "user-data.jsonl"
     assert await platform.stage_dataset("user-data", dest) == dest
@@ -189,7 +192,9 @@ async def test_stage_downloads_once_and_concatenates_shards(fake: FakeFireworks,
 # -- jobs ------------------------------------------------------------------------------------
 
 
-async def test_create_job_sends_the_plan_and_is_idempotent(fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]) -> None:
+async def test_create_job_sends_the_plan_and_is_idempotent(
+    fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]
+) -> None:
     await seed_datasets(fake)
     first = await make_platform().create_job(request("sftbot-r1-c1"))
     assert first.job_id == "sftbot-r1-c1" and first.state is JobState.PENDING
@@ -311,7 +316,9 @@ async def test_cancel_only_what_the_bot_created(fake: FakeFireworks, platform: F
 # -- metrics -----------------------------------------------------------------------------------
 
 
-async def test_metrics_are_parsed_and_kept_and_pick_a_clear_winner(fake: FakeFireworks, platform: FireworksPlatform, tmp_path: Path) -> None:
+async def test_metrics_are_parsed_and_kept_and_pick_a_clear_winner(
+    fake: FakeFireworks, platform: FireworksPlatform, tmp_path: Path
+) -> None:
     await seed_datasets(fake)
     fake.metrics_extra_lines = ["not json at all", "[1, 2, 3]", '{"step": 0, "note": "no loss here"}', '{"loss": NaN}', "{broken"]
     grid = {"sftbot-r1-c1": (8, 1.5e-4), "sftbot-r1-c2": (16, 1e-4), "sftbot-r1-c3": (32, 5e-5)}
@@ -364,7 +371,9 @@ def test_metrics_parser_accepts_every_known_shape() -> None:
 # -- models ------------------------------------------------------------------------------------
 
 
-async def test_models_are_tunable_only_sized_and_cached(fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]) -> None:
+async def test_models_are_tunable_only_sized_and_cached(
+    fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]
+) -> None:
     clock = Clock()
     fake.max_page_size = 3  # force the SDK to follow nextPageToken
     platform = make_platform(clock=clock, models_ttl=600)
@@ -445,7 +454,9 @@ async def test_deploy_chat_snippet_and_teardown(fake: FakeFireworks, platform: F
     assert fake.calls("DELETE", r"/deployments/sftbot-r1-dep$")[0].query.get("ignoreChecks") == "true"
 
 
-async def test_default_snippet_targets_the_public_api(make_platform: Callable[..., FireworksPlatform], fake: FakeFireworks) -> None:
+async def test_default_snippet_targets_the_public_api(
+    make_platform: Callable[..., FireworksPlatform], fake: FakeFireworks
+) -> None:
     platform = make_platform(base_url=None)
     status = await make_platform().create_deployment("sftbot-r9-dep", "accounts/fireworks/models/qwen3-8b")
     code = platform.snippet(status).code
@@ -487,7 +498,9 @@ async def test_a_lost_create_response_is_reconciled_not_duplicated(fake: FakeFir
     assert [(r.status, r.fault) for r in fake.calls("POST", r"/supervisedFineTuningJobs$")] == [(200, "drop"), (409, None)]
 
 
-async def test_faults_do_not_duplicate_anything(fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform], tmp_path: Path) -> None:
+async def test_faults_do_not_duplicate_anything(
+    fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform], tmp_path: Path
+) -> None:
     # Faults are drawn per request from the fake's seed, so this run is the same every time;
     # 8 retries leave margin against a long unlucky streak (0.34^9 per call).
     platform = make_platform(max_retries=8)
@@ -531,7 +544,9 @@ async def test_quota_exhaustion_backs_off_then_gives_up_retryably(fake: FakeFire
     assert list(fake.jobs) == ["sftbot-r1-c1"] and fake.max_active_jobs == 1
 
 
-async def test_slow_responses_time_out_and_are_retried(fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]) -> None:
+async def test_slow_responses_time_out_and_are_retried(
+    fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]
+) -> None:
     fake.add_dataset("slow-data", {"a.jsonl": b"{}\n"})
     fake.faults = Faults(slow_rate=1.0, slow_seconds=0.5, limit=None)
     platform = make_platform(timeout=0.2)
@@ -551,7 +566,9 @@ async def _true_after(fake: FakeFireworks, n: int) -> bool:
     return len(fake.calls("GET", r"/datasets/slow-data$")) >= n
 
 
-async def test_rate_limits_exhaust_into_a_retryable_error(fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]) -> None:
+async def test_rate_limits_exhaust_into_a_retryable_error(
+    fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]
+) -> None:
     fake.faults = Faults(error_rate=1.0, statuses=(429,), retry_after_ms=5)
     platform = make_platform(max_retries=3)
     with pytest.raises(PlatformError, match="HTTP 429") as err:

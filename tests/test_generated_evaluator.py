@@ -17,8 +17,8 @@ from pipeline.evaluation.generate import generate_evaluator
 from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, GeneratedEvaluator, SandboxLimits
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import mean_score, strip_thinking, worst_examples
+from tests.conftest import DATASETS
 
-from tests.conftest import DATASETS  # noqa: E402 (one place knows where the data is)
 CONTACTS = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo_contacts.jsonl"
 LIMITS = SandboxLimits(per_example_seconds=5.0, batch_seconds=30.0)
 
@@ -34,8 +34,10 @@ def chat(question: str, answer: str) -> dict[str, Any]:
 
 async def score(gen: GeneratedEvaluator, prompt: list[dict[str, Any]], truth: str, outputs: list[str]) -> EvalRun:
     assert gen.evaluator_path is not None
-    examples = [EvalExample(index=i, messages=prompt + [{"role": "assistant", "content": out}], ground_truth=truth)
-                for i, out in enumerate(outputs)]
+    examples = [
+        EvalExample(index=i, messages=[*prompt, {"role": "assistant", "content": out}], ground_truth=truth)
+        for i, out in enumerate(outputs)
+    ]
     run = await run_evaluator(Path(gen.evaluator_path), examples, limits=LIMITS)
     assert run.fatal is None and run.errors == 0, run
     return run
@@ -59,8 +61,16 @@ async def test_gsm8k_gets_a_numeric_evaluator(tmp_path: Path) -> None:
     spec = Path(gen.spec_path or "").read_text()
     assert "1e-06" in spec and "\\boxed" in spec
     prompt = [{"role": "user", "content": "How many clips did Natalia sell altogether in April and May?"}]
-    right = ["The answer is 72", "\\boxed{72}", "72.0", "72", "<think>48 + 24, maybe 71?</think>The answer is 72.",
-             "She sold 48 + 24 = 72 clips.\n#### 72", "$72", "reasoning without an opening tag</think>72"]
+    right = [
+        "The answer is 72",
+        "\\boxed{72}",
+        "72.0",
+        "72",
+        "<think>48 + 24, maybe 71?</think>The answer is 72.",
+        "She sold 48 + 24 = 72 clips.\n#### 72",
+        "$72",
+        "reasoning without an opening tag</think>72",
+    ]
     wrong = ["71", "The answer is 7.2", "I do not know", "72 + 1 = 73", "<think>the answer is 72"]
     run = await score(gen, prompt, "72", right + wrong)
     assert [s.score for s in run.scores] == [1.0] * len(right) + [0.0] * len(wrong)
@@ -124,8 +134,12 @@ async def test_sql_outputs_match_by_normalised_text_or_by_results(tmp_path: Path
     assert "fails to run" in run.scores[5].reason
 
     count_prompt = [{"role": "user", "content": "CREATE TABLE t (a VARCHAR, b VARCHAR)\nHow many rows have a = x?"}]
-    counts = await score(gen, count_prompt, "SELECT COUNT(*) FROM t WHERE a = 'x'",
-                         ["SELECT count(1) FROM t WHERE a = \"x\"", "SELECT COUNT(*) FROM t WHERE b = 'x'"])
+    counts = await score(
+        gen,
+        count_prompt,
+        "SELECT COUNT(*) FROM t WHERE a = 'x'",
+        ['SELECT count(1) FROM t WHERE a = "x"', "SELECT COUNT(*) FROM t WHERE b = 'x'"],
+    )
     assert [s.score for s in counts.scores] == [1.0, 0.0]
 
 
@@ -136,30 +150,65 @@ async def test_a_closed_label_set_gets_exact_label_matching(tmp_path: Path) -> N
     gen = generate_evaluator(write_rows(tmp_path / "sentiment.jsonl", rows), tmp_path / "out")
     assert (gen.kind, gen.supported, gen.details["labels"]) == ("labels", True, sorted(labels))
     assert gen.reason.startswith("Outputs are one of 3 labels (negative, neutral, positive)")
-    run = await score(gen, [{"role": "user", "content": "Review: great"}], "positive",
-                      ["Positive.", "  positive ", "negative", "great", "The sentiment is positive"])
+    run = await score(
+        gen,
+        [{"role": "user", "content": "Review: great"}],
+        "positive",
+        ["Positive.", "  positive ", "negative", "great", "The sentiment is positive"],
+    )
     assert [s.score for s in run.scores] == [1.0, 1.0, 0.0, 0.0, 0.0]
     assert run.scores[3].reason == "'great' is not one of the 3 labels (expected 'positive')"
 
 
 async def test_short_answers_without_a_closed_set_get_normalised_exact_match(tmp_path: Path) -> None:
-    cities = ["Paris", "Berlin", "Madrid", "Rome", "Lisbon", "Vienna", "Prague", "Warsaw", "Oslo", "Dublin",
-              "Athens", "Sofia", "Riga", "Vilnius", "Tallinn", "Bern", "Brussels", "Amsterdam", "Helsinki",
-              "Stockholm", "Copenhagen", "Budapest", "Bucharest", "Zagreb", "Ljubljana"]
+    cities = [
+        "Paris",
+        "Berlin",
+        "Madrid",
+        "Rome",
+        "Lisbon",
+        "Vienna",
+        "Prague",
+        "Warsaw",
+        "Oslo",
+        "Dublin",
+        "Athens",
+        "Sofia",
+        "Riga",
+        "Vilnius",
+        "Tallinn",
+        "Bern",
+        "Brussels",
+        "Amsterdam",
+        "Helsinki",
+        "Stockholm",
+        "Copenhagen",
+        "Budapest",
+        "Bucharest",
+        "Zagreb",
+        "Ljubljana",
+    ]
     rows = [chat(f"Capital number {i}?", f"The capital is {c}") for i, c in enumerate(cities)]
     gen = generate_evaluator(write_rows(tmp_path / "capitals.jsonl", rows), tmp_path / "out")
     assert (gen.kind, gen.supported) == ("exact", True)
-    run = await score(gen, [{"role": "user", "content": "Capital of France?"}], "The capital is Paris",
-                      ["the capital is  PARIS.", "The capital is Lyon"])
+    run = await score(
+        gen,
+        [{"role": "user", "content": "Capital of France?"}],
+        "The capital is Paris",
+        ["the capital is  PARIS.", "The capital is Lyon"],
+    )
     assert [s.score for s in run.scores] == [1.0, 0.0]
 
 
 def test_free_text_falls_back_honestly_and_writes_nothing(tmp_path: Path) -> None:
     rng = random.Random(5)
-    words = ("the team shipped a careful change after reviewing logs metrics and customer feedback while keeping "
-             "the rollout small enough to revert quickly if anything looked wrong").split()
-    rows = [chat(f"Summarise incident {i}", " ".join(rng.choice(words) for _ in range(rng.randint(20, 40))) + ".")
-            for i in range(40)]
+    words = (
+        "the team shipped a careful change after reviewing logs metrics and customer feedback while keeping "
+        "the rollout small enough to revert quickly if anything looked wrong"
+    ).split()
+    rows = [
+        chat(f"Summarise incident {i}", " ".join(rng.choice(words) for _ in range(rng.randint(20, 40))) + ".") for i in range(40)
+    ]
     out = tmp_path / "out"
     gen = generate_evaluator(write_rows(tmp_path / "prose.jsonl", rows), out)
     assert (gen.kind, gen.supported, gen.evaluator_path, gen.spec_path) == ("free_text", False, None, None)
@@ -184,8 +233,12 @@ def test_strip_thinking() -> None:
 
 
 def test_worst_examples_and_mean_score() -> None:
-    scores = [ExampleScore(index=0, score=0.9), ExampleScore(index=1, score=None, error="example 1: boom"),
-              ExampleScore(index=2, score=0.1), ExampleScore(index=3, score=0.5)]
+    scores = [
+        ExampleScore(index=0, score=0.9),
+        ExampleScore(index=1, score=None, error="example 1: boom"),
+        ExampleScore(index=2, score=0.1),
+        ExampleScore(index=3, score=0.5),
+    ]
     run = EvalRun(scores=scores, mean=None, errors=1)
     assert [s.index for s in worst_examples(run, 3)] == [1, 2, 3]
     assert mean_score(scores) == pytest.approx(1.5 / 4)

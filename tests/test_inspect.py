@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from pipeline.dataset.inspect import _CHAT, KINDS, _report, _scan, check_row, inspect_dataset, row_stats
 from pipeline.dataset.report import InspectionReport, Shape
 from pipeline.dataset.tokens import estimate_tokens, estimate_tokens_many
+from tests.conftest import DATASETS
 
-from tests.conftest import DATASETS  # noqa: E402 (one place knows where the data is)
 OK = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
 
@@ -65,9 +65,26 @@ CASES: list[tuple[Any, str, bool]] = [
     ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]}, "no_assistant", True),
     (msgs(("user", 5), ("assistant", "x")), "bad_content", True),
     (msgs(("user", [{"type": "image_url", "image_url": "x"}]), ("assistant", "x")), "bad_content", True),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 2}]}, "bad_message_weight", True),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": True}]}, "bad_message_weight", True),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [{"type": "function"}]}]}, "tool_calls_without_tools", True),
+    (
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 2}]},
+        "bad_message_weight",
+        True,
+    ),
+    (
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": True}]},
+        "bad_message_weight",
+        True,
+    ),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": None, "tool_calls": [{"type": "function"}]},
+            ]
+        },
+        "tool_calls_without_tools",
+        True,
+    ),
 ]
 
 
@@ -103,10 +120,18 @@ def test_valid_variants_are_not_problems(tmp_path: Path) -> None:
         msgs(("system", "s"), ("user", "q"), ("assistant", "a")),
         msgs(("user", [{"type": "text", "text": "q1"}, {"type": "text", "text": "q2"}]), ("assistant", "a")),
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 1}]},
-        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None,
-                      "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-                      {"role": "assistant", "content": "done", "reasoning_content": "think"}],
-         "tools": [{"type": "function", "function": {"name": "f"}}]},
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                {"role": "assistant", "content": "done", "reasoning_content": "think"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        },
         '{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}\r',
     ]
     report = run(tmp_path, rows)
@@ -146,8 +171,9 @@ def test_shapes_and_conversion_offers(tmp_path: Path) -> None:
     truth = run(tmp_path, [msgs(("user", "2+2?"), ground_truth="4"), msgs(("user", "q"), answer=7), OK])
     assert truth.trainable and truth.samples == 3
     assert [(c.kind, c.rows) for c in truth.conversions] == [("ground_truth_to_assistant", 2)]
-    tool = {"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "42"},
-                         {"role": "assistant", "content": "a"}]}
+    tool = {
+        "messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "42"}, {"role": "assistant", "content": "a"}]
+    }
     tools = run(tmp_path, [tool, OK, OK])
     assert tools.trainable and [(c.kind, c.rows) for c in tools.conversions] == [("tool_role", 1)]
     junk = run(tmp_path, ["1", "2", "3"])
@@ -170,8 +196,11 @@ def test_bundled_datasets() -> None:
 # Hypothesis: rows close to the chat format, so both clean and slightly-off rows occur.
 _text = st.text(max_size=30)
 _role = st.one_of(st.sampled_from(["system", "user", "assistant", "tool", "bot", 7, None]), st.lists(st.just("user"), max_size=1))
-_part = st.one_of(st.fixed_dictionaries({"type": st.just("text"), "text": _text}), st.just({"type": "image_url"}),
-                  st.just({"type": "text", "text": "x", "extra": 1}))
+_part = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": _text}),
+    st.just({"type": "image_url"}),
+    st.just({"type": "text", "text": "x", "extra": 1}),
+)
 _content = st.one_of(_text, st.none(), st.integers(), st.lists(_part, max_size=2))
 _message = st.one_of(
     st.fixed_dictionaries({"role": _role, "content": _content}),
@@ -209,9 +238,40 @@ def test_fast_path_agrees_with_slow_path(row: dict[str, Any], compact: bool) -> 
         assert (chars, messages) == (slow.chars, slow.messages)
 
 
-_fragments = st.sampled_from([b'{', b'}', b'[', b']', b'"', b'\\', b'\\u', b'00e9', b'd800', b'dc00', b',', b':', b' ', b'\t',
-                              b'\n', b'\x00', b'\x7f', b'\xff', b'\xc3\xa9', b'\xed\xa0\x80', b'\xf0\x9f\x98\x80', b'"a"', b'1',
-                              b'-', b'e5', b'.5', b'NaN', b'true', b'null', b'"role"'])
+_fragments = st.sampled_from(
+    [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b'"',
+        b"\\",
+        b"\\u",
+        b"00e9",
+        b"d800",
+        b"dc00",
+        b",",
+        b":",
+        b" ",
+        b"\t",
+        b"\n",
+        b"\x00",
+        b"\x7f",
+        b"\xff",
+        b"\xc3\xa9",
+        b"\xed\xa0\x80",
+        b"\xf0\x9f\x98\x80",
+        b'"a"',
+        b"1",
+        b"-",
+        b"e5",
+        b".5",
+        b"NaN",
+        b"true",
+        b"null",
+        b'"role"',
+    ]
+)
 
 
 @settings(max_examples=600, deadline=None)
@@ -241,7 +301,7 @@ def test_duplicate_keys_count_the_last_one_as_stdlib_does() -> None:
 def test_token_estimates_in_bulk_are_the_same_numbers() -> None:
     chars = [0, 1, 3, 4, 5, 399, 400, 401, 10**9 + 7]
     messages = [0, 1, 2, 3, 1, 2, 9, 1, 400]
-    assert estimate_tokens_many(chars, messages) == [estimate_tokens(c, n) for c, n in zip(chars, messages)]
+    assert estimate_tokens_many(chars, messages) == [estimate_tokens(c, n) for c, n in zip(chars, messages, strict=False)]
 
 
 def report_both_ways(path: Path, block: int, **kw: int) -> tuple[InspectionReport, InspectionReport]:
@@ -266,14 +326,24 @@ _LINES: list[bytes] = [
     json.dumps(msgs(S, U, A, U, A)).encode(),
     json.dumps(msgs(S, U, ("assistant", "x" * 300))).encode(),
     json.dumps(msgs(U, ("assistant", [{"type": "text", "text": "ab"}, {"type": "text", "text": "c\u00e9"}]))).encode(),
-    json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0},
-                             {"role": "user", "content": "q"}, {"role": "assistant", "content": "b", "weight": 1}]}).encode(),
+    json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a", "weight": 0},
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "b", "weight": 1},
+            ]
+        }
+    ).encode(),
     json.dumps(msgs(U, A, U)).encode(),  # clean, but does not end with the assistant
-    json.dumps(msgs(("user", "caf\u00e9 \U0001F600"), A), ensure_ascii=False).encode(),
+    json.dumps(msgs(("user", "caf\u00e9 \U0001f600"), A), ensure_ascii=False).encode(),
     json.dumps(OK).encode() + b"\r",
     b"  " + json.dumps(OK).encode() + b" ",
-    *(json.dumps(row).encode() if not isinstance(row, (str, bytes)) else row if isinstance(row, bytes) else row.encode()
-      for row, _, _ in CASES),
+    *(
+        json.dumps(row).encode() if not isinstance(row, (str, bytes)) else row if isinstance(row, bytes) else row.encode()
+        for row, _, _ in CASES
+    ),
     json.dumps(msgs(U, A, ground_truth="x")).encode(),
     json.dumps({**OK, "weight": 1}).encode(),
     json.dumps(msgs(U, A)).encode() + b" " + json.dumps(OK).encode(),  # two rows on one line

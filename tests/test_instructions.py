@@ -75,9 +75,22 @@ def test_plain_english_phrasings(text: str, expected: RunSpec) -> None:
         ("evaluate on 200 held-out examples", RunSpec(eval_examples=200)),
         ("Don't convert the data", RunSpec(convert=False)),
         ("validation loss only. Approved", RunSpec(evaluation=LOSS)),
-        ("candidates 16:1e-4, 32:5e-5", RunSpec(candidates=(CandidateSpec(lora_rank=16, learning_rate=1e-4), CandidateSpec(lora_rank=32, learning_rate=5e-5)))),
-        ("rank 16 with lr 1e-4 and rank 32 with lr 5e-5", RunSpec(candidates=(CandidateSpec(lora_rank=16, learning_rate=1e-4), CandidateSpec(lora_rank=32, learning_rate=5e-5)))),
-        ("Use my own evaluator: evaluator accounts/a/evaluators/e", RunSpec(evaluation=Evaluation(kind=EvalKind.EVALUATOR, ref="accounts/a/evaluators/e"))),
+        (
+            "candidates 16:1e-4, 32:5e-5",
+            RunSpec(
+                candidates=(CandidateSpec(lora_rank=16, learning_rate=1e-4), CandidateSpec(lora_rank=32, learning_rate=5e-5))
+            ),
+        ),
+        (
+            "rank 16 with lr 1e-4 and rank 32 with lr 5e-5",
+            RunSpec(
+                candidates=(CandidateSpec(lora_rank=16, learning_rate=1e-4), CandidateSpec(lora_rank=32, learning_rate=5e-5))
+            ),
+        ),
+        (
+            "Use my own evaluator: evaluator accounts/a/evaluators/e",
+            RunSpec(evaluation=Evaluation(kind=EvalKind.EVALUATOR, ref="accounts/a/evaluators/e")),
+        ),
         ("use ./my_eval.py as the evaluator", RunSpec(evaluation=Evaluation(kind=EvalKind.EVALUATOR, ref="./my_eval.py"))),
         ("fine-tune /models/my-llama with lr 1e-4", RunSpec(base_models=("/models/my-llama",), learning_rates=(1e-4,))),
         ("Use my-custom-model as the base model", RunSpec(base_models=("my-custom-model",))),
@@ -110,9 +123,17 @@ def test_key_value_form() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("models=qwen3-8b learning_rate=1e-4 ranks=8", RunSpec(base_models=("qwen3-8b",), learning_rates=(1e-4,), lora_ranks=(8,))),
+        (
+            "models=qwen3-8b learning_rate=1e-4 ranks=8",
+            RunSpec(base_models=("qwen3-8b",), learning_rates=(1e-4,), lora_ranks=(8,)),
+        ),
         ("learning_rates=1e-4,5e-5 lora_rank=32", RunSpec(learning_rates=(1e-4, 5e-5), lora_ranks=(32,))),
-        ("candidates=16:1e-4,32:5e-5", RunSpec(candidates=(CandidateSpec(lora_rank=16, learning_rate=1e-4), CandidateSpec(lora_rank=32, learning_rate=5e-5)))),
+        (
+            "candidates=16:1e-4,32:5e-5",
+            RunSpec(
+                candidates=(CandidateSpec(lora_rank=16, learning_rate=1e-4), CandidateSpec(lora_rank=32, learning_rate=5e-5))
+            ),
+        ),
         ("final=on deploy=no convert=yes", RunSpec(final_run=True, deploy=False, convert=True)),
         ("final=off deploy=yes convert=no", RunSpec(final_run=False, deploy=True, convert=False)),
         ("final=yes", RunSpec(final_run=True)),

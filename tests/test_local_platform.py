@@ -46,8 +46,16 @@ def _write_data(root: Path) -> tuple[Path, Path]:
 
 
 def _request(job_id: str, train: Path, val: Path, *, epochs: int = 3, lr: float = 3e-3) -> JobRequest:
-    return JobRequest(job_id=job_id, base_model=TINY_MODEL_ID, dataset=str(train), eval_dataset=str(val),
-                      epochs=epochs, lora_rank=8, learning_rate=lr, output_model=job_id)
+    return JobRequest(
+        job_id=job_id,
+        base_model=TINY_MODEL_ID,
+        dataset=str(train),
+        eval_dataset=str(val),
+        epochs=epochs,
+        lora_rank=8,
+        learning_rate=lr,
+        output_model=job_id,
+    )
 
 
 async def _wait(platform: LocalPlatform, job_id: str, *, until: Any, timeout: float = 120) -> JobStatus:
@@ -104,17 +112,19 @@ def _tiny(root: Path) -> tuple[Any, Any]:
 def test_assistant_mask_matches_prompt_prefix_method(tmp_path: Path) -> None:
     _, tok = _tiny(tmp_path)
     conversations = [row["messages"] for row in generate(5, seed=3)]
-    conversations.append([  # multi-turn, no system message
-        {"role": "user", "content": "Lea Kim, 30, works as a chef in Rome."},
-        {"role": "assistant", "content": '{"name": "Lea Kim"}'},
-        {"role": "user", "content": "And her age?"},
-        {"role": "assistant", "content": "30"},
-    ])
+    conversations.append(
+        [  # multi-turn, no system message
+            {"role": "user", "content": "Lea Kim, 30, works as a chef in Rome."},
+            {"role": "assistant", "content": '{"name": "Lea Kim"}'},
+            {"role": "user", "content": "And her age?"},
+            {"role": "assistant", "content": "30"},
+        ]
+    )
     for messages in conversations:
         by_template, by_prefix = mask_by_generation(tok, messages), mask_by_prefix(tok, messages)
         assert by_template == by_prefix
         assert encode(tok, messages) == by_template  # the template has generation blocks: that path is used
-        kept = tok.decode([t for t, m in zip(by_template.input_ids, by_template.mask) if m])
+        kept = tok.decode([t for t, m in zip(by_template.input_ids, by_template.mask, strict=False) if m])
         expected = "".join(m["content"] + "<|im_end|>\n" for m in messages if m["role"] == "assistant")
         assert kept == expected  # only the replies and their end marker are trained on
         assert 0 < sum(by_template.mask) < len(by_template.mask)
@@ -138,8 +148,9 @@ def test_training_lowers_validation_loss(trained: tuple[Path, JobStatus, JobStat
     assert (root / "jobs" / "job-a" / "adapter" / "adapter_config.json").exists()
 
 
-async def test_artifacts_metrics_and_throughput_survive_a_new_instance(trained: tuple[Path, JobStatus, JobStatus],
-                                                                       tmp_path: Path) -> None:
+async def test_artifacts_metrics_and_throughput_survive_a_new_instance(
+    trained: tuple[Path, JobStatus, JobStatus], tmp_path: Path
+) -> None:
     root, _, _ = trained
     platform = LocalPlatform(root, port=0)
     try:
@@ -204,8 +215,9 @@ async def test_endpoint_answers_the_openai_client_and_the_snippet_runs(trained: 
         assert (await platform.create_deployment("dep-a", "job-a")).endpoint == dep.endpoint  # idempotent
         messages = [ChatMessage.model_validate(m) for m in generate(1, seed=8)[0]["messages"][:-1]]
         client = AsyncOpenAI(base_url=dep.endpoint, api_key="local")
-        reply = await client.chat.completions.create(model=dep.model_string, max_tokens=16,
-                                                     messages=[m.model_dump() for m in messages])
+        reply = await client.chat.completions.create(
+            model=dep.model_string, max_tokens=16, messages=[m.model_dump() for m in messages]
+        )
         text = reply.choices[0].message.content
         assert text == await platform.chat("dep-a", messages, max_tokens=16)
         assert reply.usage is not None and reply.usage.prompt_tokens > 0
@@ -341,10 +353,20 @@ def _write_tiny_gguf(root: Path, path: Path) -> Any:
     writer.add_eos_token_id(tok.eos_token_id)
     writer.add_pad_token_id(tok.pad_token_id)
     writer.add_chat_template(tok.chat_template)
-    block = {v: k for k, v in {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-                               "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-                               "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj",
-                               "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}.items()}
+    block = {
+        v: k
+        for k, v in {
+            "attn_norm": "input_layernorm",
+            "attn_q": "self_attn.q_proj",
+            "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj",
+            "attn_output": "self_attn.o_proj",
+            "ffn_norm": "post_attention_layernorm",
+            "ffn_gate": "mlp.gate_proj",
+            "ffn_up": "mlp.up_proj",
+            "ffn_down": "mlp.down_proj",
+        }.items()
+    }
     top = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
     for name, tensor in model.state_dict().items():
         array = tensor.numpy()
@@ -381,7 +403,10 @@ async def test_a_gguf_file_is_converted_once_into_the_same_model(tmp_path: Path)
         converted = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
         _, tok = _tiny(tmp_path)
         ids = torch.tensor([tok.apply_chat_template(generate(1, seed=4)[0]["messages"], return_dict=True)["input_ids"]])
-        assert AutoTokenizer.from_pretrained(str(folder)).apply_chat_template(generate(1, seed=4)[0]["messages"])["input_ids"] == ids[0].tolist()
+        assert (
+            AutoTokenizer.from_pretrained(str(folder)).apply_chat_template(generate(1, seed=4)[0]["messages"])["input_ids"]
+            == ids[0].tolist()
+        )
         with torch.no_grad():
             assert torch.allclose(original(input_ids=ids).logits, converted(input_ids=ids).logits, atol=1e-5)
     finally:

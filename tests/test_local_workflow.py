@@ -12,12 +12,12 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
-from pipeline.dataset.demo import generate  # noqa: E402
-from pipeline.events import EventKind  # noqa: E402
-from pipeline.machine import Event, Phase  # noqa: E402
-from pipeline.platforms.local import LocalPlatform  # noqa: E402
-from pipeline.store import runs as q  # noqa: E402
-from pipeline.store.records import Actor  # noqa: E402
+from pipeline.dataset.demo import generate
+from pipeline.events import EventKind
+from pipeline.machine import Event, Phase
+from pipeline.platforms.local import LocalPlatform
+from pipeline.store import runs as q
+from pipeline.store.records import Actor
 
 pytestmark = pytest.mark.local
 ALICE = Actor(id="U_ALICE", name="alice")
@@ -41,8 +41,7 @@ async def test_local_workflow_through_both_gates_ranked_by_evaluator(make_runner
     runner, log = await make_runner(platform, evaluator_dir=evaluators, poll_seconds=0.2, eval_max_tokens=24)
     try:
         run = await runner.start(
-            f"dataset={data} model=tiny-llama candidates=8:5e-3,16:1e-3 epochs=1 "
-            "eval=evaluator:length.py eval_examples=4",
+            f"dataset={data} model=tiny-llama candidates=8:5e-3,16:1e-3 epochs=1 eval=evaluator:length.py eval_examples=4",
             ALICE,
         )
         proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id, timeout=120)
@@ -66,7 +65,9 @@ async def test_local_workflow_through_both_gates_ranked_by_evaluator(make_runner
 
         client = AsyncOpenAI(base_url=endpoint, api_key="local")
         resp = await client.chat.completions.create(
-            model=deployed.data["deployment"]["model_string"], messages=[{"role": "user", "content": "Lea Kim, 30, chef in Rome."}], max_tokens=8
+            model=deployed.data["deployment"]["model_string"],
+            messages=[{"role": "user", "content": "Lea Kim, 30, chef in Rome."}],
+            max_tokens=8,
         )
         await client.close()
         assert resp.choices[0].message.content is not None  # the deployed endpoint answers

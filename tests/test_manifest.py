@@ -19,16 +19,20 @@ from handlers.modals import CALLBACK_ID
 from pipeline.store.db import Database
 from tests.conftest import MANIFEST_SCHEMA
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
+from tests.fakes.slack_server import FakeSlack
 from tests.slack_helpers import block_actions, make_bot, slash_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = MANIFEST_SCHEMA
 # Web API methods the bot calls, with the bot scope each needs (reference/slack.md §4).
 METHOD_SCOPES = {
-    "chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
-    "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
-    "users.info": "users:read", "usergroups.users.list": "usergroups:read",
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
 }
 EVENT_SCOPES = {"app_mention": "app_mentions:read", "message.im": "im:history"}
 
@@ -57,25 +61,46 @@ def test_manifest_declares_what_the_code_handles() -> None:
     assert m["features"]["app_home"]["home_tab_enabled"] is True
 
 
-async def test_every_interactive_id_and_event_has_a_listener(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> None:  # noqa: F811
+async def test_every_interactive_id_and_event_has_a_listener(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> None:
     bot = await make_bot(fake_slack, db, MemoryPlatform(), runs_dir=tmp_path / "runs")
     try:
+
         async def status(body: dict[str, Any]) -> int:
             return (await bot.app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))).status
 
         for action_id in b.ACTION_IDS:
             action = {"action_id": action_id, "block_id": "x", "type": "button", "value": json.dumps({"run": "nope"})}
-            body = block_actions(action, user="U0X", channel="C0X", message=None, response_url=fake_slack.response_url("U0X", "C0X"))
+            body = block_actions(
+                action, user="U0X", channel="C0X", message=None, response_url=fake_slack.response_url("U0X", "C0X")
+            )
             assert await status(body) == 200, action_id
-        view = {"type": "view_submission", "user": {"id": "U0X"}, "team": {"id": "T111"}, "api_app_id": "A111",
-                "view": {"id": "V1", "type": "modal", "callback_id": CALLBACK_ID, "private_metadata": "{}", "state": {"values": {}}}}
+        view = {
+            "type": "view_submission",
+            "user": {"id": "U0X"},
+            "team": {"id": "T111"},
+            "api_app_id": "A111",
+            "view": {"id": "V1", "type": "modal", "callback_id": CALLBACK_ID, "private_metadata": "{}", "state": {"values": {}}},
+        }
         assert await status(view) == 200
-        assert await status(dict(slash_fields("help", user="U0X", channel="C0X", response_url=fake_slack.response_url("U0X", "C0X")))) == 200
-        for event in ({**fake_slack.user_says("C0X", "<@UBOT> help", user="U0X"), "type": "app_mention"},
-                      {"type": "message", "subtype": "message_changed", "channel": "D0X", "ts": "1.2"},
-                      {"type": "app_home_opened", "user": "U0X", "channel": "D0X", "tab": "messages"}):
-            body = {"type": "event_callback", "team_id": "T111", "api_app_id": "A111", "event_id": f"Ev{event['type']}",
-                    "event": event, "authorizations": [{"team_id": "T111", "user_id": "UBOT", "is_bot": True}]}
+        assert (
+            await status(
+                dict(slash_fields("help", user="U0X", channel="C0X", response_url=fake_slack.response_url("U0X", "C0X")))
+            )
+            == 200
+        )
+        for event in (
+            {**fake_slack.user_says("C0X", "<@UBOT> help", user="U0X"), "type": "app_mention"},
+            {"type": "message", "subtype": "message_changed", "channel": "D0X", "ts": "1.2"},
+            {"type": "app_home_opened", "user": "U0X", "channel": "D0X", "tab": "messages"},
+        ):
+            body = {
+                "type": "event_callback",
+                "team_id": "T111",
+                "api_app_id": "A111",
+                "event_id": f"Ev{event['type']}",
+                "event": event,
+                "authorizations": [{"team_id": "T111", "user_id": "UBOT", "is_bot": True}],
+            }
             assert await status(body) == 200, event["type"]
         await bot.settle()
     finally:

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_contains_templates_migrations_and_data(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     wheel = next(tmp_path.glob("sftbot-*.whl"))

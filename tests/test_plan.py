@@ -19,8 +19,14 @@ from tests.conftest import DATASETS
 
 def report(samples: int, tokens_per_sample: int = 100) -> InspectionReport:
     return InspectionReport(
-        path="x.jsonl", bytes=1, lines=samples, samples=samples, shape=Shape.CHAT,
-        tokens=samples * tokens_per_sample, token_method="estimate", max_sample_tokens=tokens_per_sample,
+        path="x.jsonl",
+        bytes=1,
+        lines=samples,
+        samples=samples,
+        shape=Shape.CHAT,
+        tokens=samples * tokens_per_sample,
+        token_method="estimate",
+        max_sample_tokens=tokens_per_sample,
     )
 
 

@@ -97,8 +97,13 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
     assert fake.calls("POST", r"/v1/chat/completions")  # the smoke test after READY
     report = (Path(final.workspace) / "final_report.md").read_text()
     for needle in (
-        f"sftbot-{run.id}-dep", f"accounts/{fake.account}/models/sftbot-{run.id}-final", "promoted by bob",
-        "from fireworks import Fireworks", "| Training |", f"sftbot-{run.id}-c3", "## Provenance",
+        f"sftbot-{run.id}-dep",
+        f"accounts/{fake.account}/models/sftbot-{run.id}-final",
+        "promoted by bob",
+        "from fireworks import Fireworks",
+        "| Training |",
+        f"sftbot-{run.id}-c3",
+        "## Provenance",
     ):
         assert needle in report, needle
     assert fake.api_key not in report
@@ -136,7 +141,7 @@ async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> Non
             db_path = tmp_path / f"crash{i}.sqlite3"
             hits = Counter[str]()
 
-            async def crash(name: str) -> None:
+            async def crash(name: str, boundary: str = boundary, hits: Counter[str] = hits) -> None:
                 name = generic(name)
                 hits[name] += 1
                 if name == boundary and hits[name] == 1:
@@ -189,7 +194,9 @@ async def test_fault_injection_still_finishes_every_run_without_duplicates(db: D
         assert_one_create_each(fake)
 
 
-async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
+async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(
+    db: Database, fake: FakeFireworks, tmp_path: Path
+) -> None:
     runner, log = await open_runner(db, fake, tmp_path / "runs")
     try:
         run = await runner.start(f"{INSTRUCTION} eval=generate eval_examples=4", ALICE)

@@ -13,8 +13,9 @@ import pytest
 from pipeline.evaluation.models import EvalExample, SandboxLimits
 from pipeline.evaluation.sandbox import run_evaluator, validate_evaluator
 
-FAST = SandboxLimits(cpu_seconds=10, memory_mb=512, per_example_seconds=1.0, batch_seconds=20.0,
-                     import_seconds=2.0, max_processes=8)
+FAST = SandboxLimits(
+    cpu_seconds=10, memory_mb=512, per_example_seconds=1.0, batch_seconds=20.0, import_seconds=2.0, max_processes=8
+)
 
 
 def write(tmp_path: Path, source: str) -> Path:
@@ -25,14 +26,17 @@ def write(tmp_path: Path, source: str) -> Path:
 
 def examples(*outputs: str, truth: str = "42") -> list[EvalExample]:
     return [
-        EvalExample(index=i, messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": out}],
-                    ground_truth=truth)
+        EvalExample(
+            index=i, messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": out}], ground_truth=truth
+        )
         for i, out in enumerate(outputs)
     ]
 
 
 async def test_scores_every_accepted_return_shape_and_keeps_prints_out_of_the_protocol(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import os, sys
 
         class Result:  # the shape of Eval Protocol's EvaluateResult
@@ -50,7 +54,8 @@ async def test_scores_every_accepted_return_shape_and_keeps_prints_out_of_the_pr
             if out == "object":
                 return Result(0.5, "half")
             return {"score": float(out == ground_truth), "reason": "compared"}
-        """)
+        """,
+    )
     run = await run_evaluator(path, examples("42", "41", "float", "bool", "object"), limits=FAST)
     assert run.fatal is None and run.errors == 0
     assert [s.score for s in run.scores] == [1.0, 0.0, 0.25, 1.0, 0.5]
@@ -82,8 +87,10 @@ async def test_garbage_return_values_are_errors_naming_the_example(tmp_path: Pat
     ("source", "error"),
     [
         ("def evaluate(messages, ground_truth=None:\n    return 1\n", "SyntaxError"),
-        ("import no_such_module_xyz\ndef evaluate(messages, ground_truth=None, **kw):\n    return 1\n",
-         "No module named 'no_such_module_xyz'"),
+        (
+            "import no_such_module_xyz\ndef evaluate(messages, ground_truth=None, **kw):\n    return 1\n",
+            "No module named 'no_such_module_xyz'",
+        ),
         ("def score(messages):\n    return 1\n", "defines no evaluate("),
         ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import"),
         ("while True:\n    pass\n", "loading it took longer than 1.0 s"),
@@ -99,7 +106,9 @@ async def test_an_evaluator_that_does_not_load_is_fatal_with_the_reason(tmp_path
 
 
 async def test_raising_hanging_and_crashing_examples_cost_only_themselves(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import os, signal, time
 
         def evaluate(messages, ground_truth=None, **kwargs):
@@ -120,9 +129,9 @@ async def test_raising_hanging_and_crashing_examples_cost_only_themselves(tmp_pa
             if out == "exit":
                 raise SystemExit(3)
             return 1.0
-        """)
-    run = await run_evaluator(path, examples("raise", "ok", "loop", "stubborn", "ok", "crash", "exit", "ok"),
-                              limits=FAST)
+        """,
+    )
+    run = await run_evaluator(path, examples("raise", "ok", "loop", "stubborn", "ok", "crash", "exit", "ok"), limits=FAST)
     by = {s.index: s for s in run.scores}
     assert by[0].error == "example 0: evaluate() raised ValueError: cannot parse raise"
     assert by[2].error == "example 2: evaluate() did not finish within 1.0 s"
@@ -135,7 +144,9 @@ async def test_raising_hanging_and_crashing_examples_cost_only_themselves(tmp_pa
 
 
 async def test_cpu_memory_and_disk_limits(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def evaluate(messages, ground_truth=None, **kwargs):
             out = messages[-1]["content"]
             if out == "memory":
@@ -150,9 +161,9 @@ async def test_cpu_memory_and_disk_limits(tmp_path: Path) -> None:
                     except BaseException:  # swallows the alarm too; only the CPU limit remains
                         pass
             return 1.0
-        """)
-    limits = FAST.model_copy(update={"memory_mb": 256, "cpu_seconds": 1, "per_example_seconds": 4.0,
-                                     "max_file_mb": 1})
+        """,
+    )
+    limits = FAST.model_copy(update={"memory_mb": 256, "cpu_seconds": 1, "per_example_seconds": 4.0, "max_file_mb": 1})
     run = await run_evaluator(path, examples("memory", "ok", "disk", "cpu", "ok"), limits=limits)
     by = {s.index: s for s in run.scores}
     assert by[0].error == "example 0: evaluate() raised MemoryError"
@@ -175,7 +186,9 @@ def _alive_in(directory: str) -> list[int]:
 
 
 async def test_a_fork_bomb_is_bounded_and_nothing_survives_the_run(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import os, time
 
         def evaluate(messages, ground_truth=None, **kwargs):
@@ -194,7 +207,8 @@ async def test_a_fork_bomb_is_bounded_and_nothing_survives_the_run(tmp_path: Pat
             except OSError as exc:
                 raise RuntimeError(f"fork refused after {children} children: {exc}")
             return 1.0
-        """)
+        """,
+    )
     started = time.monotonic()
     run = await run_evaluator(path, examples("where", "bomb", "where"), limits=FAST)
     assert time.monotonic() - started < 10
@@ -212,7 +226,9 @@ async def test_a_fork_bomb_is_bounded_and_nothing_survives_the_run(tmp_path: Pat
 async def test_the_evaluator_cannot_see_the_bots_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIREWORKS_API_KEY", "fw-secret-0123456789")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-0123456789")
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import glob, os
 
         def evaluate(messages, ground_truth=None, **kwargs):
@@ -226,7 +242,8 @@ async def test_the_evaluator_cannot_see_the_bots_secrets(tmp_path: Path, monkeyp
                 except OSError:
                     pass
             return {"score": 0.0 if leaks else 1.0, "reason": f"leaks={leaks} env={sorted(os.environ)}"}
-        """)
+        """,
+    )
     run = await run_evaluator(path, examples("x"), limits=FAST)
     assert run.scores[0].score == 1.0, run.scores[0].reason
     assert "secret-0123456789" not in run.model_dump_json()
@@ -239,7 +256,9 @@ async def test_no_network_not_even_loopback(tmp_path: Path) -> None:
         server.listen()
         server.settimeout(0.3)
         port = server.getsockname()[1]
-        path = write(tmp_path, f"""
+        path = write(
+            tmp_path,
+            f"""
             import ctypes, socket, struct
 
             def evaluate(messages, ground_truth=None, **kwargs):
@@ -253,7 +272,8 @@ async def test_no_network_not_even_loopback(tmp_path: Path) -> None:
                 if libc.connect(fd, addr, len(addr)) != 0:
                     raise OSError(ctypes.get_errno(), "connect failed")
                 return 1.0
-            """)
+            """,
+        )
         run = await run_evaluator(path, examples("python", "libc"), limits=FAST)
         first = run.scores[0].error or ""
         assert first.startswith("example 0: evaluate() raised PermissionError: network access is disabled")
@@ -264,12 +284,15 @@ async def test_no_network_not_even_loopback(tmp_path: Path) -> None:
 
 
 async def test_a_batch_that_runs_too_long_is_stopped_and_fatal(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import time
         def evaluate(messages, ground_truth=None, **kwargs):
             time.sleep(0.6)
             return 1.0
-        """)
+        """,
+    )
     limits = FAST.model_copy(update={"batch_seconds": 1.5})
     run = await run_evaluator(path, examples(*"abcdef"), limits=limits)
     assert run.fatal is not None and run.fatal.startswith("The evaluator did not finish the batch within 1.5 s")
@@ -279,15 +302,20 @@ async def test_a_batch_that_runs_too_long_is_stopped_and_fatal(tmp_path: Path) -
 
 
 async def test_validate_rejects_an_evaluator_that_fails_on_a_sample(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def evaluate(messages, ground_truth=None, **kwargs):
             return int(messages[-1]["content"]) / 100
-        """)
+        """,
+    )
     good = await validate_evaluator(path, examples("10", "20", "30", "oops"))
     assert good.fatal is None and len(good.scores) == 3 and good.mean == pytest.approx(0.2)
     bad = await validate_evaluator(path, examples("10", "oops", "30"))
-    assert bad.fatal == ("The evaluator failed on a sample example: example 1: evaluate() raised "
-                         "ValueError: invalid literal for int() with base 10: 'oops'")
+    assert bad.fatal == (
+        "The evaluator failed on a sample example: example 1: evaluate() raised "
+        "ValueError: invalid literal for int() with base 10: 'oops'"
+    )
     missing = await validate_evaluator(tmp_path / "nope.py", examples("1"))
     assert missing.fatal is not None and "cannot be read" in missing.fatal
 
@@ -299,17 +327,21 @@ async def test_as_root_without_a_spare_uid_it_refuses_unless_the_weaker_fallback
     from pipeline.evaluation import sandbox
 
     monkeypatch.setattr(sandbox, "_allocate_uid", lambda: None)  # as on a host where setuid is impossible
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import os
         def evaluate(messages, ground_truth=None, **kwargs):
             os.fork()
             return 1.0
-        """)
+        """,
+    )
     refused = await run_evaluator(path, examples("x"), limits=FAST)
     assert refused.fatal is not None and refused.fatal.startswith("The sandbox for user_eval.py could not be set up")
     assert "running an untrusted evaluator as root is refused" in refused.fatal
     weaker = await run_evaluator(path, examples("x"), limits=FAST.model_copy(update={"allow_root_fallback": True}))
     assert weaker.containment["identity"] == "none: runs as root"
     assert weaker.containment["processes"].startswith("prelude:")
-    assert weaker.scores[0].error == ("example 0: evaluate() raised PermissionError: "
-                                      "starting processes is disabled in the evaluator sandbox")
+    assert weaker.scores[0].error == (
+        "example 0: evaluate() raised PermissionError: starting processes is disabled in the evaluator sandbox"
+    )

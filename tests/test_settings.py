@@ -49,7 +49,10 @@ def test_cli_start_up_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     env = {"PATH": "/usr/bin:/bin", "FIREWORKS_API_KEY": "fw-secret-123", "SFTBOT_DATA_DIR": "/tmp/sftbot-test-settings"}
     out = subprocess.run(
         [sys.executable, "-m", "bot.cli", "run", "--yes", "dataset=sftbot:demo model=qwen3-8b"],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert out.returncode == 1
     assert out.stderr.strip() == "sftbot: missing setting FIREWORKS_ACCOUNT_ID: set it in the environment or in .env"

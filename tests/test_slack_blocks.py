@@ -25,7 +25,7 @@ from pipeline.cost import CostEstimate, CostLine
 from pipeline.machine import Phase
 from pipeline.plan import Plan, PlannedJob, Source
 from pipeline.platforms.base import JobState
-from pipeline.spec import Evaluation, EvalKind, RunSpec
+from pipeline.spec import EvalKind, Evaluation, RunSpec
 from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, Question, RunRecord
 
 NASTY = "<!channel> & <script>alert(1)</script> *bold* _x_ `tick` ```fence``` "
@@ -34,30 +34,93 @@ NOW = time.time()
 
 def run(phase: Phase = Phase.SWEEPING, *, text: str = "", number: int = 12) -> RunRecord:
     spec = RunSpec(dataset=f"accounts/acme/datasets/support-conv{text}", base_models=("qwen3-8b", f"qwen3-32b{text[:50]}"))
-    return RunRecord(id="ab12cd34", number=number, requester="U0ALICE", requester_name=f"alice{text}", instruction=f"run {text}",
-                     spec=spec, platform="fireworks", phase=phase, plan_version=3, error=f"the platform said: {text}" if text else None,
-                     workspace="/tmp/x", estimated_usd=1234.5, created_at=NOW, updated_at=NOW)
+    return RunRecord(
+        id="ab12cd34",
+        number=number,
+        requester="U0ALICE",
+        requester_name=f"alice{text}",
+        instruction=f"run {text}",
+        spec=spec,
+        platform="fireworks",
+        phase=phase,
+        plan_version=3,
+        error=f"the platform said: {text}" if text else None,
+        workspace="/tmp/x",
+        estimated_usd=1234.5,
+        created_at=NOW,
+        updated_at=NOW,
+    )
 
 
 def cands(n: int, *, text: str = "") -> list[CandidateRecord]:
-    return [CandidateRecord(run_id="ab12cd34", idx=i, job_id=f"sftbot-ab12cd34-c{i}", base_model=f"qwen3-8b{text[:40]}",
-                            lora_rank=8, learning_rate=1e-4 * i, epochs=3, train_samples=1000,
-                            state=JobState.COMPLETED if i % 3 else JobState.RUNNING, progress=99.5, epoch=2.0,
-                            val_loss=1.0 + i / 100, score=0.5 if i % 2 else None, stalled=i % 7 == 0, message=text or None)
-            for i in range(1, n + 1)]
+    return [
+        CandidateRecord(
+            run_id="ab12cd34",
+            idx=i,
+            job_id=f"sftbot-ab12cd34-c{i}",
+            base_model=f"qwen3-8b{text[:40]}",
+            lora_rank=8,
+            learning_rate=1e-4 * i,
+            epochs=3,
+            train_samples=1000,
+            state=JobState.COMPLETED if i % 3 else JobState.RUNNING,
+            progress=99.5,
+            epoch=2.0,
+            val_loss=1.0 + i / 100,
+            score=0.5 if i % 2 else None,
+            stalled=i % 7 == 0,
+            message=text or None,
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 def plan(n: int, *, text: str = "") -> Plan:
-    jobs = [PlannedJob(index=i, base_model=f"qwen3-8b{text[:40]}", lora_rank=16, learning_rate=1e-4 / i, epochs=5,
-                       train_samples=1000, train_tokens=123_456) for i in range(1, n + 1)]
-    cost = CostEstimate(training_usd=12.3456, inference_usd=2.9, total_usd=15.2456, low_usd=10.0, high_usd=22.0,
-                        prices_as_of="2026-10-08", price_source=f"fireworks.ai/pricing {text}", billed_tokens=10**9,
-                        lines=[CostLine(phase="training", label="c", usd=1.0, detail=text)], unknown=[text] * 5 if text else [])
-    return Plan(version=3, platform="fireworks", spec=RunSpec(dataset="d", base_models=("qwen3-8b",)),
-                dataset=f"accounts/acme/datasets/support-conv{text}", eval_dataset=text or None, samples=3_000_000,
-                tokens=10**10, train_samples=2_700_000, test_samples=300_000, hp_samples=1000, candidates=jobs,
-                final=jobs[0].model_copy(update={"index": 0}), max_parallel=6, evaluation=Evaluation(kind=EvalKind.LOSS),
-                eval_examples=0, deploy=True, sources={"grid": Source.DEFAULT}, cost=cost, warnings=[text] * 9 if text else [])
+    jobs = [
+        PlannedJob(
+            index=i,
+            base_model=f"qwen3-8b{text[:40]}",
+            lora_rank=16,
+            learning_rate=1e-4 / i,
+            epochs=5,
+            train_samples=1000,
+            train_tokens=123_456,
+        )
+        for i in range(1, n + 1)
+    ]
+    cost = CostEstimate(
+        training_usd=12.3456,
+        inference_usd=2.9,
+        total_usd=15.2456,
+        low_usd=10.0,
+        high_usd=22.0,
+        prices_as_of="2026-10-08",
+        price_source=f"fireworks.ai/pricing {text}",
+        billed_tokens=10**9,
+        lines=[CostLine(phase="training", label="c", usd=1.0, detail=text)],
+        unknown=[text] * 5 if text else [],
+    )
+    return Plan(
+        version=3,
+        platform="fireworks",
+        spec=RunSpec(dataset="d", base_models=("qwen3-8b",)),
+        dataset=f"accounts/acme/datasets/support-conv{text}",
+        eval_dataset=text or None,
+        samples=3_000_000,
+        tokens=10**10,
+        train_samples=2_700_000,
+        test_samples=300_000,
+        hp_samples=1000,
+        candidates=jobs,
+        final=jobs[0].model_copy(update={"index": 0}),
+        max_parallel=6,
+        evaluation=Evaluation(kind=EvalKind.LOSS),
+        eval_examples=0,
+        deploy=True,
+        sources={"grid": Source.DEFAULT},
+        cost=cost,
+        warnings=[text] * 9 if text else [],
+    )
 
 
 def messages(text: str, n: int) -> dict[str, Message]:
@@ -65,32 +128,51 @@ def messages(text: str, n: int) -> dict[str, Message]:
     r = run(text=text)
     ranked = cands(n, text=text)
     gate = GateDecision(run_id=r.id, gate="plan:v3", decision="approve", actor="U0BOB", actor_name=f"bob{text}", decided_at=NOW)
-    events = [AuditEvent(id=i, run_id=r.id, at=NOW, actor="U0BOB", action=f"approve{text[:200]}", plan_version=1)
-              for i in range(n * 40)]
+    events = [
+        AuditEvent(id=i, run_id=r.id, at=NOW, actor="U0BOB", action=f"approve{text[:200]}", plan_version=1) for i in range(n * 40)
+    ]
     models = [BaseModelInfo(id=f"model-{i}{text[:30]}", params_b=8.0, max_context=131072) for i in range(n * 5)]
-    out: dict[str, Message] = {f"root_{p.value}": b.root(run(p, text=text), candidates=n, model=f"accounts/a/models/m{text}",
-                                                         actor="U0BOB") for p in Phase}
+    out: dict[str, Message] = {
+        f"root_{p.value}": b.root(run(p, text=text), candidates=n, model=f"accounts/a/models/m{text}", actor="U0BOB")
+        for p in Phase
+    }
     p = plan(n, text=text)
     stamp = b.stamp("Approved", "U0BOB", NOW)
     many = Question(what="base_model", text=f"Which base model? {text}", choices=[f"m{i}{text[:60]}" for i in range(n * 5)])
     few = Question(what="evaluation", text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=2)
     out |= {
-        "plan": b.plan_message(r, p), "plan_stamped": b.plan_stamped(r, p, stamp),
-        "scoreboard": b.scoreboard(r, ranked), "gate": b.promotion_gate(r, ranked, summary=f"Winner {text}"),
+        "plan": b.plan_message(r, p),
+        "plan_stamped": b.plan_stamped(r, p, stamp),
+        "scoreboard": b.scoreboard(r, ranked),
+        "gate": b.promotion_gate(r, ranked, summary=f"Winner {text}"),
         "gate_stamped": b.promotion_stamped(r, ranked, summary=f"Winner {text}", stamp_text=stamp),
-        "question_many": b.question(r, many), "question_few": b.question(r, few), "question_stamped": b.question_stamped(r, few, stamp),
-        "final": b.final_message(r, model=f"accounts/a/models/m{text}", deployment={"deployment_id": f"d{text}", "endpoint": text,
-                                 "model_string": f"m#{text}"}, snippet=f"print('{text}')\n" * n * 20, final=ranked[0],
-                                 evaluation=f"val loss 1.0 {text}", estimated=10.0, actual=11.0),
+        "question_many": b.question(r, many),
+        "question_few": b.question(r, few),
+        "question_stamped": b.question_stamped(r, few, stamp),
+        "final": b.final_message(
+            r,
+            model=f"accounts/a/models/m{text}",
+            deployment={"deployment_id": f"d{text}", "endpoint": text, "model_string": f"m#{text}"},
+            snippet=f"print('{text}')\n" * n * 20,
+            final=ranked[0],
+            evaluation=f"val loss 1.0 {text}",
+            estimated=10.0,
+            actual=11.0,
+        ),
         "failure": b.failure(r, reason=f"boom {text}", left_running=[f"deployment {text}"] * n),
-        "cancelled": b.cancelled(r, actor="U0BOB", left_running=[text] * n), "notice": b.notice(f"note {text}"),
-        "help": replies.help_message(), "help_problem": replies.help_message(problem=f"unknown {text}"),
-        "problem": replies.problem_message(f"bad {text}"), "note": replies.note_message("Run #12 started"),
+        "cancelled": b.cancelled(r, actor="U0BOB", left_running=[text] * n),
+        "notice": b.notice(f"note {text}"),
+        "help": replies.help_message(),
+        "help_problem": replies.help_message(problem=f"unknown {text}"),
+        "problem": replies.problem_message(f"bad {text}"),
+        "note": replies.note_message("Run #12 started"),
         "models": replies.models_message(models, platform="fireworks"),
         "runs": replies.runs_message([run(text=text, number=i) for i in range(1, 16)], scope="all"),
         "runs_empty": replies.runs_message([], scope="mine"),
-        "status": replies.status_message(r, ranked, channel="C0TEAM"), "audit": replies.audit_message(r, events),
-        "confirm_cancel": replies.confirm_cancel_message(r), "already": replies.already_decided_message(gate, what="plan"),
+        "status": replies.status_message(r, ranked, channel="C0TEAM"),
+        "audit": replies.audit_message(r, events),
+        "confirm_cancel": replies.confirm_cancel_message(r),
+        "already": replies.already_decided_message(gate, what="plan"),
     }
     return out
 
@@ -153,7 +235,9 @@ def test_every_message_fits_slack_limits(text: str, n: int) -> None:
 @pytest.mark.parametrize("n", [1, 150])
 def test_views_fit(n: int) -> None:
     r = run(text=NASTY * (n // 10 + 1))
-    home = home_view("U0ALICE", mine=[r] * n, active=[r] * n, policy=Policy(approvers=["S0GROUP", "U0BOB"] * n), platform="fireworks")
+    home = home_view(
+        "U0ALICE", mine=[r] * n, active=[r] * n, policy=Policy(approvers=["S0GROUP", "U0BOB"] * n), platform="fireworks"
+    )
     check_blocks(home["blocks"], max_blocks=100)
     View(**home).validate_json()
     modal = revise_modal(r, plan(n, text=NASTY))

@@ -26,7 +26,7 @@ from pipeline.store.db import Database
 from pipeline.store.records import Question
 from tests.conftest import DATASETS, EventLog
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
+from tests.fakes.slack_server import FakeSlack
 from tests.slack_helpers import CHANNEL, Bot, Driver, block_actions, find_element, settings_for
 from tests.test_evaluation_flow import sql_platform
 from tests.test_slack_blocks import NASTY, cands, check_message, plan, run
@@ -52,7 +52,7 @@ MakeBot = Callable[..., Awaitable[Bot]]
 
 
 @pytest.fixture
-async def bots(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:  # noqa: F811
+async def bots(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:
     """The bot as `sftbot serve` builds it: ask_evaluation on, the evaluator folder left to create_app."""
     made: list[Bot] = []
 
@@ -103,16 +103,28 @@ def has(*fragments: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def buttons(message: dict[str, Any]) -> list[str]:
-    return [el["text"]["text"] for blk in message["blocks"] if blk["type"] == "actions"
-            for el in blk["elements"] if el["type"] == "button"]
+    return [
+        el["text"]["text"]
+        for blk in message["blocks"]
+        if blk["type"] == "actions"
+        for el in blk["elements"]
+        if el["type"] == "button"
+    ]
 
 
 async def press(bot: Bot, message: dict[str, Any], label: str, *, user: str) -> None:
     """Click the button labelled ``label`` (several buttons share an action id)."""
-    el = next(el for blk in message["blocks"] if blk["type"] == "actions" for el in blk["elements"]
-              if el["type"] == "button" and el["text"]["text"] == label)
+    el = next(
+        el
+        for blk in message["blocks"]
+        if blk["type"] == "actions"
+        for el in blk["elements"]
+        if el["type"] == "button" and el["text"]["text"] == label
+    )
     action = {"action_id": el["action_id"], "block_id": "b", "type": "button", "value": el["value"], "text": el["text"]}
-    payload = block_actions(action, user=user, channel=CHANNEL, message=message, response_url=bot.slack.response_url(user, CHANNEL))
+    payload = block_actions(
+        action, user=user, channel=CHANNEL, message=message, response_url=bot.slack.response_url(user, CHANNEL)
+    )
     assert (await bot.driver.interact(payload)).status == 200
 
 
@@ -122,8 +134,12 @@ async def asked(bot: Bot, slack: FakeSlack, text: str = RUN) -> tuple[dict[str, 
     return root, await in_thread(slack, root, has("needs an answer"))
 
 
-async def attach(bot: Bot, slack: FakeSlack, root: dict[str, Any], name: str, data: str | bytes, *, user: str = ALICE) -> dict[str, Any]:
-    event = slack.user_shares_file(CHANNEL, name, data.encode() if isinstance(data, str) else data, user=user, thread_ts=root["ts"])
+async def attach(
+    bot: Bot, slack: FakeSlack, root: dict[str, Any], name: str, data: str | bytes, *, user: str = ALICE
+) -> dict[str, Any]:
+    event = slack.user_shares_file(
+        CHANNEL, name, data.encode() if isinstance(data, str) else data, user=user, thread_ts=root["ts"]
+    )
     assert (await bot.driver.event(event)).status == 200
     return event
 
@@ -132,7 +148,9 @@ def ephemeral_with(slack: FakeSlack, user: str, fragment: str) -> Awaitable[Any]
     return slack.wait_for(lambda: [e for e in slack.ephemerals(user) if fragment in e["rendered"]])
 
 
-async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(bots: MakeBot, fake_slack: FakeSlack, db: Database) -> None:  # noqa: F811
+async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
+    bots: MakeBot, fake_slack: FakeSlack, db: Database
+) -> None:
     platform = sql_platform()
     bot = await bots(platform)
     root, question = await asked(bot, fake_slack)
@@ -140,7 +158,9 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(b
     assert "How should I judge the candidates?" in text_of(question) and "Path" not in text_of(question)
 
     await press(bot, question, "Generate one for me", user=ALICE)
-    await in_thread(fake_slack, root, lambda m: m["ts"] == question["ts"] and f"Answered *Generate one for me* by <@{ALICE}>" in text_of(m))
+    await in_thread(
+        fake_slack, root, lambda m: m["ts"] == question["ts"] and f"Answered *Generate one for me* by <@{ALICE}>" in text_of(m)
+    )
     posted = await in_thread(fake_slack, root, has("Plan v1"))
     shown = text_of(posted)
     assert "How candidates are judged:* an evaluator I generated from your data (SQL check)" in shown
@@ -152,7 +172,9 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(b
     proposed = await q.get_plan(db, run_.id, 1)
     assert proposed is not None and proposed.evaluator is not None
     files = {"evaluator.py": Path(proposed.evaluator.evaluator_path), "eval_spec.md": Path(proposed.evaluator.spec_path or "")}
-    ups = await fake_slack.wait_for(lambda: (got := [u for u in fake_slack.uploads() if u.thread_ts == root["ts"]]) and len(got) == 2 and got)
+    ups = await fake_slack.wait_for(
+        lambda: (got := [u for u in fake_slack.uploads() if u.thread_ts == root["ts"]]) and len(got) == 2 and got
+    )
     assert {u.filename: u.data for u in ups} == {name: path.read_bytes() for name, path in files.items()}
     await bot.settle()
     order = [m["ts"] for m in fake_slack.thread(CHANNEL, root["ts"])]
@@ -185,7 +207,9 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(b
     assert "mean evaluator score" in text_of(board)
 
 
-async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
+    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
     bot = await bots(sql_platform())
     root, question = await asked(bot, fake_slack)
     await press(bot, question, "Use my evaluator", user=ALICE)
@@ -208,8 +232,11 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(bot
     posted = await in_thread(fake_slack, root, has("Plan v1"))
     assert saved.read_text() == EXACT
     assert f"your evaluator {saved.name}" in text_of(posted) and "I tried it on 3 reference answers" in text_of(posted)
-    await in_thread(fake_slack, root, lambda m: m["ts"] == question["ts"]
-                    and f"Answered *Use my evaluator* `{saved.name}` by <@{ALICE}>" in text_of(m))
+    await in_thread(
+        fake_slack,
+        root,
+        lambda m: m["ts"] == question["ts"] and f"Answered *Use my evaluator* `{saved.name}` by <@{ALICE}>" in text_of(m),
+    )
     await in_thread(fake_slack, root, has(f"Got `{saved.name}` from <@{ALICE}>"))
     downloads = fake_slack.calls_to("files.download")
     assert downloads and all(c["status"] == 200 for c in downloads)  # fetched with the bot token
@@ -223,7 +250,9 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(bot
     assert not any(u.filename == "evaluator.py" for u in fake_slack.uploads())  # their own file is not echoed back
 
 
-async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(
+    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
     bot = await bots(sql_platform())
     folder = tmp_path / "data" / "evaluators"
     folder.mkdir(parents=True)
@@ -238,7 +267,7 @@ async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(bots: MakeB
     assert len(await bot.runner.db.gate_decisions((await bot.runner.get(1)).id)) == 1
 
 
-async def test_a_broken_evaluator_asks_again_with_two_buttons(bots: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_a_broken_evaluator_asks_again_with_two_buttons(bots: MakeBot, fake_slack: FakeSlack) -> None:
     platform = sql_platform()
     bot = await bots(platform)
     root, question = await asked(bot, fake_slack)
@@ -250,13 +279,15 @@ async def test_a_broken_evaluator_asks_again_with_two_buttons(bots: MakeBot, fak
     assert "Nothing has been spent" in text_of(failed) and not platform.jobs
 
     await press(bot, failed, "Continue with validation loss", user=ALICE)
-    await in_thread(fake_slack, root, lambda m: m["ts"] == failed["ts"] and "Answered *Continue with validation loss*" in text_of(m))
+    await in_thread(
+        fake_slack, root, lambda m: m["ts"] == failed["ts"] and "Answered *Continue with validation loss*" in text_of(m)
+    )
     posted = await in_thread(fake_slack, root, has("Plan v1"))
     assert "evaluation: validation loss" in text_of(posted) and "How candidates are judged" not in text_of(posted)
     assert (await bot.runner.get(1)).spec.evaluation == Evaluation(kind=EvalKind.LOSS)
 
 
-async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bots(sql_platform())
     root, question = await asked(bot, fake_slack, f"{RUN} eval=evaluator:broken.py")
     assert "not found" in text_of(question)  # no such file yet: asked how to judge instead
@@ -269,7 +300,9 @@ async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_
     assert (await bot.runner.get(1)).phase is Phase.CANCELLED
 
 
-async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(
+    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
     folder = tmp_path / "data" / "evaluators"
     folder.mkdir(parents=True)
     (folder / "picky.py").write_text(PICKY)
@@ -284,11 +317,19 @@ async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(bots:
     assert "Winner by validation loss" in text_of(gate) and "The evaluator failed on" in text_of(gate)
 
 
-async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(
+    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
     data = tmp_path / "prose.jsonl"
-    rows = [{"messages": [{"role": "user", "content": f"Tell me something {i}"},
-                          {"role": "assistant", "content": f"The weather {'quite ' * (i % 4)}differs because of reason {i} and more."}]}
-            for i in range(40)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Tell me something {i}"},
+                {"role": "assistant", "content": f"The weather {'quite ' * (i % 4)}differs because of reason {i} and more."},
+            ]
+        }
+        for i in range(40)
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     bot = await bots()
     root, question = await asked(bot, fake_slack, f"run dataset={data} model=qwen3-8b")
@@ -301,8 +342,13 @@ async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(bots
 
 def _review_plan(text: str, n: int) -> Any:
     p = plan(n, text=text)
-    ev = EvaluatorInfo(kind="sql", summary=f"Outputs are SQL {text}", evaluator_path="/nope/evaluator.py",
-                       spec_path="/nope/eval_spec.md", validated_on=3)
+    ev = EvaluatorInfo(
+        kind="sql",
+        summary=f"Outputs are SQL {text}",
+        evaluator_path="/nope/evaluator.py",
+        spec_path="/nope/eval_spec.md",
+        validated_on=3,
+    )
     return p.model_copy(update={"evaluator": ev, "evaluation": Evaluation(kind=EvalKind.GENERATE), "eval_examples": 200})
 
 
@@ -310,23 +356,31 @@ def _review_plan(text: str, n: int) -> Any:
 def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
     r = run(text=text)
     excerpt = f"# Evaluation spec {text}\n" + f"- a line {text}\n" * 400
-    fallback = plan(n, text=text).model_copy(update={"warnings": [f"Free text {text}. so the plan uses validation loss instead."]})
-    user_plan = _review_plan(text, n).model_copy(update={"evaluator": EvaluatorInfo(kind="user", summary=f"your evaluator x{text}",
-                                                                                     evaluator_path="/x.py", validated_on=1),
-                                                          "evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=f"x{text}.py")})
+    fallback = plan(n, text=text).model_copy(
+        update={"warnings": [f"Free text {text}. so the plan uses validation loss instead."]}
+    )
+    user_plan = _review_plan(text, n).model_copy(
+        update={
+            "evaluator": EvaluatorInfo(kind="user", summary=f"your evaluator x{text}", evaluator_path="/x.py", validated_on=1),
+            "evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=f"x{text}.py"),
+        }
+    )
     stamp = b.stamp("Answered", "U0BOB", 0.0)
     scored = cands(n, text=text)
     for i, c in enumerate(scored):
         c.score = i / max(n, 1)
     msgs = {
-        "question": b.question(r, Question(what="evaluation", text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=4)),
+        "question": b.question(
+            r, Question(what="evaluation", text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=4)
+        ),
         "failed": b.question(r, Question(what="evaluator_failed", text=f"Broken: {text}", choices=["loss", "cancel"], number=5)),
         "request": b.evaluator_request(r),
         "plan_generated": b.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
         "plan_user": b.plan_message(r, user_plan),
         "plan_fallback": b.plan_message(r, fallback),
         "plan_stamped": b.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
-        "board": b.scoreboard(r, scored), "gate": b.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
+        "board": b.scoreboard(r, scored),
+        "gate": b.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
     }
     for name, msg in msgs.items():
         try:

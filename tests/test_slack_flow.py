@@ -13,13 +13,13 @@ import pytest
 from pipeline.authz import Policy
 from pipeline.events import EventKind
 from pipeline.machine import Phase
+from pipeline.platforms.fireworks import FireworksPlatform
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.conftest import DATASETS
-from pipeline.platforms.fireworks import FireworksPlatform
 from tests.fakes.fireworks_server import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
+from tests.fakes.slack_server import FakeSlack
 from tests.slack_helpers import CHANNEL, Bot, find_element, make_bot
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
@@ -29,7 +29,7 @@ MakeBot = Callable[..., Awaitable[Bot]]
 
 
 @pytest.fixture
-async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:  # noqa: F811
+async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:
     bots: list[Bot] = []
 
     async def make(platform: Any = None, **kw: Any) -> Bot:
@@ -47,9 +47,7 @@ def text_of(msg: dict[str, Any]) -> str:
 
 
 async def root_of(slack: FakeSlack, number: int = 1) -> dict[str, Any]:
-    return await slack.wait_for(
-        lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None)
-    )
+    return await slack.wait_for(lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None))
 
 
 async def in_thread(slack: FakeSlack, root: dict[str, Any], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -60,18 +58,24 @@ def has(fragment: str) -> Callable[[dict[str, Any]], bool]:
     return lambda m: fragment in text_of(m)
 
 
-async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     """The one full run: the real Fireworks platform code (official SDK) against the fake Fireworks."""
     async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fireworks:
-        platform = FireworksPlatform(fireworks.api_key, fireworks.account, base_url=fireworks.base_url, poll_seconds=0.01,
-                                     retry_base_delay=0.01, quota_delay=0.05)
+        platform = FireworksPlatform(
+            fireworks.api_key,
+            fireworks.account,
+            base_url=fireworks.base_url,
+            poll_seconds=0.01,
+            retry_base_delay=0.01,
+            quota_delay=0.05,
+        )
         try:
             await whole_run(await bot_factory(platform), fake_slack, fireworks)
         finally:
             await platform.close()
 
 
-async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -> None:  # noqa: F811
+async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -> None:
     reply = await bot.driver.command(RUN, user=ALICE)
     assert reply.status == 200 and reply.seconds < 3.0 and not reply.body  # acked at once, nothing awaited
     started = await fake_slack.wait_for(lambda: fake_slack.ephemerals(ALICE))
@@ -93,7 +97,9 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     boards = [m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in text_of(m)]
     assert len(boards) == 1 and boards[0]["edits"] >= 1  # one message, edited in place
     assert "3/3 finished" in text_of(boards[0])
-    await fake_slack.wait_for(lambda: any(u.filename == "loss_curves.png" and u.thread_ts == root["ts"] for u in fake_slack.uploads()))
+    await fake_slack.wait_for(
+        lambda: any(u.filename == "loss_curves.png" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
+    )
 
     ranked = gate_order(gate)
     await bot.driver.click(gate, "sft_choose_candidate", user=BOB, option=0)  # the second-best
@@ -103,14 +109,19 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     run = await bot.runner.get(1)
     assert "```" in text_of(final) and f"sftbot-{run.id}-dep" in text_of(final) and "FIREWORKS_API_KEY" in text_of(final)
     assert fireworks.api_key not in str(fake_slack.calls)  # secrets never reach Slack
-    await fake_slack.wait_for(lambda: any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads()))
+    await fake_slack.wait_for(
+        lambda: any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
+    )
     done = await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "✅" in text_of(m)), None))
     run = await bot.runner.get(1)
     assert run.phase is Phase.SUCCEEDED and run.winner == ranked[1]
     assert all(n == 1 for n in fireworks.create_counts("supervisedFineTuningJobs").values())
     assert f"sftbot-{run.id}-final" in text_of(done)
-    assert [k for k in ("Plan v1", "Sweep scoreboard", "Promotion gate", "is done")
-            if any(k in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"]))] == ["Plan v1", "Sweep scoreboard", "Promotion gate", "is done"]
+    assert [
+        k
+        for k in ("Plan v1", "Sweep scoreboard", "Promotion gate", "is done")
+        if any(k in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"]))
+    ] == ["Plan v1", "Sweep scoreboard", "Promotion gate", "is done"]
 
 
 def gate_order(gate: dict[str, Any]) -> list[int]:
@@ -127,7 +138,7 @@ async def plan_posted(bot: Bot, slack: FakeSlack, *, user: str = ALICE, text: st
     return root, await in_thread(slack, root, has("Plan v1"))
 
 
-async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     fake_slack.groups["S0APPROVERS"] = [CAROL]
     bot = await bot_factory(policy=Policy(approvers=["S0APPROVERS"], allow_self_approval=False))
     root, plan = await plan_posted(bot, fake_slack)
@@ -144,9 +155,9 @@ async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: M
     assert fake_slack.calls_to("usergroups.users.list")
 
 
-async def test_double_click_gets_a_polite_note_and_no_second_action(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_double_click_gets_a_polite_note_and_no_second_action(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
-    root, plan = await plan_posted(bot, fake_slack)
+    _root, plan = await plan_posted(bot, fake_slack)
     await bot.driver.click(plan, "sft_approve", user=BOB)
     await bot.log.wait_kind(EventKind.PLAN_DECIDED)
     await bot.driver.click(plan, "sft_approve", user=CAROL)  # the same, now stale message
@@ -157,7 +168,7 @@ async def test_double_click_gets_a_polite_note_and_no_second_action(bot_factory:
     assert [g.actor for g in await bot.runner.db.gate_decisions(run.id)] == [BOB]
 
 
-async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory()
     root, plan = await plan_posted(bot, fake_slack)
     await bot.driver.click(plan, "sft_revise", user=BOB, trigger="T-REVISE-1")
@@ -184,7 +195,7 @@ async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: 
     assert "already revised" in note[-1]["rendered"]
 
 
-async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     platform = MemoryPlatform()
     platform.hold = True
     bot = await bot_factory(platform)
@@ -192,10 +203,14 @@ async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slac
     await bot.driver.click(plan, "sft_approve", user=BOB)
     await in_thread(fake_slack, root, has("Sweep scoreboard"))
     await bot.driver.command("cancel 1", user=ALICE)
-    confirm = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "Yes, cancel run #1" in e["rendered"]])
+    confirm = await fake_slack.wait_for(
+        lambda: [e for e in fake_slack.ephemerals(ALICE) if "Yes, cancel run #1" in e["rendered"]]
+    )
     assert (await bot.runner.get(1)).phase is Phase.SWEEPING  # nothing happens before the confirmation
     await bot.driver.click(confirm[-1], "sft_confirm_cancel", user=ALICE, ephemeral=True)
-    await fake_slack.wait_for(lambda: any("cancelled" in e["rendered"] and e.get("replace_original") for e in fake_slack.ephemerals(ALICE)))
+    await fake_slack.wait_for(
+        lambda: any("cancelled" in e["rendered"] and e.get("replace_original") for e in fake_slack.ephemerals(ALICE))
+    )
     run = await bot.runner.get(1)
     await bot.log.wait_kind(EventKind.CANCELLED, run.id)
     assert run.phase is Phase.CANCELLED and platform.jobs and platform.cancelled == set(platform.jobs)
@@ -203,7 +218,9 @@ async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slac
     await in_thread(fake_slack, root, has("Run #1 cancelled by"))
 
 
-async def test_a_click_on_the_plan_still_works_after_a_restart(bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path) -> None:  # noqa: F811
+async def test_a_click_on_the_plan_still_works_after_a_restart(
+    bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
     path = tmp_path / "restart.sqlite3"
     db1 = await Database.open(path)
     first = await bot_factory(db=db1)
@@ -237,7 +254,10 @@ async def test_a_click_on_the_plan_still_works_after_a_restart(bot_factory: Make
     ],
 )
 async def test_bad_command_text_gets_one_clear_ephemeral_and_no_run(
-    bot_factory: MakeBot, fake_slack: FakeSlack, text: str, expected: str  # noqa: F811
+    bot_factory: MakeBot,
+    fake_slack: FakeSlack,
+    text: str,
+    expected: str,
 ) -> None:
     bot = await bot_factory()
     reply = await bot.driver.command(text, user=ALICE)
@@ -248,7 +268,7 @@ async def test_bad_command_text_gets_one_clear_ephemeral_and_no_run(
     assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
 
 
-async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     platform = MemoryPlatform()
     bot = await bot_factory(platform)
     await bot.driver.command(f"run dataset={DATASETS / 'chat_minimal.jsonl'} model=qwen3-8b", user=ALICE)
@@ -259,7 +279,7 @@ async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_facto
     assert not platform.jobs and not platform.datasets
 
 
-async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
     await bot.driver.command(RUN, user=ALICE, trigger="T-SAME")
     await bot.driver.command(RUN, user=ALICE, trigger="T-SAME", retry_num=1)
@@ -283,6 +303,7 @@ def dm(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
 
 def answer_to(slack: FakeSlack, channel: str, event: dict[str, Any], expect: str) -> Awaitable[Any]:
     """The bot's reply to ``event`` (in its thread for a channel, after it in a DM)."""
+
     def find() -> Any:
         for m in slack.messages.get(channel, []):
             if m.bot_id and float(m.ts) > float(event["ts"]) and expect in m.view()["rendered"]:
@@ -293,7 +314,7 @@ def answer_to(slack: FakeSlack, channel: str, event: dict[str, Any], expect: str
     return slack.wait_for(find)
 
 
-async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
     ask = mention(fake_slack, f"run SFT on {TEXT2SQL} with qwen3-8b and 3 epochs")
     await bot.driver.event(ask)
@@ -304,8 +325,13 @@ async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_sla
     await bot.driver.event(ask)
     assert "qwen3-8b" in (await answer_to(fake_slack, CHANNEL, ask, "Base models"))["rendered"]
 
-    for text, expect in [("status of run 1", "SFT run #1 by"), ("cancel run 1", "Yes, cancel run #1"), ("help", "/sft run"),
-                         ("audit of run 1", "Audit trail"), ("what's the weather", "I didn't catch that")]:
+    for text, expect in [
+        ("status of run 1", "SFT run #1 by"),
+        ("cancel run 1", "Yes, cancel run #1"),
+        ("help", "/sft run"),
+        ("audit of run 1", "Audit trail"),
+        ("what's the weather", "I didn't catch that"),
+    ]:
         ask = dm(fake_slack, text)
         await bot.driver.event(ask)
         await answer_to(fake_slack, "D0BOB", ask, expect)
@@ -317,7 +343,7 @@ async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_sla
     assert len(await q.list_runs(bot.runner.db)) == 1
 
 
-async def test_app_home_publishes_runs_and_permissions(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_app_home_publishes_runs_and_permissions(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), policy=Policy(approvers=[BOB], budget_usd=50))
     await plan_posted(bot, fake_slack, user=ALICE)
     event = {"type": "app_home_opened", "user": ALICE, "channel": "D0ALICE", "tab": "home", "event_ts": "1700000004.1"}
@@ -328,7 +354,7 @@ async def test_app_home_publishes_runs_and_permissions(bot_factory: MakeBot, fak
     assert (await bot.driver.event({**event, "tab": "messages"})).status == 200  # acknowledged, nothing to publish
 
 
-async def test_a_question_is_answered_with_the_select(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_a_question_is_answered_with_the_select(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory()
     await bot.driver.command(f"run dataset={TEXT2SQL}", user=ALICE)
     root = await root_of(fake_slack)
@@ -341,36 +367,52 @@ async def test_a_question_is_answered_with_the_select(bot_factory: MakeBot, fake
     await in_thread(fake_slack, root, has("Plan v1"))
 
 
-async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     from pipeline.store.records import CandidateRecord
 
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), live_interval=60.0)
     root, _ = await plan_posted(bot, fake_slack)
     run = await bot.runner.get(1)
     for step in range(1, 11):
-        cands = [CandidateRecord(run_id=run.id, idx=i, job_id=f"j{i}", base_model="qwen3-8b", lora_rank=8 * i,
-                                 learning_rate=1e-4, epochs=1, train_samples=10, progress=step * 10.0) for i in (1, 2)]
+        cands = [
+            CandidateRecord(
+                run_id=run.id,
+                idx=i,
+                job_id=f"j{i}",
+                base_model="qwen3-8b",
+                lora_rank=8 * i,
+                learning_rate=1e-4,
+                epochs=1,
+                train_samples=10,
+                progress=step * 10.0,
+            )
+            for i in (1, 2)
+        ]
         await bot.runner.publish(EventKind.SCOREBOARD_CHANGED, run, candidates=cands)
     await bot.runner.publish(EventKind.PROMOTION_REQUESTED, run, candidates=cands, text="winner #1")
     await bot.settle()
     board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in m["rendered"])
-    writes = [c for c in fake_slack.calls if c["method"] in ("chat.postMessage", "chat.update") and "Sweep scoreboard" in str(c["args"].get("text"))]
+    writes = [
+        c
+        for c in fake_slack.calls
+        if c["method"] in ("chat.postMessage", "chat.update") and "Sweep scoreboard" in str(c["args"].get("text"))
+    ]
     assert len(writes) == 2 and board["edits"] == 1  # the first state at once, the last one flushed before the gate
     assert "100%" in board["rendered"]
 
 
-async def test_rate_limits_and_server_errors_are_retried(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_rate_limits_and_server_errors_are_retried(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     fake_slack.fail_next.extend([("chat.postMessage", 429), ("chat.postMessage", 503)])
     fake_slack.retry_after = 1
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
-    root, plan = await plan_posted(bot, fake_slack)
+    _root, _plan = await plan_posted(bot, fake_slack)
     assert fake_slack.injected == 2
     posts = fake_slack.calls_to("chat.postMessage")
     assert [c["status"] for c in posts][:3] == [429, 503, 200]
     assert posts[1]["at"] - posts[0]["at"] >= 1.0  # Retry-After was honoured
 
 
-async def test_a_refused_start_gets_one_answer_and_is_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_a_refused_start_gets_one_answer_and_is_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory(policy=Policy(channels=["C0OTHER"]))
     await bot.driver.command(RUN, user=ALICE)
     await bot.settle()

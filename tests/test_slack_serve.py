@@ -20,8 +20,8 @@ from pipeline.store.records import Actor
 from tests.conftest import DATASETS
 from tests.fakes.fireworks_server import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
-from tests.slack_helpers import SECRET, CHANNEL, Driver
+from tests.fakes.slack_server import FakeSlack
+from tests.slack_helpers import CHANNEL, SECRET, Driver
 
 
 def free_port() -> int:
@@ -32,22 +32,30 @@ def free_port() -> int:
 
 async def until(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     async def poll() -> None:
-        while not await pred():
+        while not await pred():  # noqa: ASYNC110 (a server starting up has no event to await)
             await asyncio.sleep(0.02)  # polling a server that is starting up; bounded by timeout
 
     await asyncio.wait_for(poll(), timeout)
 
 
 def env(monkeypatch: pytest.MonkeyPatch, slack: FakeSlack, fireworks: FakeFireworks, **extra: str) -> Settings:
-    values = {"SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token, "SLACK_SIGNING_SECRET": SECRET,
-              "SLACK_API_URL": slack.base_url, "SFTBOT_PLATFORM": "fireworks", "FIREWORKS_API_KEY": fireworks.api_key,
-              "FIREWORKS_ACCOUNT_ID": fireworks.account, "FIREWORKS_BASE_URL": fireworks.base_url, **extra}
+    values = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_APP_TOKEN": slack.app_token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack.base_url,
+        "SFTBOT_PLATFORM": "fireworks",
+        "FIREWORKS_API_KEY": fireworks.api_key,
+        "FIREWORKS_ACCOUNT_ID": fireworks.account,
+        "FIREWORKS_BASE_URL": fireworks.base_url,
+        **extra,
+    }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
     return load_settings()
 
 
-async def test_http_serve_resumes_unfinished_runs_and_answers(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_http_serve_resumes_unfinished_runs_and_answers(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack) -> None:
     async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fireworks:
         port = free_port()
         settings = env(monkeypatch, fake_slack, fireworks, SFTBOT_MODE="http", SFTBOT_HTTP_PORT=str(port))
@@ -62,6 +70,7 @@ async def test_http_serve_resumes_unfinished_runs_and_answers(monkeypatch: pytes
         stop = asyncio.Event()
         server = asyncio.create_task(serve(settings, stop=stop))
         try:
+
             async def healthy() -> bool:
                 try:
                     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/healthz") as r:
@@ -76,6 +85,7 @@ async def test_http_serve_resumes_unfinished_runs_and_answers(monkeypatch: pytes
 
             check = await Database.open(settings.db_path)
             try:
+
                 async def planned() -> bool:
                     row = await check.fetchone("SELECT phase FROM runs WHERE id=?", (run.id,))
                     return row is not None and row[0] == Phase.AWAITING_PLAN_APPROVAL.value
@@ -88,7 +98,7 @@ async def test_http_serve_resumes_unfinished_runs_and_answers(monkeypatch: pytes
             await asyncio.wait_for(server, 10)
 
 
-async def test_socket_serve_connects_and_stops(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_socket_serve_connects_and_stops(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack) -> None:
     async with FakeFireworks() as fireworks:
         settings = env(monkeypatch, fake_slack, fireworks)
         assert settings.mode == "socket"

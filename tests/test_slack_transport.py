@@ -17,27 +17,33 @@ from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.conftest import DATASETS
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack, fake_slack  # noqa: F401  (fixture)
+from tests.fakes.slack_server import FakeSlack
 from tests.slack_helpers import CHANNEL, Bot, Driver, fixture, make_bot
 
 RUN = f"run dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b"
 
 
 @pytest.fixture
-async def bot(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[Bot]:  # noqa: F811
+async def bot(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[Bot]:
     b = await make_bot(fake_slack, db, MemoryPlatform(polls_to_finish=10_000), runs_dir=tmp_path / "runs")
     yield b
     await b.close()
 
 
-async def test_socket_mode_acks_the_envelope_and_starts_the_run(bot: Bot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_socket_mode_acks_the_envelope_and_starts_the_run(bot: Bot, fake_slack: FakeSlack) -> None:
     handler = AsyncSocketModeHandler(bot.app, fake_slack.app_token)
     await handler.connect_async()
     try:
         envelopes = fixture("socket_mode_envelopes.json")["envelopes"]
         command = copy.deepcopy(next(e for e in envelopes if e["type"] == "slash_commands"))
-        command["payload"].update(command="/sft", text=RUN, user_id="U0ALICE", channel_id=CHANNEL,
-                                  response_url=fake_slack.response_url("U0ALICE", CHANNEL), trigger_id="T-SOCKET")
+        command["payload"].update(
+            command="/sft",
+            text=RUN,
+            user_id="U0ALICE",
+            channel_id=CHANNEL,
+            response_url=fake_slack.response_url("U0ALICE", CHANNEL),
+            trigger_id="T-SOCKET",
+        )
         sent = time.perf_counter()
         await fake_slack.socket_send(command)
         await fake_slack.wait_for(lambda: fake_slack.acks.get(command["envelope_id"]))
@@ -55,7 +61,7 @@ async def test_socket_mode_acks_the_envelope_and_starts_the_run(bot: Bot, fake_s
         await handler.close_async()
 
 
-async def test_http_mode_verifies_signatures_and_serves_health(bot: Bot, fake_slack: FakeSlack) -> None:  # noqa: F811
+async def test_http_mode_verifies_signatures_and_serves_health(bot: Bot, fake_slack: FakeSlack) -> None:
     runner, port = await start_http(bot.app, host="127.0.0.1", port=0)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -68,7 +74,9 @@ async def test_http_mode_verifies_signatures_and_serves_health(bot: Bot, fake_sl
         forged = Driver(bot.app, fake_slack, http_url=f"{url}/slack/events", secret="not-the-secret")
         assert (await forged.command(RUN, user="U0MALLORY")).status == 401
         body = "token=x&command=%2Fsft&text=help"
-        assert (await good.send(body, content_type="application/x-www-form-urlencoded", timestamp=int(time.time()) - 400)).status == 401
+        assert (
+            await good.send(body, content_type="application/x-www-form-urlencoded", timestamp=int(time.time()) - 400)
+        ).status == 401
 
         async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as resp:
             assert resp.status == 200 and (await resp.json())["ok"] is True

@@ -23,8 +23,7 @@ CONVERSIONS: dict[str, str] = {
         "the answer is also kept as `ground_truth` for evaluators"
     ),
     "prompt_completion_to_chat": (
-        "each {prompt, completion} row becomes a user turn and an assistant turn; "
-        "the completion is also kept as `ground_truth`"
+        "each {prompt, completion} row becomes a user turn and an assistant turn; the completion is also kept as `ground_truth`"
     ),
     "ground_truth_to_assistant": (
         "chat rows with no assistant turn get their `ground_truth` (or `answer`) as the "
@@ -54,9 +53,7 @@ class ConvertResult(BaseModel):
     converted: dict[str, int] = Field(default_factory=dict)  # conversion kind -> rows
 
 
-def convert_dataset(
-    src: str | Path, dst: str | Path, conversions: list[str] | None = None
-) -> ConvertResult:
+def convert_dataset(src: str | Path, dst: str | Path, conversions: list[str] | None = None) -> ConvertResult:
     """Write ``dst`` with ``conversions`` (default: all) applied to each row of ``src``.
 
     Rows a conversion does not apply to are written unchanged (re-serialised); blank lines
@@ -121,9 +118,7 @@ def convert_row(row: dict[str, Any], enabled: frozenset[str]) -> list[str]:
     if "tool_role" in enabled and any(_is_tool(m) for m in messages):
         row["messages"] = messages = _rewrite_tools(messages)
         applied.append("tool_role")
-    if "ground_truth_to_assistant" in enabled and not any(
-        isinstance(m, dict) and m.get("role") == "assistant" for m in messages
-    ):
+    if "ground_truth_to_assistant" in enabled and not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         truth = answer_text(row.get("ground_truth", row.get("answer")))
         if truth is not None:
             messages.append({"role": "assistant", "content": truth})

@@ -396,9 +396,7 @@ class _Scan:
             t.unweighted_lines.extend(range(first, first + min(room, len(rows))))
         return True
 
-    def careful(
-        self, rows: list[_ChatRow], buf: bytearray, view: memoryview, stop: int, first: int
-    ) -> None:
+    def careful(self, rows: list[_ChatRow], buf: bytearray, view: memoryview, stop: int, first: int) -> None:
         """Add decoded rows one by one; a row that is not clean goes to the slow path."""
         starts = [0]
         pos = buf.find(b"\n", 0, stop)
@@ -457,9 +455,7 @@ class _Scan:
             t.unweighted_lines.append(line)
 
 
-def _scan(
-    path: Path, limit: int, context_tokens: int, *, fast: bool = True, block: int = _BLOCK
-) -> _Totals:
+def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, block: int = _BLOCK) -> _Totals:
     """Read ``path`` once into one reused buffer; ``fast=False`` sends every line to the
     slow path (the reference the fast path is tested against)."""
     t = _Totals(limit=limit, context_tokens=context_tokens)
@@ -497,9 +493,7 @@ def _scan(
     return t
 
 
-def inspect_dataset(
-    path: str | Path, *, max_examples_per_kind: int = 5, context_tokens: int = 32768
-) -> InspectionReport:
+def inspect_dataset(path: str | Path, *, max_examples_per_kind: int = 5, context_tokens: int = 32768) -> InspectionReport:
     """Read ``path`` once; report samples, roles, estimated tokens and problems by line."""
     p = Path(path)
     return _report(p, p.stat().st_size, _scan(p, max_examples_per_kind, context_tokens))
@@ -508,9 +502,7 @@ def inspect_dataset(
 def _report(p: Path, size: int, t: _Totals) -> InspectionReport:
     def file_problem(kind: str, title: str, count: int = 1, lines: list[int] | None = None) -> None:
         examples = [Problem(line=n, message="no `weight`") for n in lines or []]
-        t.problems[kind] = ProblemGroup(
-            kind=kind, title=title, blocking=KINDS[kind][1], count=count, examples=examples
-        )
+        t.problems[kind] = ProblemGroup(kind=kind, title=title, blocking=KINDS[kind][1], count=count, examples=examples)
 
     if t.weighted and t.unweighted:  # all or none, so the rows without one are the wrong ones
         title = KINDS["partial_sample_weight"][0]
@@ -523,8 +515,7 @@ def _report(p: Path, size: int, t: _Totals) -> InspectionReport:
     elif t.samples < MIN_SAMPLES:
         file_problem(
             "too_few_examples",
-            f"fewer than {MIN_SAMPLES} examples ({t.samples} trainable; "
-            f"the platform minimum is {MIN_SAMPLES})",
+            f"fewer than {MIN_SAMPLES} examples ({t.samples} trainable; the platform minimum is {MIN_SAMPLES})",
         )
     elif t.samples > MAX_SAMPLES:
         file_problem(
@@ -544,8 +535,6 @@ def _report(p: Path, size: int, t: _Totals) -> InspectionReport:
         max_sample_tokens=t.max_tokens,
         problems=[t.problems[k] for k in KINDS if k in t.problems],
         conversions=[
-            Conversion(kind=k, description=CONVERSIONS[k], rows=t.conversions[k])
-            for k in CONVERSIONS
-            if t.conversions.get(k)
+            Conversion(kind=k, description=CONVERSIONS[k], rows=t.conversions[k]) for k in CONVERSIONS if t.conversions.get(k)
         ],
     )

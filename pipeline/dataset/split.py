@@ -77,10 +77,7 @@ def split_rule(
     seed: int = SEED,
 ) -> str:
     """The split rule in one sentence, for plans and reports."""
-    rule = (
-        f"test = {test_fraction:.0%} of samples (min {min_test}, max {max_test:,}, "
-        f"train kept >= {MIN_SAMPLES})"
-    )
+    rule = f"test = {test_fraction:.0%} of samples (min {min_test}, max {max_test:,}, train kept >= {MIN_SAMPLES})"
     if hp_samples is not None:
         rule += f"; HP tuning on {hp_samples:,} train samples when train is larger"
     return rule + f"; seed {seed}"

@@ -15,10 +15,7 @@ from operator import floordiv, mul, neg, sub
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
-TOKEN_METHOD = (
-    f"estimate: ~{CHARS_PER_TOKEN} characters of content per token "
-    f"+ {TOKENS_PER_MESSAGE} per message (no tokenizer)"
-)
+TOKEN_METHOD = f"estimate: ~{CHARS_PER_TOKEN} characters of content per token + {TOKENS_PER_MESSAGE} per message (no tokenizer)"
 
 
 def estimate_tokens(chars: int, messages: int) -> int:

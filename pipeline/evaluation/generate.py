@@ -16,9 +16,10 @@ import json
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -41,8 +42,7 @@ _TEMPLATES: dict[str, str] = {
     "exact": "evaluator_text_match.py.j2",
     "sql": "evaluator_sql.py.j2",
 }
-_TITLES = {"numbers": "final number", "json": "JSON object", "labels": "label", "exact": "short exact answer",
-           "sql": "SQL query"}
+_TITLES = {"numbers": "final number", "json": "JSON object", "labels": "label", "exact": "short exact answer", "sql": "SQL query"}
 
 
 @dataclass
@@ -60,8 +60,13 @@ class _Plan:
 
 
 def _env() -> Environment:
-    env = Environment(loader=PackageLoader("templates", ""), undefined=StrictUndefined,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("templates", ""),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["py"] = repr  # data goes into the generated code as Python literals
     return env
 
@@ -108,7 +113,7 @@ def _read(path: Path, max_rows: int) -> list[_Row]:
 
 def _namespace(source: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "generated_evaluator"}
-    exec(compile(source, "evaluator.py", "exec"), namespace)  # noqa: S102 - our own template
+    exec(compile(source, "evaluator.py", "exec"), namespace)
     return namespace
 
 
@@ -137,10 +142,18 @@ def _json_plan(objects: list[dict[str, Any]], n: int, norm: Callable[[str], str]
         if len(distinct) <= 10 or (len(distinct) <= MAX_LABELS and len(values) >= 10 * len(distinct)):
             enums[k] = distinct
     keys = ", ".join(required)
-    reason = (f"Outputs are JSON objects with keys {keys}; each correct key earns 1/{len(required)}"
-              if required else "Outputs are JSON objects with varying keys; each correct key earns an equal share")
-    details = {"required_keys": required, "optional_keys": optional, "types": types, "enums": enums,
-               "rows_matching": len(objects)}
+    reason = (
+        f"Outputs are JSON objects with keys {keys}; each correct key earns 1/{len(required)}"
+        if required
+        else "Outputs are JSON objects with varying keys; each correct key earns an equal share"
+    )
+    details = {
+        "required_keys": required,
+        "optional_keys": optional,
+        "types": types,
+        "enums": enums,
+        "rows_matching": len(objects),
+    }
     ctx = {"required": required, "optional": optional, "types": types, "enums": enums}
     return _Plan("json", reason, ctx, details)
 
@@ -161,36 +174,57 @@ def _plan(rows: list[_Row], h: dict[str, Any]) -> _Plan:
     sql = sum(1 for a in answers if _SQL.match(a))
     if sql >= SHARE * n:
         with_schema = sum(1 for r in rows if "create table" in json.dumps(r.prompt).lower())
-        reason = (f"Outputs are SQL queries ({sql} of {n} rows); a query scores 1 when it matches the reference "
-                  "after normalisation or returns the same rows on a test database built from the prompt's "
-                  "CREATE TABLE statements")
+        reason = (
+            f"Outputs are SQL queries ({sql} of {n} rows); a query scores 1 when it matches the reference "
+            "after normalisation or returns the same rows on a test database built from the prompt's "
+            "CREATE TABLE statements"
+        )
         return _Plan("sql", reason, {}, {"rows_matching": sql, "rows_with_schema": with_schema})
     numeric = [a for a in answers if _ENDS_IN_NUMBER.search(a) and h["extract_number"](a) is not None]
     if len(numeric) >= SHARE * n:
-        reason = (f"Outputs end in a number ({len(numeric)} of {n} rows); the final number is compared with the "
-                  "reference within 1e-6")
-        return _Plan("numbers", reason, {"abs_tol": ABS_TOL, "rel_tol": REL_TOL},
-                     {"rows_matching": len(numeric), "abs_tol": ABS_TOL, "rel_tol": REL_TOL})
+        reason = (
+            f"Outputs end in a number ({len(numeric)} of {n} rows); the final number is compared with the reference within 1e-6"
+        )
+        return _Plan(
+            "numbers",
+            reason,
+            {"abs_tol": ABS_TOL, "rel_tol": REL_TOL},
+            {"rows_matching": len(numeric), "abs_tol": ABS_TOL, "rel_tol": REL_TOL},
+        )
     words = [len(a.split()) for a in answers]
     counts = Counter(h["normalise_text"](a) for a in answers)
     short = sum(1 for w in words if w <= EXACT_MAX_WORDS)
-    if (len(counts) <= MAX_LABELS and n >= max(MIN_ROWS_FOR_TEXT, 2 * len(counts))
-            and all(len(label.split()) <= LABEL_MAX_WORDS for label in counts)):
+    if (
+        len(counts) <= MAX_LABELS
+        and n >= max(MIN_ROWS_FOR_TEXT, 2 * len(counts))
+        and all(len(label.split()) <= LABEL_MAX_WORDS for label in counts)
+    ):
         labels = sorted(counts)
-        reason = (f"Outputs are one of {len(labels)} labels ({', '.join(labels[:8])}"
-                  f"{', ...' if len(labels) > 8 else ''}); an answer scores 1 when it equals the reference "
-                  "label, ignoring case and spacing")
+        reason = (
+            f"Outputs are one of {len(labels)} labels ({', '.join(labels[:8])}"
+            f"{', ...' if len(labels) > 8 else ''}); an answer scores 1 when it equals the reference "
+            "label, ignoring case and spacing"
+        )
         return _Plan("labels", reason, {"labels": labels}, {"labels": labels, "counts": dict(counts)})
     if short >= SHARE * n and n >= MIN_ROWS_FOR_TEXT:
-        reason = (f"Outputs are short answers ({short} of {n} rows have at most {EXACT_MAX_WORDS} words) with no "
-                  "closed set; an answer scores 1 when it equals the reference, ignoring case and spacing")
+        reason = (
+            f"Outputs are short answers ({short} of {n} rows have at most {EXACT_MAX_WORDS} words) with no "
+            "closed set; an answer scores 1 when it equals the reference, ignoring case and spacing"
+        )
         return _Plan("exact", reason, {"labels": None}, {"rows_matching": short, "max_words": EXACT_MAX_WORDS})
     if n < MIN_ROWS_FOR_TEXT:
-        return _Plan("free_text", f"Only {n} answers, too few to infer a checkable format, so no evaluator was "
-                     "generated; the run is judged by validation loss", {}, {})
-    reason = (f"Outputs are free-form text ({n} rows, median {statistics.median(words):g} words) with no checkable "
-              "structure (not numbers, JSON, labels, short answers or SQL), so no evaluator was generated; "
-              "the run is judged by validation loss")
+        return _Plan(
+            "free_text",
+            f"Only {n} answers, too few to infer a checkable format, so no evaluator was "
+            "generated; the run is judged by validation loss",
+            {},
+            {},
+        )
+    reason = (
+        f"Outputs are free-form text ({n} rows, median {statistics.median(words):g} words) with no checkable "
+        "structure (not numbers, JSON, labels, short answers or SQL), so no evaluator was generated; "
+        "the run is judged by validation loss"
+    )
     return _Plan("free_text", reason, {}, {"median_words": statistics.median(words)})
 
 
@@ -203,26 +237,39 @@ def generate_evaluator(train_path: Path, out_dir: Path, *, max_rows: int = 2000)
     train_path, out_dir = Path(train_path), Path(out_dir)
     rows = _read(train_path, max_rows)
     if not rows:
-        return GeneratedEvaluator(kind="free_text", supported=False, reason=(
-            f"No assistant answers were found in {train_path.name}, so no evaluator was generated; "
-            "the run is judged by validation loss"))
+        return GeneratedEvaluator(
+            kind="free_text",
+            supported=False,
+            reason=(
+                f"No assistant answers were found in {train_path.name}, so no evaluator was generated; "
+                "the run is judged by validation loss"
+            ),
+        )
     env = _env()
     base = {"source_name": train_path.name, "rows": len(rows)}
     helpers = _namespace(env.get_template(_TEMPLATES["numbers"]).render(base, abs_tol=ABS_TOL, rel_tol=REL_TOL))
     plan = _plan(rows, helpers)
     if plan.kind == "free_text":
-        return GeneratedEvaluator(kind="free_text", supported=False, reason=plan.reason, details=plan.details,
-                                  rows_inspected=len(rows))
+        return GeneratedEvaluator(
+            kind="free_text", supported=False, reason=plan.reason, details=plan.details, rows_inspected=len(rows)
+        )
     context = {**base, **plan.context, "kind": plan.kind, "kind_title": _TITLES[plan.kind], "summary": plan.reason}
     source = env.get_template(_TEMPLATES[plan.kind]).render(context)
     evaluate = _namespace(source)["evaluate"]
     for row in rows[:20]:  # the rendered code must run and give the reference full marks
-        outcome = evaluate(row.prompt + [{"role": "assistant", "content": row.answer}], ground_truth=row.answer)
+        outcome = evaluate([*row.prompt, {"role": "assistant", "content": row.answer}], ground_truth=row.answer)
         if outcome["score"] != 1.0:
             raise RuntimeError(f"generated {plan.kind} evaluator rejects its own reference: {outcome}")
     out_dir.mkdir(parents=True, exist_ok=True)
     evaluator_path, spec_path = out_dir / "evaluator.py", out_dir / "eval_spec.md"
     evaluator_path.write_text(source, encoding="utf-8")
     spec_path.write_text(env.get_template("eval_spec.md.j2").render(context), encoding="utf-8")
-    return GeneratedEvaluator(kind=plan.kind, supported=True, reason=plan.reason, evaluator_path=str(evaluator_path),
-                              spec_path=str(spec_path), details=plan.details, rows_inspected=len(rows))
+    return GeneratedEvaluator(
+        kind=plan.kind,
+        supported=True,
+        reason=plan.reason,
+        evaluator_path=str(evaluator_path),
+        spec_path=str(spec_path),
+        details=plan.details,
+        rows_inspected=len(rows),
+    )

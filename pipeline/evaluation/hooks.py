@@ -18,8 +18,8 @@ from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import worst_examples
 from pipeline.evaluation.strategy import examples_for, held_out_rows
 from pipeline.events import EventKind
-from pipeline.platforms.base import JobState
 from pipeline.plan import Plan
+from pipeline.platforms.base import JobState
 from pipeline.store import runs as q
 from pipeline.store.records import CandidateRecord, RunRecord
 
@@ -84,7 +84,12 @@ async def score_candidates(r: Runner, run: RunRecord, plan: Plan) -> None:
             return
         async with r.db.write() as tx:
             await q.set_candidate_metrics(tx, run.id, cand.idx, train_loss=None, val_loss=None, score=result.mean)
-            await tx.audit(run_id=run.id, actor="sftbot", action="candidate_scored", details={"job_id": cand.job_id, "score": result.mean, "errors": result.errors})
+            await tx.audit(
+                run_id=run.id,
+                actor="sftbot",
+                action="candidate_scored",
+                details={"job_id": cand.job_id, "score": result.mean, "errors": result.errors},
+            )
         await r.cp(f"score:{cand.job_id}")
         await r.publish(EventKind.SCOREBOARD_CHANGED, await r.get(run.id), candidates=await q.candidates(r.db, run.id))
 
@@ -92,7 +97,8 @@ async def score_candidates(r: Runner, run: RunRecord, plan: Plan) -> None:
 async def evaluate_final(r: Runner, run: RunRecord, final: CandidateRecord) -> str:
     """Evaluate the model that ships; returns one sentence for the thread."""
     loss = (
-        f"validation loss {final.val_loss:.4f}" + (f" (train loss {final.train_loss:.4f})" if final.train_loss is not None else "")
+        f"validation loss {final.val_loss:.4f}"
+        + (f" (train loss {final.train_loss:.4f})" if final.train_loss is not None else "")
         if final.val_loss is not None
         else "no validation loss reported"
     )

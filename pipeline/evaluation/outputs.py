@@ -46,7 +46,14 @@ async def _via_deployment(
 ) -> list[str]:
     dep_id = ids.eval_deployment_id(run.id, cand.idx)
     async with r.db.write() as tx:
-        await r.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": model, "purpose": "evaluation"})
+        await r.db.record_resource(
+            tx,
+            kind="deployment",
+            resource_id=dep_id,
+            run_id=run.id,
+            state="recorded",
+            details={"model": model, "purpose": "evaluation"},
+        )
     status = await r.platform.create_deployment(dep_id, model)
     try:
         deadline = time.monotonic() + r.config.deploy_timeout_seconds

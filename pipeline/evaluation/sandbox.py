@@ -127,7 +127,7 @@ async def _exit_code(proc: asyncio.subprocess.Process) -> int | None:
     """The child's exit status once its output has ended (kill it if it lingers)."""
     try:
         return await asyncio.wait_for(proc.wait(), 2)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         _kill_all(proc.pid, None)
         return await proc.wait()
 
@@ -167,9 +167,17 @@ class _Batch:
         loop = asyncio.get_running_loop()
         env = {"PATH": _SAFE_PATH, "LANG": os.environ.get("LANG") or "C.UTF-8", "HOME": str(self.scratch)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-B", str(CHILD), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-            cwd=self.scratch, start_new_session=True, limit=1 << 20,
+            sys.executable,
+            "-I",
+            "-B",
+            str(CHILD),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=self.scratch,
+            start_new_session=True,
+            limit=1 << 20,
         )
         assert proc.stdin and proc.stdout and proc.stderr
         stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
@@ -192,7 +200,7 @@ class _Batch:
             wait = min(seconds, self.deadline - loop.time())
             try:
                 line = await asyncio.wait_for(stdout.readline(), max(wait, 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return "batch" if loop.time() >= self.deadline else "hang"
             except (ValueError, asyncio.LimitOverrunError):
                 return "garbled"
@@ -227,8 +235,7 @@ class _Batch:
                     got.append(scored)
                     continue
                 if msg == "batch":
-                    return (f"The evaluator did not finish the batch within {lim.batch_seconds} s "
-                            f"(stopped at example {ex.index})")
+                    return f"The evaluator did not finish the batch within {lim.batch_seconds} s (stopped at example {ex.index})"
                 if msg == "hang":
                     why = f"did not finish within {lim.per_example_seconds} s and was killed"
                 elif msg == "eof":
@@ -247,7 +254,7 @@ class _Batch:
             try:
                 await asyncio.wait_for(proc.wait(), 5)
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             for t in tasks:
                 t.cancel()
@@ -256,22 +263,23 @@ class _Batch:
 def _finish(examples: list[EvalExample], got: list[ExampleScore], fatal: str | None, batch: _Batch) -> EvalRun:
     done = {s.index for s in got}
     note = "not scored: " + (fatal or "the batch stopped")
-    scores = got + [ExampleScore(index=ex.index, score=None, error=f"example {ex.index}: {note}")
-                    for ex in examples if ex.index not in done]
+    scores = got + [
+        ExampleScore(index=ex.index, score=None, error=f"example {ex.index}: {note}") for ex in examples if ex.index not in done
+    ]
     errors = sum(1 for s in scores if s.error is not None)
     if fatal is None and scores and errors == len(scores):
         fatal = f"Every example failed; the first: {scores[0].error}"
     mean = None if fatal or not scores else sum(s.score or 0.0 for s in scores) / len(scores)
     containment = dict(batch.containment)
     containment["cleanup"] = "parent: per-example watchdog, batch timeout, SIGKILL of the process group" + (
-        " and of every process of the sandbox uid" if batch.uid is not None else "")
-    return EvalRun(scores=scores, mean=mean, errors=errors, fatal=fatal,
-                   output=batch.capture.text(), containment=containment)
+        " and of every process of the sandbox uid" if batch.uid is not None else ""
+    )
+    return EvalRun(scores=scores, mean=mean, errors=errors, fatal=fatal, output=batch.capture.text(), containment=containment)
 
 
-async def run_evaluator(path: Path, examples: list[EvalExample], *,
-                        limits: SandboxLimits = SandboxLimits()) -> EvalRun:
+async def run_evaluator(path: Path, examples: list[EvalExample], *, limits: SandboxLimits | None = None) -> EvalRun:
     """Score ``examples`` with the ``evaluate`` function in ``path``, contained."""
+    limits = limits or SandboxLimits()
     path = Path(path)
     scratch = Path(tempfile.mkdtemp(prefix="sftbot-eval-"))
     uid = _allocate_uid()
@@ -288,7 +296,7 @@ async def run_evaluator(path: Path, examples: list[EvalExample], *,
         batch.deadline = asyncio.get_running_loop().time() + limits.batch_seconds
         fatal: str | None = None
         for _attempt in range(limits.max_restarts + 1):
-            todo = examples[len(got):]
+            todo = examples[len(got) :]
             if not todo:
                 break
             try:
@@ -299,8 +307,7 @@ async def run_evaluator(path: Path, examples: list[EvalExample], *,
                 break
         else:
             if len(got) < len(examples):
-                fatal = (f"The evaluator process died or hung {limits.max_restarts + 1} times; "
-                         f"the last: {got[-1].error}")
+                fatal = f"The evaluator process died or hung {limits.max_restarts + 1} times; the last: {got[-1].error}"
         return _finish(examples, got, fatal, batch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -308,8 +315,9 @@ async def run_evaluator(path: Path, examples: list[EvalExample], *,
             _in_use.discard(uid)
 
 
-async def validate_evaluator(path: Path, examples: list[EvalExample], *, sample: int = 3,
-                             limits: SandboxLimits | None = None) -> EvalRun:
+async def validate_evaluator(
+    path: Path, examples: list[EvalExample], *, sample: int = 3, limits: SandboxLimits | None = None
+) -> EvalRun:
     """The pre-approval check: the evaluator must score the first ``sample`` examples cleanly.
 
     Stricter than a run: any per-example error becomes ``fatal``, because money is about to be

@@ -158,8 +158,22 @@ def _guard_processes() -> None:
     import _posixsubprocess
 
     refuse = _refuse("starting processes")
-    for name in ("fork", "forkpty", "system", "popen", "posix_spawn", "posix_spawnp", "execv",
-                 "execve", "execl", "execle", "execlp", "execlpe", "execvp", "execvpe"):
+    for name in (
+        "fork",
+        "forkpty",
+        "system",
+        "popen",
+        "posix_spawn",
+        "posix_spawnp",
+        "execv",
+        "execve",
+        "execl",
+        "execle",
+        "execlp",
+        "execlpe",
+        "execvp",
+        "execvpe",
+    ):
         if hasattr(os, name):
             setattr(os, name, refuse)
     _posixsubprocess.fork_exec = refuse
@@ -192,8 +206,10 @@ def _harden(cfg: dict[str, Any]) -> dict[str, str]:
         out["identity"] = "none: runs as root" if root else "os: runs as the bot's own user"
     if root and not dropped:
         if not cfg.get("allow_root_fallback"):
-            raise SandboxError("could not switch to an unprivileged user, and running an untrusted evaluator "
-                               "as root is refused (allow_root_fallback is off)")
+            raise SandboxError(
+                "could not switch to an unprivileged user, and running an untrusted evaluator "
+                "as root is refused (allow_root_fallback is off)"
+            )
         # RLIMIT_NPROC never binds uid 0, so the prelude is all there is (plus the parent
         # killing the process group at the end).
         _guard_processes()
@@ -228,7 +244,7 @@ def _describe(exc: BaseException) -> str:
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     try:
         text = str(exc)
-    except Exception:  # noqa: BLE001 - an evaluator's exception may not even print
+    except Exception:
         text = "<unprintable>"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -248,7 +264,7 @@ def coerce(value: object) -> tuple[float, str]:
     elif hasattr(value, "score"):  # EvaluateResult and look-alikes
         if getattr(value, "is_score_valid", True) is False:
             raise BadReturn(f"marked its score invalid ({getattr(value, 'reason', '')})")
-        score, reason = getattr(value, "score"), getattr(value, "reason", "") or ""
+        score, reason = value.score, getattr(value, "reason", "") or ""
     else:
         raise BadReturn(f"returned {_short(value)}, {_EXPECTED}")
     if not isinstance(score, numbers.Real):
@@ -294,7 +310,7 @@ def _score(fn: Callable[..., object], ex: dict[str, Any], cfg: dict[str, Any]) -
                 row["error"] = f"example {i}: evaluate() {exc}"
     except _Timeout:
         row["error"] = f"example {i}: evaluate() did not finish within {cfg['per_example_seconds']} s"
-    except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt too: contain all
+    except BaseException as exc:
         row["error"] = f"example {i}: evaluate() raised {_describe(exc)}"[:cap]
     return row
 
@@ -327,7 +343,7 @@ def main() -> int:
     except _Timeout:
         _send(out_fd, {"t": "fatal", "error": f"loading it took longer than {cfg['import_seconds']} s"})
         return 0
-    except BaseException as exc:  # noqa: BLE001 - report any import failure as one sentence
+    except BaseException as exc:
         _send(out_fd, {"t": "fatal", "error": _describe(exc)[: int(cfg["max_output_chars"])]})
         return 0
     _send(out_fd, {"t": "ready", "containment": containment})

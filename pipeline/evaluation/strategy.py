@@ -108,7 +108,9 @@ async def setup_evaluator(
     if evaluation.kind is EvalKind.GENERATE:
         gen = generate_evaluator(data, folder)
         if not gen.supported or not gen.evaluator_path:
-            return Fallback(reason=f"{gen.reason} I can't check such outputs objectively, so the plan uses validation loss instead.")
+            return Fallback(
+                reason=f"{gen.reason} I can't check such outputs objectively, so the plan uses validation loss instead."
+            )
         info = EvaluatorInfo(kind=gen.kind, summary=gen.reason, evaluator_path=gen.evaluator_path, spec_path=gen.spec_path)
     else:
         if not evaluation.ref:

@@ -183,7 +183,9 @@ class FireworksPlatform:
         info = wire.dataset_info(ds, ds_id, account)
         if not info.ready:
             if ds.state == "UPLOADING":
-                raise PlatformError(f"dataset {info.name} is still uploading; wait until it is READY and try again.", retryable=True)
+                raise PlatformError(
+                    f"dataset {info.name} is still uploading; wait until it is READY and try again.", retryable=True
+                )
             raise PlatformError(f"dataset {info.name} is not ready (state {ds.state}).", retryable=True)
         return info
 
@@ -279,7 +281,9 @@ class FireworksPlatform:
         }
 
         async def put() -> None:
-            response = await self._storage.put(url, content=_file_chunks(path), headers=headers, timeout=max(self._timeout, 600.0))
+            response = await self._storage.put(
+                url, content=_file_chunks(path), headers=headers, timeout=max(self._timeout, 600.0)
+            )
             if response.status_code >= 300:
                 raise StorageError(response.status_code, response.text)
 
@@ -350,7 +354,9 @@ class FireworksPlatform:
 
     async def cancel_job(self, job_id: str) -> JobStatus:
         if not owned(job_id):
-            raise PlatformError(f"refusing to cancel job {job_id}: sftbot only cancels jobs it created (ids starting with {PREFIX}).")
+            raise PlatformError(
+                f"refusing to cancel job {job_id}: sftbot only cancels jobs it created (ids starting with {PREFIX})."
+            )
         try:
             await self._calls.run(
                 f"cancel job {job_id}",

@@ -122,7 +122,9 @@ class Caller:
                     continue
                 raise self.error(exc, action, missing=missing) from None
 
-    def error(self, exc: BaseException, action: str, *, missing: str | None = None, retryable: bool | None = None) -> PlatformError:
+    def error(
+        self, exc: BaseException, action: str, *, missing: str | None = None, retryable: bool | None = None
+    ) -> PlatformError:
         """One sentence with the platform's own message; the API key is never in it."""
         status = status_of(exc)
         detail = self.redact(message_of(exc))

@@ -119,7 +119,9 @@ def dataset_info(ds: Dataset, ds_id: str, account: str) -> DatasetInfo:
         examples = int(ds.example_count) if ds.example_count else None
     except ValueError:
         examples = None
-    return DatasetInfo(id=ds_id, name=ds.name or f"accounts/{account}/datasets/{ds_id}", ready=ds.state == "READY", examples=examples)
+    return DatasetInfo(
+        id=ds_id, name=ds.name or f"accounts/{account}/datasets/{ds_id}", ready=ds.state == "READY", examples=examples
+    )
 
 
 def tunable(model: Model) -> bool:

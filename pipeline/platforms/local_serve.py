@@ -67,8 +67,9 @@ def _stop_ids(loaded: LoadedModel) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def generate_batch(loaded: LoadedModel, prompts: Sequence[Sequence[ChatMessage]], *, max_tokens: int,
-                   batch_size: int = 16) -> list[Generation]:
+def generate_batch(
+    loaded: LoadedModel, prompts: Sequence[Sequence[ChatMessage]], *, max_tokens: int, batch_size: int = 16
+) -> list[Generation]:
     """Greedy completions, batched with left padding (prompts sorted by length to pad little)."""
     import torch
 
@@ -92,15 +93,20 @@ def generate_batch(loaded: LoadedModel, prompts: Sequence[Sequence[ChatMessage]]
                 ids[row, width - n :] = torch.tensor(encoded[i])
                 attn[row, width - n :] = 1
             out = loaded.model.generate(
-                input_ids=ids.to(loaded.device), attention_mask=attn.to(loaded.device), max_new_tokens=max_tokens,
-                do_sample=False, pad_token_id=pad, eos_token_id=stops,
+                input_ids=ids.to(loaded.device),
+                attention_mask=attn.to(loaded.device),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=stops,
             )
             for row, i in enumerate(chunk):
                 new = out[row, width:].tolist()
                 cut = next((k for k, t in enumerate(new) if t in stops), None)
                 kept = new if cut is None else new[:cut]
                 results[i] = Generation(
-                    text=tok.decode(kept, skip_special_tokens=True).strip(), prompt_tokens=len(encoded[i]),
+                    text=tok.decode(kept, skip_special_tokens=True).strip(),
+                    prompt_tokens=len(encoded[i]),
                     completion_tokens=len(kept) + (0 if cut is None else 1),
                     finish_reason="length" if cut is None else "stop",
                 )
@@ -130,8 +136,15 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> we
 class ChatServer:
     """One HTTP server for every local deployment; the request's ``model`` picks the deployment."""
 
-    def __init__(self, resolve: Resolver, list_ids: Callable[[], list[str]], *, host: str = "127.0.0.1",
-                 port: int = 0, default_max_tokens: int = 256) -> None:
+    def __init__(
+        self,
+        resolve: Resolver,
+        list_ids: Callable[[], list[str]],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default_max_tokens: int = 256,
+    ) -> None:
         self._resolve, self._list_ids = resolve, list_ids
         self.host, self.port = host, port
         self._default_max = default_max_tokens
@@ -186,15 +199,26 @@ class ChatServer:
         max_tokens = body.max_completion_tokens or body.max_tokens or self._default_max
         try:
             (gen,) = await asyncio.to_thread(generate_batch, loaded, [body.messages], max_tokens=max_tokens)
-        except Exception as exc:  # noqa: BLE001 - report, keep serving
+        except Exception as exc:
             return _error(500, f"generation failed: {type(exc).__name__}: {exc}", "server_error")
-        return web.json_response({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                         "finish_reason": gen.finish_reason, "logprobs": None}],
-            "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                      "total_tokens": gen.prompt_tokens + gen.completion_tokens},
-        })
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": gen.text},
+                        "finish_reason": gen.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": gen.prompt_tokens,
+                    "completion_tokens": gen.completion_tokens,
+                    "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+                },
+            }
+        )

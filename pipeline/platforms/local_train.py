@@ -169,7 +169,7 @@ def autocast_factory(device: str, precision: str) -> tuple[Callable[[], contextl
             fp32, bf16 = _time(lambda: x @ w), _time(lambda: _autocast_matmul(x, w))
             if bf16 * 1.25 > fp32:
                 return contextlib.nullcontext, "fp32"
-    except Exception:  # noqa: BLE001 - any failure means "not supported here"
+    except Exception:
         return contextlib.nullcontext, "fp32"
     return (lambda: torch.autocast(kind, dtype=torch.bfloat16)), "bf16"
 
@@ -219,8 +219,14 @@ def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[list[int
 def lora_config(rank: int) -> Any:
     from peft import LoraConfig, TaskType
 
-    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none", task_type=TaskType.CAUSAL_LM,
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    return LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        bias="none",
+        task_type=TaskType.CAUSAL_LM,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
 
 
 class Trainer:
@@ -231,8 +237,9 @@ class Trainer:
         self.spec = LocalJobSpec.model_validate_json((job_dir / "request.json").read_text(encoding="utf-8"))
         launch = job_dir / "launch.json"
         self.attempt = LaunchRecord.model_validate_json(launch.read_text(encoding="utf-8")).attempts if launch.exists() else 1
-        self.status = TrainerStatus(state=JobState.RUNNING, attempt=max(self.attempt, 1), pid=os.getpid(),
-                                    message="loading the base model")
+        self.status = TrainerStatus(
+            state=JobState.RUNNING, attempt=max(self.attempt, 1), pid=os.getpid(), message="loading the base model"
+        )
         self.metrics_path = job_dir / "metrics.jsonl"
 
     def write_status(self, **changes: Any) -> None:
@@ -287,8 +294,14 @@ class Trainer:
         model = get_peft_model(model, lora_config(spec.request.lora_rank))
         return model, int(pad_id), train, val
 
-    def train(self, model: Any, pad_id: int, train: list[Encoded], val: list[Encoded],
-              autocast: Callable[[], contextlib.AbstractContextManager[Any]]) -> tuple[int, float]:
+    def train(
+        self,
+        model: Any,
+        pad_id: int,
+        train: list[Encoded],
+        val: list[Encoded],
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    ) -> tuple[int, float]:
         """The loop; returns (tokens trained on, wall seconds spent in training steps)."""
         import torch
 
@@ -319,14 +332,29 @@ class Trainer:
                     raise FloatingPointError(f"training loss became {summed} at step {step}")
                 loss_sum, loss_n = loss_sum + summed, loss_n + n
                 at = round(step / steps_per_epoch, 4)
-                self.append(MetricRow(step=step, epoch=at, train_loss=summed / max(n, 1), elapsed_s=round(wall, 3),
-                                      cpu_s=round(cpu, 3)))
-                self.write_status(step=step, epoch=at, train_loss=summed / max(n, 1),
-                                  progress=round(99.0 * step / total, 2), tokens_per_second=tokens / wall)
+                self.append(
+                    MetricRow(step=step, epoch=at, train_loss=summed / max(n, 1), elapsed_s=round(wall, 3), cpu_s=round(cpu, 3))
+                )
+                self.write_status(
+                    step=step,
+                    epoch=at,
+                    train_loss=summed / max(n, 1),
+                    progress=round(99.0 * step / total, 2),
+                    tokens_per_second=tokens / wall,
+                )
             val_loss = evaluate(model, val, pad_id, spec.device, spec.batch_size)
             epoch_loss = loss_sum / max(loss_n, 1)
-            self.append(MetricRow(kind="epoch", step=step, epoch=float(epoch + 1), train_loss=epoch_loss,
-                                  val_loss=val_loss, elapsed_s=round(wall, 3), cpu_s=round(cpu, 3)))
+            self.append(
+                MetricRow(
+                    kind="epoch",
+                    step=step,
+                    epoch=float(epoch + 1),
+                    train_loss=epoch_loss,
+                    val_loss=val_loss,
+                    elapsed_s=round(wall, 3),
+                    cpu_s=round(cpu, 3),
+                )
+            )
             self.write_status(val_loss=val_loss, train_loss=epoch_loss)
         return tokens, wall
 
@@ -349,8 +377,12 @@ class Trainer:
         path = root / "throughput.json"
         with file_lock(root / ".throughput.lock"):
             table: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            entry = Throughput(tokens_per_second=round(tokens_per_second, 2), startup_seconds=round(startup, 2),
-                               device=self.spec.device, measured_at=now_iso())
+            entry = Throughput(
+                tokens_per_second=round(tokens_per_second, 2),
+                startup_seconds=round(startup, 2),
+                device=self.spec.device,
+                measured_at=now_iso(),
+            )
             table[self.spec.base_model] = entry.model_dump()
             write_atomic(path, json.dumps(table, indent=1, sort_keys=True))
 
@@ -362,7 +394,7 @@ def main(argv: list[str]) -> int:
     trainer = Trainer(Path(argv[0]))
     try:
         trainer.run()
-    except BaseException as exc:  # noqa: BLE001 - every failure must land in status.json
+    except BaseException as exc:
         traceback.print_exc()
         trainer.write_status(state=JobState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
         return 1

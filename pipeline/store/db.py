@@ -65,8 +65,7 @@ class Tx:
         details: dict[str, Any] | None = None,
     ) -> None:
         await self.conn.execute(
-            "INSERT INTO audit_events(run_id, at, actor, actor_name, action, plan_version, details_json)"
-            " VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO audit_events(run_id, at, actor, actor_name, action, plan_version, details_json) VALUES (?,?,?,?,?,?,?)",
             (run_id, time.time(), actor, actor_name, action, plan_version, json.dumps(details or {}, default=str)),
         )
 
@@ -146,7 +145,9 @@ class Database:
 
     async def decide_gate(self, tx: Tx, decision: GateDecision) -> None:
         """Record a gate decision; a second decision on the same gate raises with the first."""
-        row = await (await tx.execute("SELECT * FROM gate_decisions WHERE run_id=? AND gate=?", (decision.run_id, decision.gate))).fetchone()
+        row = await (
+            await tx.execute("SELECT * FROM gate_decisions WHERE run_id=? AND gate=?", (decision.run_id, decision.gate))
+        ).fetchone()
         if row is not None:
             raise GateAlreadyDecided(_gate(row))
         await tx.execute(
@@ -209,7 +210,17 @@ class Database:
         row = await self.fetchone("SELECT run_id FROM run_refs WHERE key=? AND value=?", (key, value))
         return None if row is None else str(row[0])
 
-    async def record_resource(self, tx: Tx, *, kind: str, resource_id: str, run_id: str, name: str = "", state: str = "recorded", details: dict[str, Any] | None = None) -> None:
+    async def record_resource(
+        self,
+        tx: Tx,
+        *,
+        kind: str,
+        resource_id: str,
+        run_id: str,
+        name: str = "",
+        state: str = "recorded",
+        details: dict[str, Any] | None = None,
+    ) -> None:
         """Provenance: every platform resource this bot created, recorded before its create call."""
         now = time.time()
         await tx.execute(

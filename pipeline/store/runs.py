@@ -57,7 +57,19 @@ async def insert_run(
     await tx.execute(
         "INSERT INTO runs(id, number, requester, requester_name, instruction, spec_json, platform, phase, workspace, created_at, updated_at)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (run_id, number, requester, requester_name, instruction, spec.model_dump_json(), platform, Phase.INSPECTING.value, workspace, now, now),
+        (
+            run_id,
+            number,
+            requester,
+            requester_name,
+            instruction,
+            spec.model_dump_json(),
+            platform,
+            Phase.INSPECTING.value,
+            workspace,
+            now,
+            now,
+        ),
     )
     return RunRecord(
         id=run_id,
@@ -154,7 +166,9 @@ async def candidates(db: Database, run_id: str) -> list[CandidateRecord]:
 
 
 async def set_submit_state(tx: Tx, run_id: str, idx: int, submit_state: str) -> None:
-    await tx.execute("UPDATE candidates SET submit_state=?, updated_at=? WHERE run_id=? AND idx=?", (submit_state, time.time(), run_id, idx))
+    await tx.execute(
+        "UPDATE candidates SET submit_state=?, updated_at=? WHERE run_id=? AND idx=?", (submit_state, time.time(), run_id, idx)
+    )
 
 
 async def update_candidate(tx: Tx, run_id: str, idx: int, status: JobStatus, *, progressed: bool, stalled: bool) -> None:
@@ -184,7 +198,9 @@ async def update_candidate(tx: Tx, run_id: str, idx: int, status: JobStatus, *, 
     )
 
 
-async def set_candidate_metrics(tx: Tx, run_id: str, idx: int, *, train_loss: float | None, val_loss: float | None, score: float | None = None) -> None:
+async def set_candidate_metrics(
+    tx: Tx, run_id: str, idx: int, *, train_loss: float | None, val_loss: float | None, score: float | None = None
+) -> None:
     await tx.execute(
         "UPDATE candidates SET train_loss=COALESCE(?, train_loss), val_loss=COALESCE(?, val_loss), score=COALESCE(?, score), updated_at=?"
         " WHERE run_id=? AND idx=?",

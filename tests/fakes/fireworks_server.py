@@ -29,8 +29,9 @@ import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest_asyncio
 from aiohttp import web
@@ -237,7 +238,9 @@ class FakeFireworks:
 
     # -- seeding and observation -------------------------------------------------------------------
 
-    def add_dataset(self, dataset_id: str, files: dict[str, bytes], *, ready: bool = True, example_count: int | None = None) -> DatasetRecord:
+    def add_dataset(
+        self, dataset_id: str, files: dict[str, bytes], *, ready: bool = True, example_count: int | None = None
+    ) -> DatasetRecord:
         """Seed a dataset a user uploaded elsewhere (READY unless ``ready=False``)."""
         rec = DatasetRecord(id=dataset_id, account=self.account, created_wall=time.time(), files=dict(files))
         rec.example_count = str(example_count if example_count is not None else sum(b.count(b"\n") for b in files.values()))
@@ -329,7 +332,9 @@ class FakeFireworks:
             return _error("RESOURCE_EXHAUSTED", "rate limit exceeded (injected); retry later", headers)
         if status == 503:
             return _error("UNAVAILABLE", "service unavailable (injected)", headers)
-        return web.json_response({"code": 13, "message": "internal error (injected)", "details": []}, status=status, headers=headers)
+        return web.json_response(
+            {"code": 13, "message": "internal error (injected)", "details": []}, status=status, headers=headers
+        )
 
     async def _handle(self, request: web.Request, rec: RecordedRequest, body: Any) -> web.StreamResponse:
         path = request.path
@@ -369,7 +374,11 @@ class FakeFireworks:
                         "state": "READY",
                         "createTime": rfc3339(time.time()),
                         "fineTuningJob": job.name,
-                        "peftDetails": {"baseModel": job.body.get("baseModel", ""), "r": job.rank, "targetModules": ["q_proj", "v_proj"]},
+                        "peftDetails": {
+                            "baseModel": job.body.get("baseModel", ""),
+                            "r": job.rank,
+                            "targetModules": ["q_proj", "v_proj"],
+                        },
                     },
                 )
 
@@ -434,7 +443,9 @@ class FakeFireworks:
             return _error("INVALID_ARGUMENT", "file too large for :upload; use getUploadEndpoint")
         ds.files = {filename: data}
         ds.registered = {filename: len(data)}
-        return web.json_response({"id": ds.id, "bytes": len(data), "filename": filename, "object": "file", "createdAt": int(time.time())})
+        return web.json_response(
+            {"id": ds.id, "bytes": len(data), "filename": filename, "object": "file", "createdAt": int(time.time())}
+        )
 
     async def _dataset_validate(self, ctx: _Ctx) -> web.Response:
         ds = self._dataset(ctx)
@@ -444,7 +455,9 @@ class FakeFireworks:
             return web.json_response({})
         missing = [n for n in ds.registered if n not in ds.files]
         if not ds.registered or missing:
-            return _error("FAILED_PRECONDITION", f"dataset {ds.name} has no uploaded file {missing[0] if missing else ''}".strip())
+            return _error(
+                "FAILED_PRECONDITION", f"dataset {ds.name} has no uploaded file {missing[0] if missing else ''}".strip()
+            )
         for name, data in ds.files.items():
             for lineno, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
                 try:
@@ -484,7 +497,10 @@ class FakeFireworks:
         if not _ID.match(job_id):
             return _error("INVALID_ARGUMENT", f"invalid job id {job_id!r}")
         if job_id in self.jobs:
-            return _error("ALREADY_EXISTS", f"supervised fine-tuning job accounts/{self.account}/supervisedFineTuningJobs/{job_id} already exists")
+            return _error(
+                "ALREADY_EXISTS",
+                f"supervised fine-tuning job accounts/{self.account}/supervisedFineTuningJobs/{job_id} already exists",
+            )
         ds = self._ready_dataset(body.get("dataset"), ctx.now, "dataset")
         if isinstance(ds, web.Response):
             return ds
@@ -504,7 +520,9 @@ class FakeFireworks:
         if f"accounts/{self.account}/models/{out_id}" in self.models:
             return _error("INVALID_ARGUMENT", f"output model accounts/{self.account}/models/{out_id} already exists")
         if self.job_quota is not None and self.active_jobs() >= self.job_quota:
-            return _error("RESOURCE_EXHAUSTED", "quota_exceeded: training GPU quota exhausted; raise your tier or wait for active jobs")
+            return _error(
+                "RESOURCE_EXHAUSTED", "quota_exceeded: training GPU quota exhausted; raise your tier or wait for active jobs"
+            )
         fail = self.fail_jobs.get(job_id)
         if fail is None and self.fail_lr_above is not None and lr > self.fail_lr_above:
             fail = f"training diverged: loss is NaN at step 3 (learning rate {lr:g} is too high)"
@@ -623,7 +641,9 @@ class FakeFireworks:
             return _error("NOT_FOUND", f"deployment accounts/{ctx.groups[0]}/deployments/{ctx.groups[1]} not found")
         if dep.served and dep.deleted_at is None and ctx.query.get("ignoreChecks") != "true":
             # The real API refuses to delete a deployment that served traffic in the last hour.
-            return _error("FAILED_PRECONDITION", f"deployment {dep.name} served traffic recently; pass ignore_checks to delete it")
+            return _error(
+                "FAILED_PRECONDITION", f"deployment {dep.name} served traffic recently; pass ignore_checks to delete it"
+            )
         if dep.deleted_at is None:
             dep.deleted_at = ctx.now
         return web.json_response({})
@@ -635,7 +655,14 @@ class FakeFireworks:
         model = str(body.get("model") or "")
         messages = body.get("messages") or []
         not_found = web.json_response(
-            {"error": {"object": "error", "type": "invalid_request_error", "code": "NOT_FOUND", "message": f"Model not found, inaccessible, and/or not deployed: {model}"}},
+            {
+                "error": {
+                    "object": "error",
+                    "type": "invalid_request_error",
+                    "code": "NOT_FOUND",
+                    "message": f"Model not found, inaccessible, and/or not deployed: {model}",
+                }
+            },
             status=404,
         )
         dep: DeploymentRecord | None = None
@@ -664,7 +691,9 @@ class FakeFireworks:
                 return web.json_response({"error": {"message": "DEPLOYMENT_SCALING_UP: deployment is not ready yet"}}, status=503)
             if dep.cold_errors_left > 0:
                 dep.cold_errors_left -= 1
-                return web.json_response({"error": {"message": "DEPLOYMENT_SCALING_UP: scaling up from zero"}}, status=self.cold_start_status)
+                return web.json_response(
+                    {"error": {"message": "DEPLOYMENT_SCALING_UP: scaling up from zero"}}, status=self.cold_start_status
+                )
             dep.served = True
         text = self.chat_responder(model, messages)
         words = text.split(" ")
@@ -679,7 +708,11 @@ class FakeFireworks:
                 "created": int(time.time()),
                 "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())},
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(text.split()),
+                    "total_tokens": prompt_tokens + len(text.split()),
+                },
             }
         )
 
@@ -701,8 +734,13 @@ class FakeFireworks:
         if ds is None or name not in ds.registered:
             return web.Response(status=404, text="NoSuchUpload")
         size = ds.registered[name]
-        if ctx.request.headers.get("Content-Type") != "application/octet-stream" or ctx.request.headers.get("X-Goog-Content-Length-Range") != f"{size},{size}":
-            return web.Response(status=403, text="SignatureDoesNotMatch: Content-Type and X-Goog-Content-Length-Range are signed headers")
+        if (
+            ctx.request.headers.get("Content-Type") != "application/octet-stream"
+            or ctx.request.headers.get("X-Goog-Content-Length-Range") != f"{size},{size}"
+        ):
+            return web.Response(
+                status=403, text="SignatureDoesNotMatch: Content-Type and X-Goog-Content-Length-Range are signed headers"
+            )
         data = await ctx.request.read()
         if len(data) != size:
             return web.Response(status=400, text="EntityTooLarge" if len(data) > size else "EntityTooSmall")

@@ -15,14 +15,20 @@ import hmac
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 JSON = dict[str, Any]
 
 # Phases of a fake SFT job as fractions of its total duration (CREATING, PENDING, RUNNING, WRITING_RESULTS).
-_PHASES = (("JOB_STATE_CREATING", 0.1), ("JOB_STATE_PENDING", 0.1), ("JOB_STATE_RUNNING", 0.7), ("JOB_STATE_WRITING_RESULTS", 0.1))
+_PHASES = (
+    ("JOB_STATE_CREATING", 0.1),
+    ("JOB_STATE_PENDING", 0.1),
+    ("JOB_STATE_RUNNING", 0.7),
+    ("JOB_STATE_WRITING_RESULTS", 0.1),
+)
 _RUN_START = 0.2  # fraction of the duration at which RUNNING begins
 _RUN_END = 0.9
 TERMINAL_JOB_STATES = frozenset({"JOB_STATE_COMPLETED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
@@ -44,13 +50,13 @@ class Clock:
 
 
 def rfc3339(wall: float) -> str:
-    return datetime.fromtimestamp(wall, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(wall, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def money(usd: float) -> JSON:
     """google.type.Money, as Fireworks reports ``estimatedCost``."""
     units = int(usd)
-    return {"currencyCode": "USD", "units": str(units), "nanos": int(round((usd - units) * 1e9))}
+    return {"currencyCode": "USD", "units": str(units), "nanos": round((usd - units) * 1e9)}
 
 
 def default_loss_floors(lr: float, rank: int) -> tuple[float, float]:
@@ -232,7 +238,13 @@ class JobRecord:
             ts = self.created_wall + step
             lines.append(
                 json.dumps(
-                    {"step": step, "timestamp": ts, "train/loss": round(train, 6), "train/epoch": round(epoch, 4), "train/learning_rate": self.lr}
+                    {
+                        "step": step,
+                        "timestamp": ts,
+                        "train/loss": round(train, 6),
+                        "train/epoch": round(epoch, 4),
+                        "train/learning_rate": self.lr,
+                    }
                 )
             )
             if step % self.steps_per_epoch == 0:
@@ -316,7 +328,9 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 # The public base-model catalogue (accounts/fireworks/models)
 
 
-def _base(id_: str, params: float | None, ctx: int, *, tunable: bool = True, moe: bool = False, serverless: bool = False) -> ModelRecord:
+def _base(
+    id_: str, params: float | None, ctx: int, *, tunable: bool = True, moe: bool = False, serverless: bool = False
+) -> ModelRecord:
     details: JSON = {"tunable": tunable, "moe": moe, "worldSize": 1, "modelType": "qwen3" if "qwen" in id_ else "llama"}
     if params is not None:
         details["parameterCount"] = str(int(params))

@@ -46,8 +46,16 @@ class Msg:
     edits: int = 0
 
     def view(self) -> JSON:
-        return {"ts": self.ts, "text": self.text, "blocks": self.blocks, "files": self.files, "edits": self.edits,
-                "user": self.user, "thread_ts": self.thread_ts, "rendered": render(self.text, self.blocks)}
+        return {
+            "ts": self.ts,
+            "text": self.text,
+            "blocks": self.blocks,
+            "files": self.files,
+            "edits": self.edits,
+            "user": self.user,
+            "thread_ts": self.thread_ts,
+            "rendered": render(self.text, self.blocks),
+        }
 
 
 @dataclass
@@ -154,14 +162,22 @@ class FakeSlack:
         """A person's message (as Slack stores it before sending the event); returns its event."""
         msg = Msg(channel=channel, ts=self._new_ts(), text=text, thread_ts=thread_ts, user=user, bot_id=None)
         self.messages.setdefault(channel, []).append(msg)
-        event: JSON = {"type": "message", "user": user, "text": text, "ts": msg.ts, "channel": channel, "event_ts": msg.ts,
-                       "channel_type": "im" if channel.startswith("D") else "channel"}
+        event: JSON = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": msg.ts,
+            "channel": channel,
+            "event_ts": msg.ts,
+            "channel_type": "im" if channel.startswith("D") else "channel",
+        }
         if thread_ts:
             event["thread_ts"] = thread_ts
         return event
 
-    def user_shares_file(self, channel: str, filename: str, data: bytes, *, user: str, thread_ts: str | None = None,
-                         text: str = "") -> JSON:
+    def user_shares_file(
+        self, channel: str, filename: str, data: bytes, *, user: str, thread_ts: str | None = None, text: str = ""
+    ) -> JSON:
         """A person attaches a file (in a thread): stored for files.info and download; returns the
         ``message``/``file_share`` event. Like Slack's newer events, its file carries only the id,
         the name and ``file_access: check_file_info`` (details need files.info)."""
@@ -170,9 +186,19 @@ class FakeSlack:
         ref = {"id": file_id, "name": filename, "file_access": "check_file_info"}
         msg = Msg(channel=channel, ts=self._new_ts(), text=text, thread_ts=thread_ts, user=user, bot_id=None, files=[ref])
         self.messages.setdefault(channel, []).append(msg)
-        event: JSON = {"type": "message", "subtype": "file_share", "user": user, "text": text, "ts": msg.ts, "channel": channel,
-                       "event_ts": msg.ts, "channel_type": "im" if channel.startswith("D") else "channel", "files": [ref],
-                       "upload": False, "display_as_bot": False}
+        event: JSON = {
+            "type": "message",
+            "subtype": "file_share",
+            "user": user,
+            "text": text,
+            "ts": msg.ts,
+            "channel": channel,
+            "event_ts": msg.ts,
+            "channel_type": "im" if channel.startswith("D") else "channel",
+            "files": [ref],
+            "upload": False,
+            "display_as_bot": False,
+        }
         if thread_ts:
             event["thread_ts"] = thread_ts
         return event
@@ -196,6 +222,7 @@ class FakeSlack:
 
     async def wait_for(self, pred: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Await a condition on the fake's state (re-checked after every call it serves)."""
+
         async def check() -> Any:
             async with self._changed:
                 while not (result := pred()):
@@ -255,7 +282,9 @@ class FakeSlack:
             return None
         self.injected += 1
         if status == 429:
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)})
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
+            )
         return web.Response(status=status, text="<html>upstream error</html>", content_type="text/html")
 
     @staticmethod
@@ -277,8 +306,16 @@ class FakeSlack:
         return None
 
     def _m_auth_test(self, args: JSON) -> JSON:
-        return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "sftbot", "team_id": "T111",
-                "user_id": "UBOT", "bot_id": "BBOT", "is_enterprise_install": False}
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake",
+            "user": "sftbot",
+            "team_id": "T111",
+            "user_id": "UBOT",
+            "bot_id": "BBOT",
+            "is_enterprise_install": False,
+        }
 
     def _m_apps_connections_open(self, args: JSON) -> JSON:
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"}
@@ -298,8 +335,13 @@ class FakeSlack:
             parent = self._find(channel, str(thread_ts))
             if parent is None or parent.thread_ts is not None:
                 return {"ok": False, "error": "thread_not_found"}
-        msg = Msg(channel=channel, ts=self._new_ts(), text=str(args.get("text") or ""), blocks=list(args.get("blocks") or []),
-                  thread_ts=str(thread_ts) if thread_ts else None)
+        msg = Msg(
+            channel=channel,
+            ts=self._new_ts(),
+            text=str(args.get("text") or ""),
+            blocks=list(args.get("blocks") or []),
+            thread_ts=str(thread_ts) if thread_ts else None,
+        )
         self.messages.setdefault(channel, []).append(msg)
         return {"ok": True, "channel": channel, "ts": msg.ts, "message": msg.view()}
 
@@ -327,9 +369,17 @@ class FakeSlack:
             return {"ok": False, "error": "no_text"}
         if bad := self._check_blocks(args):
             return bad
-        self.ephemeral.append({"user": args.get("user"), "channel": args.get("channel"), "text": args.get("text") or "",
-                               "blocks": args.get("blocks") or [], "thread_ts": args.get("thread_ts"), "via": "postEphemeral",
-                               "rendered": render(str(args.get("text") or ""), list(args.get("blocks") or []))})
+        self.ephemeral.append(
+            {
+                "user": args.get("user"),
+                "channel": args.get("channel"),
+                "text": args.get("text") or "",
+                "blocks": args.get("blocks") or [],
+                "thread_ts": args.get("thread_ts"),
+                "via": "postEphemeral",
+                "rendered": render(str(args.get("text") or ""), list(args.get("blocks") or [])),
+            }
+        )
         return {"ok": True, "message_ts": self._new_ts()}
 
     def _m_views_open(self, args: JSON) -> JSON:
@@ -394,8 +444,14 @@ class FakeSlack:
             out.append({"id": up.file_id, "name": up.filename, "title": up.title})
             if channel:
                 self.messages.setdefault(str(channel), []).append(
-                    Msg(channel=str(channel), ts=self._new_ts(), text=str(args.get("initial_comment") or ""),
-                        thread_ts=thread_ts, files=[{"id": up.file_id, "name": up.filename, "title": up.title}]))
+                    Msg(
+                        channel=str(channel),
+                        ts=self._new_ts(),
+                        text=str(args.get("initial_comment") or ""),
+                        thread_ts=thread_ts,
+                        files=[{"id": up.file_id, "name": up.filename, "title": up.title}],
+                    )
+                )
         return {"ok": True, "files": out}
 
     def _m_files_info(self, args: JSON) -> JSON:
@@ -405,17 +461,30 @@ class FakeSlack:
             return {"ok": False, "error": "file_not_found"}
         name = str(meta["filename"])
         url = f"{self.url}/files-pri/{file_id}/{quote(name, safe='')}"
-        return {"ok": True, "file": {"id": file_id, "name": name, "title": name, "size": len(meta["data"]),
-                                     "mimetype": "text/x-python" if name.endswith(".py") else "application/octet-stream",
-                                     "filetype": "python" if name.endswith(".py") else "binary", "mode": "hosted",
-                                     "user": meta.get("user"), "url_private": url, "url_private_download": f"{url}?download=1"}}
+        return {
+            "ok": True,
+            "file": {
+                "id": file_id,
+                "name": name,
+                "title": name,
+                "size": len(meta["data"]),
+                "mimetype": "text/x-python" if name.endswith(".py") else "application/octet-stream",
+                "filetype": "python" if name.endswith(".py") else "binary",
+                "mode": "hosted",
+                "user": meta.get("user"),
+                "url_private": url,
+                "url_private_download": f"{url}?download=1",
+            },
+        }
 
     async def _download(self, request: web.Request) -> web.Response:
         """url_private_download: the bytes with the bot token; without it, Slack's login redirect."""
         file_id = request.match_info["file_id"]
         auth = request.headers.get("Authorization", "")
         ok = auth == f"Bearer {self.bot_token}"
-        self.calls.append({"method": "files.download", "args": {"file": file_id}, "at": time.monotonic(), "status": 200 if ok else 302})
+        self.calls.append(
+            {"method": "files.download", "args": {"file": file_id}, "at": time.monotonic(), "status": 200 if ok else 302}
+        )
         try:
             meta = self.files.get(file_id)
             if not ok:
@@ -428,7 +497,12 @@ class FakeSlack:
 
     def _m_users_info(self, args: JSON) -> JSON:
         uid = str(args.get("user") or "")
-        user = self.users.get(uid) or {"id": uid, "name": uid.lower(), "real_name": f"User {uid}", "profile": {"display_name": uid.lower()}}
+        user = self.users.get(uid) or {
+            "id": uid,
+            "name": uid.lower(),
+            "real_name": f"User {uid}",
+            "profile": {"display_name": uid.lower()},
+        }
         return {"ok": True, "user": user}
 
     def _m_usergroups_users_list(self, args: JSON) -> JSON:
@@ -453,10 +527,18 @@ class FakeSlack:
         if body.get("response_type") == "in_channel":
             self._m_chat_postMessage({"channel": origin["channel"], "text": body.get("text"), "blocks": body.get("blocks")})
         else:
-            self.ephemeral.append({"user": origin["user"], "channel": origin["channel"], "text": body.get("text") or "",
-                                   "blocks": body.get("blocks") or [], "via": "response_url",
-                                   "replace_original": body.get("replace_original"), "delete_original": body.get("delete_original"),
-                                   "rendered": render(str(body.get("text") or ""), list(body.get("blocks") or []))})
+            self.ephemeral.append(
+                {
+                    "user": origin["user"],
+                    "channel": origin["channel"],
+                    "text": body.get("text") or "",
+                    "blocks": body.get("blocks") or [],
+                    "via": "response_url",
+                    "replace_original": body.get("replace_original"),
+                    "delete_original": body.get("delete_original"),
+                    "rendered": render(str(body.get("text") or ""), list(body.get("blocks") or [])),
+                }
+            )
         await self._touch()
         return web.Response(text="ok")
 
