@@ -128,7 +128,8 @@ async def bench(rounds: int, concurrency: int) -> dict[str, dict[str, float]]:
     from bot.engine import Engine
     from bot.settings import Settings
     from handlers.slack_client import make_client
-    from pipeline.runner import Runner, RunnerConfig
+    from pipeline.run.context import RunnerConfig
+    from pipeline.run.runner import Runner
     from pipeline.store.db import Database
     from tests.fakes.memory_platform import MemoryPlatform
     from tests.slack_helpers import SECRET

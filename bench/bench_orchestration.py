@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.machine import Phase
 from pipeline.platforms.fireworks import FireworksPlatform
-from pipeline.runner import Runner, RunnerConfig
+from pipeline.run.context import RunnerConfig
+from pipeline.run.machine import Phase
+from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 from tests.conftest import DATASETS, EventLog, drive_to_end

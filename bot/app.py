@@ -20,10 +20,10 @@ from bot.engine import Engine, open_engine
 from bot.settings import Settings
 from handlers.actors import Directory
 from handlers.listeners import register
+from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
-from handlers.thread import RunMessages
 
 log = logging.getLogger("sftbot.app")
 EVENTS_PATH = "/slack/events"
@@ -59,7 +59,7 @@ def create_app(
         # eval=evaluator:<file> here: without SFTBOT_EVALUATOR_DIR, <data dir>/evaluators.
         engine.runner.config.evaluator_dir = settings.evaluator_dir or settings.data_dir / "evaluators"
     messages = RunMessages(client, engine.db, ChannelLimiter(post_interval))
-    notifier = Notifier(engine.runner, messages, live_interval=live_interval)
+    notifier = Notifier(engine.db, engine.platform, messages, live_interval=live_interval)
     engine.bus.subscribe(notifier)
     surface = Surface(
         runner=engine.runner,

@@ -19,8 +19,10 @@ from bot.settings import SettingsError, load_settings
 from pipeline.dataset.demo import resolve_dataset_ref
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.instructions import parse_instruction
-from pipeline.plan import MissingInput, Plan, make_plan
+from pipeline.planning.models import Plan
+from pipeline.planning.plan import MissingInput, make_plan
 from pipeline.platforms.base import PlatformError
+from pipeline.run.decisions import Refusal as DecisionRefused
 from pipeline.spec import SpecError
 
 
@@ -131,9 +133,7 @@ async def _resume(args: argparse.Namespace) -> int:
             raise Refused(f"run #{run.number} has already {run.phase.value}")
         term = Terminal(engine.runner, yes=args.yes)
         print(f"Resuming run #{run.number} ({run.id}) in phase {run.phase.value}")
-        await engine.runner.resume_all()
-        if run.phase.gate:
-            await engine.runner.reannounce(run.id)
+        await engine.runner.resume_all()  # an open gate announces itself again: the prompt follows
         return await term.follow(run.id)
 
 
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"sftbot: {exc}", file=sys.stderr)
         return 2
-    except (Refused, SpecError, MissingInput, SettingsError, PlatformError, LookupError) as exc:
+    except (Refused, DecisionRefused, SpecError, MissingInput, SettingsError, PlatformError, LookupError) as exc:
         print(f"sftbot: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

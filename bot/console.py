@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cost import money
 from pipeline.dataset.report import InspectionReport
-from pipeline.plan import Plan, PlannedJob, Source
+from pipeline.planning.cost import money
+from pipeline.planning.models import Plan, PlannedJob, Source
 
 
 def inspection_text(report: InspectionReport) -> str:
@@ -38,7 +38,7 @@ def _mark(plan: Plan, key: str) -> str:
 
 def _job_row(job: PlannedJob) -> str:
     return (
-        f"  {('#' + str(job.index)) if job.index else 'final':>5}  {job.base_model:<28} rank {job.lora_rank:<3} "
+        f"  {job.slot.name:>5}  {job.base_model:<28} rank {job.lora_rank:<3} "
         f"lr {job.learning_rate:<8g} epochs {job.epochs:<2} samples {job.train_samples:,}"
     )
 
@@ -74,6 +74,8 @@ def plan_text(plan: Plan) -> str:
     for u in c.unknown:
         out.append(f"    unknown: {u}")
     out.append(f"  prices as of {c.prices_as_of}; source: {c.price_source}")
+    if plan.fallback_note:
+        out.append(f"  note: {plan.fallback_note}")
     for w in plan.warnings:
         out.append(f"  note: {w}")
     return "\n".join(out)
@@ -126,5 +128,5 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "lines": [ln.model_dump() for ln in c.lines],
             "unknown": c.unknown,
         },
-        "warnings": plan.warnings,
+        "warnings": [*([plan.fallback_note] if plan.fallback_note else []), *plan.warnings],
     }

@@ -23,6 +23,7 @@ from pipeline.dataset.demo import SYSTEM
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
 from pipeline.platforms.base import ChatMessage, DeploymentStatus
+from pipeline.run.summary import production_deployment
 from pipeline.store import runs as q
 
 # Measured on a 2-core CPU (README, "Demo"): SmolLM2 learns the exact JSON format from 64
@@ -50,8 +51,8 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
     rows = held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples if plan and plan.eval_examples else 30)
     prompts = [[ChatMessage(role=m["role"], content=m["content"]) for m in prompt_of(r)] for r in rows]
     base_model = run.spec.base_models[0]
-    dep = next(r for r in await engine.db.resources(run.id) if r.kind == "deployment" and r.resource_id.endswith("-dep"))
-    status = DeploymentStatus.model_validate(dep.details)
+    status = production_deployment(run, await engine.db.resources(run.id))
+    assert status is not None, "the demo deploys its model"
     base_out = await engine.platform.generate(base_model, prompts, max_tokens=ANSWER_TOKENS)
     tuned_out = await engine.platform.generate(status.deployment_id, prompts, max_tokens=ANSWER_TOKENS)
     scores: dict[str, float | None] = {"base": None, "tuned": None}

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from bot.settings import Settings
 from pipeline.authz import Policy
-from pipeline.events import EventBus
 from pipeline.platforms.base import Platform
-from pipeline.runner import Runner, RunnerConfig
+from pipeline.run.context import RunnerConfig
+from pipeline.run.events import EventBus
+from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 
 

@@ -1,7 +1,8 @@
 """The terminal surface: progress lines and the same gates as Slack (prompt, or --yes).
 
 Events are queued by the bus subscriber and handled by ``follow``, so a prompt never runs
-inside the runner's own publish call.
+inside the runner's own publish call. Decisions go through the same ``Runner.decide`` as
+every Slack click.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import sys
 from collections.abc import Callable
 
 from bot.console import plan_text
-from pipeline.events import EventKind, RunEvent
-from pipeline.machine import Event, Refused
-from pipeline.runner import Denied, Runner
+from pipeline.instructions import parse_instruction
+from pipeline.run import events as ev
+from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise
+from pipeline.run.gates import QuestionKind
+from pipeline.run.runner import Runner
+from pipeline.run.slots import Slot
 from pipeline.scoreboard import leader, rank
-from pipeline.store import runs as q
-from pipeline.store.db import GateAlreadyDecided
 from pipeline.store.records import Actor, CandidateRecord
 
 Ask = Callable[[str], str]
@@ -31,13 +33,13 @@ def terminal_actor() -> Actor:
 def scoreboard_lines(cands: list[CandidateRecord]) -> list[str]:
     top = leader(cands)
     out = []
-    for c in rank(cands) + [c for c in cands if c.idx == 0]:
-        mark = " <- leader" if top is not None and c.idx == top.idx else ""
+    for c in rank(cands) + [c for c in cands if c.slot.is_final]:
+        mark = " <- leader" if top is not None and c.slot == top.slot else ""
         stall = " (no progress)" if c.stalled else ""
         val = f"{c.val_loss:.4f}" if c.val_loss is not None else "-"
         score = f" score {c.score:.3f}" if c.score is not None else ""
         epoch = f" epoch {c.epoch:g}" if c.epoch is not None else ""
-        out.append(f"  {c.label:<40} {c.state.value:<9} {c.progress:5.1f}%{epoch} val {val}{score}{stall}{mark}")
+        out.append(f"  {c.label:<40} {c.state.value:<10} {c.progress:5.1f}%{epoch} val {val}{score}{stall}{mark}")
     return out
 
 
@@ -50,11 +52,11 @@ class Terminal:
         self.ask = ask or (lambda prompt: input(prompt))
         self.out = out
         self.actor = terminal_actor()
-        self.queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+        self.queue: asyncio.Queue[ev.RunEvent] = asyncio.Queue()
         self._last_board = ""
         runner.bus.subscribe(self._on_event)
 
-    async def _on_event(self, event: RunEvent) -> None:
+    async def _on_event(self, event: ev.RunEvent) -> None:
         await self.queue.put(event)
 
     async def follow(self, run_id: str) -> int:
@@ -67,118 +69,124 @@ class Terminal:
             if done is not None:
                 return done
 
-    async def _handle(self, e: RunEvent) -> int | None:
-        k = e.kind
-        if k is EventKind.PHASE_CHANGED:
-            self.out(f"[run #{e.run.number}] {e.run.phase.value}")
-        elif k is EventKind.QUESTION_ASKED and e.question is not None:
-            await self._answer(e)
-        elif k is EventKind.PLAN_PROPOSED:
-            plan = await q.get_plan(self.runner.db, e.run.id, e.plan_version)
-            if plan is not None:
-                self.out(plan_text(plan))
-            await self._approve(e)
-        elif k in (EventKind.SCOREBOARD_CHANGED, EventKind.FINAL_PROGRESS):
-            board = "\n".join(scoreboard_lines(e.candidates))
-            if board != self._last_board:
-                self.out(board)
-                self._last_board = board
-        elif k is EventKind.STALL_WARNING:
-            self.out(f"  warning: {e.text}")
-        elif k is EventKind.PROMOTION_REQUESTED:
-            self.out("Promotion gate — " + e.text)
-            self.out("\n".join(scoreboard_lines(e.candidates)))
-            for name, path in e.files.items():
-                self.out(f"  {name}: {path}")
-            await self._promote(e)
-        elif k in (EventKind.EVALUATION_DONE, EventKind.NOTICE):
-            self.out(f"  {e.text}")
-        elif k is EventKind.DEPLOYED:
-            self.out(f"  {e.text}")
-            snippet = e.data.get("snippet")
-            if snippet:
-                self.out("Use it:\n" + str(snippet))
-        elif k is EventKind.REPORT_READY:
-            self.out(f"  {e.text}")
-        elif k is EventKind.FAILED:
-            self.out(f"Run #{e.run.number} failed: {e.text}")
-            return 1
-        elif k is EventKind.CANCELLED:
-            self.out(f"Run #{e.run.number} cancelled: {e.text}")
-            return 1
-        if e.run.phase.value == "succeeded" and k is EventKind.PHASE_CHANGED:
-            self.out(f"Run #{e.run.number} succeeded.")
-            return 0
+    def _board(self, cands: list[CandidateRecord]) -> None:
+        board = "\n".join(scoreboard_lines(cands))
+        if board != self._last_board:
+            self.out(board)
+            self._last_board = board
+
+    async def _handle(self, e: ev.RunEvent) -> int | None:
+        n = e.run.number
+        match e:
+            case ev.PhaseChanged():
+                self.out(f"[run #{n}] {e.run.phase.value}")
+            case ev.QuestionAsked():
+                await self._answer(e)
+            case ev.PlanProposed():
+                self.out(plan_text(e.plan))
+                await self._approve(e)
+            case ev.ScoreboardChanged():
+                self._board(list(e.candidates))
+            case ev.FinalProgress():
+                self._board([e.candidate])
+            case ev.StallWarning():
+                self.out(f"  warning: {e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)")
+            case ev.PromotionRequested():
+                self.out("Promotion gate — " + e.summary)
+                self.out("\n".join(scoreboard_lines(list(e.ranked))))
+                if e.curves is not None:
+                    self.out(f"  loss curves: {e.curves}")
+                await self._promote(e)
+            case ev.EvaluatorFailed():
+                self.out(f"  {e.reason}")
+            case ev.EvaluationDone():
+                self.out(f"  {e.summary}")
+            case ev.Deployed():
+                self.out(f"  Deployed {e.deployment.model} as {e.deployment.deployment_id}")
+                self.out("Use it:\n" + e.snippet)
+            case ev.ReportReady():
+                self.out(f"  Report ready: {e.report}")
+            case ev.RunSucceeded():
+                self.out(f"Run #{n} succeeded.")
+                return 0
+            case ev.RunFailed():
+                self.out(f"Run #{n} failed: {e.reason}")
+                return 1
+            case ev.RunCancelled():
+                who = f" by {e.actor.label}" if e.actor else ""
+                self.out(f"Run #{n} cancelled{who}.")
+                return 1
         return None
 
     async def _prompt(self, text: str) -> str:
-        if not sys.stdin or not sys.stdin.isatty():
-            if self.ask.__name__ == "<lambda>":
-                raise SystemExit("sftbot: a decision is needed but there is no terminal; use --yes")
+        if (not sys.stdin or not sys.stdin.isatty()) and self.ask.__name__ == "<lambda>":
+            raise SystemExit("sftbot: a decision is needed but there is no terminal; use --yes")
         return (await asyncio.to_thread(self.ask, text)).strip()
 
-    async def _decide(self, run_id: str, event: Event, **kw: object) -> bool:
+    async def _decide(self, run_id: str, decision: Decision) -> bool:
         try:
-            await self.runner.decide(run_id, event, self.actor, **kw)  # type: ignore[arg-type]
+            await self.runner.decide(run_id, decision, self.actor)
             return True
-        except (Denied, Refused, GateAlreadyDecided, ValueError) as exc:
-            self.out(f"  not done: {exc}")
+        except Refusal as exc:
+            self.out(f"  not done: {exc.sentence()}")
             return False
 
-    async def _answer(self, e: RunEvent) -> None:
-        assert e.question is not None
-        self.out(e.question.text + (f" ({', '.join(e.question.choices[:12])})" if e.question.choices else ""))
+    async def _answer(self, e: ev.QuestionAsked) -> None:
+        q = e.question
+        self.out(q.text + (f" ({', '.join(q.choices[:12])})" if q.choices else ""))
         if self.yes:
-            if e.question.what == "evaluation":
-                await self._decide(e.run.id, Event.ANSWER, answer="loss")
+            if q.kind is QuestionKind.EVALUATION:
+                await self._decide(e.run.id, Answer("loss", question=q.number))
                 return
-            await self._decide(e.run.id, Event.CANCEL)
+            await self._decide(e.run.id, Cancel())
             self.out("  --yes cannot answer this; say it in the instruction (e.g. model=...)")
             return
         answer = await self._prompt("> ")
         if answer.lower() in ("c", "cancel", ""):
-            await self._decide(e.run.id, Event.CANCEL)
+            await self._decide(e.run.id, Cancel())
         else:
-            await self._decide(e.run.id, Event.ANSWER, answer=answer)
+            await self._decide(e.run.id, Answer(answer, question=q.number))
 
-    async def _approve(self, e: RunEvent) -> None:
+    async def _approve(self, e: ev.PlanProposed) -> None:
+        version = e.plan.version
         if self.yes:
             self.out("  approved (--yes)")
-            await self._decide(e.run.id, Event.APPROVE, plan_version=e.plan_version)
+            await self._decide(e.run.id, Approve(plan_version=version))
             return
         while True:
             answer = await self._prompt("Approve this plan? [a]pprove / [r]evise <changes> / [c]ancel: ")
             word, _, rest = answer.partition(" ")
             if word.lower() in ("a", "approve", "y", "yes"):
-                await self._decide(e.run.id, Event.APPROVE, plan_version=e.plan_version)
+                await self._decide(e.run.id, Approve(plan_version=version))
                 return
             if word.lower() in ("c", "cancel", "n", "no"):
-                await self._decide(e.run.id, Event.CANCEL)
+                await self._decide(e.run.id, Cancel())
                 return
             if word.lower() in ("r", "revise") and rest:
-                from pipeline.instructions import parse_instruction
-
                 try:
                     spec = e.run.spec.merged(parse_instruction(rest))
                 except ValueError as exc:
                     self.out(f"  {exc}")
                     continue
-                await self._decide(e.run.id, Event.REVISE, plan_version=e.plan_version, spec=spec)
+                await self._decide(e.run.id, Revise(spec, plan_version=version))
                 return
 
-    async def _promote(self, e: RunEvent) -> None:
-        best = e.candidates[0] if e.candidates else None
+    async def _promote(self, e: ev.PromotionRequested) -> None:
+        best = e.ranked[0] if e.ranked else None
         if best is None:
             return
         if self.yes:
             self.out(f"  promoting {best.label} (--yes)")
-            await self._decide(e.run.id, Event.PROMOTE, candidate=best.idx)
+            await self._decide(e.run.id, Promote(best.slot))
             return
         while True:
-            answer = await self._prompt(f"Promote #{best.idx}? [enter] yes / a candidate number / [c]ancel: ")
+            answer = await self._prompt(f"Promote {best.slot.name}? [enter] yes / a candidate number / [c]ancel: ")
             if answer.lower() in ("c", "cancel"):
-                await self._decide(e.run.id, Event.CANCEL)
+                await self._decide(e.run.id, Cancel())
                 return
-            idx = best.idx if answer == "" else int(answer.lstrip("#")) if answer.lstrip("#").isdigit() else None
-            if idx is not None and await self._decide(e.run.id, Event.PROMOTE, candidate=idx):
+            try:
+                slot = best.slot if answer == "" else Slot.parse(answer)
+            except ValueError:
+                continue
+            if await self._decide(e.run.id, Promote(slot)):
                 return

@@ -1,4 +1,4 @@
-"""Button, select and modal listeners: every decision goes through ``Runner.decide``.
+"""Button, select and modal listeners: every decision is a call to ``Surface.decide``.
 
 Values carry the run id and plan version (or candidate / question number), so a click on
 an old message — after a restart, or after a revision — is judged against the run as it is
@@ -14,13 +14,17 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import blocks as b
-from handlers import evaluation, replies
-from handlers.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
-from handlers.mrkdwn import Message, decode
-from handlers.surface import Surface
-from pipeline.machine import Event, Phase
-from pipeline.runner import RunNotFound
+from handlers import intake
+from handlers.messages import ROOT
+from handlers.render import action_ids as ids
+from handlers.render import replies
+from handlers.render.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
+from handlers.render.mrkdwn import Message, decode
+from handlers.surface import Surface, refusal_message
+from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise, check_open
+from pipeline.run.gates import QuestionKind
+from pipeline.run.runner import RunNotFound
+from pipeline.run.slots import Slot
 from pipeline.store import runs as q
 
 log = logging.getLogger("sftbot.slack.actions")
@@ -40,114 +44,114 @@ def _selected(body: dict[str, Any]) -> list[str]:
     return str((action.get("selected_option") or {}).get("value") or "").split("|", 2)
 
 
+def _int(value: object) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() and len(text) <= 6 else None
+
+
+def _slot(value: object) -> Slot | None:
+    try:
+        return Slot.parse(value)
+    except ValueError:
+        return None
+
+
 def register(app: AsyncApp, s: Surface) -> None:
     """Attach the interactive listeners to ``app``."""
 
-    async def decide(body: dict[str, Any], respond: Any, run: str | None, event: Event, **kw: Any) -> bool:
-        if not run:
+    async def decide(body: dict[str, Any], respond: Any, run: str | None, decision: Decision | None, key: str) -> bool:
+        if not run or decision is None:
             await _tell(respond, replies.problem_message("This button is missing its run; use `/sft status`."))
             return False
-        if not await s.fresh(f"act:{body.get('trigger_id')}:{event.value}"):
+        if not await s.fresh(f"act:{body.get('trigger_id')}:{key}"):
             return False  # a retried delivery of a click we already handled
         user, name = _who(body)
-        _, problem = await s.decide(run, event, user=user, name=name, channel=_channel(body), **kw)
+        _, problem = await s.decide(run, decision, user=user, name=name, channel=_channel(body))
         if problem is not None:
             await _tell(respond, problem)
             return False
         return True
 
-    # Buttons that are one decision each: the button's value carries the run id and the
-    # decision's argument (plan version, candidate); the table says which key is which.
-    buttons: dict[str, tuple[Event, dict[str, str]]] = {
-        b.APPROVE: (Event.APPROVE, {"plan_version": "v"}),
-        b.CANCEL: (Event.CANCEL, {}),
-        b.PROMOTE: (Event.PROMOTE, {"candidate": "c"}),
-    }
+    @app.action(ids.APPROVE)
+    async def on_approve(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        v = decode(action.get("value"))
+        await decide(body, s.responder(body), v.get("run"), Approve(plan_version=_int(v.get("v"))), "approve")
 
-    def decision_button(event: Event, fields: dict[str, str]) -> Any:
-        async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-            await ack()
-            v = decode(action.get("value"))
-            await decide(body, s.responder(body), v.get("run"), event, **{k: v.get(key) for k, key in fields.items()})
+    @app.action(ids.CANCEL)
+    async def on_cancel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await decide(body, s.responder(body), decode(action.get("value")).get("run"), Cancel(), "cancel")
 
-        return on_click
+    @app.action(ids.PROMOTE)
+    async def on_promote(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        v = decode(action.get("value"))
+        slot = _slot(v.get("c"))
+        await decide(body, s.responder(body), v.get("run"), Promote(slot) if slot else None, "promote")
 
-    for action_id, (event, fields) in buttons.items():
-        app.action(action_id)(decision_button(event, fields))
-
-    @app.action(b.CHOOSE)
+    @app.action(ids.CHOOSE)
     async def on_choose(ack: Any, body: dict[str, Any]) -> None:
         await ack()
-        respond = s.responder(body)
         parts = _selected(body)
-        idx = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        await decide(body, respond, parts[0], Event.PROMOTE, candidate=idx)
+        slot = _slot(parts[1]) if len(parts) > 1 else None
+        await decide(body, s.responder(body), parts[0], Promote(slot) if slot else None, "promote")
 
-    async def answer(ack: Any, body: dict[str, Any], respond: Any, run_id: str | None, number: object, text: str) -> None:
+    async def answer(ack: Any, body: dict[str, Any], run_id: str | None, number: int | None, text: str) -> None:
         await ack()
+        respond = s.responder(body)
         try:
             run = await s.runner.get(run_id or "")
         except RunNotFound:
             await _tell(respond, replies.problem_message("This run no longer exists."))
             return
-        if run.question is None or run.question.number != number:
-            # An old question's button must not answer the one asked since.
-            first = next((g for g in await s.db.gate_decisions(run.id) if g.gate == f"input:{number}"), None)
-            msg = (
-                replies.already_decided_message(first, what="question")
-                if first
-                else replies.problem_message("This question is closed.")
-            )
-            await _tell(respond, msg)
-            return
-        if run.question.what in b.EVALUATION_QUESTIONS and text == "cancel":
-            await decide(body, respond, run.id, Event.CANCEL)  # "Cancel run" on an evaluator question
-            return
-        if run.question.what == "evaluation" and text == "evaluator":
-            # Not an answer yet: the answer is the file. Ask for it in the thread (once);
-            # the file, or a reply naming one, answers through Runner.decide.
-            if not await s.fresh(f"act:{body.get('trigger_id')}:evaluator_file"):
+        question = run.question
+        if question is not None and question.number == number and question.kind.about_evaluation:
+            if text == "cancel":  # "Cancel run" on an evaluator question
+                await decide(body, respond, run.id, Cancel(), "cancel")
                 return
-            if not await evaluation.request_file(s, run, run.question):
-                await _tell(
-                    respond,
-                    replies.note_message(
-                        "I've asked for your evaluator in this run's thread: attach the `.py` file there "
-                        "(or reply `evaluator: my_eval.py`), or pick another option."
-                    ),
-                )
-            return
-        await decide(body, respond, run.id, Event.ANSWER, answer=text)
+            if question.kind is QuestionKind.EVALUATION and text == "evaluator":
+                # Not an answer yet: the answer is the file. Ask for it in the thread (once);
+                # the file, or a reply naming one, answers through Surface.decide.
+                if not await s.fresh(f"act:{body.get('trigger_id')}:evaluator_file"):
+                    return
+                if not await intake.request_file(s, run, question):
+                    await _tell(
+                        respond,
+                        replies.note_message(
+                            "I've asked for your evaluator in this run's thread: attach the `.py` file there "
+                            "(or reply `evaluator: my_eval.py`), or pick another option."
+                        ),
+                    )
+                return
+        await decide(body, respond, run.id, Answer(text, question=number), "answer")
 
-    @app.action(b.ANSWER)
+    @app.action(ids.ANSWER)
     async def on_answer(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        respond = s.responder(body)
         v = decode(action.get("value"))
-        await answer(ack, body, respond, v.get("run"), v.get("q"), str(v.get("a") or ""))
+        await answer(ack, body, v.get("run"), _int(v.get("q")), str(v.get("a") or ""))
 
-    @app.action(b.ANSWER_SELECT)
+    @app.action(ids.ANSWER_SELECT)
     async def on_answer_select(ack: Any, body: dict[str, Any]) -> None:
-        respond = s.responder(body)
         parts = _selected(body)
-        number = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
-        await answer(ack, body, respond, parts[0], number, parts[2] if len(parts) > 2 else "")
+        number = _int(parts[1]) if len(parts) > 2 else None
+        await answer(ack, body, parts[0], number, parts[2] if len(parts) > 2 else "")
 
-    @app.action(b.CONFIRM_CANCEL)
+    @app.action(ids.CONFIRM_CANCEL)
     async def on_confirm_cancel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         respond = s.responder(body)
         run_id = str(decode(action.get("value")).get("run") or "")
-        if await decide(body, respond, run_id, Event.CANCEL):
+        if await decide(body, respond, run_id, Cancel(), "cancel"):
             run = await s.runner.get(run_id)
             await respond(replace_original=True, text=f"🚫 Run #{run.number} cancelled; its active jobs were cancelled.")
 
-    @app.action(b.KEEP)
+    @app.action(ids.KEEP)
     async def on_keep(ack: Any, body: dict[str, Any]) -> None:
         await ack()
-        respond = s.responder(body)
-        await respond(replace_original=True, text="OK, the run keeps going.")
+        await s.responder(body)(replace_original=True, text="OK, the run keeps going.")
 
-    @app.action(b.REVISE)
+    @app.action(ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         respond = s.responder(body)
@@ -157,10 +161,11 @@ def register(app: AsyncApp, s: Surface) -> None:
         except RunNotFound:
             await _tell(respond, replies.problem_message("This run no longer exists."))
             return
-        version = v.get("v") or run.plan_version
-        problem = await _plan_closed(s, run, version)
-        if problem is not None:
-            await _tell(respond, problem)
+        version = _int(v.get("v")) or run.plan_version
+        try:
+            await check_open(s.db, run, Approve(plan_version=version))
+        except Refusal as exc:
+            await _tell(respond, refusal_message(exc))
             return
         plan = await q.get_plan(s.db, run.id, version)
         if plan is None:
@@ -183,34 +188,26 @@ def register(app: AsyncApp, s: Surface) -> None:
             await ack(response_action="errors", errors={OTHER: "This run no longer exists."})
             return
         version = version or run.plan_version
-        closed = await _plan_closed(s, run, version)
         plan = await q.get_plan(s.db, run.id, version)
-        if closed is not None or plan is None:
-            await ack(response_action="errors", errors={OTHER: closed.text if closed else "The plan is gone."})
+        try:
+            await check_open(s.db, run, Approve(plan_version=version))
+        except Refusal as exc:
+            await ack(response_action="errors", errors={OTHER: exc.sentence()[:150]})
+            return
+        if plan is None:
+            await ack(response_action="errors", errors={OTHER: "The plan is gone."})
             return
         spec, errors = parse_revision(run, plan, view.get("state", {}).get("values", {}))
-        if errors:
+        if errors or spec is None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
         user, name = _who(body)
         channel = await s.messages.channel(run.id)
-        _, problem = await s.decide(run.id, Event.REVISE, user=user, name=name, channel=channel, plan_version=version, spec=spec)
+        _, problem = await s.decide(run.id, Revise(spec, plan_version=version), user=user, name=name, channel=channel)
         if problem is not None and channel is not None:
-            thread = await s.messages.ref(run.id, "slack:root_ts")
-            await client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread, **problem.kwargs())
-
-
-async def _plan_closed(s: Surface, run: Any, version: int) -> Message | None:
-    """Why plan ``version`` can no longer be revised, or None while it is open."""
-    first = next((g for g in await s.db.gate_decisions(run.id) if g.gate == f"plan:v{version}"), None)
-    if first is not None:
-        return replies.already_decided_message(first, what="plan")
-    if version < run.plan_version:
-        return replies.problem_message(f"Plan v{version} was replaced by v{run.plan_version}; revise the newest plan.")
-    if run.phase is not Phase.AWAITING_PLAN_APPROVAL:
-        return replies.problem_message(f"Run #{run.number} is not waiting for plan approval (it is {run.phase.value}).")
-    return None
+            root = await s.messages.get(run.id, ROOT)
+            await client.chat_postEphemeral(channel=channel, user=user, thread_ts=root.ts if root else None, **problem.kwargs())
 
 
 async def _tell(respond: Any, msg: Message) -> None:

@@ -18,11 +18,12 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import actions, evaluation, replies
-from handlers.app_home import home_view
-from handlers.blocks import short_name
+from handlers import actions, intake
 from handlers.commands import Command, CommandError, parse_message, parse_slash
-from handlers.mrkdwn import Message, code
+from handlers.render import replies
+from handlers.render.home import home_view
+from handlers.render.mrkdwn import Message, code
+from handlers.render.run import short_name
 from handlers.surface import Surface, run_started_text
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
@@ -105,7 +106,7 @@ def register(app: AsyncApp, s: Surface) -> None:
     async def on_mention(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         if not await s.fresh(f"ev:{body.get('event_id')}"):
             return
-        if evaluation.maybe_for_a_run(event) and await evaluation.on_thread_message(s, event, bot_user=_bot_user(body)):
+        if intake.maybe_for_a_run(event) and await intake.on_thread_message(s, event, bot_user=_bot_user(body)):
             return  # "@sftbot evaluator: x.py" or an evaluator file in a run's thread
         await converse(event, client, thread=True)
 
@@ -113,13 +114,13 @@ def register(app: AsyncApp, s: Surface) -> None:
     async def on_message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         # A run's thread may carry an evaluator (a file, or "evaluator: x.py"); otherwise only
         # DMs are conversations. Edits, deletions, joins and bot posts: acknowledged, ignored.
-        for_run = evaluation.maybe_for_a_run(event)
+        for_run = intake.maybe_for_a_run(event)
         dm = not event.get("subtype") and not event.get("bot_id") and event.get("channel_type") == "im"
         if not (for_run or dm):
             return
         if not await s.fresh(f"ev:{body.get('event_id')}"):
             return
-        if for_run and await evaluation.on_thread_message(s, event, bot_user=_bot_user(body)):
+        if for_run and await intake.on_thread_message(s, event, bot_user=_bot_user(body)):
             return
         if dm:
             await converse(event, client, thread=False)
@@ -131,7 +132,7 @@ def register(app: AsyncApp, s: Surface) -> None:
         user = event["user"]
         mine = await q.list_runs(s.db, requester=user, limit=10)
         active = await q.list_runs(s.db, unfinished=True, limit=10)
-        view = home_view(user, mine=mine, active=active, policy=s.runner.config.policy, platform=s.runner.platform.name)
+        view = home_view(user, mine=mine, active=active, policy=s.runner.policy, platform=s.runner.platform.name)
         await client.views_publish(user_id=user, view=view)
 
     actions.register(app, s)

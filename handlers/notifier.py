@@ -3,66 +3,85 @@
 The bus calls the notifier inline in the runner's task, so it only queues: one worker per
 run sends that run's messages in order, and a slow or rate-limited Slack never slows
 training. Scoreboard edits are coalesced per run: the latest state waits in ``_pending``
-and a timer flushes it at most once per ``live_interval`` seconds.
+and a timer flushes it at most once per ``live_interval`` seconds. What each kind of event
+becomes is one handler per event class (``HANDLERS``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from handlers import blocks as b
-from handlers import evaluation, stamps
-from handlers.mrkdwn import Message
-from handlers.thread import CHANNEL, RunMessages
-from pipeline.events import EventKind, RunEvent
-from pipeline.machine import Phase
-from pipeline.runner import Runner
+from handlers import stamps
+from handlers.messages import FINAL, FINAL_BOARD, SCOREBOARD, MessageKey, RunMessages
+from handlers.render import questions
+from handlers.render import run as render
+from handlers.render.mrkdwn import Message
+from handlers.render.review import spec_excerpt
+from pipeline.planning.models import Plan
+from pipeline.platforms.base import Platform
+from pipeline.run import events as ev
+from pipeline.run.gates import PROMOTION, GateKey
+from pipeline.run.machine import Phase
+from pipeline.run.summary import summarize
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
+from pipeline.store.db import Database
 from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.notifier")
 
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a run was asked for; set around ``Runner.start`` so RUN_CREATED knows its channel."""
-
-    channel: str
+LIVE: dict[type[ev.RunEvent], MessageKey] = {ev.ScoreboardChanged: SCOREBOARD, ev.FinalProgress: FINAL_BOARD}
+Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", MessageKey) | ("post", Message)
 
 
-# Runner.start publishes RUN_CREATED before it returns the run id, inside the listener's
-# own task: a context variable is how the listener tells the notifier where to post.
-ORIGIN: ContextVar[Origin | None] = ContextVar("sftbot_slack_origin", default=None)
-
-_LIVE = {EventKind.SCOREBOARD_CHANGED: ("scoreboard", "Sweep scoreboard"), EventKind.FINAL_PROGRESS: ("final_board", "Final run")}
-Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", key) | ("post", Message)
+def live_message(e: ev.RunEvent) -> Message:
+    """The message a live event renders now (tests compare it with the thread)."""
+    if isinstance(e, ev.FinalProgress):
+        return render.scoreboard(e.run, [e.candidate], title="Final run")
+    assert isinstance(e, ev.ScoreboardChanged)
+    return render.scoreboard(e.run, rank(e.candidates), title="Sweep scoreboard")
 
 
 class Notifier:
     """The EventBus subscriber that keeps every Slack-started run's messages current."""
 
-    def __init__(self, runner: Runner, out: RunMessages, *, live_interval: float = 3.0) -> None:
-        self.runner = runner
+    def __init__(self, db: Database, platform: Platform, out: RunMessages, *, live_interval: float = 3.0) -> None:
+        self.db = db
+        self.platform = platform
         self.out = out
         self.live_interval = live_interval
         self._queues: dict[str, deque[Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._pending: dict[tuple[str, str], RunEvent] = {}
-        self._last: dict[tuple[str, str], float] = {}
-        self._timers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._origins: dict[str, str] = {}
+        self._pending: dict[tuple[str, MessageKey], ev.RunEvent] = {}
+        self._last: dict[tuple[str, MessageKey], float] = {}
+        self._timers: dict[tuple[str, MessageKey], asyncio.Task[None]] = {}
+        self.handlers: dict[type[ev.RunEvent], Callable[[Any], Awaitable[None]]] = {
+            ev.RunCreated: self._created,
+            ev.PhaseChanged: self._phase_changed,
+            ev.QuestionAsked: self._question,
+            ev.PlanProposed: self._plan,
+            ev.PlanDecided: self._stamp,
+            ev.PromotionRequested: self._promotion,
+            ev.PromotionDecided: self._stamp,
+            ev.StallWarning: self._stall,
+            ev.EvaluatorFailed: self._evaluator_failed,
+            ev.EvaluationDone: self._evaluated,
+            ev.Deployed: self._deployed,
+            ev.ReportReady: self._report,
+            ev.RunFailed: self._failed,
+            ev.RunCancelled: self._cancelled,
+        }
 
-    async def __call__(self, event: RunEvent) -> None:
-        if event.kind is EventKind.RUN_CREATED and (origin := ORIGIN.get()) is not None:
-            self._origins[event.run.id] = origin.channel
+    async def __call__(self, event: ev.RunEvent) -> None:
+        if event.run.channel is None:
+            return  # a run started elsewhere (terminal): not ours to show
         self._enqueue(event.run.id, ("event", event))
 
     def post(self, run_id: str, msg: Message) -> None:
@@ -87,7 +106,7 @@ class Notifier:
                 else:
                     await self._handle(payload)
             except Exception:  # one failed Slack call must not silence the rest of the run
-                log.exception("slack update failed for run %s (%s)", run_id, getattr(payload, "kind", payload))
+                log.exception("slack update failed for run %s (%s)", run_id, type(payload).__name__)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued message and due scoreboard edit has been sent (tests, shutdown)."""
@@ -108,105 +127,101 @@ class Notifier:
 
     # --- one event -------------------------------------------------------------------
 
-    async def _handle(self, e: RunEvent) -> None:
-        run = e.run
-        if e.kind is EventKind.RUN_CREATED and run.id in self._origins:
-            await self.out.set_ref(run.id, CHANNEL, self._origins.pop(run.id))
-        if await self.out.channel(run.id) is None:
-            return  # a run started elsewhere (terminal): not ours to show
-        if e.kind in _LIVE:
-            await self._live(run.id, e)
+    async def _handle(self, e: ev.RunEvent) -> None:
+        if type(e) in LIVE:
+            await self._live(e.run.id, e)
             return
-        if e.kind in (EventKind.PROMOTION_REQUESTED, EventKind.REPORT_READY, EventKind.FAILED, EventKind.CANCELLED):
-            await self._flush_all(run.id)
-        handler = getattr(self, f"_on_{e.kind.value}", None)
+        if isinstance(e, ev.PromotionRequested | ev.ReportReady | ev.RunFailed | ev.RunCancelled):
+            await self._flush_all(e.run.id)
+        handler = self.handlers.get(type(e))
         if handler is not None:
             await handler(e)
 
-    async def _on_run_created(self, e: RunEvent) -> None:
-        await self.out.root(e.run.id, b.root(e.run))
+    async def _created(self, e: ev.RunCreated) -> None:
+        assert e.run.channel is not None
+        await self.out.root(e.run.id, e.run.channel, render.root(e.run))
 
-    async def _on_phase_changed(self, e: RunEvent) -> None:
+    async def _phase_changed(self, e: ev.PhaseChanged) -> None:
         await self._root(e.run, actor=e.actor.id if e.actor else None)
-        if e.text.startswith("answer"):
-            await stamps.stamp_decided(self.runner, self.out, e.run)
+        if e.previous is Phase.AWAITING_INPUT:
+            await stamps.stamp_decided(self.db, self.out, e.run)
 
     async def _root(self, run: RunRecord, *, actor: str | None = None) -> None:
-        plan = await q.get_plan(self.runner.db, run.id, run.plan_version) if run.plan_version else None
-        model = await stamps.shipped_model(self.runner, run) if run.phase is Phase.SUCCEEDED else None
-        await self.out.root(run.id, b.root(run, candidates=len(plan.candidates) if plan else 0, model=model, actor=actor))
+        plan = await q.get_plan(self.db, run.id, run.plan_version) if run.plan_version else None
+        model = (await summarize(self.db, self.platform, run)).model if run.phase is Phase.SUCCEEDED else None
+        msg = render.root(run, candidates=len(plan.candidates) if plan else 0, model=model, actor=actor)
+        if run.channel is not None:
+            await self.out.root(run.id, run.channel, msg)
 
-    async def _on_question_asked(self, e: RunEvent) -> None:
-        if e.question is None:
-            return
-        key = f"input:{e.question.number}"
-        await self.out.set_ref(e.run.id, f"question_text:{e.question.number}", e.question.text)
-        if await self.out.put(e.run.id, key, b.question(e.run, e.question)):
-            await stamps.track(self.out, e.run.id, key)
+    async def _question(self, e: ev.QuestionAsked) -> None:
+        key = MessageKey.gate(e.question.gate)
+        await self.out.put(e.run.id, key, questions.question(e.run, e.question), gate=True)
+        await self.out.set_meta(e.run.id, key, text=e.question.text)
 
-    async def _on_plan_proposed(self, e: RunEvent) -> None:
-        version = e.plan_version or e.run.plan_version
-        plan = await q.get_plan(self.runner.db, e.run.id, version)
-        if plan is None:
-            return
-        key = f"plan:v{version}"
-        if await self.out.put(e.run.id, key, b.plan_message(e.run, plan, spec_excerpt=evaluation.spec_excerpt(plan))):
-            await stamps.track(self.out, e.run.id, key)
-        await evaluation.upload_review_files(self.out, e.run, plan)
-        await stamps.stamp_decided(self.runner, self.out, e.run)
+    async def _plan(self, e: ev.PlanProposed) -> None:
+        key = MessageKey.gate(GateKey.plan(e.plan.version))
+        await self.out.put(e.run.id, key, render.plan_message(e.run, e.plan, spec_excerpt=spec_excerpt(e.plan)), gate=True)
+        await self._upload_review_files(e.run, e.plan)
+        await stamps.stamp_decided(self.db, self.out, e.run)
         await self._root(e.run)
 
-    async def _on_plan_decided(self, e: RunEvent) -> None:
-        await stamps.stamp_decided(self.runner, self.out, e.run)
+    async def _upload_review_files(self, run: RunRecord, plan: Plan) -> None:
+        """A generated evaluator's ``evaluator.py`` and ``eval_spec.md``, once per distinct content."""
+        ev_info = plan.evaluator
+        if ev_info is None or ev_info.kind == "user":  # the person's own file: they have it already
+            return
+        for raw in (ev_info.evaluator_path, ev_info.spec_path):
+            path = Path(raw) if raw else None
+            if path is None or not path.is_file():
+                continue
+            digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()[:16]
+            title = f"Run #{run.number} {path.name} (generated evaluator, plan v{plan.version})"
+            await self.out.upload(run.id, f"evaluator:{path.name}:{digest}", path, title=title)
 
-    async def _on_promotion_requested(self, e: RunEvent) -> None:
-        await self.out.set_ref(e.run.id, "gate_summary", e.text)
-        if await self.out.put(e.run.id, "promotion", b.promotion_gate(e.run, e.candidates, summary=e.text)):
-            await stamps.track(self.out, e.run.id, "promotion")
-        png = e.files.get("loss_curves.png")
-        if png:
-            await self.out.upload(e.run.id, "sweep_curves", Path(png), title=f"Run #{e.run.number} sweep loss curves")
+    async def _stamp(self, e: ev.RunEvent) -> None:
+        await stamps.stamp_decided(self.db, self.out, e.run)
 
-    async def _on_promotion_decided(self, e: RunEvent) -> None:
-        await stamps.stamp_decided(self.runner, self.out, e.run)
+    async def _promotion(self, e: ev.PromotionRequested) -> None:
+        key = MessageKey.gate(PROMOTION)
+        await self.out.put(e.run.id, key, render.promotion_gate(e.run, list(e.ranked), summary=e.summary), gate=True)
+        await self.out.set_meta(e.run.id, key, summary=e.summary)
+        if e.curves is not None:
+            await self.out.upload(e.run.id, "sweep_curves", e.curves, title=f"Run #{e.run.number} sweep loss curves")
 
-    async def _on_stall_warning(self, e: RunEvent) -> None:
-        await self.out.reply(e.run.id, b.notice(e.text, icon="⚠️"))
+    async def _stall(self, e: ev.StallWarning) -> None:
+        text = f"{e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)"
+        await self.out.reply(e.run.id, render.notice(text, icon="⚠️"))
 
-    async def _on_evaluation_done(self, e: RunEvent) -> None:
-        await self.out.set_ref(e.run.id, "slack:evaluation", e.text)
-        await self.out.reply(e.run.id, b.notice(e.text, icon="📏"))
+    async def _evaluator_failed(self, e: ev.EvaluatorFailed) -> None:
+        await self.out.reply(e.run.id, render.notice(e.reason, icon="⚠️"))
 
-    async def _on_notice(self, e: RunEvent) -> None:
-        # e.g. "The evaluator failed on <candidate>: …" — worth a warning sign in the thread.
-        await self.out.reply(e.run.id, b.notice(e.text, icon="⚠️" if "failed" in e.text.lower() else "ℹ️"))
+    async def _evaluated(self, e: ev.EvaluationDone) -> None:
+        await self.out.reply(e.run.id, render.notice(e.summary, icon="📏"))
 
-    async def _on_deployed(self, e: RunEvent) -> None:
-        await self.out.reply(e.run.id, b.notice(e.text, icon="🚀"))
+    async def _deployed(self, e: ev.Deployed) -> None:
+        text = f"Deployed {e.deployment.model} as {e.deployment.deployment_id}"
+        await self.out.reply(e.run.id, render.notice(text, icon="🚀"))
 
-    async def _on_report_ready(self, e: RunEvent) -> None:
-        await self.out.put(e.run.id, "final", await stamps.final(self.runner, e.run))
-        report = e.files.get("final_report.md")
-        if report:
-            await self.out.upload(e.run.id, "final_report", Path(report), title=f"Run #{e.run.number} final report")
-        curves = e.files.get("loss_curves.png")
-        if curves:
-            await self.out.upload(e.run.id, "final_curves", Path(curves), title=f"Run #{e.run.number} loss curves")
+    async def _report(self, e: ev.ReportReady) -> None:
+        await self.out.put(e.run.id, FINAL, render.final_message(await summarize(self.db, self.platform, e.run)))
+        await self.out.upload(e.run.id, "final_report", e.report, title=f"Run #{e.run.number} final report")
+        if e.curves is not None:
+            await self.out.upload(e.run.id, "final_curves", e.curves, title=f"Run #{e.run.number} loss curves")
 
-    async def _on_failed(self, e: RunEvent) -> None:
-        await stamps.stamp_decided(self.runner, self.out, e.run)
-        left = await stamps.left_running(self.runner, e.run)
-        await self.out.reply(e.run.id, b.failure(e.run, reason=e.text or e.run.error or "unknown error", left_running=left))
+    async def _failed(self, e: ev.RunFailed) -> None:
+        await stamps.stamp_decided(self.db, self.out, e.run)
+        left = await left_running(self.db, e.run)
+        await self.out.reply(e.run.id, render.failure(e.run, reason=e.reason, left_running=left))
 
-    async def _on_cancelled(self, e: RunEvent) -> None:
-        await stamps.stamp_decided(self.runner, self.out, e.run)
-        left = await stamps.left_running(self.runner, e.run)
-        await self.out.reply(e.run.id, b.cancelled(e.run, actor=e.actor.id if e.actor else None, left_running=left))
+    async def _cancelled(self, e: ev.RunCancelled) -> None:
+        await stamps.stamp_decided(self.db, self.out, e.run)
+        left = await left_running(self.db, e.run)
+        await self.out.reply(e.run.id, render.cancelled(e.run, actor=e.actor.id if e.actor else None, left_running=left))
 
     # --- coalesced live messages -----------------------------------------------------
 
-    async def _live(self, run_id: str, e: RunEvent) -> None:
-        key, _ = _LIVE[e.kind]
+    async def _live(self, run_id: str, e: ev.RunEvent) -> None:
+        key = LIVE[type(e)]
         slot = (run_id, key)
         self._pending[slot] = e
         if slot in self._timers and not self._timers[slot].done():
@@ -217,11 +232,11 @@ class Notifier:
         else:
             self._timers[slot] = asyncio.create_task(self._later(run_id, key, wait))
 
-    async def _later(self, run_id: str, key: str, wait: float) -> None:
+    async def _later(self, run_id: str, key: MessageKey, wait: float) -> None:
         await asyncio.sleep(wait)
         self._enqueue(run_id, ("flush", key))  # through the run's queue: edits stay in order
 
-    async def _flush(self, run_id: str, key: str) -> None:
+    async def _flush(self, run_id: str, key: MessageKey) -> None:
         e = self._pending.pop((run_id, key), None)
         if e is None:
             return
@@ -236,8 +251,13 @@ class Notifier:
             await self._flush(*slot)
 
 
-def live_message(e: RunEvent) -> Message:
-    """The message a live event would render now (tests compare it with the thread)."""
-    key, title = _LIVE[e.kind]
-    cands = [c for c in e.candidates if c.idx == 0] if key == "final_board" else rank(e.candidates)
-    return b.scoreboard(e.run, cands, title=title)
+async def left_running(db: Database, run: RunRecord) -> list[str]:
+    """What of this run still exists and may cost money (after the runner's own cancels)."""
+    out: list[str] = []
+    for res in await db.resources(run.id):
+        if res.kind == "deployment" and res.state not in ("deleted", "recorded"):
+            out.append(f"deployment `{res.resource_id}` is still up (billed while up; delete it when done)")
+    for c in await q.candidates(db, run.id):
+        if c.state.is_active():
+            out.append(f"job `{c.job_id}` is {c.state.value}")
+    return out

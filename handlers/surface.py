@@ -14,31 +14,39 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from handlers import replies
 from handlers.actors import Directory
-from handlers.blocks import short_name
 from handlers.commands import Command
-from handlers.mrkdwn import Message
-from handlers.notifier import ORIGIN, Notifier, Origin
-from handlers.thread import RunMessages
+from handlers.messages import RunMessages
+from handlers.notifier import Notifier
+from handlers.render import replies
+from handlers.render.mrkdwn import Message, at_time, code, user
+from handlers.render.run import short_name
 from pipeline.authz import Action, authorize
 from pipeline.catalog import known_models
-from pipeline.machine import Event, Refused
 from pipeline.platforms.base import PlatformError
-from pipeline.runner import Denied, Runner, RunNotFound
+from pipeline.run.decisions import Decision, Refusal, RefusalKind
+from pipeline.run.runner import Runner, RunNotFound
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
-from pipeline.store.db import Database, GateAlreadyDecided
+from pipeline.store.db import Database
 from pipeline.store.records import RunRecord
 
 Reply = Callable[[Message], Awaitable[Any]]
-_WHAT = {
-    Event.APPROVE: "plan",
-    Event.REVISE: "plan",
-    Event.PROMOTE: "promotion gate",
-    Event.ANSWER: "question",
-    Event.CANCEL: "run",
-}
+
+
+def person(user_id: str, label: str) -> str:
+    """A person or a user group as Slack renders them (ids only; a name is never trusted)."""
+    if user_id.startswith("S"):
+        return f"<!subteam^{user_id}>"
+    return user(user_id) if user_id[:1] in ("U", "W") else code(label or user_id)
+
+
+def refusal_message(refusal: Refusal) -> Message:
+    """A refusal as the person who clicked reads it (denials say they were recorded)."""
+    text = refusal.sentence(person=person, when=at_time, place=lambda c: f"<#{c}>")
+    if refusal.kind is RefusalKind.DENIED:
+        text = f"You can't do that: {text} (Recorded in the audit trail.)"
+    return replies.note_message(("⚠️ " if refusal.kind is not RefusalKind.DECIDED else "") + text)
 
 
 @dataclass
@@ -66,15 +74,12 @@ class Surface:
             return None
         actor = await self.directory.actor(user, name)
         if cmd.kind == "run":
-            token = ORIGIN.set(Origin(channel=channel))
             try:
                 return await self.runner.start(cmd.instruction, actor, spec=cmd.spec, channel=channel)
-            except Denied as exc:
-                await reply(replies.problem_message(f"You can't start a run here: {exc}"))
+            except Refusal as exc:
+                await reply(refusal_message(exc))
             except (SpecError, ValueError) as exc:
                 await reply(replies.problem_message(str(exc)))
-            finally:
-                ORIGIN.reset(token)
             return None
         if cmd.kind == "models":
             try:
@@ -83,9 +88,9 @@ class Surface:
                 models = list(known_models())
             await reply(replies.models_message(models, platform=self.runner.platform.name))
             return None
-        verdict = authorize(actor, Action.VIEW, policy=self.runner.config.policy, channel=channel)
-        if not verdict.allowed:
-            await reply(replies.problem_message(verdict.reason))
+        verdict = authorize(actor, Action.VIEW, policy=self.runner.policy, channel=channel)
+        if verdict.denied:
+            await reply(refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.runner.policy)))
             return None
         if cmd.kind == "runs":
             runs = await q.list_runs(self.db, requester=user if cmd.scope == "mine" else None, limit=15)
@@ -109,23 +114,19 @@ class Surface:
         return run
 
     async def decide(
-        self, run_key: str, event: Event, *, user: str, name: str | None, channel: str | None, **kw: Any
+        self, run_key: str, decision: Decision, *, user: str, name: str | None, channel: str | None
     ) -> tuple[RunRecord | None, Message | None]:
-        """Record one decision through ``Runner.decide`` (which authorizes and audits).
+        """Record one decision (``Runner.decide`` authorizes and audits it).
 
         Returns the run after the decision, or a message explaining why nothing happened.
         """
         actor = await self.directory.actor(user, name)
         try:
-            return await self.runner.decide(run_key, event, actor, channel=channel, **kw), None
-        except Denied as exc:
-            return None, replies.problem_message(f"You can't {event.value} this: {exc}. (Recorded in the audit trail.)")
-        except GateAlreadyDecided as exc:
-            return None, replies.already_decided_message(exc.first, what=_WHAT.get(event, "gate"))
+            return await self.runner.decide(run_key, decision, actor, channel=channel), None
+        except Refusal as exc:
+            return None, refusal_message(exc)
         except RunNotFound:
             return None, replies.problem_message(f"Run {run_key} no longer exists.")
-        except (Refused, SpecError, ValueError) as exc:
-            return None, replies.problem_message(str(exc))
 
 
 class Responder:

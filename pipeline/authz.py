@@ -1,7 +1,8 @@
-"""The one authorization function: who may start, approve, revise, promote, cancel.
+"""The one authorization function: who may start, answer, approve, revise, promote, cancel.
 
-Slash commands, buttons, modals, messages and the terminal all call ``authorize``; a denial
-comes back with a sentence the surface shows to the person (and the caller audits it).
+Slash commands, buttons, modals, messages and the terminal all call ``authorize`` (through
+``pipeline.run.decisions``); a denial names the rule that refused it, and the decisions
+module turns the rule into a sentence for the person.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ class Action(str, Enum):
     VIEW = "view"
 
 
+class Rule(str, Enum):
+    """Why an action was refused (each has its sentence in pipeline.run.decisions)."""
+
+    CHANNEL = "channel"  # SFTBOT_CHANNELS: not in this channel
+    NOT_APPROVER = "not_approver"  # SFTBOT_APPROVERS: approving/promoting spends money
+    SELF_APPROVAL = "self_approval"  # SFTBOT_ALLOW_SELF_APPROVAL=false: someone else must approve
+    OVER_BUDGET = "over_budget"  # SFTBOT_BUDGET_USD: an admin must approve
+    NOT_INVOLVED = "not_involved"  # only the requester, approvers or admins may do this
+
+
 class Policy(BaseModel):
     """Who may do what. Empty lists mean "anyone" (a small team's sensible default)."""
 
@@ -35,10 +46,17 @@ class Policy(BaseModel):
 
 class Verdict(BaseModel):
     allowed: bool
-    reason: str = ""
+    rule: Rule | None = None
+
+    @property
+    def denied(self) -> bool:
+        return not self.allowed
 
 
-def _member(actor: Actor, ids: list[str]) -> bool:
+ALLOWED = Verdict(allowed=True)
+
+
+def member(actor: Actor, ids: list[str]) -> bool:
     return actor.id in ids or any(g in ids for g in actor.groups)
 
 
@@ -51,25 +69,22 @@ def authorize(
     requester: str | None = None,
     estimated_usd: float | None = None,
 ) -> Verdict:
-    """Decide one action for one person; the reason names the rule that refused it."""
-    admin = _member(actor, policy.admins)
+    """Decide one action for one person; a denial names the rule that refused it."""
+    admin = member(actor, policy.admins)
     if policy.channels and channel is not None and channel not in policy.channels and not admin:
-        return Verdict(allowed=False, reason="sftbot is not enabled in this channel (SFTBOT_CHANNELS)")
+        return Verdict(allowed=False, rule=Rule.CHANNEL)
     if action in (Action.START, Action.VIEW, Action.ANSWER, Action.REVISE):
-        return Verdict(allowed=True)
+        return ALLOWED
     if action is Action.CANCEL:
         # The requester may always stop their own run; otherwise approvers and admins.
-        if admin or actor.id == requester or not policy.approvers or _member(actor, policy.approvers):
-            return Verdict(allowed=True)
-        return Verdict(allowed=False, reason="only the requester, an approver or an admin can cancel this run")
+        if admin or actor.id == requester or not policy.approvers or member(actor, policy.approvers):
+            return ALLOWED
+        return Verdict(allowed=False, rule=Rule.NOT_INVOLVED)
     # approve / promote: spend money
-    if policy.approvers and not (admin or _member(actor, policy.approvers)):
-        return Verdict(allowed=False, reason=f"only approvers can {action.value} (SFTBOT_APPROVERS)")
+    if policy.approvers and not (admin or member(actor, policy.approvers)):
+        return Verdict(allowed=False, rule=Rule.NOT_APPROVER)
     if action is Action.APPROVE and not policy.allow_self_approval and actor.id == requester and not admin:
-        return Verdict(
-            allowed=False,
-            reason="you requested this run; someone else has to approve its plan (SFTBOT_ALLOW_SELF_APPROVAL=false)",
-        )
+        return Verdict(allowed=False, rule=Rule.SELF_APPROVAL)
     if (
         action is Action.APPROVE
         and policy.budget_usd is not None
@@ -77,8 +92,5 @@ def authorize(
         and estimated_usd > policy.budget_usd
         and not admin
     ):
-        return Verdict(
-            allowed=False,
-            reason=f"the estimate ${estimated_usd:,.2f} is above the ${policy.budget_usd:,.2f} budget; an admin must approve (SFTBOT_BUDGET_USD)",
-        )
-    return Verdict(allowed=True)
+        return Verdict(allowed=False, rule=Rule.OVER_BUDGET)
+    return ALLOWED

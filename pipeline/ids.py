@@ -6,12 +6,14 @@ Ids follow the AIP-122 convention Fireworks uses (lowercase letters, digits, '-'
 
 from __future__ import annotations
 
+from pipeline.run.slots import Slot
+
 PREFIX = "sftbot-"
 
 
-def job_id(run_id: str, index: int) -> str:
+def job_id(run_id: str, slot: Slot) -> str:
     """`sftbot-<run>-c<n>` for sweep candidates, `sftbot-<run>-final` for the final run."""
-    return f"{PREFIX}{run_id}-final" if index == 0 else f"{PREFIX}{run_id}-c{index}"
+    return f"{PREFIX}{run_id}-{slot}"
 
 
 def dataset_id(run_id: str, role: str) -> str:
@@ -23,8 +25,9 @@ def deployment_id(run_id: str) -> str:
     return f"{PREFIX}{run_id}-dep"
 
 
-def eval_deployment_id(run_id: str, base: int) -> str:
-    return f"{PREFIX}{run_id}-eval{base}"
+def eval_deployment_id(run_id: str, slot: Slot) -> str:
+    """`sftbot-<run>-eval-c<n>` / `sftbot-<run>-eval-final`: short-lived, for evaluator outputs."""
+    return f"{PREFIX}{run_id}-eval-{slot}"
 
 
 def owned(resource_id: str) -> bool:

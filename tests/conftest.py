@@ -6,12 +6,16 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from pipeline.events import EventKind, RunEvent
-from pipeline.machine import Event, Phase
-from pipeline.runner import Runner, RunnerConfig
+from pipeline.run.context import RunnerConfig
+from pipeline.run.decisions import Approve, Promote
+from pipeline.run.events import RunEvent
+from pipeline.run.machine import Phase
+from pipeline.run.runner import Runner
+from pipeline.run.slots import Slot
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 from tests.fakes.slack_server import fake_slack  # noqa: F401  (a fixture, shared by the Slack tests)
@@ -41,6 +45,9 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
+E = TypeVar("E", bound=RunEvent)
+
+
 class EventLog:
     """Collects runner events and lets a test await a specific one (no sleeping)."""
 
@@ -68,11 +75,14 @@ class EventLog:
 
         return await asyncio.wait_for(_wait(), timeout)
 
-    async def wait_kind(self, kind: EventKind, run_id: str | None = None, timeout: float = 30.0) -> RunEvent:
-        return await self.wait_for(lambda e: e.kind is kind and (run_id is None or e.run.id == run_id), timeout)
+    async def wait_kind(self, kind: type[E], run_id: str | None = None, timeout: float = 30.0) -> E:
+        """The first event of class ``kind`` (for ``run_id`` when given)."""
+        found = await self.wait_for(lambda e: isinstance(e, kind) and (run_id is None or e.run.id == run_id), timeout)
+        assert isinstance(found, kind)
+        return found
 
-    def kinds(self, run_id: str | None = None) -> list[EventKind]:
-        return [e.kind for e in self.events if run_id is None or e.run.id == run_id]
+    def kinds(self, run_id: str | None = None) -> list[type[RunEvent]]:
+        return [type(e) for e in self.events if run_id is None or e.run.id == run_id]
 
 
 async def drive_to_end(
@@ -85,9 +95,9 @@ async def drive_to_end(
         if run.phase.finished:
             return
         if run.phase is Phase.AWAITING_PLAN_APPROVAL:
-            await runner.decide(run_id, Event.APPROVE, actor, plan_version=run.plan_version)
+            await runner.decide(run_id, Approve(plan_version=run.plan_version), actor)
         elif run.phase is Phase.AWAITING_PROMOTION:
-            await runner.decide(run_id, Event.PROMOTE, actor, candidate=promote)
+            await runner.decide(run_id, Promote(Slot.candidate(promote)), actor)
         else:
             # Work phases move on by themselves; after a restart, resuming is idempotent.
             await runner.resume_all()

@@ -25,7 +25,8 @@ from bot.engine import Engine
 from bot.settings import Settings
 from handlers.surface import Surface
 from pipeline.authz import Policy
-from pipeline.runner import Runner, RunnerConfig
+from pipeline.run.context import RunnerConfig
+from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from tests.conftest import FIXTURES, EventLog
 from tests.fakes.slack_server import FakeSlack

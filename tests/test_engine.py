@@ -7,11 +7,20 @@ from pathlib import Path
 import pytest
 
 from pipeline.authz import Policy
-from pipeline.events import EventKind
-from pipeline.machine import Event, Phase, Refused
-from pipeline.runner import Denied
+from pipeline.run.decisions import Answer, Approve, Cancel, Promote, Refusal, RefusalKind, Revise
+from pipeline.run.events import (
+    PlanProposed,
+    PromotionRequested,
+    QuestionAsked,
+    ReportReady,
+    RunCancelled,
+    RunFailed,
+    ScoreboardChanged,
+)
+from pipeline.run.gates import QuestionKind
+from pipeline.run.machine import Phase
+from pipeline.run.slots import FINAL, Slot
 from pipeline.store import runs as q
-from pipeline.store.db import GateAlreadyDecided
 from pipeline.store.records import Actor
 from tests.conftest import DATASETS
 from tests.fakes.memory_platform import MemoryPlatform
@@ -25,20 +34,20 @@ async def test_whole_run_through_both_gates(make_runner) -> None:
     platform = MemoryPlatform()
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    assert proposed.plan_version == 1
-    await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
-    gate = await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
-    assert next(c.idx for c in gate.candidates) == 2  # lr 1e-4 has the lowest fake loss
-    assert Path(gate.files["loss_curves.png"]).stat().st_size > 1000
-    await runner.decide(run.id, Event.PROMOTE, BOB, candidate=1)  # not the best: people may choose
-    await log.wait_kind(EventKind.REPORT_READY, run.id)
+    proposed = await log.wait_kind(PlanProposed, run.id)
+    assert proposed.plan.version == 1
+    await runner.decide(run.id, Approve(plan_version=1), BOB)
+    gate = await log.wait_kind(PromotionRequested, run.id)
+    assert gate.ranked[0].slot == Slot.candidate(2)  # lr 1e-4 has the lowest fake loss
+    assert gate.curves is not None and gate.curves.stat().st_size > 1000
+    await runner.decide(run.id, Promote(Slot.candidate(1)), BOB)  # not the best: people may choose
+    await log.wait_kind(ReportReady, run.id)
     await runner.wait(run.id)
     final = await runner.get(run.id)
     assert final.phase is Phase.SUCCEEDED
-    assert final.winner == 1
+    assert final.promoted == Slot.candidate(1)
     cands = await q.candidates(runner.db, run.id)
-    final_job = next(c for c in cands if c.idx == 0)
+    final_job = next(c for c in cands if c.slot == FINAL)
     assert final_job.learning_rate == 1.5e-4 and final_job.lora_rank == 8  # the promoted config
     assert all(n == 1 for n in platform.creates.values())
     report = (Path(final.workspace) / "final_report.md").read_text()
@@ -50,36 +59,49 @@ async def test_whole_run_through_both_gates(make_runner) -> None:
 async def test_gate_is_decided_once(make_runner) -> None:
     runner, log = await make_runner(MemoryPlatform())
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
-    with pytest.raises(GateAlreadyDecided) as info:
-        await runner.decide(run.id, Event.APPROVE, ALICE, plan_version=1)
-    assert "bob" in str(info.value)
+    await log.wait_kind(PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=1), BOB)
+    with pytest.raises(Refusal) as info:
+        await runner.decide(run.id, Approve(plan_version=1), ALICE)
+    assert info.value.kind is RefusalKind.DECIDED
+    assert "already approved by bob" in info.value.sentence()
 
 
 async def test_revision_makes_a_new_version_and_old_approval_is_refused(make_runner) -> None:
     runner, log = await make_runner(MemoryPlatform())
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
+    await log.wait_kind(PlanProposed, run.id)
     new_spec = run.spec.model_copy(update={"epochs": 2})
-    await runner.decide(run.id, Event.REVISE, ALICE, plan_version=1, spec=new_spec)
-    v2 = await log.wait_for(lambda e: e.kind is EventKind.PLAN_PROPOSED and e.plan_version == 2)
+    await runner.decide(run.id, Revise(new_spec, plan_version=1), ALICE)
+    v2 = await log.wait_for(lambda e: isinstance(e, PlanProposed) and e.plan.version == 2)
     assert v2.run.plan_version == 2
     plan = await q.get_plan(runner.db, run.id, 2)
     assert plan is not None and plan.candidates[0].epochs == 2
     assert (await q.plan_statuses(runner.db, run.id)) == {1: "superseded", 2: "proposed"}
-    with pytest.raises((GateAlreadyDecided, Refused)):
-        await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
-    await runner.decide(run.id, Event.APPROVE, BOB, plan_version=2)
-    await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
+    with pytest.raises(Refusal) as info:
+        await runner.decide(run.id, Approve(plan_version=1), BOB)
+    assert info.value.kind is RefusalKind.DECIDED and "already revised by alice" in info.value.sentence()
+    await runner.decide(run.id, Approve(plan_version=2), BOB)
+    await log.wait_kind(PromotionRequested, run.id)
+
+
+async def test_a_plan_version_from_the_future_is_refused(make_runner) -> None:
+    runner, log = await make_runner(MemoryPlatform())
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
+    await log.wait_kind(PlanProposed, run.id)
+    with pytest.raises(Refusal) as info:
+        await runner.decide(run.id, Approve(plan_version=7), BOB)
+    assert info.value.kind is RefusalKind.INVALID and "no plan v7" in info.value.sentence()
+    assert (await runner.get(run.id)).phase is Phase.AWAITING_PLAN_APPROVAL
 
 
 async def test_denied_click_is_audited_and_changes_nothing(make_runner) -> None:
     runner, log = await make_runner(MemoryPlatform(), policy=Policy(approvers=["U_BOB"], allow_self_approval=False))
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    with pytest.raises(Denied):
-        await runner.decide(run.id, Event.APPROVE, ALICE, plan_version=1)
+    await log.wait_kind(PlanProposed, run.id)
+    with pytest.raises(Refusal) as info:
+        await runner.decide(run.id, Approve(plan_version=1), ALICE)
+    assert info.value.kind is RefusalKind.DENIED
     assert (await runner.get(run.id)).phase is Phase.AWAITING_PLAN_APPROVAL
     trail = await runner.db.audit_trail(run.id)
     assert trail[-1].action == "denied_approve" and trail[-1].actor == "U_ALICE"
@@ -90,32 +112,50 @@ async def test_cancel_mid_sweep_cancels_only_this_runs_jobs(make_runner) -> None
     platform.hold = True
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
-    await log.wait_kind(EventKind.SCOREBOARD_CHANGED, run.id)
-    await runner.decide(run.id, Event.CANCEL, ALICE)
-    await log.wait_kind(EventKind.CANCELLED, run.id)
+    await log.wait_kind(PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=1), BOB)
+    await log.wait_kind(ScoreboardChanged, run.id)
+    await runner.decide(run.id, Cancel(), ALICE)
+    cancelled = await log.wait_kind(RunCancelled, run.id)
+    assert cancelled.actor is not None and cancelled.actor.id == ALICE.id
     assert platform.cancelled == set(platform.jobs)
     assert all(j.startswith(f"sftbot-{run.id}-") for j in platform.cancelled)
     assert (await runner.get(run.id)).phase is Phase.CANCELLED
+
+
+async def test_a_job_that_finished_before_the_cancel_keeps_its_model(make_runner) -> None:
+    platform = MemoryPlatform(polls_to_finish=10_000)
+    runner, log = await make_runner(platform)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
+    await log.wait_kind(PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=1), BOB)
+    await log.wait_kind(ScoreboardChanged, run.id)
+    platform.finish_on_cancel = {f"sftbot-{run.id}-c1"}  # it completes just as the cancel arrives
+    await runner.decide(run.id, Cancel(), ALICE)
+    await log.wait_kind(RunCancelled, run.id)
+    states = {str(c.slot): c.state.value for c in await q.candidates(runner.db, run.id)}
+    assert states == {"c1": "completed", "c2": "cancelled", "c3": "cancelled"}
 
 
 async def test_blocking_dataset_fails_before_anything_is_spent(make_runner) -> None:
     platform = MemoryPlatform()
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={DATASETS / 'chat_minimal.jsonl'} model=qwen3-8b", ALICE)
-    failed = await log.wait_kind(EventKind.FAILED, run.id)
-    assert "fewer than 3" in failed.text.lower() or "minimum" in failed.text.lower()
+    failed = await log.wait_kind(RunFailed, run.id)
+    assert "fewer than 3" in failed.reason.lower() or "minimum" in failed.reason.lower()
     assert not platform.jobs and not platform.datasets
 
 
 async def test_missing_model_asks_and_answer_continues(make_runner) -> None:
     runner, log = await make_runner(MemoryPlatform())
     run = await runner.start(f"dataset={TEXT2SQL}", ALICE)
-    asked = await log.wait_kind(EventKind.QUESTION_ASKED, run.id)
-    assert asked.question is not None and asked.question.what == "base_model" and "qwen3-8b" in asked.question.choices
-    await runner.decide(run.id, Event.ANSWER, ALICE, answer="qwen3-8b")
-    proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
+    asked = await log.wait_kind(QuestionAsked, run.id)
+    assert asked.question.kind is QuestionKind.BASE_MODEL and "qwen3-8b" in asked.question.choices
+    with pytest.raises(Refusal) as info:  # the button of an earlier question
+        await runner.decide(run.id, Answer("qwen3-8b", question=asked.question.number + 1), ALICE)
+    assert info.value.kind is RefusalKind.STALE
+    await runner.decide(run.id, Answer("qwen3-8b", question=asked.question.number), ALICE)
+    proposed = await log.wait_kind(PlanProposed, run.id)
     assert proposed.run.spec.base_models == ("qwen3-8b",)
 
 
@@ -124,7 +164,23 @@ async def test_all_candidates_failing_fails_the_run_with_each_error(make_runner)
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
     platform.fail_jobs = {f"sftbot-{run.id}-c{i}" for i in (1, 2, 3)}
-    await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
-    failed = await log.wait_kind(EventKind.FAILED, run.id)
-    assert failed.text.count("out of memory") == 3
+    await log.wait_kind(PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=1), BOB)
+    failed = await log.wait_kind(RunFailed, run.id)
+    assert failed.reason.count("out of memory") == 3
+
+
+async def test_a_restart_after_the_end_cancels_jobs_left_active(make_runner, db) -> None:
+    platform = MemoryPlatform()
+    platform.hold = True
+    runner, log = await make_runner(platform)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
+    await log.wait_kind(PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=1), BOB)
+    await log.wait_kind(ScoreboardChanged, run.id)
+    await runner.close()
+    async with db.write() as tx:  # as if the process died right after committing the failure
+        await q.update_run(tx, run.id, q.RunChanges(error="stopped"), phase=Phase.FAILED)
+    again, _ = await make_runner(platform)
+    await again.resume_all()
+    assert platform.cancelled == set(platform.jobs)

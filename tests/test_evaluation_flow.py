@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.events import EventKind
-from pipeline.machine import Event, Phase
+from pipeline.run import events as ev
+from pipeline.run.decisions import Answer, Approve, Promote
+from pipeline.run.machine import Phase
 from pipeline.spec import EvalKind
 from pipeline.store import runs as q
 from pipeline.store.records import Actor
@@ -30,22 +31,22 @@ async def test_generated_evaluator_picks_the_winner_by_score(make_runner) -> Non
     platform = sql_platform()
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
-    proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    plan = await q.get_plan(runner.db, run.id, proposed.plan_version)
+    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    plan = await q.get_plan(runner.db, run.id, proposed.plan.version)
     assert plan is not None and plan.evaluator is not None and plan.evaluator.kind == "sql"
     assert Path(plan.evaluator.evaluator_path).exists() and Path(plan.evaluator.spec_path or "").exists()
     assert plan.evaluator.validated_on == 3 and plan.eval_examples > 0
-    await runner.decide(run.id, Event.APPROVE, ALICE, plan_version=plan.version)
-    gate = await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
-    best = gate.candidates[0]
+    await runner.decide(run.id, Approve(plan_version=plan.version), ALICE)
+    gate = await log.wait_kind(ev.PromotionRequested, run.id)
+    best = gate.ranked[0]
     assert best.learning_rate == 5e-5 and best.score == 1.0
-    assert all(c.score == 0.0 for c in gate.candidates[1:])
-    assert best.val_loss is not None and best.val_loss > min(c.val_loss for c in gate.candidates)  # type: ignore[type-var]
-    assert "evaluator score" in gate.text
-    await runner.decide(run.id, Event.PROMOTE, ALICE, candidate=best.idx)
-    done = await log.wait_kind(EventKind.EVALUATION_DONE, run.id)
-    assert "mean evaluator score 1.000" in done.text
-    await log.wait_kind(EventKind.REPORT_READY, run.id)
+    assert all(c.score == 0.0 for c in gate.ranked[1:])
+    assert best.val_loss is not None and best.val_loss > min(c.val_loss for c in gate.ranked)  # type: ignore[type-var]
+    assert "evaluator score" in gate.summary
+    await runner.decide(run.id, Promote(best.slot), ALICE)
+    done = await log.wait_kind(ev.EvaluationDone, run.id)
+    assert "mean evaluator score 1.000" in done.summary
+    await log.wait_kind(ev.ReportReady, run.id)
     await runner.wait(run.id)
     final = await runner.get(run.id)
     assert final.phase is Phase.SUCCEEDED
@@ -66,10 +67,10 @@ async def test_free_text_falls_back_to_validation_loss_and_says_so(make_runner, 
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     runner, log = await make_runner(MemoryPlatform())
     run = await runner.start(f"dataset={data} model=qwen3-8b eval=generate", ALICE)
-    proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    plan = await q.get_plan(runner.db, run.id, proposed.plan_version)
+    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    plan = await q.get_plan(runner.db, run.id, proposed.plan.version)
     assert plan is not None and plan.evaluation.kind is EvalKind.LOSS and plan.evaluator is None
-    assert any("validation loss instead" in w for w in plan.warnings)
+    assert plan.fallback_note is not None and "validation loss instead" in plan.fallback_note
 
 
 async def test_broken_user_evaluator_is_caught_before_approval(make_runner, tmp_path: Path) -> None:
@@ -79,11 +80,11 @@ async def test_broken_user_evaluator_is_caught_before_approval(make_runner, tmp_
     platform = sql_platform()
     runner, log = await make_runner(platform, evaluator_dir=folder)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:broken.py", ALICE)
-    asked = await log.wait_kind(EventKind.QUESTION_ASKED, run.id)
-    assert asked.question is not None and asked.question.what == "evaluator_failed"
+    asked = await log.wait_kind(ev.QuestionAsked, run.id)
+    assert asked.question is not None and asked.question.kind.value == "evaluator_failed"
     assert "boom" in asked.question.text and not platform.jobs  # nothing spent
-    await runner.decide(run.id, Event.ANSWER, ALICE, answer="loss")
-    proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
+    await runner.decide(run.id, Answer("loss"), ALICE)
+    proposed = await log.wait_kind(ev.PlanProposed, run.id)
     assert proposed.run.spec.evaluation is not None and proposed.run.spec.evaluation.kind is EvalKind.LOSS
 
 
@@ -92,7 +93,7 @@ async def test_user_evaluator_outside_the_folder_is_refused_with_a_question(make
     folder.mkdir()
     runner, log = await make_runner(MemoryPlatform(), evaluator_dir=folder)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:../../etc/passwd", ALICE)
-    asked = await log.wait_kind(EventKind.QUESTION_ASKED, run.id)
+    asked = await log.wait_kind(ev.QuestionAsked, run.id)
     assert asked.question is not None and "outside SFTBOT_EVALUATOR_DIR" in asked.question.text
 
 
@@ -107,7 +108,7 @@ async def test_user_evaluator_scores_candidates(make_runner, tmp_path: Path) -> 
     platform = sql_platform()
     runner, log = await make_runner(platform, evaluator_dir=folder)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:exact.py final=skip", ALICE)
-    proposed = await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-    await runner.decide(run.id, Event.APPROVE, ALICE, plan_version=proposed.plan_version)
-    gate = await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
-    assert gate.candidates[0].learning_rate == 5e-5 and gate.candidates[0].score == 1.0
+    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=proposed.plan.version), ALICE)
+    gate = await log.wait_kind(ev.PromotionRequested, run.id)
+    assert gate.ranked[0].learning_rate == 5e-5 and gate.ranked[0].score == 1.0

@@ -16,7 +16,7 @@ from pipeline.dataset.convert import convert_dataset
 from pipeline.evaluation.generate import generate_evaluator
 from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, GeneratedEvaluator, SandboxLimits
 from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import mean_score, strip_thinking, worst_examples
+from pipeline.evaluation.scoring import strip_thinking, worst_examples
 from tests.conftest import DATASETS
 
 CONTACTS = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo_contacts.jsonl"
@@ -232,7 +232,7 @@ def test_strip_thinking() -> None:
     assert strip_thinking("  no reasoning here ") == "no reasoning here"
 
 
-def test_worst_examples_and_mean_score() -> None:
+def test_worst_examples_come_first() -> None:
     scores = [
         ExampleScore(index=0, score=0.9),
         ExampleScore(index=1, score=None, error="example 1: boom"),
@@ -241,6 +241,3 @@ def test_worst_examples_and_mean_score() -> None:
     ]
     run = EvalRun(scores=scores, mean=None, errors=1)
     assert [s.index for s in worst_examples(run, 3)] == [1, 2, 3]
-    assert mean_score(scores) == pytest.approx(1.5 / 4)
-    assert mean_score(scores, errors_as=None) == pytest.approx(0.5)
-    assert mean_score([]) is None

@@ -161,7 +161,7 @@ async def test_artifacts_metrics_and_throughput_survive_a_new_instance(
         points = await platform.job_metrics("job-a", tmp_path / "m.jsonl")
         assert (tmp_path / "m.jsonl").read_text() == art.metrics.read_text()
         assert [p.val_loss for p in points if p.val_loss is not None][-1] == status.val_loss
-        tps = platform.measured_tokens_per_second(TINY_MODEL_ID)
+        tps = platform.tokens_per_second(TINY_MODEL_ID)
         assert tps is not None and tps > 0
         again = await platform.create_job(_request("job-a", root / "train.jsonl", root / "val.jsonl"))
         assert again.state is JobState.COMPLETED

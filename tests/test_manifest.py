@@ -13,9 +13,9 @@ import pytest
 import yaml
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from handlers import blocks as b
 from handlers.listeners import COMMAND, EVENTS
-from handlers.modals import CALLBACK_ID
+from handlers.render import action_ids as b
+from handlers.render.modals import CALLBACK_ID
 from pipeline.store.db import Database
 from tests.conftest import MANIFEST_SCHEMA
 from tests.fakes.memory_platform import MemoryPlatform

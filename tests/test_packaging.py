@@ -31,3 +31,8 @@ def test_wheel_contains_templates_migrations_and_data(tmp_path: Path) -> None:
     ):
         assert required in names, required
     assert not any(n.startswith("tests/") for n in names)
+    # Every module of every package: a package missing from pyproject's list breaks `pip install .`.
+    for package in ("bot", "handlers", "pipeline", "templates"):
+        for module in (ROOT / package).rglob("*.py"):
+            if "__pycache__" not in module.parts:
+                assert str(module.relative_to(ROOT)) in names, module

@@ -12,7 +12,7 @@ import pytest
 from pipeline.catalog import price_table
 from pipeline.dataset.report import InspectionReport, Shape
 from pipeline.instructions import parse_instruction
-from pipeline.plan import default_epochs, make_plan, revise
+from pipeline.planning.plan import default_epochs, make_plan
 from pipeline.spec import EvalKind
 from tests.conftest import DATASETS
 
@@ -117,13 +117,6 @@ def test_local_platform_costs_minutes_not_dollars() -> None:
     plan = plan_for("dataset=d.jsonl model=smollm2-135m", samples=300, platform="local", local_tokens_per_second=500.0)
     assert plan.cost.total_usd == 0.0
     assert plan.cost.compute_minutes == pytest.approx(plan.cost.billed_tokens / 500 / 60, rel=0.01)
-
-
-def test_revision_is_version_n_plus_1() -> None:
-    rep = report(5000)
-    v1 = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), rep)
-    v2 = revise(v1, parse_instruction("dataset=d.jsonl model=qwen3-8b epochs=2"), rep)
-    assert (v1.version, v2.version) == (1, 2) and v2.candidates[0].epochs == 2
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.events import EventKind
-from pipeline.machine import Event, Phase
 from pipeline.platforms.fireworks import FireworksPlatform
-from pipeline.runner import CheckpointStop, Runner, RunnerConfig
+from pipeline.run import events as ev
+from pipeline.run.context import CheckpointStop, RunnerConfig
+from pipeline.run.decisions import Approve, Promote
+from pipeline.run.machine import Phase
+from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 from tests.conftest import DATASETS, EventLog
@@ -71,14 +73,14 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
     runner, log = await open_runner(db, fake, tmp_path / "runs")
     try:
         run = await runner.start(INSTRUCTION, ALICE)
-        await log.wait_kind(EventKind.PLAN_PROPOSED, run.id)
-        await runner.decide(run.id, Event.APPROVE, BOB, plan_version=1)
-        gate = await log.wait_kind(EventKind.PROMOTION_REQUESTED, run.id)
-        ranked = gate.candidates
+        await log.wait_kind(ev.PlanProposed, run.id)
+        await runner.decide(run.id, Approve(plan_version=1), BOB)
+        gate = await log.wait_kind(ev.PromotionRequested, run.id)
+        ranked = gate.ranked
         assert len(ranked) == 3 and all(c.val_loss is not None for c in ranked)
         assert ranked[0].val_loss <= ranked[1].val_loss <= ranked[2].val_loss  # type: ignore[operator]
-        await runner.decide(run.id, Event.PROMOTE, BOB, candidate=ranked[1].idx)  # the second best
-        await log.wait_kind(EventKind.REPORT_READY, run.id)
+        await runner.decide(run.id, Promote(ranked[1].slot), BOB)  # the second best
+        await log.wait_kind(ev.ReportReady, run.id)
         await runner.wait(run.id)
         final = await runner.get(run.id)
         assert final.phase is Phase.SUCCEEDED, final.error
@@ -208,7 +210,7 @@ async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(
         await runner.close()
         await runner.platform.close()
     eval_deps = {k: v for k, v in resources.items() if "-eval" in k}
-    assert set(eval_deps) == {f"sftbot-{run.id}-eval{i}" for i in (0, 1, 2, 3)}
+    assert set(eval_deps) == {f"sftbot-{run.id}-eval-{s}" for s in ("c1", "c2", "c3", "final")}
     assert all(v.state == "deleted" for v in eval_deps.values()), {k: v.state for k, v in eval_deps.items()}
     assert all(fake.deployments[k].state(fake.clock.now()) == "DELETED" for k in eval_deps)  # read back on the fake too
     assert resources[f"sftbot-{run.id}-dep"].state == "ready"  # the shipped model stays up

@@ -14,19 +14,24 @@ import pytest
 from slack_sdk.models.blocks import Block as SdkBlock
 from slack_sdk.models.views import View
 
-from handlers import blocks as b
-from handlers import replies
-from handlers.app_home import home_view
-from handlers.modals import revise_modal
-from handlers.mrkdwn import Message, code_block, escape
+from handlers.render import questions, replies
+from handlers.render import run as b
+from handlers.render.home import home_view
+from handlers.render.modals import revise_modal
+from handlers.render.mrkdwn import Message, code_block, escape
+from handlers.stamps import stamp_text
+from handlers.surface import refusal_message
 from pipeline.authz import Policy
 from pipeline.catalog import BaseModelInfo
-from pipeline.cost import CostEstimate, CostLine
-from pipeline.machine import Phase
-from pipeline.plan import Plan, PlannedJob, Source
-from pipeline.platforms.base import JobState
+from pipeline.planning.models import CostEstimate, CostLine, Plan, PlannedJob, Source
+from pipeline.platforms.base import DeploymentState, DeploymentStatus
+from pipeline.run.decisions import Refusal, RefusalKind
+from pipeline.run.gates import GateKey, Question, QuestionKind
+from pipeline.run.machine import Event, Phase
+from pipeline.run.slots import FINAL, CandidateState, Slot
+from pipeline.run.summary import CostSummary, RunSummary
 from pipeline.spec import EvalKind, Evaluation, RunSpec
-from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, Question, RunRecord
+from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
 
 NASTY = "<!channel> & <script>alert(1)</script> *bold* _x_ `tick` ```fence``` "
 NOW = time.time()
@@ -56,14 +61,14 @@ def cands(n: int, *, text: str = "") -> list[CandidateRecord]:
     return [
         CandidateRecord(
             run_id="ab12cd34",
-            idx=i,
+            slot=Slot.candidate(i),
             job_id=f"sftbot-ab12cd34-c{i}",
             base_model=f"qwen3-8b{text[:40]}",
             lora_rank=8,
             learning_rate=1e-4 * i,
             epochs=3,
             train_samples=1000,
-            state=JobState.COMPLETED if i % 3 else JobState.RUNNING,
+            state=CandidateState.COMPLETED if i % 3 else CandidateState.RUNNING,
             progress=99.5,
             epoch=2.0,
             val_loss=1.0 + i / 100,
@@ -78,7 +83,7 @@ def cands(n: int, *, text: str = "") -> list[CandidateRecord]:
 def plan(n: int, *, text: str = "") -> Plan:
     jobs = [
         PlannedJob(
-            index=i,
+            slot=Slot.candidate(i),
             base_model=f"qwen3-8b{text[:40]}",
             lora_rank=16,
             learning_rate=1e-4 / i,
@@ -112,7 +117,7 @@ def plan(n: int, *, text: str = "") -> Plan:
         test_samples=300_000,
         hp_samples=1000,
         candidates=jobs,
-        final=jobs[0].model_copy(update={"index": 0}),
+        final=jobs[0].model_copy(update={"slot": FINAL}),
         max_parallel=6,
         evaluation=Evaluation(kind=EvalKind.LOSS),
         eval_examples=0,
@@ -128,6 +133,26 @@ def messages(text: str, n: int) -> dict[str, Message]:
     r = run(text=text)
     ranked = cands(n, text=text)
     gate = GateDecision(run_id=r.id, gate="plan:v3", decision="approve", actor="U0BOB", actor_name=f"bob{text}", decided_at=NOW)
+    deployment = DeploymentStatus(
+        deployment_id=f"d{text}",
+        state=DeploymentState.READY,
+        model=f"accounts/a/models/m{text}",
+        endpoint=text,
+        model_string=f"m#{text}",
+    )
+    summary = RunSummary(
+        run=r,
+        plan=None,
+        ranked=ranked,
+        final=ranked[0],
+        shipped=ranked[0],
+        promoted_by=gate,
+        deployment=deployment,
+        snippet=f"print('{text}')\n" * n * 20,
+        resources=[],
+        cost=CostSummary(total_est=10.0, training_actual=11.0),
+        evaluation=f"val loss 1.0 {text}",
+    )
     events = [
         AuditEvent(id=i, run_id=r.id, at=NOW, actor="U0BOB", action=f"approve{text[:200]}", plan_version=1) for i in range(n * 40)
     ]
@@ -137,28 +162,21 @@ def messages(text: str, n: int) -> dict[str, Message]:
         for p in Phase
     }
     p = plan(n, text=text)
-    stamp = b.stamp("Approved", "U0BOB", NOW)
-    many = Question(what="base_model", text=f"Which base model? {text}", choices=[f"m{i}{text[:60]}" for i in range(n * 5)])
-    few = Question(what="evaluation", text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=2)
+    stamp = stamp_text(GateKey.plan(3), gate)
+    many = Question(
+        kind=QuestionKind.BASE_MODEL, text=f"Which base model? {text}", choices=[f"m{i}{text[:60]}" for i in range(n * 5)]
+    )
+    few = Question(kind=QuestionKind.EVALUATION, text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=2)
     out |= {
         "plan": b.plan_message(r, p),
         "plan_stamped": b.plan_stamped(r, p, stamp),
         "scoreboard": b.scoreboard(r, ranked),
         "gate": b.promotion_gate(r, ranked, summary=f"Winner {text}"),
         "gate_stamped": b.promotion_stamped(r, ranked, summary=f"Winner {text}", stamp_text=stamp),
-        "question_many": b.question(r, many),
-        "question_few": b.question(r, few),
-        "question_stamped": b.question_stamped(r, few, stamp),
-        "final": b.final_message(
-            r,
-            model=f"accounts/a/models/m{text}",
-            deployment={"deployment_id": f"d{text}", "endpoint": text, "model_string": f"m#{text}"},
-            snippet=f"print('{text}')\n" * n * 20,
-            final=ranked[0],
-            evaluation=f"val loss 1.0 {text}",
-            estimated=10.0,
-            actual=11.0,
-        ),
+        "question_many": questions.question(r, many),
+        "question_few": questions.question(r, few),
+        "question_stamped": questions.question_stamped(r, few, stamp),
+        "final": b.final_message(summary),
         "failure": b.failure(r, reason=f"boom {text}", left_running=[f"deployment {text}"] * n),
         "cancelled": b.cancelled(r, actor="U0BOB", left_running=[text] * n),
         "notice": b.notice(f"note {text}"),
@@ -172,7 +190,7 @@ def messages(text: str, n: int) -> dict[str, Message]:
         "status": replies.status_message(r, ranked, channel="C0TEAM"),
         "audit": replies.audit_message(r, events),
         "confirm_cancel": replies.confirm_cancel_message(r),
-        "already": replies.already_decided_message(gate, what="plan"),
+        "already": refusal_message(Refusal(RefusalKind.DECIDED, event=Event.APPROVE, first=gate)),
     }
     return out
 
@@ -252,6 +270,6 @@ def test_user_text_is_escaped_and_code_fences_stay_closed() -> None:
     assert fenced.startswith("```\n") and fenced.endswith("\n```") and len(fenced) <= 3000
     gate = b.promotion_gate(run(), cands(3), summary="Winner")
     promote = gate.blocks[-1]["elements"][0]
-    assert json.loads(promote["value"]) == {"run": "ab12cd34", "c": cands(3)[0].idx}
+    assert json.loads(promote["value"]) == {"run": "ab12cd34", "c": str(cands(3)[0].slot)}
     approve = b.plan_message(run(), plan(2)).blocks[-1]["elements"][0]
     assert json.loads(approve["value"]) == {"run": "ab12cd34", "v": 3}  # run id + plan version

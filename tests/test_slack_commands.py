@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers.commands import CommandError, parse_message, parse_slash
-from handlers.modals import parse_revision, revise_modal
+from handlers.render.modals import parse_revision, revise_modal
 from pipeline.instructions import InstructionError
 from pipeline.spec import SpecError
 from tests.slack_helpers import input_values

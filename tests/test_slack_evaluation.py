@@ -14,16 +14,20 @@ import pytest
 
 from bot.app import create_app
 from bot.engine import Engine
-from handlers import blocks as b
-from handlers.mrkdwn import Message
+from handlers.render import questions
+from handlers.render import run as b
+from handlers.render.mrkdwn import Message
+from handlers.stamps import stamp_text
 from pipeline.evaluation.models import EvaluatorInfo
-from pipeline.events import EventKind
-from pipeline.machine import Phase
-from pipeline.runner import Runner, RunnerConfig
+from pipeline.run import events as ev
+from pipeline.run.context import RunnerConfig
+from pipeline.run.gates import GateKey, Question, QuestionKind
+from pipeline.run.machine import Phase
+from pipeline.run.runner import Runner
 from pipeline.spec import EvalKind, Evaluation
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import Question
+from pipeline.store.records import GateDecision
 from tests.conftest import DATASETS, EventLog
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack_server import FakeSlack
@@ -183,7 +187,7 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     # A restarted bot re-announcing the plan edits the same message and uploads nothing again.
     await bot.close()
     bot = await bots(platform)
-    await bot.runner.reannounce(run_.id)
+    assert await bot.runner.resume_all() == []  # at a gate: it announces itself again, nothing is redone
     await bot.settle()
     assert len(fake_slack.uploads()) == 2
     assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
@@ -191,18 +195,18 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     await press(bot, posted, "Approve", user=BOB)
     gate = await in_thread(fake_slack, root, has("Promotion gate"))
     assert "Winner by evaluator score" in text_of(gate) and "Ranked by mean evaluator score" in text_of(gate)
-    cs = {c.idx: c for c in await q.candidates(db, run_.id)}
+    cs = {c.slot: c for c in await q.candidates(db, run_.id)}
     good = next(c for c in cs.values() if c.learning_rate == platform.good_lr)
     lowest_loss = min(cs.values(), key=lambda c: c.val_loss or 0.0)
-    assert lowest_loss.idx != good.idx  # validation loss alone would have picked another one
+    assert lowest_loss.slot != good.slot  # validation loss alone would have picked another one
     best = find_element(gate["blocks"], "sft_promote")
-    assert best is not None and best["text"]["text"] == f"Promote #{good.idx} (best)"
+    assert best is not None and best["text"]["text"] == f"Promote {good.slot.name} (best)"
     select = find_element(gate["blocks"], "sft_choose_candidate")
     assert select is not None and all("score 0.000" in o["text"]["text"] for o in select["options"])
     board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in text_of(m))
     header = next(line for line in text_of(board).splitlines() if "val loss" in line)
     assert header.rstrip().endswith("score")
-    row = next(line for line in text_of(board).splitlines() if f"#{good.idx} " in line)
+    row = next(line for line in text_of(board).splitlines() if f"{good.slot.name} " in line)
     assert "1.000" in row and "← leader" in row
     assert "mean evaluator score" in text_of(board)
 
@@ -216,7 +220,7 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
     request = await in_thread(fake_slack, root, has("Send me your evaluator"))
     assert "attach the `.py` file here in this thread" in text_of(request) and "`evaluator: my_eval.py`" in text_of(request)
     run_ = await bot.runner.get(1)
-    assert run_.phase is Phase.AWAITING_INPUT and run_.question is not None and run_.question.what == "evaluation"
+    assert run_.phase is Phase.AWAITING_INPUT and run_.question is not None and run_.question.kind.value == "evaluation"
 
     await press(bot, question, "Use my evaluator", user=BOB)  # asked once; a second click gets a pointer
     await ephemeral_with(fake_slack, BOB, "I've asked for your evaluator")
@@ -246,7 +250,7 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
     await bot.driver.event({**event, "type": "app_mention", "text": "<@UBOT>"})
     await bot.settle()
     decisions = await bot.runner.db.gate_decisions(run_.id)
-    assert [(g.gate, g.actor, g.details["answer"]) for g in decisions] == [("input:1", ALICE, f"evaluator:{saved.name}")]
+    assert [(str(g.gate), g.actor, g.details["answer"]) for g in decisions] == [("input:1", ALICE, f"evaluator:{saved.name}")]
     assert not any(u.filename == "evaluator.py" for u in fake_slack.uploads())  # their own file is not echoed back
 
 
@@ -295,7 +299,7 @@ async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_
     failed = await in_thread(fake_slack, root, has("needs an answer", "boom"))
     await press(bot, failed, "Cancel run", user=ALICE)
     run_ = await bot.runner.get(1)
-    await bot.log.wait_kind(EventKind.CANCELLED, run_.id)
+    await bot.log.wait_kind(ev.RunCancelled, run_.id)
     await in_thread(fake_slack, root, lambda m: m["ts"] == failed["ts"] and f"Cancelled by <@{ALICE}>" in text_of(m))
     assert (await bot.runner.get(1)).phase is Phase.CANCELLED
 
@@ -357,7 +361,7 @@ def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
     r = run(text=text)
     excerpt = f"# Evaluation spec {text}\n" + f"- a line {text}\n" * 400
     fallback = plan(n, text=text).model_copy(
-        update={"warnings": [f"Free text {text}. so the plan uses validation loss instead."]}
+        update={"fallback_note": f"Free text {text}. so the plan uses validation loss instead."}
     )
     user_plan = _review_plan(text, n).model_copy(
         update={
@@ -365,16 +369,26 @@ def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
             "evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=f"x{text}.py"),
         }
     )
-    stamp = b.stamp("Answered", "U0BOB", 0.0)
+    answered = GateDecision(
+        run_id=r.id,
+        gate="input:4",
+        decision="answer",
+        actor="U0BOB",
+        details={"question": "evaluation", "answer": "loss"},
+        decided_at=0.0,
+    )
+    stamp = stamp_text(GateKey.input(4), answered)
     scored = cands(n, text=text)
     for i, c in enumerate(scored):
         c.score = i / max(n, 1)
     msgs = {
-        "question": b.question(
-            r, Question(what="evaluation", text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=4)
+        "question": questions.question(
+            r, Question(kind=QuestionKind.EVALUATION, text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=4)
         ),
-        "failed": b.question(r, Question(what="evaluator_failed", text=f"Broken: {text}", choices=["loss", "cancel"], number=5)),
-        "request": b.evaluator_request(r),
+        "failed": questions.question(
+            r, Question(kind=QuestionKind.EVALUATOR_FAILED, text=f"Broken: {text}", choices=["loss", "cancel"], number=5)
+        ),
+        "request": questions.evaluator_request(r),
         "plan_generated": b.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
         "plan_user": b.plan_message(r, user_plan),
         "plan_fallback": b.plan_message(r, fallback),
@@ -390,7 +404,7 @@ def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
     if not text:
         assert "How candidates are judged" in json.dumps(msgs["plan_generated"].blocks)
         assert "validation loss instead" in json.dumps(msgs["plan_fallback"].blocks)
-    assert b.answer_label("evaluation", "generate") == "*Generate one for me*"
-    assert b.answer_label("evaluator_failed", "loss") == "*Continue with validation loss*"
-    assert b.answer_label("evaluation", "evaluator:a.py") == "*Use my evaluator* `a.py`"
-    assert b.answer_label("base_model", "qwen3-8b") == "`qwen3-8b`"
+    assert questions.answer_label(QuestionKind.EVALUATION, "generate") == "*Generate one for me*"
+    assert questions.answer_label(QuestionKind.EVALUATOR_FAILED, "loss") == "*Continue with validation loss*"
+    assert questions.answer_label(QuestionKind.EVALUATION, "evaluator:a.py") == "*Use my evaluator* `a.py`"
+    assert questions.answer_label(QuestionKind.BASE_MODEL, "qwen3-8b") == "`qwen3-8b`"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from pipeline.authz import Policy
-from pipeline.events import EventKind
-from pipeline.machine import Phase
 from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.run import events as ev
+from pipeline.run.machine import Phase
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.conftest import DATASETS
@@ -114,7 +114,7 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     )
     done = await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "✅" in text_of(m)), None))
     run = await bot.runner.get(1)
-    assert run.phase is Phase.SUCCEEDED and run.winner == ranked[1]
+    assert run.phase is Phase.SUCCEEDED and run.promoted is not None and run.promoted.number == ranked[1]
     assert all(n == 1 for n in fireworks.create_counts("supervisedFineTuningJobs").values())
     assert f"sftbot-{run.id}-final" in text_of(done)
     assert [
@@ -129,7 +129,9 @@ def gate_order(gate: dict[str, Any]) -> list[int]:
     best = find_element(gate["blocks"], "sft_promote")
     select = find_element(gate["blocks"], "sft_choose_candidate")
     assert best is not None and select is not None
-    return [int(best["text"]["text"].split("#")[1].split()[0])] + [int(o["value"].split("|")[1]) for o in select["options"]]
+    return [int(best["text"]["text"].split("#")[1].split()[0])] + [
+        int(o["value"].split("|")[1].removeprefix("c")) for o in select["options"]
+    ]
 
 
 async def plan_posted(bot: Bot, slack: FakeSlack, *, user: str = ALICE, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -151,7 +153,7 @@ async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: M
     await bot.settle()
     assert find_element(fake_slack.thread(CHANNEL, root["ts"])[1]["blocks"], "sft_approve") is not None  # still open
     await bot.driver.click(plan, "sft_approve", user=CAROL)  # a member of the approvers' user group
-    await bot.log.wait_kind(EventKind.PLAN_DECIDED, run.id)
+    await bot.log.wait_kind(ev.PlanDecided, run.id)
     assert fake_slack.calls_to("usergroups.users.list")
 
 
@@ -159,7 +161,7 @@ async def test_double_click_gets_a_polite_note_and_no_second_action(bot_factory:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
     _root, plan = await plan_posted(bot, fake_slack)
     await bot.driver.click(plan, "sft_approve", user=BOB)
-    await bot.log.wait_kind(EventKind.PLAN_DECIDED)
+    await bot.log.wait_kind(ev.PlanDecided)
     await bot.driver.click(plan, "sft_approve", user=CAROL)  # the same, now stale message
     note = await fake_slack.wait_for(lambda: fake_slack.ephemerals(CAROL))
     assert f"already approved by <@{BOB}>" in note[-1]["rendered"]
@@ -212,7 +214,7 @@ async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slac
         lambda: any("cancelled" in e["rendered"] and e.get("replace_original") for e in fake_slack.ephemerals(ALICE))
     )
     run = await bot.runner.get(1)
-    await bot.log.wait_kind(EventKind.CANCELLED, run.id)
+    await bot.log.wait_kind(ev.RunCancelled, run.id)
     assert run.phase is Phase.CANCELLED and platform.jobs and platform.cancelled == set(platform.jobs)
     await fake_slack.wait_for(lambda: any("🚫" in text_of(m) for m in fake_slack.roots(CHANNEL)))
     await in_thread(fake_slack, root, has("Run #1 cancelled by"))
@@ -368,6 +370,7 @@ async def test_a_question_is_answered_with_the_select(bot_factory: MakeBot, fake
 
 
 async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
+    from pipeline.run.slots import Slot
     from pipeline.store.records import CandidateRecord
 
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), live_interval=60.0)
@@ -377,7 +380,7 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
         cands = [
             CandidateRecord(
                 run_id=run.id,
-                idx=i,
+                slot=Slot.candidate(i),
                 job_id=f"j{i}",
                 base_model="qwen3-8b",
                 lora_rank=8 * i,
@@ -388,8 +391,8 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
             )
             for i in (1, 2)
         ]
-        await bot.runner.publish(EventKind.SCOREBOARD_CHANGED, run, candidates=cands)
-    await bot.runner.publish(EventKind.PROMOTION_REQUESTED, run, candidates=cands, text="winner #1")
+        await bot.runner.bus.publish(ev.ScoreboardChanged(run=run, candidates=tuple(cands)))
+    await bot.runner.bus.publish(ev.PromotionRequested(run=run, ranked=tuple(cands), summary="winner #1"))
     await bot.settle()
     board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in m["rendered"])
     writes = [

@@ -13,8 +13,9 @@ import pytest
 from bot.app import serve
 from bot.cli import main as cli_main
 from bot.settings import Settings, load_settings
-from pipeline.machine import Phase
-from pipeline.runner import Runner, RunnerConfig
+from pipeline.run.context import RunnerConfig
+from pipeline.run.machine import Phase
+from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 from tests.conftest import DATASETS

@@ -8,13 +8,13 @@ re-run of a plan uploads an identical dataset and caching by content hash works.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from pipeline.dataset.tokens import answer_text, content_text
+from pipeline.fsio import atomic_output
 
 # kind -> what it does, in the words the plan shows the user.
 CONVERSIONS: dict[str, str] = {
@@ -69,8 +69,7 @@ def convert_dataset(src: str | Path, dst: str | Path, conversions: list[str] | N
     enabled = frozenset(kinds)
     result = ConvertResult(src=str(src_p), dst=str(dst_p))
     # Write beside dst and rename, so a crash never leaves a half file that looks complete.
-    tmp = dst_p.with_name(dst_p.name + ".part")
-    with src_p.open("rb") as fin, tmp.open("wb") as fout:
+    with atomic_output(dst_p) as tmp, src_p.open("rb") as fin, tmp.open("wb") as fout:
         for lineno, raw in enumerate(fin, 1):
             if not raw.strip(b" \t\r\n"):
                 continue
@@ -92,7 +91,6 @@ def convert_dataset(src: str | Path, dst: str | Path, conversions: list[str] | N
                 result.converted[kind] = result.converted.get(kind, 0) + 1
             fout.write(line.encode("utf-8") + b"\n")
             result.rows_written += 1
-    os.replace(tmp, dst_p)
     return result
 
 

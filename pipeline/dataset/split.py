@@ -13,16 +13,17 @@ file, holding only the chosen indices (at most ``max_test`` + ``hp_samples`` int
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from pydantic import BaseModel
 
+from pipeline.fsio import atomic_output
 from pipeline.spec import MIN_SAMPLES
 
 TEST_FRACTION = 0.1
@@ -110,8 +111,10 @@ def split_dataset(
     hp_pos = _pick(hp_n, train_n, seed, b"hp") if subsample else set()
     paths = {name: out / f"{name}.jsonl" for name in ("train", "test", "hp_train")}
     names = ("train", "test", "hp_train") if subsample else ("train", "test")
-    files = {name: (paths[name].with_name(paths[name].name + ".part")).open("wb") for name in names}
-    try:
+    # Each file is written beside its final name and renamed only when all are complete,
+    # so a crash leaves no plausible split behind.
+    with contextlib.ExitStack() as stack:
+        files = {name: stack.enter_context(stack.enter_context(atomic_output(paths[name])).open("wb")) for name in names}
         with src_p.open("rb") as f:
             train_pos = 0
             for i, line in enumerate(_samples(f)):
@@ -122,11 +125,6 @@ def split_dataset(
                 if train_pos in hp_pos:
                     files["hp_train"].write(line)
                 train_pos += 1
-    finally:
-        for fh in files.values():
-            fh.close()
-    for name in names:  # rename only complete files, so a crash leaves no plausible split
-        os.replace(paths[name].with_name(paths[name].name + ".part"), paths[name])
     if not subsample:
         paths["hp_train"].unlink(missing_ok=True)  # a stale one from an earlier split
     return SplitResult(

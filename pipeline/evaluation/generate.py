@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from pipeline.evaluation.models import EvaluatorKind, GeneratedEvaluator
 from pipeline.evaluation.scoring import strip_thinking
+from templates import code_environment
 
 SHARE = 0.9  # a kind must fit at least this share of the answers
 REQUIRED_SHARE = 0.95  # a JSON key present this often is required
@@ -57,18 +56,6 @@ class _Plan:
     reason: str
     context: dict[str, Any]
     details: dict[str, Any]
-
-
-def _env() -> Environment:
-    env = Environment(
-        loader=PackageLoader("templates", ""),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["py"] = repr  # data goes into the generated code as Python literals
-    return env
 
 
 def _text(content: object) -> str | None:
@@ -245,7 +232,7 @@ def generate_evaluator(train_path: Path, out_dir: Path, *, max_rows: int = 2000)
                 "the run is judged by validation loss"
             ),
         )
-    env = _env()
+    env = code_environment()
     base = {"source_name": train_path.name, "rows": len(rows)}
     helpers = _namespace(env.get_template(_TEMPLATES["numbers"]).render(base, abs_tol=ABS_TOL, rel_tol=REL_TOL))
     plan = _plan(rows, helpers)

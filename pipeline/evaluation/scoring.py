@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from pipeline.evaluation.models import EvalRun, ExampleScore
 
@@ -28,17 +27,6 @@ def strip_thinking(text: str) -> str:
     if opening:
         text = text[: opening.start()]
     return text.strip()
-
-
-def mean_score(scores: Sequence[ExampleScore], *, errors_as: float | None = 0.0) -> float | None:
-    """The mean over ``scores``; an errored example counts as ``errors_as`` (None: skipped).
-
-    The default counts errors as 0 so a model whose outputs break the evaluator cannot
-    outrank one that was scored everywhere.
-    """
-    values = [s.score if s.error is None and s.score is not None else errors_as for s in scores]
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
 
 
 def worst_examples(run: EvalRun, n: int) -> list[ExampleScore]:

@@ -124,11 +124,19 @@ class Snippet(BaseModel):
     env: list[str] = Field(default_factory=list)  # environment variables the snippet reads
 
 
+class Capabilities(BaseModel):
+    """What a platform can do beyond the common calls (declared, never probed for)."""
+
+    generates_in_process: bool = False  # `generate` answers without a deployment (the local platform)
+    default_parallel: int | None = None  # jobs the platform can run at once by default (None: the plan's 6)
+
+
 @runtime_checkable
 class Platform(Protocol):
     """What a training platform offers the runner. All ids are chosen by the caller."""
 
     name: str
+    capabilities: Capabilities
 
     async def list_models(self) -> list[BaseModelInfo]:
         """Tunable base models (cached by the implementation)."""
@@ -174,6 +182,14 @@ class Platform(Protocol):
 
     async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
         """One greedy chat completion (temperature 0)."""
+        ...
+
+    async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
+        """Greedy answers without a deployment; only when ``capabilities.generates_in_process``."""
+        ...
+
+    def tokens_per_second(self, model: str) -> float | None:
+        """Training throughput measured on this platform for ``model`` (None: not measured)."""
         ...
 
     def snippet(self, deployment: DeploymentStatus) -> Snippet:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import re
 import ssl
@@ -29,12 +28,13 @@ import httpx
 from fireworks import AsyncFireworks, DefaultAsyncHttpxClient, omit
 from fireworks.types import Dataset, Deployment, Model, SupervisedFineTuningJob
 from fireworks.types.dataset_param import DatasetParam
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from pipeline.catalog import BaseModelInfo, find_model
+from pipeline.fsio import atomic_output, write_atomic
 from pipeline.ids import PREFIX, owned
 from pipeline.platforms import fireworks_wire as wire
 from pipeline.platforms.base import (
+    Capabilities,
     ChatMessage,
     DatasetInfo,
     DeploymentState,
@@ -48,6 +48,8 @@ from pipeline.platforms.base import (
 )
 from pipeline.platforms.fireworks_calls import Caller, FireworksError, RetryPolicy, StorageError, status_of
 from pipeline.platforms.fireworks_metrics import parse_metrics
+from pipeline.poll import PollTimeout, poll_until
+from templates import render
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
 DEFAULT_INFERENCE_ROOT = "https://api.fireworks.ai/inference"
@@ -61,6 +63,7 @@ class FireworksPlatform:
     """The Platform protocol on Fireworks AI (``fireworks-ai`` SDK, async client)."""
 
     name = "fireworks"
+    capabilities = Capabilities()
 
     def __init__(
         self,
@@ -202,12 +205,9 @@ class FireworksPlatform:
         urls = links.filename_to_signed_urls or {}
         if not urls:
             raise PlatformError(f"dataset {info.name} has no files to download.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        with part.open("wb") as out:
+        with atomic_output(dest) as part, part.open("wb") as out:
             for filename in sorted(urls):  # several shards become one JSONL file, in a stable order
                 await self._download(urls[filename], out, what=f"download {filename} of dataset {info.name}")
-        part.replace(dest)
         return dest
 
     async def upload_dataset(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
@@ -254,16 +254,21 @@ class FireworksPlatform:
         )
 
     async def _wait_dataset_ready(self, dataset_id: str, name: str) -> DatasetInfo:
-        deadline = time.monotonic() + self._dataset_ready_timeout
-        while True:
-            ds = await self._get_dataset(self._account, dataset_id)
-            if ds.state == "READY":
-                return wire.dataset_info(ds, dataset_id, self._account)
-            if time.monotonic() >= deadline:
-                raise PlatformError(
-                    f"dataset {name} is still {ds.state} after {self._dataset_ready_timeout:.0f} s of waiting.", retryable=True
-                )
-            await asyncio.sleep(self._poll_seconds)
+        try:
+            ds = await poll_until(
+                lambda: self._get_dataset(self._account, dataset_id),
+                lambda d: d.state == "READY",
+                timeout=self._dataset_ready_timeout,
+                interval=self._poll_seconds,
+                backoff=1.0,
+                what=f"dataset {name}",
+            )
+        except PollTimeout as exc:
+            state = getattr(exc.last, "state", "not ready")
+            raise PlatformError(
+                f"dataset {name} is still {state} after {self._dataset_ready_timeout:.0f} s of waiting.", retryable=True
+            ) from None
+        return wire.dataset_info(ds, dataset_id, self._account)
 
     async def _upload_signed(self, dataset_id: str, name: str, path: Path, size: int) -> None:
         links = await self._calls.run(
@@ -384,10 +389,7 @@ class FireworksPlatform:
             # A signed URL expires after a while; the job hands out a fresh one.
             fresh = await self._get_job(job_id)
             raw = await self._fetch(fresh.metrics_file_signed_url or "", what=f"download the metrics of job {job_id}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        part.write_bytes(raw)
-        part.replace(dest)
+        write_atomic(dest, raw)
         return parse_metrics(raw.decode("utf-8", "replace").splitlines())
 
     async def _fetch(self, url: str, *, what: str) -> bytes:
@@ -481,11 +483,15 @@ class FireworksPlatform:
         # Reasoning models put their thinking first; callers want the answer.
         return _THINK.sub("", text, count=1)
 
+    async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
+        raise PlatformError("Fireworks serves fine-tuned models only from a deployment; sftbot deploys them to get outputs.")
+
+    def tokens_per_second(self, model: str) -> float | None:
+        return None  # billed per token: the estimate is in dollars, not in time
+
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
-        env = Environment(loader=PackageLoader("templates", ""), undefined=StrictUndefined, keep_trailing_newline=True)
-        env.filters["py"] = json.dumps  # a JSON string is a valid Python string literal
-        env.filters["oneline"] = lambda s: " ".join(str(s).split())
-        code = env.get_template("fireworks_snippet.py.j2").render(
+        code = render(
+            "fireworks_snippet.py.j2",
             model=deployment.model,
             deployment_id=deployment.deployment_id,
             model_string=deployment.model_string,

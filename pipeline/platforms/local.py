@@ -22,15 +22,15 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
-import jinja2
 from pydantic import BaseModel, Field
 
 from pipeline.catalog import BaseModelInfo
 from pipeline.dataset.demo import DEMO_REF, demo_path
+from pipeline.fsio import copy_atomic, write_atomic
 from pipeline.platforms.base import (
+    Capabilities,
     ChatMessage,
     DatasetInfo,
     DeploymentState,
@@ -42,9 +42,10 @@ from pipeline.platforms.base import (
     PlatformError,
     Snippet,
 )
-from pipeline.platforms.local_jobs import JobArtifacts, LocalJobs, LocalJobSpec, Throughput, write_atomic
+from pipeline.platforms.local_jobs import JobArtifacts, LocalJobs, LocalJobSpec, Throughput
 from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, describe, ensure_folder, resolve
 from pipeline.platforms.local_serve import ChatServer, LoadedModel, generate_batch, load_model
+from templates import render
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -89,6 +90,7 @@ class LocalPlatform:
             max(1, self.gpus) if self.device == "cuda" else 1 if self.device != "cpu" else max(1, (os.cpu_count() or 1) // 8)
         )
         self.max_parallel = max_parallel or default
+        self.capabilities = Capabilities(generates_in_process=True, default_parallel=self.max_parallel)
         self.jobs = LocalJobs(self.root, max_parallel=self.max_parallel, gpus=self.gpus if self.device == "cuda" else 0)
         self._deployments: dict[str, LoadedModel] = {}
         self._failed_deployments: dict[str, str] = {}
@@ -106,7 +108,7 @@ class LocalPlatform:
         resolved = resolve(model, self.root)
         return await asyncio.to_thread(describe, resolved) if resolved else None
 
-    def measured_tokens_per_second(self, model: str) -> float | None:
+    def tokens_per_second(self, model: str) -> float | None:
         """Training speed measured by the last finished job on this base model (None if never)."""
         entry = self._throughput(model)
         return entry.tokens_per_second if entry else None
@@ -142,13 +144,13 @@ class LocalPlatform:
 
     async def stage_dataset(self, ref: str, dest: Path) -> Path:
         if not dest.exists():
-            await asyncio.to_thread(_copy_atomic, self._dataset_path(ref), dest)
+            await asyncio.to_thread(copy_atomic, self._dataset_path(ref), dest)
         return dest
 
     async def upload_dataset(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
         target = self.root / "datasets" / f"{_checked_id(dataset_id, 'dataset')}.jsonl"
         if not target.exists():  # an existing dataset of that id is the same upload, returned as is
-            await asyncio.to_thread(_copy_atomic, path, target)
+            await asyncio.to_thread(copy_atomic, path, target)
         return DatasetInfo(id=dataset_id, name=str(target), ready=True, examples=examples)
 
     # --- jobs ---
@@ -193,7 +195,7 @@ class LocalPlatform:
         source = self.artifacts(job_id).metrics
         if not source.exists():
             return []
-        await asyncio.to_thread(_copy_atomic, source, dest)
+        await asyncio.to_thread(copy_atomic, source, dest)
         return [LossPoint.model_validate_json(line) for line in dest.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     # --- deployments and inference ---
@@ -302,9 +304,8 @@ class LocalPlatform:
         return (await self.generate(model_string, [messages], max_tokens=max_tokens))[0]
 
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
-        source = resources.files("templates").joinpath("openai_local_snippet.py.j2").read_text(encoding="utf-8")
-        env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
-        code = env.from_string(source).render(
+        code = render(
+            "openai_local_snippet.py.j2",
             endpoint=deployment.endpoint,
             model_string=deployment.model_string,
             deployment_id=deployment.deployment_id,
@@ -329,10 +330,3 @@ def _checked_id(value: str, kind: str) -> str:
 def _count_rows(path: Path) -> int:
     with open(path, encoding="utf-8") as f:
         return sum(1 for line in f if line.strip())
-
-
-def _copy_atomic(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)

@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 import pipeline
+from pipeline.fsio import write_atomic
 from pipeline.platforms.base import JobRequest, JobState, JobStatus, NotFound
 
 MAX_ATTEMPTS = 2  # a job interrupted by a restart is re-run from scratch once
@@ -107,20 +108,6 @@ class JobArtifacts(BaseModel):
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers must never see half a file: write a sibling temp file, then rename over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

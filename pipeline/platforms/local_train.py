@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from pipeline.fsio import write_atomic
 from pipeline.platforms.base import JobState, LossPoint
-from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, Throughput, TrainerStatus, file_lock, now_iso, write_atomic
+from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, Throughput, TrainerStatus, file_lock, now_iso
 from pipeline.platforms.local_models import ensure_folder, resolve
 
 if TYPE_CHECKING:

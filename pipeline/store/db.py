@@ -1,15 +1,17 @@
-"""SQLite through aiosqlite: numbered migrations, WAL, one writer, audit in the same transaction.
+"""SQLite through aiosqlite: numbered migrations, WAL, one writer, a reader, audit in the same transaction.
 
 Every write goes through ``Database.write()`` (one asyncio lock, ``BEGIN IMMEDIATE``), so a
-state change and the audit event that records it commit together or not at all. Callbacks
-registered with ``tx.after_commit`` run only once the transaction has committed (the
-datasette pattern): surfaces never hear about a change that was rolled back.
+state change and the audit event that records it commit together or not at all. Events a
+write raises with ``tx.emit`` are delivered only after its COMMIT (datasette's
+``execute_write_fn`` pattern): surfaces never hear about a change that was rolled back.
+Reads go through a second connection, so they only ever see committed rows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +22,8 @@ from typing import Any
 import aiosqlite
 
 from pipeline.store.records import AuditEvent, GateDecision, Resource
+
+Publish = Callable[[Any], Awaitable[None]]
 
 
 class GateAlreadyDecided(Exception):
@@ -41,18 +45,27 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
+async def _nothing(_: Any) -> None:
+    return None
+
+
 class Tx:
     """An open write transaction."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
-        self._after: list[Callable[[], Awaitable[None]]] = []
+        self.events: list[Any] = []
 
-    def after_commit(self, fn: Callable[[], Awaitable[None]]) -> None:
-        self._after.append(fn)
+    def emit(self, event: Any) -> None:
+        """Deliver ``event`` to the surfaces once this transaction has committed."""
+        self.events.append(event)
 
     async def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> aiosqlite.Cursor:
         return await self.conn.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        """A read inside the transaction: it sees this transaction's own uncommitted rows."""
+        return await (await self.conn.execute(sql, params)).fetchone()
 
     async def audit(
         self,
@@ -70,27 +83,44 @@ class Tx:
         )
 
 
+async def _connect(path: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
 class Database:
     """The bot's one database. Open it with ``await Database.open(path)``."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.conn = writer
+        self.reader = reader
         self._lock = asyncio.Lock()
+        # Where events raised inside writes go after COMMIT; the runner sets its event bus here.
+        self.publish: Publish = _nothing
 
     @classmethod
     async def open(cls, path: Path | str) -> Database:
-        if str(path) != ":memory:":
+        memory = str(path) == ":memory:"
+        if not memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        db = cls(conn)
-        await db._migrate()
+        writer = await _connect(str(path))
+        try:
+            db = cls(writer, writer)
+            await db._migrate()
+            # An in-memory database exists only on its own connection: it reads there too.
+            db.reader = writer if memory else await _connect(str(path))
+        except BaseException:
+            await writer.close()
+            raise
         return db
 
     async def close(self) -> None:
+        if self.reader is not self.conn:
+            await self.reader.close()
         await self.conn.close()
 
     async def _migrate(self) -> None:
@@ -101,27 +131,20 @@ class Database:
         for version, name, sql in _migrations():
             if version in done:
                 continue
-            async with self._lock:
-                await self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in sql.split(";\n"):
-                        if statement.strip():
-                            await self.conn.execute(statement)
-                    await self.conn.execute(
-                        "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?,?,?)", (version, name, time.time())
-                    )
-                except BaseException:
-                    await self.conn.execute("ROLLBACK")
-                    raise
-                await self.conn.execute("COMMIT")
+            async with self.write() as tx:
+                for statement in statements(sql):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?,?,?)", (version, name, time.time())
+                )
 
     async def applied_migrations(self) -> list[str]:
-        rows = await self.conn.execute_fetchall("SELECT name FROM schema_migrations ORDER BY version")
+        rows = await self.fetchall("SELECT name FROM schema_migrations ORDER BY version")
         return [r[0] for r in rows]
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
-        """One write transaction; after-commit callbacks run once it has committed."""
+        """One write transaction; the events it raised are delivered once it has committed."""
         async with self._lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             tx = Tx(self.conn)
@@ -131,11 +154,12 @@ class Database:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
-        for fn in tx._after:
-            await fn()
+        for event in tx.events:
+            await self.publish(event)
 
     async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        return list(await self.conn.execute_fetchall(sql, params))
+        """Committed rows only (the read connection)."""
+        return list(await self.reader.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
         rows = await self.fetchall(sql, params)
@@ -145,9 +169,7 @@ class Database:
 
     async def decide_gate(self, tx: Tx, decision: GateDecision) -> None:
         """Record a gate decision; a second decision on the same gate raises with the first."""
-        row = await (
-            await tx.execute("SELECT * FROM gate_decisions WHERE run_id=? AND gate=?", (decision.run_id, decision.gate))
-        ).fetchone()
+        row = await tx.fetchone("SELECT * FROM gate_decisions WHERE run_id=? AND gate=?", (decision.run_id, str(decision.gate)))
         if row is not None:
             raise GateAlreadyDecided(_gate(row))
         await tx.execute(
@@ -155,7 +177,7 @@ class Database:
             " VALUES (?,?,?,?,?,?,?,?)",
             (
                 decision.run_id,
-                decision.gate,
+                str(decision.gate),
                 decision.decision,
                 decision.actor,
                 decision.actor_name,
@@ -198,18 +220,6 @@ class Database:
             )
             return cur.rowcount == 1
 
-    async def set_ref(self, run_id: str, key: str, value: str) -> None:
-        async with self.write() as tx:
-            await tx.execute("INSERT OR REPLACE INTO run_refs(run_id, key, value) VALUES (?,?,?)", (run_id, key, value))
-
-    async def get_ref(self, run_id: str, key: str) -> str | None:
-        row = await self.fetchone("SELECT value FROM run_refs WHERE run_id=? AND key=?", (run_id, key))
-        return None if row is None else str(row[0])
-
-    async def find_run_by_ref(self, key: str, value: str) -> str | None:
-        row = await self.fetchone("SELECT run_id FROM run_refs WHERE key=? AND value=?", (key, value))
-        return None if row is None else str(row[0])
-
     async def record_resource(
         self,
         tx: Tx,
@@ -221,14 +231,18 @@ class Database:
         state: str = "recorded",
         details: dict[str, Any] | None = None,
     ) -> None:
-        """Provenance: every platform resource this bot created, recorded before its create call."""
+        """Provenance: every platform resource this bot created, recorded before its create call.
+
+        ``details`` given later replace the stored ones (None keeps them).
+        """
         now = time.time()
         await tx.execute(
             "INSERT INTO resources(kind, resource_id, run_id, name, state, details_json, created_at, updated_at)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(kind, resource_id) DO UPDATE SET"
             " name=CASE WHEN excluded.name != '' THEN excluded.name ELSE resources.name END,"
+            " details_json=CASE WHEN ? THEN excluded.details_json ELSE resources.details_json END,"
             " state=excluded.state, updated_at=excluded.updated_at",
-            (kind, resource_id, run_id, name, state, json.dumps(details or {}, default=str), now, now),
+            (kind, resource_id, run_id, name, state, json.dumps(details or {}, default=str), now, now, details is not None),
         )
 
     async def resources(self, run_id: str) -> list[Resource]:
@@ -246,6 +260,20 @@ class Database:
             )
             for r in rows
         ]
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration, split where SQLite says one is complete (comments allowed)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip() and any(not ln.strip().startswith("--") for ln in buf.strip().splitlines()):
+        out.append(buf.strip())  # a last statement without its semicolon
+    return out
 
 
 def _gate(r: aiosqlite.Row) -> GateDecision:

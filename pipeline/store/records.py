@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pipeline.machine import Phase
-from pipeline.platforms.base import JobState
+from pipeline.run.gates import GateKeyField, Question
+from pipeline.run.machine import Phase
+from pipeline.run.slots import CandidateState, SlotField
 from pipeline.spec import RunSpec
 
 
@@ -26,15 +27,6 @@ class Actor(BaseModel):
 BOT = Actor(id="sftbot", name="sftbot")
 
 
-class Question(BaseModel):
-    """What the run asks at the input gate, with the choices a surface can offer."""
-
-    what: str  # "base_model" | "evaluation" | "evaluator_failed"
-    text: str
-    choices: list[str] = Field(default_factory=list)
-    number: int = 1  # the gate key is "input:<number>" so each question is decided once
-
-
 class RunRecord(BaseModel):
     id: str
     number: int
@@ -44,10 +36,12 @@ class RunRecord(BaseModel):
     spec: RunSpec
     platform: str
     phase: Phase
+    channel: str | None = None  # where it was asked for (a Slack channel id); None: the terminal
     plan_version: int = 0
     question: Question | None = None
-    winner: int | None = None
+    promoted: SlotField | None = None
     error: str | None = None
+    evaluator_error: str | None = None  # the evaluator failed after approval: ranked by validation loss
     workspace: str
     estimated_usd: float | None = None
     actual_usd: float | None = None
@@ -56,16 +50,17 @@ class RunRecord(BaseModel):
 
 
 class CandidateRecord(BaseModel):
+    """One training job of a run (a sweep candidate or the final run) as last seen."""
+
     run_id: str
-    idx: int
+    slot: SlotField
     job_id: str
     base_model: str
     lora_rank: int
     learning_rate: float
     epochs: int
     train_samples: int
-    submit_state: str = "planned"
-    state: JobState = JobState.PENDING
+    state: CandidateState = CandidateState.WAITING
     raw_state: str = ""
     progress: float = 0.0
     epoch: float | None = None
@@ -81,13 +76,12 @@ class CandidateRecord(BaseModel):
 
     @property
     def label(self) -> str:
-        name = "final" if self.idx == 0 else f"#{self.idx}"
-        return f"{name} {self.base_model} r{self.lora_rank} lr{self.learning_rate:g}"
+        return f"{self.slot.name} {self.base_model} r{self.lora_rank} lr{self.learning_rate:g}"
 
 
 class GateDecision(BaseModel):
     run_id: str
-    gate: str
+    gate: GateKeyField
     decision: str
     actor: str
     actor_name: str = ""

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import aiosqlite
 
-from pipeline.machine import Phase
-from pipeline.plan import Plan
+from pipeline.planning.models import Plan
 from pipeline.platforms.base import JobStatus
+from pipeline.run.gates import Question
+from pipeline.run.machine import Phase
+from pipeline.run.slots import CandidateState, Slot
 from pipeline.spec import RunSpec
 from pipeline.store.db import Database, Tx
-from pipeline.store.records import CandidateRecord, Question, RunRecord
+from pipeline.store.records import CandidateRecord, RunRecord
+
+
+class RunChanges(TypedDict, total=False):
+    """The run fields a step's outcome or a decision may change (everything else is fixed)."""
+
+    plan_version: int
+    estimated_usd: float | None
+    actual_usd: float | None
+    question: Question | None
+    spec: RunSpec
+    promoted: Slot
+    error: str
+    evaluator_error: str
 
 
 def _run(r: aiosqlite.Row) -> RunRecord:
@@ -27,10 +41,12 @@ def _run(r: aiosqlite.Row) -> RunRecord:
         spec=RunSpec.model_validate_json(r["spec_json"]),
         platform=r["platform"],
         phase=Phase(r["phase"]),
+        channel=r["channel"],
         plan_version=r["plan_version"],
         question=Question.model_validate_json(r["question_json"]) if r["question_json"] else None,
-        winner=r["winner"],
+        promoted=r["promoted"],
         error=r["error"],
+        evaluator_error=r["evaluator_error"],
         workspace=r["workspace"],
         estimated_usd=r["estimated_usd"],
         actual_usd=r["actual_usd"],
@@ -46,31 +62,28 @@ def _cand(r: aiosqlite.Row) -> CandidateRecord:
 
 
 async def insert_run(
-    tx: Tx, *, requester: str, requester_name: str, instruction: str, spec: RunSpec, platform: str, workspace_root: str
+    tx: Tx,
+    *,
+    requester: str,
+    requester_name: str,
+    instruction: str,
+    spec: RunSpec,
+    platform: str,
+    workspace_root: str,
+    channel: str | None,
 ) -> RunRecord:
     """A new run in ``inspecting``; its id is random so resource ids never collide across bots."""
-    row = await (await tx.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs")).fetchone()
+    row = await tx.fetchone("SELECT COALESCE(MAX(number), 0) + 1 FROM runs")
     number = int(row[0]) if row else 1
     run_id = secrets.token_hex(4)
     now = time.time()
     workspace = f"{workspace_root}/{number:04d}-{run_id}"
     await tx.execute(
-        "INSERT INTO runs(id, number, requester, requester_name, instruction, spec_json, platform, phase, workspace, created_at, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            run_id,
-            number,
-            requester,
-            requester_name,
-            instruction,
-            spec.model_dump_json(),
-            platform,
-            Phase.INSPECTING.value,
-            workspace,
-            now,
-            now,
-        ),
-    )
+        "INSERT INTO runs(id, number, requester, requester_name, instruction, spec_json, platform, phase, channel, workspace,"
+        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, number, requester, requester_name, instruction, spec.model_dump_json(), platform, Phase.INSPECTING.value,
+         channel, workspace, now, now),
+    )  # fmt: skip
     return RunRecord(
         id=run_id,
         number=number,
@@ -80,30 +93,49 @@ async def insert_run(
         spec=spec,
         platform=platform,
         phase=Phase.INSPECTING,
+        channel=channel,
         workspace=workspace,
         created_at=now,
         updated_at=now,
     )
 
 
+def parse_run_key(key: str | int) -> tuple[int | None, str]:
+    """A run number ("12", "#12", 12) or a run id; numbers beyond any real run are not numbers."""
+    text = str(key).strip().lstrip("#")[:64]
+    if text.isdigit() and len(text) <= 9:
+        return int(text), text
+    return None, text
+
+
 async def get_run(db: Database, key: str | int) -> RunRecord | None:
     """By id, or by number ("12" or "#12" or 12)."""
-    text = str(key).lstrip("#")
-    if text.isdigit():
-        row = await db.fetchone("SELECT * FROM runs WHERE number=?", (int(text),))
+    number, text = parse_run_key(key)
+    if number is not None:
+        row = await db.fetchone("SELECT * FROM runs WHERE number=?", (number,))
         if row is not None:
             return _run(row)
     row = await db.fetchone("SELECT * FROM runs WHERE id=?", (text,))
     return None if row is None else _run(row)
 
 
-async def list_runs(db: Database, *, requester: str | None = None, limit: int = 20, unfinished: bool = False) -> list[RunRecord]:
+async def list_runs(
+    db: Database,
+    *,
+    requester: str | None = None,
+    channel: str | None = None,
+    limit: int = 20,
+    unfinished: bool = False,
+) -> list[RunRecord]:
     sql = "SELECT * FROM runs"
     where: list[str] = []
     params: list[Any] = []
     if requester:
         where.append("requester=?")
         params.append(requester)
+    if channel:
+        where.append("channel=?")
+        params.append(channel)
     if unfinished:
         where.append("phase NOT IN ('succeeded','failed','cancelled')")
     if where:
@@ -113,16 +145,30 @@ async def list_runs(db: Database, *, requester: str | None = None, limit: int = 
     return [_run(r) for r in await db.fetchall(sql, tuple(params))]
 
 
-async def update_run(tx: Tx, run_id: str, **fields: Any) -> None:
-    allowed = {"phase", "plan_version", "question_json", "winner", "error", "estimated_usd", "actual_usd", "spec_json"}
-    bad = set(fields) - allowed
-    assert not bad, bad
-    cols = ", ".join(f"{k}=?" for k in fields)
-    await tx.execute(f"UPDATE runs SET {cols}, updated_at=? WHERE id=?", (*fields.values(), time.time(), run_id))
+def _column(name: str, value: object) -> tuple[str, object]:
+    if name == "question":
+        return "question_json", value.model_dump_json() if isinstance(value, Question) else None
+    if name == "spec":
+        assert isinstance(value, RunSpec)
+        return "spec_json", value.model_dump_json()
+    if name == "promoted":
+        return "promoted", str(value)
+    return name, value
+
+
+async def update_run(tx: Tx, run_id: str, changes: RunChanges, *, phase: Phase | None = None) -> None:
+    cols = dict(_column(k, v) for k, v in changes.items())
+    if phase is not None:
+        cols["phase"] = phase.value
+    if not cols:
+        return
+    sets = ", ".join(f"{k}=?" for k in cols)  # the names come from RunChanges, never from input
+    await tx.execute(f"UPDATE runs SET {sets}, updated_at=? WHERE id=?", (*cols.values(), time.time(), run_id))
 
 
 async def read_run(tx: Tx, run_id: str) -> RunRecord:
-    row = await (await tx.execute("SELECT * FROM runs WHERE id=?", (run_id,))).fetchone()
+    """The run as this transaction sees it."""
+    row = await tx.fetchone("SELECT * FROM runs WHERE id=?", (run_id,))
     assert row is not None, run_id
     return _run(row)
 
@@ -155,31 +201,37 @@ async def plan_statuses(db: Database, run_id: str) -> dict[int, str]:
 
 async def insert_candidate(tx: Tx, c: CandidateRecord) -> None:
     await tx.execute(
-        "INSERT OR IGNORE INTO candidates(run_id, idx, job_id, base_model, lora_rank, learning_rate, epochs, train_samples, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?)",
-        (c.run_id, c.idx, c.job_id, c.base_model, c.lora_rank, c.learning_rate, c.epochs, c.train_samples, time.time()),
-    )
+        "INSERT OR IGNORE INTO candidates(run_id, slot, job_id, base_model, lora_rank, learning_rate, epochs, train_samples,"
+        " state, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (c.run_id, str(c.slot), c.job_id, c.base_model, c.lora_rank, c.learning_rate, c.epochs, c.train_samples,
+         CandidateState.WAITING.value, time.time()),
+    )  # fmt: skip
 
 
 async def candidates(db: Database, run_id: str) -> list[CandidateRecord]:
-    return [_cand(r) for r in await db.fetchall("SELECT * FROM candidates WHERE run_id=? ORDER BY idx", (run_id,))]
+    """Every training job of the run: candidates in number order, then the final run."""
+    rows = [_cand(r) for r in await db.fetchall("SELECT * FROM candidates WHERE run_id=?", (run_id,))]
+    return sorted(rows, key=lambda c: c.slot.order)
 
 
-async def set_submit_state(tx: Tx, run_id: str, idx: int, submit_state: str) -> None:
+async def set_state(tx: Tx, run_id: str, slot: Slot, state: CandidateState, *, message: str | None = None) -> None:
     await tx.execute(
-        "UPDATE candidates SET submit_state=?, updated_at=? WHERE run_id=? AND idx=?", (submit_state, time.time(), run_id, idx)
+        "UPDATE candidates SET state=?, message=COALESCE(?, message), updated_at=? WHERE run_id=? AND slot=?",
+        (state.value, message, time.time(), run_id, str(slot)),
     )
 
 
-async def update_candidate(tx: Tx, run_id: str, idx: int, status: JobStatus, *, progressed: bool, stalled: bool) -> None:
+async def update_candidate(
+    tx: Tx, run_id: str, slot: Slot, status: JobStatus, *, state: CandidateState, progressed: bool, stalled: bool
+) -> None:
     now = time.time()
     await tx.execute(
         "UPDATE candidates SET state=?, raw_state=?, progress=?, epoch=COALESCE(?, epoch), train_loss=COALESCE(?, train_loss),"
         " val_loss=COALESCE(?, val_loss), cost_usd=COALESCE(?, cost_usd), message=?, model=COALESCE(?, model), stalled=?,"
         " last_progress_at=CASE WHEN ? OR last_progress_at IS NULL THEN ? ELSE last_progress_at END, updated_at=?"
-        " WHERE run_id=? AND idx=?",
+        " WHERE run_id=? AND slot=?",
         (
-            status.state.value,
+            state.value,
             status.raw_state,
             status.progress,
             status.epoch,
@@ -193,24 +245,25 @@ async def update_candidate(tx: Tx, run_id: str, idx: int, status: JobStatus, *, 
             now,
             now,
             run_id,
-            idx,
+            str(slot),
         ),
     )
 
 
 async def set_candidate_metrics(
-    tx: Tx, run_id: str, idx: int, *, train_loss: float | None, val_loss: float | None, score: float | None = None
+    tx: Tx, run_id: str, slot: Slot, *, train_loss: float | None = None, val_loss: float | None = None, score: float | None = None
 ) -> None:
     await tx.execute(
-        "UPDATE candidates SET train_loss=COALESCE(?, train_loss), val_loss=COALESCE(?, val_loss), score=COALESCE(?, score), updated_at=?"
-        " WHERE run_id=? AND idx=?",
-        (train_loss, val_loss, score, time.time(), run_id, idx),
+        "UPDATE candidates SET train_loss=COALESCE(?, train_loss), val_loss=COALESCE(?, val_loss), score=COALESCE(?, score),"
+        " updated_at=? WHERE run_id=? AND slot=?",
+        (train_loss, val_loss, score, time.time(), run_id, str(slot)),
     )
 
 
-def question_json(q: Question | None) -> str | None:
-    return None if q is None else q.model_dump_json()
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
+async def finished_runs_with_active_jobs(db: Database) -> list[str]:
+    """Runs that ended while a job of theirs still ran (a stop between the end and its cancels)."""
+    rows = await db.fetchall(
+        "SELECT DISTINCT c.run_id FROM candidates c JOIN runs r ON r.id = c.run_id"
+        " WHERE r.phase IN ('succeeded','failed','cancelled') AND c.state IN ('submitting','pending','running')"
+    )
+    return [str(r[0]) for r in rows]

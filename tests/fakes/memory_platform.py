@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.catalog import BaseModelInfo, find_model, known_models
 from pipeline.platforms.base import (
+    Capabilities,
     ChatMessage,
     DatasetInfo,
     DeploymentState,
@@ -31,7 +32,7 @@ class MemoryPlatform:
     """Jobs finish after ``polls_to_finish`` gets; loss depends on lr so there is a clear winner."""
 
     name = "memory"
-    default_parallel = 6
+    capabilities = Capabilities(generates_in_process=True, default_parallel=6)
 
     def __init__(self, *, polls_to_finish: int = 2, fail_jobs: set[str] | None = None) -> None:
         self.polls_to_finish = polls_to_finish
@@ -44,6 +45,7 @@ class MemoryPlatform:
         self.creates: Counter[str] = Counter()  # resource id -> create calls that made something
         self.max_active = 0
         self.hold = False  # while True, jobs never finish (for cancel tests)
+        self.finish_on_cancel: set[str] = set()  # these complete just as a cancel arrives
         # For evaluator tests: last user message -> the right answer; `good_lr` models answer it.
         self.answers: dict[str, str] = {}
         self.good_lr: float | None = None
@@ -109,6 +111,9 @@ class MemoryPlatform:
         )
 
     async def cancel_job(self, job_id: str) -> JobStatus:
+        if job_id in self.finish_on_cancel:
+            self.polls[job_id] = max(self.polls[job_id], self.polls_to_finish)
+            return await self.get_job(job_id)
         self.cancelled.add(job_id)
         return await self.get_job(job_id)
 
@@ -154,6 +159,9 @@ class MemoryPlatform:
             answer = self.answers.get(question, "")
             out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
         return out
+
+    def tokens_per_second(self, model: str) -> float | None:
+        return None
 
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
         return Snippet(code=f'client.chat.completions.create(model="{deployment.model_string}", messages=[...])')

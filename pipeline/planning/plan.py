@@ -8,69 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from enum import Enum
-
-from pydantic import BaseModel, Field
 
 from pipeline.catalog import BaseModelInfo, find_model
-from pipeline.cost import CostEstimate, estimate_cost
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import split_sizes
-from pipeline.evaluation.models import EvaluatorInfo
+from pipeline.planning.cost import estimate_cost
+from pipeline.planning.models import Plan, PlannedJob, Source
+from pipeline.run.slots import FINAL, Slot
 from pipeline.spec import EvalKind, Evaluation, RunSpec
 
 DEFAULT_GRID: tuple[tuple[int, float], ...] = ((8, 1.5e-4), (16, 1.0e-4), (32, 5.0e-5))
 DEFAULT_HP_SAMPLES = 1000
 DEFAULT_MAX_PARALLEL = 6
 DEFAULT_EVAL_EXAMPLES = 200
-
-
-class Source(str, Enum):
-    """Where a plan value came from."""
-
-    DEFAULT = "default"
-    USER = "user"
-
-
-class PlannedJob(BaseModel):
-    """One training job in the plan: a sweep candidate or the final run."""
-
-    index: int  # 1-based for candidates, 0 for the final run
-    base_model: str
-    lora_rank: int
-    learning_rate: float
-    epochs: int
-    train_samples: int
-    train_tokens: int  # estimated tokens in its training data (one epoch)
-
-    @property
-    def label(self) -> str:
-        return f"{self.base_model} r{self.lora_rank} lr{self.learning_rate:g}"
-
-
-class Plan(BaseModel):
-    """A resolved, costed plan. A revision yields a new plan with ``version + 1``."""
-
-    version: int = 1
-    platform: str
-    spec: RunSpec
-    dataset: str
-    eval_dataset: str | None
-    samples: int
-    tokens: int
-    train_samples: int
-    test_samples: int
-    hp_samples: int | None  # size of the HP-tuning subsample, None when not subsampled
-    candidates: list[PlannedJob]
-    final: PlannedJob | None
-    max_parallel: int
-    evaluation: Evaluation
-    eval_examples: int
-    deploy: bool
-    sources: dict[str, Source] = Field(default_factory=dict)
-    cost: CostEstimate
-    warnings: list[str] = Field(default_factory=list)
-    evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
 
 
 class MissingInput(ValueError):
@@ -154,7 +104,7 @@ def make_plan(
     cand_samples = hp_n if hp_n is not None else train_n
     candidates = [
         PlannedJob(
-            index=i + 1,
+            slot=Slot.candidate(i + 1),
             base_model=model,
             lora_rank=rank,
             learning_rate=lr,
@@ -173,7 +123,7 @@ def make_plan(
     if do_final:
         priciest = max(candidates, key=lambda c: _price_key(model_info(c.base_model)))
         final = priciest.model_copy(
-            update={"index": 0, "train_samples": train_n, "train_tokens": round(tokens_per_sample * train_n)}
+            update={"slot": FINAL, "train_samples": train_n, "train_tokens": round(tokens_per_sample * train_n)}
         )
     max_parallel = spec.max_parallel if spec.max_parallel is not None else default_parallel
     src("max_parallel", spec.max_parallel)
@@ -243,8 +193,3 @@ def _warnings(
     if report.conversions and spec.convert is not False:
         out.append("The data will be converted before training: " + "; ".join(c.description for c in report.conversions) + ".")
     return out
-
-
-def revise(plan: Plan, new_spec: RunSpec, report: InspectionReport, **kwargs: object) -> Plan:
-    """A new plan version from a revised spec: version n+1, needs a new approval."""
-    return make_plan(new_spec, report, platform=plan.platform, version=plan.version + 1, **kwargs)  # type: ignore[arg-type]

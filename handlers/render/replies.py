@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from handlers.blocks import CONFIRM_CANCEL, KEEP, run_title, scoreboard, short_name
-from handlers.mrkdwn import (
+from handlers.render.action_ids import CONFIRM_CANCEL, KEEP
+from handlers.render.mrkdwn import (
     Message,
     actions,
     at_time,
@@ -22,8 +22,9 @@ from handlers.mrkdwn import (
     section,
     user,
 )
+from handlers.render.run import run_title, scoreboard, short_name
 from pipeline.catalog import BaseModelInfo
-from pipeline.cost import money
+from pipeline.planning.cost import money
 from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
 
 HELP_LINES = (

@@ -8,40 +8,10 @@ platform the cost is compute time, so the estimate is minutes and the dollar lin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-
-from pydantic import BaseModel, Field
 
 from pipeline.catalog import BaseModelInfo, price_table
+from pipeline.planning.models import CostEstimate, CostLine, PlannedJob
 from pipeline.spec import EvalKind, Evaluation
-
-if TYPE_CHECKING:
-    from pipeline.plan import PlannedJob
-
-
-class CostLine(BaseModel):
-    """One line of the breakdown; ``usd`` is None when it cannot be known."""
-
-    phase: str  # "training" | "inference"
-    label: str
-    usd: float | None
-    detail: str
-
-
-class CostEstimate(BaseModel):
-    """The plan's cost: three headline numbers, a range and the dated source."""
-
-    training_usd: float | None
-    inference_usd: float | None
-    total_usd: float | None
-    low_usd: float | None
-    high_usd: float | None
-    prices_as_of: str
-    price_source: str
-    billed_tokens: int
-    compute_minutes: float | None = None  # local platform: estimated training minutes
-    lines: list[CostLine] = Field(default_factory=list)
-    unknown: list[str] = Field(default_factory=list)
 
 
 def money(usd: float | None) -> str:
@@ -83,7 +53,7 @@ def estimate_cost(
     for job in jobs:
         tier = prices.sft_tier(_params(model_info(job.base_model)))
         tokens = job.train_tokens * job.epochs
-        name = "final run" if job.index == 0 else f"candidate {job.index}"
+        name = "final run" if job.slot.is_final else f"candidate {job.slot.number}"
         if tier is None:
             unknown.append(f"{name}: price band of {job.base_model} unknown (model size not known)")
             lines.append(CostLine(phase="training", label=name, usd=None, detail=f"{tokens:,} tokens, band unknown"))

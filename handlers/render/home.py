@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from handlers.mrkdwn import VIEW_BLOCKS_MAX, Block, context, divider, escape, fit, header, section, user
-from handlers.replies import HELP_LINES, run_line
+from handlers.render.mrkdwn import VIEW_BLOCKS_MAX, Block, context, divider, escape, fit, header, section, user
+from handlers.render.replies import HELP_LINES, run_line
 from pipeline.authz import Policy
-from pipeline.cost import money
+from pipeline.planning.cost import money
 from pipeline.store.records import RunRecord
 
 

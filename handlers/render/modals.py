@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from handlers.blocks import plan_pairs
-from handlers.mrkdwn import Block, clip, decode, encode, plain
+from handlers.render.mrkdwn import Block, clip, decode, encode, plain
+from handlers.render.run import plan_pairs
 from pipeline.instructions import normalise_model, parse_instruction
-from pipeline.plan import Plan
+from pipeline.planning.models import Plan
 from pipeline.spec import (
     MAX_EPOCHS,
     MAX_PARALLEL,

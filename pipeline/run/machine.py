@@ -1,8 +1,10 @@
 """The run state machine, written down: phases, one transition table, one ``advance``.
 
-Pure: ``advance(phase, event, ctx)`` returns the next phase and the effects the runner must
-execute. Gates are persisted phases (``awaiting_*``); a decision is an event. The table is
-the single source of truth for what may happen when; anything not in it is refused.
+Pure: ``advance(phase, event, ctx)`` returns the next phase and the effects to run. Each
+effect names a step (``pipeline/run/steps``); ``ENTRY`` says which steps a phase runs when it
+is entered, and resume runs the same entries for a run found in that phase. Gates are
+persisted phases (``awaiting_*``): their entry step announces them, nothing is spent there,
+and only a decision moves the run on.
 
     inspecting -> awaiting_input -> (inspecting) -> awaiting_plan_approval -> sweeping
       -> awaiting_promotion -> final_training -> evaluating -> deploying -> reporting
@@ -40,7 +42,7 @@ class Phase(str, Enum):
 
 
 class Event(str, Enum):
-    """What can happen to a run: human decisions and the runner's own results."""
+    """What can happen to a run: human decisions and the steps' own results."""
 
     # decisions (audited with who)
     ANSWER = "answer"
@@ -48,7 +50,7 @@ class Event(str, Enum):
     REVISE = "revise"
     PROMOTE = "promote"
     CANCEL = "cancel"
-    # runner results
+    # step results
     NEEDS_INPUT = "needs_input"
     PLANNED = "planned"
     SWEEP_DONE = "sweep_done"
@@ -59,23 +61,28 @@ class Event(str, Enum):
     FAIL = "fail"
 
 
-DECISIONS = frozenset({Event.ANSWER, Event.APPROVE, Event.REVISE, Event.PROMOTE, Event.CANCEL})
-
-
 class Effect(str, Enum):
-    """Work the runner executes after a transition has been committed."""
+    """A step to run after a transition has committed (the name of its module's function)."""
 
-    INSPECT_AND_PLAN = "inspect_and_plan"
-    ASK = "ask"
-    PROPOSE_PLAN = "propose_plan"
+    INSPECT = "inspect"  # stage and inspect the data, ask what is missing, propose plan n+1
+    ASK = "ask"  # announce the open question
+    PROPOSE = "propose"  # announce the plan
     SWEEP = "sweep"
-    REQUEST_PROMOTION = "request_promotion"
-    FINAL_TRAIN = "final_train"
+    REQUEST_PROMOTION = "request_promotion"  # announce the gate with the ranked scoreboard
+    FINAL = "final"
     EVALUATE = "evaluate"
     DEPLOY = "deploy"
     REPORT = "report"
-    CANCEL_JOBS = "cancel_jobs"
-    FINISH = "finish"
+    CANCEL_JOBS = "cancel_jobs"  # this run's active jobs, never anything else
+    FINISH = "finish"  # announce how the run ended
+
+    @property
+    def background(self) -> bool:
+        """Work that takes minutes to hours and ends in an event (run in the run's own task)."""
+        return self in _WORK
+
+
+_WORK = frozenset({Effect.INSPECT, Effect.SWEEP, Effect.FINAL, Effect.EVALUATE, Effect.DEPLOY, Effect.REPORT})
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class Refused(Exception):
 
 
 # (phase, event) -> next phase. Branches that depend on the plan are resolved in ``advance``.
-_TABLE: dict[tuple[Phase, Event], Phase] = {
+TABLE: dict[tuple[Phase, Event], Phase] = {
     (Phase.INSPECTING, Event.NEEDS_INPUT): Phase.AWAITING_INPUT,
     (Phase.INSPECTING, Event.PLANNED): Phase.AWAITING_PLAN_APPROVAL,
     (Phase.AWAITING_INPUT, Event.ANSWER): Phase.INSPECTING,
@@ -105,13 +112,14 @@ _TABLE: dict[tuple[Phase, Event], Phase] = {
     (Phase.REPORTING, Event.REPORTED): Phase.SUCCEEDED,
 }
 
-_ENTRY_EFFECTS: dict[Phase, tuple[Effect, ...]] = {
-    Phase.INSPECTING: (Effect.INSPECT_AND_PLAN,),
+# What entering a phase runs; resume runs the same for a run found in that phase.
+ENTRY: dict[Phase, tuple[Effect, ...]] = {
+    Phase.INSPECTING: (Effect.INSPECT,),
     Phase.AWAITING_INPUT: (Effect.ASK,),
-    Phase.AWAITING_PLAN_APPROVAL: (Effect.PROPOSE_PLAN,),
+    Phase.AWAITING_PLAN_APPROVAL: (Effect.PROPOSE,),
     Phase.SWEEPING: (Effect.SWEEP,),
     Phase.AWAITING_PROMOTION: (Effect.REQUEST_PROMOTION,),
-    Phase.FINAL_TRAINING: (Effect.FINAL_TRAIN,),
+    Phase.FINAL_TRAINING: (Effect.FINAL,),
     Phase.EVALUATING: (Effect.EVALUATE,),
     Phase.DEPLOYING: (Effect.DEPLOY,),
     Phase.REPORTING: (Effect.REPORT,),
@@ -120,7 +128,7 @@ _ENTRY_EFFECTS: dict[Phase, tuple[Effect, ...]] = {
     Phase.CANCELLED: (Effect.CANCEL_JOBS, Effect.FINISH),
 }
 
-_WAITING_FOR: dict[Phase, str] = {
+WAITING_FOR: dict[Phase, str] = {
     Phase.INSPECTING: "the dataset is still being inspected",
     Phase.AWAITING_INPUT: "the run is waiting for an answer to its question",
     Phase.AWAITING_PLAN_APPROVAL: "the plan is waiting for approval",
@@ -147,21 +155,11 @@ def advance(phase: Phase, event: Event, ctx: Context = Context()) -> tuple[Phase
     if phase.finished:
         raise Refused(f"the run has already {phase.value}")
     if event is Event.CANCEL:
-        return Phase.CANCELLED, _ENTRY_EFFECTS[Phase.CANCELLED]
+        return Phase.CANCELLED, ENTRY[Phase.CANCELLED]
     if event is Event.FAIL:
-        return Phase.FAILED, _ENTRY_EFFECTS[Phase.FAILED]
-    nxt = _TABLE.get((phase, event))
+        return Phase.FAILED, ENTRY[Phase.FAILED]
+    nxt = TABLE.get((phase, event))
     if nxt is None:
-        raise Refused(f"cannot {event.value} now: {_WAITING_FOR.get(phase, phase.value)}")
+        raise Refused(f"cannot {event.value} now: {WAITING_FOR.get(phase, phase.value)}")
     nxt = _skip_forward(nxt, ctx)
-    return nxt, _ENTRY_EFFECTS[nxt]
-
-
-def entry_effects(phase: Phase) -> tuple[Effect, ...]:
-    """What to (re)do when a run is found in ``phase`` at start-up (resume)."""
-    return _ENTRY_EFFECTS[phase]
-
-
-def transitions() -> list[tuple[Phase, Event, Phase]]:
-    """The table as rows (for the README and tests)."""
-    return [(p, e, n) for (p, e), n in _TABLE.items()]
+    return nxt, ENTRY[nxt]

@@ -1,5 +1,5 @@
-"""Evaluation in Slack: the evaluator shown for review with the plan, and evaluator files
-people attach in a run's thread.
+"""Evaluator files and replies people send in a run's thread (the review of a plan's evaluator
+is rendered by ``handlers.render.review``).
 
 - "Use my evaluator" does not answer the question by itself: it asks (once per question)
   for the ``.py`` file in the thread. A file shared there, or a reply ``evaluator: x.py``
@@ -9,15 +9,11 @@ people attach in a run's thread.
   through the app's one client and HTTP session), size-capped, ``.py`` only, and saved as
   ``<evaluator folder>/<run id>-<sanitised name>.py``: the folder the runner resolves
   ``eval=evaluator:<file>`` in, so the engine checks the file exactly as it checks any other.
-- A generated evaluator's ``evaluator.py`` and ``eval_spec.md`` are uploaded into the thread
-  once per distinct content (a stored ref per file hash: a restart or a re-announced plan
-  never uploads them twice).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -28,16 +24,17 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import blocks as b
-from handlers import replies
 from handlers.commands import strip_mentions
-from handlers.mrkdwn import Message, code, user
-from handlers.thread import ROOT, RunMessages
+from handlers.messages import MessageKey
+from handlers.render import questions, replies
+from handlers.render.mrkdwn import Message, code, user
 from pipeline.evaluation.strategy import resolve_user_evaluator
-from pipeline.machine import Event, Phase
-from pipeline.plan import Plan
+from pipeline.fsio import write_atomic
+from pipeline.run.decisions import Answer
+from pipeline.run.gates import Question
+from pipeline.run.machine import Phase
 from pipeline.spec import SpecError
-from pipeline.store.records import Question, RunRecord
+from pipeline.store.records import RunRecord
 
 if TYPE_CHECKING:
     from handlers.surface import Surface
@@ -53,49 +50,14 @@ _NAMED = re.compile(r"(?:use\s+)?(?:my\s+)?(?:eval\s*=\s*)?evaluator\s*[:=]?\s*`
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-# --- the plan's evaluator, for review ------------------------------------------------------
-
-
-def spec_excerpt(plan: Plan) -> str | None:
-    """The beginning of the generated ``eval_spec.md`` (None without one); a bounded read."""
-    ev = plan.evaluator
-    if ev is None or not ev.spec_path:
-        return None
-    try:
-        with open(ev.spec_path, encoding="utf-8", errors="replace") as fh:
-            return fh.read(b.SPEC_EXCERPT_CHARS * 2) or None
-    except OSError:
-        return None
-
-
-async def upload_review_files(out: RunMessages, run: RunRecord, plan: Plan) -> None:
-    """``evaluator.py`` and ``eval_spec.md`` of a generated evaluator into the thread, once each."""
-    ev = plan.evaluator
-    if ev is None or ev.kind == "user":  # the person's own file: they have it already
-        return
-    for raw in (ev.evaluator_path, ev.spec_path):
-        path = Path(raw) if raw else None
-        if path is None or not path.is_file():
-            continue
-        digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()[:16]
-        await out.upload(
-            run.id,
-            f"evaluator:{path.name}:{digest}",
-            path,
-            title=f"Run #{run.number} {path.name} (generated evaluator, plan v{plan.version})",
-        )
-
-
 # --- "Use my evaluator" ----------------------------------------------------------------------
 
 
 async def request_file(s: Surface, run: RunRecord, question: Question) -> bool:
     """Ask in the thread for the evaluator file; False when it was asked for this question already."""
-    key = f"slack:evaluator_request:{question.number}"
-    if await s.messages.ref(run.id, key):
+    if not await s.messages.mark(run.id, MessageKey.evaluator_request(question.number)):
         return False
-    await s.messages.set_ref(run.id, key, "asked")
-    s.notifier.post(run.id, b.evaluator_request(run))
+    s.notifier.post(run.id, questions.evaluator_request(run))
     return True
 
 
@@ -123,11 +85,11 @@ async def on_thread_message(s: Surface, event: dict[str, Any], *, bot_user: str 
     channel, ts, thread_ts, who = event.get("channel"), event.get("ts"), event.get("thread_ts"), event.get("user")
     if not (channel and ts and thread_ts and who) or who == bot_user or not maybe_for_a_run(event):
         return False
-    run_id = await s.db.find_run_by_ref(ROOT, str(thread_ts))
-    if run_id is None or await s.messages.channel(run_id) != channel:
+    run_id = await s.messages.run_for_thread(str(channel), str(thread_ts))
+    if run_id is None:
         return False
     run = await s.runner.get(run_id)
-    waiting = run.phase is Phase.AWAITING_INPUT and run.question is not None and run.question.what in b.EVALUATION_QUESTIONS
+    waiting = run.phase is Phase.AWAITING_INPUT and run.question is not None and run.question.kind.about_evaluation
     files = [f for f in event.get("files") or [] if isinstance(f, dict)]
     named = _NAMED.fullmatch(strip_mentions(event.get("text") or ""))
     if files and not waiting and not any(_is_py(f.get("name")) for f in files):
@@ -169,7 +131,7 @@ async def on_thread_message(s: Surface, event: dict[str, Any], *, bot_user: str 
             await tell(replies.problem_message(f"{exc}. Attach the `.py` file in this thread instead."))
             return True
         got = f"📎 Using {code(name)} from the evaluator folder ({user(who)}). I'm trying it on a few of your data's own answers."
-    _, problem_msg = await s.decide(run.id, Event.ANSWER, user=who, name=None, channel=channel, answer=f"evaluator:{name}")
+    _, problem_msg = await s.decide(run.id, Answer(f"evaluator:{name}"), user=who, name=None, channel=channel)
     if problem_msg is not None:
         await tell(problem_msg)
         return True
@@ -216,7 +178,7 @@ async def fetch_evaluator(
         return None, f"{code(name)} is not UTF-8 text, so it can't be a Python evaluator."
     safe = _UNSAFE.sub("_", name[: -len(".py")]).strip("_")[:60] or "evaluator"  # no folders, dots or spaces
     dest = folder / f"{run_id}-{safe}.py"
-    await asyncio.to_thread(_write, dest, data)
+    await asyncio.to_thread(write_atomic, dest, data)
     return dest.name, None
 
 
@@ -263,10 +225,3 @@ async def _download(client: AsyncWebClient, url: str) -> bytes:
     finally:
         if own:
             await session.close()
-
-
-def _write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    tmp.write_bytes(data)
-    tmp.replace(dest)

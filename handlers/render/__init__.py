@@ -1,0 +1,1 @@
+"""Pure Block Kit renderers: domain values in, Slack messages (with their text fallback) out."""

@@ -1,0 +1,64 @@
+"""The plan's evaluator, shown for review before approval: what it checks, how it was tried,
+and the start of its contract (``eval_spec.md``)."""
+
+from __future__ import annotations
+
+from handlers.render.mrkdwn import Block, clip, code_block, context, escape, section
+from pipeline.planning.models import Plan
+
+_KIND_TITLES = {"numbers": "final-number", "json": "JSON", "labels": "label", "exact": "exact-answer", "sql": "SQL"}
+SPEC_EXCERPT_CHARS = 1200
+
+
+def spec_excerpt(plan: Plan) -> str | None:
+    """The beginning of the generated ``eval_spec.md`` (None without one); a bounded read."""
+    ev = plan.evaluator
+    if ev is None or not ev.spec_path:
+        return None
+    try:
+        with open(ev.spec_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(SPEC_EXCERPT_CHARS * 2) or None
+    except OSError:
+        return None
+
+
+def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Block]:
+    """What the plan's evaluator checks, for review before approval (empty for plain loss)."""
+    ev = plan.evaluator
+    if ev is None:
+        note = plan.fallback_note
+        return [section(f"📏 *How candidates are judged:* validation loss. {escape(note)}")] if note else []
+    if ev.kind == "user":
+        what = escape(clip(plan.evaluation.describe(), 500))  # "your evaluator <file>" (its summary says the same)
+    else:
+        what = f"an evaluator I generated from your data ({_KIND_TITLES.get(ev.kind, escape(ev.kind))} check). {escape(clip(ev.summary, 1200))}"
+    tried = (
+        f"I tried it on {ev.validated_on} reference answer{'s' if ev.validated_on != 1 else ''} from your data: it scored "
+        f"{'them' if ev.validated_on != 1 else 'it'} without errors."
+        if ev.validated_on
+        else "It has not been tried on your data yet."
+    )
+    how = (
+        f"Each candidate answers {plan.eval_examples:,} held-out prompts; the promotion gate ranks by mean score (0–1), "
+        "validation loss breaks ties."
+    )
+    blocks = [section(f"📏 *How candidates are judged:* {what}\n{how} {tried}")]
+    if spec_excerpt:
+        blocks.append(section(code_block(clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS), limit=SPEC_EXCERPT_CHARS + 200)))
+    if ev.kind != "user":
+        blocks.append(
+            context(
+                "`evaluator.py` and `eval_spec.md` are attached in this thread: read them before you approve. "
+                "Revise with “use my own evaluator” or “eval=loss” to change how candidates are judged."
+            )
+        )
+    return blocks
+
+
+def clip_lines(text: str, limit: int) -> str:
+    """The first whole lines of ``text`` within ``limit`` characters (… when cut)."""
+    if len(text) <= limit:
+        return text.rstrip()
+    cut = text[:limit]
+    head = cut.rsplit("\n", 1)[0] if "\n" in cut else cut
+    return head.rstrip() + "\n…"

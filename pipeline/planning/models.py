@@ -1,0 +1,102 @@
+"""The values a plan is made of: jobs, cost lines, the estimate, where each value came from.
+
+A leaf module: planning and costing both use these types, neither imports the other's.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from pipeline.evaluation.models import EvaluatorInfo
+from pipeline.run.slots import FINAL, Slot, SlotField
+from pipeline.spec import Evaluation, RunSpec
+
+
+class Source(str, Enum):
+    """Where a plan value came from."""
+
+    DEFAULT = "default"
+    USER = "user"
+
+
+class PlannedJob(BaseModel):
+    """One training job in the plan: a sweep candidate or the final run."""
+
+    slot: SlotField
+    base_model: str
+    lora_rank: int
+    learning_rate: float
+    epochs: int
+    train_samples: int
+    train_tokens: int  # estimated tokens in its training data (one epoch)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_index(cls, data: Any) -> Any:
+        # Plans stored before slots numbered candidates from 1 and the final run 0.
+        if isinstance(data, dict) and "slot" not in data and "index" in data:
+            index = int(data["index"])
+            data = {k: v for k, v in data.items() if k != "index"}
+            data["slot"] = FINAL if index == 0 else Slot.candidate(index)
+        return data
+
+    @property
+    def label(self) -> str:
+        return f"{self.base_model} r{self.lora_rank} lr{self.learning_rate:g}"
+
+
+class CostLine(BaseModel):
+    """One line of the breakdown; ``usd`` is None when it cannot be known."""
+
+    phase: str  # "training" | "inference"
+    label: str
+    usd: float | None
+    detail: str
+
+
+class CostEstimate(BaseModel):
+    """The plan's cost: three headline numbers, a range and the dated source."""
+
+    training_usd: float | None
+    inference_usd: float | None
+    total_usd: float | None
+    low_usd: float | None
+    high_usd: float | None
+    prices_as_of: str
+    price_source: str
+    billed_tokens: int
+    compute_minutes: float | None = None  # local platform: estimated training minutes
+    lines: list[CostLine] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
+
+
+class Plan(BaseModel):
+    """A resolved, costed plan. A revision yields a new plan with ``version + 1``."""
+
+    version: int = 1
+    platform: str
+    spec: RunSpec
+    dataset: str
+    eval_dataset: str | None
+    samples: int
+    tokens: int
+    train_samples: int
+    test_samples: int
+    hp_samples: int | None  # size of the HP-tuning subsample, None when not subsampled
+    candidates: list[PlannedJob]
+    final: PlannedJob | None
+    max_parallel: int
+    evaluation: Evaluation
+    eval_examples: int
+    deploy: bool
+    sources: dict[str, Source] = Field(default_factory=dict)
+    cost: CostEstimate
+    warnings: list[str] = Field(default_factory=list)
+    evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
+    fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
+
+
+__all__ = ["FINAL", "CostEstimate", "CostLine", "Plan", "PlannedJob", "Slot", "Source"]

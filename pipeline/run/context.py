@@ -1,0 +1,80 @@
+"""What a step may touch: the store, the platform, the settings, ``emit`` and ``checkpoint``.
+
+A step is a function ``(RunContext, RunRecord) -> Outcome | None``; it never sees the runner,
+so each can be tested with a small context of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.authz import Policy
+from pipeline.platforms.base import Platform
+from pipeline.run.events import RunEvent
+from pipeline.run.machine import Event
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from pipeline.store.records import RunRecord
+from pipeline.store.runs import RunChanges
+
+
+class RunnerConfig(BaseModel):
+    """The runner's settings (the composition root fills them from the environment)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    runs_dir: Path
+    poll_seconds: float = 30.0
+    stall_minutes: float = 10.0
+    ask_evaluation: bool = False  # ask "how should I evaluate?" when the instruction did not say
+    default_parallel: int | None = None  # None: the platform's / plan's default (6)
+    policy: Policy = Policy()
+    deploy_timeout_seconds: float = 1800.0
+    evaluator_dir: Path | None = None  # SFTBOT_EVALUATOR_DIR: where users' evaluator files live
+    eval_max_tokens: int = 512  # per held-out answer; reasoning models think before they answer
+
+
+class CheckpointStop(BaseException):
+    """A test's checkpoint stopped the runner at an effect boundary, as if the process died.
+
+    A BaseException so that no ``except Exception`` on the way turns the "crash" into a
+    handled failure: the run must be left exactly as a killed process would leave it.
+    """
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a work step ended: the event for the machine and the run fields it changes."""
+
+    event: Event
+    changes: RunChanges = field(default_factory=lambda: RunChanges())
+
+
+async def _no_checkpoint(name: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    db: Database
+    platform: Platform
+    config: RunnerConfig
+    emit: Callable[[RunEvent], Awaitable[None]]
+    checkpoint: Callable[[str], Awaitable[None]] = _no_checkpoint
+
+    async def reload(self, run: RunRecord) -> RunRecord:
+        """The run as committed now."""
+        fresh = await q.get_run(self.db, run.id)
+        assert fresh is not None, run.id
+        return fresh
+
+
+def workspace(run: RunRecord) -> Path:
+    """The run's folder on disk (created on first use)."""
+    path = Path(run.workspace)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

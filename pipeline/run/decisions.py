@@ -1,0 +1,313 @@
+"""The one decision function: every click, modal, thread reply, mention and terminal prompt.
+
+``decide`` authorizes the person, works out which gate the decision closes, records it with
+the transition and its audit event in one transaction, and raises ``Refusal`` otherwise.
+``Refusal.sentence`` is the one map from a refusal to what the person reads; surfaces only
+choose how names and times look.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from pipeline.authz import Action, Policy, Rule, authorize
+from pipeline.planning.cost import money
+from pipeline.run.gates import PROMOTION, GateKey, QuestionKind
+from pipeline.run.machine import TABLE, WAITING_FOR, Event, Phase, Refused
+from pipeline.run.slots import CandidateState, Slot
+from pipeline.spec import EvalKind, Evaluation, RunSpec, SpecError
+from pipeline.store import runs as q
+from pipeline.store.db import Database, GateAlreadyDecided
+from pipeline.store.records import Actor, GateDecision, RunRecord
+from pipeline.store.runs import RunChanges
+
+
+@dataclass(frozen=True)
+class Approve:
+    plan_version: int | None = None  # the version the person saw (None: the current one)
+
+
+@dataclass(frozen=True)
+class Revise:
+    spec: RunSpec
+    plan_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Promote:
+    slot: Slot
+
+
+@dataclass(frozen=True)
+class Answer:
+    answer: str
+    question: int | None = None  # the question number the person answered (None: the open one)
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+Decision = Approve | Revise | Promote | Answer | Cancel
+
+_EVENT: dict[type[Any], tuple[Event, Action]] = {
+    Approve: (Event.APPROVE, Action.APPROVE),
+    Revise: (Event.REVISE, Action.REVISE),
+    Promote: (Event.PROMOTE, Action.PROMOTE),
+    Answer: (Event.ANSWER, Action.ANSWER),
+    Cancel: (Event.CANCEL, Action.CANCEL),
+}
+
+
+def event_of(decision: Decision) -> Event:
+    return _EVENT[type(decision)][0]
+
+
+class RefusalKind(str, Enum):
+    NOT_FOUND = "not_found"  # no such run
+    DENIED = "denied"  # the policy does not allow this person
+    DECIDED = "decided"  # the gate was decided before: the first decision wins
+    STALE = "stale"  # the person decided on something replaced since (an old plan, an old question)
+    NOT_NOW = "not_now"  # the run is not at that gate
+    INVALID = "invalid"  # the decision itself cannot be carried out (a candidate that failed, a bad value)
+
+
+def _plain_person(user_id: str, label: str) -> str:
+    return label or user_id
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%H:%M UTC", time.gmtime(epoch))
+
+
+_VERBS = {"approve": "approved", "revise": "revised", "promote": "promoted", "cancel": "cancelled", "answer": "answered"}
+_WHAT = {
+    Event.APPROVE: "plan",
+    Event.REVISE: "plan",
+    Event.PROMOTE: "promotion gate",
+    Event.ANSWER: "question",
+    Event.CANCEL: "run",
+}
+
+
+class Refusal(Exception):
+    """Nothing happened; ``sentence()`` says why and what to do instead."""
+
+    def __init__(
+        self,
+        kind: RefusalKind,
+        detail: str = "",
+        *,
+        event: Event | None = None,
+        rule: Rule | None = None,
+        first: GateDecision | None = None,
+        policy: Policy | None = None,
+        estimated_usd: float | None = None,
+    ) -> None:
+        self.kind, self.detail, self.event, self.rule, self.first = kind, detail, event, rule, first
+        self.policy, self.estimated_usd = policy or Policy(), estimated_usd
+        super().__init__(self.sentence())
+
+    def sentence(
+        self,
+        *,
+        person: Callable[[str, str], str] = _plain_person,
+        when: Callable[[float], str] = _utc,
+        place: Callable[[str], str] = str,
+    ) -> str:
+        """What the person reads; ``person(id, label)``, ``when(epoch)`` and ``place(channel)`` format."""
+        if self.kind is RefusalKind.DECIDED and self.first is not None:
+            f = self.first
+            what = _WHAT.get(self.event, "gate") if self.event else "gate"
+            verb = _VERBS.get(f.decision, f.decision)
+            return f"This {what} was already {verb} by {person(f.actor, f.actor_name)} at {when(f.decided_at)}; nothing else was done."
+        if self.kind is RefusalKind.DENIED and self.rule is not None:
+            return self._denial(person, place)
+        return self.detail
+
+    def _denial(self, person: Callable[[str, str], str], place: Callable[[str], str]) -> str:
+        p = self.policy
+
+        def who(ids: list[str], fallback: str) -> str:
+            return ", ".join(person(i, "") for i in ids[:10]) if ids else fallback
+
+        verb = self.event.value if self.event else "do"
+        if self.rule is Rule.CHANNEL:
+            return f"sftbot is not enabled in this channel; runs and decisions happen in {', '.join(place(c) for c in p.channels[:5])}."
+        if self.rule is Rule.NOT_APPROVER:
+            return f"only approvers can {verb} this run: {who(p.approvers, 'the approvers')}. Ask one of them."
+        if self.rule is Rule.SELF_APPROVAL:
+            return f"you asked for this run, so someone else has to approve its plan: {who(p.approvers, 'another teammate')}."
+        if self.rule is Rule.OVER_BUDGET:
+            over = f"the estimate {money(self.estimated_usd)} is above the {money(p.budget_usd)} budget"
+            return f"{over}, so an admin has to approve it: {who(p.admins, 'an admin')}."
+        return f"only the person who started this run, an approver or an admin can {verb} it."
+
+
+class Gatekeeper(Protocol):
+    """What ``decide`` needs from the runner: the store, the policy, and a transition."""
+
+    db: Database
+
+    @property
+    def policy(self) -> Policy: ...
+
+    async def transition(
+        self,
+        run_id: str,
+        event: Event,
+        *,
+        actor: Actor,
+        gate: GateDecision | None = None,
+        changes: RunChanges | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> RunRecord: ...
+
+
+async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: Actor, *, channel: str | None) -> RunRecord:
+    """Record one decision at a gate and move the run on; raises ``Refusal`` when nothing happened."""
+    run = await q.get_run(keeper.db, key)
+    event, action = _EVENT[type(decision)]
+    if run is None:
+        raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.", event=event)
+    verdict = authorize(
+        actor, action, policy=keeper.policy, channel=channel, requester=run.requester, estimated_usd=run.estimated_usd
+    )
+    if verdict.denied:
+        refusal = Refusal(
+            RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=run.estimated_usd
+        )
+        await keeper.db.audit(
+            run_id=run.id,
+            actor=actor.id,
+            actor_name=actor.name,
+            action=f"denied_{event.value}",
+            plan_version=run.plan_version,
+            details={"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()},
+        )
+        raise refusal
+    await check_open(keeper.db, run, decision)
+    gate, changes, details = _gate(run, decision, event)
+    record = (
+        GateDecision(
+            run_id=run.id,
+            gate=gate,
+            decision=event.value,
+            actor=actor.id,
+            actor_name=actor.name,
+            plan_version=run.plan_version,
+            details=details,
+            decided_at=time.time(),
+        )
+        if gate is not None
+        else None
+    )
+    try:
+        return await keeper.transition(run.id, event, actor=actor, gate=record, changes=changes, details=details)
+    except GateAlreadyDecided as exc:
+        raise Refusal(RefusalKind.DECIDED, event=event, first=exc.first) from None
+    except Refused as exc:
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number}: {exc}.", event=event) from None
+
+
+def _target(run: RunRecord, decision: Decision) -> GateKey | None:
+    """The gate a decision is about (before checking that it can close it)."""
+    if isinstance(decision, Approve | Revise):
+        return GateKey.plan(decision.plan_version or run.plan_version)
+    if isinstance(decision, Promote):
+        return PROMOTION
+    if isinstance(decision, Answer):
+        number = decision.question or (run.question.number if run.question else None)
+        return GateKey.input(number) if number else None
+    return None
+
+
+async def check_open(db: Database, run: RunRecord, decision: Decision) -> None:
+    """Raise the Refusal ``decide`` would raise, without deciding (e.g. before opening a form).
+
+    A gate decided before answers first (who decided it wins over "that plan is old").
+    """
+    event = event_of(decision)
+    target = _target(run, decision)
+    if target is not None:
+        first = next((g for g in await db.gate_decisions(run.id) if g.gate == target), None)
+        if first is not None:
+            raise Refusal(RefusalKind.DECIDED, event=event, first=first)
+    if run.phase.finished:
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has already {run.phase.value}; nothing was done.", event=event)
+    _gate(run, decision, event)
+    if not isinstance(decision, Cancel) and (run.phase, event) not in TABLE:
+        raise Refusal(
+            RefusalKind.NOT_NOW,
+            f"Run #{run.number}: cannot {event.value} now: {WAITING_FOR.get(run.phase, run.phase.value)}.",
+            event=event,
+        )
+    if isinstance(decision, Promote):
+        await check_promotable(db, run, decision.slot)
+
+
+def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | None, RunChanges, dict[str, Any]]:
+    """The gate a decision closes, the run fields it changes, and its audit details."""
+    if isinstance(decision, Cancel):
+        open_gate = {
+            Phase.AWAITING_INPUT: run.question.gate if run.question else None,
+            Phase.AWAITING_PLAN_APPROVAL: GateKey.plan(run.plan_version),
+            Phase.AWAITING_PROMOTION: PROMOTION,
+        }.get(run.phase)
+        return open_gate, RunChanges(), {}
+    if isinstance(decision, Approve | Revise):
+        version = decision.plan_version or run.plan_version
+        if version > run.plan_version or version < 1:
+            raise Refusal(RefusalKind.INVALID, f"Run #{run.number} has no plan v{version}.", event=event)
+        if version < run.plan_version:
+            raise Refusal(
+                RefusalKind.STALE, f"Plan v{version} was replaced by v{run.plan_version}; decide on the newest plan.", event=event
+            )
+        if isinstance(decision, Revise):
+            return GateKey.plan(version), RunChanges(spec=decision.spec), {"spec": decision.spec.model_dump(mode="json")}
+        return GateKey.plan(version), RunChanges(), {"plan_version": version}
+    if isinstance(decision, Promote):
+        return PROMOTION, RunChanges(promoted=decision.slot), {"candidate": str(decision.slot)}
+    question = run.question
+    if question is None or run.phase is not Phase.AWAITING_INPUT:
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has no open question.", event=event)
+    if decision.question is not None and decision.question != question.number:
+        raise Refusal(RefusalKind.STALE, "That question was replaced by a newer one; answer the newest.", event=event)
+    try:
+        spec = apply_answer(run.spec, question.kind, decision.answer)
+    except SpecError as exc:
+        raise Refusal(RefusalKind.INVALID, str(exc), event=event) from None
+    details = {"question": question.kind.value, "text": question.text, "answer": decision.answer}
+    return question.gate, RunChanges(spec=spec, question=None), details
+
+
+async def check_promotable(db: Database, run: RunRecord, slot: Slot) -> None:
+    """Only a completed sweep candidate can be promoted (a refusal names the choice)."""
+    cands = {c.slot: c for c in await q.candidates(db, run.id)}
+    chosen = cands.get(slot)
+    if chosen is None or slot.is_final or chosen.state is not CandidateState.COMPLETED:
+        raise Refusal(
+            RefusalKind.INVALID,
+            f"Candidate {slot.name} has not completed; pick one of the completed candidates.",
+            event=Event.PROMOTE,
+        )
+
+
+def apply_answer(spec: RunSpec, kind: QuestionKind, answer: str) -> RunSpec:
+    """The spec with a question's answer filled in."""
+    text = answer.strip()
+    if kind is QuestionKind.BASE_MODEL:
+        return spec.model_copy(update={"base_models": (text,)})
+    if kind is QuestionKind.DATASET:
+        return spec.model_copy(update={"dataset": text})
+    if text.lower().startswith("evaluator:"):
+        return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=text.split(":", 1)[1].strip())})
+    try:
+        return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind(text.lower()))})
+    except ValueError:
+        raise SpecError(f"{text[:40]!r} is not a way to judge candidates: answer loss, evaluator or generate") from None

@@ -1,0 +1,156 @@
+"""What happened to a run, one small frozen class per kind, for the surfaces (terminal, Slack).
+
+Events describe committed changes: those raised inside a write are delivered after its
+COMMIT (``Tx.emit``); the rest are emitted after the write that recorded their state. A
+surface that raises does not stop the run: the bus logs and goes on. Surfaces choose what
+to do by the event's class, never by its wording.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.planning.models import Plan
+from pipeline.platforms.base import DeploymentStatus
+from pipeline.run.gates import Question
+from pipeline.run.machine import Event, Phase
+from pipeline.run.slots import Slot
+from pipeline.store.records import Actor, CandidateRecord, RunRecord
+
+log = logging.getLogger("sftbot.events")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunEvent:
+    """The run as it is after the change, who caused it (None: the bot), and when."""
+
+    run: RunRecord
+    actor: Actor | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunCreated(RunEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseChanged(RunEvent):
+    event: Event
+    previous: Phase
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuestionAsked(RunEvent):
+    question: Question
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanProposed(RunEvent):
+    plan: Plan
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanDecided(RunEvent):
+    decision: Event  # APPROVE or REVISE
+    version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreboardChanged(RunEvent):
+    """The sweep's candidates as they are now (a live message, coalesced by surfaces)."""
+
+    candidates: tuple[CandidateRecord, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalProgress(RunEvent):
+    """The final run's job as it is now (a live message, coalesced by surfaces)."""
+
+    candidate: CandidateRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class StallWarning(RunEvent):
+    """A job has made no progress for a while: a warning, never a failure."""
+
+    slot: Slot
+    label: str
+    minutes: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromotionRequested(RunEvent):
+    ranked: tuple[CandidateRecord, ...]  # best first
+    summary: str  # one sentence: the winner and why
+    curves: Path | None = None  # the sweep's loss curves
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromotionDecided(RunEvent):
+    slot: Slot
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluatorFailed(RunEvent):
+    """The evaluator failed on a candidate after approval: the gate ranks by validation loss."""
+
+    slot: Slot
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationDone(RunEvent):
+    summary: str
+    candidate: CandidateRecord  # the model that ships
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deployed(RunEvent):
+    deployment: DeploymentStatus
+    snippet: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportReady(RunEvent):
+    report: Path
+    curves: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSucceeded(RunEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFailed(RunEvent):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunCancelled(RunEvent):
+    pass
+
+
+Subscriber = Callable[[RunEvent], Awaitable[None]]
+
+
+class EventBus:
+    """Fan-out of run events to every subscribed surface."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscriber] = []
+
+    def subscribe(self, fn: Subscriber) -> None:
+        self._subs.append(fn)
+
+    async def publish(self, event: RunEvent) -> None:
+        for fn in list(self._subs):
+            try:
+                await fn(event)
+            except Exception:  # a broken surface must not break the run
+                log.exception("subscriber failed on %s for run %s", type(event).__name__, event.run.number)

@@ -1,0 +1,109 @@
+"""The run's data on disk and on the platform: staged once, inspected once, converted, split
+and uploaded under run-derived ids (every step that needs data goes through here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline import ids
+from pipeline.dataset.convert import convert_dataset
+from pipeline.dataset.demo import resolve_dataset_ref
+from pipeline.dataset.inspect import inspect_dataset
+from pipeline.dataset.report import InspectionReport
+from pipeline.dataset.split import SplitResult, split_dataset
+from pipeline.fsio import copy_atomic, write_atomic
+from pipeline.planning.models import Plan
+from pipeline.run.context import RunContext, workspace
+from pipeline.store.records import RunRecord
+
+SOURCE = "source.jsonl"
+INSPECTION = "inspection.json"
+
+
+def is_local_file(ref: str) -> bool:
+    return Path(resolve_dataset_ref(ref)).is_file()
+
+
+async def stage_file(ctx: RunContext, ref: str, dest: Path) -> Path:
+    """A user-named dataset as a local file, fetched once per run (cached in the workspace)."""
+    if dest.exists():
+        return dest
+    if is_local_file(ref):
+        await asyncio.to_thread(copy_atomic, Path(resolve_dataset_ref(ref)), dest)
+        return dest
+    await ctx.platform.check_dataset(ref)
+    return await ctx.platform.stage_dataset(ref, dest)
+
+
+async def inspection(ws: Path) -> InspectionReport:
+    """The inspection of the staged source (computed once, cached beside it)."""
+    cached = ws / INSPECTION
+    if cached.exists():
+        return InspectionReport.model_validate_json(cached.read_text(encoding="utf-8"))
+    report = await asyncio.to_thread(inspect_dataset, ws / SOURCE)
+    write_atomic(cached, report.model_dump_json(indent=1))
+    return report
+
+
+async def training_data(ws: Path, report: InspectionReport, convert: bool | None) -> Path:
+    """The file training uses: the source, or its conversion (written once, never in place)."""
+    source = ws / SOURCE
+    if not report.conversions or convert is False:
+        return source
+    data = ws / "converted.jsonl"
+    if not data.exists():
+        await asyncio.to_thread(convert_dataset, source, data)
+    return data
+
+
+async def split(run: RunRecord, plan: Plan) -> SplitResult:
+    """Train, held-out and HP-tuning splits of the run's data (computed once)."""
+    ws = workspace(run)
+    data = await training_data(ws, await inspection(ws), run.spec.convert)
+    marker = ws / "split" / "split.json"
+    if not marker.exists():
+        carve: dict[str, Any] = {} if plan.eval_dataset is None else {"test_fraction": 0.0, "min_test": 0}
+        result = await asyncio.to_thread(split_dataset, data, out_dir=ws / "split", hp_samples=plan.hp_samples, **carve)
+        write_atomic(marker, result.model_dump_json())
+    return SplitResult.model_validate(json.loads(marker.read_text(encoding="utf-8")))
+
+
+async def upload(ctx: RunContext, run: RunRecord, plan: Plan) -> dict[str, str]:
+    """The run's datasets on the platform by role (train, hp, test, eval), uploaded once each.
+
+    Each id is derived from the run and recorded before its create call; the final run
+    reuses the sweep's uploads.
+    """
+    parts = await split(run, plan)
+    files = {"train": parts.train_path, "hp": parts.hp_train_path if parts.hp_subsampled else None, "test": parts.test_path}
+    counts = {"train": parts.train, "hp": parts.hp_train if parts.hp_subsampled else 0, "test": parts.test}
+    uploaded = {r.resource_id: r for r in await ctx.db.resources(run.id) if r.kind == "dataset" and r.state == "ready"}
+    names: dict[str, str] = {}
+    for role, path in files.items():
+        if not path or not counts[role]:
+            continue
+        dataset_id = ids.dataset_id(run.id, role)
+        if dataset_id in uploaded and uploaded[dataset_id].name:
+            names[role] = uploaded[dataset_id].name
+            continue
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="dataset", resource_id=dataset_id, run_id=run.id, state="recorded")
+        await ctx.checkpoint(f"dataset:{dataset_id}:recorded")
+        info = await ctx.platform.upload_dataset(dataset_id, Path(path), examples=counts[role])
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="dataset", resource_id=dataset_id, run_id=run.id, name=info.name, state="ready")
+        await ctx.checkpoint(f"dataset:{dataset_id}:ready")
+        names[role] = info.name
+    if plan.eval_dataset:
+        if not is_local_file(plan.eval_dataset):
+            names["eval"] = (await ctx.platform.check_dataset(plan.eval_dataset)).name
+        else:
+            dataset_id = ids.dataset_id(run.id, "eval")
+            info = await ctx.platform.upload_dataset(dataset_id, Path(resolve_dataset_ref(plan.eval_dataset)), examples=0)
+            names["eval"] = info.name
+    else:
+        names["eval"] = names.get("test", "")
+    return names

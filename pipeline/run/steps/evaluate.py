@@ -1,0 +1,24 @@
+"""Phase 6: evaluate the model that ships, with the strategy the plan chose."""
+
+from __future__ import annotations
+
+from pipeline.run.context import Outcome, RunContext
+from pipeline.run.events import EvaluationDone
+from pipeline.run.machine import Event
+from pipeline.run.steps.final import shipped
+from pipeline.run.steps.scoring import score_final
+from pipeline.run.steps.sweep import current_plan
+from pipeline.run.summary import evaluation_sentence, evaluator_failure
+from pipeline.store.records import RunRecord
+
+
+async def evaluate(ctx: RunContext, run: RunRecord) -> Outcome:
+    """Validation loss needs nothing more; an evaluator scores the shipped model's held-out answers."""
+    plan = await current_plan(ctx, run)
+    model = await shipped(ctx, run)
+    if plan.evaluator is not None and run.evaluator_error is None:
+        await score_final(ctx, run, plan, model)
+        model = await shipped(ctx, run)  # with its score
+    summary = evaluation_sentence(plan, model, evaluator_failure=evaluator_failure(run))
+    await ctx.emit(EvaluationDone(run=await ctx.reload(run), summary=summary, candidate=model))
+    return Outcome(Event.EVALUATED)

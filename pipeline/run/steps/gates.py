@@ -1,0 +1,52 @@
+"""Entering a gate: announce what waits for a person (nothing is spent while it waits).
+
+These run again on resume, so surfaces must treat an announcement they have shown before as
+"the same message" (edit it in place), never as a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipeline.curves import plot_losses
+from pipeline.run.context import RunContext, workspace
+from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
+from pipeline.run.jobs import load_points
+from pipeline.scoreboard import rank
+from pipeline.store import runs as q
+from pipeline.store.records import CandidateRecord, RunRecord
+
+
+async def ask(ctx: RunContext, run: RunRecord) -> None:
+    if run.question is not None:
+        await ctx.emit(QuestionAsked(run=run, question=run.question))
+
+
+async def propose(ctx: RunContext, run: RunRecord) -> None:
+    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    if plan is not None:
+        await ctx.emit(PlanProposed(run=run, plan=plan))
+
+
+def gate_summary(best: CandidateRecord | None) -> str:
+    """One sentence: who leads and by which metric."""
+    if best is not None and best.score is not None:
+        loss = f"{best.val_loss:.4f}" if best.val_loss is not None else "n/a"
+        return f"Winner by evaluator score: {best.label} (mean score {best.score:.3f}, val loss {loss})"
+    if best is not None and best.val_loss is not None:
+        return f"Winner by validation loss: {best.label} (val loss {best.val_loss:.4f})"
+    return "No candidate reported a validation loss."
+
+
+async def request_promotion(ctx: RunContext, run: RunRecord) -> None:
+    """The ranked scoreboard and the loss-curve picture for the promotion gate."""
+    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final]
+    ranked = rank(cands)
+    ws = workspace(run)
+    png = ws / "loss_curves.png"
+    series = {c.label: load_points(ws, c.job_id) for c in cands}
+    await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number} sweep")
+    text = gate_summary(ranked[0] if ranked else None)
+    if run.evaluator_error:
+        text = f"{run.evaluator_error}\n{text}"
+    await ctx.emit(PromotionRequested(run=run, ranked=tuple(ranked), summary=text, curves=png))

@@ -1,0 +1,109 @@
+"""Phases 1–2: stage and inspect the data (once), ask what is missing, propose plan n+1."""
+
+from __future__ import annotations
+
+from pipeline.catalog import BaseModelInfo, find_model
+from pipeline.dataset.report import InspectionReport
+from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
+from pipeline.fsio import write_atomic
+from pipeline.planning.plan import make_plan
+from pipeline.platforms.base import PlatformError
+from pipeline.run.context import Outcome, RunContext, workspace
+from pipeline.run.gates import Question, QuestionKind
+from pipeline.run.machine import Event
+from pipeline.run.steps import data
+from pipeline.spec import EvalKind, Evaluation, SpecError
+from pipeline.store import runs as q
+from pipeline.store.records import RunRecord
+from pipeline.store.runs import RunChanges
+
+DEFAULT_PARALLEL = 6
+
+
+def blocking_message(ref: str, report: InspectionReport) -> str:
+    parts = []
+    for g in report.problems:
+        if g.blocking:
+            where = ", ".join(f"line {p.line}: {p.message}" for p in g.examples[:3])
+            parts.append(f"{g.title} ({g.count:,}{'; ' + where if where else ''})")
+    return f"Dataset {ref} cannot be trained on: " + "; ".join(parts) + ". Nothing was spent."
+
+
+async def _models(ctx: RunContext) -> list[BaseModelInfo]:
+    try:
+        return await ctx.platform.list_models()
+    except PlatformError:
+        return []
+
+
+def _ask(kind: QuestionKind, text: str, number: int, choices: list[str] | None = None) -> Outcome:
+    question = Question(kind=kind, text=text, choices=choices or [], number=number)
+    return Outcome(Event.NEEDS_INPUT, RunChanges(question=question))
+
+
+async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
+    """Stage, inspect, ask what only the user can answer, set the evaluator up, plan."""
+    spec = run.spec
+    number = (run.question.number + 1) if run.question else len(await ctx.db.gate_decisions(run.id)) + 1
+    if not spec.dataset:
+        return _ask(QuestionKind.DATASET, "Which dataset should I train on?", number)
+    ws = workspace(run)
+    await data.stage_file(ctx, spec.dataset, ws / data.SOURCE)
+    report = await data.inspection(ws)
+    if report.blocking:
+        raise ValueError(blocking_message(spec.dataset, report))
+    listed = await _models(ctx)
+    known = {m.id: m for m in listed}
+    names = [m.id for m in listed]
+
+    def lookup(model: str) -> BaseModelInfo | None:
+        return known.get(model) or find_model(model)
+
+    if not spec.base_models:
+        return _ask(QuestionKind.BASE_MODEL, "Which base model should I fine-tune?", number, names)
+    unknown = [m for m in spec.base_models if names and m not in names and lookup(m) is None]
+    if unknown:
+        text = f"I don't know the base model {unknown[0]} on {ctx.platform.name}. Which base model should I fine-tune?"
+        return _ask(QuestionKind.BASE_MODEL, text, number, names)
+    training = await data.training_data(ws, report, spec.convert)
+    if spec.evaluation is None and ctx.config.ask_evaluation:
+        text = (
+            "How should I judge the candidates? Validation loss is cheapest; your own evaluator or one I generate "
+            "from the data checks the answers."
+        )
+        return _ask(QuestionKind.EVALUATION, text, number, ["loss", "evaluator", "generate"])
+    evaluation = spec.evaluation or Evaluation(kind=EvalKind.LOSS)
+    try:
+        setup = await setup_evaluator(evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir)
+    except EvaluatorBroken as exc:
+        text = (
+            f"Your evaluator failed when I tried it on the data's own answers: {exc} "
+            "Should I continue with validation loss, or cancel? Nothing has been spent."
+        )
+        return _ask(QuestionKind.EVALUATOR_FAILED, text, number, ["loss", "cancel"])
+    except SpecError as exc:
+        return _ask(
+            QuestionKind.EVALUATION,
+            f"{exc}. How should I judge the candidates instead?",
+            number,
+            ["loss", "evaluator", "generate"],
+        )
+    fallback = None
+    if isinstance(setup, Fallback):
+        spec = spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.LOSS)})
+        fallback, setup = setup.reason, None
+    caps = ctx.platform.capabilities
+    plan = make_plan(
+        spec,
+        report,
+        platform=ctx.platform.name,
+        version=run.plan_version + 1,
+        model_info=lookup,
+        default_parallel=int(ctx.config.default_parallel or caps.default_parallel or DEFAULT_PARALLEL),
+        local_tokens_per_second=ctx.platform.tokens_per_second(spec.base_models[0]),
+    )
+    plan = plan.model_copy(update={"evaluator": setup, "fallback_note": fallback})
+    async with ctx.db.write() as tx:
+        await q.save_plan(tx, run.id, plan)
+    write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))
+    return Outcome(Event.PLANNED, RunChanges(plan_version=plan.version, estimated_usd=plan.cost.total_usd, question=None))

@@ -1,0 +1,98 @@
+"""Phase 3: train every candidate on the HP split, at most N active at once, then score them."""
+
+from __future__ import annotations
+
+from pipeline import ids
+from pipeline.planning.models import Plan, PlannedJob
+from pipeline.platforms.base import JobRequest, PlatformError
+from pipeline.run.context import Outcome, RunContext, workspace
+from pipeline.run.events import FinalProgress, ScoreboardChanged, StallWarning
+from pipeline.run.jobs import JobWatch
+from pipeline.run.machine import Event
+from pipeline.run.slots import CandidateState, Slot
+from pipeline.run.steps import data
+from pipeline.run.steps.scoring import score_candidates
+from pipeline.store import runs as q
+from pipeline.store.records import CandidateRecord, RunRecord
+
+
+async def current_plan(ctx: RunContext, run: RunRecord) -> Plan:
+    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    if plan is None:
+        raise ValueError(f"run #{run.number} has no plan v{run.plan_version}")
+    return plan
+
+
+def watch(ctx: RunContext, run: RunRecord, *, final: bool = False) -> JobWatch:
+    """A JobWatch whose changes become scoreboard events (``final``: FinalProgress events)."""
+
+    async def changed(cands: list[CandidateRecord]) -> None:
+        fresh = await ctx.reload(run)
+        last = next((c for c in cands if c.slot.is_final), None)
+        if final and last is not None:
+            await ctx.emit(FinalProgress(run=fresh, candidate=last))
+        elif not final:
+            await ctx.emit(ScoreboardChanged(run=fresh, candidates=tuple(c for c in cands if not c.slot.is_final)))
+
+    async def stalled(c: CandidateRecord, minutes: float) -> None:
+        await ctx.emit(StallWarning(run=await ctx.reload(run), slot=c.slot, label=c.label, minutes=minutes))
+
+    return JobWatch(
+        db=ctx.db,
+        platform=ctx.platform,
+        run_id=run.id,
+        workspace=workspace(run),
+        checkpoint=ctx.checkpoint,
+        changed=changed,
+        stalled=stalled,
+        poll_seconds=ctx.config.poll_seconds,
+        stall_seconds=ctx.config.stall_minutes * 60,
+    )
+
+
+def request(run: RunRecord, job: PlannedJob, *, dataset: str, eval_dataset: str | None, what: str) -> JobRequest:
+    job_id = ids.job_id(run.id, job.slot)
+    return JobRequest(
+        job_id=job_id,
+        base_model=job.base_model,
+        dataset=dataset,
+        eval_dataset=eval_dataset or None,
+        epochs=job.epochs,
+        lora_rank=job.lora_rank,
+        learning_rate=job.learning_rate,
+        output_model=job_id,
+        display_name=f"sftbot run {run.number} {what}",
+    )
+
+
+def record(run: RunRecord, job: PlannedJob) -> CandidateRecord:
+    return CandidateRecord(
+        run_id=run.id,
+        slot=job.slot,
+        job_id=ids.job_id(run.id, job.slot),
+        base_model=job.base_model,
+        lora_rank=job.lora_rank,
+        learning_rate=job.learning_rate,
+        epochs=job.epochs,
+        train_samples=job.train_samples,
+    )
+
+
+async def sweep(ctx: RunContext, run: RunRecord) -> Outcome:
+    """Train the plan's candidates on the HP-tuning split; score them when the plan has an evaluator."""
+    plan = await current_plan(ctx, run)
+    names = await data.upload(ctx, run, plan)
+    train = names.get("hp") or names["train"]
+    requests: dict[Slot, JobRequest] = {}
+    async with ctx.db.write() as tx:
+        for job in plan.candidates:
+            await q.insert_candidate(tx, record(run, job))
+            requests[job.slot] = request(
+                run, job, dataset=train, eval_dataset=names.get("eval"), what=f"candidate {job.slot.number}"
+            )
+    cands = await watch(ctx, run).run(requests, max_active=plan.max_parallel)
+    if not any(c.state is CandidateState.COMPLETED for c in cands):
+        errors = "; ".join(f"{c.label}: {c.message or c.raw_state or c.state.value}" for c in cands)
+        raise PlatformError(f"every candidate failed ({errors})")
+    await score_candidates(ctx, run, plan)
+    return Outcome(Event.SWEEP_DONE)

@@ -1,0 +1,131 @@
+"""What a finished (or finishing) run amounts to, read from the store: a read model.
+
+The report, the Slack final message and the terminal all show the same facts, so they all
+take them from here: the shipped model, its deployment and snippet, the evaluation, and
+the cost estimated vs actual.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from pipeline import ids
+from pipeline.planning.models import Plan
+from pipeline.platforms.base import DeploymentStatus, Platform
+from pipeline.run.gates import PROMOTION
+from pipeline.run.slots import FINAL
+from pipeline.scoreboard import rank
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from pipeline.store.records import CandidateRecord, GateDecision, Resource, RunRecord
+
+
+class CostSummary(BaseModel):
+    training_est: float | None = None
+    inference_est: float | None = None
+    total_est: float | None = None
+    training_actual: float | None = None  # the platform's own per-job figures, summed
+    training_delta_pct: float | None = None
+    compute_minutes: float | None = None  # local platform: estimated training minutes
+
+
+class RunSummary(BaseModel):
+    run: RunRecord
+    plan: Plan | None
+    ranked: list[CandidateRecord]  # sweep candidates, best first
+    final: CandidateRecord | None  # the final run (None when skipped or not reached)
+    shipped: CandidateRecord | None  # the model that ships: the final run, else the promoted candidate
+    promoted_by: GateDecision | None
+    deployment: DeploymentStatus | None  # the production deployment once it served a request
+    snippet: str | None
+    resources: list[Resource]
+    cost: CostSummary
+    evaluation: str
+
+    @property
+    def model(self) -> str | None:
+        """The shipped model's name (the deployed one when there is a deployment)."""
+        if self.deployment is not None:
+            return self.deployment.model
+        return (self.shipped.model or self.shipped.job_id) if self.shipped else None
+
+
+def delta_pct(estimated: float | None, actual: float | None) -> float | None:
+    if estimated is None or actual is None or estimated == 0:
+        return None
+    return (actual - estimated) / estimated * 100
+
+
+def evaluator_failure(run: RunRecord) -> str | None:
+    """Why the evaluator could not score the shipped model, from its kept result (None if it did)."""
+    path = Path(run.workspace) / "eval" / "final.json"
+    if not path.exists():
+        return None
+    fatal = json.loads(path.read_text(encoding="utf-8")).get("fatal")
+    return str(fatal) if fatal else None
+
+
+def evaluation_sentence(plan: Plan | None, shipped: CandidateRecord | None, *, evaluator_failure: str | None = None) -> str:
+    """One sentence on how the shipped model did on held-out data."""
+    if shipped is None:
+        return "No model was trained."
+    if shipped.val_loss is not None:
+        loss = f"validation loss {shipped.val_loss:.4f}"
+        if shipped.train_loss is not None:
+            loss += f" (train loss {shipped.train_loss:.4f})"
+    else:
+        loss = "no validation loss reported"
+    if plan is None or plan.evaluator is None:
+        return f"Final model: {loss}."
+    if evaluator_failure:
+        return f"Final model: {loss}. The evaluator failed on it: {evaluator_failure}"
+    if shipped.score is None:
+        return f"Final model: {loss}."
+    return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples; {loss}."
+
+
+def production_deployment(run: RunRecord, resources: list[Resource]) -> DeploymentStatus | None:
+    dep_id = ids.deployment_id(run.id)
+    for res in resources:
+        if res.kind == "deployment" and res.resource_id == dep_id and res.state == "ready" and res.details.get("model_string"):
+            return DeploymentStatus.model_validate(res.details)
+    return None
+
+
+async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSummary:
+    """Everything the run's final messages and report show, as plain values."""
+    plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
+    cands = await q.candidates(db, run.id)
+    by_slot = {c.slot: c for c in cands}
+    final = by_slot.get(FINAL)
+    shipped = final or (by_slot.get(run.promoted) if run.promoted else None)
+    resources = await db.resources(run.id)
+    deployment = production_deployment(run, resources)
+    snippet = platform.snippet(deployment).code if deployment is not None else None
+    costs = [c.cost_usd for c in cands if c.cost_usd is not None]
+    actual = round(sum(costs), 6) if costs else None
+    est = plan.cost if plan else None
+    promoted_by = next((g for g in await db.gate_decisions(run.id) if g.gate == PROMOTION), None)
+    return RunSummary(
+        run=run,
+        plan=plan,
+        ranked=rank(cands),
+        final=final,
+        shipped=shipped,
+        promoted_by=promoted_by,
+        deployment=deployment,
+        snippet=snippet,
+        resources=resources,
+        cost=CostSummary(
+            training_est=est.training_usd if est else None,
+            inference_est=est.inference_usd if est else None,
+            total_est=est.total_usd if est else None,
+            training_actual=actual,
+            training_delta_pct=delta_pct(est.training_usd if est else None, actual),
+            compute_minutes=est.compute_minutes if est else None,
+        ),
+        evaluation=evaluation_sentence(plan, shipped, evaluator_failure=evaluator_failure(run)),
+    )
