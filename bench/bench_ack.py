@@ -90,7 +90,7 @@ class SlackThread:
     """The fake Slack Web API in its own thread and event loop."""
 
     def __init__(self) -> None:
-        from tests.fakes.slack_server import FakeSlack
+        from tests.fakes.slack import FakeSlack
 
         self.fake = FakeSlack()
         self.loop = asyncio.new_event_loop()

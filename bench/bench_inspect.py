@@ -105,13 +105,13 @@ def _child(which: str, path: str) -> None:
         start, cpu = time.perf_counter(), time.process_time()
         summary = _baseline(path, sample)
     elif which == "floor-msgspec":  # the inspector's reads and block decodes, no checks
-        from pipeline.dataset.inspect import _BLOCK, _CHAT
+        from pipeline.dataset.inspect import _BLOCK, CHAT
 
         start, cpu = time.perf_counter(), time.process_time()
         rows = 0
         with open(path, "rb") as f:
             for block in line_blocks_sized(f, _BLOCK):
-                rows += len(_CHAT.decode_lines(block))
+                rows += len(CHAT.decode_lines(block))
         summary = {"samples": rows}
     else:  # a floor: read and parse every line, check nothing
         from pydantic_core import from_json

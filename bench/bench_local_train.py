@@ -33,10 +33,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 
 from pipeline.dataset.demo import demo_path
 from pipeline.platforms.base import JobRequest
+from pipeline.platforms.local_encode import Encoded, collate, load_rows
 from pipeline.platforms.local_jobs import LocalJobSpec, TrainerStatus
 from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, ensure_folder, resolve
-from pipeline.platforms.local_train import Encoded, batches, collate, evaluate, load_rows, lora_config
 from pipeline.platforms.local_train import Trainer as LocalTrainer
+from pipeline.platforms.local_train import batches, evaluate, lora_config
 
 
 class ReplaySampler(torch.utils.data.Sampler[int]):

@@ -20,8 +20,8 @@ from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
-from tests.conftest import DATASETS, EventLog, drive_to_end
-from tests.fakes.fireworks_server import FakeFireworks
+from tests.fakes.fireworks import FakeFireworks
+from tests.support import DATASETS, EventLog, drive_to_end
 
 USER = Actor(id="U_BENCH", name="bench")
 GRID = "lr=1.5e-4,1e-4,5e-5 rank=8,16"  # 6 candidates per run

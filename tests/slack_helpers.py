@@ -10,12 +10,14 @@ import copy
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import pytest_asyncio
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
@@ -28,10 +30,15 @@ from pipeline.authz import Policy
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from tests.conftest import FIXTURES, EventLog
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.memory_platform import MemoryPlatform
+from tests.fakes.slack import FakeSlack
+from tests.slack_checks import assert_every_message_fits
+from tests.support import DATASETS, FIXTURES, EventLog
 
 SECRET = "test-signing-secret"
+ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
+RUN = f"run dataset={TEXT2SQL} model=qwen3-8b"
 CHANNEL = "C0TEAM"
 _ids = itertools.count(1)
 
@@ -280,13 +287,95 @@ def settings_for(slack: FakeSlack, **extra: Any) -> Settings:
 
 
 async def make_bot(
-    slack: FakeSlack, db: Database, platform: Any, *, runs_dir: Path, policy: Policy | None = None, live_interval: float = 0.0
+    slack: FakeSlack,
+    db: Database,
+    platform: Any,
+    *,
+    runs_dir: Path,
+    policy: Policy | None = None,
+    live_interval: float = 0.0,
+    ask_evaluation: bool = False,
 ) -> Bot:
-    """The real app on a real runner (fast polling), talking to the fake Slack."""
-    runner = Runner(db, platform, RunnerConfig(runs_dir=runs_dir, poll_seconds=0.01, policy=policy or Policy()))
+    """The real app on a real runner (fast polling), talking to the fake Slack.
+
+    ``ask_evaluation``: as `sftbot serve` runs it, asking how to judge candidates when the
+    instruction does not say (the evaluator folder is left for create_app to choose).
+    """
+    config = RunnerConfig(runs_dir=runs_dir, poll_seconds=0.01, policy=policy or Policy(), ask_evaluation=ask_evaluation)
+    runner = Runner(db, platform, config)
     log = EventLog()
     runner.bus.subscribe(log)
     settings = settings_for(slack)
     engine = Engine(settings=settings, db=db, platform=platform, runner=runner, bus=runner.bus)
     app = create_app(engine, settings, live_interval=live_interval, post_interval=0.0, retry_jitter=0.0)
     return Bot(app=app, runner=runner, log=log, driver=Driver(app, slack), slack=slack)
+
+
+MakeBot = Callable[..., Awaitable[Bot]]
+
+
+@pytest_asyncio.fixture
+async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:
+    """Bots on the fake Slack; at the end, every message any of them sent is checked against Slack's limits."""
+    bots: list[Bot] = []
+
+    async def make(platform: Any = None, **kw: Any) -> Bot:
+        bot = await make_bot(fake_slack, kw.pop("db", db), platform or MemoryPlatform(), runs_dir=tmp_path / "runs", **kw)
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        await bot.close()
+    assert_every_message_fits(fake_slack)
+
+
+# --- reading the thread as a person does -----------------------------------------------------
+
+
+def text_of(msg: dict[str, Any]) -> str:
+    return str(msg["rendered"])
+
+
+async def root_of(slack: FakeSlack, number: int = 1) -> dict[str, Any]:
+    return await slack.wait_for(lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None))
+
+
+async def in_thread(slack: FakeSlack, root: dict[str, Any], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    return await slack.wait_for(lambda: next((m for m in slack.thread(CHANNEL, root["ts"])[1:] if pred(m)), None))
+
+
+def has(*fragments: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: all(f in text_of(m) for f in fragments)
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    return [
+        el["text"]["text"]
+        for blk in message["blocks"]
+        if blk["type"] == "actions"
+        for el in blk["elements"]
+        if el["type"] == "button"
+    ]
+
+
+async def press(bot: Bot, message: dict[str, Any], label: str, *, user: str) -> None:
+    """Click the button labelled ``label`` (several buttons share an action id)."""
+    el = next(
+        el
+        for blk in message["blocks"]
+        if blk["type"] == "actions"
+        for el in blk["elements"]
+        if el["type"] == "button" and el["text"]["text"] == label
+    )
+    action = {"action_id": el["action_id"], "block_id": "b", "type": "button", "value": el["value"], "text": el["text"]}
+    payload = block_actions(
+        action, user=user, channel=CHANNEL, message=message, response_url=bot.slack.response_url(user, CHANNEL)
+    )
+    assert (await bot.driver.interact(payload)).status == 200
+
+
+async def plan_posted(bot: Bot, slack: FakeSlack, *, user: str = ALICE, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
+    await bot.driver.command(text, user=user)
+    root = await root_of(slack)
+    return root, await in_thread(slack, root, has("Plan v1"))

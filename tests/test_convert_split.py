@@ -13,7 +13,7 @@ from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import Shape
 from pipeline.dataset.split import split_dataset, split_sizes
-from tests.conftest import DATASETS
+from tests.support import DATASETS
 
 
 def write(path: Path, rows: list[Any]) -> Path:

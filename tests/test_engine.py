@@ -22,8 +22,8 @@ from pipeline.run.machine import Phase
 from pipeline.run.slots import FINAL, Slot
 from pipeline.store import runs as q
 from pipeline.store.records import Actor
-from tests.conftest import DATASETS
 from tests.fakes.memory_platform import MemoryPlatform
+from tests.support import DATASETS
 
 ALICE = Actor(id="U_ALICE", name="alice")
 BOB = Actor(id="U_BOB", name="bob")

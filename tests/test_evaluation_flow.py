@@ -11,8 +11,8 @@ from pipeline.run.machine import Phase
 from pipeline.spec import EvalKind
 from pipeline.store import runs as q
 from pipeline.store.records import Actor
-from tests.conftest import DATASETS
 from tests.fakes.memory_platform import MemoryPlatform
+from tests.support import DATASETS
 
 ALICE = Actor(id="U_ALICE", name="alice")
 TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"

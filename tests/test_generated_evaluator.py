@@ -17,7 +17,7 @@ from pipeline.evaluation.generate import generate_evaluator
 from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, GeneratedEvaluator, SandboxLimits
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import strip_thinking, worst_examples
-from tests.conftest import DATASETS
+from tests.support import DATASETS
 
 CONTACTS = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo_contacts.jsonl"
 LIMITS = SandboxLimits(per_example_seconds=5.0, batch_seconds=30.0)

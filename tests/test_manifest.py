@@ -17,10 +17,10 @@ from handlers.listeners import COMMAND, EVENTS
 from handlers.render import action_ids as b
 from handlers.render.modals import CALLBACK_ID
 from pipeline.store.db import Database
-from tests.conftest import MANIFEST_SCHEMA
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import block_actions, make_bot, slash_fields
+from tests.support import MANIFEST_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = MANIFEST_SCHEMA

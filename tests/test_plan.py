@@ -14,7 +14,7 @@ from pipeline.dataset.report import InspectionReport, Shape
 from pipeline.instructions import parse_instruction
 from pipeline.planning.plan import default_epochs, make_plan
 from pipeline.spec import EvalKind
-from tests.conftest import DATASETS
+from tests.support import DATASETS
 
 
 def report(samples: int, tokens_per_sample: int = 100) -> InspectionReport:

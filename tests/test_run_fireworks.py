@@ -21,9 +21,9 @@ from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
-from tests.conftest import DATASETS, EventLog
-from tests.conftest import drive_to_end as drive
-from tests.fakes.fireworks_server import FakeFireworks, Faults
+from tests.fakes.fireworks import FakeFireworks, Faults
+from tests.support import DATASETS, EventLog
+from tests.support import drive_to_end as drive
 
 ALICE = Actor(id="U_ALICE", name="alice")
 BOB = Actor(id="U_BOB", name="bob")

@@ -6,38 +6,43 @@ evaluator's review with the plan, scores on the board and the gate."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import create_app
-from bot.engine import Engine
 from handlers.render import questions
 from handlers.render import run as b
-from handlers.render.mrkdwn import Message
 from handlers.stamps import stamp_text
 from pipeline.evaluation.models import EvaluatorInfo
 from pipeline.run import events as ev
-from pipeline.run.context import RunnerConfig
 from pipeline.run.gates import GateKey, Question, QuestionKind
 from pipeline.run.machine import Phase
-from pipeline.run.runner import Runner
 from pipeline.spec import EvalKind, Evaluation
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import GateDecision
-from tests.conftest import DATASETS, EventLog
-from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack
-from tests.slack_helpers import CHANNEL, Bot, Driver, block_actions, find_element, settings_for
+from tests.fakes.slack import FakeSlack
+from tests.slack_checks import check_message
+from tests.slack_helpers import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    RUN,
+    Bot,
+    MakeBot,
+    buttons,
+    find_element,
+    has,
+    in_thread,
+    press,
+    root_of,
+    text_of,
+)
 from tests.test_evaluation_flow import sql_platform
-from tests.test_slack_blocks import NASTY, cands, check_message, plan, run
+from tests.test_slack_blocks import NASTY, cands, plan, run
 
-ALICE, BOB = "U0ALICE", "U0BOB"
-TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
-RUN = f"run dataset={TEXT2SQL} model=qwen3-8b"
 EXACT = (
     "def evaluate(messages, ground_truth=None, **kwargs):\n"
     "    out = messages[-1]['content'].strip().lower()\n"
@@ -52,84 +57,6 @@ PICKY = (
     "        raise ValueError('cannot parse this answer')\n"
     "    return {'score': 1.0, 'reason': 'parsed'}\n"
 )
-MakeBot = Callable[..., Awaitable[Bot]]
-
-
-@pytest.fixture
-async def bots(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:
-    """The bot as `sftbot serve` builds it: ask_evaluation on, the evaluator folder left to create_app."""
-    made: list[Bot] = []
-
-    async def make(platform: Any = None) -> Bot:
-        platform = platform or MemoryPlatform()
-        runner = Runner(db, platform, RunnerConfig(runs_dir=tmp_path / "runs", poll_seconds=0.01, ask_evaluation=True))
-        log = EventLog()
-        runner.bus.subscribe(log)
-        settings = settings_for(fake_slack)
-        engine = Engine(settings=settings, db=db, platform=platform, runner=runner, bus=runner.bus)
-        app = create_app(engine, settings, live_interval=0.0, post_interval=0.0, retry_jitter=0.0)
-        bot = Bot(app=app, runner=runner, log=log, driver=Driver(app, fake_slack), slack=fake_slack)
-        made.append(bot)
-        return bot
-
-    yield make
-    for bot in made:
-        await bot.close()
-    assert_every_message_fits(fake_slack)
-
-
-def assert_every_message_fits(slack: FakeSlack) -> None:
-    """Every message the bot sent (posts, edits, ephemerals, response_url answers) within Slack's limits."""
-    sent = [c for c in slack.calls if c["method"] in ("chat.postMessage", "chat.update", "chat.postEphemeral", "response_url")]
-    assert sent
-    for c in sent:
-        args = c["args"]
-        if args.get("blocks"):
-            check_message(Message(text=str(args.get("text") or ""), blocks=list(args["blocks"])))
-        else:
-            assert str(args.get("text") or "").strip()
-
-
-def text_of(msg: dict[str, Any]) -> str:
-    return str(msg["rendered"])
-
-
-async def root_of(slack: FakeSlack, number: int = 1) -> dict[str, Any]:
-    return await slack.wait_for(lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None))
-
-
-async def in_thread(slack: FakeSlack, root: dict[str, Any], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    return await slack.wait_for(lambda: next((m for m in slack.thread(CHANNEL, root["ts"])[1:] if pred(m)), None))
-
-
-def has(*fragments: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: all(f in text_of(m) for f in fragments)
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    return [
-        el["text"]["text"]
-        for blk in message["blocks"]
-        if blk["type"] == "actions"
-        for el in blk["elements"]
-        if el["type"] == "button"
-    ]
-
-
-async def press(bot: Bot, message: dict[str, Any], label: str, *, user: str) -> None:
-    """Click the button labelled ``label`` (several buttons share an action id)."""
-    el = next(
-        el
-        for blk in message["blocks"]
-        if blk["type"] == "actions"
-        for el in blk["elements"]
-        if el["type"] == "button" and el["text"]["text"] == label
-    )
-    action = {"action_id": el["action_id"], "block_id": "b", "type": "button", "value": el["value"], "text": el["text"]}
-    payload = block_actions(
-        action, user=user, channel=CHANNEL, message=message, response_url=bot.slack.response_url(user, CHANNEL)
-    )
-    assert (await bot.driver.interact(payload)).status == 200
 
 
 async def asked(bot: Bot, slack: FakeSlack, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,10 +80,10 @@ def ephemeral_with(slack: FakeSlack, user: str, fragment: str) -> Awaitable[Any]
 
 
 async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
-    bots: MakeBot, fake_slack: FakeSlack, db: Database
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database
 ) -> None:
     platform = sql_platform()
-    bot = await bots(platform)
+    bot = await bot_factory(platform, ask_evaluation=True)
     root, question = await asked(bot, fake_slack)
     assert buttons(question) == ["Validation loss is fine", "Use my evaluator", "Generate one for me", "Cancel run"]
     assert "How should I judge the candidates?" in text_of(question) and "Path" not in text_of(question)
@@ -186,7 +113,7 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
 
     # A restarted bot re-announcing the plan edits the same message and uploads nothing again.
     await bot.close()
-    bot = await bots(platform)
+    bot = await bot_factory(platform, ask_evaluation=True)
     assert await bot.runner.resume_all() == []  # at a gate: it announces itself again, nothing is redone
     await bot.settle()
     assert len(fake_slack.uploads()) == 2
@@ -212,9 +139,9 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
 
 
 async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
-    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+    bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
-    bot = await bots(sql_platform())
+    bot = await bot_factory(sql_platform(), ask_evaluation=True)
     root, question = await asked(bot, fake_slack)
     await press(bot, question, "Use my evaluator", user=ALICE)
     request = await in_thread(fake_slack, root, has("Send me your evaluator"))
@@ -255,9 +182,9 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
 
 
 async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(
-    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+    bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
-    bot = await bots(sql_platform())
+    bot = await bot_factory(sql_platform(), ask_evaluation=True)
     folder = tmp_path / "data" / "evaluators"
     folder.mkdir(parents=True)
     (folder / "team_exact.py").write_text(EXACT)
@@ -271,9 +198,9 @@ async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(
     assert len(await bot.runner.db.gate_decisions((await bot.runner.get(1)).id)) == 1
 
 
-async def test_a_broken_evaluator_asks_again_with_two_buttons(bots: MakeBot, fake_slack: FakeSlack) -> None:
+async def test_a_broken_evaluator_asks_again_with_two_buttons(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     platform = sql_platform()
-    bot = await bots(platform)
+    bot = await bot_factory(platform, ask_evaluation=True)
     root, question = await asked(bot, fake_slack)
     await press(bot, question, "Use my evaluator", user=ALICE)
     await in_thread(fake_slack, root, has("Send me your evaluator"))
@@ -291,8 +218,8 @@ async def test_a_broken_evaluator_asks_again_with_two_buttons(bots: MakeBot, fak
     assert (await bot.runner.get(1)).spec.evaluation == Evaluation(kind=EvalKind.LOSS)
 
 
-async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_slack: FakeSlack) -> None:
-    bot = await bots(sql_platform())
+async def test_cancel_on_a_broken_evaluator_cancels_the_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
+    bot = await bot_factory(sql_platform(), ask_evaluation=True)
     root, question = await asked(bot, fake_slack, f"{RUN} eval=evaluator:broken.py")
     assert "not found" in text_of(question)  # no such file yet: asked how to judge instead
     await attach(bot, fake_slack, root, "broken.py", BROKEN)
@@ -305,12 +232,12 @@ async def test_cancel_on_a_broken_evaluator_cancels_the_run(bots: MakeBot, fake_
 
 
 async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(
-    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+    bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
     folder = tmp_path / "data" / "evaluators"
     folder.mkdir(parents=True)
     (folder / "picky.py").write_text(PICKY)
-    bot = await bots(sql_platform())
+    bot = await bot_factory(sql_platform(), ask_evaluation=True)
     await bot.driver.command(f"{RUN} eval=evaluator:picky.py", user=ALICE)
     root = await root_of(fake_slack)
     posted = await in_thread(fake_slack, root, has("Plan v1"))
@@ -322,7 +249,7 @@ async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(
 
 
 async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(
-    bots: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+    bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
     data = tmp_path / "prose.jsonl"
     rows = [
@@ -335,7 +262,7 @@ async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(
         for i in range(40)
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    bot = await bots()
+    bot = await bot_factory(ask_evaluation=True)
     root, question = await asked(bot, fake_slack, f"run dataset={data} model=qwen3-8b")
     await press(bot, question, "Generate one for me", user=ALICE)
     posted = await in_thread(fake_slack, root, has("Plan v1"))

@@ -4,11 +4,8 @@ in-process platform, and the fake Slack Web API; assertions are on what a person
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from pipeline.authz import Policy
 from pipeline.platforms.fireworks import FireworksPlatform
@@ -16,46 +13,25 @@ from pipeline.run import events as ev
 from pipeline.run.machine import Phase
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from tests.conftest import DATASETS
-from tests.fakes.fireworks_server import FakeFireworks
+from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack
-from tests.slack_helpers import CHANNEL, Bot, find_element, make_bot
-
-ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
-TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
-RUN = f"run dataset={TEXT2SQL} model=qwen3-8b"
-MakeBot = Callable[..., Awaitable[Bot]]
-
-
-@pytest.fixture
-async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:
-    bots: list[Bot] = []
-
-    async def make(platform: Any = None, **kw: Any) -> Bot:
-        bot = await make_bot(fake_slack, kw.pop("db", db), platform or MemoryPlatform(), runs_dir=tmp_path / "runs", **kw)
-        bots.append(bot)
-        return bot
-
-    yield make
-    for bot in bots:
-        await bot.close()
-
-
-def text_of(msg: dict[str, Any]) -> str:
-    return str(msg["rendered"])
-
-
-async def root_of(slack: FakeSlack, number: int = 1) -> dict[str, Any]:
-    return await slack.wait_for(lambda: next((m for m in slack.roots(CHANNEL) if f"SFT run #{number} " in text_of(m)), None))
-
-
-async def in_thread(slack: FakeSlack, root: dict[str, Any], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    return await slack.wait_for(lambda: next((m for m in slack.thread(CHANNEL, root["ts"])[1:] if pred(m)), None))
-
-
-def has(fragment: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: fragment in text_of(m)
+from tests.fakes.slack import FakeSlack
+from tests.slack_helpers import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
+    RUN,
+    Bot,
+    MakeBot,
+    find_element,
+    has,
+    in_thread,
+    plan_posted,
+    root_of,
+    text_of,
+)
+from tests.support import DATASETS
 
 
 async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -132,12 +108,6 @@ def gate_order(gate: dict[str, Any]) -> list[int]:
     return [int(best["text"]["text"].split("#")[1].split()[0])] + [
         int(o["value"].split("|")[1].removeprefix("c")) for o in select["options"]
     ]
-
-
-async def plan_posted(bot: Bot, slack: FakeSlack, *, user: str = ALICE, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
-    await bot.driver.command(text, user=user)
-    root = await root_of(slack)
-    return root, await in_thread(slack, root, has("Plan v1"))
 
 
 async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -245,31 +215,6 @@ async def test_a_click_on_the_plan_still_works_after_a_restart(
         await db2.close()
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (f"run dataset={TEXT2SQL} model=qwen3-8b with rank 7", "LoRA rank 7 is not allowed"),
-        ("run model=qwen3-8b", "no dataset named"),
-        (f"run dataset={TEXT2SQL} model=qwen3-8b wibble wobble", "could not understand: 'wibble wobble'"),
-        ("frobnicate 12", "unknown subcommand `frobnicate`"),
-        ("status", "which run?"),
-    ],
-)
-async def test_bad_command_text_gets_one_clear_ephemeral_and_no_run(
-    bot_factory: MakeBot,
-    fake_slack: FakeSlack,
-    text: str,
-    expected: str,
-) -> None:
-    bot = await bot_factory()
-    reply = await bot.driver.command(text, user=ALICE)
-    assert reply.status == 200
-    await bot.settle()
-    answers = fake_slack.ephemerals(ALICE)
-    assert len(answers) == 1 and expected in answers[0]["rendered"]  # one clear answer
-    assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
-
-
 async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     platform = MemoryPlatform()
     bot = await bot_factory(platform)
@@ -279,94 +224,6 @@ async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_facto
     assert "❌" in text_of(failed) and "Nothing was spent" in text_of(failed)
     await fake_slack.wait_for(lambda: any("❌" in text_of(m) for m in fake_slack.roots(CHANNEL)))
     assert not platform.jobs and not platform.datasets
-
-
-async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
-    await bot.driver.command(RUN, user=ALICE, trigger="T-SAME")
-    await bot.driver.command(RUN, user=ALICE, trigger="T-SAME", retry_num=1)
-    said = mention(fake_slack, f"run SFT on {TEXT2SQL} with qwen3-8b", user=BOB)
-    for retry in (None, 1, 2):
-        assert (await bot.driver.event(said, event_id="Ev0MENTION", retry_num=retry)).status == 200
-    await bot.driver.event(said, event_id="Ev0OTHER")  # the same message, another delivery id
-    await bot.settle()
-    runs = await q.list_runs(bot.runner.db)
-    assert sorted(r.requester for r in runs) == [ALICE, BOB]
-
-
-def mention(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
-    said = slack.user_says(CHANNEL, f"<@UBOT> {text}", user=user)
-    return {**said, "type": "app_mention"}
-
-
-def dm(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
-    return slack.user_says("D0BOB", text, user=user)
-
-
-def answer_to(slack: FakeSlack, channel: str, event: dict[str, Any], expect: str) -> Awaitable[Any]:
-    """The bot's reply to ``event`` (in its thread for a channel, after it in a DM)."""
-
-    def find() -> Any:
-        for m in slack.messages.get(channel, []):
-            if m.bot_id and float(m.ts) > float(event["ts"]) and expect in m.view()["rendered"]:
-                if channel.startswith("D") or m.thread_ts == event["ts"]:
-                    return m.view()
-        return None
-
-    return slack.wait_for(find)
-
-
-async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
-    ask = mention(fake_slack, f"run SFT on {TEXT2SQL} with qwen3-8b and 3 epochs")
-    await bot.driver.event(ask)
-    await answer_to(fake_slack, CHANNEL, ask, "Run #1 started")
-    assert (await bot.runner.get(1)).spec.epochs == 3
-
-    ask = mention(fake_slack, "which base models do you support for SFT?")
-    await bot.driver.event(ask)
-    assert "qwen3-8b" in (await answer_to(fake_slack, CHANNEL, ask, "Base models"))["rendered"]
-
-    for text, expect in [
-        ("status of run 1", "SFT run #1 by"),
-        ("cancel run 1", "Yes, cancel run #1"),
-        ("help", "/sft run"),
-        ("audit of run 1", "Audit trail"),
-        ("what's the weather", "I didn't catch that"),
-    ]:
-        ask = dm(fake_slack, text)
-        await bot.driver.event(ask)
-        await answer_to(fake_slack, "D0BOB", ask, expect)
-    assert len(await q.list_runs(bot.runner.db)) == 1
-    # Edits and other bots' posts arrive as message events too: acknowledged, ignored.
-    assert (await bot.driver.event({**dm(fake_slack, "cancel run 1"), "subtype": "message_changed"})).status == 200
-    assert (await bot.driver.event({**dm(fake_slack, f"run SFT on {TEXT2SQL}"), "bot_id": "B0OTHER"})).status == 200
-    await bot.settle()
-    assert len(await q.list_runs(bot.runner.db)) == 1
-
-
-async def test_app_home_publishes_runs_and_permissions(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), policy=Policy(approvers=[BOB], budget_usd=50))
-    await plan_posted(bot, fake_slack, user=ALICE)
-    event = {"type": "app_home_opened", "user": ALICE, "channel": "D0ALICE", "tab": "home", "event_ts": "1700000004.1"}
-    assert (await bot.driver.event(event)).status == 200
-    home = await fake_slack.wait_for(lambda: fake_slack.home.get(ALICE))
-    rendered = "\n".join(str(b) for b in home["blocks"])
-    assert "#1" in rendered and "SFTBOT_APPROVERS" in rendered and f"<@{BOB}>" in rendered and "$50" in rendered
-    assert (await bot.driver.event({**event, "tab": "messages"})).status == 200  # acknowledged, nothing to publish
-
-
-async def test_a_question_is_answered_with_the_select(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    bot = await bot_factory()
-    await bot.driver.command(f"run dataset={TEXT2SQL}", user=ALICE)
-    root = await root_of(fake_slack)
-    asked = await in_thread(fake_slack, root, has("needs an answer"))
-    select = find_element(asked["blocks"], "sft_answer_select")
-    assert select is not None
-    pick = next(i for i, o in enumerate(select["options"]) if o["text"]["text"] == "qwen3-8b")
-    await bot.driver.click(asked, "sft_answer_select", user=ALICE, option=pick)
-    await in_thread(fake_slack, root, lambda m: m["ts"] == asked["ts"] and "Answered `qwen3-8b`" in text_of(m))
-    await in_thread(fake_slack, root, has("Plan v1"))
 
 
 async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -413,14 +270,3 @@ async def test_rate_limits_and_server_errors_are_retried(bot_factory: MakeBot, f
     posts = fake_slack.calls_to("chat.postMessage")
     assert [c["status"] for c in posts][:3] == [429, 503, 200]
     assert posts[1]["at"] - posts[0]["at"] >= 1.0  # Retry-After was honoured
-
-
-async def test_a_refused_start_gets_one_answer_and_is_audited(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    bot = await bot_factory(policy=Policy(channels=["C0OTHER"]))
-    await bot.driver.command(RUN, user=ALICE)
-    await bot.settle()
-    answers = fake_slack.ephemerals(ALICE)
-    assert len(answers) == 1 and "not enabled in this channel" in answers[0]["rendered"]
-    assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
-    denied = await bot.runner.db.fetchall("SELECT actor, action FROM audit_events WHERE action='denied_start'")
-    assert [tuple(r) for r in denied] == [(ALICE, "denied_start")]

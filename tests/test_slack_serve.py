@@ -18,11 +18,11 @@ from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
-from tests.conftest import DATASETS
-from tests.fakes.fireworks_server import FakeFireworks
+from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import CHANNEL, SECRET, Driver
+from tests.support import DATASETS
 
 
 def free_port() -> int:

@@ -15,10 +15,10 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot.app import start_http
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from tests.conftest import DATASETS
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import CHANNEL, Bot, Driver, fixture, make_bot
+from tests.support import DATASETS
 
 RUN = f"run dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b"
 

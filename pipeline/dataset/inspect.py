@@ -4,7 +4,7 @@ Memory stays flat: the file is read into one reused buffer of whole lines, and n
 line is kept beyond a few example line numbers per problem kind.
 
 Speed (see bench/README.md): rows are decoded by msgspec straight into typed structs of the
-clean chat shape (``_ChatRow``: only ``messages``, each with a known role, string or
+clean chat shape (``ChatRow``: only ``messages``, each with a known role, string or
 text-part content and an optional 0/1 weight), which checks JSON, UTF-8 and types in C and
 builds no dicts. A block of lines is decoded in one ``decode_lines`` call once a scan of its
 newlines proves that lines and rows correspond one to one, and its rows are then summed and
@@ -20,213 +20,39 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
-from operator import attrgetter, countOf, itemgetter, sub
+from operator import countOf, sub
 from pathlib import Path
-from typing import Any, Literal
 
-import msgspec
-
-from pipeline.dataset.convert import CONVERSIONS, flat_shape
+from pipeline.dataset.convert import CONVERSIONS
 from pipeline.dataset.report import Conversion, InspectionReport, Problem, ProblemGroup, Shape
+from pipeline.dataset.rows import (
+    CHAT,
+    CONTENT,
+    DECODE,
+    FIRST,
+    KINDS,
+    LAST,
+    MESSAGES,
+    ROLE,
+    WEIGHT,
+    ChatRow,
+    check_row,
+    kind_of,
+    row_stats,
+    shape_of,
+    text_chars,
+)
 from pipeline.dataset.tokens import (
     TOKEN_METHOD,
-    answer_text,
-    content_chars,
     estimate_tokens,
     estimate_tokens_many,
 )
 from pipeline.spec import MAX_SAMPLES, MIN_SAMPLES
 
-ROLES = frozenset({"system", "user", "assistant"})
-
-# kind -> (title, blocking). Blocking: the platform would refuse the upload, or the row
-# trains on nothing. The platform validates the whole file and fails it as DATASET_INVALID
-# on a single bad line (reference/fireworks.md §2.1), so one bad row blocks like a thousand.
-KINDS: dict[str, tuple[str, bool]] = {
-    "non_utf8": ("bytes that are not UTF-8", True),
-    "invalid_json": ("invalid JSON", True),
-    "not_object": ("line is not a JSON object", True),
-    "missing_messages": ("no `messages` and not a convertible shape", True),
-    "messages_not_list": ("`messages` is not a list", True),
-    "empty_messages": ("`messages` is empty", True),
-    "message_not_object": ("a message is not an object", True),
-    "unknown_role": ("role is not system, user or assistant", True),
-    "system_not_first": ("system message is not the first message", True),
-    "bad_content": ("content is neither a string nor a list of text parts", True),
-    "bad_message_weight": ("message weight is not 0 or 1", True),
-    "no_assistant": ("no assistant turn to train on", True),
-    "bad_sample_weight": ("sample weight is not a number", True),
-    "partial_sample_weight": ("no sample weight although other samples have one", True),
-    "tool_calls_without_tools": ("tool_calls without a root `tools` list", True),
-    # Not blocking: the plan can raise the context length and an over-long row is cut, not
-    # refused; the count is an estimate as well, so this is a warning to look at.
-    "over_context": ("longer than the context budget (estimated tokens)", False),
-    "empty_file": ("the file has no samples", True),
-    "too_few_examples": (f"fewer than {MIN_SAMPLES} examples, the platform minimum", True),
-    "too_many_examples": (f"more than {MAX_SAMPLES:,} examples, the platform maximum", True),
-}
-
 _BLANK = b" \t\r"
 # 256 KiB: the strings decoded from one block are still in the CPU cache when the block's
 # rows are summed; 1 to 4 MiB blocks measured 8 to 25% slower to decode.
 _BLOCK = 1 << 18
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# Python's json takes NaN and Infinity; JSON (and the platform) does not.
-_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
-
-
-# The clean chat row as the fast path decodes it. Every struct forbids unknown fields:
-# msgspec skips an unknown field's value without checking its UTF-8, and any other field
-# (tools, tool_calls, reasoning_content, a sample weight...) is the slow path's to judge.
-# gc=False: these structs hold no cycles, so the collector need not track them.
-class _Part(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    type: Literal["text"]
-    text: str
-
-
-class _Message(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    role: Literal["system", "user", "assistant"]
-    content: str | list[_Part]
-    weight: Literal[0, 1] = 1  # JSON ints only: 1.0 and true go to the slow path
-
-
-class _ChatRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    messages: list[_Message]
-
-
-_CHAT = msgspec.json.Decoder(_ChatRow)
-_MESSAGES, _ROLE, _CONTENT = attrgetter("messages"), attrgetter("role"), attrgetter("content")
-_WEIGHT, _TEXT = attrgetter("weight"), attrgetter("text")
-_FIRST, _LAST = itemgetter(0), itemgetter(-1)
-
-
-def _text_chars(content: str | list[_Part]) -> int:
-    return len(content) if type(content) is str else sum(map(len, map(_TEXT, content)))
-
-
-def row_stats(row: _ChatRow) -> tuple[int, int, int, int] | None:
-    """(messages, assistant, system, content characters) of a clean decoded row, or None:
-    let the slow path decide.
-
-    The struct already holds the types; clean also means at least one message, system only
-    first, and an assistant turn that trains (weight 1).
-    """
-    msgs = row.messages
-    if not msgs:
-        return None
-    roles: list[str] = list(map(_ROLE, msgs))
-    assistant, system = roles.count("assistant"), roles.count("system")
-    if system and (system > 1 or roles[0] != "system"):
-        return None
-    if 0 in map(_WEIGHT, msgs):
-        if 1 not in (m.weight for m in msgs if m.role == "assistant"):
-            return None
-    elif not assistant:
-        return None
-    return len(msgs), assistant, system, sum(map(_text_chars, map(_CONTENT, msgs)))
-
-
-@dataclass
-class _Row:
-    """What one parsed row adds to the totals once the offered conversions are applied."""
-
-    roles: dict[str, int] = field(default_factory=dict)
-    chars: int = 0
-    messages: int = 0
-    conversions: list[str] = field(default_factory=list)
-
-
-def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> _Row | None:
-    """Append (kind, message) for each problem of a parsed row; None if it has no shape."""
-    if "messages" not in obj:
-        return _check_flat(obj, found)
-    msgs = obj["messages"]
-    if not isinstance(msgs, list) or not msgs:
-        kind = "empty_messages" if isinstance(msgs, list) else "messages_not_list"
-        found.append((kind, f"`messages` is {_kind_of(msgs)}"))
-        return None
-    row = _Row(messages=len(msgs))
-    assistant = trainable = 0
-    has_tools = isinstance(obj.get("tools"), list)
-    for i, m in enumerate(msgs, 1):
-        if not isinstance(m, dict):
-            found.append(("message_not_object", f"message {i} is {_kind_of(m)}"))
-            continue
-        role = m.get("role")
-        if isinstance(role, str) and (role in ROLES or role == "tool"):  # tool: a conversion
-            row.roles[role] = row.roles.get(role, 0) + 1
-        else:
-            found.append(("unknown_role", f"message {i} has role {role!r}"))
-        if role == "system" and i > 1:
-            found.append(("system_not_first", f"message {i} is a system message"))
-        content, reasoning = m.get("content"), m.get("reasoning_content")
-        n = content_chars(content)
-        if n is not None:
-            row.chars += n
-        elif not (content is None and role == "assistant" and m.get("tool_calls")):
-            found.append(("bad_content", f"message {i} content is {_kind_of(content)}"))
-        if isinstance(reasoning, str):
-            row.chars += len(reasoning)
-        elif reasoning is not None:
-            what = f"message {i} reasoning_content is {_kind_of(reasoning)}"
-            found.append(("bad_content", what))
-        weight = m.get("weight", 1)
-        if isinstance(weight, bool) or weight not in (0, 1):
-            found.append(("bad_message_weight", f"message {i} weight is {weight!r}"))
-        if role == "assistant":
-            assistant += 1
-            trainable += weight != 0
-        if m.get("tool_calls") and not has_tools:
-            found.append(("tool_calls_without_tools", f"message {i} has tool_calls"))
-    if "tool" in row.roles:
-        row.conversions.append("tool_role")
-    if assistant == 0:
-        truth = answer_text(obj.get("ground_truth", obj.get("answer")))
-        if truth is None:
-            found.append(("no_assistant", "no assistant message"))
-        else:  # the offered conversion appends it as the assistant turn
-            row.conversions.append("ground_truth_to_assistant")
-            row.roles["assistant"] = 1
-            row.chars += len(truth)
-            row.messages += 1
-    elif trainable == 0:
-        found.append(("no_assistant", "every assistant message has weight 0"))
-    return row
-
-
-def _check_flat(obj: dict[str, Any], found: list[tuple[str, str]]) -> _Row | None:
-    flat = flat_shape(obj)
-    if flat is None:
-        keys = ", ".join(list(obj)[:5]) or "none"
-        found.append(("missing_messages", f"no `messages` (keys: {keys})"))
-        return None
-    kind, q_key, a_key = flat
-    question, answer = obj[q_key], answer_text(obj[a_key])
-    if not isinstance(question, str) or answer is None:
-        found.append(("missing_messages", f"`{q_key}`/`{a_key}` are not text"))
-        return None
-    return _Row({"user": 1, "assistant": 1}, len(question) + len(answer), 2, [kind])
-
-
-def _kind_of(value: object) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"a number ({value!r})"
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _shape_of(obj: dict[str, Any]) -> Shape:
-    if "messages" in obj:
-        return Shape.CHAT
-    flat = flat_shape(obj)
-    if flat is None:
-        return Shape.UNKNOWN
-    return Shape.QUESTION_ANSWER if flat[1] == "question" else Shape.PROMPT_COMPLETION
 
 
 @dataclass
@@ -271,7 +97,7 @@ class _Totals:
 
     def slow(self, line: int, raw: bytes) -> None:
         try:
-            obj = _DECODE(raw.decode("utf-8"))
+            obj = DECODE(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             where = f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
             self.problem("non_utf8", line, where)
@@ -283,9 +109,9 @@ class _Totals:
             self.problem("invalid_json", line, str(exc) or type(exc).__name__)
             return
         if not isinstance(obj, dict):
-            self.problem("not_object", line, f"the line is {_kind_of(obj)}")
+            self.problem("not_object", line, f"the line is {kind_of(obj)}")
             return
-        shape = _shape_of(obj)
+        shape = shape_of(obj)
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
         if "weight" not in obj:
             self.unweighted += 1
@@ -295,7 +121,7 @@ class _Totals:
             self.weighted += 1
             w = obj["weight"]
             if isinstance(w, bool) or not isinstance(w, (int, float)):
-                self.problem("bad_sample_weight", line, f"weight is {_kind_of(w)}")
+                self.problem("bad_sample_weight", line, f"weight is {kind_of(w)}")
         found: list[tuple[str, str]] = []
         row = check_row(obj, found)
         kinds = dict(found)  # one problem per kind per line, so counts are rows
@@ -336,7 +162,7 @@ class _Scan:
         if pos >= 0:  # an empty line first or last
             return self.lines(buf, view, stop, lineno)
         try:
-            rows = _CHAT.decode_lines(view[:stop])
+            rows = CHAT.decode_lines(view[:stop])
         except ValueError:  # msgspec.DecodeError and UnicodeDecodeError are ValueErrors
             return self.lines(buf, view, stop, lineno)
         if len(rows) != newlines + 1:
@@ -346,7 +172,7 @@ class _Scan:
             self.careful(rows, buf, view, stop, lineno + 1)
         return lineno + len(rows)
 
-    def bulk(self, rows: list[_ChatRow], first: int) -> bool:
+    def bulk(self, rows: list[ChatRow], first: int) -> bool:
         """Add a block of decoded rows if every one is clean; False (nothing added) if not.
 
         Each step is one C-level pass over the block; Python code runs only for messages
@@ -354,26 +180,26 @@ class _Scan:
         assistant turn (weight 1) and have a system message only first are clean, which is
         the common case; a block with any other row is checked row by row.
         """
-        msgs = list(map(_MESSAGES, rows))
+        msgs = list(map(MESSAGES, rows))
         counts = list(map(len, msgs))
         if 0 in counts:
             return False
-        last = list(map(_LAST, msgs))
-        if countOf(map(_ROLE, last), "assistant") != len(last) or 0 in map(_WEIGHT, last):
+        last = list(map(LAST, msgs))
+        if countOf(map(ROLE, last), "assistant") != len(last) or 0 in map(WEIGHT, last):
             return False
         flat = list(chain.from_iterable(msgs))
-        roles = list(map(_ROLE, flat))
+        roles = list(map(ROLE, flat))
         system = roles.count("system")
-        if system and countOf(map(_ROLE, map(_FIRST, msgs)), "system") != system:
+        if system and countOf(map(ROLE, map(FIRST, msgs)), "system") != system:
             return False
-        contents = list(map(_CONTENT, flat))
+        contents = list(map(CONTENT, flat))
         chars = list(map(len, contents))
         if list in map(type, contents):  # text parts count their texts' characters
             kinds = list(map(type, contents))
             i = -1
             for _ in range(kinds.count(list)):
                 i = kinds.index(list, i + 1)
-                chars[i] = _text_chars(contents[i])
+                chars[i] = text_chars(contents[i])
         # Characters per row: running totals over the messages, read at each row's end.
         running = list(accumulate(chars, initial=0))
         ends = list(map(running.__getitem__, accumulate(counts)))
@@ -396,7 +222,7 @@ class _Scan:
             t.unweighted_lines.extend(range(first, first + min(room, len(rows))))
         return True
 
-    def careful(self, rows: list[_ChatRow], buf: bytearray, view: memoryview, stop: int, first: int) -> None:
+    def careful(self, rows: list[ChatRow], buf: bytearray, view: memoryview, stop: int, first: int) -> None:
         """Add decoded rows one by one; a row that is not clean goes to the slow path."""
         starts = [0]
         pos = buf.find(b"\n", 0, stop)
@@ -429,7 +255,7 @@ class _Scan:
                 stats = None
                 if fast:
                     try:
-                        stats = row_stats(_CHAT.decode(raw))
+                        stats = row_stats(CHAT.decode(raw))
                     except ValueError:
                         pass
                 if stats is None:

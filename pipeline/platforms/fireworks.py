@@ -19,18 +19,16 @@ import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import certifi
 import httpx
 from fireworks import AsyncFireworks, DefaultAsyncHttpxClient, omit
-from fireworks.types import Dataset, Deployment, Model, SupervisedFineTuningJob
-from fireworks.types.dataset_param import DatasetParam
+from fireworks.types import Deployment, Model, SupervisedFineTuningJob
 
 from pipeline.catalog import BaseModelInfo, find_model
-from pipeline.fsio import atomic_output, write_atomic
+from pipeline.fsio import write_atomic
 from pipeline.ids import PREFIX, owned
 from pipeline.platforms import fireworks_wire as wire
 from pipeline.platforms.base import (
@@ -47,14 +45,12 @@ from pipeline.platforms.base import (
     Snippet,
 )
 from pipeline.platforms.fireworks_calls import Caller, FireworksError, RetryPolicy, StorageError, status_of
+from pipeline.platforms.fireworks_datasets import DIRECT_UPLOAD_LIMIT, FireworksDatasets
 from pipeline.platforms.fireworks_metrics import parse_metrics
-from pipeline.poll import PollTimeout, poll_until
 from templates import render
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
 DEFAULT_INFERENCE_ROOT = "https://api.fireworks.ai/inference"
-DIRECT_UPLOAD_LIMIT = 150 * 1024 * 1024  # `datasets.upload` handles up to 150 MB; above that, signed URLs
-_CHUNK = 1024 * 1024
 
 _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 
@@ -135,6 +131,16 @@ class FireworksPlatform:
         self._direct_upload_limit = direct_upload_limit
         self._min_replicas = min_replicas
         self._ready_since: dict[str, float] = {}  # model string -> when its deployment was first seen READY
+        self._datasets = FireworksDatasets(
+            self._control,
+            self._storage,
+            self._calls,
+            account=account_id,
+            timeout=timeout,
+            poll_seconds=poll_seconds,
+            ready_timeout=dataset_ready_timeout,
+            direct_upload_limit=direct_upload_limit,
+        )
 
     @property
     def endpoint(self) -> str:
@@ -178,161 +184,27 @@ class FireworksPlatform:
             return None
         return wire.model_info(found) if wire.tunable(found) else None
 
-    # -- datasets ----------------------------------------------------------------------------
+    # -- datasets (fireworks_datasets.py) ---------------------------------------------------
 
     async def check_dataset(self, ref: str) -> DatasetInfo:
-        account, ds_id = self._dataset_ref(ref)
-        ds = await self._get_dataset(account, ds_id)
-        info = wire.dataset_info(ds, ds_id, account)
-        if not info.ready:
-            if ds.state == "UPLOADING":
-                raise PlatformError(
-                    f"dataset {info.name} is still uploading; wait until it is READY and try again.", retryable=True
-                )
-            raise PlatformError(f"dataset {info.name} is not ready (state {ds.state}).", retryable=True)
-        return info
+        return await self._datasets.check(ref)
 
     async def stage_dataset(self, ref: str, dest: Path) -> Path:
-        if dest.exists():
-            return dest  # staged once per run; the copy on disk is the run's reference
-        info = await self.check_dataset(ref)
-        account, ds_id = self._dataset_ref(ref)
-        links = await self._calls.run(
-            f"get download links for dataset {info.name}",
-            lambda: self._control.datasets.get_download_endpoint(ds_id, account_id=account),
-            missing=f"dataset {info.name}",
-        )
-        urls = links.filename_to_signed_urls or {}
-        if not urls:
-            raise PlatformError(f"dataset {info.name} has no files to download.")
-        with atomic_output(dest) as part, part.open("wb") as out:
-            for filename in sorted(urls):  # several shards become one JSONL file, in a stable order
-                await self._download(urls[filename], out, what=f"download {filename} of dataset {info.name}")
-        return dest
+        return await self._datasets.stage(ref, dest)
 
     async def upload_dataset(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
-        name = f"accounts/{self._account}/datasets/{dataset_id}"
-        if examples <= 0:
-            examples = await asyncio.to_thread(_count_lines, path)
-        spec: DatasetParam = {"user_uploaded": {}, "example_count": str(examples), "format": "CHAT", "display_name": dataset_id}
-        ds = await self._calls.run(
-            f"create dataset {name}",
-            lambda: self._control.datasets.create(dataset_id=dataset_id, dataset=spec),
-            on_conflict=lambda: self._control.datasets.get(dataset_id),
-        )
-        if ds.state == "READY":
-            return wire.dataset_info(ds, dataset_id, self._account)  # uploaded before (a resume): never upload twice
-        size = path.stat().st_size
-        if size == 0:
-            raise PlatformError(f"cannot upload {path.name} to dataset {name}: the file is empty.")
-        if size <= self._direct_upload_limit:
-            await self._calls.run(
-                f"upload {path.name} to dataset {name}",
-                lambda: self._control.datasets.upload(dataset_id, file=path, timeout=max(self._timeout, 600.0)),
-            )
-        else:
-            await self._upload_signed(dataset_id, name, path, size)
-        ds = await self._get_dataset(self._account, dataset_id)
-        if ds.state != "READY":
-            try:
-                await self._calls.run(
-                    f"validate the upload of dataset {name}",
-                    lambda: self._control.datasets.validate_upload(dataset_id, body={}),
-                )
-            except PlatformError:
-                # Some uploads finalise themselves; a refused validate is fine if it is READY now.
-                if (await self._get_dataset(self._account, dataset_id)).state != "READY":
-                    raise
-        return await self._wait_dataset_ready(dataset_id, name)
-
-    async def _get_dataset(self, account: str, ds_id: str) -> Dataset:
-        name = f"accounts/{account}/datasets/{ds_id}"
-        return await self._calls.run(
-            f"read dataset {name}",
-            lambda: self._control.datasets.get(ds_id, account_id=account),
-            missing=f"dataset {name}",
-        )
-
-    async def _wait_dataset_ready(self, dataset_id: str, name: str) -> DatasetInfo:
-        try:
-            ds = await poll_until(
-                lambda: self._get_dataset(self._account, dataset_id),
-                lambda d: d.state == "READY",
-                timeout=self._dataset_ready_timeout,
-                interval=self._poll_seconds,
-                backoff=1.0,
-                what=f"dataset {name}",
-            )
-        except PollTimeout as exc:
-            state = getattr(exc.last, "state", "not ready")
-            raise PlatformError(
-                f"dataset {name} is still {state} after {self._dataset_ready_timeout:.0f} s of waiting.", retryable=True
-            ) from None
-        return wire.dataset_info(ds, dataset_id, self._account)
-
-    async def _upload_signed(self, dataset_id: str, name: str, path: Path, size: int) -> None:
-        links = await self._calls.run(
-            f"get an upload link for dataset {name}",
-            lambda: self._control.datasets.get_upload_endpoint(dataset_id, filename_to_size={path.name: str(size)}),
-        )
-        url = (links.filename_to_signed_urls or {}).get(path.name)
-        if not url:
-            raise PlatformError(f"Fireworks returned no upload link for {path.name} of dataset {name}.")
-        # Both headers are part of the signature (reference §2.2); the API key must not be sent.
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "X-Goog-Content-Length-Range": f"{size},{size}",
-            "Content-Length": str(size),
-        }
-
-        async def put() -> None:
-            response = await self._storage.put(
-                url, content=_file_chunks(path), headers=headers, timeout=max(self._timeout, 600.0)
-            )
-            if response.status_code >= 300:
-                raise StorageError(response.status_code, response.text)
-
-        await self._calls.run(f"upload {path.name} to dataset {name}", put)
-
-    async def _download(self, url: str, out: IO[bytes], *, what: str) -> None:
-        start = out.tell()
-
-        async def fetch() -> None:
-            out.seek(start)
-            out.truncate()  # a retry starts this file over
-            last = b"\n"
-            async with self._storage.stream("GET", url) as response:
-                if response.status_code >= 300:
-                    raise StorageError(response.status_code, (await response.aread()).decode("utf-8", "replace"))
-                async for chunk in response.aiter_bytes(_CHUNK):
-                    if chunk:
-                        out.write(chunk)
-                        last = chunk[-1:]
-            if last != b"\n":
-                out.write(b"\n")  # so the next shard starts on its own line
-
-        await self._calls.run(what, fetch)
-
-    def _dataset_ref(self, ref: str) -> tuple[str, str]:
-        parsed = wire.dataset_ref(ref, self._account)
-        if parsed is None:
-            raise PlatformError(f"dataset reference {ref!r} is neither a dataset id nor accounts/<account>/datasets/<id>.")
-        return parsed
-
-    def _dataset_name(self, ref: str) -> str:
-        account, ds_id = self._dataset_ref(ref)
-        return f"accounts/{account}/datasets/{ds_id}"
+        return await self._datasets.upload(dataset_id, path, examples=examples)
 
     # -- jobs -----------------------------------------------------------------------------------
 
     async def create_job(self, request: JobRequest) -> JobStatus:
         job_id = request.job_id
-        eval_name = self._dataset_name(request.eval_dataset) if request.eval_dataset else None
+        eval_name = self._datasets.name(request.eval_dataset) if request.eval_dataset else None
         job = await self._calls.run(
             f"create job {job_id}",
             lambda: self._control.supervised_fine_tuning_jobs.create(
                 supervised_fine_tuning_job_id=job_id,
-                dataset=self._dataset_name(request.dataset),
+                dataset=self._datasets.name(request.dataset),
                 base_model=wire.base_model_name(request.base_model),
                 # A given eval set replaces the default auto carve-out (as Fireworks' agent does).
                 evaluation_dataset=eval_name if eval_name else omit,
@@ -515,14 +387,3 @@ def _tls_context() -> ssl.SSLContext:
     if folder := os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context(capath=folder)
     return ssl.create_default_context(cafile=certifi.where())
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            yield chunk

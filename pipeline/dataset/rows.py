@@ -1,0 +1,202 @@
+"""One row of a JSONL dataset: decode it (fast typed path or stdlib reference path), check it,
+and name every problem it has. ``inspect.py`` runs these over a whole file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
+from typing import Any, Literal
+
+import msgspec
+
+from pipeline.dataset.convert import flat_shape
+from pipeline.dataset.report import Shape
+from pipeline.dataset.tokens import answer_text, content_chars
+from pipeline.spec import MAX_SAMPLES, MIN_SAMPLES
+
+ROLES = frozenset({"system", "user", "assistant"})
+
+# kind -> (title, blocking). Blocking: the platform would refuse the upload, or the row
+# trains on nothing. The platform validates the whole file and fails it as DATASET_INVALID
+# on a single bad line (reference/fireworks.md §2.1), so one bad row blocks like a thousand.
+KINDS: dict[str, tuple[str, bool]] = {
+    "non_utf8": ("bytes that are not UTF-8", True),
+    "invalid_json": ("invalid JSON", True),
+    "not_object": ("line is not a JSON object", True),
+    "missing_messages": ("no `messages` and not a convertible shape", True),
+    "messages_not_list": ("`messages` is not a list", True),
+    "empty_messages": ("`messages` is empty", True),
+    "message_not_object": ("a message is not an object", True),
+    "unknown_role": ("role is not system, user or assistant", True),
+    "system_not_first": ("system message is not the first message", True),
+    "bad_content": ("content is neither a string nor a list of text parts", True),
+    "bad_message_weight": ("message weight is not 0 or 1", True),
+    "no_assistant": ("no assistant turn to train on", True),
+    "bad_sample_weight": ("sample weight is not a number", True),
+    "partial_sample_weight": ("no sample weight although other samples have one", True),
+    "tool_calls_without_tools": ("tool_calls without a root `tools` list", True),
+    # Not blocking: the plan can raise the context length and an over-long row is cut, not
+    # refused; the count is an estimate as well, so this is a warning to look at.
+    "over_context": ("longer than the context budget (estimated tokens)", False),
+    "empty_file": ("the file has no samples", True),
+    "too_few_examples": (f"fewer than {MIN_SAMPLES} examples, the platform minimum", True),
+    "too_many_examples": (f"more than {MAX_SAMPLES:,} examples, the platform maximum", True),
+}
+
+
+def reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Python's json takes NaN and Infinity; JSON (and the platform) does not.
+DECODE = json.JSONDecoder(parse_constant=reject_constant).decode
+
+
+# The clean chat row as the fast path decodes it. Every struct forbids unknown fields:
+# msgspec skips an unknown field's value without checking its UTF-8, and any other field
+# (tools, tool_calls, reasoning_content, a sample weight...) is the slow path's to judge.
+# gc=False: these structs hold no cycles, so the collector need not track them.
+class Part(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[Part]
+    weight: Literal[0, 1] = 1  # JSON ints only: 1.0 and true go to the slow path
+
+
+class ChatRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    messages: list[ChatMessageRow]
+
+
+CHAT = msgspec.json.Decoder(ChatRow)
+MESSAGES, ROLE, CONTENT = attrgetter("messages"), attrgetter("role"), attrgetter("content")
+WEIGHT, TEXT = attrgetter("weight"), attrgetter("text")
+FIRST, LAST = itemgetter(0), itemgetter(-1)
+
+
+def text_chars(content: str | list[Part]) -> int:
+    return len(content) if type(content) is str else sum(map(len, map(TEXT, content)))
+
+
+def row_stats(row: ChatRow) -> tuple[int, int, int, int] | None:
+    """(messages, assistant, system, content characters) of a clean decoded row, or None:
+    let the slow path decide.
+
+    The struct already holds the types; clean also means at least one message, system only
+    first, and an assistant turn that trains (weight 1).
+    """
+    msgs = row.messages
+    if not msgs:
+        return None
+    roles: list[str] = list(map(ROLE, msgs))
+    assistant, system = roles.count("assistant"), roles.count("system")
+    if system and (system > 1 or roles[0] != "system"):
+        return None
+    if 0 in map(WEIGHT, msgs):
+        if 1 not in (m.weight for m in msgs if m.role == "assistant"):
+            return None
+    elif not assistant:
+        return None
+    return len(msgs), assistant, system, sum(map(text_chars, map(CONTENT, msgs)))
+
+
+@dataclass
+class Row:
+    """What one parsed row adds to the totals once the offered conversions are applied."""
+
+    roles: dict[str, int] = field(default_factory=dict)
+    chars: int = 0
+    messages: int = 0
+    conversions: list[str] = field(default_factory=list)
+
+
+def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
+    """Append (kind, message) for each problem of a parsed row; None if it has no shape."""
+    if "messages" not in obj:
+        return check_flat(obj, found)
+    msgs = obj["messages"]
+    if not isinstance(msgs, list) or not msgs:
+        kind = "empty_messages" if isinstance(msgs, list) else "messages_not_list"
+        found.append((kind, f"`messages` is {kind_of(msgs)}"))
+        return None
+    row = Row(messages=len(msgs))
+    assistant = trainable = 0
+    has_tools = isinstance(obj.get("tools"), list)
+    for i, m in enumerate(msgs, 1):
+        if not isinstance(m, dict):
+            found.append(("message_not_object", f"message {i} is {kind_of(m)}"))
+            continue
+        role = m.get("role")
+        if isinstance(role, str) and (role in ROLES or role == "tool"):  # tool: a conversion
+            row.roles[role] = row.roles.get(role, 0) + 1
+        else:
+            found.append(("unknown_role", f"message {i} has role {role!r}"))
+        if role == "system" and i > 1:
+            found.append(("system_not_first", f"message {i} is a system message"))
+        content, reasoning = m.get("content"), m.get("reasoning_content")
+        n = content_chars(content)
+        if n is not None:
+            row.chars += n
+        elif not (content is None and role == "assistant" and m.get("tool_calls")):
+            found.append(("bad_content", f"message {i} content is {kind_of(content)}"))
+        if isinstance(reasoning, str):
+            row.chars += len(reasoning)
+        elif reasoning is not None:
+            what = f"message {i} reasoning_content is {kind_of(reasoning)}"
+            found.append(("bad_content", what))
+        weight = m.get("weight", 1)
+        if isinstance(weight, bool) or weight not in (0, 1):
+            found.append(("bad_message_weight", f"message {i} weight is {weight!r}"))
+        if role == "assistant":
+            assistant += 1
+            trainable += weight != 0
+        if m.get("tool_calls") and not has_tools:
+            found.append(("tool_calls_without_tools", f"message {i} has tool_calls"))
+    if "tool" in row.roles:
+        row.conversions.append("tool_role")
+    if assistant == 0:
+        truth = answer_text(obj.get("ground_truth", obj.get("answer")))
+        if truth is None:
+            found.append(("no_assistant", "no assistant message"))
+        else:  # the offered conversion appends it as the assistant turn
+            row.conversions.append("ground_truth_to_assistant")
+            row.roles["assistant"] = 1
+            row.chars += len(truth)
+            row.messages += 1
+    elif trainable == 0:
+        found.append(("no_assistant", "every assistant message has weight 0"))
+    return row
+
+
+def check_flat(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
+    flat = flat_shape(obj)
+    if flat is None:
+        keys = ", ".join(list(obj)[:5]) or "none"
+        found.append(("missing_messages", f"no `messages` (keys: {keys})"))
+        return None
+    kind, q_key, a_key = flat
+    question, answer = obj[q_key], answer_text(obj[a_key])
+    if not isinstance(question, str) or answer is None:
+        found.append(("missing_messages", f"`{q_key}`/`{a_key}` are not text"))
+        return None
+    return Row({"user": 1, "assistant": 1}, len(question) + len(answer), 2, [kind])
+
+
+def kind_of(value: object) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"a number ({value!r})"
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def shape_of(obj: dict[str, Any]) -> Shape:
+    if "messages" in obj:
+        return Shape.CHAT
+    flat = flat_shape(obj)
+    if flat is None:
+        return Shape.UNKNOWN
+    return Shape.QUESTION_ANSWER if flat[1] == "question" else Shape.PROMPT_COMPLETION
