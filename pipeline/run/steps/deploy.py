@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pipeline import ids
-from pipeline.platforms.base import ChatMessage, DeploymentState, PlatformError
-from pipeline.poll import PollTimeout, poll_until
+from pipeline.platforms.base import ChatMessage
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import Deployed
 from pipeline.run.machine import Event
 from pipeline.run.steps.final import shipped
+from pipeline.run.steps.serving import until_ready
 from pipeline.store.records import RunRecord
 
 
@@ -24,19 +24,7 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
     await ctx.checkpoint(f"deployment:{dep_id}:recorded")
     status = await ctx.platform.create_deployment(dep_id, name)
     await ctx.checkpoint(f"deployment:{dep_id}:created")
-    try:
-        status = await poll_until(
-            lambda: ctx.platform.get_deployment(dep_id),
-            lambda s: s.state is not DeploymentState.CREATING,
-            first=status,
-            timeout=ctx.config.deploy_timeout_seconds,
-            interval=ctx.config.poll_seconds,
-            what=f"deployment {dep_id}",
-        )
-    except PollTimeout as exc:
-        raise PlatformError(f"{exc}; it is still up") from None
-    if status.state is not DeploymentState.READY:
-        raise PlatformError(f"deployment {dep_id} {status.state.value}: {status.message or 'no message'}")
+    status = await until_ready(ctx, status, what=f"deployment {dep_id}")
     # READY is not proof of serving (reference/fireworks.md §7.3): send one real completion.
     reply = await ctx.platform.chat(status.model_string, [ChatMessage(role="user", content="Say OK.")], max_tokens=16)
     details = {**status.model_dump(mode="json"), "smoke_test": reply[:200]}

@@ -14,9 +14,9 @@ from typing import Any
 from pipeline import ids
 from pipeline.evaluation.scoring import strip_thinking
 from pipeline.evaluation.strategy import prompt_of
-from pipeline.platforms.base import ChatMessage, DeploymentState, PlatformError
-from pipeline.poll import PollTimeout, poll_until
+from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import RunContext
+from pipeline.run.steps.serving import until_ready
 from pipeline.store.records import CandidateRecord, RunRecord
 
 CONCURRENCY = 4  # completions in flight per deployment: steady, not a burst
@@ -52,19 +52,7 @@ async def _via_deployment(
         )
     status = await ctx.platform.create_deployment(dep_id, model)
     try:
-        try:
-            status = await poll_until(
-                lambda: ctx.platform.get_deployment(dep_id),
-                lambda s: s.state is not DeploymentState.CREATING,
-                first=status,
-                timeout=ctx.config.deploy_timeout_seconds,
-                interval=ctx.config.poll_seconds,
-                what=f"evaluation deployment {dep_id}",
-            )
-        except PollTimeout as exc:
-            raise PlatformError(str(exc)) from None
-        if status.state is not DeploymentState.READY:
-            raise PlatformError(f"evaluation deployment {dep_id} {status.state.value}: {status.message or 'no message'}")
+        status = await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
         sem = asyncio.Semaphore(CONCURRENCY)
         model_string = status.model_string
 
