@@ -54,6 +54,8 @@ def create_app(
         # Socket Mode requests skip verification on their own; HTTP requests are always verified.
         request_verification_enabled=True,
     )
+    # From Slack, runs read only the bot's own folders (pipeline/access.py), never any path.
+    engine.runner.config.files = settings.local_files(slack=True)
     if engine.runner.config.evaluator_dir is None:
         # Evaluator files attached in Slack are saved here, and the runner resolves
         # eval=evaluator:<file> here: without SFTBOT_EVALUATOR_DIR, <data dir>/evaluators.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -241,6 +242,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the bot writes (database, staged data, evaluators, reports) is private to it.
+    os.umask(0o077)
     parser = _parser()
     try:
         args = parser.parse_args(argv)

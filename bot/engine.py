@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from bot.settings import Settings
+from bot.settings import Settings, prepare_data_dir
 from pipeline.authz import Policy
 from pipeline.platforms.base import Platform
 from pipeline.run.context import RunnerConfig
@@ -61,6 +61,7 @@ async def open_engine(
     # The platform first: a missing setting must fail before anything is opened
     # (an open aiosqlite connection would keep the process alive after the error).
     plat = platform or make_platform(settings, platform_name)
+    prepare_data_dir(settings.data_dir)
     db = await Database.open(settings.db_path)
     bus = EventBus()
     runner = Runner(
@@ -73,6 +74,7 @@ async def open_engine(
             ask_evaluation=ask_evaluation,
             policy=policy_from(settings),
             evaluator_dir=settings.evaluator_dir,
+            files=settings.local_files(slack=False),
         ),
         bus=bus,
     )

@@ -5,12 +5,15 @@ Secrets are ``SecretStr`` so they never print in a repr, a log line or an error.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.access import LocalFiles
 
 
 class SettingsError(RuntimeError):
@@ -57,6 +60,14 @@ class Settings(BaseSettings):
 
     evaluator_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_EVALUATOR_DIR"))
     local_port: int = Field(default=8765, validation_alias=AliasChoices("SFTBOT_LOCAL_PORT"))
+    local_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_LOCAL_API_KEY"))
+
+    # What the Slack bot may read from its own machine (pipeline/access.py); the terminal reads any path.
+    dataset_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_DATASET_DIR"))
+    model_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_MODEL_DIR"))
+    max_dataset_mb: int = Field(default=2048, gt=0, validation_alias=AliasChoices("SFTBOT_MAX_DATASET_MB"))
+    # Run users' evaluators even where the sandbox cannot isolate them (weaker containment).
+    unsafe_evaluators: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_UNSAFE_EVALUATORS"))
 
     @field_validator("approvers", "admins", "channels", mode="before")
     @classmethod
@@ -77,6 +88,21 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Files people attach in Slack (datasets, evaluators) are saved here."""
+        return self.data_dir / "uploads"
+
+    def local_files(self, *, slack: bool) -> LocalFiles:
+        """What runs may read from this machine: any path from the terminal, only its folders from Slack."""
+        return LocalFiles(
+            mode="folders" if slack else "any",
+            uploads_dir=self.uploads_dir,
+            dataset_dir=self.dataset_dir,
+            model_dir=self.model_dir,
+            max_dataset_bytes=self.max_dataset_mb * 1024 * 1024,
+        )
 
     def require(self, *names: str) -> None:
         """Fail with one line naming the first missing variable (never its value)."""
@@ -101,6 +127,25 @@ class Settings(BaseSettings):
             self.require("slack_app_token")
         else:
             self.require("slack_signing_secret")
+
+
+def prepare_data_dir(path: Path) -> None:
+    """The data dir, private to this user (0700), or one line saying why it cannot be used.
+
+    It holds the database, every run's staged data and the users' evaluators: nobody else on
+    the machine should read it. New files are private anyway (the CLI sets umask 077).
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)
+        probe = path / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(
+            f"SFTBOT_DATA_DIR {path} cannot be used ({exc.strerror or exc}): point it at a folder this user can write"
+        ) from None
 
 
 def load_settings(**overrides: object) -> Settings:

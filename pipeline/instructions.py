@@ -10,66 +10,43 @@ from __future__ import annotations
 
 import re
 import shlex
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipeline.phrases import (
+    COUNT,
+    DATASET,
+    DIR,
+    EVAL_SET,
+    EVALUATOR,
+    FAMILY,
+    FILLER,
+    FINAL,
+    GLUED_VERSION,
+    HINT,
+    HP,
+    INT,
+    JOBS,
+    MAX,
+    MODEL,
+    NOT,
+    NUM,
+    NUMS,
+    PUNCT,
+    SAMPLES,
+    SEP,
+    SET,
+    TRAILER,
+    VERSION_LETTER,
+    WORD_NUMBERS,
+    file_name,
+    resource_name,
+)
 from pipeline.spec import EvalKind, Evaluation, RunSpec, SpecError, check_learning_rate, check_rank, make_spec
 
 
 class InstructionError(SpecError):
     """Part of the instruction could not be understood; the message quotes that part."""
-
-
-# Marks where a recognised phrase was removed, so the words around it stay apart.
-_SEP = "\ue000"
-_HINT = "Say it another way, or use key=value, e.g. dataset=... model=qwen3-8b lr=1e-4 rank=16"
-_FILLER = frozenset(
-    "please pls and or also then the a an use using with across on for to of in at ok okay approved approve "
-    "thanks thank you yes sure just so now is are it me us both all each too hi hello hey run do go ahead i we".split()
-)
-_PUNCT = string.punctuation + "“”‘’–—…"
-_WORD_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-
-_NAME = r"[\w-]+(?:\.[\w-]+)*"  # a resource name; never swallows a sentence's full stop
-
-
-def _ref(kind: str) -> str:
-    return rf"(?<![\w/])accounts/{_NAME}/{kind}/{_NAME}"
-
-
-def _file(ext: str) -> str:
-    return rf"""(?:"[^"\n]*\.{ext}"|'[^'\n]*\.{ext}'|(?<![\w/~.-])[\w~./-]*\.{ext}(?![\w/-]))"""
-
-
-_DATASET = rf"(?:{_ref('datasets')}|{_file('jsonl')})"
-_EVALUATOR = rf"(?:{_ref('evaluators')}|{_file('py')})"
-_DIR = r"(?<![\w/~.-])(?:~|\.{1,2})?/[\w.~-]+(?:/[\w.~-]+)*/?"
-_FAMILY = r"(?:gpt-oss|codellama|llama|qwq|qwen|mistral|mixtral|gemma|deepseek|phi|glm|kimi|minimax|nemotron)"
-# Space-separated parts are limited to sizes and well-known suffixes so "qwen3 8b and 3 epochs"
-# stops at the model; hyphen-joined parts are one name by construction and may be anything.
-_SPACED = r"(?:\d+(?:\.\d+)?[bmk]|\d+x\d+b|a\d+b|instruct|chat|coder|vl|moe|thinking|distill)(?!\w)"
-_MODEL = (
-    rf"(?<![\w/.~-]){_FAMILY}(?:\d+(?:[.p]\d+)*|(?:[-_]|\s+)[vkm]?\d+(?:[.p]\d+)*(?!\w))?"
-    rf"(?:[-_](?:\d+(?:\.\d+)?[a-z]*|[a-z][a-z\d]*)|\s+{_SPACED})*(?![\w/])"
-)
-# Families whose platform ids put a letter before the version ("llama-v3p3", "kimi-k2p5").
-_VERSION_LETTER = {"llama": "v", "codellama": "v", "deepseek": "v", "kimi": "k", "minimax": "m"}
-_GLUED_VERSION = {"qwen", "qwq", "phi"}  # "qwen3-8b", not "qwen-3-8b"
-
-_NUM = r"(?<![\w.])-?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?(?!\w)"
-_NUMS = rf"{_NUM}(?:(?:\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or)\s+|\s*/\s*){_NUM})*"
-_INT = r"(?<![\w.])(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten)(?![\w.]\w)"
-_COUNT = r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+k?)(?![\w.]\w)"
-_SET = r"\s*(?:of\s+|is\s+|are\s+|to\s+|:\s*|=\s*)?"
-_MAX = r"(?:\b(?:up\s+to|at\s+most|max(?:imum)?(?:\s+of)?|no\s+more\s+than)\s+)?"
-_JOBS = r"(?:(?:training|sft|fine[\s-]*tuning|candidate)\s+)?(?:jobs?|runs?|trainings?|candidates?)"
-_SAMPLES = r"(?:samples?|examples?|rows?|records?)"
-_HP = r"(?:hp|hyper[\s-]*param(?:eter)?s?)[\s-]*(?:tuning|search|sweep)"
-_EVAL_SET = r"(?:eval(?:uation)?|validation|held[\s-]*out|test)[\s_-]*(?:data\s*set|data|set|split)"
-_NOT = r"(?:don[’']?t|do\s+not|never|no|skip(?:\s+the)?|without)"
-_TRAILER = r"(?:\s+(?:it|them|the\s+(?:model|winner|result|final\s+model|data(?:set)?)))?"
-_FINAL = r"(?:full[\s-]*data(?:set)?\s+)?(?:final(?:\s+full[\s-]*data(?:set)?)?|full[\s-]*data(?:set)?|re-?train(?:ing)?)"
 
 
 @dataclass
@@ -95,7 +72,7 @@ class _Draft:
 
     def add_model(self, raw: str) -> None:
         name = normalise_model(raw)
-        if re.fullmatch(_FAMILY, name, re.IGNORECASE):
+        if re.fullmatch(FAMILY, name, re.IGNORECASE):
             raise InstructionError(f"{_q(raw)} is not a full model name: say which one, e.g. qwen3-8b")
         self.models.append((self.pos, name))
 
@@ -129,10 +106,10 @@ def normalise_model(raw: str) -> str:
         return parts[3] if fireworks else s
     if s.startswith(("/", "./", "../", "~")) or s.lower().endswith(".gguf"):
         return s
-    if not re.fullmatch(_MODEL, s, re.IGNORECASE):
+    if not re.fullmatch(MODEL, s, re.IGNORECASE):
         return s
     low = s.lower()
-    family = re.match(_FAMILY, low, re.IGNORECASE)  # IGNORECASE: "ſ" matched "s" above
+    family = re.match(FAMILY, low, re.IGNORECASE)  # IGNORECASE: "ſ" matched "s" above
     assert family is not None  # the full match above starts with a family
     head, rest = family.group(0), low[family.end() :]
     glued = re.match(r"\d+(?:[.p]\d+)*", rest)
@@ -141,8 +118,8 @@ def normalise_model(raw: str) -> str:
     if version is None and tokens and re.fullmatch(r"[vkm]?\d+(?:[.p]\d+)*", tokens[0]):
         version = tokens.pop(0).lstrip("vkm")
     if version is not None:
-        version = _VERSION_LETTER.get(head, "") + version.replace(".", "p")
-        head = f"{head}{version}" if head in _GLUED_VERSION else f"{head}-{version}"
+        version = VERSION_LETTER.get(head, "") + version.replace(".", "p")
+        head = f"{head}{version}" if head in GLUED_VERSION else f"{head}-{version}"
     return "-".join([head] + [t.replace(".", "p") for t in tokens])
 
 
@@ -155,8 +132,8 @@ def _float(text: str, what: str) -> float:
 
 def _int(text: str, what: str) -> int:
     t = text.strip().lower()
-    if t in _WORD_NUMBERS:
-        return _WORD_NUMBERS[t]
+    if t in WORD_NUMBERS:
+        return WORD_NUMBERS[t]
     if re.fullmatch(r"\d{1,3}(?:,\d{3})+", t):
         t = t.replace(",", "")
     scale = 1000 if t.endswith("k") else 1
@@ -188,7 +165,7 @@ def _evaluation(value: str) -> Evaluation:
         return Evaluation(kind=EvalKind.GENERATE)
     if k in ("evaluator", "own", "mine"):
         return Evaluation(kind=EvalKind.EVALUATOR, ref=ref.strip() or None)
-    if re.fullmatch(_EVALUATOR, value.strip()):
+    if re.fullmatch(EVALUATOR, value.strip()):
         return Evaluation(kind=EvalKind.EVALUATOR, ref=value.strip().strip("'\""))
     raise InstructionError(f"eval {_q(value)} is not one I know: use loss, generate, evaluator or evaluator:<ref>")
 
@@ -278,9 +255,17 @@ def _path(m: re.Match[str]) -> str:
 
 
 def _generic_model(m: re.Match[str], d: _Draft) -> bool:
-    if m.group("v").lower() in _FILLER:
+    if m.group("v").lower() in FILLER:
         return False  # "use the as base model" is not a model name: leave it to be quoted
     d.add_model(m.group("v").rstrip("."))
+    return True
+
+
+def _rates_before(m: re.Match[str], d: _Draft) -> bool:
+    """ "1e-4 and 5e-5 learning rates"; a number list without that suffix is left for other rules."""
+    if m.group("lrs") is None:
+        return False
+    d.set("learning_rates", tuple(_float(x, "learning rate") for x in _split(m.group("v"))))
     return True
 
 
@@ -295,42 +280,44 @@ _nothing: _Handler = lambda m, d: None  # noqa: E731
 # Order matters: specific phrases (eval dataset, evaluator, paths) go before the generic ones
 # that would otherwise claim their words, and counts go before number lists.
 _RULES: list[tuple[str, _Handler]] = [
-    (rf"(?:\buse\s+)?(?P<v>{_DATASET})\s+(?:as|for)\s+(?:the\s+|an?\s+|my\s+)?{_EVAL_SET}\b", lambda m, d: d.set("eval_dataset", _path(m))),
-    (rf"\b{_EVAL_SET}{_SET}(?P<v>{_DATASET})", lambda m, d: d.set("eval_dataset", _path(m))),
-    (rf"\b(?:evaluate|validate)\s+(?:on|against|with|using)\s+(?P<v>{_DATASET})", lambda m, d: d.set("eval_dataset", _path(m))),
-    (rf"(?:\b(?:my|our|the)\s+)?(?:own\s+)?\bevaluator{_SET}(?P<v>{_EVALUATOR})", lambda m, d: d.set("evaluation", _evaluation(f"evaluator:{_path(m)}"))),
-    (rf"(?P<v>{_EVALUATOR})(?:\s+as\s+(?:the\s+|my\s+|our\s+)?evaluator\b)?", lambda m, d: d.set("evaluation", _evaluation(f"evaluator:{_path(m)}"))),
-    (rf"(?:\b(?:the|my|our)\s+)?(?:\btrain(?:ing)?\s+)?(?:\b(?:data\s*set|data|file)\b{_SET})?(?P<v>{_DATASET})", lambda m, d: d.set("dataset", _path(m))),
-    (rf"(?P<v>{_ref('models')}|{_file('gguf')})", lambda m, d: d.add_model(_path(m))),
-    (rf"\b(?:with|using|across|from|models?|fine-?tune|train){_SET}(?:the\s+)?(?:base\s+)?(?:model{_SET})?(?P<v>{_DIR})", lambda m, d: d.add_model(_path(m))),
-    (rf"(?P<v>{_DIR})\s+as\s+(?:the\s+|a\s+|my\s+)?base\s+model\b", lambda m, d: d.add_model(_path(m))),
-    (rf"(?P<v>{_MODEL})", lambda m, d: d.add_model(m.group("v"))),
-    (rf"\b(?:use|with)\s+(?P<v>[\w~][^\s,;{_SEP}]*)\s+as\s+(?:the\s+|a\s+|my\s+|our\s+)?base\s+model\b", _generic_model),
-    (rf"\bbase\s+models?{_SET}(?P<v>[\w~][^\s,;{_SEP}]*)", _generic_model),
-    (rf"(?:\b(?:for|with)\s+)?(?P<v>{_INT})\s+epochs?\b(?:\s+(?:each|per\s+candidate|for\s+(?:each|every)\s+(?:candidate|job|run)))?", _to("epochs", lambda v: _int(v, "epochs"))),
-    (rf"\bepochs?{_SET}(?P<v>{_INT})", _to("epochs", lambda v: _int(v, "epochs"))),
+    (rf"(?:\buse\s+)?(?P<v>{DATASET})\s+(?:as|for)\s+(?:the\s+|an?\s+|my\s+)?{EVAL_SET}\b", lambda m, d: d.set("eval_dataset", _path(m))),
+    (rf"\b{EVAL_SET}{SET}(?P<v>{DATASET})", lambda m, d: d.set("eval_dataset", _path(m))),
+    (rf"\b(?:evaluate|validate)\s+(?:on|against|with|using)\s+(?P<v>{DATASET})", lambda m, d: d.set("eval_dataset", _path(m))),
+    (rf"(?:\b(?:my|our|the)\s+)?(?:own\s+)?\bevaluator{SET}(?P<v>{EVALUATOR})", lambda m, d: d.set("evaluation", _evaluation(f"evaluator:{_path(m)}"))),
+    (rf"(?P<v>{EVALUATOR})(?:\s+as\s+(?:the\s+|my\s+|our\s+)?evaluator\b)?", lambda m, d: d.set("evaluation", _evaluation(f"evaluator:{_path(m)}"))),
+    (rf"(?:\b(?:the|my|our)\s+)?(?:\btrain(?:ing)?\s+)?(?:\b(?:data\s*set|data|file)\b{SET})?(?P<v>{DATASET})", lambda m, d: d.set("dataset", _path(m))),
+    (rf"(?P<v>{resource_name('models')}|{file_name('gguf')})", lambda m, d: d.add_model(_path(m))),
+    (rf"\b(?:with|using|across|from|models?|fine-?tune|train){SET}(?:the\s+)?(?:base\s+)?(?:model{SET})?(?P<v>{DIR})", lambda m, d: d.add_model(_path(m))),
+    (rf"(?P<v>{DIR})\s+as\s+(?:the\s+|a\s+|my\s+)?base\s+model\b", lambda m, d: d.add_model(_path(m))),
+    (rf"(?P<v>{MODEL})", lambda m, d: d.add_model(m.group("v"))),
+    (rf"\b(?:use|with)\s+(?P<v>[\w~][^\s,;{SEP}]*)\s+as\s+(?:the\s+|a\s+|my\s+|our\s+)?base\s+model\b", _generic_model),
+    (rf"\bbase\s+models?{SET}(?P<v>[\w~][^\s,;{SEP}]*)", _generic_model),
+    (rf"(?:\b(?:for|with)\s+)?(?P<v>{INT})\s+epochs?\b(?:\s+(?:each|per\s+candidate|for\s+(?:each|every)\s+(?:candidate|job|run)))?", _to("epochs", lambda v: _int(v, "epochs"))),
+    (rf"\bepochs?{SET}(?P<v>{INT})", _to("epochs", lambda v: _int(v, "epochs"))),
     (r"\btrain\s+(?:each|every|all|the)\s+(?:of\s+the\s+)?(?:candidates?|models?|jobs?|runs?|ones?)\b", _nothing),
-    (rf"\b(?:evaluate|eval|score)\s+(?:on\s+)?{_MAX}(?P<v>{_COUNT})\s+(?:held[\s-]*out\s+)?{_SAMPLES}\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
-    (rf"(?P<v>{_COUNT})\s+(?:held[\s-]*out\s+|eval(?:uation)?\s+|test\s+){_SAMPLES}(?:\s+(?:for|in|during)\s+(?:the\s+)?eval(?:uation)?)?\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
-    (rf"(?P<v>{_COUNT})\s+{_SAMPLES}\s+(?:for|in|during)\s+(?:the\s+)?(?:eval(?:uation)?|scoring)\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
-    (rf"(?P<v>{_COUNT})\s+(?:training\s+)?{_SAMPLES}\s+(?:for|in|during|when)\s+(?:the\s+)?{_HP}(?:ing)?\b", _to("hp_samples", lambda v: _int(v, "HP-tuning samples"))),
-    (rf"\b{_HP}\s+(?:on|with|using)\s+(?P<v>{_COUNT})\s+{_SAMPLES}\b", _to("hp_samples", lambda v: _int(v, "HP-tuning samples"))),
-    (rf"\b(?:sub[\s-]*sample|hp[\s_-]*samples?)\s*(?:down\s+)?{_SET}(?P<v>{_COUNT})(?:\s+{_SAMPLES})?", _to("hp_samples", lambda v: _int(v, "HP-tuning samples"))),
-    (rf"{_MAX}(?P<v>{_INT})\s+(?:{_JOBS}\s+)?(?:in\s+parallel|at\s+(?:once|a\s+time|the\s+same\s+time)|concurrently|simultaneously)\b", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
-    (rf"{_MAX}(?P<v>{_INT})\s+(?:parallel|concurrent|simultaneous)\s+{_JOBS}\b", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
-    (rf"\b(?:parallelism|concurrency|parallel(?:\s+jobs)?){_SET}(?P<v>{_INT})", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
+    (rf"\b(?:evaluate|eval|score)\s+(?:on\s+)?{MAX}(?P<v>{COUNT})\s+(?:held[\s-]*out\s+)?{SAMPLES}\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
+    (rf"(?P<v>{COUNT})\s+(?:held[\s-]*out\s+|eval(?:uation)?\s+|test\s+){SAMPLES}(?:\s+(?:for|in|during)\s+(?:the\s+)?eval(?:uation)?)?\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
+    (rf"(?P<v>{COUNT})\s+{SAMPLES}\s+(?:for|in|during)\s+(?:the\s+)?(?:eval(?:uation)?|scoring)\b", _to("eval_examples", lambda v: _int(v, "evaluation examples"))),
+    (rf"(?P<v>{COUNT})\s+(?:training\s+)?{SAMPLES}\s+(?:for|in|during|when)\s+(?:the\s+)?{HP}(?:ing)?\b", _to("hp_samples", lambda v: _int(v, "HP-tuning samples"))),
+    (rf"\b{HP}\s+(?:on|with|using)\s+(?P<v>{COUNT})\s+{SAMPLES}\b", _to("hp_samples", lambda v: _int(v, "HP-tuning samples"))),
+    (rf"\b(?:sub[\s-]*sample|hp[\s_-]*samples?)\s*(?:down\s+)?{SET}(?P<v>{COUNT})(?:\s+{SAMPLES})?", _to("hp_samples", lambda v: _int(v, "HP-tuning samples"))),
+    (rf"{MAX}(?P<v>{INT})\s+(?:{JOBS}\s+)?(?:in\s+parallel|at\s+(?:once|a\s+time|the\s+same\s+time)|concurrently|simultaneously)\b", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
+    (rf"{MAX}(?P<v>{INT})\s+(?:parallel|concurrent|simultaneous)\s+{JOBS}\b", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
+    (rf"\b(?:parallelism|concurrency|parallel(?:\s+jobs)?){SET}(?P<v>{INT})", _to("max_parallel", lambda v: _int(v, "parallel jobs"))),
     (r"\bcandidates?\s*(?::|=|are)?\s*(?=\d+\s*[:@])", _nothing),
-    (rf"(?<![\w.])(?P<r>\d+)\s*[:@]\s*(?P<lr>{_NUM})", _pairs),
-    (rf"\b(?:lora\s+)?rank\s+(?P<r>\d+)\s+(?:with|at|@)\s+(?:an?\s+)?(?:lr|learning\s+rate){_SET}(?P<lr>{_NUM})", _pairs),
-    (rf"\b(?:learning[\s_-]*rates?|lrs?)(?:\s+at)?{_SET}(?P<v>{_NUMS})", _to("learning_rates", lambda v: tuple(_float(x, "learning rate") for x in _split(v)))),
-    (rf"(?P<v>{_NUMS})\s+(?:as\s+(?:the\s+)?|for\s+(?:the\s+)?)?(?:learning[\s-]*rates?|lrs?)\b", _to("learning_rates", lambda v: tuple(_float(x, "learning rate") for x in _split(v)))),
-    (rf"\b(?:lora[\s_-]*)?ranks?{_SET}(?P<v>{_NUMS})", _to("lora_ranks", lambda v: tuple(_int(x, "LoRA rank") for x in _split(v)))),
-    (rf"\b{_NOT}\s+(?:do\s+|run\s+)?(?:the\s+|a\s+|any\s+)?{_FINAL}(?:\s+(?:run|training|re-?train(?:ing)?|step|phase|job))?\b", _const("final_run", False)),
-    (rf"\b(?:do|run|include|keep|with)\s+(?:the\s+|a\s+)?{_FINAL}\s+(?:run|training|re-?train(?:ing)?)\b", _const("final_run", True)),
-    (rf"\b{_NOT}\s+deploy(?:ment|ing)?\b{_TRAILER}", _const("deploy", False)),
-    (rf"\bdeploy(?:ment)?\b{_TRAILER}", _const("deploy", True)),
-    (rf"\b{_NOT}\s+(?:data\s+)?conver(?:t|sion|ting)\b{_TRAILER}", _const("convert", False)),
-    (rf"\b(?:(?:apply|do)\s+(?:the\s+)?)?(?:data\s+)?conver(?:t|sion)\b{_TRAILER}", _const("convert", True)),
+    (rf"(?<![\w.])(?P<r>\d+)\s*[:@]\s*(?P<lr>{NUM})", _pairs),
+    (rf"\b(?:lora\s+)?rank\s+(?P<r>\d+)\s+(?:with|at|@)\s+(?:an?\s+)?(?:lr|learning\s+rate){SET}(?P<lr>{NUM})", _pairs),
+    (rf"\b(?:learning[\s_-]*rates?|lrs?)(?:\s+at)?{SET}(?P<v>{NUMS})", _to("learning_rates", lambda v: tuple(_float(x, "learning rate") for x in _split(v)))),
+    # The suffix is optional so the rule matches (and moves past) any list of numbers: with a
+    # required suffix the engine retried from every number of a long list, quadratic in its length.
+    (rf"(?P<v>{NUMS})(?P<lrs>\s+(?:as\s+(?:the\s+)?|for\s+(?:the\s+)?)?(?:learning[\s-]*rates?|lrs?)\b)?", _rates_before),
+    (rf"\b(?:lora[\s_-]*)?ranks?{SET}(?P<v>{NUMS})", _to("lora_ranks", lambda v: tuple(_int(x, "LoRA rank") for x in _split(v)))),
+    (rf"\b{NOT}\s+(?:do\s+|run\s+)?(?:the\s+|a\s+|any\s+)?{FINAL}(?:\s+(?:run|training|re-?train(?:ing)?|step|phase|job))?\b", _const("final_run", False)),
+    (rf"\b(?:do|run|include|keep|with)\s+(?:the\s+|a\s+)?{FINAL}\s+(?:run|training|re-?train(?:ing)?)\b", _const("final_run", True)),
+    (rf"\b{NOT}\s+deploy(?:ment|ing)?\b{TRAILER}", _const("deploy", False)),
+    (rf"\bdeploy(?:ment)?\b{TRAILER}", _const("deploy", True)),
+    (rf"\b{NOT}\s+(?:data\s+)?conver(?:t|sion|ting)\b{TRAILER}", _const("convert", False)),
+    (rf"\b(?:(?:apply|do)\s+(?:the\s+)?)?(?:data\s+)?conver(?:t|sion)\b{TRAILER}", _const("convert", True)),
     (r"\b(?:just\s+|only\s+)?(?:the\s+)?(?:validation|val|eval(?:uation)?|held[\s-]*out)[\s_-]+loss(?:\s+only)?(?:\s+(?:for|as)\s+(?:the\s+)?(?:evaluation|eval|metric|scoring))?(?:\s+is\s+(?:fine|ok|okay|enough|good|sufficient))?", _const("evaluation", _LOSS)),
     (r"\b(?:just\s+(?:the\s+)?loss|loss\s+only)\b", _const("evaluation", _LOSS)),
     (r"\b(?:(?:auto[\s-]*)?generate|create|write|build|make)\s+(?:an?\s+|the\s+|one\s+)?(?:new\s+)?evaluator\b(?:\s+for\s+(?:me|us))?", _const("evaluation", _GEN)),
@@ -348,7 +335,7 @@ _COMPILED = [(re.compile(p, re.IGNORECASE), h) for p, h in _RULES]
 
 def _blank(match: re.Match[str]) -> str:
     # Same length as the phrase, so later positions still point into the original text.
-    return _SEP.ljust(len(match.group(0))) if match.group(0) else ""
+    return SEP.ljust(len(match.group(0))) if match.group(0) else ""
 
 
 def _apply(match: re.Match[str], handler: _Handler, draft: _Draft) -> str:
@@ -364,10 +351,10 @@ def _consume(text: str, draft: _Draft) -> str:
 
 def _leftovers(text: str) -> list[str]:
     bad: list[str] = []
-    for chunk in re.split(rf"{_SEP}|[\n;!?]+|[.,:]+(?=\s|$)", text):
-        words = [w.strip(_PUNCT).lower() for w in chunk.split()]
-        if any(w and w not in _FILLER for w in words):
-            bad.append(chunk.strip(_PUNCT + " \t"))
+    for chunk in re.split(rf"{SEP}|[\n;!?]+|[.,:]+(?=\s|$)", text):
+        words = [w.strip(PUNCT).lower() for w in chunk.split()]
+        if any(w and w not in FILLER for w in words):
+            bad.append(chunk.strip(PUNCT + " \t"))
     return bad
 
 
@@ -378,12 +365,12 @@ def parse_instruction(text: str) -> RunSpec:
     the spec) naming a value outside what the platform accepts.
     """
     draft = _Draft()
-    rest = _KV.sub(lambda m: _apply_kv(m, draft), text.replace(_SEP, " "))
+    rest = _KV.sub(lambda m: _apply_kv(m, draft), text.replace(SEP, " "))
     rest = _consume(rest, draft)
     bad = _leftovers(rest)
     if bad:
         quoted = ", ".join(_q(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise InstructionError(f"I could not understand: {quoted}. {_HINT}")
+        raise InstructionError(f"I could not understand: {quoted}. {HINT}")
     fields = dict(draft.fields)
     if draft.models:
         fields["base_models"] = draft.base_models()

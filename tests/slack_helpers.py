@@ -283,6 +283,8 @@ async def listeners_idle(timeout: float = 10.0) -> None:
 
 
 def settings_for(slack: FakeSlack, **extra: Any) -> Settings:
+    """The bot's settings for tests: the bundled datasets are the team's dataset folder."""
+    extra.setdefault("dataset_dir", DATASETS)
     return Settings(slack_bot_token=slack.bot_token, slack_signing_secret=SECRET, slack_api_url=slack.base_url, **extra)
 
 
@@ -295,6 +297,7 @@ async def make_bot(
     policy: Policy | None = None,
     live_interval: float = 0.0,
     ask_evaluation: bool = False,
+    **settings: Any,
 ) -> Bot:
     """The real app on a real runner (fast polling), talking to the fake Slack.
 
@@ -305,9 +308,9 @@ async def make_bot(
     runner = Runner(db, platform, config)
     log = EventLog()
     runner.bus.subscribe(log)
-    settings = settings_for(slack)
-    engine = Engine(settings=settings, db=db, platform=platform, runner=runner, bus=runner.bus)
-    app = create_app(engine, settings, live_interval=live_interval, post_interval=0.0, retry_jitter=0.0)
+    bot_settings = settings_for(slack, **settings)
+    engine = Engine(settings=bot_settings, db=db, platform=platform, runner=runner, bus=runner.bus)
+    app = create_app(engine, bot_settings, live_interval=live_interval, post_interval=0.0, retry_jitter=0.0)
     return Bot(app=app, runner=runner, log=log, driver=Driver(app, slack), slack=slack)
 
 

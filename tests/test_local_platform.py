@@ -39,20 +39,21 @@ from tests.test_local_models import tiny_model  # noqa: E402
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-def _write_data(root: Path) -> tuple[Path, Path]:
+def _write_data(root: Path) -> tuple[str, str]:
+    """Two datasets as if uploaded to the platform (it reads only its own datasets folder)."""
     rows = generate(96, seed=11)
-    train, val = root / "train.jsonl", root / "val.jsonl"
-    train.write_text(render(rows[:80]), encoding="utf-8")
-    val.write_text(render(rows[80:]), encoding="utf-8")
-    return train, val
+    (root / "datasets").mkdir(parents=True, exist_ok=True)
+    (root / "datasets" / "train-data.jsonl").write_text(render(rows[:80]), encoding="utf-8")
+    (root / "datasets" / "val-data.jsonl").write_text(render(rows[80:]), encoding="utf-8")
+    return "train-data", "val-data"
 
 
-def _request(job_id: str, train: Path, val: Path, *, epochs: int = 3, lr: float = 3e-3) -> JobRequest:
+def _request(job_id: str, train: str, val: str, *, epochs: int = 3, lr: float = 3e-3) -> JobRequest:
     return JobRequest(
         job_id=job_id,
         base_model=TINY_MODEL_ID,
-        dataset=str(train),
-        eval_dataset=str(val),
+        dataset=train,
+        eval_dataset=val,
         epochs=epochs,
         lora_rank=8,
         learning_rate=lr,
@@ -129,7 +130,7 @@ def test_training_lowers_validation_loss(trained: tuple[Path, JobStatus, JobStat
     assert final.state is JobState.COMPLETED, final.message
     assert final.progress == 100.0 and final.model == "job-a"
     model, tok = tiny_model(root)
-    base_val = evaluate(model, load_rows(root / "val.jsonl", tok, 512), tok.pad_token_id, "cpu", 16)
+    base_val = evaluate(model, load_rows(root / "datasets" / "val-data.jsonl", tok, 512), tok.pad_token_id, "cpu", 16)
     rows = [json.loads(line) for line in (root / "jobs" / "job-a" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in rows if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1.0, 2.0, 3.0]
@@ -156,7 +157,7 @@ async def test_artifacts_metrics_and_throughput_survive_a_new_instance(
         assert [p.val_loss for p in points if p.val_loss is not None][-1] == status.val_loss
         tps = platform.tokens_per_second(TINY_MODEL_ID)
         assert tps is not None and tps > 0
-        again = await platform.create_job(_request("job-a", root / "train.jsonl", root / "val.jsonl"))
+        again = await platform.create_job(_request("job-a", "train-data", "val-data"))
         assert again.state is JobState.COMPLETED
         info = await platform.model_info(TINY_MODEL_ID)
         assert info is not None and info.params_b is not None and 0.0008 < info.params_b < 0.0009
@@ -310,10 +311,15 @@ async def test_unknown_model_and_dataset_are_refused_clearly(tmp_path: Path) -> 
         with pytest.raises(PlatformError, match="base model 'nope'"):
             await platform.create_job(_request("job-x", train, val).model_copy(update={"base_model": "nope"}))
         with pytest.raises(PlatformError, match="dataset"):
-            await platform.create_job(_request("job-y", tmp_path / "missing.jsonl", val))
+            await platform.create_job(_request("job-y", str(tmp_path / "missing.jsonl"), val))
         assert not (tmp_path / "jobs" / "job-x").exists() and not (tmp_path / "jobs" / "job-y").exists()
-        info = await platform.upload_dataset("ds-1", train, examples=80)
-        assert (await platform.upload_dataset("ds-1", val, examples=16)).name == info.name  # idempotent
+        files = tmp_path / "datasets"
+        info = await platform.upload_dataset("ds-1", files / f"{train}.jsonl", examples=80)
+        assert (await platform.upload_dataset("ds-1", files / f"{val}.jsonl", examples=16)).name == info.name  # idempotent
+        elsewhere = tmp_path / "elsewhere.jsonl"
+        elsewhere.write_text(render(generate(4, seed=1)), encoding="utf-8")
+        with pytest.raises(PlatformError, match="not found on the local platform"):
+            await platform.check_dataset(str(elsewhere))  # a file outside its own folder is not its dataset
         assert (await platform.check_dataset("ds-1")).examples == 80
     finally:
         await platform.close()

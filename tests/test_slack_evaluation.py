@@ -262,7 +262,7 @@ async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(
         for i in range(40)
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    bot = await bot_factory(ask_evaluation=True)
+    bot = await bot_factory(ask_evaluation=True, dataset_dir=tmp_path)
     root, question = await asked(bot, fake_slack, f"run dataset={data} model=qwen3-8b")
     await press(bot, question, "Generate one for me", user=ALICE)
     posted = await in_thread(fake_slack, root, has("Plan v1"))

@@ -49,6 +49,7 @@ def env(monkeypatch: pytest.MonkeyPatch, slack: FakeSlack, fireworks: FakeFirewo
         "FIREWORKS_API_KEY": fireworks.api_key,
         "FIREWORKS_ACCOUNT_ID": fireworks.account,
         "FIREWORKS_BASE_URL": fireworks.base_url,
+        "SFTBOT_DATASET_DIR": str(DATASETS),  # the team's dataset folder: the bundled datasets
         **extra,
     }
     for k, v in values.items():

@@ -132,10 +132,12 @@ class LocalPlatform:
             return demo_path()
         if _ID.fullmatch(ref) and (self.root / "datasets" / f"{ref}.jsonl").is_file():
             return self.root / "datasets" / f"{ref}.jsonl"
-        path = Path(ref).expanduser()
-        if path.is_file():
+        # Its own uploads by full name; never another file of this machine (the engine stages
+        # local files itself, after checking who may read them: pipeline/access.py).
+        path = Path(ref)
+        if path.is_absolute() and path.resolve().parent == (self.root / "datasets").resolve() and path.is_file():
             return path.resolve()
-        raise PlatformError(f"dataset {ref!r} not found: the local platform takes a JSONL file path or an uploaded dataset id")
+        raise PlatformError(f"dataset {ref!r} not found on the local platform: name a dataset uploaded to it")
 
     async def check_dataset(self, ref: str) -> DatasetInfo:
         path = self._dataset_path(ref)

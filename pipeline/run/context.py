@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.access import LocalFiles
 from pipeline.authz import Policy
 from pipeline.platforms.base import Platform
 from pipeline.run.events import RunEvent
@@ -36,6 +37,7 @@ class RunnerConfig(BaseModel):
     deploy_timeout_seconds: float = 1800.0
     evaluator_dir: Path | None = None  # SFTBOT_EVALUATOR_DIR: where users' evaluator files live
     eval_max_tokens: int = 512  # per held-out answer; reasoning models think before they answer
+    files: LocalFiles = LocalFiles()  # which local files runs may read (the Slack bot: only its folders)
 
 
 class CheckpointStop(BaseException):

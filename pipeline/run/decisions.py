@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from pipeline.access import LocalFiles, check_spec
 from pipeline.authz import Action, Policy, Rule, authorize
 from pipeline.planning.cost import money
 from pipeline.run.gates import PROMOTION, GateKey, QuestionKind
@@ -157,6 +158,9 @@ class Gatekeeper(Protocol):
     @property
     def policy(self) -> Policy: ...
 
+    @property
+    def files(self) -> LocalFiles: ...
+
     async def transition(
         self,
         run_id: str,
@@ -193,6 +197,11 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
         raise refusal
     await check_open(keeper.db, run, decision)
     gate, changes, details = _gate(run, decision, event)
+    if "spec" in changes:
+        try:  # a revision or an answer may name a file: the same check as a new run
+            check_spec(changes["spec"], keeper.files)
+        except SpecError as exc:
+            raise Refusal(RefusalKind.INVALID, str(exc), event=event) from None
     record = (
         GateDecision(
             run_id=run.id,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.access import LocalFiles, check_spec
 from pipeline.authz import Action, Policy, authorize
 from pipeline.instructions import parse_instruction
 from pipeline.platforms.base import Platform, PlatformError
@@ -89,6 +90,10 @@ class Runner:
     def policy(self) -> Policy:
         return self.config.policy
 
+    @property
+    def files(self) -> LocalFiles:
+        return self.config.files
+
     # --- what callers use ---------------------------------------------------------------
 
     async def start(
@@ -102,6 +107,7 @@ class Runner:
             await self.db.audit(run_id=None, actor=actor.id, actor_name=actor.name, action="denied_start", details=details)
             raise refusal
         spec = spec or parse_instruction(instruction)
+        check_spec(spec, self.config.files)  # a path this bot may not read is refused before a run exists
         async with self.db.write() as tx:
             run = await q.insert_run(
                 tx,

@@ -9,41 +9,43 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import ids
+from pipeline.access import copy_checked, dataset_file
 from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.demo import resolve_dataset_ref
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import SplitResult, split_dataset
-from pipeline.fsio import copy_atomic, write_atomic
+from pipeline.fsio import write_atomic
 from pipeline.planning.models import Plan
 from pipeline.run.context import RunContext, workspace
 from pipeline.store.records import RunRecord
 
 SOURCE = "source.jsonl"
+EVAL_SOURCE = "eval_source.jsonl"
 INSPECTION = "inspection.json"
 
 
-def is_local_file(ref: str) -> bool:
-    return Path(resolve_dataset_ref(ref)).is_file()
-
-
 async def stage_file(ctx: RunContext, ref: str, dest: Path) -> Path:
-    """A user-named dataset as a local file, fetched once per run (cached in the workspace)."""
+    """A user-named dataset as a local file, fetched once per run (cached in the workspace).
+
+    A local file is checked against what this bot may read (``pipeline.access``) and copied
+    from the descriptor it checked; anything else is the platform's dataset.
+    """
     if dest.exists():
         return dest
-    if is_local_file(ref):
-        await asyncio.to_thread(copy_atomic, Path(resolve_dataset_ref(ref)), dest)
+    local = dataset_file(ref, ctx.config.files)
+    if local is not None:
+        await asyncio.to_thread(copy_checked, local, dest, ctx.config.files)
         return dest
     await ctx.platform.check_dataset(ref)
     return await ctx.platform.stage_dataset(ref, dest)
 
 
-async def inspection(ws: Path) -> InspectionReport:
-    """The inspection of the staged source (computed once, cached beside it)."""
-    cached = ws / INSPECTION
+async def inspection(ws: Path, source: str = SOURCE) -> InspectionReport:
+    """The inspection of a staged file (computed once, cached beside it)."""
+    cached = ws / (INSPECTION if source == SOURCE else f"{Path(source).stem}.inspection.json")
     if cached.exists():
         return InspectionReport.model_validate_json(cached.read_text(encoding="utf-8"))
-    report = await asyncio.to_thread(inspect_dataset, ws / SOURCE)
+    report = await asyncio.to_thread(inspect_dataset, ws / source)
     write_atomic(cached, report.model_dump_json(indent=1))
     return report
 
@@ -98,11 +100,12 @@ async def upload(ctx: RunContext, run: RunRecord, plan: Plan) -> dict[str, str]:
         await ctx.checkpoint(f"dataset:{dataset_id}:ready")
         names[role] = info.name
     if plan.eval_dataset:
-        if not is_local_file(plan.eval_dataset):
+        if dataset_file(plan.eval_dataset, ctx.config.files) is None:
             names["eval"] = (await ctx.platform.check_dataset(plan.eval_dataset)).name
-        else:
+        else:  # the staged, inspected copy (inspect.py), not the file as it may be now
             dataset_id = ids.dataset_id(run.id, "eval")
-            info = await ctx.platform.upload_dataset(dataset_id, Path(resolve_dataset_ref(plan.eval_dataset)), examples=0)
+            staged = await stage_file(ctx, plan.eval_dataset, workspace(run) / EVAL_SOURCE)
+            info = await ctx.platform.upload_dataset(dataset_id, staged, examples=0)
             names["eval"] = info.name
     else:
         names["eval"] = names.get("test", "")

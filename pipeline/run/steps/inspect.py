@@ -52,6 +52,11 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
     report = await data.inspection(ws)
     if report.blocking:
         raise ValueError(blocking_message(spec.dataset, report))
+    if spec.eval_dataset:  # held out from training, but read the same way: checked the same way
+        await data.stage_file(ctx, spec.eval_dataset, ws / data.EVAL_SOURCE)
+        held_out = await data.inspection(ws, data.EVAL_SOURCE)
+        if held_out.blocking:
+            raise ValueError(blocking_message(spec.eval_dataset, held_out))
     listed = await _models(ctx)
     known = {m.id: m for m in listed}
     names = [m.id for m in listed]

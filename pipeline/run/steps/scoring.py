@@ -44,7 +44,7 @@ def detail_path(run: RunRecord, slot: Slot) -> Path:
 async def held_out(ctx: RunContext, run: RunRecord, plan: Plan) -> list[dict[str, Any]]:
     ws = workspace(run)
     if plan.eval_dataset:
-        local = ws / "eval_source.jsonl"
+        local = ws / data.EVAL_SOURCE
         await data.stage_file(ctx, plan.eval_dataset, local)
         return held_out_rows(local, plan.eval_examples)
     return held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples)
