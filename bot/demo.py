@@ -85,7 +85,7 @@ async def _call_endpoint(status: DeploymentStatus, sentence: str) -> str:
     """The snippet's request, made for real with the `openai` client against the endpoint."""
     from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(base_url=status.endpoint, api_key="local")
+    client = AsyncOpenAI(base_url=status.endpoint, api_key=os.environ.get("SFTBOT_LOCAL_API_KEY") or "local")
     resp = await client.chat.completions.create(
         model=status.model_string,
         messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": sentence}],
@@ -119,7 +119,8 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
 
     # Batch 8: on 64 rows that is 8 optimizer steps instead of 4, which measured 29/30 exact
     # answers against 26/30 with the default batch of 16, at about the same time.
-    platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=8)
+    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
+    platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=8, api_key=key)
     async with open_engine(settings, platform=platform) as engine:
         engine.runner.config.eval_max_tokens = ANSWER_TOKENS
         term = Terminal(engine.runner, yes=yes)

@@ -31,7 +31,8 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
         )
     from pipeline.platforms.local import LocalPlatform
 
-    return LocalPlatform(settings.data_dir / "local", port=settings.local_port)
+    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
+    return LocalPlatform(settings.data_dir / "local", port=settings.local_port, api_key=key)
 
 
 def policy_from(settings: Settings) -> Policy:

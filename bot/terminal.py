@@ -27,7 +27,7 @@ Ask = Callable[[str], str]
 
 def terminal_actor() -> Actor:
     user = getpass.getuser()
-    return Actor(id=f"cli:{user}", name=user)
+    return Actor(id=f"cli:{user}", name=user, local=True)
 
 
 def scoreboard_lines(cands: list[CandidateRecord]) -> list[str]:

@@ -33,8 +33,8 @@ class Command:
     scope: Literal["mine", "all"] = "mine"
 
 
-_MENTION = re.compile(r"<[@!#][^>]*>")
-_RUN_REF = re.compile(r"^#?([0-9]+|[0-9a-f]{8})$", re.IGNORECASE)
+_MENTION = re.compile(r"<[@!#][^<>]{0,200}>")  # bounded: an unclosed "<@" must not scan to the end each time
+_RUN_REF = re.compile(r"^#?([0-9]{1,9}|[0-9a-f]{8})$", re.IGNORECASE)  # bounded: no run has a 20-digit number
 
 
 def _run_ref(word: str | None, verb: str) -> str:
@@ -58,10 +58,14 @@ def _run(instruction: str) -> Command:
     return Command(kind="run", instruction=instruction, spec=spec)
 
 
+def too_long(n: int) -> str:
+    return f"that is {n:,} characters long; I read instructions up to {MAX_TEXT:,} (key=value is the short way: `/sft help`)"
+
+
 def parse_slash(text: str) -> Command:
     """``/sft <subcommand> ...``; raises CommandError, InstructionError or SpecError."""
     if len(text) > MAX_TEXT:
-        raise CommandError(f"the command is {len(text):,} characters long; keep it under {MAX_TEXT:,}")
+        raise CommandError(too_long(len(text)))
     words = text.strip().split(None, 1)
     if not words:
         return Command(kind="help")
@@ -85,8 +89,12 @@ def parse_slash(text: str) -> Command:
 
 
 _MSG_HELP = re.compile(r"^(?:help|\?|usage|commands|what can you do)\b", re.I)
-_MSG_MODELS = re.compile(r"\b(?:which|what|list|supported|support|available)\b.*\b(?:base\s+)?models?\b|^models?\b", re.I)
-_MSG_STATUS = re.compile(r"\b(?:status|progress|how\s+is|how's|where\s+is)\b.*?\brun\s*#?(\w+)|^status\s+(?:of\s+)?#?(\w+)", re.I)
+# Gaps between the words of a phrase are bounded (.{0,80}): an unbounded one made a message of
+# "how is how is how is ..." quadratic, every start scanning to the end of the text.
+_MSG_MODELS = re.compile(r"\b(?:which|what|list|supported|support|available)\b.{0,80}\b(?:base\s+)?models?\b|^models?\b", re.I)
+_MSG_STATUS = re.compile(
+    r"\b(?:status|progress|how\s+is|how's|where\s+is)\b.{0,80}?\brun\s*#?(\w+)|^status\s+(?:of\s+)?#?(\w+)", re.I
+)
 _MSG_CANCEL = re.compile(r"\b(?:cancel|stop|abort|kill)\b\s+(?:the\s+)?run\s*#?(\w+)", re.I)
 _MSG_AUDIT = re.compile(r"\baudit(?:\s+trail)?\s+(?:of\s+|for\s+)?(?:run\s*)?#?(\w+)", re.I)
 _MSG_RUNS = re.compile(r"^(?:list|show)?\s*(?:(my|all)\s+)?runs\b|\bwhat(?:'s|\s+is)\s+running\b", re.I)

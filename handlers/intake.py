@@ -18,7 +18,6 @@ import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -28,6 +27,7 @@ from handlers.commands import strip_mentions
 from handlers.messages import MessageKey
 from handlers.render import questions, replies
 from handlers.render.mrkdwn import Message, code, user
+from handlers.slack_client import trusted_slack_url
 from pipeline.evaluation.strategy import resolve_user_evaluator
 from pipeline.fsio import write_atomic
 from pipeline.run.decisions import Answer
@@ -164,7 +164,7 @@ async def fetch_evaluator(
     if size > MAX_EVALUATOR_BYTES:
         return None, f"{code(name)} is {size / 1024:,.0f} KB; an evaluator must be under {MAX_EVALUATOR_BYTES // 1024} KB."
     url = str(info.get("url_private_download") or info.get("url_private") or "")
-    if not _trusted(url, client.base_url):
+    if not trusted_slack_url(url, client.base_url):
         return None, f"Slack gave me an unexpected download link for {code(name)}, so I didn't fetch it."
     try:
         data = await _download(client, url)
@@ -184,16 +184,6 @@ async def fetch_evaluator(
 
 class _DownloadError(Exception):
     pass
-
-
-def _trusted(url: str, api_base: str) -> bool:
-    """Only send the bot token to Slack: the API's own host, or https://*.slack.com."""
-    target, api = urlparse(url), urlparse(api_base)
-    if not target.hostname:
-        return False
-    if target.hostname == api.hostname and target.port == api.port:
-        return target.scheme in ("https", api.scheme)
-    return target.scheme == "https" and (target.hostname == "slack.com" or target.hostname.endswith(".slack.com"))
 
 
 async def _download(client: AsyncWebClient, url: str) -> bytes:

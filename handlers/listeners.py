@@ -19,7 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import actions, intake
-from handlers.commands import Command, CommandError, parse_message, parse_slash
+from handlers.commands import MAX_TEXT, Command, CommandError, parse_message, parse_slash, too_long
 from handlers.render import replies
 from handlers.render.home import home_view
 from handlers.render.mrkdwn import Message, code
@@ -67,7 +67,8 @@ def register(app: AsyncApp, s: Surface) -> None:
         async def reply(msg: Message) -> None:
             await respond(response_type="ephemeral", replace_original=False, **msg.kwargs())
 
-        cmd, problem = _parse_slash(command.get("text") or "")
+        # Parsing is pure but not free: off the event loop, so other requests' acks never wait on it.
+        cmd, problem = await asyncio.to_thread(_parse_slash, command.get("text") or "")
         if problem is not None or cmd is None:
             await reply(problem or replies.help_message())
             return
@@ -75,7 +76,7 @@ def register(app: AsyncApp, s: Surface) -> None:
             cmd, user=command["user_id"], name=command.get("user_name"), channel=command["channel_id"], reply=reply
         )
         if run is not None and cmd.kind == "run":  # a refused start already got its one answer
-            dataset = code(short_name(run.spec.dataset))
+            dataset = code(short_name(run.spec.dataset))  # code() escapes: a dataset name is user text
             await reply(
                 replies.note_message(
                     f"⏳ Starting an SFT run on {dataset} (run #{run.number}): the plan follows in this channel."
@@ -93,8 +94,12 @@ def register(app: AsyncApp, s: Surface) -> None:
             await s.messages.limiter.wait(channel)
             await client.chat_postMessage(channel=channel, thread_ts=thread_ts, **msg.kwargs())
 
+        text = event.get("text") or ""
+        if len(text) > MAX_TEXT:  # the same cap as a slash command: a paste, not an instruction
+            await reply(replies.problem_message(too_long(len(text))))
+            return
         try:
-            cmd = parse_message(event.get("text") or "")
+            cmd = await asyncio.to_thread(parse_message, text)  # off the event loop, like the slash command
         except (CommandError, SpecError) as exc:
             await reply(replies.problem_message(str(exc)))
             return
@@ -130,8 +135,10 @@ def register(app: AsyncApp, s: Surface) -> None:
         if event.get("tab") != "home":
             return
         user = event["user"]
-        mine = await q.list_runs(s.db, requester=user, limit=10)
-        active = await q.list_runs(s.db, unfinished=True, limit=10)
+        # With SFTBOT_CHANNELS set, the Home tab shows only runs of those channels (others may be private).
+        channels = s.runner.policy.channels or None
+        mine = await q.list_runs(s.db, requester=user, channels=channels, limit=10)
+        active = await q.list_runs(s.db, unfinished=True, channels=channels, limit=10)
         view = home_view(user, mine=mine, active=active, policy=s.runner.policy, platform=s.runner.platform.name)
         await client.views_publish(user_id=user, view=view)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from urllib.parse import urlparse
 
 import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -105,3 +106,17 @@ class ChannelLimiter:
             if due > now:
                 await asyncio.sleep(due - now)
             self._next[channel] = max(due, now) + self.interval
+
+
+def trusted_slack_url(url: str, api_base: str) -> bool:
+    """Only Slack gets our requests (and the bot token): the Web API's own host, or https://*.slack.com.
+
+    A response_url or a file link comes inside a payload; a forged one must not make the bot
+    post (or send its token) anywhere else.
+    """
+    target, api = urlparse(url), urlparse(api_base)
+    if not target.hostname:
+        return False
+    if target.hostname == api.hostname and target.port == api.port:
+        return target.scheme in ("https", api.scheme)
+    return target.scheme == "https" and (target.hostname == "slack.com" or target.hostname.endswith(".slack.com"))

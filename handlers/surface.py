@@ -21,6 +21,7 @@ from handlers.notifier import Notifier
 from handlers.render import replies
 from handlers.render.mrkdwn import Message, at_time, code, user
 from handlers.render.run import short_name
+from handlers.slack_client import trusted_slack_url
 from pipeline.authz import Action, authorize
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
@@ -93,7 +94,8 @@ class Surface:
             await reply(refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.runner.policy)))
             return None
         if cmd.kind == "runs":
-            runs = await q.list_runs(self.db, requester=user if cmd.scope == "mine" else None, limit=15)
+            channels = self.runner.policy.channels or None  # runs of channels the bot is not enabled in stay out
+            runs = await q.list_runs(self.db, requester=user if cmd.scope == "mine" else None, channels=channels, limit=15)
             await reply(replies.runs_message(runs, scope=cmd.scope))
             return None
         try:
@@ -149,8 +151,8 @@ class Responder:
         replace_original: bool | None = None,
         delete_original: bool | None = None,
     ) -> None:
-        if not self.url:
-            return
+        if not self.url or not trusted_slack_url(self.url, self.client.base_url):
+            return  # no answer rather than a post to a host a forged payload named
         hook = AsyncWebhookClient(self.url, session=self.client.session, retry_handlers=self.client.retry_handlers)
         await hook.send(
             text=text,
@@ -162,4 +164,4 @@ class Responder:
 
 
 def run_started_text(run: RunRecord) -> str:
-    return f"Run #{run.number} started on `{short_name(run.spec.dataset)}`: I'll post the plan in its thread."
+    return f"Run #{run.number} started on {code(short_name(run.spec.dataset))}: I'll post the plan in its thread."

@@ -67,30 +67,33 @@ def authorize(
     policy: Policy,
     channel: str | None = None,
     requester: str | None = None,
+    authors: frozenset[str] = frozenset(),
     estimated_usd: float | None = None,
 ) -> Verdict:
-    """Decide one action for one person; a denial names the rule that refused it."""
-    admin = member(actor, policy.admins)
-    if policy.channels and channel is not None and channel not in policy.channels and not admin:
-        return Verdict(allowed=False, rule=Rule.CHANNEL)
-    if action in (Action.START, Action.VIEW, Action.ANSWER, Action.REVISE):
+    """Decide one action for one person; a denial names the rule that refused it.
+
+    ``authors``: everyone who wrote the plan being approved (the requester, whoever revised
+    it or answered its questions); with self-approval off none of them may approve it.
+    The operator at the terminal (``actor.local``) may do everything, like an admin: they
+    can read and write the bot's database anyway.
+    """
+    admin = actor.local or member(actor, policy.admins)
+    if policy.channels and channel not in policy.channels and not admin:
+        return Verdict(allowed=False, rule=Rule.CHANNEL)  # no channel at all counts as "not an allowed one"
+    if action in (Action.START, Action.VIEW):
         return ALLOWED
-    if action is Action.CANCEL:
-        # The requester may always stop their own run; otherwise approvers and admins.
-        if admin or actor.id == requester or not policy.approvers or member(actor, policy.approvers):
-            return ALLOWED
-        return Verdict(allowed=False, rule=Rule.NOT_INVOLVED)
+    involved = admin or actor.id == requester or not policy.approvers or member(actor, policy.approvers)
+    if action in (Action.CANCEL, Action.REVISE, Action.ANSWER):
+        # The requester may always steer or stop their own run; otherwise approvers and admins.
+        return ALLOWED if involved else Verdict(allowed=False, rule=Rule.NOT_INVOLVED)
     # approve / promote: spend money
     if policy.approvers and not (admin or member(actor, policy.approvers)):
         return Verdict(allowed=False, rule=Rule.NOT_APPROVER)
-    if action is Action.APPROVE and not policy.allow_self_approval and actor.id == requester and not admin:
+    wrote_it = actor.id == requester or actor.id in authors
+    if action is Action.APPROVE and not policy.allow_self_approval and wrote_it and not admin:
         return Verdict(allowed=False, rule=Rule.SELF_APPROVAL)
-    if (
-        action is Action.APPROVE
-        and policy.budget_usd is not None
-        and estimated_usd is not None
-        and estimated_usd > policy.budget_usd
-        and not admin
-    ):
+    # An estimate that could not be made is not under the budget: an admin has to look.
+    over = estimated_usd is None or estimated_usd > (policy.budget_usd or 0.0)
+    if action is Action.APPROVE and policy.budget_usd is not None and over and not admin:
         return Verdict(allowed=False, rule=Rule.OVER_BUDGET)
     return ALLOWED

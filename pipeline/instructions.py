@@ -328,7 +328,7 @@ _RULES: list[tuple[str, _Handler]] = [
     (r"\bas\s+(?:the\s+|a\s+|my\s+|our\s+)?base\s+models?\b|\b(?:the\s+)?(?:base\s+)?models?\b|\blora\b", _nothing),
     (r"\b(?:for|as)\s+(?:the\s+)?(?:evaluation|eval)\b", _nothing),
     (r"\b(?:i[’']?d|we[’']?d|i\s+would|we\s+would)\s+like(?:\s+to)?\b|\b(?:can|could|would)\s+you\b|\blet[’']?s\b|\b(?:i|we)\s+want(?:\s+to)?\b", _nothing),
-    (r"\b(?:thank\s+you|looks\s+good|sounds\s+good|go\s+ahead|lgtm)\b|<[@#!][^>\s]*>|:[\w+-]+:", _nothing),
+    (r"\b(?:thank\s+you|looks\s+good|sounds\s+good|go\s+ahead|lgtm)\b|<[@#!][^<>\s]{0,200}>|:[\w+-]{1,100}:", _nothing),
 ]  # fmt: skip
 _COMPILED = [(re.compile(p, re.IGNORECASE), h) for p, h in _RULES]
 

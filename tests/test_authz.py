@@ -32,6 +32,14 @@ CASES = [
     (STRICT, BOB, Action.CANCEL, "C_ML", None, None),
     (STRICT, DAVE, Action.VIEW, "C_ML", None, None),
     (STRICT, DAVE, Action.VIEW, "C_OTHER", None, Rule.CHANNEL),
+    (STRICT, DAVE, Action.VIEW, None, None, Rule.CHANNEL),  # a click that names no channel is not in an allowed one
+    (STRICT, DAVE, Action.REVISE, "C_ML", None, Rule.NOT_INVOLVED),  # nobody else rewrites someone's plan
+    (STRICT, DAVE, Action.ANSWER, "C_ML", None, Rule.NOT_INVOLVED),  # nor answers their run's questions
+    (STRICT, ALICE, Action.REVISE, "C_ML", None, None),
+    (STRICT, BOB, Action.ANSWER, "C_ML", None, None),
+    (STRICT, BOB, Action.APPROVE, "C_ML", None, Rule.OVER_BUDGET),  # no estimate is not "under budget"
+    (STRICT, CAROL, Action.APPROVE, "C_ML", None, None),
+    (STRICT, Actor(id="cli:ops", local=True), Action.APPROVE, None, None, None),  # the operator at the terminal
 ]
 
 
@@ -45,3 +53,13 @@ def test_self_approval_is_refused_even_to_an_approver_who_asked() -> None:
     policy = STRICT.model_copy(update={"approvers": ["U_ALICE", "U_BOB"]})
     verdict = authorize(ALICE, Action.APPROVE, policy=policy, channel="C_ML", requester=ALICE.id, estimated_usd=1.0)
     assert verdict.rule is Rule.SELF_APPROVAL
+
+
+def test_nobody_who_wrote_the_plan_approves_it_when_self_approval_is_off() -> None:
+    verdict = authorize(
+        BOB, Action.APPROVE, policy=STRICT, channel="C_ML", requester=ALICE.id, authors=frozenset({"U_BOB"}), estimated_usd=1.0
+    )
+    assert verdict.rule is Rule.SELF_APPROVAL
+    assert authorize(
+        BOB, Action.APPROVE, policy=OPEN, requester=ALICE.id, authors=frozenset({"U_BOB"}), estimated_usd=1.0
+    ).allowed

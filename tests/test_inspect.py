@@ -205,3 +205,38 @@ def test_memory_stays_flat_on_a_large_file(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert report.trainable and report.samples > 10_000
     assert peak < 30_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_a_byte_order_mark_at_the_start_is_not_invalid_json(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(OK) + "\n").encode() * 3)
+    report = inspect_dataset(path)
+    assert report.problems == [] and report.samples == 3
+
+
+def test_lone_surrogates_and_infinite_weights_are_named_by_line(tmp_path: Path) -> None:
+    lines = [json.dumps(OK)] * 3 + [
+        '{"messages": [{"role": "user", "content": "a\\ud800"}, {"role": "assistant", "content": "b"}]}'
+    ]
+    lines.append('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 1e400}]}')
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = inspect_dataset(path)
+    assert group(report, "lone_surrogate") == (1, [4], True)
+    assert group(report, "bad_message_weight")[:2] == (1, [5])
+
+
+def test_a_line_without_end_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "blob.jsonl"
+    with path.open("wb") as f:
+        f.write((json.dumps(OK) + "\n").encode() * 3)
+        f.write(b'{"messages": "' + b"x" * (40 << 20) + b'"}\n')  # 40 MB on one line
+        f.write((json.dumps(OK) + "\n").encode())
+    tracemalloc.start()
+    try:
+        report = inspect_dataset(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert group(report, "line_too_long") == (1, [4], True) and report.samples == 4
+    assert peak < 32 << 20  # the 40 MB line was never held whole (the buffer stops growing at 16 MB)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from handlers import commands
 from pipeline.instructions import _COMPILED, _KV, parse_instruction
 
 # Pieces that feed the rules' repeated parts: number lists, paths, model names, the words
@@ -24,6 +25,7 @@ from pipeline.instructions import _COMPILED, _KV, parse_instruction
 PIECES = [
     "1, ", "1e-4 and ", "0.1/", "16 ", "3k samples ", "1:1e-4,", "up to 4 ", "a/", "./", "x.jsonl ",
     "accounts/a/", "qwen3 8b ", "llama-v3p1-", "use the ", "base model ", "lr rank ", "held-out ", "'a", "a=b ", " ",
+    "how is ", "which ", "<@", "cancel ", "audit of ",
 ]  # fmt: skip
 SHORT, LONG = 25_000, 100_000
 FAST = 0.3  # seconds: linear rules take ~0.05 s on 100k characters; a quadratic one takes minutes
@@ -52,7 +54,12 @@ def _linear(rx: re.Pattern[str], piece: str) -> tuple[bool, float]:
     return ratio < 10, ratio
 
 
-RULES = [*(rx for rx, _ in _COMPILED), _KV]
+# The instruction rules, and the patterns that route a mention or DM before them.
+RULES = [
+    *(rx for rx, _ in _COMPILED),
+    _KV,
+    *(v for k, v in vars(commands).items() if k.startswith("_M") and isinstance(v, re.Pattern)),
+]
 
 
 @pytest.mark.parametrize("piece", PIECES, ids=[repr(p) for p in PIECES])

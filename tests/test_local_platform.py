@@ -323,3 +323,26 @@ async def test_unknown_model_and_dataset_are_refused_clearly(tmp_path: Path) -> 
         assert (await platform.check_dataset("ds-1")).examples == 80
     finally:
         await platform.close()
+
+
+async def test_with_a_key_the_endpoint_refuses_requests_without_it(
+    trained: tuple[Path, JobStatus, JobStatus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openai import AsyncOpenAI, AuthenticationError
+
+    root, _, _ = trained
+    platform = LocalPlatform(root, port=0, api_key="s3cret-local-key")
+    try:
+        dep = await platform.create_deployment("dep-k", "job-a")
+        assert dep.endpoint.startswith("http://127.0.0.1:")  # loopback only
+        hello = [{"role": "user", "content": "Hello!"}]
+        async with AsyncOpenAI(base_url=dep.endpoint, api_key="local") as wrong:
+            with pytest.raises(AuthenticationError):
+                await wrong.chat.completions.create(model=dep.model_string, max_tokens=4, messages=hello)  # type: ignore[arg-type]
+        async with AsyncOpenAI(base_url=dep.endpoint, api_key="s3cret-local-key") as right:
+            reply = await right.chat.completions.create(model=dep.model_string, max_tokens=4, messages=hello)  # type: ignore[arg-type]
+        assert reply.choices[0].message.content is not None
+        snippet = platform.snippet(dep)
+        assert 'os.environ["SFTBOT_LOCAL_API_KEY"]' in snippet.code and "s3cret" not in snippet.code
+    finally:
+        await platform.close()

@@ -18,6 +18,7 @@ hold it to that), so the fast path only skips work and never changes a verdict.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from operator import countOf, sub
@@ -37,6 +38,7 @@ from pipeline.dataset.rows import (
     WEIGHT,
     ChatRow,
     check_row,
+    has_lone_surrogate,
     kind_of,
     row_stats,
     shape_of,
@@ -50,6 +52,10 @@ from pipeline.dataset.tokens import (
 from pipeline.spec import MAX_SAMPLES, MIN_SAMPLES
 
 _BLANK = b" \t\r"
+_BOM = b"\xef\xbb\xbf"
+# The longest line read: a chat row of a 256k-token context is ~1 MB; anything far longer
+# is not a row (a file without line breaks) and must not be held in memory whole.
+MAX_LINE = 16 << 20
 # 256 KiB: the strings decoded from one block are still in the CPU cache when the block's
 # rows are summed; 1 to 4 MiB blocks measured 8 to 25% slower to decode.
 _BLOCK = 1 << 18
@@ -111,6 +117,9 @@ class _Totals:
         if not isinstance(obj, dict):
             self.problem("not_object", line, f"the line is {kind_of(obj)}")
             return
+        if has_lone_surrogate(obj):
+            self.problem("lone_surrogate", line, "an escape such as \\ud800 without its pair")
+            return
         shape = shape_of(obj)
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
         if "weight" not in obj:
@@ -120,7 +129,7 @@ class _Totals:
         else:
             self.weighted += 1
             w = obj["weight"]
-            if isinstance(w, bool) or not isinstance(w, (int, float)):
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
                 self.problem("bad_sample_weight", line, f"weight is {kind_of(w)}")
         found: list[tuple[str, str]] = []
         row = check_row(obj, found)
@@ -289,13 +298,28 @@ def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, blo
     buf = bytearray(block)
     view = memoryview(buf)
     filled = lineno = 0  # buf[:filled] holds the start of a line that has not ended yet
+    skipping = False  # inside a line longer than MAX_LINE: dropped as it is read, never held
     with path.open("rb", buffering=0) as f:
         while got := f.readinto(view[filled:]):
             end = filled + got
+            if lineno == 0 and filled == 0 and buf.startswith(_BOM):
+                buf[:3] = b"   "  # Windows editors start UTF-8 files with a BOM: it is not data
+            if skipping:
+                nl = buf.find(b"\n", 0, end)
+                if nl < 0:
+                    continue  # still inside the long line: what was read is dropped
+                end -= nl + 1
+                buf[:end] = buf[nl + 1 : nl + 1 + end]
+                filled, skipping = 0, False
             cut = buf.rfind(b"\n", filled, end)
             if cut < 0:
                 filled = end
-                if filled == len(buf):  # one line longer than the buffer: double it
+                if filled == len(buf) and len(buf) >= MAX_LINE:
+                    lineno += 1
+                    scan.nonblank += 1
+                    t.problem("line_too_long", lineno, f"more than {MAX_LINE // (1 << 20)} MB without a line break")
+                    filled, skipping = 0, True
+                elif filled == len(buf):  # one line longer than the buffer: double it
                     view.release()
                     buf.extend(bytes(len(buf)))
                     view = memoryview(buf)

@@ -22,6 +22,8 @@ ROLES = frozenset({"system", "user", "assistant"})
 # on a single bad line (reference/fireworks.md §2.1), so one bad row blocks like a thousand.
 KINDS: dict[str, tuple[str, bool]] = {
     "non_utf8": ("bytes that are not UTF-8", True),
+    "lone_surrogate": ("an unpaired \\ud800-\\udfff escape, which is not valid Unicode", True),
+    "line_too_long": ("a line longer than the bot reads (a file that is not JSONL?)", True),
     "invalid_json": ("invalid JSON", True),
     "not_object": ("line is not a JSON object", True),
     "missing_messages": ("no `messages` and not a convertible shape", True),
@@ -33,7 +35,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "bad_content": ("content is neither a string nor a list of text parts", True),
     "bad_message_weight": ("message weight is not 0 or 1", True),
     "no_assistant": ("no assistant turn to train on", True),
-    "bad_sample_weight": ("sample weight is not a number", True),
+    "bad_sample_weight": ("sample weight is not a finite number", True),
     "partial_sample_weight": ("no sample weight although other samples have one", True),
     "tool_calls_without_tools": ("tool_calls without a root `tools` list", True),
     # Not blocking: the plan can raise the context length and an over-long row is cut, not
@@ -200,3 +202,25 @@ def shape_of(obj: dict[str, Any]) -> Shape:
     if flat is None:
         return Shape.UNKNOWN
     return Shape.QUESTION_ANSWER if flat[1] == "question" else Shape.PROMPT_COMPLETION
+
+
+def has_lone_surrogate(value: object) -> bool:
+    """True when a string anywhere in a decoded row holds half a UTF-16 pair.
+
+    Python's json accepts ``"\\ud800"`` and gives a str that cannot be written out as UTF-8,
+    so the conversion or the upload would crash on it later; msgspec refuses it outright.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -97,6 +97,7 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
     fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
+    author: str | None = None  # who this version comes from: the requester, or who revised/answered last
 
 
 __all__ = ["FINAL", "CostEstimate", "CostLine", "Plan", "PlannedJob", "Slot", "Source"]

@@ -77,7 +77,14 @@ class LocalPlatform:
     name = "local"
 
     def __init__(
-        self, root: Path, *, port: int = 8765, max_parallel: int | None = None, device: str | None = None, batch_size: int = 16
+        self,
+        root: Path,
+        *,
+        port: int = 8765,
+        max_parallel: int | None = None,
+        device: str | None = None,
+        batch_size: int = 16,
+        api_key: str | None = None,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.batch_size = batch_size  # rows per optimizer step (padded to the longest row in the batch)
@@ -96,7 +103,8 @@ class LocalPlatform:
         self._failed_deployments: dict[str, str] = {}
         self._scratch: LoadedModel | None = None  # last model loaded by generate() without a deployment
         self._load_lock = asyncio.Lock()
-        self._server = ChatServer(self._served, lambda: sorted(self._deployments), port=port)
+        self.api_key = api_key  # SFTBOT_LOCAL_API_KEY: the endpoint refuses requests without it
+        self._server = ChatServer(self._served, lambda: sorted(self._deployments), port=port, api_key=api_key)
 
     # --- models ---
 
@@ -312,8 +320,9 @@ class LocalPlatform:
             model_string=deployment.model_string,
             deployment_id=deployment.deployment_id,
             model=deployment.model,
+            keyed=self.api_key is not None,
         )
-        return Snippet(language="python", code=code, env=[])
+        return Snippet(language="python", code=code, env=["SFTBOT_LOCAL_API_KEY"] if self.api_key else [])
 
     async def close(self) -> None:
         """Stop serving; running trainers keep going (a new instance on this root adopts them)."""

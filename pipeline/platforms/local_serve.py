@@ -8,6 +8,7 @@ The endpoint runs inside the bot's event loop; generation runs in a worker threa
 from __future__ import annotations
 
 import asyncio
+import hmac
 import socket
 import threading
 import time
@@ -144,10 +145,12 @@ class ChatServer:
         host: str = "127.0.0.1",
         port: int = 0,
         default_max_tokens: int = 256,
+        api_key: str | None = None,
     ) -> None:
         self._resolve, self._list_ids = resolve, list_ids
         self.host, self.port = host, port
         self._default_max = default_max_tokens
+        self._api_key = api_key
         self._runner: web.AppRunner | None = None
 
     @property
@@ -158,7 +161,7 @@ class ChatServer:
         """Bind (port 0 picks a free one) and return the port actually used."""
         if self._runner is not None:
             return self.port
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         runner = web.AppRunner(app, access_log=None)
@@ -181,6 +184,17 @@ class ChatServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """With SFTBOT_LOCAL_API_KEY set, every request must carry it (other users of the machine can reach 127.0.0.1)."""
+        if self._api_key is not None:
+            presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(presented.encode(), self._api_key.encode()):
+                return _error(401, "invalid API key: send the key set in SFTBOT_LOCAL_API_KEY", "authentication_error")
+        return await handler(request)
 
     async def _models(self, request: web.Request) -> web.Response:
         data = [{"id": i, "object": "model", "owned_by": "local"} for i in self._list_ids()]

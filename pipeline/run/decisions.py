@@ -143,9 +143,16 @@ class Refusal(Exception):
         if self.rule is Rule.NOT_APPROVER:
             return f"only approvers can {verb} this run: {who(p.approvers, 'the approvers')}. Ask one of them."
         if self.rule is Rule.SELF_APPROVAL:
-            return f"you asked for this run, so someone else has to approve its plan: {who(p.approvers, 'another teammate')}."
+            return (
+                "you asked for this run or wrote part of its plan, so someone else has to approve it: "
+                f"{who(p.approvers, 'another teammate')}."
+            )
         if self.rule is Rule.OVER_BUDGET:
-            over = f"the estimate {money(self.estimated_usd)} is above the {money(p.budget_usd)} budget"
+            over = (
+                f"the estimate {money(self.estimated_usd)} is above the {money(p.budget_usd)} budget"
+                if self.estimated_usd is not None
+                else f"the cost of this plan could not be estimated and there is a {money(p.budget_usd)} budget"
+            )
             return f"{over}, so an admin has to approve it: {who(p.admins, 'an admin')}."
         return f"only the person who started this run, an approver or an admin can {verb} it."
 
@@ -179,8 +186,15 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
     event, action = _EVENT[type(decision)]
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.", event=event)
+    authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
     verdict = authorize(
-        actor, action, policy=keeper.policy, channel=channel, requester=run.requester, estimated_usd=run.estimated_usd
+        actor,
+        action,
+        policy=keeper.policy,
+        channel=channel,
+        requester=run.requester,
+        authors=authors,
+        estimated_usd=run.estimated_usd,
     )
     if verdict.denied:
         refusal = Refusal(

@@ -18,6 +18,7 @@ class Actor(BaseModel):
     id: str
     name: str = ""
     groups: tuple[str, ...] = ()
+    local: bool = False  # the operator at the terminal (not reachable from Slack)
 
     @property
     def label(self) -> str:

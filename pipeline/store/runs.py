@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 import aiosqlite
@@ -124,12 +125,17 @@ async def list_runs(
     *,
     requester: str | None = None,
     channel: str | None = None,
+    channels: Sequence[str] | None = None,
     limit: int = 20,
     unfinished: bool = False,
 ) -> list[RunRecord]:
+    """Newest first; ``channels`` (when not None) keeps only runs asked for in those channels."""
     sql = "SELECT * FROM runs"
     where: list[str] = []
     params: list[Any] = []
+    if channels is not None:
+        where.append(f"channel IN ({','.join('?' * len(channels))})" if channels else "0")
+        params.extend(channels)
     if requester:
         where.append("requester=?")
         params.append(requester)
@@ -192,6 +198,12 @@ async def get_plan(db: Database, run_id: str, version: int | None = None) -> Pla
     else:
         row = await db.fetchone("SELECT plan_json FROM plan_versions WHERE run_id=? AND version=?", (run_id, version))
     return None if row is None else Plan.model_validate_json(row[0])
+
+
+async def plan_authors(db: Database, run_id: str) -> frozenset[str]:
+    """Everyone a plan version of this run comes from (four eyes: none of them approves it)."""
+    rows = await db.fetchall("SELECT plan_json FROM plan_versions WHERE run_id=?", (run_id,))
+    return frozenset(a for r in rows if (a := Plan.model_validate_json(r[0]).author))
 
 
 async def plan_statuses(db: Database, run_id: str) -> dict[int, str]:

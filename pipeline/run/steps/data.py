@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,14 @@ from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import SplitResult, split_dataset
-from pipeline.fsio import write_atomic
+from pipeline.fsio import atomic_output, write_atomic
 from pipeline.planning.models import Plan
 from pipeline.run.context import RunContext, workspace
 from pipeline.store.records import RunRecord
 
 SOURCE = "source.jsonl"
 EVAL_SOURCE = "eval_source.jsonl"
+BOM = b"\xef\xbb\xbf"
 INSPECTION = "inspection.json"
 
 
@@ -35,9 +37,21 @@ async def stage_file(ctx: RunContext, ref: str, dest: Path) -> Path:
     local = dataset_file(ref, ctx.config.files)
     if local is not None:
         await asyncio.to_thread(copy_checked, local, dest, ctx.config.files)
-        return dest
-    await ctx.platform.check_dataset(ref)
-    return await ctx.platform.stage_dataset(ref, dest)
+    else:
+        await ctx.platform.check_dataset(ref)
+        await ctx.platform.stage_dataset(ref, dest)
+    await asyncio.to_thread(drop_bom, dest)
+    return dest
+
+
+def drop_bom(path: Path) -> None:
+    """A UTF-8 byte-order mark at the start (Windows editors write one) is not data: remove it
+    from the staged copy, so conversion, splitting and training never meet it."""
+    with path.open("rb") as f:
+        if f.read(3) != BOM:
+            return
+        with atomic_output(path) as tmp, tmp.open("wb") as out:
+            shutil.copyfileobj(f, out, length=1 << 20)
 
 
 async def inspection(ws: Path, source: str = SOURCE) -> InspectionReport:

@@ -107,7 +107,9 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         default_parallel=int(ctx.config.default_parallel or caps.default_parallel or DEFAULT_PARALLEL),
         local_tokens_per_second=ctx.platform.tokens_per_second(spec.base_models[0]),
     )
-    plan = plan.model_copy(update={"evaluator": setup, "fallback_note": fallback})
+    steered = [g for g in await ctx.db.gate_decisions(run.id) if g.decision in ("revise", "answer")]
+    author = steered[-1].actor if steered else run.requester
+    plan = plan.model_copy(update={"evaluator": setup, "fallback_note": fallback, "author": author})
     async with ctx.db.write() as tx:
         await q.save_plan(tx, run.id, plan)
     write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))
