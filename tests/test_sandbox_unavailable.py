@@ -74,7 +74,9 @@ def marker() -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("how", REFUSED)
-async def test_where_the_kernel_refuses_namespaces_the_evaluator_does_not_run(tmp_path: Path, marker: Path, how: str) -> None:
+async def test_where_the_kernel_refuses_namespaces_the_evaluator_does_not_run(
+    tmp_path: Path, marker: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     make, said = REFUSED[how]
     bwrap = str(make(tmp_path))
     problem = sandbox_problem(bwrap)
@@ -86,6 +88,8 @@ async def test_where_the_kernel_refuses_namespaces_the_evaluator_does_not_run(tm
     assert run.fatal == f"The evaluator was not run, because the sandbox cannot be set up here: {problem}"
     assert run.mean is None and run.errors == 2 and all(s.score is None for s in run.scores)
     assert run.containment == {"sandbox": f"unavailable, evaluator refused: {problem}"}
+    # bwrap gave up at once; ending it must not reap it behind asyncio's child watcher
+    assert not [r for r in caplog.records if "Unknown child process" in r.getMessage()]
 
 
 async def test_without_bubblewrap_the_evaluator_does_not_run(tmp_path: Path, marker: Path) -> None:

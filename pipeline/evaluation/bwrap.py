@@ -214,8 +214,15 @@ async def _readable(fd: int) -> None:
 class Sandbox:
     """One running sandbox: the outer bwrap (``proc``) and the namespace init it made (``pidfd``)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, pidfd: int | None) -> None:
-        self.proc, self.pidfd = proc, pidfd
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pidfd: int | None = None  # the namespace init, once bwrap has made it
+        # Signals to the outer bwrap go through a pidfd, never proc.kill(): Popen polls
+        # (and so reaps) an exited child before it signals, which steals the exit status
+        # from asyncio's child watcher. ESRCH: it exited and was reaped already.
+        self._bwrap_fd: int | None = None
+        with contextlib.suppress(ProcessLookupError):
+            self._bwrap_fd = os.pidfd_open(proc.pid)
 
     @classmethod
     async def start(cls, spec: Spec) -> Sandbox:
@@ -250,7 +257,7 @@ class Sandbox:
         finally:
             for fd in passed:
                 os.close(fd)
-        box = cls(proc, None)
+        box = cls(proc)
         try:
             await box._map_and_release(spec, info_r, block_w)
         except BaseException as exc:
@@ -321,15 +328,18 @@ class Sandbox:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_readable(self.pidfd), _END_SECONDS)
-        else:
+        elif self._bwrap_fd is not None:  # bwrap had not made the namespace yet: --die-with-parent ends the rest
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                signal.pidfd_send_signal(self._bwrap_fd, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.proc.wait(), _END_SECONDS)
         if self.pidfd is not None:
             _reap_if_ours(self.pidfd)
             os.close(self.pidfd)
             self.pidfd = None
+        if self._bwrap_fd is not None:
+            os.close(self._bwrap_fd)
+            self._bwrap_fd = None
 
     @staticmethod
     def killed_by(code: int | None) -> int | None:
