@@ -140,7 +140,13 @@ def command(spec: Spec) -> list[str]:
 
 
 def allocate_host_uid() -> int:
-    """A host uid no account and no process uses, for one batch (give it back with release_host_uid)."""
+    """A host uid no account and no process uses, for one batch (give it back with release_host_uid).
+
+    Sharing one would be safe (RLIMIT_NPROC is counted per user namespace, and sandboxes
+    cannot see each other), but a uid of its own makes "every process of that uid" mean
+    exactly this batch, for the report and for anyone looking at the host. The /proc scan
+    costs a few milliseconds.
+    """
     busy = set(_in_use)
     for name in os.listdir("/proc"):
         if name.isdigit():

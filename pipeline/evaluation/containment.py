@@ -18,14 +18,15 @@ def isolated(limits: SandboxLimits, *, bwrap: str, host_uid: int, seccomp: str |
         "sandbox": f"bubblewrap {bwrap}: new user, mount, PID, network, IPC and UTS namespaces; no nested user namespaces",
         "network": f"os: own network namespace with only a loopback, no route out, no host or abstract sockets{sockets}",
         "filesystem": (
-            "os: read-only /usr, interpreter, site-packages and evaluator; no /etc, /home, /root, data or working "
-            f"directory; the only writable place is a {limits.tmpfs_mb} MB tmpfs at /tmp, discarded with the sandbox"
+            "os: read-only /usr, the interpreter's own files, its site-packages and the evaluator, nothing else of the "
+            "host (no /etc, /home, data or working directory); the only writable place is a "
+            f"{limits.tmpfs_mb} MB tmpfs at /tmp, discarded with the sandbox"
         ),
         "identity": f"os: host uid {host_uid}, no capabilities, NO_NEW_PRIVS (setuid binaries gain nothing)",
         "processes": f"os: PID namespace, killed whole when the batch ends; RLIMIT_NPROC {limits.max_processes}",
         "limits": f"os: {describe(limits)}",
         "seccomp": seccomp or "off (SandboxLimits.seccomp is false)",
-        "environment": "os: PATH, HOME, TMPDIR and LANG only",
+        "environment": "os: PATH, HOME, TMPDIR, LANG and PWD only",
         "cleanup": "parent: per-example watchdog, batch timeout, SIGKILL of the sandbox's PID namespace",
     }
 

@@ -38,12 +38,12 @@ from pipeline.evaluation import containment
 from pipeline.evaluation.bwrap import EVALUATOR_INSIDE, Sandbox, Spec, StartError, allocate_host_uid, release_host_uid
 from pipeline.evaluation.layout import layout
 from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, SandboxLimits
-from pipeline.evaluation.probe import Host, host
+from pipeline.evaluation.probe import Host, host, sandbox_problem
 from pipeline.evaluation.protocol import Capture, LoadFailed, Message, Ready, clip, decode, scored
 from pipeline.evaluation.syscall_filter import evaluator_program
 from pipeline.evaluation.unsafe import Unsandboxed
 
-__all__ = ["SandboxLimits", "run_evaluator", "validate_evaluator"]
+__all__ = ["SandboxLimits", "run_evaluator", "sandbox_problem", "validate_evaluator"]
 
 _GRACE = 1.0  # seconds the child's own alarm gets before the parent kills it
 _SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
