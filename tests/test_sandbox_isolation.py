@@ -7,14 +7,19 @@ these tests rather than pass them quietly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import select
+import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +45,7 @@ def open_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="sftbot-test-"))
     path.chmod(0o755)
     yield path
-    subprocess.run(["rm", "-rf", str(path)], check=True)
+    shutil.rmtree(path)
 
 
 @pytest.mark.parametrize("seccomp", [True, False], ids=["seccomp", "namespaces-alone"])
@@ -201,7 +206,7 @@ async def test_nothing_outlives_the_batch_not_even_a_setsid_double_fork(tmp_path
     assert run.fatal is None, run
     uid = int(reason(run.scores[0].reason)["uid"])
     assert uid >= 61000 and f"host uid {uid}," in run.containment["identity"]
-    assert live_processes(uid=uid) == [] and live_processes(marker=tag) == []
+    assert live_processes(uid=uid) == [] and live_processes(marker=f"sleep\0{tag}") == []
 
 
 def test_as_pid_1_the_bot_is_left_no_zombies(tmp_path: Path) -> None:
@@ -209,7 +214,8 @@ def test_as_pid_1_the_bot_is_left_no_zombies(tmp_path: Path) -> None:
     tag = f"{secrets.randbelow(10**6) + 10**6}.5"
     path = write(tmp_path, ESCAPER)
     script = f"""
-import asyncio, json, os
+import asyncio, json, os, pipeline
+assert pipeline.__file__.startswith({str(ROOT)!r}), pipeline.__file__
 from pipeline.evaluation.models import EvalExample
 from pipeline.evaluation.sandbox import run_evaluator
 
@@ -232,6 +238,78 @@ print(json.dumps({{"pid": os.getpid(), "fatal": run.fatal, "processes": states}}
     out = json.loads(done.stdout)
     assert out["pid"] == 1 and out["fatal"] is None, out
     assert out["processes"] == {"1": "R"}, out  # no zombie, nothing left running
+
+
+def test_if_the_bot_is_killed_mid_batch_the_sandbox_dies_with_it(tmp_path: Path) -> None:
+    tag = f"{secrets.randbelow(10**6) + 10**6}.5"
+    hang = ESCAPER.replace("    return {", "    signal.pause()\n    return {")
+    script = tmp_path / "bot.py"  # a file, so that the tag is on no command line but the sleeper's
+    script.write_text(f"""
+import asyncio, json, pipeline
+assert pipeline.__file__.startswith({str(ROOT)!r}), pipeline.__file__  # this checkout's sandbox, not an installed one
+from pipeline.evaluation.models import EvalExample, SandboxLimits
+from pipeline.evaluation.sandbox import run_evaluator
+
+ex = [EvalExample(index=0, messages=[], ground_truth=json.dumps({{"tag": {tag!r}}}))]
+asyncio.run(run_evaluator({str(write(tmp_path, hang))!r}, ex, limits=SandboxLimits(per_example_seconds=60)))
+""")
+    sleeper = f"sleep\0{tag}"
+    bot = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pidfds: list[int] = []
+    uid: int | None = None
+    try:
+        # Nothing crosses the sandbox's boundary to say the sleeper has started (that is the
+        # point of it), so look for it, a few times a second.
+        deadline = time.monotonic() + 20
+        while not (found := live_processes(marker=sleeper)) and time.monotonic() < deadline and bot.poll() is None:
+            time.sleep(0.02)
+        assert found, "the evaluator's sleeper never started"
+        pidfds = [os.pidfd_open(pid) for pid in found]
+        uid = os.stat(f"/proc/{found[0]}").st_uid
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+        # A pidfd becomes readable when its process has exited.
+        assert [fd for fd in pidfds if not select.select([fd], [], [], 5)[0]] == [], "the sandbox outlived the bot"
+    finally:
+        bot.kill()
+        bot.wait()
+        for fd in pidfds:  # after a failure: leave nothing of the sandbox behind
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
+        for pid in live_processes(uid=uid) if uid is not None else []:  # its init exits with its last child
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_no_nested_namespaces_ptrace_or_mounts(tmp_path: Path) -> None:
+    source = """
+    import ctypes, json, os, subprocess
+
+    def evaluate(messages, ground_truth=None, **kwargs):
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(fn, *args):
+            return "ok" if fn(*args) == 0 else os.strerror(ctypes.get_errno())
+        out = {
+            "unshare(NEWUSER)": call(libc.unshare, 0x10000000),
+            "unshare(NEWNET)": call(libc.unshare, 0x40000000),
+            "ptrace(ATTACH, 1)": call(libc.ptrace, 16, 1, 0, 0),
+            "mount tmpfs": call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None),
+            "kill(1)": call(libc.kill, 1, 9),
+        }
+        done = subprocess.run(["unshare", "-U", "-r", "true"], capture_output=True, text=True)
+        out["unshare -U -r"] = done.stderr.strip().rsplit(": ", 1)[-1]
+        return {"score": 1.0, "reason": json.dumps(out)}
+    """
+    path = write(tmp_path, source)
+    with_filter = reason((await run_evaluator(path, examples("x"), limits=FAST)).scores[0].reason)
+    assert set(with_filter.values()) == {"Operation not permitted"}, with_filter
+    # Without the filter the nested-namespace switch holds on its own: no user namespace left to make.
+    alone = reason((await run_evaluator(path, examples("x"), limits=FAST.model_copy(update={"seccomp": False}))).scores[0].reason)
+    assert alone["unshare(NEWUSER)"] == alone["unshare -U -r"] == "No space left on device", alone
+    assert {k: v for k, v in alone.items() if "NEWUSER" not in k and "-U" not in k} == dict.fromkeys(
+        ("unshare(NEWNET)", "ptrace(ATTACH, 1)", "mount tmpfs", "kill(1)"), "Operation not permitted"
+    ), alone
 
 
 async def test_a_setuid_binary_gives_no_privilege(tmp_path: Path) -> None:
