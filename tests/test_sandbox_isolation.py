@@ -254,7 +254,9 @@ ex = [EvalExample(index=0, messages=[], ground_truth=json.dumps({{"tag": {tag!r}
 asyncio.run(run_evaluator({str(write(tmp_path, hang))!r}, ex, limits=SandboxLimits(per_example_seconds=60)))
 """)
     sleeper = f"sleep\0{tag}"
-    bot = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # TMPDIR: the killed bot cannot remove its scratch directory; let pytest do it.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    bot = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env)
     pidfds: list[int] = []
     uid: int | None = None
     try:
