@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation.models import EvalExample, SandboxLimits
 from pipeline.evaluation.sandbox import run_evaluator, validate_evaluator
-
-FAST = SandboxLimits(
-    cpu_seconds=10, memory_mb=512, per_example_seconds=1.0, batch_seconds=20.0, import_seconds=2.0, max_processes=8
-)
-
-
-def write(tmp_path: Path, source: str) -> Path:
-    path = tmp_path / "user_eval.py"
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
-def examples(*outputs: str, truth: str = "42") -> list[EvalExample]:
-    return [
-        EvalExample(
-            index=i, messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": out}], ground_truth=truth
-        )
-        for i, out in enumerate(outputs)
-    ]
+from tests.sandbox_support import FAST, HOST_UID, examples, live_processes, write
 
 
 async def test_scores_every_accepted_return_shape_and_keeps_prints_out_of_the_protocol(tmp_path: Path) -> None:
@@ -172,55 +152,41 @@ async def test_cpu_memory_and_disk_limits(tmp_path: Path) -> None:
     assert by[1].score == 1.0 and by[4].score == 1.0
 
 
-def _alive_in(directory: str) -> list[int]:
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.readlink(f"/proc/{pid}/cwd").startswith(directory):
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        alive.append(int(pid))
-        except OSError:
-            continue
-    return alive
-
-
 async def test_a_fork_bomb_is_bounded_and_nothing_survives_the_run(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        """
-        import os, time
+        HOST_UID
+        + """
+import os, time
 
-        def evaluate(messages, ground_truth=None, **kwargs):
-            if messages[-1]["content"] == "where":
-                return {"score": 1.0, "reason": os.getcwd()}
-            children = 0
-            try:
-                for _ in range(500):
-                    if os.fork() == 0:
-                        while True:  # every child keeps forking too
-                            try:
-                                os.fork()
-                            except OSError:
-                                time.sleep(0.01)
-                    children += 1
-            except OSError as exc:
-                raise RuntimeError(f"fork refused after {children} children: {exc}")
-            return 1.0
-        """,
+def evaluate(messages, ground_truth=None, **kwargs):
+    if messages[-1]["content"] == "where":
+        return {"score": 1.0, "reason": str(host_uid())}
+    children = 0
+    try:
+        for _ in range(500):
+            if os.fork() == 0:
+                while True:  # every child keeps forking too
+                    try:
+                        os.fork()
+                    except OSError:
+                        time.sleep(0.01)
+            children += 1
+    except OSError as exc:
+        raise RuntimeError(f"fork refused after {children} children: {exc}")
+    return 1.0
+""",
     )
     started = time.monotonic()
     run = await run_evaluator(path, examples("where", "bomb", "where"), limits=FAST)
     assert time.monotonic() - started < 10
     error = run.scores[1].error or ""
-    if "prelude" in run.containment["processes"]:
-        assert "starting processes is disabled in the evaluator sandbox" in error
-    else:
-        assert error.startswith("example 1: evaluate() raised RuntimeError: fork refused after")
-        assert int(error.split("after ")[1].split()[0]) < FAST.max_processes
+    assert error.startswith("example 1: evaluate() raised RuntimeError: fork refused after")
+    assert int(error.split("after ")[1].split()[0]) < FAST.max_processes
     assert run.scores[2].score == 1.0
-    scratch = run.scores[0].reason
-    assert scratch.startswith("/tmp") and _alive_in(scratch) == []
+    uid = int(run.scores[0].reason)
+    assert f"host uid {uid}," in run.containment["identity"] and uid >= 61000
+    assert live_processes(uid=uid) == []
 
 
 async def test_the_evaluator_cannot_see_the_bots_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,7 +199,7 @@ async def test_the_evaluator_cannot_see_the_bots_secrets(tmp_path: Path, monkeyp
 
         def evaluate(messages, ground_truth=None, **kwargs):
             print(dict(os.environ))
-            leaks = [k for k in os.environ if k not in ("PATH", "LANG", "HOME", "LC_CTYPE")]
+            leaks = [k for k in os.environ if k not in ("PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE")]
             for environ in glob.glob("/proc/*/environ"):  # the bot's own process included
                 try:
                     with open(environ, "rb") as f:
@@ -254,7 +220,7 @@ async def test_no_network_not_even_loopback(tmp_path: Path) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        server.settimeout(0.3)
+        server.setblocking(False)
         port = server.getsockname()[1]
         path = write(
             tmp_path,
@@ -276,10 +242,10 @@ async def test_no_network_not_even_loopback(tmp_path: Path) -> None:
         )
         run = await run_evaluator(path, examples("python", "libc"), limits=FAST)
         first = run.scores[0].error or ""
-        assert first.startswith("example 0: evaluate() raised PermissionError: network access is disabled")
-        if run.containment["network"].startswith("os:"):
-            assert (run.scores[1].error or "").startswith("example 1: evaluate() raised OSError: [Errno")
-        with pytest.raises(TimeoutError):
+        assert first.startswith("example 0: evaluate() raised OSError: [Errno 97] Address family not supported")
+        assert run.containment["network"].startswith("os: own network namespace")
+        assert (run.scores[1].error or "").startswith("example 1: evaluate() raised OSError: [Errno")
+        with pytest.raises(BlockingIOError):  # a connection, had one been made, would be queued by now
             server.accept()
 
 
@@ -318,30 +284,3 @@ async def test_validate_rejects_an_evaluator_that_fails_on_a_sample(tmp_path: Pa
     )
     missing = await validate_evaluator(tmp_path / "nope.py", examples("1"))
     assert missing.fatal is not None and "cannot be read" in missing.fatal
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="the root fallback only exists when the bot runs as root")
-async def test_as_root_without_a_spare_uid_it_refuses_unless_the_weaker_fallback_is_allowed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipeline.evaluation import sandbox
-
-    monkeypatch.setattr(sandbox, "_allocate_uid", lambda: None)  # as on a host where setuid is impossible
-    path = write(
-        tmp_path,
-        """
-        import os
-        def evaluate(messages, ground_truth=None, **kwargs):
-            os.fork()
-            return 1.0
-        """,
-    )
-    refused = await run_evaluator(path, examples("x"), limits=FAST)
-    assert refused.fatal is not None and refused.fatal.startswith("The sandbox for user_eval.py could not be set up")
-    assert "running an untrusted evaluator as root is refused" in refused.fatal
-    weaker = await run_evaluator(path, examples("x"), limits=FAST.model_copy(update={"allow_root_fallback": True}))
-    assert weaker.containment["identity"] == "none: runs as root"
-    assert weaker.containment["processes"].startswith("prelude:")
-    assert weaker.scores[0].error == (
-        "example 0: evaluate() raised PermissionError: starting processes is disabled in the evaluator sandbox"
-    )

@@ -40,7 +40,8 @@ class EvalRun(BaseModel):
     fatal: str | None = None
     # The evaluator's own prints (stdout and stderr), truncated; useful when it fails.
     output: str = ""
-    # What contained the evaluator on this machine, e.g. {"network": "os: network namespace"}.
+    # What contained the evaluator, as the parent set it up (never what the evaluator claims),
+    # e.g. {"network": "os: own network namespace with only a loopback; ..."}.
     containment: dict[str, str] = Field(default_factory=dict)
 
 
@@ -48,19 +49,25 @@ class SandboxLimits(BaseModel):
     """Limits for one evaluator batch; the defaults suit a few hundred held-out rows."""
 
     cpu_seconds: int = 30  # per evaluator process (RLIMIT_CPU)
-    memory_mb: int = 1024  # address space (RLIMIT_AS)
+    memory_mb: int = 1024  # address space per process (RLIMIT_AS)
     per_example_seconds: float = 5.0
     batch_seconds: float = 120.0
     import_seconds: float = 10.0  # loading the evaluator file (top-level code)
-    max_output_chars: int = 4000
-    max_processes: int = 32  # tasks (processes + threads) the evaluator may hold at once
-    max_file_mb: int = 16  # largest file it may write in its scratch directory (RLIMIT_FSIZE)
+    max_output_chars: int = 4000  # each reason and error, and the captured prints
+    max_processes: int = 32  # tasks (processes + threads) the evaluator may hold at once (RLIMIT_NPROC)
+    max_file_mb: int = 16  # largest file it may write (RLIMIT_FSIZE)
     max_open_files: int = 256
+    tmpfs_mb: int = 64  # its only writable place, /tmp (also HOME and the working directory)
     max_restarts: int = 3  # fresh processes after a crash or hang before giving up
-    # As root the evaluator normally runs under a dedicated unprivileged uid. If that is not
-    # possible, running it as root (prelude guards only: it could read the bot's files and
-    # /proc) is refused unless this is set.
-    allow_root_fallback: bool = False
+    # The bubblewrap executable: a name looked up on PATH, or a path.
+    bwrap: str = "bwrap"
+    # The syscall filter; off only to show that the namespaces hold on their own.
+    seccomp: bool = True
+    # When the sandbox cannot be set up here, evaluators are refused. This admin switch
+    # (SFTBOT_UNSAFE_EVALUATORS=true) runs them anyway, WITHOUT isolation: as the bot's
+    # user, with its network and files, under rlimits and timeouts only. The containment
+    # report of every such run says so.
+    unsafe: bool = False
 
 
 EvaluatorKind = Literal["numbers", "json", "labels", "exact", "sql", "free_text"]
