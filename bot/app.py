@@ -24,6 +24,7 @@ from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
+from pipeline.evaluation.sandbox import sandbox_problem
 
 log = logging.getLogger("sftbot.app")
 EVENTS_PATH = "/slack/events"
@@ -136,11 +137,24 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             loop.remove_signal_handler(sig)
 
 
+async def _say_how_evaluators_run(settings: Settings) -> None:
+    """Tell the operator at start, not the first user at their first evaluator, when users'
+    evaluators cannot be isolated here (they are then refused, or run unsafely if allowed)."""
+    problem = await asyncio.to_thread(sandbox_problem)
+    if problem is None:
+        log.info("users' evaluators run in a bubblewrap sandbox")
+    elif settings.unsafe_evaluators:
+        log.warning("SFTBOT_UNSAFE_EVALUATORS is on: users' evaluators run WITHOUT isolation (%s)", problem)
+    else:
+        log.warning("users' evaluators will be refused: %s", problem)
+
+
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     # The bot asks how to judge candidates when a /sft run does not say (loss, own or generated evaluator).
     async with open_engine(settings, ask_evaluation=True) as engine:
         app = create_app(engine, settings)
         try:
+            await _say_how_evaluators_run(settings)
             resumed = await engine.runner.resume_all()
             log.info("resumed %d unfinished run(s)", len(resumed))
             if settings.mode == "http":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.settings import Settings, prepare_data_dir
 from pipeline.authz import Policy
+from pipeline.evaluation.models import SandboxLimits
 from pipeline.platforms.base import Platform
 from pipeline.run.context import RunnerConfig
 from pipeline.run.events import EventBus
@@ -76,6 +77,7 @@ async def open_engine(
             policy=policy_from(settings),
             evaluator_dir=settings.evaluator_dir,
             files=settings.local_files(slack=False),
+            sandbox=SandboxLimits(unsafe=settings.unsafe_evaluators),
         ),
         bus=bus,
     )

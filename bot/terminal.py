@@ -106,6 +106,8 @@ class Terminal:
                 self.out("Use it:\n" + e.snippet)
             case ev.ReportReady():
                 self.out(f"  Report ready: {e.report}")
+            case ev.StoragePaused():
+                self.out(f"  paused: {e.reason} (it goes on by itself when the storage is back)")
             case ev.RunSucceeded():
                 self.out(f"Run #{n} succeeded.")
                 return 0
@@ -134,6 +136,8 @@ class Terminal:
     async def _answer(self, e: ev.QuestionAsked) -> None:
         q = e.question
         self.out(q.text + (f" ({', '.join(q.choices[:12])})" if q.choices else ""))
+        if q.detail:
+            self.out(f"  {q.detail}")
         if self.yes:
             if q.kind is QuestionKind.EVALUATION:
                 await self._decide(e.run.id, Answer("loss", question=q.number))

@@ -167,6 +167,11 @@ def register(app: AsyncApp, s: Surface) -> None:
         except Refusal as exc:
             await _tell(respond, refusal_message(exc))
             return
+        user, name = _who(body)
+        denied = await s.refused(run, Revise(run.spec, plan_version=version), user=user, name=name, channel=_channel(body))
+        if denied is not None:  # say so now, not after they have filled in the form
+            await _tell(respond, denied)
+            return
         plan = await q.get_plan(s.db, run.id, version)
         if plan is None:
             return

@@ -27,6 +27,7 @@ from handlers.render.run import short_name
 from handlers.surface import Surface, run_started_text
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
+from pipeline.store.db import storage_problem
 
 log = logging.getLogger("sftbot.slack")
 
@@ -141,5 +142,20 @@ def register(app: AsyncApp, s: Surface) -> None:
         active = await q.list_runs(s.db, unfinished=True, channels=channels, limit=10)
         view = home_view(user, mine=mine, active=active, policy=s.runner.policy, platform=s.runner.platform.name)
         await client.views_publish(user_id=user, view=view)
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        # The bot's own storage failing (a lock held by a backup, a full disk) must not leave a
+        # person's command unanswered: say so where they asked; nothing was done.
+        problem = storage_problem(error)
+        if problem is None:
+            log.error("listener failed", exc_info=error)
+            return
+        log.warning("answered during a storage fault: %s", problem)
+        text = f"sftbot's storage is not available right now ({problem}); nothing was done. Try again in a minute."
+        try:
+            await s.responder(body)(response_type="ephemeral", replace_original=False, **replies.problem_message(text).kwargs())
+        except Exception:
+            log.warning("could not answer during a storage fault")
 
     actions.register(app, s)

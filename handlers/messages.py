@@ -191,6 +191,12 @@ class RunMessages:
         await self.limiter.wait(root.channel)
         await self.client.chat_postMessage(channel=root.channel, thread_ts=root.ts, unfurl_links=False, **msg.kwargs())
 
+    async def private(self, run_id: str, user: str, msg: Message) -> None:
+        """An ephemeral in the run's thread, seen only by ``user``."""
+        root = await self.get(run_id, ROOT)
+        if root is not None and user[:1] in ("U", "W"):
+            await self.client.chat_postEphemeral(channel=root.channel, user=user, thread_ts=root.ts, **msg.kwargs())
+
     async def upload(self, run_id: str, name: str, path: Path, *, title: str, comment: str | None = None) -> None:
         """Upload a file into the thread once (``name`` remembers it across restarts)."""
         root = await self.get(run_id, ROOT)

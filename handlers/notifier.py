@@ -20,9 +20,9 @@ from typing import Any
 
 from handlers import stamps
 from handlers.messages import FINAL, FINAL_BOARD, SCOREBOARD, MessageKey, RunMessages
-from handlers.render import questions
+from handlers.render import questions, replies
 from handlers.render import run as render
-from handlers.render.mrkdwn import Message
+from handlers.render.mrkdwn import Message, clip, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import Platform
@@ -77,6 +77,7 @@ class Notifier:
             ev.ReportReady: self._report,
             ev.RunFailed: self._failed,
             ev.RunCancelled: self._cancelled,
+            ev.StoragePaused: self._storage,
         }
 
     async def __call__(self, event: ev.RunEvent) -> None:
@@ -155,8 +156,10 @@ class Notifier:
 
     async def _question(self, e: ev.QuestionAsked) -> None:
         key = MessageKey.gate(e.question.gate)
-        await self.out.put(e.run.id, key, questions.question(e.run, e.question), gate=True)
+        new = await self.out.put(e.run.id, key, questions.question(e.run, e.question), gate=True)
         await self.out.set_meta(e.run.id, key, text=e.question.text)
+        if new and e.question.detail and e.question.detail_for:
+            await self.out.private(e.run.id, e.question.detail_for, replies.problem_message(e.question.detail))
 
     async def _plan(self, e: ev.PlanProposed) -> None:
         key = MessageKey.gate(GateKey.plan(e.plan.version))
@@ -207,6 +210,13 @@ class Notifier:
         await self.out.upload(e.run.id, "final_report", e.report, title=f"Run #{e.run.number} final report")
         if e.curves is not None:
             await self.out.upload(e.run.id, "final_curves", e.curves, title=f"Run #{e.run.number} loss curves")
+
+    async def _storage(self, e: ev.StoragePaused) -> None:
+        text = (
+            f"{user(e.run.requester)} run #{e.run.number} is paused: the bot's own storage failed ({escape(clip(e.reason, 300))}). "
+            "Its jobs keep running; it goes on by itself when the storage is back, and nothing is lost."
+        )
+        await self.out.reply(e.run.id, replies.note_message(f"⚠️ {text}"))
 
     async def _failed(self, e: ev.RunFailed) -> None:
         await stamps.stamp_decided(self.db, self.out, e.run)

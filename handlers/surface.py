@@ -25,7 +25,7 @@ from handlers.slack_client import trusted_slack_url
 from pipeline.authz import Action, authorize
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
-from pipeline.run.decisions import Decision, Refusal, RefusalKind
+from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
 from pipeline.run.runner import Runner, RunNotFound
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
@@ -114,6 +114,13 @@ class Surface:
             else:
                 await reply(replies.confirm_cancel_message(run))
         return run
+
+    async def refused(
+        self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None
+    ) -> Message | None:
+        """Why this person may not make ``decision`` (asked before opening a form), or None."""
+        refusal = await permission(self.runner, run, decision, await self.directory.actor(user, name), channel=channel)
+        return None if refusal is None else refusal_message(refusal)
 
     async def decide(
         self, run_key: str, decision: Decision, *, user: str, name: str | None, channel: str | None

@@ -90,7 +90,9 @@ def authorize(
     if policy.approvers and not (admin or member(actor, policy.approvers)):
         return Verdict(allowed=False, rule=Rule.NOT_APPROVER)
     wrote_it = actor.id == requester or actor.id in authors
-    if action is Action.APPROVE and not policy.allow_self_approval and wrote_it and not admin:
+    # Four eyes bind admins too: two people must look at spend, so only the operator at the
+    # terminal (who runs the bot alone) approves what they wrote.
+    if action is Action.APPROVE and not policy.allow_self_approval and wrote_it and not actor.local:
         return Verdict(allowed=False, rule=Rule.SELF_APPROVAL)
     # An estimate that could not be made is not under the budget: an admin has to look.
     over = estimated_usd is None or estimated_usd > (policy.budget_usd or 0.0)

@@ -60,6 +60,16 @@ def test_nobody_who_wrote_the_plan_approves_it_when_self_approval_is_off() -> No
         BOB, Action.APPROVE, policy=STRICT, channel="C_ML", requester=ALICE.id, authors=frozenset({"U_BOB"}), estimated_usd=1.0
     )
     assert verdict.rule is Rule.SELF_APPROVAL
+    admin_author = authorize(
+        CAROL,
+        Action.APPROVE,
+        policy=STRICT,
+        channel="C_ML",
+        requester=ALICE.id,
+        authors=frozenset({"U_CAROL"}),
+        estimated_usd=1.0,
+    )
+    assert admin_author.rule is Rule.SELF_APPROVAL  # four eyes hold for admins too
     assert authorize(
         BOB, Action.APPROVE, policy=OPEN, requester=ALICE.id, authors=frozenset({"U_BOB"}), estimated_usd=1.0
     ).allowed

@@ -82,7 +82,8 @@ async def test_broken_user_evaluator_is_caught_before_approval(make_runner, tmp_
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:broken.py", ALICE)
     asked = await log.wait_kind(ev.QuestionAsked, run.id)
     assert asked.question is not None and asked.question.kind.value == "evaluator_failed"
-    assert "boom" in asked.question.text and not platform.jobs  # nothing spent
+    assert asked.question.detail and "boom" in asked.question.detail and not platform.jobs  # nothing spent
+    assert "boom" not in asked.question.text and asked.question.detail_for == ALICE.id  # the error is told privately
     await runner.decide(run.id, Answer("loss"), ALICE)
     proposed = await log.wait_kind(ev.PlanProposed, run.id)
     assert proposed.run.spec.evaluation is not None and proposed.run.spec.evaluation.kind is EvalKind.LOSS

@@ -3,7 +3,9 @@ deliveries, as signed requests into the real Bolt app; assertions are on what a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +152,22 @@ async def test_a_refused_start_gets_one_answer_and_is_audited(bot_factory: MakeB
     assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
     denied = await bot.runner.db.fetchall("SELECT actor, action FROM audit_events WHERE action='denied_start'")
     assert [tuple(r) for r in denied] == [(ALICE, "denied_start")]
+
+
+async def test_a_command_during_a_storage_fault_gets_an_answer(
+    bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    import threading
+
+    from tests.test_storage_faults import hold_write_lock
+
+    bot = await bot_factory()
+    held = threading.Event()
+    locker = threading.Thread(target=hold_write_lock, args=(tmp_path / "test.sqlite3", 8.0, held))
+    locker.start()
+    await asyncio.to_thread(held.wait)
+    reply = await bot.driver.command("runs", user=ALICE)
+    assert reply.status == 200  # acked at once, whatever the storage does
+    answer = await fake_slack.wait_for(lambda: fake_slack.ephemerals(ALICE), timeout=15)
+    assert "storage is not available" in answer[0]["rendered"] and "nothing was done" in answer[0]["rendered"]
+    await asyncio.to_thread(locker.join)

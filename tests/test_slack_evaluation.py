@@ -205,8 +205,11 @@ async def test_a_broken_evaluator_asks_again_with_two_buttons(bot_factory: MakeB
     await press(bot, question, "Use my evaluator", user=ALICE)
     await in_thread(fake_slack, root, has("Send me your evaluator"))
     await attach(bot, fake_slack, root, "broken.py", BROKEN)
-    failed = await in_thread(fake_slack, root, has("needs an answer", "boom"))
+    failed = await in_thread(fake_slack, root, has("needs an answer", "evaluator failed"))
     assert buttons(failed) == ["Continue with validation loss", "Cancel run"]
+    assert "boom" not in text_of(failed)  # the evaluator's own error text is not for the channel...
+    told = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "boom" in e["rendered"]])
+    assert told and all("boom" not in e["rendered"] for e in fake_slack.ephemerals(BOB))  # ...only for who attached it
     assert "Nothing has been spent" in text_of(failed) and not platform.jobs
 
     await press(bot, failed, "Continue with validation loss", user=ALICE)
@@ -223,7 +226,7 @@ async def test_cancel_on_a_broken_evaluator_cancels_the_run(bot_factory: MakeBot
     root, question = await asked(bot, fake_slack, f"{RUN} eval=evaluator:broken.py")
     assert "not found" in text_of(question)  # no such file yet: asked how to judge instead
     await attach(bot, fake_slack, root, "broken.py", BROKEN)
-    failed = await in_thread(fake_slack, root, has("needs an answer", "boom"))
+    failed = await in_thread(fake_slack, root, has("needs an answer", "evaluator failed"))
     await press(bot, failed, "Cancel run", user=ALICE)
     run_ = await bot.runner.get(1)
     await bot.log.wait_kind(ev.RunCancelled, run_.id)

@@ -280,7 +280,8 @@ async def validate_evaluator(
     Stricter than a run: any per-example error becomes ``fatal``, because money is about to be
     spent on the assumption that this evaluator works.
     """
-    lim = limits or SandboxLimits(batch_seconds=30.0)
+    # The check before approval tries three rows: half a minute is plenty, and a person waits.
+    lim = (limits or SandboxLimits()).model_copy(update={"batch_seconds": min((limits or SandboxLimits()).batch_seconds, 30.0)})
     run = await run_evaluator(path, examples[:sample], limits=lim)
     if run.fatal is None and run.errors:
         first = next(s.error for s in run.scores if s.error)

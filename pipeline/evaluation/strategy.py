@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipeline.evaluation.generate import generate_evaluator
-from pipeline.evaluation.models import EvalExample, EvalRun, EvaluatorInfo
+from pipeline.evaluation.models import EvalExample, EvalRun, EvaluatorInfo, SandboxLimits
 from pipeline.evaluation.sandbox import validate_evaluator
 from pipeline.spec import EvalKind, Evaluation, SpecError
 
@@ -98,7 +98,7 @@ def resolve_user_evaluator(ref: str, evaluator_dir: Path | None) -> Path:
 
 
 async def setup_evaluator(
-    evaluation: Evaluation, *, data: Path, workspace: Path, evaluator_dir: Path | None
+    evaluation: Evaluation, *, data: Path, workspace: Path, evaluator_dir: Path | None, limits: SandboxLimits | None = None
 ) -> EvaluatorInfo | Fallback | None:
     """Prepare the plan's evaluator (None for validation loss). Raises EvaluatorBroken or SpecError."""
     folder = workspace / "evaluator"
@@ -122,7 +122,8 @@ async def setup_evaluator(
         info = EvaluatorInfo(kind="user", summary=f"your evaluator {evaluation.ref}", evaluator_path=str(dest))
     # Try it on reference answers first: an evaluator that cannot score the data's own
     # answers is broken, and this is the last moment before money is spent.
-    check: EvalRun = await validate_evaluator(Path(info.evaluator_path), examples_for(rows, [reference(r) for r in rows]))
+    examples = examples_for(rows, [reference(r) for r in rows])
+    check: EvalRun = await validate_evaluator(Path(info.evaluator_path), examples, limits=limits)
     if check.fatal:
         raise EvaluatorBroken(check.fatal)
     return info.model_copy(update={"validated_on": len(rows)})

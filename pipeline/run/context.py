@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.access import LocalFiles
 from pipeline.authz import Policy
+from pipeline.evaluation.models import SandboxLimits
 from pipeline.platforms.base import Platform
 from pipeline.run.events import RunEvent
 from pipeline.run.machine import Event
@@ -38,6 +39,9 @@ class RunnerConfig(BaseModel):
     evaluator_dir: Path | None = None  # SFTBOT_EVALUATOR_DIR: where users' evaluator files live
     eval_max_tokens: int = 512  # per held-out answer; reasoning models think before they answer
     files: LocalFiles = LocalFiles()  # which local files runs may read (the Slack bot: only its folders)
+    sandbox: SandboxLimits = SandboxLimits()  # users' evaluators: limits, and the unsafe switch
+    storage_retry_seconds: float = 30.0  # a run paused by a storage fault tries again after this (backing off)
+    storage_free_bytes: int = 64 << 20  # free space under the runs dir before a run paused on a full disk goes on
 
 
 class CheckpointStop(BaseException):

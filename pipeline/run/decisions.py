@@ -183,30 +183,18 @@ class Gatekeeper(Protocol):
 async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: Actor, *, channel: str | None) -> RunRecord:
     """Record one decision at a gate and move the run on; raises ``Refusal`` when nothing happened."""
     run = await q.get_run(keeper.db, key)
-    event, action = _EVENT[type(decision)]
+    event, _ = _EVENT[type(decision)]
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.", event=event)
-    authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
-    verdict = authorize(
-        actor,
-        action,
-        policy=keeper.policy,
-        channel=channel,
-        requester=run.requester,
-        authors=authors,
-        estimated_usd=run.estimated_usd,
-    )
-    if verdict.denied:
-        refusal = Refusal(
-            RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=run.estimated_usd
-        )
+    refusal = await permission(keeper, run, decision, actor, channel=channel)
+    if refusal is not None:
         await keeper.db.audit(
             run_id=run.id,
             actor=actor.id,
             actor_name=actor.name,
             action=f"denied_{event.value}",
             plan_version=run.plan_version,
-            details={"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()},
+            details={"rule": refusal.rule.value if refusal.rule else None, "reason": refusal.sentence()},
         )
         raise refusal
     await check_open(keeper.db, run, decision)
@@ -236,6 +224,27 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
         raise Refusal(RefusalKind.DECIDED, event=event, first=exc.first) from None
     except Refused as exc:
         raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number}: {exc}.", event=event) from None
+
+
+async def permission(
+    keeper: Gatekeeper, run: RunRecord, decision: Decision, actor: Actor, *, channel: str | None
+) -> Refusal | None:
+    """The denial ``decide`` would give this person, or None; also asked before opening a form
+    so nobody fills in a Revise modal they may not submit."""
+    event, action = _EVENT[type(decision)]
+    authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
+    verdict = authorize(
+        actor,
+        action,
+        policy=keeper.policy,
+        channel=channel,
+        requester=run.requester,
+        authors=authors,
+        estimated_usd=run.estimated_usd,
+    )
+    if not verdict.denied:
+        return None
+    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=run.estimated_usd)
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:

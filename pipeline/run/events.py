@@ -122,6 +122,13 @@ class ReportReady(RunEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoragePaused(RunEvent):
+    """The bot's own storage failed (a full disk, a lock held elsewhere): the run waits, loses nothing."""
+
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunSucceeded(RunEvent):
     pass
 

@@ -74,6 +74,10 @@ class Question(BaseModel):
     text: str
     choices: list[str] = Field(default_factory=list)
     number: int = 1  # its gate is input:<number>, so each question is decided once
+    # Said only to one person: an evaluator's own error text goes to whoever supplied the
+    # evaluator (it may echo what the evaluator saw), never to the whole channel.
+    detail: str | None = None
+    detail_for: str | None = None
 
     @model_validator(mode="before")
     @classmethod

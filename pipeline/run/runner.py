@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from pipeline.platforms.base import Platform, PlatformError
 from pipeline.run import decisions
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
 from pipeline.run.decisions import Decision, Refusal, RefusalKind
-from pipeline.run.events import EventBus, PhaseChanged, PlanDecided, PromotionDecided, RunCreated
+from pipeline.run.events import EventBus, PhaseChanged, PlanDecided, PromotionDecided, RunCreated, StoragePaused
 from pipeline.run.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
 from pipeline.run.steps.deploy import deploy
 from pipeline.run.steps.evaluate import evaluate
@@ -34,7 +35,7 @@ from pipeline.run.steps.stop import cancel_jobs, finish
 from pipeline.run.steps.sweep import sweep
 from pipeline.spec import RunSpec, SpecError
 from pipeline.store import runs as q
-from pipeline.store.db import Database
+from pipeline.store.db import Database, StorageError, StorageFull, storage_problem
 from pipeline.store.records import BOT, Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
 
@@ -253,26 +254,79 @@ class Runner:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _drive(self, run_id: str) -> None:
-        """Run the current phase's work step, then feed its outcome back into the machine."""
+        """Run the current phase's work, and keep at it through storage faults.
+
+        A storage fault (another process holding the database lock, a full disk) is not the
+        run's failure: its jobs keep running on the platform, the step is idempotent, so the
+        run waits for the storage and takes the step up again. Anything else fails the run.
+        """
+        paused = False
+        while True:
+            try:
+                await self._work(run_id)
+                return
+            except CheckpointStop:
+                return
+            except Exception as exc:
+                problem = storage_problem(exc)
+                if problem is None:
+                    problem = await self._fail_quietly(run_id, self._reason(exc))
+                    if problem is None:
+                        return
+                if not paused:
+                    paused = True
+                    await self._tell_storage(run_id, problem)
+                await self._wait_for_storage(problem)
+
+    async def _work(self, run_id: str) -> None:
+        """The current phase's work step, then its outcome fed back into the machine, until a gate or the end."""
+        while True:
+            self._wake.discard(run_id)
+            run = await self.get(run_id)
+            work = [e for e in ENTRY[run.phase] if e.background]
+            if not work:  # a gate or a finished run: nothing to do until a decision
+                if run_id in self._wake:
+                    continue
+                return
+            outcome = await STEPS[work[0]](self.ctx, run)
+            assert outcome is not None, work[0]
+            await self.transition(run.id, outcome.event, changes=outcome.changes)
+
+    def _reason(self, exc: Exception) -> str:
+        """The one sentence a failed run shows."""
+        if isinstance(exc, Refused):
+            return f"internal error: {exc}"
+        if isinstance(exc, (PlatformError, SpecError, OSError, ValueError)):
+            return str(exc)
+        log.exception("run failed unexpectedly", exc_info=exc)
+        return f"internal error: {type(exc).__name__}: {exc}"
+
+    async def _fail_quietly(self, run_id: str, reason: str) -> StorageError | None:
+        """Fail the run; a storage fault while recording that is returned (the run is taken up again)."""
         try:
-            while True:
-                self._wake.discard(run_id)
-                run = await self.get(run_id)
-                work = [e for e in ENTRY[run.phase] if e.background]
-                if not work:  # a gate or a finished run: nothing to do until a decision
-                    if run_id in self._wake:
-                        continue
-                    return
-                outcome = await STEPS[work[0]](self.ctx, run)
-                assert outcome is not None, work[0]
-                await self.transition(run.id, outcome.event, changes=outcome.changes)
-        except CheckpointStop:
-            return
-        except Refused as exc:
-            if not (await self.get(run_id)).phase.finished:  # finished: cancelled meanwhile, nothing to do
-                await self.fail(run_id, f"internal error: {exc}")
-        except (PlatformError, SpecError, OSError, ValueError) as exc:
-            await self.fail(run_id, str(exc))
+            await self.fail(run_id, reason)
         except Exception as exc:
-            log.exception("run %s failed unexpectedly", run_id)
-            await self.fail(run_id, f"internal error: {type(exc).__name__}: {exc}")
+            problem = storage_problem(exc)
+            if problem is None:
+                raise
+            return problem
+        return None
+
+    async def _tell_storage(self, run_id: str, problem: StorageError) -> None:
+        try:
+            await self.bus.publish(StoragePaused(run=await self.get(run_id), reason=str(problem)))
+        except Exception:  # reads can fail too; the log still says it
+            log.warning("run %s paused: %s", run_id, problem)
+
+    async def _wait_for_storage(self, problem: StorageError) -> None:
+        """Until the disk has room again (a full disk) or one backoff step (a lock held elsewhere)."""
+        delay = self.config.storage_retry_seconds
+        while isinstance(problem, StorageFull):
+            await asyncio.sleep(delay)
+            if (
+                shutil.disk_usage(self.config.runs_dir if self.config.runs_dir.exists() else Path.cwd()).free
+                >= self.config.storage_free_bytes
+            ):
+                return
+            delay = min(delay * 2, 300.0)
+        await asyncio.sleep(delay)

@@ -10,7 +10,9 @@ Reads go through a second connection, so they only ever see committed rows.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +26,35 @@ import aiosqlite
 from pipeline.store.records import AuditEvent, GateDecision, Resource
 
 Publish = Callable[[Any], Awaitable[None]]
+log = logging.getLogger("sftbot.store")
+WRITE_PATIENCE = 600.0  # seconds a write waits out another process's lock before giving up
+
+
+class StorageError(RuntimeError):
+    """The database cannot take a write right now; nothing of it was applied."""
+
+
+class StorageBusy(StorageError):
+    """Another process holds the write lock (a backup, `sftbot show` in a shell) past our patience."""
+
+
+class StorageFull(StorageError):
+    """The disk under the data dir is full."""
+
+
+def storage_problem(exc: BaseException) -> StorageError | None:
+    """The storage fault ``exc`` is, if it is one (a full disk also shows as OSError ENOSPC)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return StorageFull(f"the disk is full ({exc.filename or 'data dir'})")
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "full" in text:
+            return StorageFull(f"the disk under the database is full ({exc})")
+        if "locked" in text or "busy" in text:
+            return StorageBusy(f"the database is locked by another process ({exc})")
+    return None
 
 
 class GateAlreadyDecided(Exception):
@@ -143,19 +174,48 @@ class Database:
         return [r[0] for r in rows]
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
-        """One write transaction; the events it raised are delivered once it has committed."""
+    async def write(self, *, patience: float | None = None) -> AsyncIterator[Tx]:
+        """One write transaction; the events it raised are delivered once it has committed.
+
+        Another process holding the write lock is waited out with backoff for ``patience``
+        seconds (a backup or a shell can hold it for a while: that must not fail a run), then
+        StorageBusy; a full disk is StorageFull. Either way nothing of the write was applied.
+        """
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await self._begin(WRITE_PATIENCE if patience is None else patience)
             tx = Tx(self.conn)
             try:
                 yield tx
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await self.conn.execute("COMMIT")
+            except BaseException as exc:
+                await self._rollback()
+                problem = storage_problem(exc)
+                if problem is not None and problem is not exc:
+                    raise problem from exc
                 raise
-            await self.conn.execute("COMMIT")
         for event in tx.events:
             await self.publish(event)
+
+    async def _begin(self, patience: float) -> None:
+        deadline = time.monotonic() + patience
+        delay = 0.2
+        while True:
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                problem = storage_problem(exc)
+                if not isinstance(problem, StorageBusy) or time.monotonic() >= deadline:
+                    raise (problem or exc) from exc
+                log.warning("database locked by another process; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _rollback(self) -> None:
+        try:
+            await self.conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction left to roll back (a failed COMMIT already ended it)
 
     async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
         """Committed rows only (the read connection)."""
@@ -213,8 +273,12 @@ class Database:
             await tx.audit(**kwargs)
 
     async def mark_processed(self, event_key: str, run_id: str | None = None) -> bool:
-        """True the first time a delivery key is seen, False for every duplicate."""
-        async with self.write() as tx:
+        """True the first time a delivery key is seen, False for every duplicate.
+
+        A person is waiting for the answer: a lock held elsewhere is not waited out for long
+        (StorageBusy after SQLite's own 5 s), so the listener can say so instead of hanging.
+        """
+        async with self.write(patience=0.0) as tx:
             cur = await tx.execute(
                 "INSERT OR IGNORE INTO processed_events(event_key, run_id, at) VALUES (?,?,?)", (event_key, run_id, time.time())
             )

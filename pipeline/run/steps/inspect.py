@@ -36,8 +36,16 @@ async def _models(ctx: RunContext) -> list[BaseModelInfo]:
         return []
 
 
-def _ask(kind: QuestionKind, text: str, number: int, choices: list[str] | None = None) -> Outcome:
-    question = Question(kind=kind, text=text, choices=choices or [], number=number)
+def _ask(
+    kind: QuestionKind,
+    text: str,
+    number: int,
+    choices: list[str] | None = None,
+    *,
+    detail: str | None = None,
+    to: str | None = None,
+) -> Outcome:
+    question = Question(kind=kind, text=text, choices=choices or [], number=number, detail=detail, detail_for=to)
     return Outcome(Event.NEEDS_INPUT, RunChanges(question=question))
 
 
@@ -79,13 +87,18 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         return _ask(QuestionKind.EVALUATION, text, number, ["loss", "evaluator", "generate"])
     evaluation = spec.evaluation or Evaluation(kind=EvalKind.LOSS)
     try:
-        setup = await setup_evaluator(evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir)
+        setup = await setup_evaluator(
+            evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir, limits=ctx.config.sandbox
+        )
     except EvaluatorBroken as exc:
+        supplied = [g for g in await ctx.db.gate_decisions(run.id) if str(g.details.get("answer", "")).startswith("evaluator:")]
+        owner = supplied[-1].actor if supplied else run.requester
         text = (
-            f"Your evaluator failed when I tried it on the data's own answers: {exc} "
+            "The evaluator failed when I tried it on the data's own answers (the error went to whoever supplied it). "
             "Should I continue with validation loss, or cancel? Nothing has been spent."
         )
-        return _ask(QuestionKind.EVALUATOR_FAILED, text, number, ["loss", "cancel"])
+        detail = f"Your evaluator failed when I tried it on the data's own answers: {exc}"
+        return _ask(QuestionKind.EVALUATOR_FAILED, text, number, ["loss", "cancel"], detail=detail, to=owner)
     except SpecError as exc:
         return _ask(
             QuestionKind.EVALUATION,

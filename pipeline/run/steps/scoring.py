@@ -18,6 +18,7 @@ from pipeline.evaluation.scoring import worst_examples
 from pipeline.evaluation.strategy import examples_for, held_out_rows
 from pipeline.fsio import write_atomic
 from pipeline.planning.models import Plan
+from pipeline.platforms.base import PlatformError
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
 from pipeline.run.slots import CandidateState, Slot
@@ -55,7 +56,7 @@ async def score(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateReco
     assert plan.evaluator is not None
     rows = await held_out(ctx, run, plan)
     outputs = await generate_outputs(ctx, run, cand, rows)
-    result = await run_evaluator(Path(plan.evaluator.evaluator_path), examples_for(rows, outputs))
+    result = await run_evaluator(Path(plan.evaluator.evaluator_path), examples_for(rows, outputs), limits=ctx.config.sandbox)
     record = {
         "slot": str(cand.slot),
         "mean": result.mean,
@@ -76,10 +77,15 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     for cand in await q.candidates(ctx.db, run.id):
         if cand.slot.is_final or cand.state is not CandidateState.COMPLETED or cand.score is not None:
             continue
-        result = await score(ctx, run, plan, cand)
-        if result.fatal:
+        try:
+            result = await score(ctx, run, plan, cand)
+            fatal = result.fatal
+        except (PlatformError, OSError, ValueError) as exc:  # the outputs could not be had: same fallback
+            fatal = f"its answers could not be scored ({exc})"
+        if fatal:
+            # The money is spent: ranking by validation loss still gives the gate an answer.
             note = (
-                f"The evaluator failed on {cand.label}: {result.fatal} "
+                f"The evaluator failed on {cand.label}: {clip(fatal, 600)} "
                 "The promotion gate ranks by validation loss instead: proceed with it, or cancel."
             )
             async with ctx.db.write() as tx:
@@ -101,10 +107,16 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
 
 
 async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: CandidateRecord) -> EvalRun | None:
-    """Score the model that ships (once); None when it was scored before."""
+    """Score the model that ships (once); None when it was scored before. Never fails the run:
+    an evaluator that fails here leaves the final model judged by its validation loss."""
     if final.score is not None:
         return None
-    result = await score(ctx, run, plan, final)
+    try:
+        result = await score(ctx, run, plan, final)
+    except (PlatformError, OSError, ValueError) as exc:
+        failed = f"its answers could not be scored ({exc})"
+        write_atomic(detail_path(run, final.slot), json.dumps({"slot": str(final.slot), "fatal": failed}))
+        return None
     if result.fatal:
         return result
     async with ctx.db.write() as tx:
@@ -112,3 +124,7 @@ async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: Candid
     worst = worst_examples(result, WORST)
     write_atomic(eval_dir(run) / "final_worst.json", json.dumps([w.model_dump() for w in worst]))
     return result
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
