@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+from pipeline.access import UPLOAD_PREFIX
 from pipeline.instructions import parse_instruction
 from pipeline.spec import RunSpec
 
@@ -45,11 +47,24 @@ def _run_ref(word: str | None, verb: str) -> str:
     return word.lstrip("#")
 
 
-def _run(instruction: str) -> Command:
+# "on this", "on the attached file", "with my attached dataset": the file that came with the message.
+_ATTACHED = re.compile(
+    r"\b(?:on|using|with|from)\s+(?:this|the\s+attached|my\s+attached|the\s+attachment|my\s+attachment)"
+    r"(?:\s+(?:file|dataset|data|jsonl))?\b",
+    re.IGNORECASE,
+)
+
+
+def _run(instruction: str, attached: str | None = None) -> Command:
     instruction = instruction.strip()
+    if attached is not None:
+        instruction = _ATTACHED.sub(" ", instruction).strip()
     if not instruction:
         raise CommandError("say what to train, e.g. `/sft run dataset=accounts/me/datasets/support-conv model=qwen3-8b`")
     spec = parse_instruction(instruction)
+    if attached is not None and (not spec.dataset or Path(spec.dataset).name == attached):
+        # The file that came with the message is the dataset, once it is saved (listeners).
+        spec = spec.model_copy(update={"dataset": UPLOAD_PREFIX + attached})
     if not spec.dataset:
         raise CommandError(
             "no dataset named: add `dataset=<Fireworks dataset id or path to a .jsonl file>`, "
@@ -105,8 +120,12 @@ def strip_mentions(text: str) -> str:
     return _MENTION.sub(" ", text).strip(" \t\n,:")
 
 
-def parse_message(text: str) -> Command:
-    """A mention or DM in plain English; raises CommandError when it is none of the known asks."""
+def parse_message(text: str, attached: str | None = None) -> Command:
+    """A mention or DM in plain English; raises CommandError when it is none of the known asks.
+
+    ``attached``: the name of a ``.jsonl`` file sent with the message; a run that names no
+    dataset (or names that file) trains on it, as ``upload:<name>`` until it is saved.
+    """
     clean = strip_mentions(text)
     if not clean or _MSG_HELP.match(clean):
         return Command(kind="help")
@@ -122,7 +141,7 @@ def parse_message(text: str) -> Command:
     if _MSG_MODELS.search(clean) and "dataset" not in clean.lower() and ".jsonl" not in clean:
         return Command(kind="models")
     if _MSG_RUN.search(clean):
-        return _run(clean)
+        return _run(clean, attached)
     raise CommandError(
         "I didn't catch that. Try “run SFT on accounts/me/datasets/support-conv with qwen3-8b”, "
         "“which base models do you support?”, “status of run 12”, “cancel run 12” or “help”."

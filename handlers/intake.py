@@ -19,17 +19,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers import attachments
 from handlers.commands import strip_mentions
 from handlers.messages import MessageKey
 from handlers.render import questions, replies
 from handlers.render.mrkdwn import Message, code, user
-from handlers.slack_client import trusted_slack_url
 from pipeline.evaluation.strategy import resolve_user_evaluator
-from pipeline.fsio import write_atomic
 from pipeline.run.decisions import Answer
 from pipeline.run.gates import Question
 from pipeline.run.machine import Phase
@@ -41,13 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sftbot.slack.evaluation")
 
-MAX_EVALUATOR_BYTES = 256 * 1024  # an evaluator is a script, not a data file
-DOWNLOAD_SECONDS = 30.0
 # Thread replies the bot reads: plain, with files, or also sent to the channel.
 THREAD_SUBTYPES = (None, "file_share", "thread_broadcast")
 # "evaluator: my_eval.py", "use my evaluator `my_eval.py`", "eval=evaluator:my_eval.py" (a bare name, no folders).
 _NAMED = re.compile(r"(?:use\s+)?(?:my\s+)?(?:eval\s*=\s*)?evaluator\s*[:=]?\s*`?([A-Za-z0-9_.\-]+\.py)`?\.?", re.IGNORECASE)
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 # --- "Use my evaluator" ----------------------------------------------------------------------
@@ -143,75 +137,19 @@ async def fetch_evaluator(
     client: AsyncWebClient, files: list[dict[str, Any]], *, run_id: str, folder: Path
 ) -> tuple[str | None, str | None]:
     """Download the first ``.py`` of ``files`` into ``folder``: (saved file name, None) or (None, problem)."""
-    info: dict[str, Any] | None = None
-    for f in files[:10]:
-        if f.get("name") and not _is_py(f.get("name")):
-            continue  # the event already says what it is; only unnamed files need a look
-        try:
-            resp = await client.files_info(file=str(f.get("id") or ""))
-        except SlackApiError as exc:
-            err = str(exc.response.get("error") or "error")
-            scope = ": the Slack app needs the `files:read` scope" if err in ("missing_scope", "not_allowed_token_type") else ""
-            return None, f"I couldn't read that file from Slack ({err}){scope}."
-        meta = resp.get("file") or {}
-        if _is_py(meta.get("name")):
-            info = meta
-            break
-    if info is None:
-        return None, "Attach your evaluator as a Python file (`.py`); I only take `.py` files as evaluators."
-    name = str(info["name"])
-    size = int(info.get("size") or 0)
-    if size > MAX_EVALUATOR_BYTES:
-        return None, f"{code(name)} is {size / 1024:,.0f} KB; an evaluator must be under {MAX_EVALUATOR_BYTES // 1024} KB."
-    url = str(info.get("url_private_download") or info.get("url_private") or "")
-    if not trusted_slack_url(url, client.base_url):
-        return None, f"Slack gave me an unexpected download link for {code(name)}, so I didn't fetch it."
+
+    def dest(name: str) -> Path:
+        return folder / f"{run_id}-{attachments.safe_stem(name, '.py', 'evaluator')}.py"
+
     try:
-        data = await _download(client, url)
-    except _DownloadError as exc:
-        return None, f"I couldn't download {code(name)}: {exc}."
-    if not data.strip():
-        return None, f"{code(name)} is empty."
+        name, path = await attachments.fetch(
+            client, files, suffix=".py", kind="evaluator", max_bytes=attachments.MAX_EVALUATOR_BYTES, dest=dest
+        )
+    except attachments.FetchError as exc:
+        return None, str(exc)
     try:
-        data.decode("utf-8")
+        (await asyncio.to_thread(path.read_bytes)).decode("utf-8")
     except UnicodeDecodeError:
+        path.unlink(missing_ok=True)
         return None, f"{code(name)} is not UTF-8 text, so it can't be a Python evaluator."
-    safe = _UNSAFE.sub("_", name[: -len(".py")]).strip("_")[:60] or "evaluator"  # no folders, dots or spaces
-    dest = folder / f"{run_id}-{safe}.py"
-    await asyncio.to_thread(write_atomic, dest, data)
-    return dest.name, None
-
-
-class _DownloadError(Exception):
-    pass
-
-
-async def _download(client: AsyncWebClient, url: str) -> bytes:
-    session, own = client.session, client.session is None
-    if session is None:
-        session = aiohttp.ClientSession()
-    try:
-        headers = {"Authorization": f"Bearer {client.token}"}
-        # No redirects: a redirect means Slack sent us to its login page (no files:read), and
-        # following one could hand the token to another host.
-        async with session.get(
-            url, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=DOWNLOAD_SECONDS)
-        ) as resp:
-            if resp.status != 200 or resp.content_type == "text/html":
-                hint = (
-                    " (the Slack app needs the `files:read` scope)"
-                    if resp.status in (301, 302, 303, 401, 403) or resp.content_type == "text/html"
-                    else ""
-                )
-                raise _DownloadError(f"Slack answered HTTP {resp.status}{hint}")
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                data += chunk
-                if len(data) > MAX_EVALUATOR_BYTES:
-                    raise _DownloadError(f"it is larger than {MAX_EVALUATOR_BYTES // 1024} KB")
-            return bytes(data)
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise _DownloadError(type(exc).__name__) from None
-    finally:
-        if own:
-            await session.close()
+    return path.name, None

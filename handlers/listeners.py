@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import actions, intake
+from handlers import actions, attachments, intake
 from handlers.commands import MAX_TEXT, Command, CommandError, parse_message, parse_slash, too_long
 from handlers.render import replies
 from handlers.render.home import home_view
 from handlers.render.mrkdwn import Message, code
 from handlers.render.run import short_name
 from handlers.surface import Surface, run_started_text
+from pipeline.access import UPLOAD_PREFIX
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import storage_problem
@@ -45,6 +47,25 @@ def _parse_slash(text: str) -> tuple[Command | None, Message | None]:
         return None, replies.help_message(problem=str(exc)) if isinstance(exc, CommandError) else replies.problem_message(
             str(exc)
         )
+
+
+async def save_dataset(s: Surface, client: AsyncWebClient, cmd: Command, files: list[dict[str, Any]]) -> Command:
+    """Fetch the ``.jsonl`` sent with a run request into the uploads folder; the run names it
+    ``upload:<saved name>``. Raises FetchError with the sentence to show."""
+    folder = s.runner.files.uploads_dir
+    if folder is None or cmd.spec is None:
+        raise attachments.FetchError("This bot takes no attached datasets: name a platform dataset id instead.")
+    limit = s.runner.files.max_dataset_bytes
+    _, path = await attachments.fetch(
+        client,
+        files,
+        suffix=".jsonl",
+        kind="dataset",
+        max_bytes=limit,
+        dest=lambda name: attachments.new_upload_path(folder, name),
+        seconds=attachments.DATASET_DOWNLOAD_SECONDS,
+    )
+    return replace(cmd, spec=cmd.spec.model_copy(update={"dataset": UPLOAD_PREFIX + path.name}))
 
 
 def _bot_user(body: dict[str, Any]) -> str | None:
@@ -99,11 +120,18 @@ def register(app: AsyncApp, s: Surface) -> None:
         if len(text) > MAX_TEXT:  # the same cap as a slash command: a paste, not an instruction
             await reply(replies.problem_message(too_long(len(text))))
             return
+        attached = attachments.named(event.get("files"), ".jsonl")
         try:
-            cmd = await asyncio.to_thread(parse_message, text)  # off the event loop, like the slash command
+            cmd = await asyncio.to_thread(parse_message, text, attached)  # off the event loop, like the slash command
         except (CommandError, SpecError) as exc:
             await reply(replies.problem_message(str(exc)))
             return
+        if attached and cmd.spec is not None and cmd.spec.dataset == UPLOAD_PREFIX + attached:
+            try:
+                cmd = await save_dataset(s, client, cmd, event.get("files") or [])
+            except attachments.FetchError as exc:
+                await reply(replies.problem_message(f"{exc} Nothing was started."))
+                return
         run = await s.execute(cmd, user=event["user"], name=None, channel=channel, reply=reply)
         if run is not None and cmd.kind == "run":
             await reply(replies.note_message(run_started_text(run)))
@@ -121,8 +149,11 @@ def register(app: AsyncApp, s: Surface) -> None:
         # A run's thread may carry an evaluator (a file, or "evaluator: x.py"); otherwise only
         # DMs are conversations. Edits, deletions, joins and bot posts: acknowledged, ignored.
         for_run = intake.maybe_for_a_run(event)
-        dm = not event.get("subtype") and not event.get("bot_id") and event.get("channel_type") == "im"
-        if not (for_run or dm):
+        mention_with_file = event.get("subtype") == "file_share" and "<@" in (event.get("text") or "")
+        # In a DM a file comes as subtype file_share: "train on this" with the dataset attached.
+        plain = event.get("subtype") in (None, "file_share")
+        dm = plain and not event.get("bot_id") and event.get("channel_type") == "im"
+        if not (for_run or dm or mention_with_file):
             return
         if not await s.fresh(f"ev:{body.get('event_id')}"):
             return
@@ -130,6 +161,10 @@ def register(app: AsyncApp, s: Surface) -> None:
             return
         if dm:
             await converse(event, client, thread=False)
+        elif plain and event.get("files") and f"<@{_bot_user(body)}>" in (event.get("text") or ""):
+            # A mention sent with a file sometimes arrives only as this message event, without
+            # its app_mention (slackapi/bolt-python#925); converse() acts once per message.
+            await converse(event, client, thread=True)
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
