@@ -85,11 +85,17 @@ def measure(slack: FakeSlack, root_ts: str) -> dict[str, Any]:
     posted = [c for c in slack.calls if c["method"] == "chat.postMessage"]
     edits = [c for c in slack.calls if c["method"] == "chat.update"]
     last = thread[-1]
+    first_text = {m.ts: (m.text or "")[:40] for m in bot_msgs}
+    per_message: dict[str, int] = {}
+    for c in edits:
+        label = first_text.get(str(c["args"].get("ts")), "?")
+        per_message[label] = per_message.get(label, 0) + 1
     return {
         "bot_messages_in_channel": len(bot_msgs),
         "thread_messages": len(thread),
         "chat_postMessage": len(posted),
         "chat_update": len(edits),
+        "edits_per_message": per_message,
         "uploads": len(slack.uploads()),
         "ephemerals": len(slack.ephemeral),
         "longest_code_line": max((longest_code_line(m.view()["rendered"]) for m in bot_msgs), default=0),

@@ -62,7 +62,14 @@ def create_app(
         # eval=evaluator:<file> here: without SFTBOT_EVALUATOR_DIR, <data dir>/evaluators.
         engine.runner.config.evaluator_dir = settings.evaluator_dir or settings.data_dir / "evaluators"
     messages = RunMessages(client, engine.db, ChannelLimiter(post_interval))
-    notifier = Notifier(engine.db, engine.platform, messages, live_interval=live_interval)
+    notifier = Notifier(
+        engine.db,
+        engine.platform,
+        messages,
+        live_interval=live_interval,
+        policy=lambda: engine.runner.policy,
+        dm_approvers=settings.dm_approvers,
+    )
     engine.bus.subscribe(notifier)
     surface = Surface(
         runner=engine.runner,

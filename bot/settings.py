@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     dataset_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_DATASET_DIR"))
     model_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_MODEL_DIR"))
     max_dataset_mb: int = Field(default=2048, gt=0, validation_alias=AliasChoices("SFTBOT_MAX_DATASET_MB"))
+    # Also DM each approver a link when a plan or a promotion waits for them (the thread mentions them anyway).
+    dm_approvers: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_DM_APPROVERS"))
     # Run users' evaluators even where the sandbox cannot isolate them (weaker containment).
     unsafe_evaluators: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_UNSAFE_EVALUATORS"))
 

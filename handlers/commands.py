@@ -32,7 +32,7 @@ class Command:
     instruction: str = ""
     spec: RunSpec | None = None
     run: str | None = None  # "12", "#12" or a run id
-    scope: Literal["mine", "all"] = "mine"
+    scope: Literal["channel", "mine", "all"] = "channel"  # by default the team's runs where it was asked
 
 
 _MENTION = re.compile(r"<[@!#][^<>]{0,200}>")  # bounded: an unclosed "<@" must not scan to the end each time
@@ -93,9 +93,9 @@ def parse_slash(text: str) -> Command:
     if verb in ("models", "model"):
         return Command(kind="models")
     if verb in ("runs", "list", "ls"):
-        scope = rest.lower() or "mine"
-        if scope not in ("mine", "all"):
-            raise CommandError(f"`/sft runs` takes `mine` or `all`, not `{rest[:40]}`")
+        scope = rest.lower() or "channel"
+        if scope not in ("mine", "all", "channel"):
+            raise CommandError(f"`/sft runs` takes `mine` or `all` (or nothing: this channel's runs), not `{rest[:40]}`")
         return Command(kind="runs", scope=scope)  # type: ignore[arg-type]
     if verb in ("status", "cancel", "audit"):
         first = rest.split()[0] if rest else None
@@ -136,7 +136,8 @@ def parse_message(text: str, attached: str | None = None) -> Command:
     if m := _MSG_STATUS.search(clean):
         return Command(kind="status", run=_run_ref(m.group(1) or m.group(2), "status"))
     if m := _MSG_RUNS.search(clean):
-        return Command(kind="runs", scope="all" if (m.group(1) or "").lower() == "all" else "mine")
+        which = (m.group(1) or "").lower()
+        return Command(kind="runs", scope="all" if which == "all" else "mine" if which == "my" else "channel")
     # "which base models do you support for SFT?" mentions SFT but asks a question.
     if _MSG_MODELS.search(clean) and "dataset" not in clean.lower() and ".jsonl" not in clean:
         return Command(kind="models")

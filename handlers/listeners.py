@@ -19,16 +19,14 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import actions, attachments, intake
+from handlers import actions, attachments, home, intake
 from handlers.commands import MAX_TEXT, Command, CommandError, parse_message, parse_slash, too_long
 from handlers.render import replies
-from handlers.render.home import home_view
 from handlers.render.mrkdwn import Message, code
 from handlers.render.run import short_name
 from handlers.surface import Surface, run_started_text
 from pipeline.access import UPLOAD_PREFIX
 from pipeline.spec import SpecError
-from pipeline.store import runs as q
 from pipeline.store.db import storage_problem
 
 log = logging.getLogger("sftbot.slack")
@@ -101,7 +99,8 @@ def register(app: AsyncApp, s: Surface) -> None:
             dataset = code(short_name(run.spec.dataset))  # code() escapes: a dataset name is user text
             await reply(
                 replies.note_message(
-                    f"⏳ Starting an SFT run on {dataset} (run #{run.number}): the plan follows in this channel."
+                    f"⏳ Inspecting {dataset} for run #{run.number}. The plan appears in this channel; "
+                    "if the data has a problem, I'll tell you here."
                 )
             )
 
@@ -166,18 +165,6 @@ def register(app: AsyncApp, s: Surface) -> None:
             # its app_mention (slackapi/bolt-python#925); converse() acts once per message.
             await converse(event, client, thread=True)
 
-    @app.event("app_home_opened")
-    async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
-        if event.get("tab") != "home":
-            return
-        user = event["user"]
-        # With SFTBOT_CHANNELS set, the Home tab shows only runs of those channels (others may be private).
-        channels = s.runner.policy.channels or None
-        mine = await q.list_runs(s.db, requester=user, channels=channels, limit=10)
-        active = await q.list_runs(s.db, unfinished=True, channels=channels, limit=10)
-        view = home_view(user, mine=mine, active=active, policy=s.runner.policy, platform=s.runner.platform.name)
-        await client.views_publish(user_id=user, view=view)
-
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         # The bot's own storage failing (a lock held by a backup, a full disk) must not leave a
@@ -194,3 +181,4 @@ def register(app: AsyncApp, s: Surface) -> None:
             log.warning("could not answer during a storage fault")
 
     actions.register(app, s)
+    home.register(app, s)

@@ -191,6 +191,41 @@ class RunMessages:
         await self.limiter.wait(root.channel)
         await self.client.chat_postMessage(channel=root.channel, thread_ts=root.ts, unfurl_links=False, **msg.kwargs())
 
+    async def adopt(self, run_id: str, key: MessageKey, source: MessageKey) -> bool:
+        """Make the message ``source`` also the message ``key`` (the scoreboard becoming the
+        gate: edited, not repeated). False when ``source`` was never posted or ``key`` exists."""
+        posted = await self.get(run_id, source)
+        if posted is None or await self.get(run_id, key) is not None:
+            return False
+        await self._save(run_id, key, channel=posted.channel, ts=posted.ts, open_=True, digest=posted.digest)
+        return True
+
+    async def direct(self, user: str, msg: Message) -> None:
+        """A DM to ``user`` (posting to a user id opens the DM)."""
+        await self.limiter.wait(user)
+        await self.client.chat_postMessage(channel=user, unfurl_links=False, **msg.kwargs())
+
+    async def permalink(self, run_id: str) -> str | None:
+        """A link to the run's thread (chat.getPermalink, asked once and remembered)."""
+        root = await self.get(run_id, ROOT)
+        if root is None:
+            return None
+        if link := root.meta.get("permalink"):
+            return str(link)
+        try:
+            resp = await self.client.chat_getPermalink(channel=root.channel, message_ts=root.ts)
+        except Exception:  # a link is a convenience: the answer goes out without it
+            return None
+        link = str(resp.get("permalink") or "")
+        if link:
+            await self.set_meta(run_id, ROOT, permalink=link)
+        return link or None
+
+    async def tell(self, channel: str, user: str, msg: Message) -> None:
+        """An ephemeral for ``user`` in ``channel``, for a run with no thread (yet)."""
+        if user[:1] in ("U", "W"):
+            await self.client.chat_postEphemeral(channel=channel, user=user, **msg.kwargs())
+
     async def private(self, run_id: str, user: str, msg: Message) -> None:
         """An ephemeral in the run's thread, seen only by ``user``."""
         root = await self.get(run_id, ROOT)

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from handlers import stamps
-from handlers.messages import FINAL, FINAL_BOARD, SCOREBOARD, MessageKey, RunMessages
-from handlers.render import questions, replies
+from handlers.messages import FINAL, FINAL_BOARD, ROOT, SCOREBOARD, MessageKey, RunMessages
+from handlers.render import board, questions, replies
+from handlers.render import final as finals
+from handlers.render import plan as plans
 from handlers.render import run as render
 from handlers.render.mrkdwn import Message, clip, escape, user
 from handlers.render.review import spec_excerpt
+from pipeline.authz import Action, Deciders, Policy, deciders
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import Platform
 from pipeline.run import events as ev
@@ -41,21 +44,32 @@ LIVE: dict[type[ev.RunEvent], MessageKey] = {ev.ScoreboardChanged: SCOREBOARD, e
 Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", MessageKey) | ("post", Message)
 
 
-def live_message(e: ev.RunEvent) -> Message:
+def live_message(e: ev.RunEvent, *, max_parallel: int = 6) -> Message:
     """The message a live event renders now (tests compare it with the thread)."""
     if isinstance(e, ev.FinalProgress):
-        return render.scoreboard(e.run, [e.candidate], title="Final run")
+        return board.final_board(e.run, e.candidate)
     assert isinstance(e, ev.ScoreboardChanged)
-    return render.scoreboard(e.run, rank(e.candidates), title="Sweep scoreboard")
+    return board.scoreboard(e.run, rank(e.candidates), max_parallel=max_parallel)
 
 
 class Notifier:
     """The EventBus subscriber that keeps every Slack-started run's messages current."""
 
-    def __init__(self, db: Database, platform: Platform, out: RunMessages, *, live_interval: float = 3.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        platform: Platform,
+        out: RunMessages,
+        *,
+        live_interval: float = 3.0,
+        policy: Callable[[], Policy] = Policy,
+        dm_approvers: bool = False,
+    ) -> None:
         self.db = db
         self.platform = platform
         self.out = out
+        self.policy = policy  # read at each message: who can decide is said with the ask
+        self.dm_approvers = dm_approvers
         self.live_interval = live_interval
         self._queues: dict[str, deque[Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -72,8 +86,8 @@ class Notifier:
             ev.PromotionDecided: self._stamp,
             ev.StallWarning: self._stall,
             ev.EvaluatorFailed: self._evaluator_failed,
-            ev.EvaluationDone: self._evaluated,
-            ev.Deployed: self._deployed,
+            ev.EvaluationDone: self._quiet,
+            ev.Deployed: self._quiet,
             ev.ReportReady: self._report,
             ev.RunFailed: self._failed,
             ev.RunCancelled: self._cancelled,
@@ -139,8 +153,13 @@ class Notifier:
             await handler(e)
 
     async def _created(self, e: ev.RunCreated) -> None:
-        assert e.run.channel is not None
-        await self.out.root(e.run.id, e.run.channel, render.root(e.run))
+        # Nothing in the channel yet: a run whose data cannot be used is the requester's
+        # business only (told privately); the root appears with the first question or plan.
+        return None
+
+    async def _deciders(self, run: RunRecord, action: Action) -> Deciders:
+        authors = await q.plan_authors(self.db, run.id) if action is Action.APPROVE else frozenset()
+        return deciders(action, policy=self.policy(), requester=run.requester, authors=authors, estimated_usd=run.estimated_usd)
 
     async def _phase_changed(self, e: ev.PhaseChanged) -> None:
         await self._root(e.run, actor=e.actor.id if e.actor else None)
@@ -148,13 +167,25 @@ class Notifier:
             await stamps.stamp_decided(self.db, self.out, e.run)
 
     async def _root(self, run: RunRecord, *, actor: str | None = None) -> None:
-        plan = await q.get_plan(self.db, run.id, run.plan_version) if run.plan_version else None
+        if run.channel is None:
+            return
+        if run.phase is Phase.INSPECTING and await self.out.get(run.id, ROOT) is None:
+            return  # not shown until there is something for the channel to see
+        if run.phase.finished and await self.out.get(run.id, ROOT) is None:
+            return  # ended before the channel saw it: the requester was told privately
         model = (await summarize(self.db, self.platform, run)).model if run.phase is Phase.SUCCEEDED else None
-        msg = render.root(run, candidates=len(plan.candidates) if plan else 0, model=model, actor=actor)
-        if run.channel is not None:
-            await self.out.root(run.id, run.channel, msg)
+        action = Action.PROMOTE if run.phase is Phase.AWAITING_PROMOTION else Action.APPROVE
+        msg = render.root(
+            run,
+            cands=[c for c in await q.candidates(self.db, run.id) if not c.slot.is_final] if run.plan_version else [],
+            deciders=await self._deciders(run, action) if run.phase.gate else None,
+            model=model,
+            actor=actor,
+        )
+        await self.out.root(run.id, run.channel, msg)
 
     async def _question(self, e: ev.QuestionAsked) -> None:
+        await self._root(e.run)
         key = MessageKey.gate(e.question.gate)
         new = await self.out.put(e.run.id, key, questions.question(e.run, e.question), gate=True)
         await self.out.set_meta(e.run.id, key, text=e.question.text)
@@ -162,11 +193,30 @@ class Notifier:
             await self.out.private(e.run.id, e.question.detail_for, replies.problem_message(e.question.detail))
 
     async def _plan(self, e: ev.PlanProposed) -> None:
+        await self._root(e.run)
         key = MessageKey.gate(GateKey.plan(e.plan.version))
-        await self.out.put(e.run.id, key, render.plan_message(e.run, e.plan, spec_excerpt=spec_excerpt(e.plan)), gate=True)
+        previous = await q.get_plan(self.db, e.run.id, e.plan.version - 1) if e.plan.version > 1 else None
+        msg = plans.plan_message(
+            e.run,
+            e.plan,
+            deciders=await self._deciders(e.run, Action.APPROVE),
+            previous=previous,
+            spec_excerpt=spec_excerpt(e.plan),
+        )
+        await self.out.put(e.run.id, key, msg, gate=True)
+        await self._dm(e.run, key, f"plan v{e.plan.version} of run #{e.run.number} waits for your approval", Action.APPROVE)
         await self._upload_review_files(e.run, e.plan)
         await stamps.stamp_decided(self.db, self.out, e.run)
-        await self._root(e.run)
+
+    async def _dm(self, run: RunRecord, key: MessageKey, what: str, action: Action) -> None:
+        """With SFTBOT_DM_APPROVERS, a DM with a link to each person (not group) who can decide; once per gate."""
+        if not self.dm_approvers or not await self.out.mark(run.id, MessageKey(f"dm:{key}")):
+            return
+        link = await self.out.permalink(run.id)
+        where = f"<{link}|open the thread>" if link else f"see <#{run.channel}>"
+        people = [i for i in (await self._deciders(run, action)).ids if i[:1] in ("U", "W")]
+        for person in people[:20]:
+            await self.out.direct(person, replies.note_message(f"👋 {what[:1].upper()}{what[1:]} ({where})."))
 
     async def _upload_review_files(self, run: RunRecord, plan: Plan) -> None:
         """A generated evaluator's ``evaluator.py`` and ``eval_spec.md``, once per distinct content."""
@@ -186,8 +236,15 @@ class Notifier:
 
     async def _promotion(self, e: ev.PromotionRequested) -> None:
         key = MessageKey.gate(PROMOTION)
-        await self.out.put(e.run.id, key, render.promotion_gate(e.run, list(e.ranked), summary=e.summary), gate=True)
+        # The scoreboard becomes the gate (edited, not repeated just below itself).
+        await self.out.adopt(e.run.id, key, SCOREBOARD)
+        plan = await q.get_plan(self.db, e.run.id, e.run.plan_version) if e.run.plan_version else None
+        msg = board.promotion_gate(
+            e.run, list(e.ranked), summary=e.summary, deciders=await self._deciders(e.run, Action.PROMOTE), plan=plan
+        )
+        await self.out.put(e.run.id, key, msg, gate=True)
         await self.out.set_meta(e.run.id, key, summary=e.summary)
+        await self._dm(e.run, key, f"the sweep of run #{e.run.number} is done: promote a candidate", Action.PROMOTE)
         if e.curves is not None:
             await self.out.upload(e.run.id, "sweep_curves", e.curves, title=f"Run #{e.run.number} sweep loss curves")
 
@@ -198,18 +255,14 @@ class Notifier:
     async def _evaluator_failed(self, e: ev.EvaluatorFailed) -> None:
         await self.out.reply(e.run.id, render.notice(e.reason, icon="⚠️"))
 
-    async def _evaluated(self, e: ev.EvaluationDone) -> None:
-        await self.out.reply(e.run.id, render.notice(e.summary, icon="📏"))
-
-    async def _deployed(self, e: ev.Deployed) -> None:
-        text = f"Deployed {e.deployment.model} as {e.deployment.deployment_id}"
-        await self.out.reply(e.run.id, render.notice(text, icon="🚀"))
+    async def _quiet(self, e: ev.RunEvent) -> None:
+        """Evaluated, deployed: the root says where the run is, the final message says the rest."""
+        return None
 
     async def _report(self, e: ev.ReportReady) -> None:
-        await self.out.put(e.run.id, FINAL, render.final_message(await summarize(self.db, self.platform, e.run)))
+        # Uploads first, so the thread ends with the answer, not with a file.
         await self.out.upload(e.run.id, "final_report", e.report, title=f"Run #{e.run.number} final report")
-        if e.curves is not None:
-            await self.out.upload(e.run.id, "final_curves", e.curves, title=f"Run #{e.run.number} loss curves")
+        await self.out.put(e.run.id, FINAL, finals.final_message(await summarize(self.db, self.platform, e.run)))
 
     async def _storage(self, e: ev.StoragePaused) -> None:
         text = (
@@ -218,15 +271,22 @@ class Notifier:
         )
         await self.out.reply(e.run.id, replies.note_message(f"⚠️ {text}"))
 
+    async def _ending(self, run: RunRecord, msg: Message) -> None:
+        """In the thread when the channel has seen the run; otherwise to the requester only."""
+        if await self.out.get(run.id, ROOT) is not None:
+            await stamps.stamp_decided(self.db, self.out, run)
+            await self.out.reply(run.id, msg)
+        elif run.channel is not None:
+            await self.out.tell(run.channel, run.requester, msg)
+
     async def _failed(self, e: ev.RunFailed) -> None:
-        await stamps.stamp_decided(self.db, self.out, e.run)
-        left = await left_running(self.db, e.run)
-        await self.out.reply(e.run.id, render.failure(e.run, reason=e.reason, left_running=left))
+        left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
+        await self._ending(e.run, render.failure(e.run, reason=e.reason, left_running=left, started_jobs=started))
 
     async def _cancelled(self, e: ev.RunCancelled) -> None:
-        await stamps.stamp_decided(self.db, self.out, e.run)
-        left = await left_running(self.db, e.run)
-        await self.out.reply(e.run.id, render.cancelled(e.run, actor=e.actor.id if e.actor else None, left_running=left))
+        left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
+        actor = e.actor.id if e.actor else None
+        await self._ending(e.run, render.cancelled(e.run, actor=actor, left_running=left, started_jobs=started))
 
     # --- coalesced live messages -----------------------------------------------------
 
@@ -251,7 +311,10 @@ class Notifier:
         if e is None:
             return
         self._last[(run_id, key)] = time.monotonic()
-        await self.out.put(run_id, key, live_message(e))
+        if key == SCOREBOARD and await self.out.get(run_id, MessageKey.gate(PROMOTION)) is not None:
+            return  # the scoreboard is the gate now: a late tick must not overwrite it
+        plan = await q.get_plan(self.db, run_id, e.run.plan_version) if e.run.plan_version else None
+        await self.out.put(run_id, key, live_message(e, max_parallel=plan.max_parallel if plan else 6))
 
     async def _flush_all(self, run_id: str) -> None:
         for slot in [s for s in self._pending if s[0] == run_id]:
@@ -259,6 +322,12 @@ class Notifier:
             if timer is not None:
                 timer.cancel()
             await self._flush(*slot)
+
+
+async def started_jobs(db: Database, run: RunRecord) -> int:
+    """How many of this run's jobs the platform accepted (0: nothing was spent)."""
+    row = await db.fetchone("SELECT COUNT(*) FROM audit_events WHERE run_id=? AND action='job_created'", (run.id,))
+    return int(row[0]) if row else 0
 
 
 async def left_running(db: Database, run: RunRecord) -> list[str]:

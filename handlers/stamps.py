@@ -7,8 +7,8 @@ so a restarted bot (or a decision made in the terminal) still stamps the right m
 from __future__ import annotations
 
 from handlers.messages import MessageKey, RunMessages
-from handlers.render import questions
-from handlers.render import run as render
+from handlers.render import board, questions
+from handlers.render import plan as plans
 from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.run.gates import GateKey, Question, QuestionKind
@@ -23,7 +23,7 @@ def stamp_text(key: GateKey, g: GateDecision) -> str:
     if g.decision == "approve":
         return f"✅ Approved by {who} at {when}"
     if g.decision == "revise":
-        return f"✏️ Revised by {who} at {when} — superseded by plan v{(key.number or 0) + 1}"
+        return f"✏️ revised by {who} at {when}: plan v{(key.number or 0) + 1} below"
     if g.decision == "cancel":
         return f"🚫 Cancelled by {who} at {when}"
     if g.decision == "promote":
@@ -40,17 +40,25 @@ def stamp_text(key: GateKey, g: GateDecision) -> str:
     return f"{escape(g.decision)} by {who} at {when}"
 
 
-async def _render(db: Database, out: RunMessages, run: RunRecord, key: MessageKey, text: str) -> Message | None:
+async def _render(
+    db: Database, out: RunMessages, run: RunRecord, key: MessageKey, text: str, *, superseded: bool = False
+) -> Message | None:
     gate = key.gate_key
     if gate is None:
         return None
     if gate.kind == "plan" and gate.number is not None:
         plan = await q.get_plan(db, run.id, gate.number)
-        return render.plan_stamped(run, plan, text, spec_excerpt=spec_excerpt(plan)) if plan else None
+        if plan is None:
+            return None
+        if superseded:  # the thread shows the plan that counts; the old one shrinks to a line
+            return plans.plan_superseded(run, plan, text)
+        previous = await q.get_plan(db, run.id, gate.number - 1) if gate.number > 1 else None
+        return plans.plan_stamped(run, plan, text, previous=previous, spec_excerpt=spec_excerpt(plan))
     if gate.kind == "promotion":
         posted = await out.get(run.id, key)
         summary = str(posted.meta.get("summary", "")) if posted else ""
-        return render.promotion_stamped(run, rank(await q.candidates(db, run.id)), summary=summary, stamp_text=text)
+        plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
+        return board.promotion_stamped(run, rank(await q.candidates(db, run.id)), summary=summary, stamp_text=text, plan=plan)
     posted = await out.get(run.id, key)
     asked = str(posted.meta.get("text", "a question")) if posted else "a question"
     return questions.question_stamped(run, Question(kind=QuestionKind.BASE_MODEL, text=asked, number=gate.number or 1), text)
@@ -66,14 +74,16 @@ async def stamp_decided(db: Database, out: RunMessages, run: RunRecord) -> None:
     for key in keys:
         gate = key.gate_key
         g = decisions.get(key.name)
+        old_plan = gate is not None and gate.kind == "plan" and (gate.number or 0) < fresh.plan_version
         if g is not None and gate is not None:
             text = stamp_text(gate, g)
-        elif gate is not None and gate.kind == "plan" and (gate.number or 0) < fresh.plan_version:
-            text = f"Superseded by plan v{fresh.plan_version}"
+        elif old_plan:
+            text = f"superseded by plan v{fresh.plan_version}"
         elif fresh.phase.finished:
             text = f"Closed: the run {fresh.phase.value}"
         else:
             continue
-        msg = await _render(db, out, fresh, key, text)
+        revised = g is not None and g.decision == "revise"
+        msg = await _render(db, out, fresh, key, text, superseded=old_plan or revised)
         if msg is not None:
             await out.stamp(run.id, key, msg)

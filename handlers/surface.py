@@ -94,9 +94,14 @@ class Surface:
             await reply(refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.runner.policy)))
             return None
         if cmd.kind == "runs":
-            channels = self.runner.policy.channels or None  # runs of channels the bot is not enabled in stay out
-            runs = await q.list_runs(self.db, requester=user if cmd.scope == "mine" else None, channels=channels, limit=15)
-            await reply(replies.runs_message(runs, scope=cmd.scope))
+            # The team's runs where the question was asked, by default: a run is team work.
+            # Runs of channels the bot is not enabled in stay out of every list.
+            allowed = self.runner.policy.channels or None
+            channels = [channel] if cmd.scope == "channel" else allowed
+            requester = user if cmd.scope == "mine" else None
+            runs = await q.list_runs(self.db, requester=requester, channels=channels, limit=15)
+            links = {r.id: link for r in runs if (link := await self.messages.permalink(r.id))}
+            await reply(replies.runs_message(runs, scope=cmd.scope, links=links))
             return None
         try:
             run = await self.runner.get(cmd.run or "")
@@ -105,7 +110,8 @@ class Surface:
             return None
         if cmd.kind == "status":
             cands = await q.candidates(self.db, run.id)
-            await reply(replies.status_message(run, cands, channel=await self.messages.channel(run.id)))
+            link = await self.messages.permalink(run.id)
+            await reply(replies.status_message(run, cands, channel=await self.messages.channel(run.id), link=link))
         elif cmd.kind == "audit":
             await reply(replies.audit_message(run, await self.db.audit_trail(run.id)))
         elif cmd.kind == "cancel":
@@ -171,4 +177,7 @@ class Responder:
 
 
 def run_started_text(run: RunRecord) -> str:
-    return f"Run #{run.number} started on {code(short_name(run.spec.dataset))}: I'll post the plan in its thread."
+    return (
+        f"Run #{run.number} started on {code(short_name(run.spec.dataset))}: I'm inspecting the data. The plan appears "
+        "in this channel; if the data has a problem, I'll tell you privately."
+    )

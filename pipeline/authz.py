@@ -99,3 +99,37 @@ def authorize(
     if action is Action.APPROVE and policy.budget_usd is not None and over and not admin:
         return Verdict(allowed=False, rule=Rule.OVER_BUDGET)
     return ALLOWED
+
+
+class Deciders(BaseModel):
+    """Who can make a decision now, for the message that asks them (from the same rules).
+
+    ``ids``: user and user-group ids to mention; empty with ``anyone`` = anyone in the
+    channel, ``excluded``: people who may not (the plan's authors under four eyes).
+    """
+
+    ids: list[str] = Field(default_factory=list)
+    anyone: bool = False
+    excluded: list[str] = Field(default_factory=list)
+    admins_only: bool = False  # over the budget: only admins
+
+
+def deciders(
+    action: Action,
+    *,
+    policy: Policy,
+    requester: str,
+    authors: frozenset[str] = frozenset(),
+    estimated_usd: float | None = None,
+) -> Deciders:
+    """Who ``authorize`` would let approve or promote, as a list to mention (ids before names)."""
+    over = policy.budget_usd is not None and (estimated_usd is None or estimated_usd > policy.budget_usd)
+    excluded = sorted({requester, *authors}) if action is Action.APPROVE and not policy.allow_self_approval else []
+    if action is Action.APPROVE and over:
+        return Deciders(ids=[i for i in policy.admins if i not in excluded], excluded=excluded, admins_only=True)
+    if not policy.approvers:
+        return Deciders(anyone=True, excluded=excluded)
+    # Approvers are the ones to ask (admins could too, but pinging them on every plan is
+    # noise); when every approver wrote the plan, only the admins are left.
+    ids = [i for i in policy.approvers if i not in excluded] or [i for i in policy.admins if i not in excluded]
+    return Deciders(ids=ids, excluded=excluded)

@@ -65,6 +65,38 @@ def _load(name: str) -> object:
     return json.loads(resources.files("pipeline.data").joinpath(name).read_text(encoding="utf-8"))
 
 
+class Span(BaseModel):
+    low: float
+    high: float
+
+
+class SpeedBand(BaseModel):
+    max_params_b: float | None
+    low: float
+    high: float
+
+
+class ThroughputTable(BaseModel):
+    """Rough time assumptions for a platform that publishes none (pipeline/data/throughput.json)."""
+
+    as_of: str
+    basis: str
+    job_start_minutes: Span
+    training_tokens_per_second: list[SpeedBand]
+    deployment_minutes: Span
+    evaluation_minutes_per_model: Span
+
+    def speed(self, params_b: float | None) -> SpeedBand | None:
+        if params_b is None:
+            return None
+        return next((b for b in self.training_tokens_per_second if b.max_params_b is None or params_b <= b.max_params_b), None)
+
+
+@lru_cache(maxsize=1)
+def throughput_table() -> ThroughputTable:
+    return ThroughputTable.model_validate(_load("throughput.json"))
+
+
 @lru_cache(maxsize=1)
 def price_table() -> PriceTable:
     """The bundled, dated price table."""

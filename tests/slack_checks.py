@@ -53,8 +53,25 @@ def check_blocks(blocks: list[dict[str, Any]], *, max_blocks: int) -> None:
         SdkBlock.parse(block).to_dict()  # slack_sdk's own validation (raises on a violation)
 
 
+PHONE_CODE_CHARS = 45  # monospace characters in a line on a 420 px phone (~52 in the 480 px thread pane)
+
+
+def longest_code_line(msg: Message) -> int:
+    """The longest line inside a ``` fence of any mrkdwn text: what wraps into broken rows.
+
+    Code is sent as a preformatted rich-text block (its own horizontal scroll), so a fence
+    in mrkdwn is only ever data laid out as a table, and must fit a phone.
+    """
+    longest = 0
+    for t in _texts(msg.blocks):
+        for block in t.split("```")[1::2]:
+            longest = max([longest, *(len(line) for line in block.splitlines())])
+    return longest
+
+
 def check_message(msg: Message) -> None:
     assert msg.text.strip() and len(msg.text) <= 3000  # the notification / screen-reader fallback
+    assert longest_code_line(msg) <= PHONE_CODE_CHARS, f"a fenced line wider than a phone in {msg.text[:80]!r}"
     check_blocks(msg.blocks, max_blocks=50)
     assert len(json.dumps(msg.blocks, ensure_ascii=False)) <= 12_000  # msg_blocks_too_long starts near 13k
     for t in [msg.text, *_texts(msg.blocks)]:

@@ -153,6 +153,10 @@ def input_values(view: dict[str, Any], **changes: str) -> dict[str, Any]:
         if b.get("type") != "input":
             continue
         el = b["element"]
+        if el["type"] == "conversations_select":
+            picked = changes.get(b["block_id"], el.get("initial_conversation"))
+            values[b["block_id"]] = {el["action_id"]: {"type": "conversations_select", "selected_conversation": picked}}
+            continue
         if el["type"] == "radio_buttons":
             chosen = el.get("initial_option")
             if b["block_id"] in changes:

@@ -12,14 +12,15 @@ import time
 import pytest
 from slack_sdk.models.views import View
 
-from handlers.render import questions, replies
+from handlers.render import board, final, questions, replies
+from handlers.render import plan as plans
 from handlers.render import run as b
 from handlers.render.home import home_view
 from handlers.render.modals import revise_modal
 from handlers.render.mrkdwn import Message, code_block, escape
 from handlers.stamps import stamp_text
 from handlers.surface import refusal_message
-from pipeline.authz import Policy
+from pipeline.authz import Deciders, Policy
 from pipeline.catalog import BaseModelInfo
 from pipeline.planning.models import CostEstimate, CostLine, Plan, PlannedJob, Source
 from pipeline.platforms.base import DeploymentState, DeploymentStatus
@@ -157,7 +158,13 @@ def messages(text: str, n: int) -> dict[str, Message]:
     ]
     models = [BaseModelInfo(id=f"model-{i}{text[:30]}", params_b=8.0, max_context=131072) for i in range(n * 5)]
     out: dict[str, Message] = {
-        f"root_{p.value}": b.root(run(p, text=text), candidates=n, model=f"accounts/a/models/m{text}", actor="U0BOB")
+        f"root_{p.value}": b.root(
+            run(p, text=text),
+            cands=ranked,
+            deciders=Deciders(ids=["U0BOB", "S0OPS"] * n),
+            model=f"accounts/a/models/m{text}",
+            actor="U0BOB",
+        )
         for p in Phase
     }
     p = plan(n, text=text)
@@ -167,15 +174,17 @@ def messages(text: str, n: int) -> dict[str, Message]:
     )
     few = Question(kind=QuestionKind.EVALUATION, text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=2)
     out |= {
-        "plan": b.plan_message(r, p),
-        "plan_stamped": b.plan_stamped(r, p, stamp),
-        "scoreboard": b.scoreboard(r, ranked),
-        "gate": b.promotion_gate(r, ranked, summary=f"Winner {text}"),
-        "gate_stamped": b.promotion_stamped(r, ranked, summary=f"Winner {text}", stamp_text=stamp),
+        "plan": plans.plan_message(r, p, deciders=Deciders(anyone=True, excluded=["U0ALICE"]), previous=plan(n + 1)),
+        "plan_superseded": plans.plan_superseded(r, p, stamp),
+        "plan_stamped": plans.plan_stamped(r, p, stamp),
+        "scoreboard": board.scoreboard(r, ranked),
+        "gate": board.promotion_gate(r, ranked, summary=f"Winner {text}", deciders=Deciders(ids=["U0BOB"]), plan=p),
+        "final_board": board.final_board(r, ranked[0]),
+        "gate_stamped": board.promotion_stamped(r, ranked, summary=f"Winner {text}", stamp_text=stamp),
         "question_many": questions.question(r, many),
         "question_few": questions.question(r, few),
         "question_stamped": questions.question_stamped(r, few, stamp),
-        "final": b.final_message(summary),
+        "final": final.final_message(summary),
         "failure": b.failure(r, reason=f"boom {text}", left_running=[f"deployment {text}"] * n),
         "cancelled": b.cancelled(r, actor="U0BOB", left_running=[text] * n),
         "notice": b.notice(f"note {text}"),
@@ -221,8 +230,8 @@ def test_user_text_is_escaped_and_code_fences_stay_closed() -> None:
     assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
     fenced = code_block("x" * 10_000 + "&")
     assert fenced.startswith("```\n") and fenced.endswith("\n```") and len(fenced) <= 3000
-    gate = b.promotion_gate(run(), cands(3), summary="Winner")
+    gate = board.promotion_gate(run(), cands(3), summary="Winner")
     promote = gate.blocks[-1]["elements"][0]
     assert json.loads(promote["value"]) == {"run": "ab12cd34", "c": str(cands(3)[0].slot)}
-    approve = b.plan_message(run(), plan(2)).blocks[-1]["elements"][0]
+    approve = plans.plan_message(run(), plan(2)).blocks[-1]["elements"][0]
     assert json.loads(approve["value"]) == {"run": "ab12cd34", "v": 3}  # run id + plan version

@@ -18,7 +18,8 @@ from tests.test_slack_blocks import plan, run
         ("", "help", {}),
         ("help", "help", {}),
         ("models", "models", {}),
-        ("runs", "runs", {"scope": "mine"}),
+        ("runs", "runs", {"scope": "channel"}),  # the team's runs where it was asked
+        ("runs mine", "runs", {"scope": "mine"}),
         ("runs all", "runs", {"scope": "all"}),
         ("status 12", "status", {"run": "12"}),
         ("status #12", "status", {"run": "12"}),

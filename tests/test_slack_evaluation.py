@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from handlers.render import questions
-from handlers.render import run as b
+from handlers.render import board, questions
+from handlers.render import plan as plans
 from handlers.stamps import stamp_text
 from pipeline.evaluation.models import EvaluatorInfo
 from pipeline.run import events as ev
@@ -96,8 +96,8 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     shown = text_of(posted)
     assert "How candidates are judged:* an evaluator I generated from your data (SQL check)" in shown
     assert "I tried it on 3 reference answers from your data" in shown and "held-out prompts" in shown
-    assert "# Evaluation spec (SQL query)" in shown and "```" in shown  # the start of eval_spec.md, fenced
-    assert "evaluation: an evaluator generated from the data" in shown
+    assert "> # Evaluation spec (SQL query)" in shown  # the start of eval_spec.md, quoted (prose wraps; a fence would not)
+    assert "*Judged by*\nan evaluator generated from the data" in shown
 
     run_ = await bot.runner.get(1)
     proposed = await q.get_plan(db, run_.id, 1)
@@ -120,22 +120,18 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
 
     await press(bot, posted, "Approve", user=BOB)
-    gate = await in_thread(fake_slack, root, has("Promotion gate"))
-    assert "Winner by evaluator score" in text_of(gate) and "Ranked by mean evaluator score" in text_of(gate)
+    gate = await in_thread(fake_slack, root, has("Sweep done"))
+    assert "Winner by evaluator score" in text_of(gate) and "ranked by mean evaluator score" in text_of(gate)
     cs = {c.slot: c for c in await q.candidates(db, run_.id)}
     good = next(c for c in cs.values() if c.learning_rate == platform.good_lr)
     lowest_loss = min(cs.values(), key=lambda c: c.val_loss or 0.0)
     assert lowest_loss.slot != good.slot  # validation loss alone would have picked another one
     best = find_element(gate["blocks"], "sft_promote")
-    assert best is not None and best["text"]["text"] == f"Promote {good.slot.name} (best)"
+    assert best is not None and best["text"]["text"] == f"Promote #{good.slot.number}"
     select = find_element(gate["blocks"], "sft_choose_candidate")
     assert select is not None and all("score 0.000" in o["text"]["text"] for o in select["options"])
-    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in text_of(m))
-    header = next(line for line in text_of(board).splitlines() if "val loss" in line)
-    assert header.rstrip().endswith("score")
-    row = next(line for line in text_of(board).splitlines() if f"{good.slot.name} " in line)
-    assert "1.000" in row and "← leader" in row
-    assert "mean evaluator score" in text_of(board)
+    row = next(line for line in text_of(gate).splitlines() if f"*#{good.slot.number}*" in line)
+    assert row.startswith("🏆") and "score *1.000*" in row  # the leader by score, marked
 
 
 async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
@@ -217,7 +213,7 @@ async def test_a_broken_evaluator_asks_again_with_two_buttons(bot_factory: MakeB
         fake_slack, root, lambda m: m["ts"] == failed["ts"] and "Answered *Continue with validation loss*" in text_of(m)
     )
     posted = await in_thread(fake_slack, root, has("Plan v1"))
-    assert "evaluation: validation loss" in text_of(posted) and "How candidates are judged" not in text_of(posted)
+    assert "*Judged by*\nvalidation loss" in text_of(posted) and "How candidates are judged" not in text_of(posted)
     assert (await bot.runner.get(1)).spec.evaluation == Evaluation(kind=EvalKind.LOSS)
 
 
@@ -247,7 +243,7 @@ async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(
     await press(bot, posted, "Approve", user=BOB)
     notice = await in_thread(fake_slack, root, has("The evaluator failed on"))
     assert text_of(notice).startswith("⚠️") and "cannot parse this answer" in text_of(notice)
-    gate = await in_thread(fake_slack, root, has("Promotion gate"))
+    gate = await in_thread(fake_slack, root, has("Sweep done"))
     assert "Winner by validation loss" in text_of(gate) and "The evaluator failed on" in text_of(gate)
 
 
@@ -319,12 +315,12 @@ def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
             r, Question(kind=QuestionKind.EVALUATOR_FAILED, text=f"Broken: {text}", choices=["loss", "cancel"], number=5)
         ),
         "request": questions.evaluator_request(r),
-        "plan_generated": b.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
-        "plan_user": b.plan_message(r, user_plan),
-        "plan_fallback": b.plan_message(r, fallback),
-        "plan_stamped": b.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
-        "board": b.scoreboard(r, scored),
-        "gate": b.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
+        "plan_generated": plans.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
+        "plan_user": plans.plan_message(r, user_plan),
+        "plan_fallback": plans.plan_message(r, fallback),
+        "plan_stamped": plans.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
+        "board": board.scoreboard(r, scored),
+        "gate": board.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
     }
     for name, msg in msgs.items():
         try:

@@ -46,7 +46,8 @@ async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeB
             quota_delay=0.05,
         )
         try:
-            await whole_run(await bot_factory(platform), fake_slack, fireworks)
+            bot = await bot_factory(platform, policy=Policy(approvers=[BOB, CAROL]))
+            await whole_run(bot, fake_slack, fireworks)
         finally:
             await platform.close()
 
@@ -55,12 +56,17 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     reply = await bot.driver.command(RUN, user=ALICE)
     assert reply.status == 200 and reply.seconds < 3.0 and not reply.body  # acked at once, nothing awaited
     started = await fake_slack.wait_for(lambda: fake_slack.ephemerals(ALICE))
-    assert len(started) == 1 and "Starting an SFT run on `text2sql_dataset.jsonl`" in started[0]["rendered"]
+    assert len(started) == 1 and "Inspecting `text2sql_dataset.jsonl` for run #1" in started[0]["rendered"]
 
     root = await root_of(fake_slack)
-    assert f"by <@{ALICE}>" in text_of(root)
     plan = await in_thread(fake_slack, root, has("Plan v1"))
-    for word in ("Training", "Inference", "Total", "range", "as of"):
+    assert f"<@{BOB}> or <@{CAROL}>" in text_of(plan)  # the people who can approve are asked by name
+    assert f"waiting for <@{BOB}> or <@{CAROL}> to approve plan v1" in text_of(
+        await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "waiting for" in text_of(m)), None))
+    )
+    heading = plan["blocks"][0]["text"]["text"]
+    assert re.search(r"^Plan v1 · run #1 · ≈ \$\d+\.\d\d · ~\d+ min$", heading), heading  # the total and the time
+    for word in ("Training", "Deployment", "/hour while up", "Judged by", "range", "prices as of"):
         assert word in text_of(plan)
     assert find_element(plan["blocks"], "sft_approve") is not None
 
@@ -69,10 +75,11 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     assert re.search(rf"✅ Approved by <@{BOB}> at <!date\^\d+\^{{time}}\|\d\d:\d\d UTC>", text_of(stamped))
     assert find_element(stamped["blocks"], "sft_approve") is None  # the stamp replaced the buttons
 
-    gate = await in_thread(fake_slack, root, has("Promotion gate"))
-    boards = [m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in text_of(m)]
-    assert len(boards) == 1 and boards[0]["edits"] >= 1  # one message, edited in place
-    assert "3/3 finished" in text_of(boards[0])
+    gate = await in_thread(fake_slack, root, lambda m: find_element(m["blocks"], "sft_promote") is not None)
+    assert "Sweep done" in text_of(gate) and f"<@{BOB}> or <@{CAROL}>" in text_of(gate)
+    boards = [m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep" in text_of(m) and "run #1" in text_of(m)]
+    assert len(boards) == 1 and boards[0]["ts"] == gate["ts"] and boards[0]["edits"] >= 1  # the scoreboard became the gate
+    assert "3/3 done" in text_of(gate)
     await fake_slack.wait_for(
         lambda: any(u.filename == "loss_curves.png" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
     )
@@ -83,21 +90,20 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
 
     final = await in_thread(fake_slack, root, has("is done"))
     run = await bot.runner.get(1)
-    assert "```" in text_of(final) and f"sftbot-{run.id}-dep" in text_of(final) and "FIREWORKS_API_KEY" in text_of(final)
+    assert f"<@{ALICE}>" in text_of(final)  # the requester learns the model is live
+    snippet = next(b for b in final["blocks"] if b["type"] == "rich_text")  # code as code, not a mrkdwn fence
+    code = snippet["elements"][0]["elements"][0]["text"]
+    assert f"sftbot-{run.id}-dep" in code and "FIREWORKS_API_KEY" in code
+    assert "Keeps billing" in text_of(final) and "/hour while a replica is up" in text_of(final)
     assert fireworks.api_key not in str(fake_slack.calls)  # secrets never reach Slack
-    await fake_slack.wait_for(
-        lambda: any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
-    )
+    assert any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
+    await bot.settle()
+    assert fake_slack.thread(CHANNEL, root["ts"])[-1]["ts"] == final["ts"]  # the thread ends with the answer
     done = await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "✅" in text_of(m)), None))
     run = await bot.runner.get(1)
     assert run.phase is Phase.SUCCEEDED and run.promoted is not None and run.promoted.number == ranked[1]
     assert all(n == 1 for n in fireworks.create_counts("supervisedFineTuningJobs").values())
     assert f"sftbot-{run.id}-final" in text_of(done)
-    assert [
-        k
-        for k in ("Plan v1", "Sweep scoreboard", "Promotion gate", "is done")
-        if any(k in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"]))
-    ] == ["Plan v1", "Sweep scoreboard", "Promotion gate", "is done"]
 
 
 def gate_order(gate: dict[str, Any]) -> list[int]:
@@ -115,7 +121,8 @@ async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: M
     bot = await bot_factory(policy=Policy(approvers=["S0APPROVERS"], allow_self_approval=False))
     root, plan = await plan_posted(bot, fake_slack)
     await bot.driver.click(plan, "sft_approve", user=ALICE)
-    await fake_slack.wait_for(lambda: any("only approvers can approve" in e["rendered"] for e in fake_slack.ephemerals(ALICE)))
+    said = "only <!subteam^S0APPROVERS> can approve this run; they were asked in its thread"
+    await fake_slack.wait_for(lambda: any(said in e["rendered"] for e in fake_slack.ephemerals(ALICE)))
     run = await bot.runner.get(1)
     assert run.phase is Phase.AWAITING_PLAN_APPROVAL
     trail = await bot.runner.db.audit_trail(run.id)
@@ -156,9 +163,10 @@ async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: 
     ok = await bot.driver.submit(view, user=BOB, epochs="2")
     assert ok.status == 200 and not ok.body
     v2 = await in_thread(fake_slack, root, has("Plan v2"))
-    assert "epochs 2" in text_of(v2)
-    v1 = await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "superseded by plan v2" in text_of(m))
-    assert f"Revised by <@{BOB}>" in text_of(v1) and find_element(v1["blocks"], "sft_approve") is None
+    assert f"Changed by <@{BOB}>:* epochs 5 → 2" in text_of(v2)
+    v1 = await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "plan v2 below" in text_of(m))
+    assert f"revised by <@{BOB}>" in text_of(v1) and find_element(v1["blocks"], "sft_approve") is None
+    assert len(v1["blocks"]) == 1  # the superseded plan shrinks to one line
     run = await bot.runner.get(1)
     assert (await q.plan_statuses(bot.runner.db, run.id)) == {1: "superseded", 2: "proposed"}
 
@@ -173,7 +181,7 @@ async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slac
     bot = await bot_factory(platform)
     root, plan = await plan_posted(bot, fake_slack)
     await bot.driver.click(plan, "sft_approve", user=BOB)
-    await in_thread(fake_slack, root, has("Sweep scoreboard"))
+    await in_thread(fake_slack, root, has("Sweep — run #1"))
     await bot.driver.command("cancel 1", user=ALICE)
     confirm = await fake_slack.wait_for(
         lambda: [e for e in fake_slack.ephemerals(ALICE) if "Yes, cancel run #1" in e["rendered"]]
@@ -207,7 +215,7 @@ async def test_a_click_on_the_plan_still_works_after_a_restart(
         assert await second.runner.resume_all() == []  # waiting at a gate: nothing to redo
         await second.driver.click(plan, "sft_approve", user=BOB)
         await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "Approved by" in text_of(m))
-        await in_thread(fake_slack, root, has("Promotion gate"))
+        await in_thread(fake_slack, root, has("Sweep done"))
         assert len(fake_slack.roots(CHANNEL)) == 1  # the same root, edited; no new one
         assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
     finally:
@@ -215,19 +223,24 @@ async def test_a_click_on_the_plan_still_works_after_a_restart(
         await db2.close()
 
 
-async def test_a_broken_dataset_fails_in_the_thread_and_spends_nothing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
+async def test_a_broken_dataset_is_told_to_the_requester_only_and_spends_nothing(
+    bot_factory: MakeBot, fake_slack: FakeSlack
+) -> None:
     platform = MemoryPlatform()
     bot = await bot_factory(platform)
     await bot.driver.command(f"run dataset={DATASETS / 'chat_minimal.jsonl'} model=qwen3-8b", user=ALICE)
-    root = await root_of(fake_slack)
-    failed = await in_thread(fake_slack, root, has("failed"))
-    assert "❌" in text_of(failed) and "Nothing was spent" in text_of(failed)
-    await fake_slack.wait_for(lambda: any("❌" in text_of(m) for m in fake_slack.roots(CHANNEL)))
+    failed = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "failed" in e["rendered"]])
+    text = failed[-1]["rendered"]
+    assert "❌" in text and "fewer than 3 examples" in text and "Nothing was started or spent" in text
+    assert "To try again after fixing it: `/sft run dataset=" in text
+    await bot.log.wait_kind(ev.RunFailed, (await bot.runner.get(1)).id)
+    await bot.settle()
+    assert not fake_slack.roots(CHANNEL)  # a run that never had a plan stays the requester's business
     assert not platform.jobs and not platform.datasets
 
 
 async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    from pipeline.run.slots import Slot
+    from pipeline.run.slots import CandidateState, Slot
     from pipeline.store.records import CandidateRecord
 
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), live_interval=60.0)
@@ -244,6 +257,7 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
                 learning_rate=1e-4,
                 epochs=1,
                 train_samples=10,
+                state=CandidateState.RUNNING,
                 progress=step * 10.0,
             )
             for i in (1, 2)
@@ -251,14 +265,15 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
         await bot.runner.bus.publish(ev.ScoreboardChanged(run=run, candidates=tuple(cands)))
     await bot.runner.bus.publish(ev.PromotionRequested(run=run, ranked=tuple(cands), summary="winner #1"))
     await bot.settle()
-    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep scoreboard" in m["rendered"])
+    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep done" in m["rendered"])
     writes = [
         c
         for c in fake_slack.calls
-        if c["method"] in ("chat.postMessage", "chat.update") and "Sweep scoreboard" in str(c["args"].get("text"))
+        if c["method"] in ("chat.postMessage", "chat.update") and "Sweep for run #1" in str(c["args"].get("text"))
     ]
-    assert len(writes) == 2 and board["edits"] == 1  # the first state at once, the last one flushed before the gate
-    assert "100%" in board["rendered"]
+    assert len(writes) == 2  # the first state at once, the last one flushed before the gate
+    assert "100%" in str(writes[-1]["args"]["blocks"])
+    assert board["edits"] == 2  # ...and then the same message became the gate
 
 
 async def test_rate_limits_and_server_errors_are_retried(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:

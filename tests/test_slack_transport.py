@@ -48,7 +48,7 @@ async def test_socket_mode_acks_the_envelope_and_starts_the_run(bot: Bot, fake_s
         await fake_slack.socket_send(command)
         await fake_slack.wait_for(lambda: fake_slack.acks.get(command["envelope_id"]))
         assert time.perf_counter() - sent < 3.0
-        await fake_slack.wait_for(lambda: any("Starting an SFT run" in e["rendered"] for e in fake_slack.ephemerals("U0ALICE")))
+        await fake_slack.wait_for(lambda: any("Inspecting" in e["rendered"] for e in fake_slack.ephemerals("U0ALICE")))
         await fake_slack.wait_for(lambda: any("SFT run #1" in m["rendered"] for m in fake_slack.roots(CHANNEL)))
 
         # A retried event envelope (retry_attempt=1) for a plain channel message: acked, ignored.
@@ -68,7 +68,7 @@ async def test_http_mode_verifies_signatures_and_serves_health(bot: Bot, fake_sl
         good = Driver(bot.app, fake_slack, http_url=f"{url}/slack/events")
         reply = await good.command(RUN, user="U0ALICE")
         assert reply.status == 200
-        await fake_slack.wait_for(lambda: any("Starting an SFT run" in e["rendered"] for e in fake_slack.ephemerals("U0ALICE")))
+        await fake_slack.wait_for(lambda: any("Inspecting" in e["rendered"] for e in fake_slack.ephemerals("U0ALICE")))
         await fake_slack.wait_for(lambda: any("SFT run #1" in m["rendered"] for m in fake_slack.roots(CHANNEL)))
 
         forged = Driver(bot.app, fake_slack, http_url=f"{url}/slack/events", secret="not-the-secret")

@@ -1,56 +1,88 @@
-"""The App Home tab: your runs, what is running for the team, how to start, who may approve."""
+"""The App Home tab: what waits for you, a button to start a run, your runs, the team's runs,
+and who may decide — in people's names; the settings' variable names only for admins."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from handlers.render.mrkdwn import VIEW_BLOCKS_MAX, Block, context, divider, escape, fit, header, section, user
+from handlers.render.action_ids import START
+from handlers.render.mrkdwn import VIEW_BLOCKS_MAX, Block, actions, button, context, divider, fit, header, section, user
+from handlers.render.people import either
 from handlers.render.replies import HELP_LINES, run_line
 from pipeline.authz import Policy
 from pipeline.planning.cost import money
+from pipeline.run.machine import Phase
 from pipeline.store.records import RunRecord
+
+_ASK = {
+    Phase.AWAITING_PLAN_APPROVAL: "approve or revise its plan",
+    Phase.AWAITING_PROMOTION: "promote a candidate",
+    Phase.AWAITING_INPUT: "answer its question",
+}
 
 
 def _who(ids: Sequence[str]) -> str:
-    if not ids:
-        return "anyone"
-    return ", ".join(f"<!subteam^{i}>" if i.startswith("S") else user(i) for i in ids[:20])
+    return either(list(ids)) if ids else "anyone"
 
 
-def policy_lines(policy: Policy) -> list[str]:
-    """The permission settings in force, as a person reads them (names the env variables)."""
-    budget = money(policy.budget_usd) if policy.budget_usd is not None else "no limit"
-    channels = ", ".join(f"<#{c}>" for c in policy.channels[:20]) if policy.channels else "any channel"
+def policy_lines(policy: Policy, *, admin: bool) -> list[str]:
+    """The permission settings in force, as a person reads them (variable names for admins)."""
+
+    def var(name: str) -> str:
+        return f" (`{name}`)" if admin else ""
+
+    budget = money(policy.budget_usd) if policy.budget_usd is not None else None
+    channels = ", ".join(f"<#{c}>" for c in policy.channels[:20]) if policy.channels else "any channel I'm in"
     return [
-        f"• Approve plans and promote candidates (`SFTBOT_APPROVERS`): {_who(policy.approvers)}",
-        f"• Admins (`SFTBOT_ADMINS`): {_who(policy.admins) if policy.admins else 'none'}",
-        f"• Requesters may approve their own plans (`SFTBOT_ALLOW_SELF_APPROVAL`): {'yes' if policy.allow_self_approval else 'no'}",
-        f"• Plans above (`SFTBOT_BUDGET_USD`) need an admin: {budget}",
-        f"• Channels (`SFTBOT_CHANNELS`): {channels}",
+        f"• Approve plans and promote candidates{var('SFTBOT_APPROVERS')}: {_who(policy.approvers)}",
+        f"• Admins{var('SFTBOT_ADMINS')}: {_who(policy.admins) if policy.admins else 'none'}",
+        f"• Whoever wrote a plan may approve it too{var('SFTBOT_ALLOW_SELF_APPROVAL')}: "
+        + ("yes" if policy.allow_self_approval else "no, someone else approves"),
+        f"• Plans above {budget} need an admin{var('SFTBOT_BUDGET_USD')}"
+        if budget
+        else f"• No budget limit{var('SFTBOT_BUDGET_USD')}",
+        f"• Runs happen in{var('SFTBOT_CHANNELS')}: {channels}",
     ]
 
 
 def home_view(
-    user_id: str, *, mine: Sequence[RunRecord], active: Sequence[RunRecord], policy: Policy, platform: str
+    user_id: str,
+    *,
+    waiting: Sequence[RunRecord] = (),
+    mine: Sequence[RunRecord],
+    active: Sequence[RunRecord],
+    policy: Policy,
+    platform: str,
+    admin: bool = False,
+    links: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Home tab view for ``views.publish`` (≤ 100 blocks)."""
+    links = links or {}
     blocks: list[Block] = [
         header("sftbot — fine-tuning from Slack"),
         section(
             f"Hi {user(user_id)}. I inspect a dataset, propose a costed plan, sweep LoRA settings on "
-            f"*{escape(platform)}*, and deploy the model a person promotes."
+            f"*{platform}*, and deploy the model a person promotes."
+        ),
+        actions(button("Start a run", START, "{}", style="primary"), block_id="home_start"),
+        divider(),
+        section("*Waiting for you*"),
+        *(
+            [section(f"{run_line(r, links.get(r.id))}\n👉 {_ASK.get(r.phase, 'decide')}") for r in waiting[:10]]
+            or [context("Nothing waits for you.")]
         ),
         divider(),
         section("*Your recent runs*"),
-        *([section(run_line(r)) for r in mine[:10]] or [context("None yet. Start one with `/sft run`.")]),
+        *(
+            [section(run_line(r, links.get(r.id))) for r in mine[:10]]
+            or [context("None yet. Start one above or with `/sft run`.")]
+        ),
         divider(),
         section("*Running now for the team*"),
-        *([section(run_line(r)) for r in active[:10]] or [context("Nothing running.")]),
+        *([section(run_line(r, links.get(r.id))) for r in active[:10]] or [context("Nothing running.")]),
         divider(),
         section("*Commands*\n" + "\n".join(HELP_LINES)),
-        section("*Who may do what*\n" + "\n".join(policy_lines(policy))),
+        section("*Who may do what*\n" + "\n".join(policy_lines(policy, admin=admin))),
     ]
-    running = sum(1 for r in active if r.estimated_usd is not None)
-    blocks.append(context(f"{len(active)} unfinished run(s); {running} with an estimate"))
     return {"type": "home", "blocks": fit(blocks, VIEW_BLOCKS_MAX, budget=200_000)}

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from handlers.render.mrkdwn import Block, clip, decode, encode, plain
-from handlers.render.run import plan_pairs
+from handlers.render.plan import plan_pairs
 from pipeline.instructions import normalise_model, parse_instruction
 from pipeline.planning.models import Plan
 from pipeline.spec import (

@@ -18,6 +18,7 @@ from handlers.render.mrkdwn import (
     option,
     section,
     text_size,
+    user,
 )
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.store.records import RunRecord
@@ -32,7 +33,6 @@ def _cancel_button(run: RunRecord, text: str = "Cancel run") -> Block:
         text,
         CANCEL,
         encode(run=run.id, v=run.plan_version),
-        style="danger",
         confirm_=confirm(
             "Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"
         ),
@@ -41,7 +41,7 @@ def _cancel_button(run: RunRecord, text: str = "Cancel run") -> Block:
 
 def _evaluation_question(run: RunRecord, q: Question) -> Message:
     """How to judge the candidates, in plain words: three buttons (or two after a broken evaluator)."""
-    body = section(f"❓ *Run #{run.number} needs an answer:* {escape(q.text)}")
+    body = section(f"❓ {user(run.requester)}, *run #{run.number} needs an answer:* {escape(q.text)}")
     if q.kind is QuestionKind.EVALUATOR_FAILED:
         elements = [
             button(FAILED_CHOICES["loss"], ANSWER, encode(run=run.id, q=q.number, a="loss"), style="primary"),
@@ -68,7 +68,7 @@ def question(run: RunRecord, q: Question) -> Message:
     """A question the run needs answered (a select for many choices, buttons for a few)."""
     if q.kind.about_evaluation:
         return _evaluation_question(run, q)
-    body = section(f"❓ *Run #{run.number} needs an answer:* {escape(q.text)}")
+    body = section(f"❓ {user(run.requester)}, *run #{run.number} needs an answer:* {escape(q.text)}")
     elements: list[Block] = []
     choices = [c for c in q.choices if 0 < len(f"{run.id}|{q.number}|{c}") <= 150]
     if 0 < len(choices) <= 5:
@@ -98,7 +98,6 @@ def question(run: RunRecord, q: Question) -> Message:
             "Cancel run",
             CANCEL,
             encode(run=run.id, v=run.plan_version),
-            style="danger",
             confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here.", "Cancel run", "Keep it"),
         )
     )

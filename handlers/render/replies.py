@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from handlers.render.action_ids import CONFIRM_CANCEL, KEEP
+from handlers.render.board import scoreboard
 from handlers.render.mrkdwn import (
     Message,
     actions,
@@ -22,15 +23,16 @@ from handlers.render.mrkdwn import (
     section,
     user,
 )
-from handlers.render.run import run_title, scoreboard, short_name
+from handlers.render.run import run_title, short_name
 from pipeline.catalog import BaseModelInfo
 from pipeline.planning.cost import money
+from pipeline.run import timing
 from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
 
 HELP_LINES = (
     "`/sft run dataset=<id or .jsonl> model=<base model> [lr=… rank=… epochs=…]` — plan a run (plain English works too)",
     "`/sft models` — base models you can fine-tune",
-    "`/sft runs [mine|all]` — recent runs (yours by default)",
+    "`/sft runs [mine|all]` — recent runs of this channel (or yours, or all)",
     "`/sft status 12` — where run #12 is",
     "`/sft cancel 12` — stop run #12 (asks to confirm)",
     "`/sft audit 12` — who decided what, and when",
@@ -40,20 +42,18 @@ HELP_LINES = (
 
 
 def help_message(*, problem: str | None = None) -> Message:
-    """Usage; with ``problem`` first when the person typed something that did not parse."""
-    blocks = []
+    """Usage; with ``problem``, only the problem and where help is (not the whole list again)."""
     if problem:
-        blocks.append(section(f"⚠️ {escape(problem)}"))
-    blocks += [
+        text = f"⚠️ {escape(problem)}"
+        return Message(
+            text=clip(f"⚠️ {escape(clip(problem, 1000))}", 3000),
+            blocks=[section(text), context("`/sft help` lists every command.")],
+        )
+    blocks = [
         section("*sftbot* plans, runs and deploys supervised fine-tuning, with a person approving each step."),
         section("\n".join(HELP_LINES)),
     ]
-    text = (
-        f"⚠️ {escape(clip(problem, 1000))}"
-        if problem
-        else "sftbot help: /sft run | models | runs | status | cancel | audit | help"
-    )
-    return Message(text=clip(text, 3000), blocks=blocks)
+    return Message(text="sftbot help: /sft run | models | runs | status | cancel | audit | help", blocks=blocks)
 
 
 def problem_message(problem: str) -> Message:
@@ -79,26 +79,48 @@ def models_message(models: Sequence[BaseModelInfo], *, platform: str) -> Message
     return Message(text=f"{len(models)} base models on {platform}", blocks=fit(blocks))
 
 
-def run_line(r: RunRecord) -> str:
+def _phase(r: RunRecord) -> str:
+    step = timing.STEP.get(r.phase)
+    words = r.phase.value.replace("_", " ")
+    return f"step {step}/{timing.TOTAL_STEPS} {words}" if step else words
+
+
+def run_line(r: RunRecord, link: str | None = None) -> str:
+    """``#12 support-conv by @alice — step 3/7 sweeping · est $4.05 · 14:03`` (the number links to the thread)."""
     est = f" · est {money(r.estimated_usd)}" if r.estimated_usd is not None else ""
     act = f" · actual {money(r.actual_usd)}" if r.actual_usd is not None else ""
+    number = f"<{link}|#{r.number}>" if link else f"#{r.number}"
     return (
-        f"*#{r.number}* {code(short_name(r.spec.dataset))} by {user(r.requester)} — "
-        f"{r.phase.value.replace('_', ' ')}{est}{act} · {at_time(r.updated_at)}"
+        f"*{number}* {code(short_name(r.spec.dataset))} by {user(r.requester)} — {_phase(r)}{est}{act} · {at_time(r.updated_at)}"
     )
 
 
-def runs_message(runs: Sequence[RunRecord], *, scope: str) -> Message:
-    title = "Your recent runs" if scope == "mine" else "Recent runs"
+_TITLES = {"channel": "Runs in this channel", "mine": "Your runs", "all": "Recent runs"}
+
+
+def runs_message(runs: Sequence[RunRecord], *, scope: str, links: dict[str, str] | None = None) -> Message:
+    title = _TITLES.get(scope, "Recent runs")
     if not runs:
         return Message(text=f"{title}: none yet", blocks=[section(f"*{title}:* none yet. Start one with `/sft run`.")])
-    blocks = [section(f"*{title}*"), *chunked_sections([run_line(r) for r in runs])]
+    links = links or {}
+    blocks = [
+        section(f"*{title}*"),
+        *chunked_sections([run_line(r, links.get(r.id)) for r in runs]),
+        context("`/sft runs mine` · `/sft runs all` · `/sft status <number>`"),
+    ]
     return Message(text=f"{title}: {len(runs)}", blocks=fit(blocks))
 
 
-def status_message(run: RunRecord, cands: list[CandidateRecord], *, channel: str | None) -> Message:
-    where = f" Follow it in <#{channel}>." if channel and channel.startswith(("C", "G")) else ""
-    head = f"{run_title(run)}: *{run.phase.value.replace('_', ' ')}*"
+def status_message(
+    run: RunRecord, cands: list[CandidateRecord], *, channel: str | None, link: str | None = None, max_parallel: int = 6
+) -> Message:
+    if link:
+        where = f" <{link}|Open the thread>."
+    elif channel and channel.startswith(("C", "G")):
+        where = f" Follow it in <#{channel}>."
+    else:
+        where = ""
+    head = f"{run_title(run)}: *{_phase(run)}*"
     if run.plan_version:
         head += f" · plan v{run.plan_version}"
     if run.estimated_usd is not None:
@@ -107,18 +129,86 @@ def status_message(run: RunRecord, cands: list[CandidateRecord], *, channel: str
         head += f"\n{escape(clip(run.error, 1500))}"
     blocks = [section(head + where), context(f"run id {code(run.id)} · instruction: {escape(clip(run.instruction, 500))}")]
     if cands:
-        blocks += scoreboard(run, cands, title="Candidates").blocks
+        blocks += scoreboard(run, cands, title="Candidates", max_parallel=max_parallel).blocks
     return Message(text=f"SFT run #{run.number}: {run.phase.value}", blocks=fit(blocks))
+
+
+_VERBS = {
+    "run_created": "started the run",
+    "needs_input": "asked a question",
+    "answer": "answered the question",
+    "planned": "proposed plan v{v}",
+    "approve": "approved plan v{v}",
+    "revise": "revised plan v{v}",
+    "sweep_done": "finished the sweep",
+    "promote": "promoted {candidate}",
+    "final_done": "finished the final run",
+    "evaluated": "evaluated the final model",
+    "deployed": "deployed the model",
+    "reported": "wrote the report",
+    "fail": "stopped the run: it failed",
+    "cancel": "cancelled the run",
+    "denied_start": "was refused a new run",
+    "cancel_job_failed": "could not cancel a job",
+}
+# Job events come in batches (one per candidate): one line per batch, with the count.
+_BATCHED = {
+    "job_submitting": None,  # the create that follows says the same
+    "job_created": "submitted {n} job{s}",
+    "job_pending": "{n} job{s} queued at the platform",
+    "job_running": "{n} job{s} started training",
+    "job_completed": "{n} job{s} completed",
+    "job_failed": "{n} job{s} failed",
+    "job_cancelled": "cancelled {n} job{s}",
+    "candidate_scored": "scored {n} candidate{s}",
+}
+
+
+def when(epoch: float) -> str:
+    """A date and time in the reader's timezone (a UTC fallback for old clients)."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _what(a: AuditEvent) -> str:
+    if a.action.startswith("denied_") and a.action != "denied_start":
+        verb = a.action.removeprefix("denied_")
+        reason = str(a.details.get("reason") or a.details.get("rule") or "")
+        return f"was refused ({escape(clip(verb, 40))}): {escape(clip(reason, 200))}"
+    template = _VERBS.get(a.action)
+    if template is None:
+        return escape(clip(a.action.replace("_", " "), 100))
+    candidate = str(a.details.get("candidate", "a candidate"))
+    return template.format(
+        v=a.plan_version or "?", candidate=escape(f"#{candidate.removeprefix('c')}" if candidate[:1] == "c" else candidate)
+    )
+
+
+def audit_lines(events: Sequence[AuditEvent]) -> list[str]:
+    """Who did what, when: human verbs, job events batched, oldest first."""
+    lines: list[str] = []
+    i = 0
+    while i < len(events):
+        a = events[i]
+        who = user(a.actor) if a.actor.startswith(("U", "W")) else code(a.actor_name or a.actor)
+        if a.action in _BATCHED:
+            j = i
+            while j < len(events) and events[j].action == a.action and events[j].actor == a.actor:
+                j += 1
+            template = _BATCHED[a.action]
+            if template is not None:
+                n = j - i
+                lines.append(f"{when(a.at)} · {who} {template.format(n=n, s='s' if n != 1 else '')}")
+            i = j
+            continue
+        lines.append(f"{when(a.at)} · {who} {_what(a)}")
+        i += 1
+    return lines
 
 
 def audit_message(run: RunRecord, events: Sequence[AuditEvent]) -> Message:
     """The audit trail, oldest first; when it does not fit, the newest events are kept."""
-    lines = []
-    for a in events:
-        who = user(a.actor) if a.actor.startswith(("U", "W")) else code(a.actor_name or a.actor)
-        ver = f" (plan v{a.plan_version})" if a.plan_version else ""
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(a.at))
-        lines.append(f"{when} · {who} · *{escape(clip(a.action, 100))}*{ver}")
+    lines = audit_lines(events)
     kept: list[str] = []
     room = 8000
     for line in reversed(lines):
@@ -128,7 +218,7 @@ def audit_message(run: RunRecord, events: Sequence[AuditEvent]) -> Message:
         room -= len(line) + 1
     blocks = [header(f"Audit trail — run #{run.number}")]
     if len(kept) < len(lines):
-        blocks.append(context(f"… {len(lines) - len(kept)} earlier events left out (`sftbot show {run.number}` has them all)"))
+        blocks.append(context(f"… {len(lines) - len(kept)} earlier lines left out (`sftbot show {run.number}` has them all)"))
     blocks += chunked_sections(kept or ["no events"])
     return Message(text=f"Audit trail of SFT run #{run.number}: {len(events)} events", blocks=fit(blocks))
 

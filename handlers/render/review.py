@@ -3,7 +3,7 @@ and the start of its contract (``eval_spec.md``)."""
 
 from __future__ import annotations
 
-from handlers.render.mrkdwn import Block, clip, code_block, context, escape, section
+from handlers.render.mrkdwn import Block, clip, context, escape, section
 from pipeline.planning.models import Plan
 
 _KIND_TITLES = {"numbers": "final-number", "json": "JSON", "labels": "label", "exact": "exact-answer", "sql": "SQL"}
@@ -44,7 +44,11 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
     )
     blocks = [section(f"📏 *How candidates are judged:* {what}\n{how} {tried}")]
     if spec_excerpt:
-        blocks.append(section(code_block(clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS), limit=SPEC_EXCERPT_CHARS + 200)))
+        # A quote, not a code block: it is prose, and a fence would not wrap at 480 px.
+        # Its own code fences become ''': inside a quote they would still open a code block.
+        excerpt = clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS).replace("```", "'''")
+        quoted = "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in excerpt.splitlines())
+        blocks.append(section(quoted))
     if ev.kind != "user":
         blocks.append(
             context(

@@ -25,7 +25,7 @@ from operator import countOf, sub
 from pathlib import Path
 
 from pipeline.dataset.convert import CONVERSIONS
-from pipeline.dataset.report import Conversion, InspectionReport, Problem, ProblemGroup, Shape
+from pipeline.dataset.report import Conversion, InspectionReport, Problem, ProblemGroup, Shape, excerpt
 from pipeline.dataset.rows import (
     CHAT,
     CONTENT,
@@ -80,7 +80,7 @@ class _Totals:
     unweighted: int = 0
     unweighted_lines: list[int] = field(default_factory=list)
 
-    def problem(self, kind: str, line: int, message: str) -> None:
+    def problem(self, kind: str, line: int, message: str, *, text: str | None = None, pos: int | None = None) -> None:
         group = self.problems.get(kind)
         if group is None:
             title, blocking = KINDS[kind]
@@ -88,7 +88,8 @@ class _Totals:
             self.problems[kind] = group
         group.count += 1
         if len(group.examples) < self.limit:
-            group.examples.append(Problem(line=line, message=message))
+            shown, caret = excerpt(text, pos) if text is not None and pos is not None else (None, None)
+            group.examples.append(Problem(line=line, message=message, excerpt=shown, caret=caret))
 
     def add(self, line: int, roles: dict[str, int], chars: int, messages: int) -> None:
         self.samples += 1
@@ -109,7 +110,7 @@ class _Totals:
             self.problem("non_utf8", line, where)
             return
         except json.JSONDecodeError as exc:
-            self.problem("invalid_json", line, f"{exc.msg} at column {exc.colno}")
+            self.problem("invalid_json", line, f"{exc.msg} at column {exc.colno}", text=exc.doc, pos=exc.pos)
             return
         except (ValueError, RecursionError) as exc:  # NaN, huge ints, absurd nesting
             self.problem("invalid_json", line, str(exc) or type(exc).__name__)

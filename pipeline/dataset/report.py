@@ -18,10 +18,23 @@ class Shape(str, Enum):
 
 
 class Problem(BaseModel):
-    """One problem at one line (1-based)."""
+    """One problem at one line (1-based); where it can be pointed at, the spot itself."""
 
     line: int
     message: str
+    excerpt: str | None = None  # at most EXCERPT_CHARS of the line around the problem
+    caret: int | None = None  # the problem's offset in ``excerpt``
+
+
+EXCERPT_CHARS = 44  # fits a phone's monospace line (~45), caret line included
+
+
+def excerpt(text: str, pos: int) -> tuple[str, int]:
+    """The part of ``text`` around ``pos`` that fits a phone, and where ``pos`` falls in it."""
+    start = max(0, min(pos - EXCERPT_CHARS // 2, len(text) - EXCERPT_CHARS))
+    part = text[start : start + EXCERPT_CHARS]
+    # Control characters would break the layout (a tab is wider than one column).
+    return "".join(ch if ch.isprintable() else " " for ch in part), pos - start
 
 
 class ProblemGroup(BaseModel):

@@ -106,6 +106,7 @@ def estimate_cost(
         prices_as_of=prices.as_of,
         price_source=prices.source,
         billed_tokens=billed,
+        deployment_usd_per_hour=gpu.usd if deploy else None,
         lines=lines,
         unknown=unknown,
     )

@@ -57,6 +57,18 @@ class CostLine(BaseModel):
     detail: str
 
 
+class Duration(BaseModel):
+    """How long a plan should take from approval to a deployed model, as a range, and why."""
+
+    low_seconds: float
+    high_seconds: float
+    basis: str  # where the numbers come from, said plainly (measured here, or an assumption)
+
+    @property
+    def middle_seconds(self) -> float:
+        return (self.low_seconds + self.high_seconds) / 2
+
+
 class CostEstimate(BaseModel):
     """The plan's cost: three headline numbers, a range and the dated source."""
 
@@ -69,6 +81,8 @@ class CostEstimate(BaseModel):
     price_source: str
     billed_tokens: int
     compute_minutes: float | None = None  # local platform: estimated training minutes
+    # What the deployment bills per hour while a replica is up (None: no deployment, or local).
+    deployment_usd_per_hour: float | None = None
     lines: list[CostLine] = Field(default_factory=list)
     unknown: list[str] = Field(default_factory=list)
 
@@ -98,6 +112,7 @@ class Plan(BaseModel):
     evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
     fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
     author: str | None = None  # who this version comes from: the requester, or who revised/answered last
+    duration: Duration | None = None  # approval to deployed model; None when it cannot be told
 
 
-__all__ = ["FINAL", "CostEstimate", "CostLine", "Plan", "PlannedJob", "Slot", "Source"]
+__all__ = ["FINAL", "CostEstimate", "CostLine", "Duration", "Plan", "PlannedJob", "Slot", "Source"]

@@ -13,6 +13,7 @@ from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import split_sizes
 from pipeline.planning.cost import estimate_cost
+from pipeline.planning.duration import estimate_duration
 from pipeline.planning.models import Plan, PlannedJob, Source
 from pipeline.run.slots import FINAL, Slot
 from pipeline.spec import EvalKind, Evaluation, RunSpec
@@ -144,6 +145,16 @@ def make_plan(
         model_info=model_info,
         local_tokens_per_second=local_tokens_per_second,
     )
+    duration = estimate_duration(
+        candidates=candidates,
+        final=final,
+        max_parallel=max_parallel,
+        evaluation=evaluation,
+        deploy=deploy,
+        platform=platform,
+        model_info=model_info,
+        local_tokens_per_second=local_tokens_per_second,
+    )
     return Plan(
         version=version,
         platform=platform,
@@ -163,6 +174,7 @@ def make_plan(
         deploy=deploy,
         sources=sources,
         cost=cost,
+        duration=duration,
         warnings=warnings,
     )
 

@@ -141,11 +141,11 @@ class Refusal(Exception):
         if self.rule is Rule.CHANNEL:
             return f"sftbot is not enabled in this channel; runs and decisions happen in {', '.join(place(c) for c in p.channels[:5])}."
         if self.rule is Rule.NOT_APPROVER:
-            return f"only approvers can {verb} this run: {who(p.approvers, 'the approvers')}. Ask one of them."
+            return f"only {who(p.approvers, 'the approvers')} can {verb} this run; they were asked in its thread."
         if self.rule is Rule.SELF_APPROVAL:
             return (
                 "you asked for this run or wrote part of its plan, so someone else has to approve it: "
-                f"{who(p.approvers, 'another teammate')}."
+                f"{who(p.approvers, 'another teammate')} (asked in its thread)."
             )
         if self.rule is Rule.OVER_BUDGET:
             over = (

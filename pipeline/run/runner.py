@@ -201,15 +201,15 @@ class Runner:
                 await q.set_plan_status(tx, run_id, run.plan_version, "superseded")
             elif event is Event.CANCEL and run.phase is Phase.AWAITING_PLAN_APPROVAL:
                 await q.set_plan_status(tx, run_id, run.plan_version, "cancelled")
+            after = await q.read_run(tx, run_id)
             await tx.audit(
                 run_id=run_id,
                 actor=actor.id,
                 actor_name=actor.name,
                 action=event.value,
-                plan_version=run.plan_version,
+                plan_version=after.plan_version,  # "planned" names the plan it made, not the one before
                 details={"from": run.phase.value, "to": nxt.value, **(details or {})},
             )
-            after = await q.read_run(tx, run_id)
             if event in (Event.APPROVE, Event.REVISE):
                 tx.emit(PlanDecided(run=after, actor=actor, decision=event, version=run.plan_version))
             if event is Event.PROMOTE and after.promoted is not None:

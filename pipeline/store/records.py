@@ -73,6 +73,7 @@ class CandidateRecord(BaseModel):
     model: str | None = None
     stalled: bool = False
     last_progress_at: float | None = None
+    started_at: float | None = None  # first seen running: training time starts here, not at submit
     updated_at: float = 0.0
 
     @property

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.curves import plot_losses
+from pipeline.curves import labels, plot_losses
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
 from pipeline.run.jobs import load_points
@@ -44,8 +44,10 @@ async def request_promotion(ctx: RunContext, run: RunRecord) -> None:
     ranked = rank(cands)
     ws = workspace(run)
     png = ws / "loss_curves.png"
-    series = {c.label: load_points(ws, c.job_id) for c in cands}
-    await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number} sweep")
+    names = labels(cands)
+    series = {names[c.job_id]: load_points(ws, c.job_id) for c in cands}
+    best = names[ranked[0].job_id] if ranked and (ranked[0].val_loss is not None or ranked[0].score is not None) else None
+    await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number} sweep", winner=best)
     text = gate_summary(ranked[0] if ranked else None)
     if run.evaluator_error:
         text = f"{run.evaluator_error}\n{text}"

@@ -21,12 +21,24 @@ DEFAULT_PARALLEL = 6
 
 
 def blocking_message(ref: str, report: InspectionReport) -> str:
-    parts = []
+    """Why the data cannot be used, by kind, with the first offending line pointed at.
+
+    Where the spot is known (invalid JSON) a short excerpt with a caret under it follows, in
+    a fence narrow enough for a phone. The person fixes the file and starts again.
+    """
+    lines = [f"the dataset {ref} cannot be trained on:"]
     for g in report.problems:
-        if g.blocking:
-            where = ", ".join(f"line {p.line}: {p.message}" for p in g.examples[:3])
-            parts.append(f"{g.title} ({g.count:,}{'; ' + where if where else ''})")
-    return f"Dataset {ref} cannot be trained on: " + "; ".join(parts) + ". Nothing was spent."
+        if not g.blocking:
+            continue
+        first = g.examples[0] if g.examples else None
+        where = f" — line {first.line}: {first.message}" if first else ""
+        others = g.count - 1
+        more = f" (and {others:,} more line{'s' if others != 1 else ''})" if others > 0 else ""
+        lines.append(f"• {g.title}{where}{more}")
+        if first is not None and first.excerpt is not None and first.caret is not None:
+            lines.append(f"```\n{first.excerpt}\n{' ' * first.caret}^\n```")
+    lines.append("Fix the file, then start the run again.")
+    return "\n".join(lines)
 
 
 async def _models(ctx: RunContext) -> list[BaseModelInfo]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.curves import plot_losses
+from pipeline.curves import labels, plot_losses
 from pipeline.fsio import write_atomic
 from pipeline.report import render_report
 from pipeline.run.context import Outcome, RunContext, workspace
@@ -23,8 +23,11 @@ async def report(ctx: RunContext, run: RunRecord) -> Outcome:
     png = ws / "loss_curves.png"
     if summary.final is not None or not png.exists():  # without a final run the gate's picture is complete
         jobs = [*summary.ranked, *([summary.final] if summary.final else [])]
-        series = {c.label: load_points(ws, c.job_id) for c in jobs}
-        await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number}")
+        names = labels(jobs)
+        series = {names[c.job_id]: load_points(ws, c.job_id) for c in jobs}
+        shipped = summary.final or summary.shipped
+        best = names.get(shipped.job_id) if shipped else None
+        await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number}", winner=best)
     text = render_report(summary, audit=await ctx.db.audit_trail(run.id), platform=ctx.platform.name)
     path = ws / "final_report.md"
     write_atomic(path, text)

@@ -89,6 +89,15 @@ class WebApiMethods:
         msg.edits += 1
         return {"ok": True, "channel": msg.channel, "ts": msg.ts, "text": msg.text}
 
+    def _m_chat_getPermalink(self, args: JSON) -> JSON:
+        """https://docs.slack.dev/reference/methods/chat.getPermalink: ``channel`` + ``message_ts`` ->
+        ``permalink`` (``https://<team>.slack.com/archives/<channel>/p<ts without the dot>``);
+        ``message_not_found`` for an unknown message. Read-only: no ``chat:write`` needed."""
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        if self._find(channel, ts) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": channel, "permalink": f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '')}"}
+
     def _m_chat_postEphemeral(self, args: JSON) -> JSON:
         if not args.get("text") and not args.get("blocks"):
             return {"ok": False, "error": "no_text"}
