@@ -51,7 +51,7 @@ async def make_platform(fake: FakeFireworks) -> AsyncIterator[Callable[..., Fire
             "poll_seconds": 0.01,
             "retry_base_delay": 0.01,
             "quota_delay": 0.01,
-            "chat_ready_timeout": 5.0,
+            "warmup_seconds": 5.0,
             "timeout": 5.0,
         }
         options.update(overrides)

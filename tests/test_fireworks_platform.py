@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.platforms.base import (
+    Busy,
     ChatMessage,
     Platform,
     PlatformError,
@@ -67,16 +68,20 @@ async def test_faults_do_not_duplicate_anything(
     assert "error" in faults and "drop" in faults  # the faults really happened
 
 
-async def test_quota_exhaustion_backs_off_then_gives_up_retryably(fake: FakeFireworks, platform: FireworksPlatform) -> None:
+async def test_a_job_refused_for_quota_or_capacity_is_busy_at_once(fake: FakeFireworks, platform: FireworksPlatform) -> None:
     await seed_datasets(fake)
     fake.job_quota = 1
     await platform.create_job(request("sftbot-r1-c1"))
-    with pytest.raises(PlatformError, match="quota") as err:
+    with pytest.raises(Busy, match="quota is exhausted: quota_exceeded") as err:
         await platform.create_job(request("sftbot-r1-c2"))
     assert err.value.retryable
     refused = [r for r in fake.calls("POST", r"/supervisedFineTuningJobs$") if r.status == 429]
-    assert len(refused) == 2  # one quota retry, then the runner decides (no retry storm)
+    assert len(refused) == 1  # no waiting here: the sweep queues the job and tries when one finishes
     assert list(fake.jobs) == ["sftbot-r1-c1"] and fake.max_active_jobs == 1
+    fake.job_quota, fake.job_capacity_refusals = None, 1
+    with pytest.raises(Busy, match="no capacity right now: no available capacity"):
+        await platform.create_job(request("sftbot-r1-c2"))
+    assert not [r for r in fake.requests if r.path.endswith(":cancel")]  # nothing running was touched
 
 
 async def test_slow_responses_time_out_and_are_retried(

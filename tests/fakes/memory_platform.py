@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from pipeline.catalog import BaseModelInfo, find_model, known_models
 from pipeline.platforms.base import (
@@ -23,12 +24,13 @@ from pipeline.platforms.base import (
     JobStatus,
     LossPoint,
     NotFound,
+    PlatformDefaults,
     PlatformError,
     Snippet,
 )
 
 
-class MemoryPlatform:
+class MemoryPlatform(PlatformDefaults):
     """Jobs finish after ``polls_to_finish`` gets; loss depends on lr so there is a clear winner."""
 
     name = "memory"
@@ -145,7 +147,15 @@ class MemoryPlatform:
         del self.deployments[deployment_id]
         return status.model_copy(update={"state": DeploymentState.DELETED})
 
-    async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
+    async def chat(
+        self,
+        model_string: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        tools: list[dict[str, Any]] | None = None,
+        reasoning_effort: str | None = None,
+    ) -> str:
         return "OK"
 
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
@@ -163,7 +173,7 @@ class MemoryPlatform:
     def tokens_per_second(self, model: str) -> float | None:
         return None
 
-    def snippet(self, deployment: DeploymentStatus) -> Snippet:
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
         return Snippet(code=f'client.chat.completions.create(model="{deployment.model_string}", messages=[...])')
 
     async def close(self) -> None:
