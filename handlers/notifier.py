@@ -37,7 +37,11 @@ from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.notifier")
 
-LIVE: dict[type[ev.RunEvent], MessageKey] = {ev.ScoreboardChanged: SCOREBOARD, ev.FinalProgress: FINAL_BOARD}
+LIVE: dict[type[ev.RunEvent], MessageKey] = {
+    ev.ScoreboardChanged: SCOREBOARD,
+    ev.QuotaWait: SCOREBOARD,  # the queued jobs' "waiting for quota (N running)" line is on the scoreboard
+    ev.FinalProgress: FINAL_BOARD,
+}
 Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", MessageKey) | ("post", Message)
 
 

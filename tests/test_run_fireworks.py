@@ -13,20 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.fireworks import FireworksPlatform
 from pipeline.run import events as ev
-from pipeline.run.context import CheckpointStop, RunnerConfig
+from pipeline.run.context import CheckpointStop
 from pipeline.run.decisions import Approve, Promote
 from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
 from tests.fakes.fireworks import FakeFireworks, Faults
+from tests.fireworks_helpers import ALICE, BOB, open_runner
 from tests.support import DATASETS, EventLog
 from tests.support import drive_to_end as drive
 
-ALICE = Actor(id="U_ALICE", name="alice")
-BOB = Actor(id="U_BOB", name="bob")
 INSTRUCTION = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=2"
 COLLECTIONS = ("datasets", "supervisedFineTuningJobs", "deployments")
 
@@ -46,19 +43,6 @@ async def fake() -> AsyncIterator[FakeFireworks]:
         yield server
 
 
-def platform_for(fake: FakeFireworks) -> FireworksPlatform:
-    return FireworksPlatform(
-        fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01, quota_delay=0.05
-    )
-
-
-async def open_runner(db: Database, fake: FakeFireworks, runs: Path, *, checkpoint=None) -> tuple[Runner, EventLog]:  # type: ignore[no-untyped-def]
-    runner = Runner(db, platform_for(fake), RunnerConfig(runs_dir=runs, poll_seconds=0.02), checkpoint=checkpoint)
-    log = EventLog()
-    runner.bus.subscribe(log)
-    return runner, log
-
-
 async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: int | None = None) -> None:
     await drive(runner, log, run_id, actor=BOB, promote=promote or 1)
 
@@ -70,7 +54,7 @@ def assert_one_create_each(fake: FakeFireworks) -> None:
 
 
 async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
-    runner, log = await open_runner(db, fake, tmp_path / "runs")
+    runner, log = open_runner(db, fake, tmp_path / "runs")
     try:
         run = await runner.start(INSTRUCTION, ALICE)
         await log.wait_kind(ev.PlanProposed, run.id)
@@ -121,7 +105,7 @@ async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path) -> list[st
         seen.append(generic(name))
 
     db = await Database.open(db_path)
-    runner, log = await open_runner(db, fake, runs, checkpoint=record)
+    runner, log = open_runner(db, fake, runs, checkpoint=record)
     try:
         run = await runner.start(INSTRUCTION, ALICE)
         await drive_to_end(runner, log, run.id)
@@ -150,7 +134,7 @@ async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> Non
                     raise SimulatedCrash(name)
 
             db = await Database.open(db_path)
-            runner, log = await open_runner(db, fake, tmp_path / f"runs{i}", checkpoint=crash)
+            runner, log = open_runner(db, fake, tmp_path / f"runs{i}", checkpoint=crash)
             run = await runner.start(INSTRUCTION, ALICE)
             drive = asyncio.create_task(drive_to_end(runner, log, run.id))
             crashed = asyncio.create_task(runner.crashed.wait())
@@ -166,7 +150,7 @@ async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> Non
             await db.close()
             # a new process: same database, same platform, nothing in memory
             db = await Database.open(db_path)
-            runner, log = await open_runner(db, fake, tmp_path / f"runs{i}")
+            runner, log = open_runner(db, fake, tmp_path / f"runs{i}")
             try:
                 await runner.resume_all()
                 await asyncio.wait_for(drive_to_end(runner, log, run.id), 60)
@@ -182,7 +166,7 @@ async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> Non
 async def test_fault_injection_still_finishes_every_run_without_duplicates(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
         fake.faults = Faults(error_rate=0.2, drop_rate=0.03, slow_rate=0.02, slow_seconds=0.5)
-        runner, log = await open_runner(db, fake, tmp_path / "runs")
+        runner, log = open_runner(db, fake, tmp_path / "runs")
         try:
             runs = [await runner.start(INSTRUCTION, ALICE) for _ in range(3)]
             await asyncio.wait_for(asyncio.gather(*(drive_to_end(runner, log, r.id) for r in runs)), 120)
@@ -199,7 +183,7 @@ async def test_fault_injection_still_finishes_every_run_without_duplicates(db: D
 async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(
     db: Database, fake: FakeFireworks, tmp_path: Path
 ) -> None:
-    runner, log = await open_runner(db, fake, tmp_path / "runs")
+    runner, log = open_runner(db, fake, tmp_path / "runs")
     try:
         run = await runner.start(f"{INSTRUCTION} eval=generate eval_examples=4", ALICE)
         await drive_to_end(runner, log, run.id)

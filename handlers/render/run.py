@@ -215,7 +215,21 @@ def scoreboard(run: RunRecord, cands: list[CandidateRecord], *, title: str = "Sw
         blocks.append(
             context(f"⚠️ no progress lately: {', '.join(c.slot.name for c in stalled[:20])} (still waiting, not failed)")
         )
+    blocks += [context(escape(line)) for line in candidate_notes(cands)[:5]]
     return Message(text=text, blocks=fit(blocks))
+
+
+def candidate_notes(cands: list[CandidateRecord]) -> list[str]:
+    """One line per distinct note, naming its candidates: "⏳ #4, #5: waiting for quota (2 running)"."""
+    by_note: dict[str, list[str]] = {}
+    for c in cands:
+        if c.note:
+            by_note.setdefault(c.note, []).append(c.slot.name)
+    lines = []
+    for note, names in by_note.items():
+        icon = "⏳" if note.startswith("waiting") else "ℹ️"
+        lines.append(f"{icon} {', '.join(names[:20])}: {clip(note, 400)}")
+    return lines
 
 
 def promotion_gate(run: RunRecord, ranked: list[CandidateRecord], *, summary: str) -> Message:
