@@ -288,6 +288,7 @@ def _gate_body(run: RunRecord, ranked: list[CandidateRecord], summary: str) -> l
         header(f"Promotion gate — run #{run.number}"),
         section(escape(summary)),
         *chunked_sections([escape(line) for line in _board_lines(ranked)], fence=True),
+        *[context(escape(line)) for line in candidate_notes(ranked)[:5]],
         context(
             ("Ranked by mean evaluator score (0–1), then validation loss. " if any(c.score is not None for c in ranked) else "")
             + "Loss curves are attached below. Promote the best, or choose another completed candidate."

@@ -175,11 +175,16 @@ class JobWatch:
             and c.last_progress_at is not None
             and now - c.last_progress_at > self.stall
         )
+        note: str | None = None
         if state is CandidateState.COMPLETED:
             train, val = await self._metrics(c.job_id)
             status = status.model_copy(update={"train_loss": train or status.train_loss, "val_loss": val or status.val_loss})
+            if status.val_loss is None:
+                note = no_validation_loss(self.ws / "metrics" / f"{c.job_id}.raw.jsonl")
         async with self.db.write() as tx:
             await q.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=progressed, stalled=stalled)
+            if note is not None:
+                await q.set_note(tx, self.run_id, c.slot, note)
             if state.is_finished():
                 await tx.audit(
                     run_id=self.run_id,
@@ -208,6 +213,36 @@ class JobWatch:
             return None, None
         write_atomic(folder / f"{job_id}.json", json.dumps([p.model_dump() for p in points]))
         return last_loss(points, "train_loss"), last_loss(points, "val_loss")
+
+
+def metric_keys(path: Path, *, limit: int = 2000) -> list[str]:
+    """Every key seen in a JSONL metrics file (top level and under ``data``), sorted."""
+    keys: set[str] = set()
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh):
+            if i >= limit:
+                break
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                keys.update(str(k) for k in row if k != "data")
+                if isinstance(row.get("data"), dict):
+                    keys.update(f"data.{k}" for k in row["data"])
+    return sorted(keys)
+
+
+def no_validation_loss(raw: Path) -> str:
+    """Said plainly when a finished job's metrics hold no validation loss the parser knows: its
+    rank then falls back to candidate order, and the keys let a person see why."""
+    keys = metric_keys(raw)
+    if not keys:
+        return "no validation loss: the job wrote no metrics file sftbot could read"
+    shown = ", ".join(keys[:15]) + (f" and {len(keys) - 15} more" if len(keys) > 15 else "")
+    return f"no validation loss recognised in its metrics (keys seen: {shown})"
 
 
 def last_loss(points: list[LossPoint], field: str) -> float | None:

@@ -66,19 +66,27 @@ class DeploymentRoutes:
             delete_seconds=self.deployment_delete_seconds,
         )
         if ctx.query.get("validateOnly") == "true":
-            return web.json_response(rec.wire(ctx.now))
+            return web.json_response(self._dep_wire(rec, ctx.now))
         self.deployments[dep_id] = rec
         self.committed_creates["deployments", dep_id] += 1
-        return web.json_response(rec.wire(ctx.now))
+        return web.json_response(self._dep_wire(rec, ctx.now))
+
+    def _dep_wire(self, rec: DeploymentRecord, now: float) -> JSON:
+        out = rec.wire(now)
+        if self.echo_resolved_base:
+            # The echo of `baseModel` need not be what was asked for (e.g. the resolved base of a
+            # live-merge addon): a client must build its model string from its own request.
+            out["baseModel"] = self.base_of(rec.base_model)
+        return out
 
     async def _deployment_get(self, ctx: Ctx) -> web.Response:
         dep = self.deployments.get(ctx.groups[1])
         if dep is None:
             return rpc_error("NOT_FOUND", f"deployment accounts/{ctx.groups[0]}/deployments/{ctx.groups[1]} not found")
-        return web.json_response(dep.wire(ctx.now))
+        return web.json_response(self._dep_wire(dep, ctx.now))
 
     async def _deployment_list(self, ctx: Ctx) -> web.Response:
-        items = [d.wire(ctx.now) for d in sorted(self.deployments.values(), key=lambda d: d.id)]
+        items = [self._dep_wire(d, ctx.now) for d in sorted(self.deployments.values(), key=lambda d: d.id)]
         return page(items, "deployments", ctx.query, self.max_page_size)
 
     async def _deployment_delete(self, ctx: Ctx) -> web.Response:

@@ -194,4 +194,6 @@ class JobRoutes:
             return web.Response(status=404, text="NoSuchKey")
         lines = job.metrics_lines(ctx.now, self.loss_fn)
         lines[1:1] = self.metrics_extra_lines
+        for old, new in self.metrics_renamed.items():  # metrics.jsonl has no published schema (reference §3.4)
+            lines = [line.replace(f'"{old}"', f'"{new}"') for line in lines]
         return web.Response(text="".join(line + "\n" for line in lines), content_type="application/jsonl")

@@ -122,6 +122,8 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self.eval_jobs: dict[str, EvalJobRecord] = {}
         self.eval_job_seconds = eval_job_seconds
         self.metrics_extra_lines: list[str] = []  # e.g. garbage, inserted into every metrics file
+        self.metrics_renamed: dict[str, str] = {}  # metric key -> the name written instead (e.g. "eval/loss" -> "eval/nll")
+        self.echo_resolved_base = False  # deployments echo their base model's name as `baseModel`
         self.loss_fn: LossFn = default_loss_floors
         self.chat_responder: Responder = echo
         self.echo_bad_key_in_401 = False  # a careless server echoing the presented key
