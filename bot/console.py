@@ -78,6 +78,8 @@ def plan_text(plan: Plan) -> str:
         out.append(f"  note: {plan.fallback_note}")
     for w in plan.warnings:
         out.append(f"  note: {w}")
+    if plan.serving_note:
+        out.append(f"  serving: {plan.serving_note}")
     return "\n".join(out)
 
 

@@ -27,13 +27,6 @@ class PriceTier(BaseModel):
     label: str
 
 
-class GpuPrice(BaseModel):
-    gpu: str
-    usd: float
-    usd_high: float
-    note: str
-
-
 class GpuRate(BaseModel):
     label: str
     usd: float
@@ -61,7 +54,6 @@ class PriceTable(BaseModel):
     source: str
     currency: str
     lora_sft_per_million_tokens: list[PriceTier]
-    deployment_gpu_hour: GpuPrice
     gpu_hour_by_accelerator: GpuRates
     deployment_hours_in_estimate: float
     evaluation_deployment_hours: float

@@ -130,6 +130,9 @@ def _plan_body(run: RunRecord, plan: Plan, *, spec_excerpt: str | None = None) -
         notes.insert(0, f"~{c.compute_minutes:,.1f} min of compute on this machine")
     notes += [f"unknown: {escape(u)}" for u in c.unknown[:3]]
     notes += [f"note: {escape(w)}" for w in plan.warnings[:5]]
+    serving = [
+        f"{escape(ln.label)}: {money(ln.usd)} ({escape(clip(ln.detail, 300))})" for ln in c.lines if ln.phase == "inference"
+    ]
     return [
         header(f"Plan v{plan.version} for run #{run.number}"),
         section(data),
@@ -137,6 +140,8 @@ def _plan_body(run: RunRecord, plan: Plan, *, spec_excerpt: str | None = None) -
         *chunked_sections([escape(j) for j in jobs], fence=True),
         section(settings),
         cost,
+        *([context(*serving[:5])] if serving else []),
+        *([context(f"💸 {escape(clip(plan.serving_note, 1500))}")] if plan.serving_note else []),
         context(*notes),
     ]
 

@@ -190,6 +190,7 @@ class Capabilities(BaseModel):
     deployment_shapes: bool = False  # `deployment_shape` says what a deployment runs on and whether it can
     addon_deployments: bool = False  # adapters can share one deployment (`create_addon_deployment`, `load_adapter`)
     hosted_evaluators: bool = False  # evaluators that live on the platform (`check_evaluator`, evaluation jobs)
+    replicas: tuple[int, int] | None = None  # (min, max) replicas of the deployments it creates; None: no replicas
 
 
 @runtime_checkable

@@ -61,7 +61,6 @@ class FireworksPlatform:
     """The Platform protocol on Fireworks AI (``fireworks-ai`` SDK, async client)."""
 
     name = "fireworks"
-    capabilities = Capabilities(deployment_shapes=True, addon_deployments=True, hosted_evaluators=True)
 
     def __init__(
         self,
@@ -149,6 +148,9 @@ class FireworksPlatform:
             model_info=self.model_info,
         )
         self._evals = FireworksEvaluations(self._control, self._calls, account=account_id)
+        self.capabilities = Capabilities(
+            deployment_shapes=True, addon_deployments=True, hosted_evaluators=True, replicas=(min_replicas, max(1, min_replicas))
+        )
         self._datasets = FireworksDatasets(
             self._control,
             self._storage,
@@ -250,11 +252,6 @@ class FireworksPlatform:
 
     async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
         return await self._serving.find(model, deployment_id)
-
-    @property
-    def replicas(self) -> tuple[int, int]:
-        """(min, max) replicas of the deployments this platform creates."""
-        return self._serving.min_replicas, self._serving.max_replicas
 
     # -- inference (fireworks_chat.py) ----------------------------------------------------------
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pipeline import ids
 from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.dataset.report import InspectionReport
 from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
 from pipeline.fsio import write_atomic
+from pipeline.lifecycle import serving_note
 from pipeline.planning.plan import make_plan
 from pipeline.platforms.base import PlatformError
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.machine import Event
-from pipeline.run.steps import data
+from pipeline.run.steps import data, shapes
 from pipeline.spec import EvalKind, Evaluation, SpecError
 from pipeline.store import runs as q
 from pipeline.store.records import RunRecord
@@ -110,6 +112,10 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
     if isinstance(setup, Fallback):
         spec = spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.LOSS)})
         fallback, setup = setup.reason, None
+    serving = await shapes.look_up(ctx, spec, spec.evaluation or evaluation)
+    if serving.undeployable is not None:
+        deployable = [n for n in names if n != serving.undeployable]
+        return _ask(QuestionKind.BASE_MODEL, shapes.refusal(serving.undeployable, ctx.platform.name), number, deployable)
     caps = ctx.platform.capabilities
     plan = make_plan(
         spec,
@@ -119,10 +125,31 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         model_info=lookup,
         default_parallel=int(ctx.config.default_parallel or caps.default_parallel or DEFAULT_PARALLEL),
         local_tokens_per_second=ctx.platform.tokens_per_second(spec.base_models[0]),
+        shapes=serving.shapes,
+        addon_shapes=serving.addon_shapes,
     )
     steered = [g for g in await ctx.db.gate_decisions(run.id) if g.decision in ("revise", "answer")]
     author = steered[-1].actor if steered else run.requester
-    plan = plan.model_copy(update={"evaluator": setup, "fallback_note": fallback, "author": author})
+    note = (
+        serving_note(
+            ctx.platform.name,
+            caps,
+            deployment_id=ids.deployment_id(run.id),
+            run_number=run.number,
+            shape=max(plan.shapes.values(), key=lambda sh: sh.count, default=None),
+        )
+        if plan.deploy
+        else None
+    )
+    plan = plan.model_copy(
+        update={
+            "evaluator": setup,
+            "fallback_note": fallback,
+            "author": author,
+            "serving_note": note,
+            "warnings": [*plan.warnings, *serving.warnings],
+        }
+    )
     async with ctx.db.write() as tx:
         await q.save_plan(tx, run.id, plan)
     write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))

@@ -73,6 +73,7 @@ def request(run: RunRecord, job: PlannedJob, *, dataset: str, eval_dataset: str 
         learning_rate=job.learning_rate,
         output_model=job_id,
         display_name=f"sftbot run {run.number} {what}",
+        max_context_length=job.max_context_length,
     )
 
 
