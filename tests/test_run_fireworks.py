@@ -26,6 +26,7 @@ from tests.support import drive_to_end as drive
 
 INSTRUCTION = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=2"
 COLLECTIONS = ("datasets", "supervisedFineTuningJobs", "deployments")
+EVAL_INSTRUCTION = f"{INSTRUCTION} eval=generate eval_examples=2"
 
 
 def generic(checkpoint: str) -> str:
@@ -47,8 +48,8 @@ async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: i
     await drive(runner, log, run_id, actor=BOB, promote=promote or 1)
 
 
-def assert_one_create_each(fake: FakeFireworks) -> None:
-    for coll in COLLECTIONS:
+def assert_one_create_each(fake: FakeFireworks, *, loads: bool = False) -> None:
+    for coll in (*COLLECTIONS, *(("deployedModels",) if loads else ())):
         counts = fake.create_counts(coll)
         assert counts and all(n == 1 for n in counts.values()), (coll, counts)
 
@@ -97,7 +98,7 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
     assert list((Path(final.workspace) / "metrics").glob("*.raw.jsonl"))  # raw metrics kept
 
 
-async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path) -> list[str]:
+async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path, instruction: str = INSTRUCTION) -> list[str]:
     """Every checkpoint name a clean run passes, in order."""
     seen: list[str] = []
 
@@ -107,7 +108,7 @@ async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path) -> list[st
     db = await Database.open(db_path)
     runner, log = open_runner(db, fake, runs, checkpoint=record)
     try:
-        run = await runner.start(INSTRUCTION, ALICE)
+        run = await runner.start(instruction, ALICE)
         await drive_to_end(runner, log, run.id)
         assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
     finally:
@@ -123,44 +124,63 @@ async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> Non
     # phases, datasets, jobs, deployment: recorded / created / finished (26 in this run)
     assert len(names) >= 20 and len(set(names)) == len(names)
     for i, boundary in enumerate(names):
-        async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as fake:
-            db_path = tmp_path / f"crash{i}.sqlite3"
-            hits = Counter[str]()
+        await _crash_and_resume(tmp_path, f"loss{i}", boundary, INSTRUCTION)
 
-            async def crash(name: str, boundary: str = boundary, hits: Counter[str] = hits) -> None:
-                name = generic(name)
-                hits[name] += 1
-                if name == boundary and hits[name] == 1:
-                    raise SimulatedCrash(name)
 
-            db = await Database.open(db_path)
-            runner, log = open_runner(db, fake, tmp_path / f"runs{i}", checkpoint=crash)
-            run = await runner.start(INSTRUCTION, ALICE)
-            drive = asyncio.create_task(drive_to_end(runner, log, run.id))
-            crashed = asyncio.create_task(runner.crashed.wait())
-            await asyncio.wait({drive, crashed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-            assert runner.crashed.is_set(), f"never reached {boundary}"
-            # A decision can hit the boundary too: then the stop surfaces in the caller.
-            drive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, CheckpointStop):
-                await drive
-            crashed.cancel()
+async def test_crash_and_restart_at_every_evaluation_boundary_loads_included(tmp_path: Path) -> None:
+    """The boundaries an evaluator run adds (the shared deployment, each adapter load, the
+    production deployment created by the evaluation): one create per resource, loads included."""
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        plain = set(await _boundaries(tmp_path / "plain.sqlite3", probe, tmp_path / "plain-runs"))
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        names = await _boundaries(tmp_path / "probe.sqlite3", probe, tmp_path / "probe-runs", EVAL_INSTRUCTION)
+    assert len(set(names)) == len(names)
+    new = [n for n in names if n not in plain or "deployment:" in n]
+    assert sum(n.startswith("adapter:") for n in new) == 6  # 3 loads: recorded, loading
+    assert any("-eval-b1:created" in n for n in new)
+    for i, boundary in enumerate(new):
+        await _crash_and_resume(tmp_path, f"eval{i}", boundary, EVAL_INSTRUCTION, loads=True)
+
+
+async def _crash_and_resume(tmp_path: Path, tag: str, boundary: str, instruction: str, *, loads: bool = False) -> None:
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as fake:
+        db_path = tmp_path / f"crash-{tag}.sqlite3"
+        hits = Counter[str]()
+
+        async def crash(name: str, boundary: str = boundary, hits: Counter[str] = hits) -> None:
+            name = generic(name)
+            hits[name] += 1
+            if name == boundary and hits[name] == 1:
+                raise SimulatedCrash(name)
+
+        db = await Database.open(db_path)
+        runner, log = open_runner(db, fake, tmp_path / f"runs-{tag}", checkpoint=crash)
+        run = await runner.start(instruction, ALICE)
+        drive = asyncio.create_task(drive_to_end(runner, log, run.id))
+        crashed = asyncio.create_task(runner.crashed.wait())
+        await asyncio.wait({drive, crashed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        assert runner.crashed.is_set(), f"never reached {boundary}"
+        # A decision can hit the boundary too: then the stop surfaces in the caller.
+        drive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, CheckpointStop):
+            await drive
+        crashed.cancel()
+        await runner.close()
+        await runner.platform.close()
+        await db.close()
+        # a new process: same database, same platform, nothing in memory
+        db = await Database.open(db_path)
+        runner, log = open_runner(db, fake, tmp_path / f"runs-{tag}")
+        try:
+            await runner.resume_all()
+            await asyncio.wait_for(drive_to_end(runner, log, run.id), 60)
+            after = await runner.get(run.id)
+            assert after.phase is Phase.SUCCEEDED, (boundary, after.error)
+        finally:
             await runner.close()
             await runner.platform.close()
             await db.close()
-            # a new process: same database, same platform, nothing in memory
-            db = await Database.open(db_path)
-            runner, log = open_runner(db, fake, tmp_path / f"runs{i}")
-            try:
-                await runner.resume_all()
-                await asyncio.wait_for(drive_to_end(runner, log, run.id), 60)
-                after = await runner.get(run.id)
-                assert after.phase is Phase.SUCCEEDED, (boundary, after.error)
-            finally:
-                await runner.close()
-                await runner.platform.close()
-                await db.close()
-            assert_one_create_each(fake)
+        assert_one_create_each(fake, loads=loads)
 
 
 async def test_fault_injection_still_finishes_every_run_without_duplicates(db: Database, tmp_path: Path) -> None:
@@ -178,26 +198,3 @@ async def test_fault_injection_still_finishes_every_run_without_duplicates(db: D
             await runner.platform.close()
         assert fake.faults.injected > 10
         assert_one_create_each(fake)
-
-
-async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(
-    db: Database, fake: FakeFireworks, tmp_path: Path
-) -> None:
-    runner, log = open_runner(db, fake, tmp_path / "runs")
-    try:
-        run = await runner.start(f"{INSTRUCTION} eval=generate eval_examples=4", ALICE)
-        await drive_to_end(runner, log, run.id)
-        final = await runner.get(run.id)
-        assert final.phase is Phase.SUCCEEDED, final.error
-        resources = {r.resource_id: r for r in await runner.db.resources(run.id) if r.kind == "deployment"}
-    finally:
-        await runner.close()
-        await runner.platform.close()
-    eval_deps = {k: v for k, v in resources.items() if "-eval" in k}
-    assert set(eval_deps) == {f"sftbot-{run.id}-eval-{s}" for s in ("c1", "c2", "c3", "final")}
-    assert all(v.state == "deleted" for v in eval_deps.values()), {k: v.state for k, v in eval_deps.items()}
-    assert all(fake.deployments[k].state(fake.clock.now()) == "DELETED" for k in eval_deps)  # read back on the fake too
-    assert resources[f"sftbot-{run.id}-dep"].state == "ready"  # the shipped model stays up
-    chats = fake.calls("POST", r"/chat/completions$")
-    assert len(chats) >= 4 * 4  # 4 held-out prompts for each of 3 candidates + the final model
-    assert_one_create_each(fake)

@@ -230,6 +230,9 @@ def candidate_notes(cands: list[CandidateRecord]) -> list[str]:
     for c in cands:
         if c.note:
             by_note.setdefault(c.note, []).append(c.slot.name)
+        if c.eval_failures:
+            failed = f"{c.eval_failures} held-out answer{'s' if c.eval_failures != 1 else ''} failed (scored 0)"
+            by_note.setdefault(failed, []).append(c.slot.name)
     lines = []
     for note, names in by_note.items():
         icon = "⏳" if note.startswith("waiting") else "ℹ️"

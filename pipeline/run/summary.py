@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from pipeline import ids
+from pipeline.dataset.system import run_system_prompt
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
 from pipeline.run.gates import PROMOTION
@@ -84,7 +85,12 @@ def evaluation_sentence(plan: Plan | None, shipped: CandidateRecord | None, *, e
         return f"Final model: {loss}. The evaluator failed on it: {evaluator_failure}"
     if shipped.score is None:
         return f"Final model: {loss}."
-    return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples; {loss}."
+    failed = (
+        f" ({shipped.eval_failures} answer{'s' if shipped.eval_failures != 1 else ''} failed and count as 0)"
+        if shipped.eval_failures
+        else ""
+    )
+    return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples{failed}; {loss}."
 
 
 def production_deployment(run: RunRecord, resources: list[Resource]) -> DeploymentStatus | None:
@@ -104,7 +110,8 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
     shipped = final or (by_slot.get(run.promoted) if run.promoted else None)
     resources = await db.resources(run.id)
     deployment = production_deployment(run, resources)
-    snippet = platform.snippet(deployment).code if deployment is not None else None
+    system = run_system_prompt(Path(run.workspace))
+    snippet = platform.snippet(deployment, system_prompt=system).code if deployment is not None else None
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None

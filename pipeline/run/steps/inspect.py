@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline import ids
 from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.dataset.report import InspectionReport
+from pipeline.evaluation.models import EvaluatorInfo
 from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
 from pipeline.fsio import write_atomic
 from pipeline.lifecycle import serving_note
@@ -14,6 +15,7 @@ from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.machine import Event
 from pipeline.run.steps import data, shapes
+from pipeline.run.steps.hosted import check_hosted
 from pipeline.spec import EvalKind, Evaluation, SpecError
 from pipeline.store import runs as q
 from pipeline.store.records import RunRecord
@@ -89,9 +91,13 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         return _ask(QuestionKind.EVALUATION, text, number, ["loss", "evaluator", "generate"])
     evaluation = spec.evaluation or Evaluation(kind=EvalKind.LOSS)
     try:
-        setup = await setup_evaluator(
-            evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir, limits=ctx.config.sandbox
-        )
+        if evaluation.hosted:
+            assert evaluation.ref is not None
+            setup: EvaluatorInfo | Fallback | None = await check_hosted(ctx, evaluation.ref)
+        else:
+            setup = await setup_evaluator(
+                evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir, limits=ctx.config.sandbox
+            )
     except EvaluatorBroken as exc:
         supplied = [g for g in await ctx.db.gate_decisions(run.id) if str(g.details.get("answer", "")).startswith("evaluator:")]
         owner = supplied[-1].actor if supplied else run.requester
