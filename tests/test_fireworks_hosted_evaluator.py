@@ -74,7 +74,7 @@ async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db
     assert proposed.plan.evaluator is not None and proposed.plan.evaluator.hosted == "accounts/acme/evaluators/exact"
     assert "exact_match" in proposed.plan.evaluator.summary  # its criteria, shown for review
     ranked = list(gate.ranked)
-    assert [str(c.slot) for c in ranked][0] == "c3" and ranked[0].score == 1.0
+    assert str(ranked[0].slot) == "c3" and ranked[0].score == 1.0
     assert ranked[1].score == ranked[2].score == 0.0
     assert (ranked[1].val_loss or 0) < (ranked[0].val_loss or 0)  # by loss c3 would not have won: the scores ranked
     assert gate.summary.startswith("Winner by evaluator score: #3")
