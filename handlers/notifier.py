@@ -78,6 +78,7 @@ class Notifier:
             ev.EvaluatorFailed: self._evaluator_failed,
             ev.EvaluationDone: self._evaluated,
             ev.Deployed: self._deployed,
+            ev.DeploymentTornDown: self._torn_down,
             ev.ReportReady: self._report,
             ev.RunFailed: self._failed,
             ev.RunCancelled: self._cancelled,
@@ -208,6 +209,10 @@ class Notifier:
     async def _deployed(self, e: ev.Deployed) -> None:
         text = f"Deployed {e.deployment.model} as {e.deployment.deployment_id}"
         await self.out.reply(e.run.id, render.notice(text, icon="🚀"))
+
+    async def _torn_down(self, e: ev.DeploymentTornDown) -> None:
+        who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else None)
+        await self.out.reply(e.run.id, replies.note_message(replies.torn_down_text(e.run, e.deployment_id, e.state, who=who)))
 
     async def _report(self, e: ev.ReportReady) -> None:
         await self.out.put(e.run.id, FINAL, render.final_message(await summarize(self.db, self.platform, e.run)))

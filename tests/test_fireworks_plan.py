@@ -91,3 +91,17 @@ async def test_max_context_length_is_sent_in_multiples_of_16(fake: FakeFireworks
     await platform.create_job(request("sftbot-r1-c3"))
     assert "maxContextLength" not in fake.calls("POST", r"/supervisedFineTuningJobs$")[-1].json
     assert fake.account == ACCT
+
+
+def test_lifecycle_text_is_the_platforms_own_and_only_where_it_has_one() -> None:
+    from pipeline.lifecycle import serving_note
+    from pipeline.platforms.base import Capabilities, ShapeInfo
+
+    h100 = ShapeInfo(name="s", accelerator="NVIDIA_H100_80GB", count=2)
+    idle = serving_note("fireworks", Capabilities(replicas=(0, 1)), deployment_id="sftbot-x-dep", run_number=7, shape=h100)
+    assert idle is not None and "scales between 0 and 1 replica of 2 x H100 80GB" in idle
+    assert "deletes it after 7 days without traffic" in idle and "`sftbot teardown 7`" in idle
+    pinned = serving_note("fireworks", Capabilities(replicas=(1, 1)), deployment_id="sftbot-x-dep", run_number=7)
+    assert pinned is not None and "bills for them around the clock" in pinned and "7 days" not in pinned
+    assert serving_note("local", Capabilities(replicas=(0, 1)), deployment_id="d", run_number=7) is None  # no template
+    assert serving_note("fireworks", Capabilities(), deployment_id="d", run_number=7) is None  # no replicas

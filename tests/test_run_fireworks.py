@@ -91,6 +91,11 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
         "| Training |",
         f"sftbot-{run.id}-c3",
         "## Provenance",
+        "### What keeps billing",
+        "scales between 0 and 1 replica of 1 x H100 80GB",
+        "Fireworks deletes it after 7 days without traffic",
+        "`/sft teardown 1` (Slack) or `sftbot teardown 1`",
+        "DEPLOYMENT_SCALING_UP",  # the snippet retries the scale-from-zero 503
     ):
         assert needle in report, needle
     assert fake.api_key not in report

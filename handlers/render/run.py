@@ -332,6 +332,8 @@ def final_message(s: RunSummary) -> Message:
     ]
     if s.evaluation:
         blocks.append(context(escape(clip(s.evaluation, 1000))))
+    if s.serving_note:
+        blocks.append(context(f"💸 {escape(clip(s.serving_note, 1500))}"))
     if s.snippet:
         blocks += [section("*Use it:*"), section(code_block(s.snippet))]
     return Message(text=f"✅ SFT run #{run.number} is done: {escape(clip(s.model or '', 500))}", blocks=blocks)

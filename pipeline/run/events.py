@@ -125,6 +125,14 @@ class Deployed(RunEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeploymentTornDown(RunEvent):
+    """Someone deleted the run's deployment (``/sft teardown``): it no longer bills."""
+
+    deployment_id: str
+    state: str  # as read back from the platform
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReportReady(RunEvent):
     report: Path
     curves: Path | None = None

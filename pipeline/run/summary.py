@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.lifecycle import serving_note
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
 from pipeline.run.gates import PROMOTION
@@ -42,6 +43,7 @@ class RunSummary(BaseModel):
     promoted_by: GateDecision | None
     deployment: DeploymentStatus | None  # the production deployment once it served a request
     snippet: str | None
+    serving_note: str | None = None  # what keeps billing and how it scales, with the teardown command
     resources: list[Resource]
     cost: CostSummary
     evaluation: str
@@ -112,6 +114,12 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
     deployment = production_deployment(run, resources)
     system = run_system_prompt(Path(run.workspace))
     snippet = platform.snippet(deployment, system_prompt=system).code if deployment is not None else None
+    note = None
+    if deployment is not None:
+        shape = plan.shapes.get(shipped.base_model) if plan is not None and shipped is not None else None
+        note = serving_note(
+            platform.name, platform.capabilities, deployment_id=deployment.deployment_id, run_number=run.number, shape=shape
+        )
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None
@@ -125,6 +133,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
         promoted_by=promoted_by,
         deployment=deployment,
         snippet=snippet,
+        serving_note=note,
         resources=resources,
         cost=CostSummary(
             training_est=est.training_usd if est else None,
