@@ -96,6 +96,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "epochs": j.epochs,
             "train_samples": j.train_samples,
             "train_tokens": j.train_tokens,
+            "max_context_length": j.max_context_length,
         }
 
     c = plan.cost

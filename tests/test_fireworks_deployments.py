@@ -59,6 +59,10 @@ async def test_deploy_chat_snippet_and_teardown(fake: FakeFireworks, platform: F
     assert status.model_string in snippet.code and 'os.environ["FIREWORKS_API_KEY"]' in snippet.code
     assert fake.api_key not in snippet.code and snippet.env == ["FIREWORKS_API_KEY"]
     compile(snippet.code, "snippet.py", "exec")
+    assert '"role": "system"' not in snippet.code and "exc.status_code != 503" in snippet.code
+    task = platform.snippet(status, system_prompt='You write SQL. Say "only" SQL.')
+    assert '{"role": "system", "content": "You write SQL. Say \\"only\\" SQL."}' in task.code
+    compile(task.code, "snippet.py", "exec")
 
     with pytest.raises(PlatformError, match="refusing to delete deployment prod-dep"):
         await platform.delete_deployment("prod-dep")
