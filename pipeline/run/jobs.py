@@ -100,7 +100,7 @@ class JobWatch:
                         raise PlatformError(gate.sentence(exc, waiting=len(waiting))) from None
                     await self._queue(requests, c, exc, running)
                     break
-                gate.started()
+                gate.started(now)
             before = await self._mine(requests)
             changed = await self._poll_once(before)
             # Back off while nothing moves (no retry storms on a slow platform); snap back on change.
@@ -261,44 +261,57 @@ def load_points(workspace: Path, job_id: str) -> list[LossPoint]:
 
 
 class _Gate:
-    """The sweep's effective parallel limit under back-pressure (pure bookkeeping, no I/O)."""
+    """The sweep's effective parallel limit under back-pressure (pure bookkeeping, no I/O).
+
+    After a refusal the limit is what was running. A job of ours finishing frees a slot that
+    is refilled at once; above the limit the gate probes one slot at a time, each probe after
+    a backoff that doubles while the platform keeps refusing (a tight quota costs a few
+    refused creates, not a storm) and shrinks again when a probe is taken.
+    """
 
     def __init__(self, max_active: int, *, poll: float, give_up: float) -> None:
         self.max_active = max_active
         self.limit = max_active
         self.poll = poll
         self.give_up = give_up
-        self.refusals = 0
-        self.retry_at = 0.0
+        self.level = 0  # consecutive refused tries: the backoff doubles with it
+        self.next_try = 0.0
         self.running_at_refusal = 0
+        self.probing = False
         self.stuck_since: float | None = None  # nothing of ours running, and refused, since then
+
+    def _backoff(self) -> float:
+        return min(self.poll * 2.0**self.level, MAX_BACKOFF, max(self.poll, self.give_up / 4))
 
     def room(self, active: int, now: float) -> int:
         """How many queued jobs to try now: none during a backoff, unless one of ours finished."""
-        if self.refusals:
-            finished = active < self.running_at_refusal
-            if now < self.retry_at and not finished:
-                return 0
-            if not finished and self.limit <= active < self.max_active:
-                self.limit += 1  # the backoff is over: probe one slot more (the quota may have grown)
+        freed = active < self.running_at_refusal
+        if self.level and now < self.next_try and not freed:
+            return 0
+        if not freed and active >= self.limit and self.limit < self.max_active and now >= self.next_try:
+            self.limit += 1  # probe one slot more: the quota may have grown, others' jobs may have ended
+            self.probing = True
+            self.next_try = now + self._backoff()
         return max(0, self.limit - active)
 
     def refused(self, running: int, now: float) -> bool:
         """Record a refusal; True when nothing has been able to run for ``give_up`` seconds."""
-        self.refusals += 1
+        self.level += 1
+        self.probing = False
         self.limit = max(1, running)
         self.running_at_refusal = running
-        backoff = min(self.poll * 2.0**self.refusals, MAX_BACKOFF, max(self.poll, self.give_up / 4))
-        self.retry_at = now + backoff
+        self.next_try = now + self._backoff()
         if running:
             self.stuck_since = None
             return False
         self.stuck_since = self.stuck_since if self.stuck_since is not None else now
         return now - self.stuck_since >= self.give_up
 
-    def started(self) -> None:
-        self.refusals = 0
+    def started(self, now: float) -> None:
         self.stuck_since = None
+        if self.probing:  # the platform took one more than the limit: probe again sooner
+            self.level, self.probing = 0, False
+            self.next_try = now + self._backoff()
 
     def sentence(self, exc: PlatformError, *, waiting: int) -> str:
         minutes = self.give_up / 60

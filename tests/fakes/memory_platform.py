@@ -26,6 +26,7 @@ from pipeline.platforms.base import (
     NotFound,
     PlatformDefaults,
     PlatformError,
+    ShapeInfo,
     Snippet,
 )
 
@@ -34,7 +35,8 @@ class MemoryPlatform(PlatformDefaults):
     """Jobs finish after ``polls_to_finish`` gets; loss depends on lr so there is a clear winner."""
 
     name = "memory"
-    capabilities = Capabilities(generates_in_process=True, default_parallel=6)
+    # Deployment shapes like Fireworks' (every base on 1 x H100), so plans have a known serving cost.
+    capabilities = Capabilities(generates_in_process=True, default_parallel=6, deployment_shapes=True)
 
     def __init__(self, *, polls_to_finish: int = 2, fail_jobs: set[str] | None = None) -> None:
         self.polls_to_finish = polls_to_finish
@@ -123,6 +125,9 @@ class MemoryPlatform(PlatformDefaults):
         loss = self._loss(job_id)
         dest.write_text(f'{{"step": 1, "train/loss": {loss + 0.2}}}\n{{"step": 2, "eval/loss": {loss}}}\n', encoding="utf-8")
         return [LossPoint(step=1, train_loss=loss + 0.2), LossPoint(step=2, epoch=1.0, val_loss=loss)]
+
+    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
+        return ShapeInfo(name="memory-h100", accelerator="NVIDIA_H100_80GB", count=1, precision="BF16", addons=True)
 
     async def create_deployment(self, deployment_id: str, model: str) -> DeploymentStatus:
         if deployment_id not in self.deployments:
