@@ -147,8 +147,25 @@ async def test_crash_and_restart_at_every_evaluation_boundary_loads_included(tmp
         await _crash_and_resume(tmp_path, f"eval{i}", boundary, EVAL_INSTRUCTION, loads=True)
 
 
-async def _crash_and_resume(tmp_path: Path, tag: str, boundary: str, instruction: str, *, loads: bool = False) -> None:
+async def test_crash_and_restart_around_hosted_evaluation_jobs(tmp_path: Path) -> None:
+    """Path B's resources (the answers' dataset, the evaluation job) are recorded before their
+    creates too: a crash around them never creates one twice."""
+    hosted = f"{INSTRUCTION} eval=evaluator:accounts/test-acct/evaluators/exact eval_examples=2"
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        probe.add_evaluator("exact")
+        names = await _boundaries(tmp_path / "probe.sqlite3", probe, tmp_path / "probe-runs", hosted)
+    chosen = [n for n in names if ("evalin-c1" in n or "evaljob-c1" in n or "evalin-final" in n or "evaljob-final" in n)]
+    assert len(chosen) == 6  # per slot: dataset recorded, dataset ready, job recorded
+    for i, boundary in enumerate(chosen):
+        await _crash_and_resume(tmp_path, f"hosted{i}", boundary, hosted, evaluator="exact")
+
+
+async def _crash_and_resume(
+    tmp_path: Path, tag: str, boundary: str, instruction: str, *, loads: bool = False, evaluator: str | None = None
+) -> None:
     async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as fake:
+        if evaluator is not None:
+            fake.add_evaluator(evaluator)
         db_path = tmp_path / f"crash-{tag}.sqlite3"
         hits = Counter[str]()
 
@@ -186,6 +203,9 @@ async def _crash_and_resume(tmp_path: Path, tag: str, boundary: str, instruction
             await runner.platform.close()
             await db.close()
         assert_one_create_each(fake, loads=loads)
+        if evaluator is not None:
+            jobs = fake.create_counts("evaluationJobs")
+            assert len(jobs) == 4 and set(jobs.values()) == {1}, jobs
 
 
 async def test_fault_injection_still_finishes_every_run_without_duplicates(db: Database, tmp_path: Path) -> None:
