@@ -139,3 +139,41 @@ async def test_constructor_rejects_missing_credentials() -> None:
         FireworksPlatform("", ACCT)
     with pytest.raises(PlatformError, match="FIREWORKS_ACCOUNT_ID"):
         FireworksPlatform("key", "")
+
+
+async def test_a_saturated_deployment_slows_only_its_own_requests() -> None:
+    import httpx
+    from fireworks import RateLimitError
+
+    from pipeline.platforms.fireworks_calls import Caller, RetryPolicy
+
+    def saturated() -> RateLimitError:
+        response = httpx.Response(429, headers={"retry-after": "30"}, request=httpx.Request("POST", "http://x/v1/chat"))
+        body = {"error": {"message": "deployment saturated", "code": 429}}
+        return RateLimitError("saturated", response=response, body=body)
+
+    for account_wide in (False, True):
+        now, slept = [0.0], []
+
+        async def sleep(seconds: float, now: list[float] = now, slept: list[float] = slept) -> None:
+            slept.append(seconds)
+            await asyncio.sleep(0)  # other calls run while this one waits (simulated time)
+            now[0] += seconds
+
+        caller = Caller(RetryPolicy(), secrets=(), clock=lambda now=now: now[0], sleep=sleep)
+        tries = iter([saturated(), None])
+
+        async def chat(tries=tries) -> str:  # type: ignore[no-untyped-def]
+            if (exc := next(tries)) is not None:
+                raise exc
+            return "ok"
+
+        async def control() -> str:
+            return "read"
+
+        chatting = asyncio.create_task(caller.run("chat", chat, account_wide=account_wide))
+        await asyncio.sleep(0)  # the chat got its 429 and waits 30 s
+        assert await caller.run("read a job", control) == "read"  # meanwhile, a control-plane call
+        assert await chatting == "ok"
+        # The account's request limit pauses every call; one deployment's saturation only its own.
+        assert slept == ([30.0, 30.0] if account_wide else [30.0])

@@ -89,6 +89,7 @@ class Caller:
         patient: Callable[[BaseException], bool] | None = None,
         patience: float = 0.0,
         busy_retries: int | None = None,
+        account_wide: bool = True,
     ) -> T:
         """Run ``op``; ``action`` completes "Fireworks could not ..." in error messages.
 
@@ -98,6 +99,9 @@ class Caller:
         passed (e.g. a fresh deployment answering 404/503 while it warms up).
         ``busy_retries`` overrides how many quota/capacity refusals are waited out before
         ``Busy`` is raised (0: at once, for a caller that queues the work itself).
+        ``account_wide=False``: a 429 here is not the account's request limit (a dedicated
+        deployment answers 429 when *it* is saturated, DOC guides/inference-error-codes), so
+        it slows this call only, not every call of the platform.
         """
         started = self.clock()
         attempts = quota_hits = patient_tries = 0
@@ -129,7 +133,7 @@ class Caller:
                     if attempts > self.policy.max_retries:
                         raise self.error(exc, action, retryable=True) from None
                     delay = retry_after(exc) or self._backoff(attempts)
-                    if kind == "throttle":
+                    if kind == "throttle" and account_wide:
                         # The request limit is account-wide: pause every call, not just this one.
                         self._paused_until = max(self._paused_until, self.clock() + delay)
                     await self.sleep(delay)

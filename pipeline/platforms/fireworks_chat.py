@@ -70,6 +70,7 @@ async def complete(
             ),
             patient=warming_up,
             patience=warmup,
+            account_wide=False,
         )
 
     try:
