@@ -340,7 +340,8 @@ def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, blo
     t.unweighted += scan.clean
     t.assistant += scan.assistant
     t.tokens += scan.tokens
-    if scan.max_tokens > t.max_tokens:
+    first = (scan.max_tokens, -(scan.longest_line or 0)) > (t.max_tokens, -(t.longest_line or 0))
+    if scan.longest_line is not None and first:  # the longest, and on a tie the earliest line
         t.max_tokens, t.longest_line = scan.max_tokens, scan.longest_line
     t.shapes[Shape.CHAT] = t.shapes.get(Shape.CHAT, 0) + scan.clean
     for role, count in (("system", scan.system), ("user", scan.user), ("assistant", scan.assistant)):
