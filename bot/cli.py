@@ -138,6 +138,29 @@ async def _resume(args: argparse.Namespace) -> int:
         return await term.follow(run.id)
 
 
+async def _teardown(args: argparse.Namespace) -> int:
+    """Delete a run's deployment after a confirmation (or --yes); audited as the terminal user."""
+    from bot.engine import open_engine
+    from bot.terminal import terminal_actor
+    from pipeline.run.teardown import target
+
+    settings = load_settings()
+    async with open_engine(settings, platform_name=args.platform) as engine:
+        actor = terminal_actor()
+        found = await target(engine.db, engine.runner.policy, args.run, actor, channel=None)
+        dep = found.deployment.resource_id
+        if not args.yes:
+            prompt = f"Delete deployment {dep} of run #{found.run.number}? It stops billing; the model stays. [y/N] "
+            if not sys.stdin.isatty():
+                raise UsageError("a confirmation is needed but there is no terminal; add --yes")
+            if (await asyncio.to_thread(input, prompt)).strip().lower() not in ("y", "yes"):
+                print("Nothing was deleted.")
+                return 0
+        run, state = await engine.runner.teardown(args.run, actor)
+        print(f"Deployment {dep} of run #{run.number}: {state} (recorded in the audit trail).")
+        return 0
+
+
 async def _runs(args: argparse.Namespace) -> int:
     from pipeline.store import runs as q
     from pipeline.store.db import Database
@@ -234,6 +257,11 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("run")
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=lambda a: _run_async(_show(a)))
+    td = sub.add_parser("teardown", help="delete a run's deployment (it stops billing; asks to confirm)")
+    td.add_argument("run", help="run number or id")
+    td.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    td.add_argument("--platform", choices=["fireworks", "local"])
+    td.set_defaults(func=lambda a: _run_async(_teardown(a)))
     sv = sub.add_parser("serve", help="run the Slack bot (Socket Mode by default, --mode http for HTTP)")
     sv.add_argument("--mode", choices=["socket", "http"], help="overrides SFTBOT_MODE")
     sv.add_argument("--port", type=int, help="HTTP mode port (overrides SFTBOT_HTTP_PORT)")

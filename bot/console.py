@@ -78,6 +78,8 @@ def plan_text(plan: Plan) -> str:
         out.append(f"  note: {plan.fallback_note}")
     for w in plan.warnings:
         out.append(f"  note: {w}")
+    if plan.serving_note:
+        out.append(f"  serving: {plan.serving_note}")
     return "\n".join(out)
 
 
@@ -94,6 +96,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "epochs": j.epochs,
             "train_samples": j.train_samples,
             "train_tokens": j.train_tokens,
+            "max_context_length": j.max_context_length,
         }
 
     c = plan.cost

@@ -21,14 +21,26 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
     which = name or settings.resolved_platform
     if which == "fireworks":
         settings.require("fireworks_api_key", "fireworks_account_id")
+        settings.check_wandb()
         from pipeline.platforms.fireworks import FireworksPlatform
+        from pipeline.platforms.fireworks_jobs import WandbSettings
 
         assert settings.fireworks_api_key is not None and settings.fireworks_account_id is not None
+        wandb = (
+            WandbSettings(
+                api_key=settings.wandb_api_key.get_secret_value(), project=settings.wandb_project, entity=settings.wandb_entity
+            )
+            if settings.wandb_api_key and settings.wandb_project
+            else None
+        )
         return FireworksPlatform(
             api_key=settings.fireworks_api_key.get_secret_value(),
             account_id=settings.fireworks_account_id,
             base_url=settings.fireworks_base_url,
             inference_url=settings.fireworks_inference_url,
+            warmup_seconds=settings.warmup_minutes * 60,
+            large_warmup_seconds=settings.warmup_minutes_large * 60,
+            wandb=wandb,
         )
     from pipeline.platforms.local import LocalPlatform
 
@@ -78,6 +90,8 @@ async def open_engine(
             evaluator_dir=settings.evaluator_dir,
             files=settings.local_files(slack=False),
             sandbox=SandboxLimits(unsafe=settings.unsafe_evaluators),
+            eval_max_tokens=settings.answer_max_tokens,
+            quota_give_up_seconds=settings.quota_give_up_minutes * 60,
         ),
         bus=bus,
     )

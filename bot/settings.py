@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     # Run users' evaluators even where the sandbox cannot isolate them (weaker containment).
     unsafe_evaluators: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_UNSAFE_EVALUATORS"))
 
+    # Serving and evaluation on Fireworks. Scaling 0 -> 1 takes "up to a few minutes", longer
+    # for large models (DOC deployments/autoscaling): chats wait this long for a replica.
+    warmup_minutes: float = Field(default=20.0, gt=0, validation_alias=AliasChoices("SFTBOT_WARMUP_MINUTES"))
+    warmup_minutes_large: float = Field(default=45.0, gt=0, validation_alias=AliasChoices("SFTBOT_WARMUP_MINUTES_LARGE"))
+    # Tokens per held-out answer; reasoning bases get reasoning_effort="none" unless the data trains reasoning.
+    answer_max_tokens: int = Field(default=512, ge=16, le=32768, validation_alias=AliasChoices("SFTBOT_ANSWER_MAX_TOKENS"))
+    # A sweep none of whose jobs the platform will start (quota, capacity) fails after this long.
+    quota_give_up_minutes: float = Field(default=60.0, gt=0, validation_alias=AliasChoices("SFTBOT_QUOTA_GIVE_UP_MINUTES"))
+    # Weights & Biases logging of the Fireworks SFT jobs (all jobs of a run log to this project).
+    wandb_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_API_KEY"))
+    wandb_project: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_PROJECT"))
+    wandb_entity: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_ENTITY"))
+
     @field_validator("approvers", "admins", "channels", mode="before")
     @classmethod
     def _split(cls, v: object) -> list[str]:
@@ -118,6 +131,12 @@ class Settings(BaseSettings):
         for name in names:
             if not getattr(self, name):
                 raise SettingsError(f"missing setting {env_names.get(name, name.upper())}: set it in the environment or in .env")
+
+    def check_wandb(self) -> None:
+        """Both or neither: a key without a project (or the reverse) is a half-made setting."""
+        if bool(self.wandb_api_key) != bool(self.wandb_project):
+            missing = "SFTBOT_WANDB_PROJECT" if self.wandb_api_key else "SFTBOT_WANDB_API_KEY"
+            raise SettingsError(f"missing setting {missing}: W&B logging needs SFTBOT_WANDB_API_KEY and SFTBOT_WANDB_PROJECT")
 
     def require_for_platform(self) -> None:
         if self.resolved_platform == "fireworks":

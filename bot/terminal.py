@@ -39,7 +39,8 @@ def scoreboard_lines(cands: list[CandidateRecord]) -> list[str]:
         val = f"{c.val_loss:.4f}" if c.val_loss is not None else "-"
         score = f" score {c.score:.3f}" if c.score is not None else ""
         epoch = f" epoch {c.epoch:g}" if c.epoch is not None else ""
-        out.append(f"  {c.label:<40} {c.state.value:<10} {c.progress:5.1f}%{epoch} val {val}{score}{stall}{mark}")
+        note = f" ({c.note})" if c.note else ""
+        out.append(f"  {c.label:<40} {c.state.value:<10} {c.progress:5.1f}%{epoch} val {val}{score}{stall}{mark}{note}")
     return out
 
 

@@ -151,6 +151,23 @@ def register(app: AsyncApp, s: Surface) -> None:
         await ack()
         await s.responder(body)(replace_original=True, text="OK, the run keeps going.")
 
+    @app.action(ids.CONFIRM_TEARDOWN)
+    async def on_confirm_teardown(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        if not await s.fresh(f"act:{body.get('trigger_id')}:teardown"):
+            return  # a retried delivery of a click we already handled
+        user, name = _who(body)
+        run_id = str(decode(action.get("value")).get("run") or "")
+        msg = await s.teardown(run_id, user=user, name=name, channel=_channel(body))
+        await s.responder(body)(replace_original=True, **msg.kwargs())
+
+    @app.action(ids.KEEP_DEPLOYMENT)
+    async def on_keep_deployment(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        await s.responder(body)(
+            replace_original=True, text="OK, the deployment stays up (and keeps billing while a replica is up)."
+        )
+
     @app.action(ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()

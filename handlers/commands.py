@@ -15,8 +15,8 @@ from pipeline.access import UPLOAD_PREFIX
 from pipeline.instructions import parse_instruction
 from pipeline.spec import RunSpec
 
-Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "help"]
-SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "help")
+Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "teardown", "help"]
+SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "teardown", "help")
 # Slack caps a slash command's text at a few thousand characters; anything near that is
 # pasted by mistake, and quoting it back would flood the reply.
 MAX_TEXT = 4000
@@ -97,7 +97,7 @@ def parse_slash(text: str) -> Command:
         if scope not in ("mine", "all", "channel"):
             raise CommandError(f"`/sft runs` takes `mine` or `all` (or nothing: this channel's runs), not `{rest[:40]}`")
         return Command(kind="runs", scope=scope)  # type: ignore[arg-type]
-    if verb in ("status", "cancel", "audit"):
+    if verb in ("status", "cancel", "audit", "teardown"):
         first = rest.split()[0] if rest else None
         return Command(kind=verb, run=_run_ref(first, verb))  # type: ignore[arg-type]
     raise CommandError(f"unknown subcommand `{verb[:40]}`: use one of {', '.join(SUBCOMMANDS)} (`/sft help`)")
@@ -111,6 +111,7 @@ _MSG_STATUS = re.compile(
     r"\b(?:status|progress|how\s+is|how's|where\s+is)\b.{0,80}?\brun\s*#?(\w+)|^status\s+(?:of\s+)?#?(\w+)", re.I
 )
 _MSG_CANCEL = re.compile(r"\b(?:cancel|stop|abort|kill)\b\s+(?:the\s+)?run\s*#?(\w+)", re.I)
+_MSG_TEARDOWN = re.compile(r"\b(?:tear\s*down|teardown|undeploy)\b\s+(?:the\s+)?(?:deployment\s+of\s+)?(?:run\s*)?#?(\w+)", re.I)
 _MSG_AUDIT = re.compile(r"\baudit(?:\s+trail)?\s+(?:of\s+|for\s+)?(?:run\s*)?#?(\w+)", re.I)
 _MSG_RUNS = re.compile(r"^(?:list|show)?\s*(?:(my|all)\s+)?runs\b|\bwhat(?:'s|\s+is)\s+running\b", re.I)
 _MSG_RUN = re.compile(r"\b(?:run|start|launch|kick\s+off|fine[\s-]*tune|train|sft)\b", re.I)
@@ -129,6 +130,8 @@ def parse_message(text: str, attached: str | None = None) -> Command:
     clean = strip_mentions(text)
     if not clean or _MSG_HELP.match(clean):
         return Command(kind="help")
+    if m := _MSG_TEARDOWN.search(clean):
+        return Command(kind="teardown", run=_run_ref(m.group(1), "teardown"))
     if m := _MSG_CANCEL.search(clean):
         return Command(kind="cancel", run=_run_ref(m.group(1), "cancel"))
     if m := _MSG_AUDIT.search(clean):

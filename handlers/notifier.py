@@ -40,7 +40,11 @@ from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.notifier")
 
-LIVE: dict[type[ev.RunEvent], MessageKey] = {ev.ScoreboardChanged: SCOREBOARD, ev.FinalProgress: FINAL_BOARD}
+LIVE: dict[type[ev.RunEvent], MessageKey] = {
+    ev.ScoreboardChanged: SCOREBOARD,
+    ev.QuotaWait: SCOREBOARD,  # the queued jobs' "waiting for quota (N running)" line is on the scoreboard
+    ev.FinalProgress: FINAL_BOARD,
+}
 Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", MessageKey) | ("post", Message)
 
 
@@ -88,6 +92,7 @@ class Notifier:
             ev.EvaluatorFailed: self._evaluator_failed,
             ev.EvaluationDone: self._quiet,
             ev.Deployed: self._quiet,
+            ev.DeploymentTornDown: self._torn_down,
             ev.ReportReady: self._report,
             ev.RunFailed: self._failed,
             ev.RunCancelled: self._cancelled,
@@ -258,6 +263,10 @@ class Notifier:
     async def _quiet(self, e: ev.RunEvent) -> None:
         """Evaluated, deployed: the root says where the run is, the final message says the rest."""
         return None
+
+    async def _torn_down(self, e: ev.DeploymentTornDown) -> None:
+        who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else None)
+        await self.out.reply(e.run.id, replies.note_message(replies.torn_down_text(e.run, e.deployment_id, e.state, who=who)))
 
     async def _report(self, e: ev.ReportReady) -> None:
         # Uploads first, so the thread ends with the answer, not with a file.

@@ -22,11 +22,13 @@ from handlers.render import replies
 from handlers.render.mrkdwn import Message, at_time, code, user
 from handlers.render.run import short_name
 from handlers.slack_client import trusted_slack_url
+from pipeline import ids
 from pipeline.authz import Action, authorize
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
 from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
 from pipeline.run.runner import Runner, RunNotFound
+from pipeline.run.teardown import target as teardown_target
 from pipeline.spec import SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -119,7 +121,24 @@ class Surface:
                 await reply(replies.problem_message(f"Run #{run.number} has already {run.phase.value}; nothing to cancel."))
             else:
                 await reply(replies.confirm_cancel_message(run))
+        elif cmd.kind == "teardown":
+            # Checked before the confirm button, so nobody confirms into a refusal.
+            try:
+                found = await teardown_target(self.db, self.runner.policy, run.id, actor, channel=channel)
+            except Refusal as exc:
+                await reply(refusal_message(exc))
+                return None
+            await reply(replies.confirm_teardown_message(run, found.deployment.resource_id))
         return run
+
+    async def teardown(self, run_key: str, *, user: str, name: str | None, channel: str | None) -> Message:
+        """Delete a run's deployment for ``user`` (after the confirm click); what to tell them."""
+        actor = await self.directory.actor(user, name)
+        try:
+            run, state = await self.runner.teardown(run_key, actor, channel=channel)
+        except Refusal as exc:
+            return refusal_message(exc)
+        return replies.note_message(replies.torn_down_text(run, ids.deployment_id(run.id), state))
 
     async def refused(
         self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None

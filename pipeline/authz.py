@@ -21,6 +21,7 @@ class Action(str, Enum):
     REVISE = "revise"
     PROMOTE = "promote"
     CANCEL = "cancel"
+    TEARDOWN = "teardown"  # delete a run's deployment (stops its billing; the model stays)
     VIEW = "view"
 
 
@@ -83,7 +84,7 @@ def authorize(
     if action in (Action.START, Action.VIEW):
         return ALLOWED
     involved = admin or actor.id == requester or not policy.approvers or member(actor, policy.approvers)
-    if action in (Action.CANCEL, Action.REVISE, Action.ANSWER):
+    if action in (Action.CANCEL, Action.REVISE, Action.ANSWER, Action.TEARDOWN):
         # The requester may always steer or stop their own run; otherwise approvers and admins.
         return ALLOWED if involved else Verdict(allowed=False, rule=Rule.NOT_INVOLVED)
     # approve / promote: spend money

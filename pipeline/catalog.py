@@ -27,11 +27,19 @@ class PriceTier(BaseModel):
     label: str
 
 
-class GpuPrice(BaseModel):
-    gpu: str
+class GpuRate(BaseModel):
+    label: str
     usd: float
     usd_high: float
+
+
+class GpuRates(BaseModel):
+    """On-demand $/GPU-hour by accelerator type (the names Fireworks' deployment shapes use)."""
+
+    as_of: str
+    source: str
     note: str
+    rates: dict[str, GpuRate]
 
 
 class PriceRange(BaseModel):
@@ -46,7 +54,7 @@ class PriceTable(BaseModel):
     source: str
     currency: str
     lora_sft_per_million_tokens: list[PriceTier]
-    deployment_gpu_hour: GpuPrice
+    gpu_hour_by_accelerator: GpuRates
     deployment_hours_in_estimate: float
     evaluation_deployment_hours: float
     range: PriceRange
@@ -59,6 +67,10 @@ class PriceTable(BaseModel):
             if tier.max_params_b is None or params_b <= tier.max_params_b:
                 return tier
         return None
+
+    def gpu_rate(self, accelerator: str) -> GpuRate | None:
+        """The hourly rate of one GPU of a shape's accelerator type; None when not in the table."""
+        return self.gpu_hour_by_accelerator.rates.get(accelerator)
 
 
 def _load(name: str) -> object:

@@ -28,8 +28,11 @@ def evaluation_section(ws: Path, plan: Plan | None, shipped: CandidateRecord | N
     out["final_score"] = shipped.score if shipped is not None else None
     worst_path = ws / "eval" / "final_worst.json"
     detail_path = ws / "eval" / f"{shipped.slot if shipped else 'final'}.json"
-    if worst_path.exists() and detail_path.exists():
-        detail = json.loads(detail_path.read_text(encoding="utf-8"))
+    detail = json.loads(detail_path.read_text(encoding="utf-8")) if detail_path.exists() else {}
+    out["failed"] = len(detail.get("failed_answers") or {})
+    out["answers"] = len(detail.get("outputs") or [])
+    out["reading"] = detail.get("reading")
+    if worst_path.exists() and detail:
         for w in json.loads(worst_path.read_text(encoding="utf-8")):
             i = int(w["index"])
             out["worst"].append({**w, "output": str(detail["outputs"][i])[:300], "reference": str(detail["references"][i])[:300]})

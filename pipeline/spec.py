@@ -41,6 +41,11 @@ class Evaluation(BaseModel):
     kind: EvalKind
     ref: str | None = None
 
+    @property
+    def hosted(self) -> bool:
+        """The user's evaluator lives on the platform (``accounts/<a>/evaluators/<id>``), not in a file."""
+        return self.kind is EvalKind.EVALUATOR and is_hosted_evaluator(self.ref)
+
     def describe(self) -> str:
         """Plain-English name, as a user would say it (no "Path A" jargon)."""
         if self.kind is EvalKind.LOSS:
@@ -48,6 +53,11 @@ class Evaluation(BaseModel):
         if self.kind is EvalKind.GENERATE:
             return "an evaluator generated from the data"
         return f"your evaluator {self.ref}" if self.ref else "your own evaluator"
+
+
+def is_hosted_evaluator(ref: str | None) -> bool:
+    parts = (ref or "").strip().split("/")
+    return len(parts) == 4 and parts[0] == "accounts" and parts[2] == "evaluators" and all(parts)
 
 
 class CandidateSpec(BaseModel):

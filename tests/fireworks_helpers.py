@@ -16,9 +16,16 @@ from pipeline.platforms.base import (
     JobRequest,
 )
 from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.run.context import RunnerConfig
+from pipeline.run.runner import Runner
+from pipeline.store.db import Database
+from pipeline.store.records import Actor
 from tests.fakes.fireworks import FakeFireworks
+from tests.support import EventLog
 
 ACCT = "test-acct"
+ALICE = Actor(id="U_ALICE", name="alice")
+BOB = Actor(id="U_BOB", name="bob")
 CHAT_ROWS = [
     {"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]}
     for i in range(12)
@@ -51,7 +58,7 @@ async def make_platform(fake: FakeFireworks) -> AsyncIterator[Callable[..., Fire
             "poll_seconds": 0.01,
             "retry_base_delay": 0.01,
             "quota_delay": 0.01,
-            "chat_ready_timeout": 5.0,
+            "warmup_seconds": 5.0,
             "timeout": 5.0,
         }
         options.update(overrides)
@@ -103,3 +110,27 @@ async def seed_datasets(fake: FakeFireworks) -> None:
     data = "".join(json.dumps(r) + "\n" for r in CHAT_ROWS).encode()
     fake.add_dataset("sftbot-r1-train", {"train.jsonl": data})
     fake.add_dataset("sftbot-r1-test", {"test.jsonl": data[: len(data) // 3]})
+
+
+def platform_for(fake: FakeFireworks, **options: Any) -> FireworksPlatform:
+    """A platform on the fake with waits shrunk for tests (``options`` override)."""
+    settings: dict[str, Any] = {"base_url": fake.base_url, "poll_seconds": 0.01, "retry_base_delay": 0.01, "quota_delay": 0.05}
+    settings.update(options)
+    return FireworksPlatform(fake.api_key, fake.account, **settings)
+
+
+def open_runner(
+    db: Database,
+    fake: FakeFireworks,
+    runs: Path,
+    *,
+    checkpoint: Any = None,
+    platform: FireworksPlatform | None = None,
+    **config: Any,
+) -> tuple[Runner, EventLog]:
+    """A runner on the fake through the real SDK, with an event log subscribed."""
+    config.setdefault("poll_seconds", 0.02)
+    runner = Runner(db, platform or platform_for(fake), RunnerConfig(runs_dir=runs, **config), checkpoint=checkpoint)
+    log = EventLog()
+    runner.bus.subscribe(log)
+    return runner, log

@@ -35,7 +35,12 @@ async def test_deploy_chat_snippet_and_teardown(fake: FakeFireworks, platform: F
     assert again.deployment_id == "sftbot-r1-dep" and fake.create_counts("deployments") == {"sftbot-r1-dep": 1}
     body = fake.calls("POST", r"/deployments$")[0]
     assert body.query == {"deploymentId": "sftbot-r1-dep"}
-    assert body.json is not None and body.json["baseModel"] == model and body.json["deploymentShape"] == "default"
+    assert body.json is not None and body.json["baseModel"] == model
+    # The shape Fireworks matched for the fine-tuned model's base, not "default": what the plan priced.
+    assert body.json["deploymentShape"] == "accounts/fireworks/deploymentShapes/qwen3-8b-fast"
+    assert fake.calls("POST", r"/deploymentShapeVersions:match$")[0].json == {
+        "createDeploymentRequest": {"parent": f"accounts/{ACCT}", "deployment": {"baseModel": model, "enableAddons": False}}
+    }
 
     async def ready() -> bool:
         return (await platform.get_deployment("sftbot-r1-dep")).state is DeploymentState.READY
@@ -54,6 +59,10 @@ async def test_deploy_chat_snippet_and_teardown(fake: FakeFireworks, platform: F
     assert status.model_string in snippet.code and 'os.environ["FIREWORKS_API_KEY"]' in snippet.code
     assert fake.api_key not in snippet.code and snippet.env == ["FIREWORKS_API_KEY"]
     compile(snippet.code, "snippet.py", "exec")
+    assert '"role": "system"' not in snippet.code and "exc.status_code != 503" in snippet.code
+    task = platform.snippet(status, system_prompt='You write SQL. Say "only" SQL.')
+    assert '{"role": "system", "content": "You write SQL. Say \\"only\\" SQL."}' in task.code
+    compile(task.code, "snippet.py", "exec")
 
     with pytest.raises(PlatformError, match="refusing to delete deployment prod-dep"):
         await platform.delete_deployment("prod-dep")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.platforms.base import (
+    Busy,
     ChatMessage,
     Platform,
     PlatformError,
@@ -67,16 +68,20 @@ async def test_faults_do_not_duplicate_anything(
     assert "error" in faults and "drop" in faults  # the faults really happened
 
 
-async def test_quota_exhaustion_backs_off_then_gives_up_retryably(fake: FakeFireworks, platform: FireworksPlatform) -> None:
+async def test_a_job_refused_for_quota_or_capacity_is_busy_at_once(fake: FakeFireworks, platform: FireworksPlatform) -> None:
     await seed_datasets(fake)
     fake.job_quota = 1
     await platform.create_job(request("sftbot-r1-c1"))
-    with pytest.raises(PlatformError, match="quota") as err:
+    with pytest.raises(Busy, match="quota is exhausted: quota_exceeded") as err:
         await platform.create_job(request("sftbot-r1-c2"))
     assert err.value.retryable
     refused = [r for r in fake.calls("POST", r"/supervisedFineTuningJobs$") if r.status == 429]
-    assert len(refused) == 2  # one quota retry, then the runner decides (no retry storm)
+    assert len(refused) == 1  # no waiting here: the sweep queues the job and tries when one finishes
     assert list(fake.jobs) == ["sftbot-r1-c1"] and fake.max_active_jobs == 1
+    fake.job_quota, fake.job_capacity_refusals = None, 1
+    with pytest.raises(Busy, match="no capacity right now: no available capacity"):
+        await platform.create_job(request("sftbot-r1-c2"))
+    assert not [r for r in fake.requests if r.path.endswith(":cancel")]  # nothing running was touched
 
 
 async def test_slow_responses_time_out_and_are_retried(
@@ -134,3 +139,41 @@ async def test_constructor_rejects_missing_credentials() -> None:
         FireworksPlatform("", ACCT)
     with pytest.raises(PlatformError, match="FIREWORKS_ACCOUNT_ID"):
         FireworksPlatform("key", "")
+
+
+async def test_a_saturated_deployment_slows_only_its_own_requests() -> None:
+    import httpx
+    from fireworks import RateLimitError
+
+    from pipeline.platforms.fireworks_calls import Caller, RetryPolicy
+
+    def saturated() -> RateLimitError:
+        response = httpx.Response(429, headers={"retry-after": "30"}, request=httpx.Request("POST", "http://x/v1/chat"))
+        body = {"error": {"message": "deployment saturated", "code": 429}}
+        return RateLimitError("saturated", response=response, body=body)
+
+    for account_wide in (False, True):
+        now, slept = [0.0], []
+
+        async def sleep(seconds: float, now: list[float] = now, slept: list[float] = slept) -> None:
+            slept.append(seconds)
+            await asyncio.sleep(0)  # other calls run while this one waits (simulated time)
+            now[0] += seconds
+
+        caller = Caller(RetryPolicy(), secrets=(), clock=lambda now=now: now[0], sleep=sleep)
+        tries = iter([saturated(), None])
+
+        async def chat(tries=tries) -> str:  # type: ignore[no-untyped-def]
+            if (exc := next(tries)) is not None:
+                raise exc
+            return "ok"
+
+        async def control() -> str:
+            return "read"
+
+        chatting = asyncio.create_task(caller.run("chat", chat, account_wide=account_wide))
+        await asyncio.sleep(0)  # the chat got its 429 and waits 30 s
+        assert await caller.run("read a job", control) == "read"  # meanwhile, a control-plane call
+        assert await chatting == "ok"
+        # The account's request limit pauses every call; one deployment's saturation only its own.
+        assert slept == ([30.0, 30.0] if account_wide else [30.0])

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.dataset.inspect import CHAT, _report, _scan, check_row, inspect_dataset, row_stats
@@ -186,6 +186,7 @@ _LINES: list[bytes] = [
     st.booleans(),
     st.sampled_from([(5, 32768), (2, 40)]),
 )
+@example(picks=[0, 30], block=1, newline_at_end=False, kw=(5, 32768))  # equally long rows on both paths: the first is the longest
 def test_fast_and_slow_path_give_identical_reports(
     tmp_path_factory: pytest.TempPathFactory, picks: list[int], block: int, newline_at_end: bool, kw: tuple[int, int]
 ) -> None:

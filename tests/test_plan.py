@@ -13,6 +13,7 @@ from pipeline.catalog import price_table
 from pipeline.dataset.report import InspectionReport, Shape
 from pipeline.instructions import parse_instruction
 from pipeline.planning.plan import default_epochs, make_plan
+from pipeline.platforms.base import ShapeInfo
 from pipeline.spec import EvalKind
 from tests.support import DATASETS
 
@@ -89,8 +90,12 @@ def test_eval_dataset_disables_the_carve_out() -> None:
     assert plan.test_samples == 0 and plan.train_samples == 800
 
 
+H100 = ShapeInfo(name="accounts/fireworks/deploymentShapes/h", accelerator="NVIDIA_H100_80GB", count=1, precision="FP8")
+
+
 def test_cost_lines_add_up_and_use_the_price_band() -> None:
-    plan = plan_for("dataset=d.jsonl model=qwen3-8b,qwen3-32b", samples=5000)
+    shapes = {"qwen3-8b": H100, "qwen3-32b": H100.model_copy(update={"count": 2})}
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b,qwen3-32b", samples=5000, shapes=shapes)
     c = plan.cost
     training = sum(ln.usd for ln in c.lines if ln.phase == "training")
     inference = sum(ln.usd for ln in c.lines if ln.phase == "inference")
@@ -105,6 +110,61 @@ def test_cost_lines_add_up_and_use_the_price_band() -> None:
     assert c.prices_as_of == price_table().as_of and c.billed_tokens == sum(
         j.train_tokens * j.epochs for j in [*plan.candidates, plan.final]
     )
+
+
+def test_serving_is_priced_from_the_shape_fireworks_matched() -> None:
+    b200 = ShapeInfo(name="accounts/fireworks/deploymentShapes/big/versions/3", accelerator="NVIDIA_B200_180GB", count=8)
+    plan = plan_for(
+        "dataset=d.jsonl model=qwen3-235b-a22b-instruct-2507", samples=500, shapes={"qwen3-235b-a22b-instruct-2507": b200}
+    )
+    line = next(ln for ln in plan.cost.lines if ln.label == "deployment (first hour)")
+    rate = price_table().gpu_rate("NVIDIA_B200_180GB")
+    assert rate is not None and line.usd == pytest.approx(8 * rate.usd * price_table().deployment_hours_in_estimate)
+    assert "8 x B200 180GB" in line.detail and "shape big" in line.detail
+    assert plan.cost.inference_usd == pytest.approx(line.usd) and plan.shapes == {"qwen3-235b-a22b-instruct-2507": b200}
+    assert plan.cost.high_usd is not None and plan.cost.high_usd > plan.cost.total_usd  # the higher GPU rate too
+
+
+def test_serving_without_a_shape_or_a_rate_is_unknown_never_a_guess() -> None:
+    offline = plan_for("dataset=d.jsonl model=qwen3-8b", samples=500)  # `sftbot plan` asks no platform
+    line = next(ln for ln in offline.cost.lines if ln.phase == "inference")
+    assert line.usd is None and "not looked up" in line.detail
+    assert offline.cost.inference_usd is None and offline.cost.total_usd is None
+    assert offline.cost.training_usd is not None and any("not looked up" in u for u in offline.cost.unknown)
+    odd = H100.model_copy(update={"accelerator": "NVIDIA_L4_24GB"})
+    unpriced = plan_for("dataset=d.jsonl model=qwen3-8b", samples=500, shapes={"qwen3-8b": odd})
+    assert unpriced.cost.total_usd is None and "no dated price for this GPU type" in unpriced.cost.lines[-1].detail
+
+
+def test_candidate_outputs_share_one_multi_lora_deployment_per_base() -> None:
+    addon = H100.model_copy(update={"precision": "BF16", "addons": True})
+    shapes = {"qwen3-8b": H100, "qwen3-32b": H100}
+    plan = plan_for(
+        "dataset=d.jsonl model=qwen3-8b,qwen3-32b eval=generate",
+        samples=500,
+        shapes=shapes,
+        addon_shapes={"qwen3-8b": addon, "qwen3-32b": None},
+    )
+    evals = {ln.label: ln for ln in plan.cost.lines if ln.label.startswith("evaluation outputs")}
+    hours = price_table().evaluation_deployment_hours
+    assert evals["evaluation outputs (qwen3-8b)"].usd == pytest.approx(1 * hours * 4.0)  # one shared deployment
+    assert "3 adapters on one multi-LoRA deployment" in evals["evaluation outputs (qwen3-8b)"].detail
+    assert evals["evaluation outputs (qwen3-32b)"].usd == pytest.approx(3 * hours * 4.0)  # no addon shape: live merge each
+    assert "evaluation outputs (final model)" not in evals  # the final model is scored on the production deployment
+
+
+def test_a_long_example_asks_for_more_context_and_says_which_line() -> None:
+    long = report(500).model_copy(update={"max_sample_tokens": 40_000, "longest_line": 17})
+    plan = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long)
+    assert {c.max_context_length for c in plan.candidates} == {44_000} and plan.final is not None
+    assert plan.final.max_context_length == 44_000 and 44_000 % 16 == 0
+    assert any("~40,000 tokens, line 17" in w and "maxContextLength=44,000" in w for w in plan.warnings)
+    short = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), report(500))
+    assert all(c.max_context_length is None for c in short.candidates)  # the default fits: nothing sent
+    local = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long, platform="local")
+    assert all(c.max_context_length is None for c in local.candidates)
+    capped = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-4b"), long.model_copy(update={"max_sample_tokens": 64_000}))
+    assert {c.max_context_length for c in capped.candidates} == {65_536}  # the model's own maximum, a multiple of 16
 
 
 def test_unknown_model_size_is_unknown_not_guessed() -> None:

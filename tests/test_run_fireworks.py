@@ -13,22 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.fireworks import FireworksPlatform
 from pipeline.run import events as ev
-from pipeline.run.context import CheckpointStop, RunnerConfig
+from pipeline.run.context import CheckpointStop
 from pipeline.run.decisions import Approve, Promote
 from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
 from tests.fakes.fireworks import FakeFireworks, Faults
+from tests.fireworks_helpers import ALICE, BOB, open_runner
 from tests.support import DATASETS, EventLog
 from tests.support import drive_to_end as drive
 
-ALICE = Actor(id="U_ALICE", name="alice")
-BOB = Actor(id="U_BOB", name="bob")
 INSTRUCTION = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=2"
 COLLECTIONS = ("datasets", "supervisedFineTuningJobs", "deployments")
+EVAL_INSTRUCTION = f"{INSTRUCTION} eval=generate eval_examples=2"
 
 
 def generic(checkpoint: str) -> str:
@@ -46,31 +44,18 @@ async def fake() -> AsyncIterator[FakeFireworks]:
         yield server
 
 
-def platform_for(fake: FakeFireworks) -> FireworksPlatform:
-    return FireworksPlatform(
-        fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01, quota_delay=0.05
-    )
-
-
-async def open_runner(db: Database, fake: FakeFireworks, runs: Path, *, checkpoint=None) -> tuple[Runner, EventLog]:  # type: ignore[no-untyped-def]
-    runner = Runner(db, platform_for(fake), RunnerConfig(runs_dir=runs, poll_seconds=0.02), checkpoint=checkpoint)
-    log = EventLog()
-    runner.bus.subscribe(log)
-    return runner, log
-
-
 async def drive_to_end(runner: Runner, log: EventLog, run_id: str, *, promote: int | None = None) -> None:
     await drive(runner, log, run_id, actor=BOB, promote=promote or 1)
 
 
-def assert_one_create_each(fake: FakeFireworks) -> None:
-    for coll in COLLECTIONS:
+def assert_one_create_each(fake: FakeFireworks, *, loads: bool = False) -> None:
+    for coll in (*COLLECTIONS, *(("deployedModels",) if loads else ())):
         counts = fake.create_counts(coll)
         assert counts and all(n == 1 for n in counts.values()), (coll, counts)
 
 
 async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
-    runner, log = await open_runner(db, fake, tmp_path / "runs")
+    runner, log = open_runner(db, fake, tmp_path / "runs")
     try:
         run = await runner.start(INSTRUCTION, ALICE)
         await log.wait_kind(ev.PlanProposed, run.id)
@@ -106,6 +91,11 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
         "| Training |",
         f"sftbot-{run.id}-c3",
         "## Provenance",
+        "### What keeps billing",
+        "scales between 0 and 1 replica of 1 x H100 80GB",
+        "Fireworks deletes it after 7 days without traffic",
+        "`/sft teardown 1` (Slack) or `sftbot teardown 1`",
+        "DEPLOYMENT_SCALING_UP",  # the snippet retries the scale-from-zero 503
     ):
         assert needle in report, needle
     assert fake.api_key not in report
@@ -113,7 +103,7 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
     assert list((Path(final.workspace) / "metrics").glob("*.raw.jsonl"))  # raw metrics kept
 
 
-async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path) -> list[str]:
+async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path, instruction: str = INSTRUCTION) -> list[str]:
     """Every checkpoint name a clean run passes, in order."""
     seen: list[str] = []
 
@@ -121,9 +111,9 @@ async def _boundaries(db_path: Path, fake: FakeFireworks, runs: Path) -> list[st
         seen.append(generic(name))
 
     db = await Database.open(db_path)
-    runner, log = await open_runner(db, fake, runs, checkpoint=record)
+    runner, log = open_runner(db, fake, runs, checkpoint=record)
     try:
-        run = await runner.start(INSTRUCTION, ALICE)
+        run = await runner.start(instruction, ALICE)
         await drive_to_end(runner, log, run.id)
         assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
     finally:
@@ -139,50 +129,89 @@ async def test_crash_and_restart_at_every_effect_boundary(tmp_path: Path) -> Non
     # phases, datasets, jobs, deployment: recorded / created / finished (26 in this run)
     assert len(names) >= 20 and len(set(names)) == len(names)
     for i, boundary in enumerate(names):
-        async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as fake:
-            db_path = tmp_path / f"crash{i}.sqlite3"
-            hits = Counter[str]()
+        await _crash_and_resume(tmp_path, f"loss{i}", boundary, INSTRUCTION)
 
-            async def crash(name: str, boundary: str = boundary, hits: Counter[str] = hits) -> None:
-                name = generic(name)
-                hits[name] += 1
-                if name == boundary and hits[name] == 1:
-                    raise SimulatedCrash(name)
 
-            db = await Database.open(db_path)
-            runner, log = await open_runner(db, fake, tmp_path / f"runs{i}", checkpoint=crash)
-            run = await runner.start(INSTRUCTION, ALICE)
-            drive = asyncio.create_task(drive_to_end(runner, log, run.id))
-            crashed = asyncio.create_task(runner.crashed.wait())
-            await asyncio.wait({drive, crashed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-            assert runner.crashed.is_set(), f"never reached {boundary}"
-            # A decision can hit the boundary too: then the stop surfaces in the caller.
-            drive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, CheckpointStop):
-                await drive
-            crashed.cancel()
+async def test_crash_and_restart_at_every_evaluation_boundary_loads_included(tmp_path: Path) -> None:
+    """The boundaries an evaluator run adds (the shared deployment, each adapter load, the
+    production deployment created by the evaluation): one create per resource, loads included."""
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        plain = set(await _boundaries(tmp_path / "plain.sqlite3", probe, tmp_path / "plain-runs"))
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        names = await _boundaries(tmp_path / "probe.sqlite3", probe, tmp_path / "probe-runs", EVAL_INSTRUCTION)
+    assert len(set(names)) == len(names)
+    new = [n for n in names if n not in plain or "deployment:" in n]
+    assert sum(n.startswith("adapter:") for n in new) == 6  # 3 loads: recorded, loading
+    assert any("-eval-b1:created" in n for n in new)
+    for i, boundary in enumerate(new):
+        await _crash_and_resume(tmp_path, f"eval{i}", boundary, EVAL_INSTRUCTION, loads=True)
+
+
+async def test_crash_and_restart_around_hosted_evaluation_jobs(tmp_path: Path) -> None:
+    """Path B's resources (the answers' dataset, the evaluation job) are recorded before their
+    creates too: a crash around them never creates one twice."""
+    hosted = f"{INSTRUCTION} eval=evaluator:accounts/test-acct/evaluators/exact eval_examples=2"
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+        probe.add_evaluator("exact")
+        names = await _boundaries(tmp_path / "probe.sqlite3", probe, tmp_path / "probe-runs", hosted)
+    chosen = [n for n in names if ("evalin-c1" in n or "evaljob-c1" in n or "evalin-final" in n or "evaljob-final" in n)]
+    assert len(chosen) == 6  # per slot: dataset recorded, dataset ready, job recorded
+    for i, boundary in enumerate(chosen):
+        await _crash_and_resume(tmp_path, f"hosted{i}", boundary, hosted, evaluator="exact")
+
+
+async def _crash_and_resume(
+    tmp_path: Path, tag: str, boundary: str, instruction: str, *, loads: bool = False, evaluator: str | None = None
+) -> None:
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as fake:
+        if evaluator is not None:
+            fake.add_evaluator(evaluator)
+        db_path = tmp_path / f"crash-{tag}.sqlite3"
+        hits = Counter[str]()
+
+        async def crash(name: str, boundary: str = boundary, hits: Counter[str] = hits) -> None:
+            name = generic(name)
+            hits[name] += 1
+            if name == boundary and hits[name] == 1:
+                raise SimulatedCrash(name)
+
+        db = await Database.open(db_path)
+        runner, log = open_runner(db, fake, tmp_path / f"runs-{tag}", checkpoint=crash)
+        run = await runner.start(instruction, ALICE)
+        drive = asyncio.create_task(drive_to_end(runner, log, run.id))
+        crashed = asyncio.create_task(runner.crashed.wait())
+        await asyncio.wait({drive, crashed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        assert runner.crashed.is_set(), f"never reached {boundary}"
+        # A decision can hit the boundary too: then the stop surfaces in the caller.
+        drive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, CheckpointStop):
+            await drive
+        crashed.cancel()
+        await runner.close()
+        await runner.platform.close()
+        await db.close()
+        # a new process: same database, same platform, nothing in memory
+        db = await Database.open(db_path)
+        runner, log = open_runner(db, fake, tmp_path / f"runs-{tag}")
+        try:
+            await runner.resume_all()
+            await asyncio.wait_for(drive_to_end(runner, log, run.id), 60)
+            after = await runner.get(run.id)
+            assert after.phase is Phase.SUCCEEDED, (boundary, after.error)
+        finally:
             await runner.close()
             await runner.platform.close()
             await db.close()
-            # a new process: same database, same platform, nothing in memory
-            db = await Database.open(db_path)
-            runner, log = await open_runner(db, fake, tmp_path / f"runs{i}")
-            try:
-                await runner.resume_all()
-                await asyncio.wait_for(drive_to_end(runner, log, run.id), 60)
-                after = await runner.get(run.id)
-                assert after.phase is Phase.SUCCEEDED, (boundary, after.error)
-            finally:
-                await runner.close()
-                await runner.platform.close()
-                await db.close()
-            assert_one_create_each(fake)
+        assert_one_create_each(fake, loads=loads)
+        if evaluator is not None:
+            jobs = fake.create_counts("evaluationJobs")
+            assert len(jobs) == 4 and set(jobs.values()) == {1}, jobs
 
 
 async def test_fault_injection_still_finishes_every_run_without_duplicates(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
         fake.faults = Faults(error_rate=0.2, drop_rate=0.03, slow_rate=0.02, slow_seconds=0.5)
-        runner, log = await open_runner(db, fake, tmp_path / "runs")
+        runner, log = open_runner(db, fake, tmp_path / "runs")
         try:
             runs = [await runner.start(INSTRUCTION, ALICE) for _ in range(3)]
             await asyncio.wait_for(asyncio.gather(*(drive_to_end(runner, log, r.id) for r in runs)), 120)
@@ -194,26 +223,3 @@ async def test_fault_injection_still_finishes_every_run_without_duplicates(db: D
             await runner.platform.close()
         assert fake.faults.injected > 10
         assert_one_create_each(fake)
-
-
-async def test_evaluator_outputs_come_from_short_lived_deployments_torn_down(
-    db: Database, fake: FakeFireworks, tmp_path: Path
-) -> None:
-    runner, log = await open_runner(db, fake, tmp_path / "runs")
-    try:
-        run = await runner.start(f"{INSTRUCTION} eval=generate eval_examples=4", ALICE)
-        await drive_to_end(runner, log, run.id)
-        final = await runner.get(run.id)
-        assert final.phase is Phase.SUCCEEDED, final.error
-        resources = {r.resource_id: r for r in await runner.db.resources(run.id) if r.kind == "deployment"}
-    finally:
-        await runner.close()
-        await runner.platform.close()
-    eval_deps = {k: v for k, v in resources.items() if "-eval" in k}
-    assert set(eval_deps) == {f"sftbot-{run.id}-eval-{s}" for s in ("c1", "c2", "c3", "final")}
-    assert all(v.state == "deleted" for v in eval_deps.values()), {k: v.state for k, v in eval_deps.items()}
-    assert all(fake.deployments[k].state(fake.clock.now()) == "DELETED" for k in eval_deps)  # read back on the fake too
-    assert resources[f"sftbot-{run.id}-dep"].state == "ready"  # the shipped model stays up
-    chats = fake.calls("POST", r"/chat/completions$")
-    assert len(chats) >= 4 * 4  # 4 held-out prompts for each of 3 candidates + the final model
-    assert_one_create_each(fake)

@@ -25,6 +25,7 @@ from tests.test_slack_blocks import plan, run
         ("status #12", "status", {"run": "12"}),
         ("cancel ab12cd34", "cancel", {"run": "ab12cd34"}),
         ("audit 3", "audit", {"run": "3"}),
+        ("teardown 12", "teardown", {"run": "12"}),
     ],
 )
 def test_slash_subcommands(text: str, kind: str, extra: dict[str, str]) -> None:
@@ -98,3 +99,14 @@ def test_revision_applies_only_what_changed_and_reports_each_problem() -> None:
     assert spec is None and "Nothing changed" in errors["other"]
     spec, errors = parse_revision(r, p, input_values(view, other="use 500 samples for HP tuning"))
     assert spec is not None and spec.hp_samples == 500
+
+
+@pytest.mark.parametrize("text", ["tear down run 12", "<@U0BOT> teardown run #12", "please undeploy run 12"])
+def test_teardown_in_plain_english(text: str) -> None:
+    cmd = parse_message(text)
+    assert (cmd.kind, cmd.run) == ("teardown", "12")
+
+
+def test_teardown_needs_a_run_number() -> None:
+    with pytest.raises(CommandError, match="/sft teardown 12"):
+        parse_slash("teardown")

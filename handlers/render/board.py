@@ -125,8 +125,25 @@ def scoreboard(
     lead = f"leader #{top.slot.number}" if top is not None and not top.slot.is_final else "no metric yet"
     head = f"*{escape(title)} — run #{run.number}* · {progress_line(run, cands, max_parallel=max_parallel, now=now)}"
     blocks: list[Block] = [section(head), *chunked_sections([*lines(cands)]), context(heading_facts(cands))]
+    blocks += [context(escape(line)) for line in candidate_notes(cands)[:5]]
     done = sum(1 for c in cands if c.state.is_finished())
     return Message(text=f"{title} for run #{run.number}: {done}/{len(cands)} done, {lead}", blocks=fit(blocks))
+
+
+def candidate_notes(cands: list[CandidateRecord]) -> list[str]:
+    """One line per distinct note, naming its candidates: "⏳ #4, #5: waiting for quota (2 running)"."""
+    by_note: dict[str, list[str]] = {}
+    for c in cands:
+        if c.note:
+            by_note.setdefault(c.note, []).append(c.slot.name)
+        if c.eval_failures:
+            failed = f"{c.eval_failures} held-out answer{'s' if c.eval_failures != 1 else ''} failed (scored 0)"
+            by_note.setdefault(failed, []).append(c.slot.name)
+    lines = []
+    for note, names in by_note.items():
+        icon = "⏳" if note.startswith("waiting") else "ℹ️"
+        lines.append(f"{icon} {', '.join(names[:20])}: {clip(note, 400)}")
+    return lines
 
 
 def _final_cost(plan: Plan | None) -> str:
@@ -227,6 +244,7 @@ def gate_body(
     return [
         section(f"{head}\n{escape(clip(summary, 600))}{then}{ask}"),
         *chunked_sections(lines(ranked)),
+        *[context(escape(line)) for line in candidate_notes(ranked)[:5]],
         context(heading_facts(ranked) + " · loss curves are in the thread below"),
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.render.mrkdwn import Block, Message, clip, code, context, escape, fields, section, user
+from pipeline.lifecycle import gpus
 from pipeline.planning.cost import money
 from pipeline.run.summary import RunSummary
 from pipeline.run.timing import minutes
@@ -40,10 +41,12 @@ def _billing(s: RunSummary, teardown: str | None) -> str | None:
         return None
     rate = s.plan.cost.deployment_usd_per_hour if s.plan is not None else None
     per_hour = f"{money(rate)}/hour" if rate else "by the hour"
-    stop = f" Stop it: {teardown}" if teardown else ""
+    shape = s.plan.shapes.get(s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
+    on = f" on {gpus(shape)}" if shape is not None else ""
+    stop = teardown or f"`/sft teardown {s.run.number}`"
     return (
-        f"💸 *Keeps billing:* deployment {code(dep.deployment_id)} costs {per_hour} while a replica is up; "
-        f"it scales to zero when idle (the first call after that waits for a cold start).{stop}"
+        f"💸 *Keeps billing:* deployment {code(dep.deployment_id)}{on} costs {per_hour} while a replica is up; "
+        f"it scales to zero when idle (the first call after that waits for a cold start). Stop it: {stop}"
     )
 
 

@@ -29,6 +29,7 @@ from handlers.render.mrkdwn import (
 from handlers.render.people import mention, who_can
 from handlers.render.review import evaluator_review
 from pipeline.authz import Deciders
+from pipeline.lifecycle import gpus
 from pipeline.planning.cost import money
 from pipeline.planning.diff import changes, cost_delta
 from pipeline.planning.models import Plan, PlannedJob, Source
@@ -105,7 +106,9 @@ def _money_fields(plan: Plan) -> Block:
     elif local:
         deployment = "on this machine, free"
     elif c.deployment_usd_per_hour is not None:
-        deployment = f"{money(c.deployment_usd_per_hour)}/hour while up"
+        shapes = [plan.shapes[b] for b in plan.spec.base_models if b in plan.shapes]
+        on = f" on {gpus(max(shapes, key=lambda sh: sh.count))}" if shapes else ""
+        deployment = f"{money(c.deployment_usd_per_hour)}/hour while up{on}"
     else:
         deployment = "price unknown"
     return fields(
@@ -134,6 +137,8 @@ def _details(plan: Plan) -> Block:
         notes.append(f"time: {escape(clip(plan.duration.basis, 300))}")
     notes += [f"unknown: {escape(clip(u, 300))}" for u in c.unknown[:3]]
     notes += [f"⚠️ {escape(clip(w, 300))}" for w in plan.warnings[:5]]
+    if plan.serving_note:
+        notes.append(f"💸 {escape(clip(plan.serving_note, 600))}")
     return context(*notes)
 
 

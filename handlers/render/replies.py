@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from handlers.render.action_ids import CONFIRM_CANCEL, KEEP
+from handlers.render.action_ids import CONFIRM_CANCEL, CONFIRM_TEARDOWN, KEEP, KEEP_DEPLOYMENT
 from handlers.render.board import scoreboard
 from handlers.render.mrkdwn import (
     Message,
@@ -36,6 +36,7 @@ HELP_LINES = (
     "`/sft status 12` — where run #12 is",
     "`/sft cancel 12` — stop run #12 (asks to confirm)",
     "`/sft audit 12` — who decided what, and when",
+    "`/sft teardown 12` — delete run #12's deployment so it stops billing (asks to confirm)",
     "Or mention me: “run SFT on accounts/me/datasets/support-conv with qwen3-8b and 3 epochs”, "
     "“which base models do you support?”, “status of run 12”, “cancel run 12”.",
 )
@@ -53,7 +54,7 @@ def help_message(*, problem: str | None = None) -> Message:
         section("*sftbot* plans, runs and deploys supervised fine-tuning, with a person approving each step."),
         section("\n".join(HELP_LINES)),
     ]
-    return Message(text="sftbot help: /sft run | models | runs | status | cancel | audit | help", blocks=blocks)
+    return Message(text="sftbot help: /sft run | models | runs | status | cancel | audit | teardown | help", blocks=blocks)
 
 
 def problem_message(problem: str) -> Message:
@@ -234,6 +235,29 @@ def confirm_cancel_message(run: RunRecord) -> Message:
         ),
     ]
     return Message(text=f"Cancel SFT run #{run.number}?", blocks=blocks)
+
+
+def confirm_teardown_message(run: RunRecord, deployment_id: str) -> Message:
+    """Asked before a run's deployment is deleted: what goes, and what stays."""
+    value = encode(run=run.id)
+    blocks = [
+        section(
+            f"Delete deployment {code(deployment_id)} of {run_title(run)}? It stops billing at once; requests to it "
+            "fail from then on. The fine-tuned model stays and can be deployed again."
+        ),
+        actions(
+            button(f"Yes, delete {clip(deployment_id, 40)}", CONFIRM_TEARDOWN, value, style="danger"),
+            button("Keep it", KEEP_DEPLOYMENT, value),
+            block_id=f"teardown|{run.id}",
+        ),
+    ]
+    return Message(text=f"Delete the deployment of SFT run #{run.number}?", blocks=blocks)
+
+
+def torn_down_text(run: RunRecord, deployment_id: str, state: str, *, who: str | None = None) -> str:
+    """What a teardown did, as the thread and the person who asked read it."""
+    by = f" by {who}" if who else ""
+    return f"🧹 Deployment {code(deployment_id)} of run #{run.number} was torn down{by} (read back: {escape(state)}); it no longer bills."
 
 
 def already_decided_message(first: GateDecision, *, what: str) -> Message:

@@ -30,10 +30,14 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
         return [section(f"📏 *How candidates are judged:* validation loss. {escape(note)}")] if note else []
     if ev.kind == "user":
         what = escape(clip(plan.evaluation.describe(), 500))  # "your evaluator <file>" (its summary says the same)
+    elif ev.kind == "hosted":
+        what = escape(clip(ev.summary, 1200))
     else:
         what = f"an evaluator I generated from your data ({_KIND_TITLES.get(ev.kind, escape(ev.kind))} check). {escape(clip(ev.summary, 1200))}"
     tried = (
-        f"I tried it on {ev.validated_on} reference answer{'s' if ev.validated_on != 1 else ''} from your data: it scored "
+        "Fireworks says it is ACTIVE; it scores each candidate's answers in an evaluation job."
+        if ev.kind == "hosted"
+        else f"I tried it on {ev.validated_on} reference answer{'s' if ev.validated_on != 1 else ''} from your data: it scored "
         f"{'them' if ev.validated_on != 1 else 'it'} without errors."
         if ev.validated_on
         else "It has not been tried on your data yet."
@@ -49,7 +53,7 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
         excerpt = clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS).replace("```", "'''")
         quoted = "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in excerpt.splitlines())
         blocks.append(section(quoted))
-    if ev.kind != "user":
+    if ev.kind not in ("user", "hosted"):
         blocks.append(
             context(
                 "`evaluator.py` and `eval_spec.md` are attached in this thread: read them before you approve. "

@@ -76,6 +76,7 @@ class _Totals:
     assistant: int = 0
     tokens: int = 0
     max_tokens: int = 0
+    longest_line: int | None = None  # where the longest sample is (for the context-length warning)
     weighted: int = 0
     unweighted: int = 0
     unweighted_lines: list[int] = field(default_factory=list)
@@ -98,7 +99,8 @@ class _Totals:
         self.assistant += roles.get("assistant", 0)
         tokens = estimate_tokens(chars, messages)
         self.tokens += tokens
-        self.max_tokens = max(self.max_tokens, tokens)
+        if tokens > self.max_tokens:
+            self.max_tokens, self.longest_line = tokens, line
         if tokens > self.context_tokens:
             self.problem("over_context", line, f"~{tokens} tokens > {self.context_tokens}")
 
@@ -151,6 +153,7 @@ class _Scan:
         self.t, self.fast = t, fast
         self.nonblank = self.clean = self.system = self.user = self.assistant = 0
         self.tokens = self.max_tokens = 0
+        self.longest_line: int | None = None
 
     def block(self, buf: bytearray, view: memoryview, stop: int, lineno: int) -> int:
         """Check the lines of ``buf[:stop]`` (the first is line ``lineno + 1``); return the
@@ -221,7 +224,8 @@ class _Scan:
         self.user += len(roles) - assistant - system
         self.tokens += sum(tokens)
         top = max(tokens)
-        self.max_tokens = max(self.max_tokens, top)
+        if top > self.max_tokens:
+            self.max_tokens, self.longest_line = top, first + tokens.index(top)
         t = self.t
         if top > t.context_tokens:
             for line, n in enumerate(tokens, first):
@@ -283,7 +287,8 @@ class _Scan:
         self.user += messages - assistant - system
         tokens = estimate_tokens(chars, messages)
         self.tokens += tokens
-        self.max_tokens = max(self.max_tokens, tokens)
+        if tokens > self.max_tokens:
+            self.max_tokens, self.longest_line = tokens, line
         t = self.t
         if tokens > t.context_tokens:
             t.problem("over_context", line, f"~{tokens} tokens > {t.context_tokens}")
@@ -336,7 +341,9 @@ def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, blo
     t.unweighted += scan.clean
     t.assistant += scan.assistant
     t.tokens += scan.tokens
-    t.max_tokens = max(t.max_tokens, scan.max_tokens)
+    first = (scan.max_tokens, -(scan.longest_line or 0)) > (t.max_tokens, -(t.longest_line or 0))
+    if scan.longest_line is not None and first:  # the longest, and on a tie the earliest line
+        t.max_tokens, t.longest_line = scan.max_tokens, scan.longest_line
     t.shapes[Shape.CHAT] = t.shapes.get(Shape.CHAT, 0) + scan.clean
     for role, count in (("system", scan.system), ("user", scan.user), ("assistant", scan.assistant)):
         if count:
@@ -384,6 +391,7 @@ def _report(p: Path, size: int, t: _Totals) -> InspectionReport:
         tokens=t.tokens,
         token_method=TOKEN_METHOD,
         max_sample_tokens=t.max_tokens,
+        longest_line=t.longest_line,
         problems=[t.problems[k] for k in KINDS if k in t.problems],
         conversions=[
             Conversion(kind=k, description=CONVERSIONS[k], rows=t.conversions[k]) for k in CONVERSIONS if t.conversions.get(k)

@@ -68,6 +68,7 @@ class InspectionReport(BaseModel):
     tokens: int = 0  # estimated tokens over the trainable samples
     token_method: str = ""  # how tokens were estimated (labelled as an estimate)
     max_sample_tokens: int = 0
+    longest_line: int | None = None  # the line of the longest sample (1-based)
     problems: list[ProblemGroup] = Field(default_factory=list)
     conversions: list[Conversion] = Field(default_factory=list)
 

@@ -93,3 +93,4 @@ class EvaluatorInfo(BaseModel):
     evaluator_path: str
     spec_path: str | None = None
     validated_on: int = 0  # rows it was tried on (reference answers) before approval
+    hosted: str | None = None  # a platform-hosted evaluator (accounts/<a>/evaluators/<id>): scored by evaluation jobs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from pipeline.evaluation.models import EvalRun, ExampleScore
 
@@ -33,3 +34,15 @@ def worst_examples(run: EvalRun, n: int) -> list[ExampleScore]:
     """The ``n`` examples to show a person first: errors, then the lowest scores (stable)."""
     ranked = sorted(run.scores, key=lambda s: (s.error is None, s.score if s.score is not None else -1.0, s.index))
     return ranked[: max(n, 0)]
+
+
+def with_failures(run: EvalRun, failures: Mapping[int, str]) -> EvalRun:
+    """The run with examples that got no answer added as errors: each counts as score 0 in the
+    mean (as an errored example does), and the error is kept for the report."""
+    if not failures:
+        return run
+    missing = [ExampleScore(index=i, score=None, error=f"example {i}: no answer ({err})") for i, err in failures.items()]
+    scores = sorted([*run.scores, *missing], key=lambda s: s.index)
+    scored = [s.score for s in scores if s.score is not None]
+    mean = sum(scored) / len(scores) if scored and run.fatal is None else None
+    return run.model_copy(update={"scores": scores, "errors": run.errors + len(missing), "mean": mean})

@@ -1,17 +1,23 @@
 """Cost estimate for a plan: Training + Inference = Total, with a range (pure).
 
 Fireworks bills LoRA SFT per training token (tokens x epochs) by model-size band, and a
-deployment per GPU-second while replicas are up (reference/fireworks.md §6). On the local
-platform the cost is compute time, so the estimate is minutes and the dollar lines are 0.
+deployment per GPU-second while replicas are up (reference/fireworks.md §6): GPU count x the
+rate of the GPU type of the shape Fireworks matches for the model. A shape that was not
+looked up, or a GPU type without a dated rate, gives an "unknown" line, never a guess. On
+the local platform the cost is compute time, so the estimate is minutes and the dollar lines
+are 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from pipeline.catalog import BaseModelInfo, price_table
+from pipeline.catalog import BaseModelInfo, PriceTable, price_table
 from pipeline.planning.models import CostEstimate, CostLine, PlannedJob
+from pipeline.platforms.base import ShapeInfo
 from pipeline.spec import EvalKind, Evaluation
+
+Shapes = Mapping[str, ShapeInfo | None]
 
 
 def money(usd: float | None) -> str:
@@ -41,8 +47,16 @@ def estimate_cost(
     platform: str,
     model_info: Callable[[str], BaseModelInfo | None],
     local_tokens_per_second: float | None = None,
+    shapes: Shapes | None = None,
+    addon_shapes: Shapes | None = None,
+    hosted_evaluator: bool = False,
 ) -> CostEstimate:
-    """Cost the plan's jobs; an unknown model size gives an "unknown" line, never a guess."""
+    """Cost the plan's jobs and deployments; an unknown model size or deployment shape gives an
+    "unknown" line, never a guess.
+
+    ``shapes``: base model -> the shape its live-merge deployment runs on (None: not looked
+    up); ``addon_shapes``: base -> the multi-LoRA shape candidates' outputs are served from.
+    """
     prices = price_table()
     jobs = [*candidates, *([final] if final else [])]
     billed = sum(j.train_tokens * j.epochs for j in jobs)
@@ -67,49 +81,111 @@ def estimate_cost(
                 detail=f"{job.train_tokens:,} tokens x {job.epochs} epochs at ${tier.usd:.2f}/1M ({tier.label})",
             )
         )
-    gpu = prices.deployment_gpu_hour
-    hours = prices.deployment_hours_in_estimate
-    if evaluation.kind is not EvalKind.LOSS and candidates:
-        # Evaluator outputs come from a short-lived deployment per evaluated model (every
-        # candidate and the final model), torn down as soon as its outputs are in.
-        models = len(candidates) + (1 if final else 0)
-        eval_hours = prices.evaluation_deployment_hours
-        lines.append(
-            CostLine(
-                phase="inference",
-                label="evaluation outputs",
-                usd=round(models * eval_hours * gpu.usd, 6),
-                detail=f"{models} short-lived deployment(s) x ~{eval_hours:g} h x 1 {gpu.gpu} at ${gpu.usd:.2f}/h "
-                f"for {eval_examples} held-out examples each",
-            )
-        )
-    if deploy:
-        lines.append(
-            CostLine(
-                phase="inference",
-                label="deployment (first hour)",
-                usd=round(hours * gpu.usd, 6),
-                detail=f"{hours:g} h x 1 {gpu.gpu} at ${gpu.usd:.2f}/h; billed per second while up, {gpu.note}",
-            )
-        )
+    serving, high = _serving_lines(
+        candidates=candidates,
+        final=final,
+        evaluation=evaluation,
+        eval_examples=eval_examples,
+        deploy=deploy,
+        shapes=shapes,
+        addon_shapes=addon_shapes,
+        prices=prices,
+    )
+    lines += serving
+    bases = list(dict.fromkeys(c.base_model for c in candidates))
+    hourly = max((_hourly(shapes.get(b) if shapes else None, prices) for b in bases), default=float("inf"))
+    unknown += [f"{ln.label}: {ln.detail}" for ln in lines if ln.phase == "inference" and ln.usd is None]
+    if hosted_evaluator and candidates:
+        unknown.append("hosted evaluation jobs: Fireworks publishes no price for them, so they are not in the total")
     training = _sum([ln.usd for ln in lines if ln.phase == "training"])
-    inference = _sum([ln.usd for ln in lines if ln.phase == "inference"]) or 0.0
-    total = None if training is None else round(training + inference, 6)
-    # GPU-hour sources disagree, so the high end also uses the higher GPU rate.
-    high_inference = inference * (gpu.usd_high / gpu.usd) if gpu.usd else inference
+    inference = _sum([ln.usd for ln in lines if ln.phase == "inference"])
+    high_inference = _sum(high)
+    total = None if training is None or inference is None else round(training + inference, 6)
     return CostEstimate(
         training_usd=training,
         inference_usd=inference,
         total_usd=total,
-        low_usd=None if training is None else round((training + inference) * prices.range.low, 6),
-        high_usd=None if training is None else round((training + high_inference) * prices.range.high, 6),
+        low_usd=None if total is None else round(total * prices.range.low, 6),
+        # GPU-hour sources disagree, so the high end also uses each GPU's higher rate.
+        high_usd=None
+        if total is None or high_inference is None
+        else round(((training or 0.0) + high_inference) * prices.range.high, 6),
         prices_as_of=prices.as_of,
         price_source=prices.source,
         billed_tokens=billed,
-        deployment_usd_per_hour=gpu.usd if deploy else None,
+        deployment_usd_per_hour=hourly if deploy and hourly != float("inf") else None,
         lines=lines,
         unknown=unknown,
     )
+
+
+def _serving_lines(
+    *,
+    candidates: Sequence[PlannedJob],
+    final: PlannedJob | None,
+    evaluation: Evaluation,
+    eval_examples: int,
+    deploy: bool,
+    shapes: Shapes | None,
+    addon_shapes: Shapes | None,
+    prices: PriceTable,
+) -> tuple[list[CostLine], list[float | None]]:
+    """Deployment lines (usd None when unknown) and each line's high-end price."""
+    lines: list[CostLine] = []
+    high: list[float | None] = []
+
+    def add(label: str, shape: ShapeInfo | None, hours: float, copies: int, what: str) -> None:
+        if shape is None:
+            why = "deployment shape not looked up (it needs the Fireworks account)" if shapes is None else "no deployment shape"
+            lines.append(CostLine(phase="inference", label=label, usd=None, detail=f"{what}; {why}"))
+            high.append(None)
+            return
+        rate = prices.gpu_rate(shape.accelerator)
+        gpus = f"{shape.count} x {rate.label if rate else shape.accelerator}"
+        if rate is None:
+            detail = f"{what} on {gpus}: no dated price for this GPU type"
+            lines.append(CostLine(phase="inference", label=label, usd=None, detail=detail))
+            high.append(None)
+            return
+        usd = copies * hours * shape.count * rate.usd
+        detail = f"{what}: {copies} x ~{hours:g} h x {gpus} at ${rate.usd:.2f}/GPU-h (shape {_shape_id(shape.name)})"
+        lines.append(CostLine(phase="inference", label=label, usd=round(usd, 6), detail=detail))
+        high.append(round(copies * hours * shape.count * rate.usd_high, 6))
+
+    def shape_of(base: str, table: Shapes | None) -> ShapeInfo | None:
+        return table.get(base) if table is not None else None
+
+    bases = list(dict.fromkeys(c.base_model for c in candidates))
+    # The shipped model's base is chosen at the gate: price the dearest one.
+    priciest = max(bases, key=lambda b: _hourly(shape_of(b, shapes), prices), default=None)
+    eval_hours = prices.evaluation_deployment_hours
+    if evaluation.kind is not EvalKind.LOSS and candidates:
+        for base in bases:
+            n = sum(1 for c in candidates if c.base_model == base)
+            addon = shape_of(base, addon_shapes)
+            if addon is not None:
+                what = f"candidate outputs ({n} adapters on one multi-LoRA deployment of {base}, {eval_examples} examples each)"
+                add(f"evaluation outputs ({base})", addon, eval_hours, 1, what)
+            else:
+                what = f"candidate outputs ({n} short-lived live-merge deployments of {base}, {eval_examples} examples each)"
+                add(f"evaluation outputs ({base})", shape_of(base, shapes), eval_hours, n, what)
+        if final is not None and not deploy and priciest is not None:
+            add("evaluation outputs (final model)", shape_of(priciest, shapes), eval_hours, 1, "the final model's outputs")
+    if deploy and priciest is not None:
+        hours = prices.deployment_hours_in_estimate
+        add("deployment (first hour)", shape_of(priciest, shapes), hours, 1, "billed per second while a replica is up")
+    return lines, high
+
+
+def _shape_id(name: str) -> str:
+    """``big`` for ``accounts/fireworks/deploymentShapes/big/versions/3``."""
+    parts = name.split("/")
+    return parts[parts.index("deploymentShapes") + 1] if "deploymentShapes" in parts[:-1] else parts[-1]
+
+
+def _hourly(shape: ShapeInfo | None, prices: PriceTable) -> float:
+    rate = prices.gpu_rate(shape.accelerator) if shape is not None else None
+    return shape.count * rate.usd if shape is not None and rate is not None else float("inf")
 
 
 def _params(info: BaseModelInfo | None) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from pipeline.evaluation.models import EvaluatorInfo
+from pipeline.platforms.base import ShapeInfo
 from pipeline.run.slots import FINAL, Slot, SlotField
 from pipeline.spec import Evaluation, RunSpec
 
@@ -32,6 +33,7 @@ class PlannedJob(BaseModel):
     epochs: int
     train_samples: int
     train_tokens: int  # estimated tokens in its training data (one epoch)
+    max_context_length: int | None = None  # sent only when the data needs more than the job's default
 
     @model_validator(mode="before")
     @classmethod
@@ -113,6 +115,8 @@ class Plan(BaseModel):
     fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
     author: str | None = None  # who this version comes from: the requester, or who revised/answered last
     duration: Duration | None = None  # approval to deployed model; None when it cannot be told
+    shapes: dict[str, ShapeInfo] = Field(default_factory=dict)  # base model -> what its deployment runs on
+    serving_note: str | None = None  # what keeps billing once deployed, and how it scales (the platform's words)
 
 
 __all__ = ["FINAL", "CostEstimate", "CostLine", "Duration", "Plan", "PlannedJob", "Slot", "Source"]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import split_sizes
-from pipeline.planning.cost import estimate_cost
+from pipeline.planning.cost import Shapes, estimate_cost
 from pipeline.planning.duration import estimate_duration
 from pipeline.planning.models import Plan, PlannedJob, Source
 from pipeline.run.slots import FINAL, Slot
@@ -22,6 +22,10 @@ DEFAULT_GRID: tuple[tuple[int, float], ...] = ((8, 1.5e-4), (16, 1.0e-4), (32, 5
 DEFAULT_HP_SAMPLES = 1000
 DEFAULT_MAX_PARALLEL = 6
 DEFAULT_EVAL_EXAMPLES = 200
+# Fireworks SFT trains with a context of "≥32768 for most models; examples are truncated at
+# that length" unless `maxContextLength` asks for more (reference/fireworks.md §4, REF:168).
+FIREWORKS_TRAINING_CONTEXT = 32768
+CONTEXT_HEADROOM = 1.1  # token counts are estimates: ask for a little more than the longest example
 
 
 class MissingInput(ValueError):
@@ -76,8 +80,14 @@ def make_plan(
     model_info: Callable[[str], BaseModelInfo | None] = find_model,
     default_parallel: int = DEFAULT_MAX_PARALLEL,
     local_tokens_per_second: float | None = None,
+    shapes: Shapes | None = None,
+    addon_shapes: Shapes | None = None,
 ) -> Plan:
-    """Resolve every knob from the spec or the defaults and cost the result."""
+    """Resolve every knob from the spec or the defaults and cost the result.
+
+    ``shapes`` / ``addon_shapes``: what the platform would deploy each base on (Fireworks'
+    shape match), for pricing; None when not looked up (those lines say "unknown").
+    """
     missing = missing_inputs(spec)
     if missing:
         raise missing[0]
@@ -103,6 +113,7 @@ def make_plan(
     sources["base_models"] = Source.USER
     tokens_per_sample = report.tokens / n if n else 0.0
     cand_samples = hp_n if hp_n is not None else train_n
+    contexts = {m: context_length(report, model_info(m), platform) for m in spec.base_models}
     candidates = [
         PlannedJob(
             slot=Slot.candidate(i + 1),
@@ -112,6 +123,7 @@ def make_plan(
             epochs=epochs,
             train_samples=cand_samples,
             train_tokens=round(tokens_per_sample * cand_samples),
+            max_context_length=contexts[model],
         )
         for i, (model, (rank, lr)) in enumerate((m, p) for m in spec.base_models for p in pairs)
     ]
@@ -134,7 +146,7 @@ def make_plan(
     src("eval_examples", spec.eval_examples)
     deploy = spec.deploy if spec.deploy is not None else True
     src("deploy", spec.deploy)
-    warnings = _warnings(spec, report, candidates, model_info, max_parallel)
+    warnings = _warnings(spec, report, candidates, model_info, max_parallel, platform=platform)
     cost = estimate_cost(
         candidates=candidates,
         final=final,
@@ -144,6 +156,9 @@ def make_plan(
         platform=platform,
         model_info=model_info,
         local_tokens_per_second=local_tokens_per_second,
+        shapes=shapes,
+        addon_shapes=addon_shapes,
+        hosted_evaluator=evaluation.hosted,
     )
     duration = estimate_duration(
         candidates=candidates,
@@ -176,7 +191,19 @@ def make_plan(
         cost=cost,
         duration=duration,
         warnings=warnings,
+        shapes={b: sh for b, sh in (shapes or {}).items() if sh is not None},
     )
+
+
+def context_length(report: InspectionReport, info: BaseModelInfo | None, platform: str) -> int | None:
+    """``maxContextLength`` for a job: None when the default fits the longest example; else
+    that example's length with headroom, a multiple of 16 ("must be divisible by 16"),
+    at most the model's own maximum rounded down to 16."""
+    if platform != "fireworks" or report.max_sample_tokens <= FIREWORKS_TRAINING_CONTEXT:
+        return None
+    wanted = math.ceil(report.max_sample_tokens * CONTEXT_HEADROOM / 16) * 16
+    ceiling = (info.max_context // 16) * 16 if info is not None and info.max_context else None
+    return min(wanted, ceiling) if ceiling else wanted
 
 
 def _price_key(info: BaseModelInfo | None) -> float:
@@ -189,16 +216,23 @@ def _warnings(
     candidates: list[PlannedJob],
     model_info: Callable[[str], BaseModelInfo | None],
     max_parallel: int,
+    *,
+    platform: str,
 ) -> list[str]:
     out: list[str] = []
+    longest = f"~{report.max_sample_tokens:,} tokens" + (f", line {report.longest_line}" if report.longest_line else "")
     for model in spec.base_models:
         info = model_info(model)
         if info is None:
             out.append(f"Base model {model} is not in the list of known tunable models; its size and price are unknown.")
         elif info.max_context and report.max_sample_tokens > info.max_context:
             out.append(
-                f"The longest example (~{report.max_sample_tokens:,} tokens) exceeds {model}'s "
-                f"context of {info.max_context:,}; it will be truncated."
+                f"The longest example ({longest}) exceeds {model}'s context of {info.max_context:,}; it will be truncated."
+            )
+        elif (context := context_length(report, info, platform)) is not None:
+            out.append(
+                f"The longest example ({longest}) is longer than the {FIREWORKS_TRAINING_CONTEXT:,}-token default training "
+                f"context, which would cut it off: the jobs on {model} ask for maxContextLength={context:,}."
             )
     if max_parallel < len(candidates):
         out.append(f"{len(candidates)} candidates with at most {max_parallel} active at once: the sweep runs in waves.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +29,17 @@ class PlatformError(RuntimeError):
 
 class NotFound(PlatformError):
     """The resource does not exist (used by resume to tell "never created" from "gone")."""
+
+
+class Busy(PlatformError):
+    """The platform cannot take this now: a quota is exhausted or it has no capacity.
+
+    Not the request's fault and not the run's: the caller queues the work and tries again
+    later (a sweep lowers its parallelism, it never cancels what already runs).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class JobState(str, Enum):
@@ -66,6 +77,7 @@ class JobRequest(BaseModel):
     learning_rate: float
     output_model: str  # model id for the result (same as job_id by convention)
     display_name: str = ""
+    max_context_length: int | None = None  # tokens per example; None: the platform's default
 
 
 class JobStatus(BaseModel):
@@ -112,8 +124,54 @@ class DeploymentStatus(BaseModel):
 
 
 class ChatMessage(BaseModel):
+    """One chat turn; tool turns carry their call ids (OpenAI chat format)."""
+
     role: str
     content: str
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that calls tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+
+
+class ShapeInfo(BaseModel):
+    """What a deployment of a model would run on: the platform's validated shape for it."""
+
+    name: str  # the shape to create the deployment with
+    accelerator: str  # e.g. NVIDIA_H100_80GB
+    count: int  # accelerators per replica
+    precision: str | None = None
+    addons: bool = False  # LoRA adapters can be loaded onto it (multi-LoRA)
+
+
+class AdapterStatus(BaseModel):
+    """A fine-tuned adapter loaded onto a shared (multi-LoRA) deployment."""
+
+    name: str  # the platform's name of the load
+    model: str
+    deployment_id: str
+    ready: bool
+    model_string: str  # the exact `model=` value that routes to this adapter on that deployment
+    message: str | None = None
+
+
+class HostedEvaluator(BaseModel):
+    """An evaluator hosted on the platform, as read back before a plan uses it."""
+
+    name: str
+    display_name: str = ""
+    description: str = ""
+    state: str = ""
+    criteria: list[str] = Field(default_factory=list)
+
+
+class EvaluationJobStatus(BaseModel):
+    """A hosted evaluation job: scores a dataset of answers into an output dataset."""
+
+    job_id: str
+    state: JobState
+    raw_state: str = ""
+    output_dataset: str  # full name of the dataset the job writes its rows to
+    message: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)  # aggregate metrics (keys undocumented)
 
 
 class Snippet(BaseModel):
@@ -129,6 +187,10 @@ class Capabilities(BaseModel):
 
     generates_in_process: bool = False  # `generate` answers without a deployment (the local platform)
     default_parallel: int | None = None  # jobs the platform can run at once by default (None: the plan's 6)
+    deployment_shapes: bool = False  # `deployment_shape` says what a deployment runs on and whether it can
+    addon_deployments: bool = False  # adapters can share one deployment (`create_addon_deployment`, `load_adapter`)
+    hosted_evaluators: bool = False  # evaluators that live on the platform (`check_evaluator`, evaluation jobs)
+    replicas: tuple[int, int] | None = None  # (min, max) replicas of the deployments it creates; None: no replicas
 
 
 @runtime_checkable
@@ -180,9 +242,47 @@ class Platform(Protocol):
         """Tear down a deployment this bot created; returns the state read back."""
         ...
 
-    async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
-        """One greedy chat completion (temperature 0)."""
+    async def chat(
+        self,
+        model_string: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        tools: list[dict[str, Any]] | None = None,
+        reasoning_effort: str | None = None,
+    ) -> str:
+        """One greedy chat completion (temperature 0); ``tools`` are the row's tool definitions,
+        ``reasoning_effort`` ("none" switches thinking off) is sent only when given."""
         ...
+
+    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
+        """The shape a deployment of ``model`` would run on (``addons``: a multi-LoRA one);
+        None when no shape fits it on this account. Only with ``capabilities.deployment_shapes``."""
+        ...
+
+    async def create_addon_deployment(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
+        """A deployment of ``base_model`` that adapters can be loaded onto; existing -> returned as is."""
+        ...
+
+    async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
+        """Load a fine-tuned adapter onto an addon deployment; an existing load is returned as is."""
+        ...
+
+    async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
+        """The load of ``model`` on ``deployment_id``, or None when it was never made."""
+        ...
+
+    async def check_evaluator(self, ref: str) -> HostedEvaluator:
+        """A hosted evaluator, checked to exist and be usable (raises PlatformError naming it)."""
+        ...
+
+    async def create_evaluation_job(
+        self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str
+    ) -> EvaluationJobStatus:
+        """Score ``input_dataset`` with a hosted evaluator; an existing job of that id is returned as is."""
+        ...
+
+    async def get_evaluation_job(self, job_id: str) -> EvaluationJobStatus: ...
 
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
         """Greedy answers without a deployment; only when ``capabilities.generates_in_process``."""
@@ -192,8 +292,42 @@ class Platform(Protocol):
         """Training throughput measured on this platform for ``model`` (None: not measured)."""
         ...
 
-    def snippet(self, deployment: DeploymentStatus) -> Snippet:
-        """A copy-paste client snippet that calls the deployment."""
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
+        """A copy-paste client snippet that calls the deployment (with the task's system prompt)."""
         ...
 
     async def close(self) -> None: ...
+
+
+class PlatformDefaults:
+    """What a platform without deployment shapes, shared adapter deployments or hosted
+    evaluators answers (the local one). Their capabilities say they are absent, so the
+    runner never calls these; a call anyway gets one sentence, not an AttributeError."""
+
+    name: str
+
+    def _lacks(self, what: str) -> PlatformError:
+        return PlatformError(f"the {self.name} platform has no {what}.")
+
+    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
+        raise self._lacks("deployment shapes")
+
+    async def create_addon_deployment(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
+        raise self._lacks("shared adapter deployments")
+
+    async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
+        raise self._lacks("shared adapter deployments")
+
+    async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
+        raise self._lacks("shared adapter deployments")
+
+    async def check_evaluator(self, ref: str) -> HostedEvaluator:
+        raise self._lacks(f"hosted evaluators (evaluator {ref} lives on Fireworks)")
+
+    async def create_evaluation_job(
+        self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str
+    ) -> EvaluationJobStatus:
+        raise self._lacks("hosted evaluation jobs")
+
+    async def get_evaluation_job(self, job_id: str) -> EvaluationJobStatus:
+        raise self._lacks("hosted evaluation jobs")

@@ -16,50 +16,51 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import certifi
 import httpx
-from fireworks import AsyncFireworks, DefaultAsyncHttpxClient, omit
-from fireworks.types import Deployment, Model, SupervisedFineTuningJob
+from fireworks import AsyncFireworks, DefaultAsyncHttpxClient
+from fireworks.types import Model
 
 from pipeline.catalog import BaseModelInfo, find_model
-from pipeline.fsio import write_atomic
-from pipeline.ids import PREFIX, owned
 from pipeline.platforms import fireworks_wire as wire
 from pipeline.platforms.base import (
+    AdapterStatus,
     Capabilities,
     ChatMessage,
     DatasetInfo,
-    DeploymentState,
     DeploymentStatus,
+    EvaluationJobStatus,
+    HostedEvaluator,
     JobRequest,
     JobStatus,
     LossPoint,
     NotFound,
     PlatformError,
+    ShapeInfo,
     Snippet,
 )
-from pipeline.platforms.fireworks_calls import Caller, FireworksError, RetryPolicy, StorageError, status_of
+from pipeline.platforms.fireworks_calls import Caller, RetryPolicy
+from pipeline.platforms.fireworks_chat import complete
 from pipeline.platforms.fireworks_datasets import DIRECT_UPLOAD_LIMIT, FireworksDatasets
-from pipeline.platforms.fireworks_metrics import parse_metrics
+from pipeline.platforms.fireworks_evals import FireworksEvaluations
+from pipeline.platforms.fireworks_jobs import FireworksJobs, WandbSettings
+from pipeline.platforms.fireworks_serving import FireworksServing
 from templates import render
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
 DEFAULT_INFERENCE_ROOT = "https://api.fireworks.ai/inference"
-
-_THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 
 
 class FireworksPlatform:
     """The Platform protocol on Fireworks AI (``fireworks-ai`` SDK, async client)."""
 
     name = "fireworks"
-    capabilities = Capabilities()
 
     def __init__(
         self,
@@ -73,12 +74,15 @@ class FireworksPlatform:
         models_ttl: float = 600.0,
         poll_seconds: float = 2.0,
         dataset_ready_timeout: float = 900.0,
-        chat_ready_timeout: float = 300.0,
+        warmup_seconds: float = 1200.0,
+        large_warmup_seconds: float = 2700.0,
         direct_upload_limit: int = DIRECT_UPLOAD_LIMIT,
         min_replicas: int = 0,
         retry_base_delay: float = 0.5,
         quota_delay: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wandb: WandbSettings | None = None,
     ) -> None:
         """``base_url``: control plane root (default https://api.fireworks.ai).
 
@@ -86,7 +90,10 @@ class FireworksPlatform:
         ``/v1`` is accepted); defaults to ``base_url`` when that is overridden (a proxy or
         the test fake serves both planes), else https://api.fireworks.ai/inference.
         ``max_retries`` applies to every call (creates are safe to retry: they carry our id).
-        ``clock`` drives the model-list cache and the chat warm-up window (tests pass their own).
+        ``warmup_seconds``: how long a chat waits for a deployment that is scaling up (bases of
+        70B and more: ``large_warmup_seconds``).
+        ``clock`` and ``sleep`` drive every wait (the model-list cache, retries, warm-up), so a
+        test can let a 20-minute cold start pass in a moment.
         The remaining knobs exist so tests can shrink waits; the defaults suit production.
         """
         if not api_key:
@@ -118,7 +125,9 @@ class FireworksPlatform:
         self._storage = httpx.AsyncClient(verify=tls, timeout=limits, follow_redirects=True)  # signed URLs: no API key, ever
         self._calls = Caller(
             RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay, quota_delay=quota_delay),
-            secrets=(api_key,),
+            secrets=(api_key, wandb.api_key if wandb else ""),
+            clock=clock,
+            sleep=sleep,
         )
         self._clock = clock
         self._models_ttl = models_ttl
@@ -127,10 +136,21 @@ class FireworksPlatform:
         self._models_lock = asyncio.Lock()
         self._poll_seconds = poll_seconds
         self._dataset_ready_timeout = dataset_ready_timeout
-        self._chat_ready_timeout = chat_ready_timeout
         self._direct_upload_limit = direct_upload_limit
-        self._min_replicas = min_replicas
-        self._ready_since: dict[str, float] = {}  # model string -> when its deployment was first seen READY
+        self._serving = FireworksServing(
+            self._control,
+            self._calls,
+            account=account_id,
+            endpoint=self.endpoint,
+            min_replicas=min_replicas,
+            warmup_seconds=warmup_seconds,
+            large_warmup_seconds=large_warmup_seconds,
+            model_info=self.model_info,
+        )
+        self._evals = FireworksEvaluations(self._control, self._calls, account=account_id)
+        self.capabilities = Capabilities(
+            deployment_shapes=True, addon_deployments=True, hosted_evaluators=True, replicas=(min_replicas, max(1, min_replicas))
+        )
         self._datasets = FireworksDatasets(
             self._control,
             self._storage,
@@ -141,6 +161,7 @@ class FireworksPlatform:
             ready_timeout=dataset_ready_timeout,
             direct_upload_limit=direct_upload_limit,
         )
+        self._jobs = FireworksJobs(self._control, self._storage, self._calls, self._datasets, account=account_id, wandb=wandb)
 
     @property
     def endpoint(self) -> str:
@@ -195,179 +216,99 @@ class FireworksPlatform:
     async def upload_dataset(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
         return await self._datasets.upload(dataset_id, path, examples=examples)
 
-    # -- jobs -----------------------------------------------------------------------------------
+    # -- jobs (fireworks_jobs.py) -------------------------------------------------------------
 
     async def create_job(self, request: JobRequest) -> JobStatus:
-        job_id = request.job_id
-        eval_name = self._datasets.name(request.eval_dataset) if request.eval_dataset else None
-        job = await self._calls.run(
-            f"create job {job_id}",
-            lambda: self._control.supervised_fine_tuning_jobs.create(
-                supervised_fine_tuning_job_id=job_id,
-                dataset=self._datasets.name(request.dataset),
-                base_model=wire.base_model_name(request.base_model),
-                # A given eval set replaces the default auto carve-out (as Fireworks' agent does).
-                evaluation_dataset=eval_name if eval_name else omit,
-                eval_auto_carveout=False if eval_name else omit,
-                epochs=request.epochs,
-                lora_rank=request.lora_rank,
-                learning_rate=request.learning_rate,
-                output_model=request.output_model,
-                display_name=request.display_name or omit,
-            ),
-            on_conflict=lambda: self._control.supervised_fine_tuning_jobs.get(job_id),
-        )
-        return wire.job_status(job, job_id, self._account)
+        return await self._jobs.create(request)
 
     async def get_job(self, job_id: str) -> JobStatus:
-        return wire.job_status(await self._get_job(job_id), job_id, self._account)
-
-    async def _get_job(self, job_id: str) -> SupervisedFineTuningJob:
-        return await self._calls.run(
-            f"read job {job_id}",
-            lambda: self._control.supervised_fine_tuning_jobs.get(job_id),
-            missing=f"job accounts/{self._account}/supervisedFineTuningJobs/{job_id}",
-        )
+        return await self._jobs.get(job_id)
 
     async def cancel_job(self, job_id: str) -> JobStatus:
-        if not owned(job_id):
-            raise PlatformError(
-                f"refusing to cancel job {job_id}: sftbot only cancels jobs it created (ids starting with {PREFIX})."
-            )
-        try:
-            await self._calls.run(
-                f"cancel job {job_id}",
-                lambda: self._control.supervised_fine_tuning_jobs.cancel(job_id, body={}),
-                missing=f"job accounts/{self._account}/supervisedFineTuningJobs/{job_id}",
-            )
-        except NotFound:
-            raise
-        except PlatformError:
-            status = await self.get_job(job_id)
-            if status.state.terminal:
-                return status  # it finished or failed before the cancel arrived
-            raise
-        return await self.get_job(job_id)
+        return await self._jobs.cancel(job_id)
 
     async def job_metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
-        job = await self._get_job(job_id)
-        if not job.metrics_file_signed_url:
-            return []  # training has not written metrics yet
-        try:
-            raw = await self._fetch(job.metrics_file_signed_url, what=f"download the metrics of job {job_id}")
-        except FireworksError as exc:
-            if exc.status not in (400, 401, 403):
-                raise
-            # A signed URL expires after a while; the job hands out a fresh one.
-            fresh = await self._get_job(job_id)
-            raw = await self._fetch(fresh.metrics_file_signed_url or "", what=f"download the metrics of job {job_id}")
-        write_atomic(dest, raw)
-        return parse_metrics(raw.decode("utf-8", "replace").splitlines())
+        return await self._jobs.metrics(job_id, dest)
 
-    async def _fetch(self, url: str, *, what: str) -> bytes:
-        async def get() -> bytes:
-            response = await self._storage.get(url)
-            if response.status_code >= 300:
-                raise StorageError(response.status_code, response.text)
-            return response.content
+    # -- deployments, shapes and adapters (fireworks_serving.py) ----------------------------
 
-        return await self._calls.run(what, get)
-
-    # -- deployments -------------------------------------------------------------------------
+    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
+        return await self._serving.shape(model, addons=addons)
 
     async def create_deployment(self, deployment_id: str, model: str) -> DeploymentStatus:
-        model_name = model if model.startswith("accounts/") else f"accounts/{self._account}/models/{model}"
-        deployment = await self._calls.run(
-            f"create deployment {deployment_id} of {model_name}",
-            lambda: self._control.deployments.create(
-                base_model=model_name,  # live merge: the fine-tuned LoRA is the deployment's model
-                deployment_id=deployment_id,
-                deployment_shape="default",  # the server picks a validated shape for the base
-                # Scale to zero when idle (the default window is 1 h) so a forgotten deployment stops billing.
-                min_replica_count=self._min_replicas,
-                max_replica_count=max(1, self._min_replicas),
-                display_name=deployment_id,
-            ),
-            on_conflict=lambda: self._control.deployments.get(deployment_id),
-        )
-        return self._deployment_status(deployment, deployment_id)
+        return await self._serving.create(deployment_id, model)
+
+    async def create_addon_deployment(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
+        return await self._serving.create_addons(deployment_id, base_model, shape=shape)
 
     async def get_deployment(self, deployment_id: str) -> DeploymentStatus:
-        deployment = await self._calls.run(
-            f"read deployment {deployment_id}",
-            lambda: self._control.deployments.get(deployment_id),
-            missing=f"deployment accounts/{self._account}/deployments/{deployment_id}",
-        )
-        return self._deployment_status(deployment, deployment_id)
+        return await self._serving.get(deployment_id)
 
     async def delete_deployment(self, deployment_id: str) -> DeploymentStatus:
-        if not owned(deployment_id):
-            raise PlatformError(
-                f"refusing to delete deployment {deployment_id}: sftbot only deletes deployments it created (ids starting with {PREFIX})."
-            )
-        await self._calls.run(
-            f"delete deployment {deployment_id}",
-            # The smoke test and evaluation just sent traffic; without ignore_checks the API
-            # refuses to delete for an hour. The bot created this deployment and owns it.
-            lambda: self._control.deployments.delete(deployment_id, ignore_checks=True),
-            missing=f"deployment accounts/{self._account}/deployments/{deployment_id}",
+        return await self._serving.delete(deployment_id)
+
+    async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
+        return await self._serving.load(model, deployment_id, label=label)
+
+    async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
+        return await self._serving.find(model, deployment_id)
+
+    # -- inference (fireworks_chat.py) ----------------------------------------------------------
+
+    async def chat(
+        self,
+        model_string: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        tools: list[dict[str, Any]] | None = None,
+        reasoning_effort: str | None = None,
+    ) -> str:
+        return await complete(
+            self._inference,
+            self._calls,
+            self._serving,
+            model_string,
+            messages,
+            max_tokens=max_tokens,
+            tools=tools,
+            reasoning_effort=reasoning_effort,
         )
-        return await self.get_deployment(deployment_id)
-
-    def _deployment_status(self, deployment: Deployment, deployment_id: str) -> DeploymentStatus:
-        status = wire.deployment_status(deployment, deployment_id, account=self._account, endpoint=self.endpoint)
-        if status.state is DeploymentState.READY:
-            self._ready_since.setdefault(status.model_string, self._clock())
-        return status
-
-    # -- inference ----------------------------------------------------------------------------
-
-    async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
-        ready_since = self._ready_since.get(model_string)
-
-        def warming_up(exc: BaseException) -> bool:
-            # Right after a deployment turns READY, routing answers 404/503 for a while
-            # (reference §7.3); a scaled-to-zero deployment answers 503 while it scales up.
-            status = status_of(exc)
-            return status == 503 or (status == 404 and ready_since is not None)
-
-        patience = self._chat_ready_timeout
-        if ready_since is not None:
-            patience = max(0.0, ready_since + self._chat_ready_timeout - self._clock())
-        response = await self._calls.run(
-            f"get a chat completion from {model_string}",
-            lambda: self._inference.chat.completions.create(
-                model=model_string,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                max_tokens=max_tokens,
-                temperature=0.0,
-            ),
-            patient=warming_up,
-            patience=patience,
-        )
-        if not response.choices:
-            raise PlatformError(f"Fireworks returned no choices for {model_string}.")
-        content = response.choices[0].message.content
-        if isinstance(content, list):
-            text = "".join(part.text or "" for part in content if part.type == "text")
-        else:
-            text = content or ""
-        # Reasoning models put their thinking first; callers want the answer.
-        return _THINK.sub("", text, count=1)
 
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
         raise PlatformError("Fireworks serves fine-tuned models only from a deployment; sftbot deploys them to get outputs.")
 
+    # -- hosted evaluators (fireworks_evals.py) ------------------------------------------------
+
+    async def check_evaluator(self, ref: str) -> HostedEvaluator:
+        return await self._evals.check(ref)
+
+    async def create_evaluation_job(
+        self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str
+    ) -> EvaluationJobStatus:
+        return await self._evals.create_job(
+            job_id,
+            evaluator=evaluator,
+            input_dataset=self._datasets.name(input_dataset),
+            output_dataset=self._datasets.name(output_dataset),
+        )
+
+    async def get_evaluation_job(self, job_id: str) -> EvaluationJobStatus:
+        return await self._evals.get_job(job_id)
+
     def tokens_per_second(self, model: str) -> float | None:
         return None  # billed per token: the estimate is in dollars, not in time
 
-    def snippet(self, deployment: DeploymentStatus) -> Snippet:
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
         code = render(
             "fireworks_snippet.py.j2",
             model=deployment.model,
             deployment_id=deployment.deployment_id,
             model_string=deployment.model_string,
             base_url=None if self._inference_root == DEFAULT_INFERENCE_ROOT else self._inference_root,
+            system_prompt=system_prompt,
+            # Up to the warm-up window: a scaled-to-zero deployment answers 503 until a replica is up.
+            retry_minutes=max(1, round(self._serving.warmup_seconds / 60)),
         )
         return Snippet(language="python", code=code, env=["FIREWORKS_API_KEY"])
 

@@ -5,8 +5,10 @@ instead, because the SDK's own loop does three things wrong for this bot:
 
 - it retries ``409`` (as a lock timeout), so a duplicate create would burn ~15 s of backoff
   before we could reconcile it with a ``get``; here ``ALREADY_EXISTS`` means "read it back";
-- it retries a quota ``429`` (``quota_exceeded``) like any rate limit; here it waits much
-  longer and then gives up with ``retryable=True``, because retry storms make quota worse;
+- it retries a quota ``429`` (``quota_exceeded``) or a capacity one (``no available
+  capacity``) like any rate limit; here it waits much longer (or not at all, for a create the
+  caller queues) and then raises ``Busy``, because retry storms make quota worse and the
+  caller can do better than wait: a sweep starts the job later, when one of its own finishes;
 - each concurrent caller backs off alone; here a rate-limit 429 pauses every call of the
   platform until its ``retry-after`` has passed.
 
@@ -27,10 +29,12 @@ from typing import Literal, TypeVar
 import httpx
 from fireworks import APIConnectionError, APIStatusError, AuthenticationError, PermissionDeniedError
 
-from pipeline.platforms.base import NotFound, PlatformError
+from pipeline.platforms.base import Busy, NotFound, PlatformError
 
 T = TypeVar("T")
-Kind = Literal["exists", "quota", "throttle", "transient", "fatal"]
+Kind = Literal["exists", "quota", "capacity", "throttle", "transient", "fatal"]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 _ABORTED = 10  # google.rpc ABORTED: a 409 that is a concurrency conflict, not "already exists"
 _MAX_MESSAGE = 300
@@ -57,17 +61,23 @@ class RetryPolicy:
     max_retries: int = 5  # for transient errors (connection, timeout, 408, 5xx) and rate limits
     base_delay: float = 0.5  # first backoff; doubles per attempt, with jitter
     max_delay: float = 8.0
-    quota_delay: float = 30.0  # first wait after a quota 429; doubles per further quota 429
-    quota_retries: int = 1  # quota 429s absorbed before giving up (the runner can retry later)
+    quota_delay: float = 30.0  # first wait after a quota or capacity 429; doubles per further one
+    quota_retries: int = 1  # quota/capacity 429s absorbed before raising Busy (the runner can retry later)
 
 
 class Caller:
     """Runs API operations with the retry policy and turns failures into PlatformError."""
 
-    def __init__(self, policy: RetryPolicy, *, secrets: tuple[str, ...]) -> None:
+    def __init__(
+        self, policy: RetryPolicy, *, secrets: tuple[str, ...], clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self.policy = policy
         self._secrets = tuple(s for s in secrets if s)
-        self._paused_until = 0.0  # time.monotonic() before which no call is sent (a rate limit)
+        # Injected so a test can let 20 minutes of cold start pass in a fraction of a second:
+        # every wait of this caller goes through ``sleep`` and is measured with ``clock``.
+        self.clock = clock
+        self.sleep = sleep
+        self._paused_until = 0.0  # clock() before which no call is sent (a rate limit)
 
     async def run(
         self,
@@ -78,6 +88,8 @@ class Caller:
         missing: str | None = None,
         patient: Callable[[BaseException], bool] | None = None,
         patience: float = 0.0,
+        busy_retries: int | None = None,
+        account_wide: bool = True,
     ) -> T:
         """Run ``op``; ``action`` completes "Fireworks could not ..." in error messages.
 
@@ -85,9 +97,15 @@ class Caller:
         ``missing`` names the resource for a NotFound on 404 ("dataset accounts/a/datasets/b").
         Errors for which ``patient`` is true are retried until ``patience`` seconds have
         passed (e.g. a fresh deployment answering 404/503 while it warms up).
+        ``busy_retries`` overrides how many quota/capacity refusals are waited out before
+        ``Busy`` is raised (0: at once, for a caller that queues the work itself).
+        ``account_wide=False``: a 429 here is not the account's request limit (a dedicated
+        deployment answers 429 when *it* is saturated, DOC guides/inference-error-codes), so
+        it slows this call only, not every call of the platform.
         """
-        started = time.monotonic()
+        started = self.clock()
         attempts = quota_hits = patient_tries = 0
+        busy_limit = self.policy.quota_retries if busy_retries is None else busy_retries
         while True:
             await self._wait_if_paused()
             try:
@@ -99,26 +117,26 @@ class Caller:
                         return await self.run(action, on_conflict, missing=missing)
                     except NotFound:
                         kind = "transient"  # "exists" yet unreadable: let the create try again
-                if patient is not None and patient(exc) and time.monotonic() - started < patience:
+                if patient is not None and patient(exc) and self.clock() - started < patience:
                     patient_tries += 1
-                    await asyncio.sleep(self._backoff(patient_tries))
+                    await self.sleep(self._backoff(patient_tries))
                     continue
-                if kind == "quota":
+                if kind in ("quota", "capacity"):
                     quota_hits += 1
-                    if quota_hits > self.policy.quota_retries:
+                    if quota_hits > busy_limit:
                         raise self.error(exc, action, retryable=True) from None
                     wait = self.policy.quota_delay * 2.0 ** (quota_hits - 1)
-                    await asyncio.sleep(max(wait, retry_after(exc) or 0.0))
+                    await self.sleep(max(wait, retry_after(exc) or 0.0))
                     continue
                 if kind in ("throttle", "transient"):
                     attempts += 1
                     if attempts > self.policy.max_retries:
                         raise self.error(exc, action, retryable=True) from None
                     delay = retry_after(exc) or self._backoff(attempts)
-                    if kind == "throttle":
+                    if kind == "throttle" and account_wide:
                         # The request limit is account-wide: pause every call, not just this one.
-                        self._paused_until = max(self._paused_until, time.monotonic() + delay)
-                    await asyncio.sleep(delay)
+                        self._paused_until = max(self._paused_until, self.clock() + delay)
+                    await self.sleep(delay)
                     continue
                 raise self.error(exc, action, missing=missing) from None
 
@@ -128,16 +146,21 @@ class Caller:
         """One sentence with the platform's own message; the API key is never in it."""
         status = status_of(exc)
         detail = self.redact(message_of(exc))
+        kind = classify(exc)
         if retryable is None:
-            retryable = classify(exc) in ("quota", "throttle", "transient")
+            retryable = kind in ("quota", "capacity", "throttle", "transient")
         if status == 404 and missing is not None:
             return NotFound(self.redact(f"{missing} not found (Fireworks: {detail})."))
         if isinstance(exc, AuthenticationError):
             text = f"Fireworks rejected the API key while trying to {action} (HTTP 401: {detail}); check FIREWORKS_API_KEY."
         elif isinstance(exc, PermissionDeniedError):
             text = f"Fireworks denied permission to {action} (HTTP 403: {detail}); check the API key's account and role."
-        elif classify(exc) == "quota":
+        elif kind == "quota":
             text = f"Fireworks could not {action} because a quota is exhausted: {detail} (HTTP 429); raise the tier or wait for running jobs."
+            return Busy(self.redact(text))
+        elif kind == "capacity":
+            text = f"Fireworks could not {action} because it has no capacity right now: {detail} (HTTP 429)."
+            return Busy(self.redact(text))
         elif status is not None:
             text = f"Fireworks could not {action}: {detail} (HTTP {status})."
         else:
@@ -156,9 +179,9 @@ class Caller:
         return delay * (1 - 0.25 * random.random())
 
     async def _wait_if_paused(self) -> None:
-        wait = self._paused_until - time.monotonic()
+        wait = self._paused_until - self.clock()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
 
 
 def classify(exc: BaseException) -> Kind:
@@ -176,8 +199,13 @@ def classify(exc: BaseException) -> Kind:
     if status == 409:
         return "transient" if _grpc_code(exc.body) == _ABORTED else "exists"
     if status == 429:
+        # Fireworks documents a training-quota 429 as `quota_exceeded` and GPU-quota refusals
+        # name the quota ("global--h100-count ... quota: 8"); capacity shortages say "no
+        # (available) capacity" (reference/fireworks.md §12). Anything else is a rate limit.
         text = f"{exc.body}".lower()
-        return "quota" if "quota" in text else "throttle"
+        if "quota" in text:
+            return "quota"
+        return "capacity" if "capacity" in text else "throttle"
     if hint == "true" or status == 408 or status >= 500:
         return "transient"
     return "fatal"

@@ -101,15 +101,19 @@ def usd(job: SupervisedFineTuningJob) -> float | None:
     return units + (cost.nanos or 0) / 1e9
 
 
-def deployment_status(deployment: Deployment, deployment_id: str, *, account: str, endpoint: str) -> DeploymentStatus:
+def deployment_status(
+    deployment: Deployment, deployment_id: str, *, account: str, endpoint: str, model: str | None = None
+) -> DeploymentStatus:
+    """``model``: what sftbot asked the deployment to serve (default: the server's ``baseModel``)."""
     state = DEPLOYMENT_STATES.get(deployment.state or "STATE_UNSPECIFIED", DeploymentState.CREATING)
+    served = model or deployment.base_model
     return DeploymentStatus(
         deployment_id=deployment_id,
         state=state,
-        model=deployment.base_model,
+        model=served,
         endpoint=endpoint,
         # The explicit route: the bare model id can 404 on a fresh live-merge deployment (reference §7.4).
-        model_string=f"{deployment.base_model}#accounts/{account}/deployments/{deployment_id}",
+        model_string=f"{served}#accounts/{account}/deployments/{deployment_id}",
         message=deployment.status.message if deployment.status and deployment.status.message else None,
     )
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -39,6 +40,7 @@ from pipeline.platforms.base import (
     JobStatus,
     LossPoint,
     NotFound,
+    PlatformDefaults,
     PlatformError,
     Snippet,
 )
@@ -73,7 +75,7 @@ def detect_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-class LocalPlatform:
+class LocalPlatform(PlatformDefaults):
     name = "local"
 
     def __init__(
@@ -310,10 +312,19 @@ class LocalPlatform:
         results = await asyncio.to_thread(generate_batch, loaded, prompts, max_tokens=max_tokens)
         return [r.text for r in results]
 
-    async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
+    async def chat(
+        self,
+        model_string: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        tools: list[dict[str, Any]] | None = None,
+        reasoning_effort: str | None = None,
+    ) -> str:
+        # The local chat template has no tool or reasoning switches: both are not sent.
         return (await self.generate(model_string, [messages], max_tokens=max_tokens))[0]
 
-    def snippet(self, deployment: DeploymentStatus) -> Snippet:
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
         code = render(
             "openai_local_snippet.py.j2",
             endpoint=deployment.endpoint,

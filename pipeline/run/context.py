@@ -42,6 +42,8 @@ class RunnerConfig(BaseModel):
     sandbox: SandboxLimits = SandboxLimits()  # users' evaluators: limits, and the unsafe switch
     storage_retry_seconds: float = 30.0  # a run paused by a storage fault tries again after this (backing off)
     storage_free_bytes: int = 64 << 20  # free space under the runs dir before a run paused on a full disk goes on
+    quota_give_up_seconds: float = 3600.0  # a sweep nothing of which can start for this long fails (SFTBOT_QUOTA_GIVE_UP_MINUTES)
+    cancel_settle_seconds: float = 60.0  # after a cancel, how long to read a job back until it has stopped
 
 
 class CheckpointStop(BaseException):

@@ -68,6 +68,15 @@ class ScoreboardChanged(RunEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class QuotaWait(ScoreboardChanged):
+    """The platform would not start a job (quota, capacity): it waits in the queue while
+    ``running`` of the run's jobs go on; a scoreboard line, never a failure."""
+
+    running: int
+    reason: str  # the platform's own sentence
+
+
+@dataclass(frozen=True, kw_only=True)
 class FinalProgress(RunEvent):
     """The final run's job as it is now (a live message, coalesced by surfaces)."""
 
@@ -113,6 +122,14 @@ class EvaluationDone(RunEvent):
 class Deployed(RunEvent):
     deployment: DeploymentStatus
     snippet: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentTornDown(RunEvent):
+    """Someone deleted the run's deployment (``/sft teardown``): it no longer bills."""
+
+    deployment_id: str
+    state: str  # as read back from the platform
 
 
 @dataclass(frozen=True, kw_only=True)

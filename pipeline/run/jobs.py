@@ -3,6 +3,12 @@
 A job's id is recorded (state SUBMITTING) before its create call and the state moves on
 after it; on resume a SUBMITTING job is looked up by id first and only created when the
 platform has never heard of it, so no restart ever creates a job twice.
+
+Quota and capacity are back-pressure, not failure: a create the platform refuses (any
+retryable error) puts the job back in the queue and lowers the effective parallel limit to
+what is running; the next try comes when one of the run's jobs finishes, or after a backoff
+(which also probes one slot more). Nothing running is ever cancelled for it. Only when
+nothing of the run can run for ``give_up_seconds`` does the sweep fail, in one sentence.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pipeline.fsio import write_atomic
-from pipeline.platforms.base import JobRequest, JobStatus, LossPoint, NotFound, Platform, PlatformError
+from pipeline.platforms.base import Busy, JobRequest, JobStatus, LossPoint, NotFound, Platform, PlatformError
 from pipeline.run.slots import CandidateState, Slot
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -23,6 +29,18 @@ from pipeline.store.records import CandidateRecord
 Checkpoint = Callable[[str], Awaitable[None]]
 Changed = Callable[[list[CandidateRecord]], Awaitable[None]]
 Stalled = Callable[[CandidateRecord, float], Awaitable[None]]
+Queued = Callable[[list[CandidateRecord], int, str], Awaitable[None]]  # (candidates, running, why)
+MAX_BACKOFF = 300.0  # the longest wait between tries of a refused job while nothing of ours finishes
+
+
+async def _nothing_queued(cands: list[CandidateRecord], running: int, why: str) -> None:
+    return None
+
+
+def waiting_note(exc: PlatformError, running: int) -> str:
+    """What the scoreboard says about a job the platform would not start yet."""
+    why = "quota" if isinstance(exc, Busy) else "the platform"
+    return f"waiting for {why} ({running} running)"
 
 
 class JobWatch:
@@ -40,6 +58,9 @@ class JobWatch:
         stalled: Stalled,
         poll_seconds: float,
         stall_seconds: float,
+        give_up_seconds: float = 3600.0,
+        queued: Queued = _nothing_queued,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.platform = platform
@@ -50,6 +71,9 @@ class JobWatch:
         self.on_stall = stalled
         self.poll = poll_seconds
         self.stall = stall_seconds
+        self.give_up = give_up_seconds
+        self.on_queued = queued
+        self.clock = clock
 
     async def _mine(self, requests: dict[Slot, JobRequest]) -> list[CandidateRecord]:
         return [c for c in await q.candidates(self.db, self.run_id) if c.slot in requests]
@@ -57,20 +81,49 @@ class JobWatch:
     async def run(self, requests: dict[Slot, JobRequest], *, max_active: int) -> list[CandidateRecord]:
         """Submit and poll until every slot in ``requests`` is finished."""
         delay = self.poll
+        gate = _Gate(max_active, poll=self.poll, give_up=self.give_up)
         while True:
             cands = await self._mine(requests)
             active = [c for c in cands if c.state.is_active()]
             waiting = [c for c in cands if c.state is CandidateState.WAITING]
             if not active and not waiting:
                 return cands
-            for c in waiting[: max(0, max_active - len(active))]:
-                await self._submit(c, requests[c.slot])
-            changed = await self._poll_once(await self._mine(requests))
+            now = self.clock()
+            for c in waiting[: gate.room(len(active), now)]:
+                try:
+                    await self._submit(c, requests[c.slot])
+                except PlatformError as exc:
+                    if not exc.retryable:
+                        raise
+                    running = sum(1 for x in await self._mine(requests) if x.state.is_active() and x.slot != c.slot)
+                    if gate.refused(running, now):
+                        raise PlatformError(gate.sentence(exc, waiting=len(waiting))) from None
+                    await self._queue(requests, c, exc, running)
+                    break
+                gate.started(now)
+            before = await self._mine(requests)
+            changed = await self._poll_once(before)
             # Back off while nothing moves (no retry storms on a slow platform); snap back on change.
             delay = self.poll if changed else min(delay * 1.5, self.poll * 4)
-            if changed and any(c.state is CandidateState.WAITING for c in await self._mine(requests)):
-                continue  # a slot may have freed up: submit the next one at once
+            after = await self._mine(requests)
+            freed = sum(c.state.is_active() for c in after) < sum(c.state.is_active() for c in before)
+            if freed and any(c.state is CandidateState.WAITING for c in after):
+                continue  # a slot freed up: submit the next one at once
             await asyncio.sleep(delay)
+
+    async def _queue(self, requests: dict[Slot, JobRequest], c: CandidateRecord, exc: PlatformError, running: int) -> None:
+        """The refused job goes back in the queue; every queued job says why it waits."""
+        note = waiting_note(exc, running)
+        async with self.db.write() as tx:
+            await q.set_state(tx, self.run_id, c.slot, CandidateState.WAITING)
+            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="queued")
+            for other in await self._mine(requests):
+                if other.state is CandidateState.WAITING or other.slot == c.slot:
+                    await q.set_note(tx, self.run_id, other.slot, note)
+            await tx.audit(
+                run_id=self.run_id, actor="sftbot", action="job_queued", details={"job_id": c.job_id, "reason": str(exc)}
+            )
+        await self.on_queued(await q.candidates(self.db, self.run_id), running, str(exc))
 
     async def _submit(self, c: CandidateRecord, req: JobRequest) -> None:
         async with self.db.write() as tx:
@@ -80,6 +133,7 @@ class JobWatch:
         await self.cp(f"job:{req.job_id}:recorded")
         status = await self.platform.create_job(req)
         async with self.db.write() as tx:
+            await q.set_note(tx, self.run_id, c.slot, None)
             await q.update_candidate(
                 tx, self.run_id, c.slot, status, state=CandidateState.of(status.state), progressed=True, stalled=False
             )
@@ -121,11 +175,16 @@ class JobWatch:
             and c.last_progress_at is not None
             and now - c.last_progress_at > self.stall
         )
+        note: str | None = None
         if state is CandidateState.COMPLETED:
             train, val = await self._metrics(c.job_id)
             status = status.model_copy(update={"train_loss": train or status.train_loss, "val_loss": val or status.val_loss})
+            if status.val_loss is None:
+                note = no_validation_loss(self.ws / "metrics" / f"{c.job_id}.raw.jsonl")
         async with self.db.write() as tx:
             await q.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=progressed, stalled=stalled)
+            if note is not None:
+                await q.set_note(tx, self.run_id, c.slot, note)
             if state.is_finished():
                 await tx.audit(
                     run_id=self.run_id,
@@ -156,6 +215,36 @@ class JobWatch:
         return last_loss(points, "train_loss"), last_loss(points, "val_loss")
 
 
+def metric_keys(path: Path, *, limit: int = 2000) -> list[str]:
+    """Every key seen in a JSONL metrics file (top level and under ``data``), sorted."""
+    keys: set[str] = set()
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh):
+            if i >= limit:
+                break
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                keys.update(str(k) for k in row if k != "data")
+                if isinstance(row.get("data"), dict):
+                    keys.update(f"data.{k}" for k in row["data"])
+    return sorted(keys)
+
+
+def no_validation_loss(raw: Path) -> str:
+    """Said plainly when a finished job's metrics hold no validation loss the parser knows: its
+    rank then falls back to candidate order, and the keys let a person see why."""
+    keys = metric_keys(raw)
+    if not keys:
+        return "no validation loss: the job wrote no metrics file sftbot could read"
+    shown = ", ".join(keys[:15]) + (f" and {len(keys) - 15} more" if len(keys) > 15 else "")
+    return f"no validation loss recognised in its metrics (keys seen: {shown})"
+
+
 def last_loss(points: list[LossPoint], field: str) -> float | None:
     for p in reversed(points):
         v = getattr(p, field)
@@ -169,3 +258,65 @@ def load_points(workspace: Path, job_id: str) -> list[LossPoint]:
     if not path.exists():
         return []
     return [LossPoint.model_validate(p) for p in json.loads(path.read_text(encoding="utf-8"))]
+
+
+class _Gate:
+    """The sweep's effective parallel limit under back-pressure (pure bookkeeping, no I/O).
+
+    After a refusal the limit is what was running. A job of ours finishing frees a slot that
+    is refilled at once; above the limit the gate probes one slot at a time, each probe after
+    a backoff that doubles while the platform keeps refusing (a tight quota costs a few
+    refused creates, not a storm) and shrinks again when a probe is taken.
+    """
+
+    def __init__(self, max_active: int, *, poll: float, give_up: float) -> None:
+        self.max_active = max_active
+        self.limit = max_active
+        self.poll = poll
+        self.give_up = give_up
+        self.level = 0  # consecutive refused tries: the backoff doubles with it
+        self.next_try = 0.0
+        self.running_at_refusal = 0
+        self.probing = False
+        self.stuck_since: float | None = None  # nothing of ours running, and refused, since then
+
+    def _backoff(self) -> float:
+        return min(self.poll * 2.0**self.level, MAX_BACKOFF, max(self.poll, self.give_up / 4))
+
+    def room(self, active: int, now: float) -> int:
+        """How many queued jobs to try now: none during a backoff, unless one of ours finished."""
+        freed = active < self.running_at_refusal
+        if self.level and now < self.next_try and not freed:
+            return 0
+        if not freed and active >= self.limit and self.limit < self.max_active and now >= self.next_try:
+            self.limit += 1  # probe one slot more: the quota may have grown, others' jobs may have ended
+            self.probing = True
+            self.next_try = now + self._backoff()
+        return max(0, self.limit - active)
+
+    def refused(self, running: int, now: float) -> bool:
+        """Record a refusal; True when nothing has been able to run for ``give_up`` seconds."""
+        self.level += 1
+        self.probing = False
+        self.limit = max(1, running)
+        self.running_at_refusal = running
+        self.next_try = now + self._backoff()
+        if running:
+            self.stuck_since = None
+            return False
+        self.stuck_since = self.stuck_since if self.stuck_since is not None else now
+        return now - self.stuck_since >= self.give_up
+
+    def started(self, now: float) -> None:
+        self.stuck_since = None
+        if self.probing:  # the platform took one more than the limit: probe again sooner
+            self.level, self.probing = 0, False
+            self.next_try = now + self._backoff()
+
+    def sentence(self, exc: PlatformError, *, waiting: int) -> str:
+        minutes = self.give_up / 60
+        span = f"{minutes:.0f} minutes" if minutes >= 1 else f"{self.give_up:.0f} seconds"
+        return (
+            f"The platform refused to start any of the {waiting} waiting jobs for {span} while none of this run's jobs "
+            f"was running, so the run stops here ({str(exc).rstrip('.')})."
+        )

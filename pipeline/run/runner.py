@@ -20,7 +20,7 @@ from pipeline.access import LocalFiles, check_spec
 from pipeline.authz import Action, Policy, authorize
 from pipeline.instructions import parse_instruction
 from pipeline.platforms.base import Platform, PlatformError
-from pipeline.run import decisions
+from pipeline.run import decisions, teardown
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
 from pipeline.run.decisions import Decision, Refusal, RefusalKind
 from pipeline.run.events import EventBus, PhaseChanged, PlanDecided, PromotionDecided, RunCreated, StoragePaused
@@ -131,6 +131,10 @@ class Runner:
     async def decide(self, key: str | int, decision: Decision, actor: Actor, *, channel: str | None = None) -> RunRecord:
         """Record a person's decision at a gate (see ``pipeline.run.decisions``); raises Refusal."""
         return await decisions.decide(self, key, decision, actor, channel=channel)
+
+    async def teardown(self, key: str | int, actor: Actor, *, channel: str | None = None) -> tuple[RunRecord, str]:
+        """Delete the run's deployment for ``actor`` (authorized, audited); the state read back."""
+        return await teardown.teardown(self.db, self.platform, self.policy, key, actor, channel=channel)
 
     async def get(self, key: str | int) -> RunRecord:
         run = await q.get_run(self.db, key)

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from pipeline import ids
+from pipeline.dataset.system import run_system_prompt
+from pipeline.lifecycle import serving_note
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
 from pipeline.run.gates import PROMOTION
@@ -41,6 +43,7 @@ class RunSummary(BaseModel):
     promoted_by: GateDecision | None
     deployment: DeploymentStatus | None  # the production deployment once it served a request
     snippet: str | None
+    serving_note: str | None = None  # what keeps billing and how it scales, with the teardown command
     resources: list[Resource]
     cost: CostSummary
     evaluation: str
@@ -84,7 +87,12 @@ def evaluation_sentence(plan: Plan | None, shipped: CandidateRecord | None, *, e
         return f"Final model: {loss}. The evaluator failed on it: {evaluator_failure}"
     if shipped.score is None:
         return f"Final model: {loss}."
-    return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples; {loss}."
+    failed = (
+        f" ({shipped.eval_failures} answer{'s' if shipped.eval_failures != 1 else ''} failed and count as 0)"
+        if shipped.eval_failures
+        else ""
+    )
+    return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples{failed}; {loss}."
 
 
 def production_deployment(run: RunRecord, resources: list[Resource]) -> DeploymentStatus | None:
@@ -104,7 +112,14 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
     shipped = final or (by_slot.get(run.promoted) if run.promoted else None)
     resources = await db.resources(run.id)
     deployment = production_deployment(run, resources)
-    snippet = platform.snippet(deployment).code if deployment is not None else None
+    system = run_system_prompt(Path(run.workspace))
+    snippet = platform.snippet(deployment, system_prompt=system).code if deployment is not None else None
+    note = None
+    if deployment is not None:
+        shape = plan.shapes.get(shipped.base_model) if plan is not None and shipped is not None else None
+        note = serving_note(
+            platform.name, platform.capabilities, deployment_id=deployment.deployment_id, run_number=run.number, shape=shape
+        )
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None
@@ -118,6 +133,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
         promoted_by=promoted_by,
         deployment=deployment,
         snippet=snippet,
+        serving_note=note,
         resources=resources,
         cost=CostSummary(
             training_est=est.training_usd if est else None,

@@ -71,6 +71,8 @@ class CandidateRecord(BaseModel):
     cost_usd: float | None = None
     message: str | None = None
     model: str | None = None
+    note: str | None = None  # for people: waiting for quota, no validation loss found, ...
+    eval_failures: int = 0  # held-out answers that failed (scored 0)
     stalled: bool = False
     last_progress_at: float | None = None
     started_at: float | None = None  # first seen running: training time starts here, not at submit

@@ -265,13 +265,27 @@ async def update_candidate(
     )
 
 
+async def set_note(tx: Tx, run_id: str, slot: Slot, note: str | None) -> None:
+    """The line people read about a job beside its state (None clears it)."""
+    await tx.execute(
+        "UPDATE candidates SET note=?, updated_at=? WHERE run_id=? AND slot=?", (note, time.time(), run_id, str(slot))
+    )
+
+
 async def set_candidate_metrics(
-    tx: Tx, run_id: str, slot: Slot, *, train_loss: float | None = None, val_loss: float | None = None, score: float | None = None
+    tx: Tx,
+    run_id: str,
+    slot: Slot,
+    *,
+    train_loss: float | None = None,
+    val_loss: float | None = None,
+    score: float | None = None,
+    eval_failures: int | None = None,
 ) -> None:
     await tx.execute(
         "UPDATE candidates SET train_loss=COALESCE(?, train_loss), val_loss=COALESCE(?, val_loss), score=COALESCE(?, score),"
-        " updated_at=? WHERE run_id=? AND slot=?",
-        (train_loss, val_loss, score, time.time(), run_id, str(slot)),
+        " eval_failures=COALESCE(?, eval_failures), updated_at=? WHERE run_id=? AND slot=?",
+        (train_loss, val_loss, score, eval_failures, time.time(), run_id, str(slot)),
     )
 
 

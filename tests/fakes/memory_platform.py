@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from pipeline.catalog import BaseModelInfo, find_model, known_models
 from pipeline.platforms.base import (
@@ -23,16 +24,19 @@ from pipeline.platforms.base import (
     JobStatus,
     LossPoint,
     NotFound,
+    PlatformDefaults,
     PlatformError,
+    ShapeInfo,
     Snippet,
 )
 
 
-class MemoryPlatform:
+class MemoryPlatform(PlatformDefaults):
     """Jobs finish after ``polls_to_finish`` gets; loss depends on lr so there is a clear winner."""
 
     name = "memory"
-    capabilities = Capabilities(generates_in_process=True, default_parallel=6)
+    # Deployment shapes like Fireworks' (every base on 1 x H100), so plans have a known serving cost.
+    capabilities = Capabilities(generates_in_process=True, default_parallel=6, deployment_shapes=True)
 
     def __init__(self, *, polls_to_finish: int = 2, fail_jobs: set[str] | None = None) -> None:
         self.polls_to_finish = polls_to_finish
@@ -122,6 +126,9 @@ class MemoryPlatform:
         dest.write_text(f'{{"step": 1, "train/loss": {loss + 0.2}}}\n{{"step": 2, "eval/loss": {loss}}}\n', encoding="utf-8")
         return [LossPoint(step=1, train_loss=loss + 0.2), LossPoint(step=2, epoch=1.0, val_loss=loss)]
 
+    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
+        return ShapeInfo(name="memory-h100", accelerator="NVIDIA_H100_80GB", count=1, precision="BF16", addons=True)
+
     async def create_deployment(self, deployment_id: str, model: str) -> DeploymentStatus:
         if deployment_id not in self.deployments:
             self.creates[deployment_id] += 1
@@ -145,7 +152,15 @@ class MemoryPlatform:
         del self.deployments[deployment_id]
         return status.model_copy(update={"state": DeploymentState.DELETED})
 
-    async def chat(self, model_string: str, messages: list[ChatMessage], *, max_tokens: int = 256) -> str:
+    async def chat(
+        self,
+        model_string: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        tools: list[dict[str, Any]] | None = None,
+        reasoning_effort: str | None = None,
+    ) -> str:
         return "OK"
 
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
@@ -163,7 +178,7 @@ class MemoryPlatform:
     def tokens_per_second(self, model: str) -> float | None:
         return None
 
-    def snippet(self, deployment: DeploymentStatus) -> Snippet:
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
         return Snippet(code=f'client.chat.completions.create(model="{deployment.model_string}", messages=[...])')
 
     async def close(self) -> None:

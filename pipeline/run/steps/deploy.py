@@ -1,14 +1,22 @@
-"""Phase 7a: deploy the shipped model (live merge), wait for READY, then one real completion."""
+"""Phase 7a: deploy the shipped model (live merge), wait for READY, then one real completion.
+
+A deployment that is READY but cannot answer is torn down at once (it would bill while
+idle) and the run fails saying so.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline import ids
-from pipeline.platforms.base import ChatMessage
+from pipeline.dataset.system import run_system_prompt
+from pipeline.evaluation.prompts import reasoning_effort
+from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import Deployed
 from pipeline.run.machine import Event
 from pipeline.run.steps.final import shipped
-from pipeline.run.steps.serving import until_ready
+from pipeline.run.steps.serving import production
 from pipeline.store.records import RunRecord
 
 
@@ -17,18 +25,29 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
     model = await shipped(ctx, run)
     name = model.model or model.job_id
     dep_id = ids.deployment_id(run.id)
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(
-            tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": name}
-        )
-    await ctx.checkpoint(f"deployment:{dep_id}:recorded")
-    status = await ctx.platform.create_deployment(dep_id, name)
-    await ctx.checkpoint(f"deployment:{dep_id}:created")
-    status = await until_ready(ctx, status, what=f"deployment {dep_id}")
+    status = await production(ctx, run, name)
     # READY is not proof of serving (reference/fireworks.md §7.3): send one real completion.
-    reply = await ctx.platform.chat(status.model_string, [ChatMessage(role="user", content="Say OK.")], max_tokens=16)
+    try:
+        reply = await ctx.platform.chat(
+            status.model_string,
+            [ChatMessage(role="user", content="Say OK.")],
+            max_tokens=16,
+            reasoning_effort=reasoning_effort(model.base_model, []),
+        )
+    except PlatformError as exc:
+        try:
+            state = (await ctx.platform.delete_deployment(dep_id)).state.value
+        except PlatformError as gone:
+            state = f"teardown failed: {gone}"
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+            await tx.audit(run_id=run.id, actor="sftbot", action="smoke_test_failed", details={"error": str(exc), "state": state})
+        raise PlatformError(
+            f"deployment {dep_id} was READY but failed its smoke test ({str(exc).rstrip('.')}); "
+            f"it was torn down so it does not bill (state read back: {state})."
+        ) from None
     details = {**status.model_dump(mode="json"), "smoke_test": reply[:200]}
-    snippet = ctx.platform.snippet(status)
+    snippet = ctx.platform.snippet(status, system_prompt=run_system_prompt(Path(run.workspace)))
     async with ctx.db.write() as tx:
         await ctx.db.record_resource(
             tx, kind="deployment", resource_id=dep_id, run_id=run.id, name=status.model_string, state="ready", details=details

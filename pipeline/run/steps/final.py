@@ -26,8 +26,14 @@ async def final(ctx: RunContext, run: RunRecord) -> Outcome:
     plan = await current_plan(ctx, run)
     assert plan.final is not None and run.promoted is not None
     winner = next(c for c in await q.candidates(ctx.db, run.id) if c.slot == run.promoted)
+    planned = next((j for j in plan.candidates if j.slot == winner.slot), None)
     job = plan.final.model_copy(
-        update={"base_model": winner.base_model, "lora_rank": winner.lora_rank, "learning_rate": winner.learning_rate}
+        update={
+            "base_model": winner.base_model,
+            "lora_rank": winner.lora_rank,
+            "learning_rate": winner.learning_rate,
+            "max_context_length": planned.max_context_length if planned else plan.final.max_context_length,
+        }
     )
     names = await data.upload(ctx, run, plan)
     async with ctx.db.write() as tx:

@@ -32,7 +32,8 @@ def gate_summary(best: CandidateRecord | None) -> str:
     """One sentence: who leads and by which metric."""
     if best is not None and best.score is not None:
         loss = f"{best.val_loss:.4f}" if best.val_loss is not None else "n/a"
-        return f"Winner by evaluator score: {best.label} (mean score {best.score:.3f}, val loss {loss})"
+        failed = f", {best.eval_failures} failed answers scored 0" if best.eval_failures else ""
+        return f"Winner by evaluator score: {best.label} (mean score {best.score:.3f}{failed}, val loss {loss})"
     if best is not None and best.val_loss is not None:
         return f"Winner by validation loss: {best.label} (val loss {best.val_loss:.4f})"
     return "No candidate reported a validation loss."

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pipeline import ids
 from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.dataset.report import InspectionReport
+from pipeline.evaluation.models import EvaluatorInfo
 from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
 from pipeline.fsio import write_atomic
+from pipeline.lifecycle import serving_note
 from pipeline.planning.plan import make_plan
 from pipeline.platforms.base import PlatformError
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.machine import Event
-from pipeline.run.steps import data
+from pipeline.run.steps import data, shapes
+from pipeline.run.steps.hosted import check_hosted
 from pipeline.spec import EvalKind, Evaluation, SpecError
 from pipeline.store import runs as q
 from pipeline.store.records import RunRecord
@@ -99,9 +103,13 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         return _ask(QuestionKind.EVALUATION, text, number, ["loss", "evaluator", "generate"])
     evaluation = spec.evaluation or Evaluation(kind=EvalKind.LOSS)
     try:
-        setup = await setup_evaluator(
-            evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir, limits=ctx.config.sandbox
-        )
+        if evaluation.hosted:
+            assert evaluation.ref is not None
+            setup: EvaluatorInfo | Fallback | None = await check_hosted(ctx, evaluation.ref)
+        else:
+            setup = await setup_evaluator(
+                evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir, limits=ctx.config.sandbox
+            )
     except EvaluatorBroken as exc:
         supplied = [g for g in await ctx.db.gate_decisions(run.id) if str(g.details.get("answer", "")).startswith("evaluator:")]
         owner = supplied[-1].actor if supplied else run.requester
@@ -122,6 +130,10 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
     if isinstance(setup, Fallback):
         spec = spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.LOSS)})
         fallback, setup = setup.reason, None
+    serving = await shapes.look_up(ctx, spec, spec.evaluation or evaluation)
+    if serving.undeployable is not None:
+        deployable = [n for n in names if n != serving.undeployable]
+        return _ask(QuestionKind.BASE_MODEL, shapes.refusal(serving.undeployable, ctx.platform.name), number, deployable)
     caps = ctx.platform.capabilities
     plan = make_plan(
         spec,
@@ -131,10 +143,31 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         model_info=lookup,
         default_parallel=int(ctx.config.default_parallel or caps.default_parallel or DEFAULT_PARALLEL),
         local_tokens_per_second=ctx.platform.tokens_per_second(spec.base_models[0]),
+        shapes=serving.shapes,
+        addon_shapes=serving.addon_shapes,
     )
     steered = [g for g in await ctx.db.gate_decisions(run.id) if g.decision in ("revise", "answer")]
     author = steered[-1].actor if steered else run.requester
-    plan = plan.model_copy(update={"evaluator": setup, "fallback_note": fallback, "author": author})
+    note = (
+        serving_note(
+            ctx.platform.name,
+            caps,
+            deployment_id=ids.deployment_id(run.id),
+            run_number=run.number,
+            shape=max(plan.shapes.values(), key=lambda sh: sh.count, default=None),
+        )
+        if plan.deploy
+        else None
+    )
+    plan = plan.model_copy(
+        update={
+            "evaluator": setup,
+            "fallback_note": fallback,
+            "author": author,
+            "serving_note": note,
+            "warnings": [*plan.warnings, *serving.warnings],
+        }
+    )
     async with ctx.db.write() as tx:
         await q.save_plan(tx, run.id, plan)
     write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))

@@ -1,45 +1,180 @@
 """Model outputs on the held-out split, for evaluators (greedy, bounded, batched).
 
-A platform that generates in-process (the local one) is asked directly. Otherwise
-(Fireworks) each model gets a short-lived deployment with a run-derived id, recorded before
-its create call, torn down as soon as its outputs are in, and the teardown state read back
-and recorded: nothing is left running by surprise.
+Where each model answers from:
+- a platform that generates in-process (the local one) is asked directly;
+- sweep candidates share one deployment per base model with LoRA addons enabled, each loaded
+  onto it (Fireworks recommends multi-LoRA "for experiments / many variants"; up to 100
+  adapters per deployment), routed ``<model>#<deployment>``; torn down once every candidate
+  of the run is scored (``release_shared``);
+- the final model answers from the production deployment it ships on (no throw-away one);
+- otherwise (no addon shape for the base, or nothing to deploy) a short-lived live-merge
+  deployment, torn down as soon as its outputs are in.
+Every id is derived from the run and recorded before its create (or load) call; teardown
+states are read back and recorded: nothing is left running by surprise.
+
+One bad example does not fail the model: a refused request is that example's error (scored
+0, kept). A deployment that never starts serving does fail it, after the warm-up window.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import ids
+from pipeline.evaluation.prompts import prompt_messages, reasoning_effort, tools_of
 from pipeline.evaluation.scoring import strip_thinking
-from pipeline.evaluation.strategy import prompt_of
+from pipeline.planning.models import Plan
 from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import RunContext
-from pipeline.run.steps.serving import until_ready
+from pipeline.run.steps.serving import production, until_ready
 from pipeline.store.records import CandidateRecord, RunRecord
 
-CONCURRENCY = 4  # completions in flight per deployment: steady, not a burst
+CONCURRENCY = 4  # completions in flight per dedicated deployment: steady, not a burst
+SHARED_CONCURRENCY = 8  # a multi-LoRA deployment serves every candidate: it can take more
+
+
+@dataclass
+class Answers:
+    """One answer per held-out row: its text, or None with the error kept in ``errors``."""
+
+    texts: list[str | None]
+    errors: dict[int, str] = field(default_factory=dict)
 
 
 def prompts_of(rows: list[dict[str, Any]]) -> list[list[ChatMessage]]:
-    return [[ChatMessage(role=m["role"], content=m["content"]) for m in prompt_of(row)] for row in rows]
+    return [prompt_messages(row) for row in rows]
 
 
-async def generate_outputs(ctx: RunContext, run: RunRecord, cand: CandidateRecord, rows: list[dict[str, Any]]) -> list[str]:
-    """The candidate's answers to the held-out prompts, with thinking blocks stripped."""
+async def generate_outputs(
+    ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord, rows: list[dict[str, Any]]
+) -> Answers:
+    """The model's answers to the held-out prompts, with thinking blocks stripped."""
     prompts = prompts_of(rows)
     model = cand.model or cand.job_id
     if ctx.platform.capabilities.generates_in_process:
         texts = await ctx.platform.generate(model, prompts, max_tokens=ctx.config.eval_max_tokens)
+        return Answers(texts=[strip_thinking(t) for t in texts])
+    if cand.slot.is_final and plan.deploy:
+        status = await production(ctx, run, model)
+        return await _ask_all(ctx, status.model_string, rows, cand.base_model, CONCURRENCY)
+    if not cand.slot.is_final and ctx.platform.capabilities.addon_deployments:
+        string = await _on_shared(ctx, run, plan, cand, model)
+        if string is not None:
+            return await _ask_all(ctx, string, rows, cand.base_model, SHARED_CONCURRENCY)
+    return await _via_live_merge(ctx, run, cand, model, rows)
+
+
+async def _ask_all(ctx: RunContext, model_string: str, rows: list[dict[str, Any]], base: str, concurrency: int) -> Answers:
+    """Every prompt once; the first alone, so a cold deployment is waited for by one request."""
+    effort = reasoning_effort(base, rows)
+    sem = asyncio.Semaphore(concurrency)
+    answers = Answers(texts=[None] * len(rows))
+
+    async def one(i: int) -> None:
+        async with sem:
+            try:
+                text = await ctx.platform.chat(
+                    model_string,
+                    prompt_messages(rows[i]),
+                    max_tokens=ctx.config.eval_max_tokens,
+                    tools=tools_of(rows[i]),
+                    reasoning_effort=effort,
+                )
+            except PlatformError as exc:
+                if i == 0 and exc.retryable:
+                    raise  # not this example's fault: the deployment is not serving
+                answers.errors[i] = str(exc)
+                return
+            answers.texts[i] = strip_thinking(text)
+
+    if rows:
+        await one(0)
+        await asyncio.gather(*(one(i) for i in range(1, len(rows))))
+    return answers
+
+
+async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord, model: str) -> str | None:
+    """The model string of ``cand`` loaded onto its base's shared deployment; None: no addon shape."""
+    base_number = plan.spec.base_models.index(cand.base_model) + 1 if cand.base_model in plan.spec.base_models else 1
+    dep_id = ids.shared_eval_deployment_id(run.id, base_number)
+    known = {r.resource_id: r for r in await ctx.db.resources(run.id)}
+    if dep_id not in known or known[dep_id].state == "recorded":
+        shape = await ctx.platform.deployment_shape(cand.base_model, addons=True)
+        if shape is None:
+            return None  # no multi-LoRA shape for this base on the account: live merge instead
+        async with ctx.db.write() as tx:
+            details = {"base": cand.base_model, "purpose": "evaluation", "addons": True, "shape": shape.name}
+            await ctx.db.record_resource(
+                tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details=details
+            )
+        await ctx.checkpoint(f"deployment:{dep_id}:recorded")
+        status = await ctx.platform.create_addon_deployment(dep_id, cand.base_model, shape=shape.name)
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="created")
+        await ctx.checkpoint(f"deployment:{dep_id}:created")
     else:
-        texts = await _via_deployment(ctx, run, cand, model, prompts)
-    return [strip_thinking(t) for t in texts]
+        status = await ctx.platform.get_deployment(dep_id)
+    await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
+    load_id = ids.adapter_id(run.id, cand.slot)
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(
+            tx,
+            kind="adapter",
+            resource_id=load_id,
+            run_id=run.id,
+            state="recorded",
+            details={"model": model, "deployment": dep_id},
+        )
+    await ctx.checkpoint(f"adapter:{load_id}:recorded")
+    loaded = await ctx.platform.load_adapter(model, dep_id, label=load_id)  # finds an earlier load first
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(tx, kind="adapter", resource_id=load_id, run_id=run.id, name=loaded.name, state="loading")
+    await ctx.checkpoint(f"adapter:{load_id}:loading")
+    string = loaded.model_string if loaded.ready else await _until_loaded(ctx, model, dep_id)
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(tx, kind="adapter", resource_id=load_id, run_id=run.id, state="ready")
+    return string
 
 
-async def _via_deployment(
-    ctx: RunContext, run: RunRecord, cand: CandidateRecord, model: str, prompts: list[list[ChatMessage]]
-) -> list[str]:
+async def _until_loaded(ctx: RunContext, model: str, dep_id: str) -> str:
+    """Poll the load until it is DEPLOYED ("approximately 10-11 minutes", field notes §7)."""
+    waited = 0.0
+    delay = ctx.config.poll_seconds
+    while True:
+        found = await ctx.platform.find_adapter(model, dep_id)
+        if found is None:
+            raise PlatformError(f"the load of {model} onto {dep_id} disappeared before it was ready")
+        if found.ready:
+            return found.model_string
+        if waited >= ctx.config.deploy_timeout_seconds:
+            raise PlatformError(f"{model} was still loading onto {dep_id} after {waited / 60:.0f} minutes")
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 1.5, ctx.config.poll_seconds * 4)
+
+
+async def release_shared(ctx: RunContext, run: RunRecord) -> None:
+    """Tear the shared evaluation deployments down (their adapters go with them)."""
+    for res in await ctx.db.resources(run.id):
+        if res.kind != "deployment" or not res.details.get("addons") or res.state in ("deleted", "recorded"):
+            continue
+        await _teardown(ctx, run, res.resource_id)
+
+
+async def _teardown(ctx: RunContext, run: RunRecord, dep_id: str) -> None:
+    try:
+        state = (await ctx.platform.delete_deployment(dep_id)).state.value
+    except PlatformError as exc:
+        state = f"teardown failed: {exc}"
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+
+
+async def _via_live_merge(
+    ctx: RunContext, run: RunRecord, cand: CandidateRecord, model: str, rows: list[dict[str, Any]]
+) -> Answers:
     dep_id = ids.eval_deployment_id(run.id, cand.slot)
     async with ctx.db.write() as tx:
         await ctx.db.record_resource(
@@ -53,19 +188,6 @@ async def _via_deployment(
     status = await ctx.platform.create_deployment(dep_id, model)
     try:
         status = await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
-        sem = asyncio.Semaphore(CONCURRENCY)
-        model_string = status.model_string
-
-        async def one(p: list[ChatMessage]) -> str:
-            async with sem:
-                return await ctx.platform.chat(model_string, p, max_tokens=ctx.config.eval_max_tokens)
-
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
+        return await _ask_all(ctx, status.model_string, rows, cand.base_model, CONCURRENCY)
     finally:
-        # Torn down whatever happened; the state read back goes into provenance and the report.
-        try:
-            state = (await ctx.platform.delete_deployment(dep_id)).state.value
-        except PlatformError as exc:
-            state = f"teardown failed: {exc}"
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+        await _teardown(ctx, run, dep_id)  # whatever happened; the state read back goes into provenance

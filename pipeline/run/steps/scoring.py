@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.evaluation.models import EvalRun
 from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import worst_examples
+from pipeline.evaluation.scoring import with_failures, worst_examples
 from pipeline.evaluation.strategy import examples_for, held_out_rows
 from pipeline.fsio import write_atomic
 from pipeline.planning.models import Plan
@@ -23,7 +23,8 @@ from pipeline.run.context import RunContext, workspace
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
 from pipeline.run.slots import CandidateState, Slot
 from pipeline.run.steps import data
-from pipeline.run.steps.outputs import generate_outputs
+from pipeline.run.steps.hosted import score_hosted
+from pipeline.run.steps.outputs import generate_outputs, release_shared
 from pipeline.store import runs as q
 from pipeline.store.records import CandidateRecord, RunRecord
 from pipeline.store.runs import RunChanges
@@ -51,34 +52,59 @@ async def held_out(ctx: RunContext, run: RunRecord, plan: Plan) -> list[dict[str
     return held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples)
 
 
-async def score(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord) -> EvalRun:
-    """Outputs of ``cand`` on the held-out prompts, scored by the plan's evaluator (kept on disk)."""
+async def score(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord) -> tuple[EvalRun, int]:
+    """Outputs of ``cand`` on the held-out prompts, scored by the plan's evaluator (kept on disk),
+    and how many of its answers failed (each scored 0, its error kept)."""
     assert plan.evaluator is not None
     rows = await held_out(ctx, run, plan)
-    outputs = await generate_outputs(ctx, run, cand, rows)
-    result = await run_evaluator(Path(plan.evaluator.evaluator_path), examples_for(rows, outputs), limits=ctx.config.sandbox)
+    answers = await generate_outputs(ctx, run, plan, cand, rows)
+    answered = {i for i, text in enumerate(answers.texts) if text is not None}
+    if rows and not answered:
+        first = next(iter(answers.errors.values()), "no error given")
+        raise PlatformError(f"none of its {len(rows)} held-out answers could be had (first error: {first})")
+    outputs = [text or "" for text in answers.texts]
+    examples = [e for e in examples_for(rows, outputs) if e.index in answered]
+    if plan.evaluator.hosted:
+        result = await score_hosted(ctx, run, cand, plan.evaluator.hosted, examples)
+    else:
+        result = await run_evaluator(Path(plan.evaluator.evaluator_path), examples, limits=ctx.config.sandbox)
+    result = with_failures(result, answers.errors)
     record = {
         "slot": str(cand.slot),
         "mean": result.mean,
         "errors": result.errors,
         "fatal": result.fatal,
+        "failed_answers": {str(i): err for i, err in sorted(answers.errors.items())},
+        "reading": result.output if plan.evaluator.hosted else None,
         "scores": [s.model_dump() for s in result.scores],
         "outputs": outputs,
         "references": [row["messages"][-1].get("content") for row in rows],
     }
     write_atomic(detail_path(run, cand.slot), json.dumps(record, default=str))
-    return result
+    return result, len(answers.errors)
 
 
 async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
-    """Score every completed, unscored candidate; a broken evaluator is reported, not fatal."""
+    """Score every completed, unscored candidate; a broken evaluator is reported, not fatal.
+    The shared evaluation deployments are torn down afterwards, also when scoring failed."""
     if plan.evaluator is None:
         return
+    try:
+        await _score_candidates(ctx, run, plan)
+    except Exception:
+        await release_shared(ctx, run)
+        raise
+    # Not on cancellation or a stop: the run resumes later and scores with them.
+    await release_shared(ctx, run)
+
+
+async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     for cand in await q.candidates(ctx.db, run.id):
         if cand.slot.is_final or cand.state is not CandidateState.COMPLETED or cand.score is not None:
             continue
+        failed = 0
         try:
-            result = await score(ctx, run, plan, cand)
+            result, failed = await score(ctx, run, plan, cand)
             fatal = result.fatal
         except (PlatformError, OSError, ValueError) as exc:  # the outputs could not be had: same fallback
             fatal = f"its answers could not be scored ({exc})"
@@ -93,12 +119,12 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
                 tx.emit(EvaluatorFailed(run=await q.read_run(tx, run.id), slot=cand.slot, reason=note))
             return
         async with ctx.db.write() as tx:
-            await q.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean)
+            await q.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
             await tx.audit(
                 run_id=run.id,
                 actor="sftbot",
                 action="candidate_scored",
-                details={"job_id": cand.job_id, "score": result.mean, "errors": result.errors},
+                details={"job_id": cand.job_id, "score": result.mean, "errors": result.errors, "failed_answers": failed},
             )
         await ctx.checkpoint(f"score:{cand.job_id}")
         fresh = await ctx.reload(run)
@@ -112,15 +138,15 @@ async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: Candid
     if final.score is not None:
         return None
     try:
-        result = await score(ctx, run, plan, final)
+        result, failed = await score(ctx, run, plan, final)
     except (PlatformError, OSError, ValueError) as exc:
-        failed = f"its answers could not be scored ({exc})"
-        write_atomic(detail_path(run, final.slot), json.dumps({"slot": str(final.slot), "fatal": failed}))
+        why = f"its answers could not be scored ({exc})"
+        write_atomic(detail_path(run, final.slot), json.dumps({"slot": str(final.slot), "fatal": why}))
         return None
     if result.fatal:
         return result
     async with ctx.db.write() as tx:
-        await q.set_candidate_metrics(tx, run.id, final.slot, score=result.mean)
+        await q.set_candidate_metrics(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
     worst = worst_examples(result, WORST)
     write_atomic(eval_dir(run) / "final_worst.json", json.dumps([w.model_dump() for w in worst]))
     return result

@@ -1,16 +1,21 @@
-"""Waiting on deployments the steps create (the production one and the evaluation ones)."""
+"""Waiting on deployments the steps create, and the run's one production deployment."""
 
 from __future__ import annotations
 
+from pipeline import ids
 from pipeline.platforms.base import DeploymentState, DeploymentStatus, PlatformError
 from pipeline.poll import PollTimeout, poll_until
 from pipeline.run.context import RunContext
+from pipeline.store.records import RunRecord
 
 
 async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -> DeploymentStatus:
-    """Wait for a deployment to settle; anything but READY is an error naming its state."""
+    """Wait for a deployment to settle; anything but READY is an error naming its state.
+
+    The model and model string stay those of ``status``: the ones asked for at create time.
+    """
     try:
-        status = await poll_until(
+        settled = await poll_until(
             lambda: ctx.platform.get_deployment(status.deployment_id),
             lambda s: s.state is not DeploymentState.CREATING,
             first=status,
@@ -20,6 +25,31 @@ async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -
         )
     except PollTimeout as exc:
         raise PlatformError(f"{exc}; it is still up") from None
-    if status.state is not DeploymentState.READY:
-        raise PlatformError(f"{what} {status.state.value}: {status.message or 'no message'}")
-    return status
+    if settled.state is not DeploymentState.READY:
+        raise PlatformError(f"{what} {settled.state.value}: {settled.message or 'no message'}")
+    return settled.model_copy(update={"model": status.model, "model_string": status.model_string})
+
+
+async def production(ctx: RunContext, run: RunRecord, model: str) -> DeploymentStatus:
+    """The run's production deployment of ``model``, created once (id recorded first), READY.
+
+    Evaluation scores the final model on it and the deploy step smoke-tests it: whichever
+    comes first creates it, the other finds it.
+    """
+    dep_id = ids.deployment_id(run.id)
+    known = {r.resource_id: r for r in await ctx.db.resources(run.id) if r.kind == "deployment"}
+    if dep_id not in known or known[dep_id].state == "recorded":
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(
+                tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": model}
+            )
+        await ctx.checkpoint(f"deployment:{dep_id}:recorded")
+        status = await ctx.platform.create_deployment(dep_id, model)
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="created")
+        await ctx.checkpoint(f"deployment:{dep_id}:created")
+    else:
+        # Created before (by evaluation, or before a restart): asking again reads it back, and
+        # tells the platform which model it serves (its model string is built from that).
+        status = await ctx.platform.create_deployment(dep_id, model)
+    return await until_ready(ctx, status, what=f"deployment {dep_id}")

@@ -2,44 +2,71 @@
 
 from __future__ import annotations
 
-from pipeline.platforms.base import NotFound, PlatformError
+import asyncio
+
+from pipeline.platforms.base import JobStatus, NotFound, PlatformError
+from pipeline.poll import PollTimeout, poll_until
 from pipeline.run.context import RunContext
 from pipeline.run.events import RunCancelled, RunFailed, RunSucceeded
 from pipeline.run.machine import Event, Phase
 from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
-from pipeline.store.records import Actor, RunRecord
+from pipeline.store.records import Actor, CandidateRecord, RunRecord
 
 
 async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
     """Cancel this run's active jobs only (never anything the bot did not create).
 
-    The state recorded is the one read back: a job that finished just before the cancel
-    arrived keeps its real state (and its model).
+    The state recorded is the one read back, never assumed: a job that finished just before
+    the cancel arrived keeps its real state (and its model). A cancel is asynchronous on the
+    platform (JOB_STATE_CANCELLING), so the job is read back for a short while until it has
+    stopped; one still stopping stays active, and a restart reads it back again.
     """
+    asked: list[tuple[CandidateRecord, JobStatus]] = []
     for c in await q.candidates(ctx.db, run.id):
         if not c.state.is_active():
             continue
         try:
-            status = await ctx.platform.cancel_job(c.job_id)
+            asked.append((c, await ctx.platform.cancel_job(c.job_id)))
         except NotFound:
             # Recorded but never created (the run stopped between the two): nothing to cancel.
             async with ctx.db.write() as tx:
                 await q.set_state(tx, run.id, c.slot, CandidateState.CANCELLED, message="never created")
-            continue
         except PlatformError as exc:
             await ctx.db.audit(
                 run_id=run.id, actor="sftbot", action="cancel_job_failed", details={"job_id": c.job_id, "error": str(exc)}
             )
-            continue
+    # Every cancel is sent first, then all are read back together: one slow stop delays no other.
+    settled = await asyncio.gather(*(_settled(ctx, status) for _, status in asked))
+    for (c, _), status in zip(asked, settled, strict=True):
         state = CandidateState.of(status.state)
-        if not state.is_finished():
-            state = CandidateState.CANCELLED  # cancelling: nothing more will come of it
         async with ctx.db.write() as tx:
             await q.update_candidate(tx, run.id, c.slot, status, state=state, progressed=True, stalled=False)
+            await q.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
+            if state is CandidateState.COMPLETED and status.model:
+                await ctx.db.record_resource(
+                    tx, kind="model", resource_id=status.model, run_id=run.id, name=status.model, state="ready"
+                )
             await tx.audit(
                 run_id=run.id, actor="sftbot", action="job_cancelled", details={"job_id": c.job_id, "state": state.value}
             )
+
+
+async def _settled(ctx: RunContext, status: JobStatus) -> JobStatus:
+    """The job read back until it has stopped, for at most ``cancel_settle_seconds``."""
+    try:
+        return await poll_until(
+            lambda: ctx.platform.get_job(status.job_id),
+            lambda s: s.state.terminal,
+            first=status,
+            timeout=ctx.config.cancel_settle_seconds,
+            interval=min(ctx.config.poll_seconds, 2.0),
+            what=f"job {status.job_id}",
+        )
+    except PollTimeout as exc:
+        return exc.last if isinstance(exc.last, JobStatus) else status
+    except PlatformError:
+        return status
 
 
 async def finish(ctx: RunContext, run: RunRecord) -> None:

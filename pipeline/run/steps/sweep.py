@@ -6,7 +6,7 @@ from pipeline import ids
 from pipeline.planning.models import Plan, PlannedJob
 from pipeline.platforms.base import JobRequest, PlatformError
 from pipeline.run.context import Outcome, RunContext, workspace
-from pipeline.run.events import FinalProgress, ScoreboardChanged, StallWarning
+from pipeline.run.events import FinalProgress, QuotaWait, ScoreboardChanged, StallWarning
 from pipeline.run.jobs import JobWatch
 from pipeline.run.machine import Event
 from pipeline.run.slots import CandidateState, Slot
@@ -37,6 +37,15 @@ def watch(ctx: RunContext, run: RunRecord, *, final: bool = False) -> JobWatch:
     async def stalled(c: CandidateRecord, minutes: float) -> None:
         await ctx.emit(StallWarning(run=await ctx.reload(run), slot=c.slot, label=c.label, minutes=minutes))
 
+    async def queued(cands: list[CandidateRecord], running: int, reason: str) -> None:
+        fresh = await ctx.reload(run)
+        last = next((c for c in cands if c.slot.is_final), None)
+        if final and last is not None:
+            await ctx.emit(FinalProgress(run=fresh, candidate=last))
+        elif not final:
+            sweep = tuple(c for c in cands if not c.slot.is_final)
+            await ctx.emit(QuotaWait(run=fresh, candidates=sweep, running=running, reason=reason))
+
     return JobWatch(
         db=ctx.db,
         platform=ctx.platform,
@@ -47,6 +56,8 @@ def watch(ctx: RunContext, run: RunRecord, *, final: bool = False) -> JobWatch:
         stalled=stalled,
         poll_seconds=ctx.config.poll_seconds,
         stall_seconds=ctx.config.stall_minutes * 60,
+        give_up_seconds=ctx.config.quota_give_up_seconds,
+        queued=queued,
     )
 
 
@@ -62,6 +73,7 @@ def request(run: RunRecord, job: PlannedJob, *, dataset: str, eval_dataset: str 
         learning_rate=job.learning_rate,
         output_model=job_id,
         display_name=f"sftbot run {run.number} {what}",
+        max_context_length=job.max_context_length,
     )
 
 

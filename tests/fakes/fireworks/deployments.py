@@ -1,7 +1,16 @@
-"""The fake's deployments and chat completions (with cold starts and per-request errors)."""
+"""The fake's deployments and chat completions (with cold starts and per-request errors).
+
+Behaviour modelled on the docs: a deployment scaling from zero answers 503
+``DEPLOYMENT_SCALING_UP`` and does not queue the request (DOC deployments/autoscaling, body
+below verbatim); a shape must be one Fireworks validated for the base and addons need BF16
+(DOC deploying-loras); a request to ``<model>#<deployment>`` whose adapter is not loaded gets
+404 NotFoundError (field notes, reference/fireworks.md §7).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 
@@ -27,8 +36,23 @@ class DeploymentRoutes:
             return rpc_error("NOT_FOUND", f"model {body.get('baseModel')} not found")
         if not body.get("deploymentShape") and not body.get("acceleratorType"):
             return rpc_error("INVALID_ARGUMENT", "accelerator_type must be specified")
-        if body.get("deploymentShape") == "default":
-            body["deploymentShape"] = "accounts/fireworks/deploymentShapes/fake-default/versions/1"
+        base_of = self.base_of(base.name)
+        shapes = self.shapes_for(base_of)
+        requested = str(body.get("deploymentShape") or "")
+        if requested == "default":  # "a default validated shape version for the base model" (SDK deployments.py:181)
+            version = shapes[0] if shapes else None
+        else:
+            version = self.find_shape(base_of, requested) if requested else None
+        if requested and version is None:
+            return rpc_error("INVALID_ARGUMENT", "the deployment shape version does not exist or you do not have access to it")
+        if version is not None:
+            snap = version["snapshot"]
+            if body.get("enableAddons") and snap["precision"] != "BF16":
+                return rpc_error(
+                    "INVALID_ARGUMENT", "invalid deployment: addons cannot be enabled with quantized precisions (FP8/FP4)"
+                )
+            body["deploymentShape"] = version["name"]  # the server stores the version it resolved
+            body.update({k: snap[k] for k in ("acceleratorType", "acceleratorCount", "precision")})
         rec = DeploymentRecord(
             id=dep_id,
             account=self.account,
@@ -42,19 +66,27 @@ class DeploymentRoutes:
             delete_seconds=self.deployment_delete_seconds,
         )
         if ctx.query.get("validateOnly") == "true":
-            return web.json_response(rec.wire(ctx.now))
+            return web.json_response(self._dep_wire(rec, ctx.now))
         self.deployments[dep_id] = rec
         self.committed_creates["deployments", dep_id] += 1
-        return web.json_response(rec.wire(ctx.now))
+        return web.json_response(self._dep_wire(rec, ctx.now))
+
+    def _dep_wire(self, rec: DeploymentRecord, now: float) -> JSON:
+        out = rec.wire(now)
+        if self.echo_resolved_base:
+            # The echo of `baseModel` need not be what was asked for (e.g. the resolved base of a
+            # live-merge addon): a client must build its model string from its own request.
+            out["baseModel"] = self.base_of(rec.base_model)
+        return out
 
     async def _deployment_get(self, ctx: Ctx) -> web.Response:
         dep = self.deployments.get(ctx.groups[1])
         if dep is None:
             return rpc_error("NOT_FOUND", f"deployment accounts/{ctx.groups[0]}/deployments/{ctx.groups[1]} not found")
-        return web.json_response(dep.wire(ctx.now))
+        return web.json_response(self._dep_wire(dep, ctx.now))
 
     async def _deployment_list(self, ctx: Ctx) -> web.Response:
-        items = [d.wire(ctx.now) for d in sorted(self.deployments.values(), key=lambda d: d.id)]
+        items = [self._dep_wire(d, ctx.now) for d in sorted(self.deployments.values(), key=lambda d: d.id)]
         return page(items, "deployments", ctx.query, self.max_page_size)
 
     async def _deployment_delete(self, ctx: Ctx) -> web.Response:
@@ -68,6 +100,9 @@ class DeploymentRoutes:
             )
         if dep.deleted_at is None:
             dep.deleted_at = ctx.now
+            for load in self.live_loads():
+                if load.deployment == dep.name:
+                    load.unloaded_at = ctx.now  # its adapters go with it
         return web.json_response({})
 
     # -- inference ------------------------------------------------------------------------------
@@ -90,9 +125,23 @@ class DeploymentRoutes:
         dep: DeploymentRecord | None = None
         if "#" in model:
             model_name, dep_name = model.split("#", 1)
-            dep = next((d for d in self.deployments.values() if d.name == dep_name and d.base_model == model_name), None)
+            dep = next((d for d in self.deployments.values() if d.name == dep_name), None)
             if dep is None:
                 return not_found
+            if dep.base_model != model_name and not (
+                dep.body.get("enableAddons") and self.adapter_ready(model_name, dep_name, ctx.now)
+            ):
+                return web.json_response(
+                    {
+                        "error": {
+                            "message": f"The model `{model}` does not exist.",
+                            "type": "NotFoundError",
+                            "param": "model",
+                            "code": 404,
+                        }
+                    },
+                    status=404,
+                )
         elif "/deployments/" in model:
             dep = next((d for d in self.deployments.values() if d.name == model), None)
             if dep is None:
@@ -109,20 +158,27 @@ class DeploymentRoutes:
             state = dep.state(ctx.now)
             if state in ("DELETING", "DELETED", "FAILED"):
                 return not_found
-            if state == "CREATING":
-                return web.json_response({"error": {"message": "DEPLOYMENT_SCALING_UP: deployment is not ready yet"}}, status=503)
+            if state == "CREATING" or ctx.now < dep.ready_at + self.cold_start_seconds:
+                return scaling_up(503)
             if dep.cold_errors_left > 0:
                 dep.cold_errors_left -= 1
-                return web.json_response(
-                    {"error": {"message": "DEPLOYMENT_SCALING_UP: scaling up from zero"}}, status=self.cold_start_status
-                )
+                return scaling_up(self.cold_start_status)
             dep.served = True
+        base = self.base_of(dep.base_model if dep is not None else model)
+        if problem := self._chat_problem(body, messages, base):
+            return problem
         text = self.chat_responder(model, messages)
+        if base in self.reasoning_models and body.get("reasoning_effort") not in ("none", False):
+            # Qwen3-style: thinking is on unless switched off, and it comes first (SDK
+            # completion_create_params.py:300-341); a small budget is spent before any answer.
+            text = "<think>" + " ".join(["hmm,"] * self.thinking_words) + "</think>" + text
         words = text.split(" ")
         max_tokens = int(body.get("max_tokens") or 2048)
         finish = "length" if len(words) > max_tokens else "stop"
         text = " ".join(words[:max_tokens])
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
+        if self.chat_log is not None:
+            self.chat_log.append({"model": model, "body": body})
         return web.json_response(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -137,3 +193,39 @@ class DeploymentRoutes:
                 },
             }
         )
+
+    def _chat_problem(self, body: JSON, messages: list[JSON], base: str) -> web.Response | None:
+        """Per-request refusals: bad reasoning switches, tool turns without tools, bad examples."""
+        effort = body.get("reasoning_effort")
+        if effort in ("none", False) and base in self.rejects_reasoning_none:  # GPT-OSS: "Invalid reasoning effort: none"
+            return openai_error(400, "Invalid reasoning effort: none", "invalid_request_error")
+        has_tool_turn = any(isinstance(m, dict) and m.get("role") == "tool" for m in messages)
+        if has_tool_turn and not body.get("tools") and self.tool_turns_need_tools:
+            # Undocumented on the real API (reference §5): a knob, refused by default.
+            return openai_error(400, "messages with role 'tool' require 'tools' to be given", "invalid_request_error")
+        if self.chat_error_rate > 0:
+            digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).digest()
+            if int.from_bytes(digest[:4], "big") / 2**32 < self.chat_error_rate:
+                # The same prompt fails every time, as a prompt the model cannot take would.
+                return openai_error(
+                    400, "The prompt is too long for this deployment (injected per-example error)", "invalid_request_error"
+                )
+        return None
+
+
+def openai_error(status: int, message: str, kind: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
+
+
+def scaling_up(status: int) -> web.Response:
+    # Verbatim from DOC deployments/autoscaling ("Scale from zero behavior").
+    return web.json_response(
+        {
+            "error": {
+                "message": "Deployment is currently scaled to zero and is scaling up. Please retry your request in a few minutes.",
+                "code": "DEPLOYMENT_SCALING_UP",
+                "type": "error",
+            }
+        },
+        status=status,
+    )

@@ -79,15 +79,45 @@ class JobRoutes:
         out_id = str(body.get("outputModel") or job_id).rsplit("/", 1)[-1]
         if f"accounts/{self.account}/models/{out_id}" in self.models:
             return rpc_error("INVALID_ARGUMENT", f"output model accounts/{self.account}/models/{out_id} already exists")
+        context = body.get("maxContextLength")
+        if context is not None:
+            limit = int(base.body.get("contextLength") or 0)
+            if int(context) % 16:  # "must be divisible by 16" (CB error-reference, reference/fireworks.md §4)
+                return rpc_error("INVALID_ARGUMENT", f"max_context_length {context} must be divisible by 16")
+            if limit and int(context) > limit:
+                return rpc_error("INVALID_ARGUMENT", f"max_context_length {context} exceeds the model's {limit}")
         if self.job_quota is not None and self.active_jobs() >= self.job_quota:
-            return rpc_error(
-                "RESOURCE_EXHAUSTED", "quota_exceeded: training GPU quota exhausted; raise your tier or wait for active jobs"
+            # DOC account-quotas: "rejected with HTTP 429 quota_exceeded". The ErrorInfo detail
+            # follows the training SDK's parser (training/sdk/errors.py:37-45); its `reason`
+            # string is INVENTED: the real one is undocumented.
+            return web.json_response(
+                {
+                    "code": 8,
+                    "message": f"quota_exceeded: training GPU quota exhausted ({self.active_jobs()} jobs active, quota {self.job_quota}); "
+                    "raise your tier or wait for active jobs",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "QUOTA_EXCEEDED",
+                            "domain": "training.fireworks.ai",
+                            "metadata": {"quota_required": "1", "quota_available": "0"},
+                        }
+                    ],
+                },
+                status=429,
             )
+        if self.job_capacity_refusals > 0:
+            # A capacity shortage is platform-side, not quota (CB error-reference): wording INVENTED.
+            self.job_capacity_refusals -= 1
+            return rpc_error("RESOURCE_EXHAUSTED", "no available capacity for NVIDIA_H100_80GB right now; try again later")
         fail = self.fail_jobs.get(job_id)
         if fail is None and self.fail_lr_above is not None and lr > self.fail_lr_above:
             fail = f"training diverged: loss is NaN at step 3 (learning rate {lr:g} is too high)"
         params = base.body.get("baseModelDetails", {}).get("parameterCount")
         cost = ds.token_estimate() * epochs / 1e6 * sft_price_per_million(float(params) if params else None)
+        if isinstance(body.get("wandbConfig"), dict):  # echoed with the key, as the real one does, plus a url
+            project = body["wandbConfig"].get("project", "")
+            body["wandbConfig"] = {**body["wandbConfig"], "url": f"https://wandb.ai/{project}/runs/{job_id}"}
         body.setdefault("epochs", epochs)
         body.setdefault("loraRank", rank)
         body.setdefault("learningRate", lr)
@@ -112,6 +142,8 @@ class JobRoutes:
     def _job_wire(self, job: JobRecord, now: float) -> JSON:
         url = self._signer.sign(self.base_url, "GET", f"/signed/metrics/{job.account}/{job.id}/metrics.jsonl")
         out = job.wire(now, url)
+        if job.id in self.late_cancels and out["state"] not in ("JOB_STATE_COMPLETED", "JOB_STATE_FAILED"):
+            out["state"] = "JOB_STATE_CANCELLING"  # accepted, but the job runs on until it ends by itself
         if job.id in self.forced_job_states:
             out["state"] = self.forced_job_states[job.id]
             out["status"] = {"code": "OK", "message": f"forced {out['state']}"}
@@ -134,8 +166,11 @@ class JobRoutes:
         state = job.state(ctx.now)
         if state in ("JOB_STATE_COMPLETED", "JOB_STATE_FAILED"):
             return rpc_error("FAILED_PRECONDITION", f"job {job.name} is already {state}")
-        if state != "JOB_STATE_CANCELLED":
+        if job.id in self.cancel_arrives_late:
+            self.late_cancels[job.id] = ctx.now  # the job is past the point where a cancel stops it
+        elif state != "JOB_STATE_CANCELLED":
             job.cancelled_at = ctx.now
+        self.cancels.append(job.id)
         return web.json_response({})
 
     # -- models -----------------------------------------------------------------------------
@@ -159,4 +194,6 @@ class JobRoutes:
             return web.Response(status=404, text="NoSuchKey")
         lines = job.metrics_lines(ctx.now, self.loss_fn)
         lines[1:1] = self.metrics_extra_lines
+        for old, new in self.metrics_renamed.items():  # metrics.jsonl has no published schema (reference §3.4)
+            lines = [line.replace(f'"{old}"', f'"{new}"') for line in lines]
         return web.Response(text="".join(line + "\n" for line in lines), content_type="application/jsonl")

@@ -35,11 +35,15 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
+from .adapters import AdapterRoutes, LoadRecord
 from .datasets import DatasetRoutes
 from .deployments import DeploymentRoutes
+from .evaluators import EvalJobRecord, EvaluatorRecord, EvaluatorRoutes
 from .jobs import JobRoutes
+from .shapes import ShapeRoutes
 from .wire import Ctx, Faults, RecordedRequest, Responder, echo, rpc_error
 from .world import (
+    JSON,
     TERMINAL_JOB_STATES,
     Clock,
     DatasetRecord,
@@ -54,7 +58,7 @@ from .world import (
 )
 
 
-class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes):
+class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, AdapterRoutes, EvaluatorRoutes):
     """The fake server; see the module docstring. Every knob is a plain attribute."""
 
     def __init__(
@@ -69,6 +73,9 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes):
         steps_per_epoch: int = 10,
         seed: int = 1234,
         job_quota: int | None = None,
+        adapter_seconds: float = 0.1,
+        eval_job_seconds: float = 0.2,
+        cold_start_seconds: float = 0.0,
         max_page_size: int = 200,
         max_direct_upload_bytes: int = 150 * 1024 * 1024,
         signed_url_ttl: float = 3600.0,
@@ -93,7 +100,30 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes):
         self.forced_job_states: dict[str, str] = {}  # job id -> raw state to report (e.g. JOB_STATE_PAUSED)
         self.cold_start_errors = 0  # chat errors each new deployment answers before it serves
         self.cold_start_status = 503
+        # Seconds (fake clock) after READY during which chats answer 503 DEPLOYMENT_SCALING_UP.
+        self.cold_start_seconds = cold_start_seconds
+        self.chat_error_rate = 0.0  # share of prompts that always fail with a 400 (per example, by content)
+        self.reasoning_models: set[str] = set()  # bases that think first unless reasoning_effort is "none"
+        self.thinking_words = 600  # how much they think: more than a 512-token answer budget
+        self.rejects_reasoning_none: set[str] = set()  # bases that answer 400 to reasoning_effort="none" (GPT-OSS)
+        self.tool_turns_need_tools = True  # a `tool` turn without `tools` is refused (undocumented: a knob)
+        self.chat_log: list[JSON] | None = None  # set to [] to keep every served chat request body
+        self.job_capacity_refusals = 0  # the next N job creates answer a capacity 429
+        self.cancel_arrives_late: set[str] = set()  # jobs a cancel no longer stops (they complete)
+        self.late_cancels: dict[str, float] = {}
+        self.cancels: list[str] = []  # job ids, one per accepted cancel call
+        # Deployment shapes per base (full name) overriding the defaults; bases with no shape here.
+        self.shapes: dict[str, list[JSON]] = {}
+        self.undeployable: set[str] = set()
+        self.adapter_seconds = adapter_seconds  # DEPLOYING -> DEPLOYED (field notes: ~10 min in reality)
+        self.duplicate_loads = "second"  # what a second load of the same adapter does: "second" | "conflict"
+        self.loads: dict[str, LoadRecord] = {}
+        self.evaluators: dict[str, EvaluatorRecord] = {}
+        self.eval_jobs: dict[str, EvalJobRecord] = {}
+        self.eval_job_seconds = eval_job_seconds
         self.metrics_extra_lines: list[str] = []  # e.g. garbage, inserted into every metrics file
+        self.metrics_renamed: dict[str, str] = {}  # metric key -> the name written instead (e.g. "eval/loss" -> "eval/nll")
+        self.echo_resolved_base = False  # deployments echo their base model's name as `baseModel`
         self.loss_fn: LossFn = default_loss_floors
         self.chat_responder: Responder = echo
         self.echo_bad_key_in_401 = False  # a careless server echoing the presented key
@@ -127,6 +157,14 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes):
             ("GET", rf"{acct}/deployments", self._deployment_list),
             ("GET", rf"{acct}/deployments/{rid}", self._deployment_get),
             ("DELETE", rf"{acct}/deployments/{rid}", self._deployment_delete),
+            ("POST", rf"{acct}/deploymentShapeVersions:match", self._shape_match),
+            ("POST", rf"{acct}/deployedModels", self._lora_load),
+            ("GET", rf"{acct}/deployedModels", self._lora_list),
+            ("GET", rf"{acct}/deployedModels/{rid}", self._lora_get),
+            ("DELETE", rf"{acct}/deployedModels/{rid}", self._lora_unload),
+            ("GET", rf"{acct}/evaluators/{rid}", self._evaluator_get),
+            ("POST", rf"{acct}/evaluationJobs", self._eval_job_create),
+            ("GET", rf"{acct}/evaluationJobs/{rid}", self._eval_job_get),
             ("POST", r"(?:/inference)?/v1/chat/completions", self._chat),
             ("PUT", r"/signed/upload/([^/]+)/([^/]+)/([^/]+)", self._signed_put),
             ("GET", r"/signed/datasets/([^/]+)/([^/]+)/([^/]+)", self._signed_dataset_get),
@@ -182,7 +220,8 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes):
         return [r for r in self.requests if (method is None or r.method == method) and (path is None or re.search(path, r.path))]
 
     def create_counts(self, collection: str) -> Counter[str]:
-        """Committed creates per id for ``datasets``, ``supervisedFineTuningJobs`` or ``deployments``."""
+        """Committed creates per id for ``datasets``, ``supervisedFineTuningJobs``, ``deployments``,
+        ``evaluationJobs`` or ``deployedModels`` (keyed ``<model>#<deployment>``: loads have no id)."""
         return Counter({rid: n for (coll, rid), n in self.committed_creates.items() if coll == collection})
 
     def job_state(self, job_id: str) -> str:
@@ -276,6 +315,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes):
                 return rpc_error("UNAUTHENTICATED", msg)
             rec.authorized = True
         self._materialize_models()
+        self._materialize_eval_outputs()
         for method, pattern, handler in self._routes:
             m = pattern.match(path)
             if m and method == request.method:

@@ -1,0 +1,74 @@
+"""What a held-out row asks the model: its prompt turns, its tools, and whether to switch thinking off.
+
+Tool turns need their tools: a ``tool`` message without the ``tools`` that produced it is
+refused or mis-rendered by chat templates (reference/fireworks.md §5, undocumented either
+way). So a row that carries ``tools`` sends them with its tool turns intact, and a row with
+tool turns but no ``tools`` drops them consistently: the ``tool`` results and the assistant
+turns that only called tools.
+
+Reasoning bases (Qwen3, DeepSeek V3.1/V3.2, GLM 4.5+) think first by default and can spend
+the whole answer budget doing it (SDK completion_create_params.py:300-341); unless the data
+trains reasoning, their answers are asked for with ``reasoning_effort="none"``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipeline.platforms.base import ChatMessage
+
+# Base models that think before answering unless told not to, and accept "none" to stop it.
+# Qwen3's "-instruct-2507" releases are the non-thinking ones; GPT-OSS and MiniMax refuse "none".
+_THINKS = re.compile(r"(?:^|/)(?:qwen3(?!.*instruct-2507)|qwq|deepseek-v3p[12]|glm-4p[5-9])", re.IGNORECASE)
+_TRAINS_REASONING = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def prompt_messages(row: dict[str, Any]) -> list[ChatMessage]:
+    """The turns before the answer; tool turns kept only when the row defines its tools."""
+    keep_tools = bool(row.get("tools"))
+    out: list[ChatMessage] = []
+    for m in row["messages"][:-1]:
+        role = str(m.get("role", "user"))
+        calls = m.get("tool_calls") if isinstance(m.get("tool_calls"), list) else None
+        if not keep_tools and (role == "tool" or (calls and not _text(m.get("content")).strip())):
+            continue
+        out.append(
+            ChatMessage(
+                role=role,
+                content=_text(m.get("content")),
+                tool_calls=calls if keep_tools else None,
+                tool_call_id=str(m["tool_call_id"]) if keep_tools and m.get("tool_call_id") else None,
+            )
+        )
+    return out
+
+
+def tools_of(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    tools = row.get("tools")
+    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) and tools else None
+
+
+def trains_reasoning(rows: list[dict[str, Any]]) -> bool:
+    """True when the data's answers carry thinking (``<think>`` or ``reasoning_content``)."""
+    for row in rows:
+        for m in row.get("messages", []):
+            if isinstance(m, dict) and m.get("role") == "assistant":
+                if m.get("reasoning_content") or _TRAINS_REASONING.search(_text(m.get("content"))):
+                    return True
+    return False
+
+
+def reasoning_effort(base_model: str, rows: list[dict[str, Any]]) -> str | None:
+    """ "none" for a thinking base whose training data does not think; None: send nothing."""
+    if _THINKS.search(base_model) and not trains_reasoning(rows):
+        return "none"
+    return None

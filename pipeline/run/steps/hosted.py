@@ -1,0 +1,111 @@
+"""Scoring answers with an evaluator hosted on the platform (Fireworks ``evaluationJobs``).
+
+The answered examples are uploaded as a dataset, an evaluation job scores them into an output
+dataset it creates, and the per-row scores are read back from that (pipeline/evaluation/hosted.py
+says how, defensively). Every id — input dataset, job, output dataset — is derived from the run
+and recorded before its create call; the raw output file is kept beside the candidate's scores.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pipeline import ids
+from pipeline.evaluation.hosted import input_rows, read_scores
+from pipeline.evaluation.models import EvalExample, EvalRun, EvaluatorInfo
+from pipeline.fsio import write_atomic
+from pipeline.platforms.base import EvaluationJobStatus, JobState, PlatformError
+from pipeline.poll import PollTimeout, poll_until
+from pipeline.run.context import RunContext, workspace
+from pipeline.spec import SpecError
+from pipeline.store.records import CandidateRecord, RunRecord
+
+
+async def check_hosted(ctx: RunContext, ref: str) -> EvaluatorInfo:
+    """The plan's hosted evaluator, checked to exist and be ACTIVE before approval (SpecError otherwise)."""
+    if not ctx.platform.capabilities.hosted_evaluators:
+        raise SpecError(
+            f"evaluator {ref} lives on Fireworks, and this bot trains on the {ctx.platform.name} platform: put the "
+            "evaluator's .py file in SFTBOT_EVALUATOR_DIR and use eval=evaluator:<file>"
+        )
+    try:
+        found = await ctx.platform.check_evaluator(ref)
+    except PlatformError as exc:
+        raise SpecError(str(exc).rstrip(".")) from None
+    checks = f" (checks: {', '.join(found.criteria[:5])})" if found.criteria else ""
+    about = f": {found.description}" if found.description else ""
+    return EvaluatorInfo(
+        kind="hosted",
+        summary=f"your Fireworks evaluator {found.display_name} ({found.name}){about}{checks}",
+        evaluator_path=found.name,
+        hosted=found.name,
+    )
+
+
+async def score_hosted(
+    ctx: RunContext, run: RunRecord, cand: CandidateRecord, evaluator: str, examples: list[EvalExample]
+) -> EvalRun:
+    """Scores of ``examples`` by the hosted ``evaluator``; ``output`` says what was read."""
+    slot = str(cand.slot)
+    folder = workspace(run) / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    in_id, job_id, out_id = ids.evaluation_ids(run.id, cand.slot)
+    known = {(r.kind, r.resource_id): r for r in await ctx.db.resources(run.id)}
+    source = folder / f"{slot}.hosted-input.jsonl"
+    write_atomic(source, "".join(json.dumps(row) + "\n" for row in input_rows(slot, examples)))
+    if known.get(("dataset", in_id)) is None or known[("dataset", in_id)].state != "ready":
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="dataset", resource_id=in_id, run_id=run.id, state="recorded")
+        await ctx.checkpoint(f"dataset:{in_id}:recorded")
+        info = await ctx.platform.upload_dataset(in_id, source, examples=len(examples))
+        async with ctx.db.write() as tx:
+            await ctx.db.record_resource(tx, kind="dataset", resource_id=in_id, run_id=run.id, name=info.name, state="ready")
+        await ctx.checkpoint(f"dataset:{in_id}:ready")
+        in_name = info.name
+    else:
+        in_name = known[("dataset", in_id)].name
+    if ("evaluation_job", job_id) not in known:
+        async with ctx.db.write() as tx:
+            details = {"evaluator": evaluator, "input": in_name, "output": out_id}
+            await ctx.db.record_resource(
+                tx, kind="evaluation_job", resource_id=job_id, run_id=run.id, state="recorded", details=details
+            )
+            # Created by the job, not by a call of ours: recorded so provenance lists it.
+            await ctx.db.record_resource(tx, kind="dataset", resource_id=out_id, run_id=run.id, state="recorded")
+        await ctx.checkpoint(f"evaluation_job:{job_id}:recorded")
+    status = await ctx.platform.create_evaluation_job(job_id, evaluator=evaluator, input_dataset=in_name, output_dataset=out_id)
+    status = await _until_done(ctx, status)
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(
+            tx, kind="evaluation_job", resource_id=job_id, run_id=run.id, state=status.state.value, details=None
+        )
+    if status.state is not JobState.COMPLETED:
+        why = status.message or status.raw_state
+        return EvalRun(scores=[], mean=None, errors=0, fatal=f"the evaluation job {job_id} {status.state.value}: {why}")
+    raw = folder / f"{slot}.hosted-output.jsonl"
+    raw.unlink(missing_ok=True)  # a fresh copy of what the job wrote
+    await ctx.platform.stage_dataset(status.output_dataset, raw)
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(
+            tx, kind="dataset", resource_id=out_id, run_id=run.id, name=status.output_dataset, state="ready"
+        )
+    result, reading = read_scores(slot, examples, raw.read_text(encoding="utf-8", errors="replace").splitlines())
+    said = reading.sentence(status.output_dataset)
+    metrics = ", ".join(f"{k} {v:g}" for k, v in sorted(status.metrics.items()))
+    note = f"{said} The job's own metrics: {metrics or 'none'}. Raw rows kept in eval/{raw.name}."
+    return result.model_copy(update={"output": note})
+
+
+async def _until_done(ctx: RunContext, status: EvaluationJobStatus) -> EvaluationJobStatus:
+    try:
+        return await poll_until(
+            lambda: ctx.platform.get_evaluation_job(status.job_id),
+            lambda s: s.state.terminal,
+            first=status,
+            timeout=ctx.config.deploy_timeout_seconds,
+            interval=ctx.config.poll_seconds,
+            what=f"evaluation job {status.job_id}",
+        )
+    except PollTimeout as exc:
+        last = exc.last if isinstance(exc.last, EvaluationJobStatus) else status
+        return last.model_copy(update={"state": JobState.FAILED, "message": f"{exc} (it has no cancel; it runs on)"})

@@ -1,0 +1,86 @@
+"""Tearing a run's deployment down on request (``/sft teardown N``, ``sftbot teardown N``).
+
+Only the run's own production deployment, only one this bot created (its id is in the run's
+provenance and starts with ``sftbot-``), only by someone allowed to stop the run, audited with
+who asked, and the state the platform reads back is what is recorded. The model stays: it can
+be deployed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline import ids
+from pipeline.authz import Action, Policy, authorize
+from pipeline.platforms.base import NotFound, Platform, PlatformError
+from pipeline.run.decisions import Refusal, RefusalKind
+from pipeline.run.events import DeploymentTornDown
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from pipeline.store.records import Actor, Resource, RunRecord
+
+GONE = ("deleted", "deleting")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a teardown of this run would delete."""
+
+    run: RunRecord
+    deployment: Resource
+
+
+async def target(db: Database, policy: Policy, key: str | int, actor: Actor, *, channel: str | None) -> Target:
+    """The run's deployment this person may tear down; ``Refusal`` (audited when denied) otherwise."""
+    run = await q.get_run(db, key)
+    if run is None:
+        raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.")
+    verdict = authorize(actor, Action.TEARDOWN, policy=policy, channel=channel, requester=run.requester)
+    if verdict.denied:
+        refusal = Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=policy)
+        details = {"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()}
+        await db.audit(run_id=run.id, actor=actor.id, actor_name=actor.name, action="denied_teardown", details=details)
+        raise refusal
+    dep_id = ids.deployment_id(run.id)
+    found = next((r for r in await db.resources(run.id) if r.kind == "deployment" and r.resource_id == dep_id), None)
+    if found is None or found.state == "recorded":
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has no deployment to tear down: it never deployed a model.")
+    if found.state in GONE:
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number}'s deployment {dep_id} is already {found.state}; nothing to do.")
+    return Target(run=run, deployment=found)
+
+
+async def teardown(
+    db: Database,
+    platform: Platform,
+    policy: Policy,
+    key: str | int,
+    actor: Actor,
+    *,
+    channel: str | None,
+) -> tuple[RunRecord, str]:
+    """Delete the run's deployment; returns the run and the state read back."""
+    found = await target(db, policy, key, actor, channel=channel)
+    run, dep_id = found.run, found.deployment.resource_id
+    if run.platform != platform.name:
+        raise Refusal(RefusalKind.INVALID, f"Run #{run.number} ran on {run.platform}, not {platform.name}: use that platform.")
+    try:
+        state = (await platform.delete_deployment(dep_id)).state.value
+    except NotFound:
+        state = "deleted"  # gone already (Fireworks deletes idle min-0 deployments after 7 days)
+    except PlatformError as exc:
+        await db.audit(
+            run_id=run.id, actor=actor.id, actor_name=actor.name, action="teardown_failed", details={"error": str(exc)}
+        )
+        raise Refusal(RefusalKind.INVALID, f"Deployment {dep_id} could not be torn down: {exc}") from None
+    async with db.write() as tx:
+        await db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+        await tx.audit(
+            run_id=run.id,
+            actor=actor.id,
+            actor_name=actor.name,
+            action="teardown",
+            details={"deployment_id": dep_id, "state": state},
+        )
+        tx.emit(DeploymentTornDown(run=run, actor=actor, deployment_id=dep_id, state=state))
+    return run, state

@@ -1,0 +1,63 @@
+"""`sftbot teardown RUN`: the command line deletes a run's deployment on Fireworks, after a
+confirmation or --yes, audited as the terminal user. The CLI runs as a real process against
+the fake Fireworks served by this test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from pipeline.run.machine import Phase
+from pipeline.store.db import Database
+from tests.fakes.fireworks import FakeFireworks
+from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.support import DATASETS, drive_to_end
+
+
+async def sftbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_sftbot_teardown_deletes_the_runs_deployment_after_confirmation(tmp_path: Path) -> None:
+    data = Path(os.environ["SFTBOT_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
+        db = await Database.open(data / "sftbot.sqlite3")
+        runner, log = open_runner(db, fake, data / "runs")
+        try:
+            run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b final=no", ALICE)
+            await drive_to_end(runner, log, run.id, actor=BOB)
+            assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
+        finally:
+            await runner.close()
+            await runner.platform.close()
+            await db.close()
+        dep = f"sftbot-{run.id}-dep"
+        env = {
+            **os.environ,
+            "FIREWORKS_API_KEY": fake.api_key,
+            "FIREWORKS_ACCOUNT_ID": fake.account,
+            "FIREWORKS_BASE_URL": fake.base_url,
+        }
+        code, out, err = await sftbot("teardown", "1", env=env)  # no terminal to confirm on
+        assert code == 2 and "add --yes" in err and fake.deployments[dep].deleted_at is None
+        code, out, err = await sftbot("teardown", "1", "--yes", env=env)
+        assert code == 0, err
+        assert out.strip() == f"Deployment {dep} of run #1: deleted (recorded in the audit trail)."
+        assert fake.deployments[dep].deleted_at is not None
+        assert fake.calls("DELETE", rf"/deployments/{dep}$")[0].query.get("ignoreChecks") == "true"
+        code, out, err = await sftbot("teardown", "1", "--yes", env=env)
+        assert code == 1 and f"deployment {dep} is already deleted" in err
+    db = await Database.open(data / "sftbot.sqlite3")
+    try:
+        trail = [a for a in await db.audit_trail(run.id) if a.action == "teardown"]
+    finally:
+        await db.close()
+    assert len(trail) == 1 and trail[0].actor.startswith("cli:")

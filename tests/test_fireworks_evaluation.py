@@ -1,0 +1,76 @@
+"""Evaluation on Fireworks: candidates' outputs from one multi-LoRA deployment per base, the
+final model scored on the production deployment, and a live-merge fallback when the base has
+no addon shape. Through the real SDK against the fake; its records are the evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.run.machine import Phase
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from tests.fakes.fireworks import FakeFireworks
+from tests.fakes.fireworks.shapes import shape
+from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.support import DATASETS, drive_to_end
+
+EVAL_RUN = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=3 eval=generate eval_examples=4"
+BASE = "accounts/fireworks/models/qwen3-8b"
+
+
+async def test_three_candidates_share_one_evaluation_deployment_and_the_final_is_scored_on_production(
+    db: Database, tmp_path: Path
+) -> None:
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
+        fake.chat_log = []
+        runner, log = open_runner(db, fake, tmp_path / "runs")
+        try:
+            run = await runner.start(EVAL_RUN, ALICE)
+            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
+            after = await runner.get(run.id)
+            resources = {(r.kind, r.resource_id): r for r in await db.resources(run.id)}
+        finally:
+            await runner.close()
+            await runner.platform.close()
+        shared, prod = f"sftbot-{run.id}-eval-b1", f"sftbot-{run.id}-dep"
+        assert after.phase is Phase.SUCCEEDED, after.error
+        # 1 evaluation deployment (plus the production one): not one per candidate, no throw-away for the final.
+        assert fake.create_counts("deployments") == {shared: 1, prod: 1}
+        body = next(r.json for r in fake.calls("POST", r"/deployments$") if r.query.get("deploymentId") == shared)
+        assert body["enableAddons"] is True and body["deploymentShape"].endswith("qwen3-8b-multi-lora")
+        assert fake.deployments[shared].state(fake.clock.now()) == "DELETED"  # torn down once the sweep was scored
+        assert resources[("deployment", shared)].state == "deleted" and resources[("deployment", prod)].state == "ready"
+        loads = fake.create_counts("deployedModels")
+        models = {f"accounts/{fake.account}/models/sftbot-{run.id}-c{i}" for i in (1, 2, 3)}
+        assert loads == {f"{m}#accounts/{fake.account}/deployments/{shared}": 1 for m in models}
+        assert {resources[("adapter", f"sftbot-{run.id}-load-c{i}")].state for i in (1, 2, 3)} == {"ready"}
+        served = [entry["model"] for entry in fake.chat_log]
+    for i in (1, 2, 3):  # each candidate answered its 4 held-out prompts from the shared deployment
+        assert (
+            served.count(f"accounts/{fake.account}/models/sftbot-{run.id}-c{i}#accounts/{fake.account}/deployments/{shared}") == 4
+        )
+    on_prod = [m for m in served if m.endswith(f"/deployments/{prod}")]
+    assert on_prod.count(f"accounts/{fake.account}/models/sftbot-{run.id}-final#accounts/{fake.account}/deployments/{prod}") == 5
+    assert fake.cancels == []
+
+
+async def test_a_base_without_an_addon_shape_falls_back_to_live_merge_per_candidate(db: Database, tmp_path: Path) -> None:
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
+        fake.shapes[BASE] = [shape("qwen3-8b-fast", BASE, "NVIDIA_H100_80GB", 1, "FP8", addons=False)]  # no BF16 shape
+        runner, log = open_runner(db, fake, tmp_path / "runs")
+        try:
+            run = await runner.start(EVAL_RUN, ALICE)
+            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
+            after = await runner.get(run.id)
+        finally:
+            await runner.close()
+            await runner.platform.close()
+        assert after.phase is Phase.SUCCEEDED, after.error
+        created = fake.create_counts("deployments")
+        assert created == {**{f"sftbot-{run.id}-eval-c{i}": 1 for i in (1, 2, 3)}, f"sftbot-{run.id}-dep": 1}
+        assert not fake.create_counts("deployedModels")
+        assert all(fake.deployments[d].state(fake.clock.now()) == "DELETED" for d in created if "-eval-" in d)
+    plan = await q.get_plan(db, run.id)
+    assert plan is not None
+    lines = {ln.label: ln for ln in plan.cost.lines}
+    assert "3 short-lived live-merge deployments" in lines["evaluation outputs (qwen3-8b)"].detail
