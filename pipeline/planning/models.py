@@ -22,6 +22,25 @@ class Source(str, Enum):
     USER = "user"
 
 
+class Duration(BaseModel):
+    """How long something is expected to take: a range in seconds and how it was estimated.
+
+    Filled per job and in total by whichever platform can say: the local platform from a
+    throughput measured on this machine (pipeline/planning/duration.py).
+    """
+
+    low_seconds: float
+    high_seconds: float
+    basis: str  # one sentence: what the range rests on
+
+    def __add__(self, other: Duration) -> Duration:
+        return Duration(
+            low_seconds=self.low_seconds + other.low_seconds,
+            high_seconds=self.high_seconds + other.high_seconds,
+            basis=self.basis,
+        )
+
+
 class PlannedJob(BaseModel):
     """One training job in the plan: a sweep candidate or the final run."""
 
@@ -32,6 +51,7 @@ class PlannedJob(BaseModel):
     epochs: int
     train_samples: int
     train_tokens: int  # estimated tokens in its training data (one epoch)
+    duration: Duration | None = None  # expected wall time of the job, when the platform can estimate it
 
     @model_validator(mode="before")
     @classmethod
@@ -94,10 +114,11 @@ class Plan(BaseModel):
     deploy: bool
     sources: dict[str, Source] = Field(default_factory=dict)
     cost: CostEstimate
+    duration: Duration | None = None  # the whole run: sweep (in waves), final run, evaluation, deployment
     warnings: list[str] = Field(default_factory=list)
     evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
     fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
     author: str | None = None  # who this version comes from: the requester, or who revised/answered last
 
 
-__all__ = ["FINAL", "CostEstimate", "CostLine", "Plan", "PlannedJob", "Slot", "Source"]
+__all__ = ["FINAL", "CostEstimate", "CostLine", "Duration", "Plan", "PlannedJob", "Slot", "Source"]

@@ -43,6 +43,7 @@ from pipeline.platforms.base import (
     NotFound,
     PlatformError,
     Snippet,
+    Throughput,
 )
 from pipeline.platforms.fireworks_calls import Caller, FireworksError, RetryPolicy, StorageError, status_of
 from pipeline.platforms.fireworks_datasets import DIRECT_UPLOAD_LIMIT, FireworksDatasets
@@ -358,8 +359,8 @@ class FireworksPlatform:
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
         raise PlatformError("Fireworks serves fine-tuned models only from a deployment; sftbot deploys them to get outputs.")
 
-    def tokens_per_second(self, model: str) -> float | None:
-        return None  # billed per token: the estimate is in dollars, not in time
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
+        return None  # billed per token: the estimate is in dollars; queue and GPU speed are not known here
 
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
         code = render(

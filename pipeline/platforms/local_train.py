@@ -15,7 +15,6 @@ Determinism: one seed drives the LoRA init and the per-epoch batch order.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -28,13 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pipeline.fsio import write_atomic
 from pipeline.platforms.base import JobState, LossPoint
 from pipeline.platforms.local_encode import IGNORE, Encoded, collate, load_rows
-from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, Throughput, TrainerStatus, file_lock, now_iso
+from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, TrainerStatus, now_iso
 from pipeline.platforms.local_models import ensure_folder, resolve
 
 if TYPE_CHECKING:
     import torch
 
-_STARTED = time.monotonic()
 # Must be set before torch loads: with the default (spinning) wait policy, OpenMP threads on a
 # CPU shared with other work stalled each other and a step took 2-5x longer than on 1 thread.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -178,10 +176,8 @@ class Trainer:
         model, pad_id, train, val = self.prepare()
         autocast, precision = autocast_factory(self.spec.device, self.spec.precision)
         self.write_status(precision=precision, message=None)
-        startup = time.monotonic() - _STARTED
-        tokens, seconds = self.train(model, pad_id, train, val, autocast)
+        self.train(model, pad_id, train, val, autocast)
         self.save_adapter(model)
-        self.record_throughput(tokens / max(seconds, 1e-9), startup)
         self.write_status(state=JobState.COMPLETED, progress=100.0, message=None)
 
     def prepare(self) -> tuple[Any, int, list[Encoded], list[Encoded]]:
@@ -294,20 +290,6 @@ class Trainer:
         model.save_pretrained(str(tmp))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-
-    def record_throughput(self, tokens_per_second: float, startup: float) -> None:
-        root = Path(self.spec.root)
-        path = root / "throughput.json"
-        with file_lock(root / ".throughput.lock"):
-            table: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            entry = Throughput(
-                tokens_per_second=round(tokens_per_second, 2),
-                startup_seconds=round(startup, 2),
-                device=self.spec.device,
-                measured_at=now_iso(),
-            )
-            table[self.spec.base_model] = entry.model_dump()
-            write_atomic(path, json.dumps(table, indent=1, sort_keys=True))
 
 
 def main(argv: list[str]) -> int:

@@ -74,6 +74,8 @@ class CandidateRecord(BaseModel):
     stalled: bool = False
     last_progress_at: float | None = None
     updated_at: float = 0.0
+    started_at: float | None = None  # first seen running (epoch seconds)
+    finished_at: float | None = None  # first seen finished
 
     @property
     def label(self) -> str:

@@ -25,6 +25,7 @@ from pipeline.platforms.base import (
     NotFound,
     PlatformError,
     Snippet,
+    Throughput,
 )
 
 
@@ -160,7 +161,7 @@ class MemoryPlatform:
             out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
         return out
 
-    def tokens_per_second(self, model: str) -> float | None:
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
         return None
 
     def snippet(self, deployment: DeploymentStatus) -> Snippet:
