@@ -113,11 +113,12 @@ def _run_async(coro: Any) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from bot.engine import open_engine
+    from bot.live import LiveBoard, wants_live
     from bot.terminal import Terminal, terminal_actor
 
     settings = load_settings()
     async with open_engine(settings, platform_name=args.platform) as engine:
-        term = Terminal(engine.runner, yes=args.yes)
+        term = Terminal(engine.runner, yes=args.yes, live=LiveBoard() if wants_live() else None)
         run = await engine.runner.start(args.instruction, terminal_actor())
         print(f"Run #{run.number} ({run.id}) on {engine.platform.name}; workspace {run.workspace}")
         code = await term.follow(run.id)
@@ -136,6 +137,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 async def _resume(args: argparse.Namespace) -> int:
     from bot.engine import open_engine
+    from bot.live import LiveBoard, wants_live
     from bot.terminal import Terminal
     from pipeline.store import runs as q
 
@@ -150,7 +152,7 @@ async def _resume(args: argparse.Namespace) -> int:
             run = pending[0]
         if run.phase.finished:
             raise Refused(f"run #{run.number} has already {run.phase.value}")
-        term = Terminal(engine.runner, yes=args.yes)
+        term = Terminal(engine.runner, yes=args.yes, live=LiveBoard() if wants_live() else None)
         print(f"Resuming run #{run.number} ({run.id}) in phase {run.phase.value}")
         await engine.runner.resume_all()  # an open gate announces itself again: the prompt follows
         return await term.follow(run.id)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.engine import open_engine
+from bot.live import LiveBoard, wants_live
 from bot.local_commands import curl_line
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
@@ -130,7 +131,8 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=batch_size, api_key=key)
     async with open_engine(settings, platform=platform) as engine:
         engine.runner.config.eval_max_tokens = ANSWER_TOKENS
-        term = Terminal(engine.runner, yes=yes)
+        live = LiveBoard() if wants_live() else None
+        term = Terminal(engine.runner, yes=yes, live=live)
         run = await engine.runner.start(instruction, terminal_actor())
         print(f"Run #{run.number} ({run.id}); workspace {run.workspace}")
         code = await term.follow(run.id)

@@ -86,7 +86,7 @@ async def test_after_the_demo_exits_sftbot_endpoint_answers_the_reports_snippet_
     try:
         record = platform.deployment_record(ids.deployment_id(run_id))
         assert record is not None and record.port == demo.port
-        prompt = [ChatMessage.model_validate(m) for m in platform._example(record.model)]
+        prompt = [ChatMessage.model_validate(m) for m in platform.example_prompt(record.model)]
         assert prompt[-1].role == "user" and prompt[-1].content != "Hello!"
         tuned = (await platform.generate(record.model, [prompt], max_tokens=256))[0]
         base = (await platform.generate("tiny-llama", [prompt], max_tokens=256))[0]

@@ -28,7 +28,7 @@ from tests.local_demo import DemoRun  # noqa: E402
 def _shipped_and_prompt(demo: DemoRun) -> tuple[str, list[dict[str, str]]]:
     platform = LocalPlatform(demo.data_dir / "local", port=0)
     record = next(r for r in platform.deployments.live_records() if r.deployment_id.endswith("-dep"))
-    return record.model, platform._example(record.model)
+    return record.model, platform.example_prompt(record.model)
 
 
 async def test_merged_export_loads_in_transformers_and_answers_like_the_fine_tuned_model(

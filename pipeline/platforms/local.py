@@ -327,7 +327,7 @@ class LocalPlatform:
         folder = await asyncio.to_thread(ensure_folder, resolved)
         return await asyncio.to_thread(export_model, fmt, base_folder=folder, adapter=adapter, dest=dest, name=name)
 
-    def _example(self, model: str) -> list[dict[str, str]]:
+    def example_prompt(self, model: str) -> list[dict[str, str]]:
         """A held-out prompt of the model's own job (its first validation row), so the snippet
         shows what the model was tuned for; a plain greeting when there is none."""
         hello = [{"role": "user", "content": "Hello!"}]
@@ -352,7 +352,7 @@ class LocalPlatform:
             model=deployment.model,
             keyed=self.api_key is not None,
             run_ref=_run_of(deployment.deployment_id),
-            messages=json.dumps(self._example(deployment.model), ensure_ascii=False, indent=4).replace("\n", "\n    "),
+            messages=json.dumps(self.example_prompt(deployment.model), ensure_ascii=False, indent=4).replace("\n", "\n    "),
         )
         return Snippet(language="python", code=code, env=["SFTBOT_LOCAL_API_KEY"] if self.api_key else [])
 
