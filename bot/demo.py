@@ -153,7 +153,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
         print(f"Loss curves: {ws / 'loss_curves.png'}")
         print(f"Demo took {(time.monotonic() - started) / 60:.1f} minutes.")
         print_before_after(result)
-        print_how_to_call(status, run.number, report, keyed=key is not None)
+        print_how_to_call(status, run.number, keyed=key is not None, messages=platform.example_prompt(status.model))
         if not yes and sys.stdin.isatty():
             await asyncio.to_thread(input, "The endpoint is up while this runs. Press Enter to stop it. ")
         return 0
@@ -171,8 +171,8 @@ def print_before_after(result: dict[str, Any]) -> None:
         print(f"Mean score: base {s['base']:.3f} -> fine-tuned {s['tuned']:.3f}")
 
 
-def print_how_to_call(status: DeploymentStatus, number: int, report: Path, *, keyed: bool) -> None:
+def print_how_to_call(status: DeploymentStatus, number: int, *, keyed: bool, messages: list[dict[str, str]]) -> None:
     print(f"\nThe endpoint answers at {status.endpoint} while this command runs. After it exits, start it again with:")
     print(f"  sftbot endpoint {number}        (or keep `sftbot serve` running: it hosts every local deployment)")
     print("then call it with the Python snippet under 'Use it' in the report, or:")
-    print(f"  {curl_line(status.endpoint, status.model_string, keyed=keyed)}")
+    print(f"  {curl_line(status.endpoint, status.model_string, keyed=keyed, messages=messages)}")

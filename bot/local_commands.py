@@ -103,8 +103,10 @@ def _deployment(platform: LocalPlatform, found: LocalRun) -> DeploymentRecord:
     return record
 
 
-def curl_line(endpoint: str, model_string: str, *, keyed: bool) -> str:
-    body = json.dumps({"model": model_string, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 64})
+def curl_line(endpoint: str, model_string: str, *, keyed: bool, messages: list[dict[str, str]] | None = None) -> str:
+    """The one-line request a person can paste (the deployment's own example prompt when given)."""
+    ask = messages or [{"role": "user", "content": "Hello!"}]
+    body = json.dumps({"model": model_string, "messages": ask, "max_tokens": 128}, ensure_ascii=False)
     auth = ' -H "Authorization: Bearer $SFTBOT_LOCAL_API_KEY"' if keyed else ""
     return f"curl -s {endpoint}/chat/completions -H 'Content-Type: application/json'{auth} -d {shlex.quote(body)}"
 
@@ -137,7 +139,10 @@ async def endpoint(settings: Settings, key: str, *, port: int | None, stop: asyn
         if record.port is not None and record.port != platform.deployments.port:
             out(f"  note: the report's snippet names port {record.port}; use base_url {endpoint_url} instead")
         out(f"  Python: the snippet under 'Use it' in {Path(run.workspace) / 'final_report.md'}")
-        out(f"  curl:   {curl_line(endpoint_url, record.deployment_id, keyed=platform.api_key is not None)}")
+        keyed = platform.api_key is not None
+        out(
+            f"  curl:   {curl_line(endpoint_url, record.deployment_id, keyed=keyed, messages=platform.example_prompt(record.model))}"
+        )
         await _until_stopped(stop)
         return 0
     finally:
