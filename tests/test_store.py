@@ -80,7 +80,7 @@ async def test_a_database_of_the_first_schema_is_carried_forward(tmp_path: Path)
 
     db = await Database.open(path)
     try:
-        assert await db.applied_migrations() == ["001_init.sql", "002_slots_and_surfaces.sql"]
+        assert await db.applied_migrations() == ["001_init.sql", "002_slots_and_surfaces.sql", "003_job_timing.sql"]
         run = await q.get_run(db, "r1")
         assert run is not None and run.channel == "C1" and run.evaluator_error == "it broke"
         assert run.promoted is not None and run.promoted.number == 2
