@@ -15,13 +15,12 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from bot.engine import open_engine
 from bot.live import LiveBoard, wants_live
-from bot.local_commands import curl_line
+from bot.local_commands import curl_line, quiet_ml_libraries
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
 from pipeline.dataset.demo import SYSTEM
@@ -104,23 +103,9 @@ async def _call_endpoint(status: DeploymentStatus, sentence: str) -> str:
     return resp.choices[0].message.content or ""
 
 
-def _quiet_ml_libraries() -> None:
-    """Keep the terminal for the run's own progress: no weight-loading bars or deprecation noise."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # the local extra is missing; the platform says so when it is used
-        pass
-
-
 async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INSTRUCTION, batch_size: int = 8) -> int:
     started = time.monotonic()
-    _quiet_ml_libraries()
+    quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("First use converts the bundled model and times a few training steps for the plan's estimate.\n")
     from pipeline.platforms.local import LocalPlatform

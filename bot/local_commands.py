@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import signal
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,20 @@ Out = Callable[[str], None]
 
 def _say(line: str) -> None:
     print(line, flush=True)  # a supervisor (or a test) reading the pipe sees each line at once
+
+
+def quiet_ml_libraries() -> None:
+    """Keep the terminal for the run's own progress: no weight-loading bars or deprecation noise."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # the local extra is missing; the platform says so when it is used
+        pass
 
 
 def local_platform(settings: Settings, *, port: int | None = None) -> LocalPlatform:
@@ -113,6 +129,7 @@ def curl_line(endpoint: str, model_string: str, *, keyed: bool, messages: list[d
 
 async def endpoint(settings: Settings, key: str, *, port: int | None, stop: asyncio.Event | None = None, out: Out = _say) -> int:
     """Serve one local run's deployed model in the foreground until Ctrl-C / SIGTERM (or ``stop``)."""
+    quiet_ml_libraries()
     found = await load_local_run(settings, key)
     run = found.run
     probe = local_platform(settings)
@@ -171,6 +188,7 @@ async def _until_stopped(stop: asyncio.Event | None) -> None:
 
 async def export(settings: Settings, key: str, *, fmt: ExportFormat, to: Path | None, out: Out = _say) -> int:
     """Write the run's shipped model in ``fmt``, record it, and list it in the run's report."""
+    quiet_ml_libraries()
     found = await load_local_run(settings, key)
     run = found.run
     model = shipped(found)

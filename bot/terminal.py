@@ -121,6 +121,8 @@ class Terminal:
             case ev.EvaluatorFailed():
                 self.out(f"  {e.reason}")
             case ev.EvaluationDone():
+                if self.live is not None:
+                    self.live.update([e.candidate])  # with its score
                 self.out(f"  {e.summary}")
             case ev.Deployed():
                 self.out(f"  Deployed {e.deployment.model} as {e.deployment.deployment_id}")

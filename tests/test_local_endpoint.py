@@ -171,3 +171,24 @@ async def test_teardown_is_recorded_and_endpoint_then_says_so(local_demo_run: De
         await platform.close()
     with pytest.raises(Refused, match=rf"run #{demo.number}'s deployment .* was torn down at .*sftbot export {demo.number}"):
         await endpoint(settings, str(demo.number), port=None)
+
+
+async def test_sftbot_serve_hosts_the_local_deployments_and_loads_each_on_its_first_request(local_demo_run: DemoRun) -> None:
+    from openai import AsyncOpenAI
+
+    from bot.app import _host_local_deployments
+    from bot.engine import open_engine
+
+    demo = local_demo_run
+    run_id = await _run_id(demo)
+    settings = demo.settings(local_port=free_port(), data_dir=demo.data_dir)
+    async with open_engine(settings, platform_name="local") as engine:  # what `sftbot serve` opens
+        await _host_local_deployments(engine)
+        platform = engine.platform
+        assert isinstance(platform, LocalPlatform) and platform.deployments.loaded == {}  # nothing loaded at start-up
+        dep = ids.deployment_id(run_id)
+        async with AsyncOpenAI(base_url=platform.deployments.endpoint, api_key="local") as client:
+            listed = [m.id async for m in client.models.list()]
+            assert dep in listed
+            reply = await client.chat.completions.create(model=dep, max_tokens=8, messages=[{"role": "user", "content": "Hi"}])
+        assert reply.choices[0].message.content is not None and dep in platform.deployments.loaded
