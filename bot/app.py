@@ -25,6 +25,7 @@ from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
 from pipeline.evaluation.sandbox import sandbox_problem
+from pipeline.platforms.local import LocalPlatform
 
 log = logging.getLogger("sftbot.app")
 EVENTS_PATH = "/slack/events"
@@ -156,6 +157,25 @@ async def _say_how_evaluators_run(settings: Settings) -> None:
         log.warning("users' evaluators will be refused: %s", problem)
 
 
+async def _host_local_deployments(engine: Engine) -> None:
+    """While the bot runs, every local deployment answers on the local endpoint: the server
+    starts now, each deployment's model loads on its first request (so start-up stays quick
+    and memory holds only the models people call)."""
+    platform = engine.platform
+    if not isinstance(platform, LocalPlatform):
+        return
+    problem = await platform.host()
+    if problem is not None:
+        log.warning("local deployments are not served: %s", problem)
+    elif platform.deployments.shared_with is not None:
+        log.info("local deployments are served by sftbot process %s on the same port", platform.deployments.shared_with)
+    else:
+        count = len(platform.deployments.live_records())
+        log.info(
+            "local deployments answer at %s (%d deployed; each loads on its first request)", platform.deployments.endpoint, count
+        )
+
+
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     # The bot asks how to judge candidates when a /sft run does not say (loss, own or generated evaluator).
     async with open_engine(settings, ask_evaluation=True) as engine:
@@ -164,6 +184,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             await _say_how_evaluators_run(settings)
             resumed = await engine.runner.resume_all()
             log.info("resumed %d unfinished run(s)", len(resumed))
+            await _host_local_deployments(engine)
             if settings.mode == "http":
                 runner, port = await start_http(app, port=settings.http_port)
                 log.info("sftbot listening on :%d%s (HTTP mode)", port, EVENTS_PATH)

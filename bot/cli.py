@@ -16,23 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from bot.console import inspection_text, plan_json, plan_text
-from bot.settings import SettingsError, load_settings
+from bot.errors import Refused, UsageError
+from bot.settings import Settings, SettingsError, load_settings
+from pipeline.catalog import find_model
 from pipeline.dataset.demo import resolve_dataset_ref
 from pipeline.dataset.inspect import inspect_dataset
+from pipeline.dataset.report import InspectionReport
 from pipeline.instructions import parse_instruction
 from pipeline.planning.models import Plan
 from pipeline.planning.plan import MissingInput, make_plan
 from pipeline.platforms.base import PlatformError
 from pipeline.run.decisions import Refusal as DecisionRefused
-from pipeline.spec import SpecError
-
-
-class UsageError(Exception):
-    """Wrong use of the command line (exit 2)."""
-
-
-class Refused(Exception):
-    """The request was understood but cannot be carried out (exit 1)."""
+from pipeline.spec import RunSpec, SpecError
 
 
 def _print_json(obj: object) -> None:
@@ -51,7 +46,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0 if report.trainable else 1
 
 
-def build_plan(instruction: str, *, platform: str) -> Plan:
+def build_plan(instruction: str, *, platform: str, settings: Settings | None = None) -> Plan:
     """Parse, inspect a local dataset and plan; starts nothing and spends nothing."""
     spec = parse_instruction(instruction)
     if not spec.dataset:
@@ -67,13 +62,36 @@ def build_plan(instruction: str, *, platform: str) -> Plan:
         first = report.problems[0] if report.problems else None
         where = f" (line {first.examples[0].line}: {first.examples[0].message})" if first and first.examples else ""
         raise Refused(f"dataset {spec.dataset} cannot be trained on: {first.title if first else 'problems found'}{where}")
+    if platform == "local":
+        return asyncio.run(_local_plan(spec, report, path, settings or load_settings()))
     return make_plan(spec, report, platform=platform)
+
+
+async def _local_plan(spec: RunSpec, report: InspectionReport, path: Path, settings: Settings) -> Plan:
+    """The local platform's plan: its models, its parallelism, and time measured on this machine
+    (a few timed steps the first time, then the cache: a second plan starts at once)."""
+    from bot.local_commands import local_platform
+
+    local = local_platform(settings)
+    try:
+        infos = {m: await local.model_info(m) for m in spec.base_models}
+        measured = {m: tp for m in dict.fromkeys(spec.base_models) if (tp := await local.throughput(m, sample=path))}
+        return make_plan(
+            spec,
+            report,
+            platform="local",
+            model_info=lambda m: infos.get(m) or find_model(m),
+            default_parallel=local.max_parallel,
+            throughput=measured or None,
+        )
+    finally:
+        await local.close()
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     settings = load_settings()
     platform = args.platform or settings.resolved_platform
-    plan = build_plan(args.instruction, platform=platform)
+    plan = build_plan(args.instruction, platform=platform, settings=settings)
     if args.json:
         _print_json(plan_json(plan))
     else:
@@ -95,11 +113,12 @@ def _run_async(coro: Any) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from bot.engine import open_engine
+    from bot.live import LiveBoard, wants_live
     from bot.terminal import Terminal, terminal_actor
 
     settings = load_settings()
     async with open_engine(settings, platform_name=args.platform) as engine:
-        term = Terminal(engine.runner, yes=args.yes)
+        term = Terminal(engine.runner, yes=args.yes, live=LiveBoard() if wants_live() else None)
         run = await engine.runner.start(args.instruction, terminal_actor())
         print(f"Run #{run.number} ({run.id}) on {engine.platform.name}; workspace {run.workspace}")
         code = await term.follow(run.id)
@@ -118,6 +137,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 async def _resume(args: argparse.Namespace) -> int:
     from bot.engine import open_engine
+    from bot.live import LiveBoard, wants_live
     from bot.terminal import Terminal
     from pipeline.store import runs as q
 
@@ -132,7 +152,7 @@ async def _resume(args: argparse.Namespace) -> int:
             run = pending[0]
         if run.phase.finished:
             raise Refused(f"run #{run.number} has already {run.phase.value}")
-        term = Terminal(engine.runner, yes=args.yes)
+        term = Terminal(engine.runner, yes=args.yes, live=LiveBoard() if wants_live() else None)
         print(f"Resuming run #{run.number} ({run.id}) in phase {run.phase.value}")
         await engine.runner.resume_all()  # an open gate announces itself again: the prompt follows
         return await term.follow(run.id)
@@ -224,6 +244,18 @@ async def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _endpoint(args: argparse.Namespace) -> int:
+    from bot.local_commands import endpoint
+
+    return await endpoint(load_settings(), args.run, port=args.port)
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from bot.local_commands import export
+
+    return await export(load_settings(), args.run, fmt=args.format, to=Path(args.to) if args.to else None)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sftbot", description="Supervised fine-tuning from Slack, end to end.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -262,6 +294,15 @@ def _parser() -> argparse.ArgumentParser:
     td.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     td.add_argument("--platform", choices=["fireworks", "local"])
     td.set_defaults(func=lambda a: _run_async(_teardown(a)))
+    ep = sub.add_parser("endpoint", help="serve a local run's deployed model in the foreground (Ctrl-C stops it)")
+    ep.add_argument("run", help="run number or id")
+    ep.add_argument("--port", type=int, help="default: the port it was deployed on (the report's snippet names it)")
+    ep.set_defaults(func=lambda a: _run_async(_endpoint(a)))
+    ex = sub.add_parser("export", help="write a local run's model for other servers: adapter, merged, ollama or gguf")
+    ex.add_argument("run", help="run number or id")
+    ex.add_argument("--to", help="a new folder (default: ./sftbot-run-<N>-<format>)")
+    ex.add_argument("--format", choices=["adapter", "merged", "ollama", "gguf"], default="merged")
+    ex.set_defaults(func=lambda a: _run_async(_export(a)))
     sv = sub.add_parser("serve", help="run the Slack bot (Socket Mode by default, --mode http for HTTP)")
     sv.add_argument("--mode", choices=["socket", "http"], help="overrides SFTBOT_MODE")
     sv.add_argument("--port", type=int, help="HTTP mode port (overrides SFTBOT_HTTP_PORT)")

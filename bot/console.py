@@ -6,6 +6,7 @@ from typing import Any
 
 from pipeline.dataset.report import InspectionReport
 from pipeline.planning.cost import money
+from pipeline.planning.duration import minutes
 from pipeline.planning.models import Plan, PlannedJob, Source
 
 
@@ -37,10 +38,22 @@ def _mark(plan: Plan, key: str) -> str:
 
 
 def _job_row(job: PlannedJob) -> str:
+    took = f"  {minutes(job.duration)}" if job.duration else ""
     return (
         f"  {job.slot.name:>5}  {job.base_model:<28} rank {job.lora_rank:<3} "
-        f"lr {job.learning_rate:<8g} epochs {job.epochs:<2} samples {job.train_samples:,}"
+        f"lr {job.learning_rate:<8g} epochs {job.epochs:<2} samples {job.train_samples:,}{took}"
     )
+
+
+def _time_lines(plan: Plan) -> list[str]:
+    """The local platform's cost: time on this machine, in total and how it was estimated."""
+    c = plan.cost
+    if plan.duration is None:
+        return ["Time estimate: unknown", *(f"    {u}" for u in c.unknown), "  nothing is billed on this machine"]
+    return [
+        f"Time estimate: {minutes(plan.duration)} in all (sweep, final run, evaluation, deployment); nothing is billed",
+        f"  from {plan.duration.basis}",
+    ]
 
 
 def plan_text(plan: Plan) -> str:
@@ -62,18 +75,21 @@ def plan_text(plan: Plan) -> str:
         f"  evaluation: {plan.evaluation.describe()}{_mark(plan, 'evaluation')}",
         f"  final run: {'on' if plan.final else 'skipped'}{_mark(plan, 'final_run')}; "
         f"deploy: {'yes' if plan.deploy else 'no'}{_mark(plan, 'deploy')}",
-        "Cost estimate:",
-        f"  Training   {money(c.training_usd):>10}",
-        f"  Inference  {money(c.inference_usd):>10}",
-        f"  Total      {money(c.total_usd):>10}   range {money(c.low_usd)} - {money(c.high_usd)}",
     ]
-    if c.compute_minutes is not None:
-        out.append(f"  Compute    ~{c.compute_minutes:,.1f} min on this machine")
-    for line in c.lines:
-        out.append(f"    {line.label}: {money(line.usd)} ({line.detail})")
-    for u in c.unknown:
-        out.append(f"    unknown: {u}")
-    out.append(f"  prices as of {c.prices_as_of}; source: {c.price_source}")
+    if plan.platform == "local":
+        out += _time_lines(plan)
+    else:
+        out += [
+            "Cost estimate:",
+            f"  Training   {money(c.training_usd):>10}",
+            f"  Inference  {money(c.inference_usd):>10}",
+            f"  Total      {money(c.total_usd):>10}   range {money(c.low_usd)} - {money(c.high_usd)}",
+        ]
+        for line in c.lines:
+            out.append(f"    {line.label}: {money(line.usd)} ({line.detail})")
+        for u in c.unknown:
+            out.append(f"    unknown: {u}")
+        out.append(f"  prices as of {c.prices_as_of}; source: {c.price_source}")
     if plan.fallback_note:
         out.append(f"  note: {plan.fallback_note}")
     for w in plan.warnings:
@@ -97,6 +113,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "train_samples": j.train_samples,
             "train_tokens": j.train_tokens,
             "max_context_length": j.max_context_length,
+            "duration": j.duration.model_dump() if j.duration else None,
         }
 
     c = plan.cost
@@ -131,5 +148,6 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "lines": [ln.model_dump() for ln in c.lines],
             "unknown": c.unknown,
         },
+        "duration": plan.duration.model_dump() if plan.duration else None,
         "warnings": [*([plan.fallback_note] if plan.fallback_note else []), *plan.warnings],
     }

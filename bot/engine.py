@@ -78,12 +78,15 @@ async def open_engine(
     prepare_data_dir(settings.data_dir)
     db = await Database.open(settings.db_path)
     bus = EventBus()
+    # Reading a local job's status is a file read, not an API call: poll every second unless
+    # SFTBOT_POLL_SECONDS says otherwise, so a finished job hands over at once.
+    poll = settings.poll_seconds if plat.name != "local" or "poll_seconds" in settings.model_fields_set else 1.0
     runner = Runner(
         db,
         plat,
         RunnerConfig(
             runs_dir=settings.runs_dir,
-            poll_seconds=settings.poll_seconds,
+            poll_seconds=poll,
             stall_minutes=settings.stall_minutes,
             ask_evaluation=ask_evaluation,
             policy=policy_from(settings),

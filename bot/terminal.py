@@ -1,4 +1,5 @@
-"""The terminal surface: progress lines and the same gates as Slack (prompt, or --yes).
+"""The terminal surface: progress (a live table in a TTY, plain lines in a pipe or CI) and the
+same gates as Slack (prompt, or --yes).
 
 Events are queued by the bus subscriber and handled by ``follow``, so a prompt never runs
 inside the runner's own publish call. Decisions go through the same ``Runner.decide`` as
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from bot.console import plan_text
+from bot.live import LiveBoard
 from pipeline.instructions import parse_instruction
 from pipeline.run import events as ev
 from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise
@@ -47,11 +49,20 @@ def scoreboard_lines(cands: list[CandidateRecord]) -> list[str]:
 class Terminal:
     """Follows one run in the terminal until it finishes."""
 
-    def __init__(self, runner: Runner, *, yes: bool, ask: Ask | None = None, out: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        yes: bool,
+        ask: Ask | None = None,
+        out: Callable[[str], None] = print,
+        live: LiveBoard | None = None,
+    ) -> None:
         self.runner = runner
         self.yes = yes
         self.ask = ask or (lambda prompt: input(prompt))
-        self.out = out
+        self.live = live  # in a TTY: the scoreboard is one table redrawn in place
+        self.out = live.say if live is not None else out
         self.actor = terminal_actor()
         self.queue: asyncio.Queue[ev.RunEvent] = asyncio.Queue()
         self._last_board = ""
@@ -71,6 +82,9 @@ class Terminal:
                 return done
 
     def _board(self, cands: list[CandidateRecord]) -> None:
+        if self.live is not None:
+            self.live.update(cands)
+            return
         board = "\n".join(scoreboard_lines(cands))
         if board != self._last_board:
             self.out(board)
@@ -78,6 +92,10 @@ class Terminal:
 
     async def _handle(self, e: ev.RunEvent) -> int | None:
         n = e.run.number
+        if self.live is not None:
+            self.live.title, self.live.phase = f"Run #{n}", e.run.phase.value
+            if isinstance(e, (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)):
+                self.live.stop()
         match e:
             case ev.PhaseChanged():
                 self.out(f"[run #{n}] {e.run.phase.value}")
@@ -85,6 +103,9 @@ class Terminal:
                 await self._answer(e)
             case ev.PlanProposed():
                 self.out(plan_text(e.plan))
+                if self.live is not None:
+                    jobs = [*e.plan.candidates, *([e.plan.final] if e.plan.final else [])]
+                    self.live.planned = {str(j.slot): j.duration for j in jobs if j.duration is not None}
                 await self._approve(e)
             case ev.ScoreboardChanged():
                 self._board(list(e.candidates))
@@ -101,6 +122,8 @@ class Terminal:
             case ev.EvaluatorFailed():
                 self.out(f"  {e.reason}")
             case ev.EvaluationDone():
+                if self.live is not None:
+                    self.live.update([e.candidate])  # with its score
                 self.out(f"  {e.summary}")
             case ev.Deployed():
                 self.out(f"  Deployed {e.deployment.model} as {e.deployment.deployment_id}")
@@ -124,6 +147,8 @@ class Terminal:
     async def _prompt(self, text: str) -> str:
         if (not sys.stdin or not sys.stdin.isatty()) and self.ask.__name__ == "<lambda>":
             raise SystemExit("sftbot: a decision is needed but there is no terminal; use --yes")
+        if self.live is not None:
+            self.live.stop()  # a redrawing table and a prompt cannot share the screen; it comes back with the next update
         return (await asyncio.to_thread(self.ask, text)).strip()
 
     async def _decide(self, run_id: str, decision: Decision) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from pipeline.planning.models import Plan
 from pipeline.run.summary import RunSummary
 from pipeline.store.records import AuditEvent, CandidateRecord
 from templates import render
+
+BEFORE_AFTER = "before_after.json"  # the demo's base-vs-tuned comparison, shown when a run has one
 
 
 def evaluation_section(ws: Path, plan: Plan | None, shipped: CandidateRecord | None, error: str | None) -> dict[str, Any]:
@@ -47,8 +50,12 @@ def render_report(summary: RunSummary, *, audit: list[AuditEvent], platform: str
     inspection = (
         InspectionReport.model_validate_json(inspection_path.read_text(encoding="utf-8")) if inspection_path.exists() else None
     )
+    before_after_path = ws / BEFORE_AFTER
+    before_after = json.loads(before_after_path.read_text(encoding="utf-8")) if before_after_path.exists() else None
     return render(
         "final_report.md.j2",
+        before_after=before_after,
+        elapsed=time.time() - run.created_at,
         s=summary,
         run=run,
         plan=summary.plan,

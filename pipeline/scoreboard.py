@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pipeline.planning.models import Duration
 from pipeline.run.slots import CandidateState
 from pipeline.store.records import CandidateRecord
 
@@ -25,3 +26,21 @@ def leader(cands: Iterable[CandidateRecord]) -> CandidateRecord | None:
     """The current leader among candidates with a metric, if any."""
     ranked = [c for c in rank(cands) if c.val_loss is not None or c.score is not None]
     return ranked[0] if ranked else None
+
+
+def timing(c: CandidateRecord, now: float, planned: Duration | None = None) -> tuple[float | None, float | None]:
+    """(elapsed, remaining) seconds of one job; None where unknown.
+
+    Elapsed runs from when it was first seen running. Remaining comes from its own progress
+    rate once it has some, from the plan's estimate before that (and for jobs still waiting).
+    """
+    guess = (planned.low_seconds + planned.high_seconds) / 2 if planned is not None else None
+    if c.state.is_finished():
+        spent = c.finished_at - c.started_at if c.started_at is not None and c.finished_at is not None else None
+        return spent, 0.0
+    if c.started_at is None:
+        return None, guess
+    elapsed = max(0.0, now - c.started_at)
+    if c.progress > 0:
+        return elapsed, elapsed * (100.0 - c.progress) / c.progress
+    return elapsed, max(0.0, guess - elapsed) if guess is not None else None

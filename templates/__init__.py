@@ -34,11 +34,41 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{float(value):+.0f}%"
 
 
+def seconds(value: float | None) -> str:
+    """``95 s`` or ``3.2 min``; n/a when unknown."""
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f} s" if value < 120 else f"{value / 60:,.1f} min"
+
+
+def span(duration: Any) -> str:
+    """A planned Duration as ``~1.5-2.5 min``; n/a when the platform could not estimate it."""
+    if duration is None:
+        return "n/a"
+    return f"~{seconds(duration.low_seconds)} - {seconds(duration.high_seconds)}"
+
+
+def cell(value: object, width: int = 70) -> str:
+    """One Markdown table cell of code: one line, clipped, no pipes or backticks."""
+    text = " ".join(str(value).split()).replace("|", "/").replace("`", "'")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """Cached: compiling the report template costs ~0.5 s, far more than rendering it."""
     env = Environment(loader=PackageLoader("templates", ""), undefined=StrictUndefined, keep_trailing_newline=True)
-    env.filters.update(money=money, when=when, loss=loss, pct=pct, py=py_literal, oneline=lambda s: " ".join(str(s).split()))
+    env.filters.update(
+        money=money,
+        when=when,
+        loss=loss,
+        pct=pct,
+        py=py_literal,
+        oneline=lambda s: " ".join(str(s).split()),
+        seconds=seconds,
+        span=span,
+        cell=cell,
+    )
     return env
 
 

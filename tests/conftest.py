@@ -51,3 +51,14 @@ async def make_runner(db: Database, tmp_path: Path) -> AsyncIterator[Callable[..
     yield make
     for r in runners:
         await r.close()
+
+
+@pytest.fixture(scope="session")
+def local_demo_run(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """`sftbot demo --yes` end to end on the tiny model, run once for the session and then
+    exited (engine, platform and endpoint closed): what the local-platform tests pick up after."""
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from tests.local_demo import run_tiny_demo
+
+    return run_tiny_demo(tmp_path_factory.mktemp("local-demo"))

@@ -13,13 +13,23 @@ from typing import Any
 import pytest
 
 from pipeline.dataset.convert import convert_dataset
+from pipeline.dataset.demo import generate as generate_rows
+from pipeline.dataset.demo import render as render_rows
 from pipeline.evaluation.generate import generate_evaluator
 from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, GeneratedEvaluator, SandboxLimits
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import strip_thinking, worst_examples
 from tests.support import DATASETS
 
-CONTACTS = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "demo_contacts.jsonl"
+
+def contacts(folder: Path) -> Path:
+    """300 rows of the demo's generator (the shipped file keeps 120 for the demo's speed): enough
+    repeats of each job for the evaluator to treat it as a closed set."""
+    path = folder / "contacts.jsonl"
+    path.write_text(render_rows(generate_rows(300)), encoding="utf-8")
+    return path
+
+
 LIMITS = SandboxLimits(per_example_seconds=5.0, batch_seconds=30.0)
 
 
@@ -84,11 +94,12 @@ async def test_gsm8k_gets_a_numeric_evaluator(tmp_path: Path) -> None:
 
 
 async def test_json_outputs_get_partial_credit_per_key(tmp_path: Path) -> None:
-    gen = generate_evaluator(CONTACTS, tmp_path / "out")
+    data = contacts(tmp_path)
+    gen = generate_evaluator(data, tmp_path / "out")
     assert (gen.kind, gen.supported) == ("json", True)
     assert gen.reason == "Outputs are JSON objects with keys name, age, job, city; each correct key earns 1/4"
     assert gen.details["types"]["age"] == ["number"] and "teacher" in gen.details["enums"]["job"]
-    first = json.loads(CONTACTS.read_text().splitlines()[0])
+    first = json.loads(data.read_text().splitlines()[0])
     prompt, truth = first["messages"][:-1], first["messages"][-1]["content"]
     good = json.loads(truth)
     outputs = [
@@ -219,7 +230,8 @@ def test_free_text_falls_back_honestly_and_writes_nothing(tmp_path: Path) -> Non
 
 
 def test_generated_evaluators_require_the_reference(tmp_path: Path) -> None:
-    gen = generate_evaluator(CONTACTS, tmp_path / "out")
+    data = contacts(tmp_path)
+    gen = generate_evaluator(data, tmp_path / "out")
     with pytest.raises(ValueError, match="ground_truth is required"):
         load(gen).evaluate([{"role": "assistant", "content": "{}"}])
 

@@ -155,8 +155,13 @@ async def test_artifacts_metrics_and_throughput_survive_a_new_instance(
         points = await platform.job_metrics("job-a", tmp_path / "m.jsonl")
         assert (tmp_path / "m.jsonl").read_text() == art.metrics.read_text()
         assert [p.val_loss for p in points if p.val_loss is not None][-1] == status.val_loss
-        tps = platform.tokens_per_second(TINY_MODEL_ID)
-        assert tps is not None and tps > 0
+        sample = root / "datasets" / "train-data.jsonl"
+        measured = await platform.throughput(TINY_MODEL_ID, sample=sample)  # a few timed steps in a child process
+        assert measured is not None and not measured.cached
+        assert 0 < measured.tokens_per_second_low <= measured.tokens_per_second_high and measured.startup_seconds > 0
+        again = await LocalPlatform(root, port=0).throughput(TINY_MODEL_ID, sample=sample)  # another instance: the cache
+        assert again is not None and again.cached and again.tokens_per_second_low == measured.tokens_per_second_low
+        assert await platform.throughput("nope", sample=sample) is None  # unknown model: no estimate, no error
         again = await platform.create_job(_request("job-a", "train-data", "val-data"))
         assert again.state is JobState.COMPLETED
         info = await platform.model_info(TINY_MODEL_ID)
@@ -223,7 +228,10 @@ async def test_endpoint_answers_the_openai_client_and_the_snippet_runs(trained: 
         code = compile(snippet.code, "snippet.py", "exec")
         # The snippet is synchronous: run it in a thread so this loop keeps serving it.
         await asyncio.to_thread(exec, code, {"__name__": "__main__", "print": lambda *a: print(*a, file=out)})
-        assert out.getvalue().strip() == await platform.chat("dep-a", [ChatMessage(role="user", content="Hello!")])
+        # Its request is a held-out prompt of the job's own validation data: the task it was tuned for.
+        example = [ChatMessage.model_validate(m) for m in platform.example_prompt(dep.model)]
+        assert example[-1].content == generate(96, seed=11)[80]["messages"][1]["content"]  # val-data's first row
+        assert out.getvalue().strip() == await platform.chat("dep-a", example, max_tokens=256)
 
         deleted = await platform.delete_deployment("dep-a")
         assert deleted.state is DeploymentState.DELETED

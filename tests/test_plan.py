@@ -13,7 +13,7 @@ from pipeline.catalog import price_table
 from pipeline.dataset.report import InspectionReport, Shape
 from pipeline.instructions import parse_instruction
 from pipeline.planning.plan import default_epochs, make_plan
-from pipeline.platforms.base import ShapeInfo
+from pipeline.platforms.base import ShapeInfo, Throughput
 from pipeline.spec import EvalKind
 from tests.support import DATASETS
 
@@ -173,10 +173,53 @@ def test_unknown_model_size_is_unknown_not_guessed() -> None:
     assert plan.cost.unknown and any("unknown" in w for w in plan.warnings)
 
 
-def test_local_platform_costs_minutes_not_dollars() -> None:
-    plan = plan_for("dataset=d.jsonl model=smollm2-135m", samples=300, platform="local", local_tokens_per_second=500.0)
-    assert plan.cost.total_usd == 0.0
-    assert plan.cost.compute_minutes == pytest.approx(plan.cost.billed_tokens / 500 / 60, rel=0.01)
+def _throughput(low: float, high: float, *, startup: float = 10.0) -> Throughput:
+    return Throughput(
+        model="smollm2-135m",
+        machine="a test CPU x2 (cpu)",
+        device="cpu",
+        precision="fp32",
+        batch_size=16,
+        tokens_per_second_low=low,
+        tokens_per_second_high=high,
+        startup_seconds=startup,
+        decode_seconds=0.05,
+        steps=2,
+        measured_at="2026-11-30T00:00:00Z",
+    )
+
+
+def test_local_platform_costs_time_per_job_and_in_total() -> None:
+    tp = _throughput(400.0, 500.0)
+    plan = plan_for(
+        "dataset=d.jsonl model=smollm2-135m lr=1e-4,3e-4 epochs=2 parallel=1",
+        samples=300,
+        platform="local",
+        throughput={"smollm2-135m": tp},
+    )
+    assert plan.cost.total_usd == 0.0 and plan.cost.unknown == []
+    jobs = [*plan.candidates, plan.final]
+    for job in jobs:
+        assert job is not None and job.duration is not None
+        validation = plan.test_samples * (plan.tokens / plan.samples) * job.epochs / 3
+        work = job.train_tokens * job.epochs + validation
+        assert job.duration.low_seconds == pytest.approx(10.0 + work / 500.0, abs=0.1)  # at the fastest timed step
+        assert job.duration.high_seconds == pytest.approx((10.0 + work / 400.0) * 1.25, abs=0.1)  # slowest, with margin
+    assert plan.duration is not None
+    # One job at a time on this CPU: the total holds every job, plus loading the deployed model.
+    assert plan.duration.low_seconds >= sum(j.duration.low_seconds for j in jobs if j and j.duration)
+    assert plan.duration.high_seconds > plan.duration.low_seconds
+    assert "400-500 tokens/s" in plan.duration.basis and "measured now" in plan.duration.basis
+
+
+def test_parallel_waves_shorten_the_total_and_unknown_speed_says_so() -> None:
+    tp = {"smollm2-135m": _throughput(400.0, 500.0)}
+    one = plan_for("dataset=d.jsonl model=smollm2-135m parallel=1", samples=300, platform="local", throughput=tp)
+    three = plan_for("dataset=d.jsonl model=smollm2-135m parallel=3", samples=300, platform="local", throughput=tp)
+    assert one.duration is not None and three.duration is not None
+    assert three.duration.low_seconds < one.duration.low_seconds  # three candidates in one wave
+    unknown = plan_for("dataset=d.jsonl model=smollm2-135m", samples=300, platform="local")
+    assert unknown.duration is None and unknown.cost.unknown and unknown.cost.total_usd == 0.0
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from pipeline.catalog import BaseModelInfo, PriceTable, price_table
-from pipeline.planning.models import CostEstimate, CostLine, PlannedJob
+from pipeline.planning.duration import minutes
+from pipeline.planning.models import CostEstimate, CostLine, Duration, PlannedJob
 from pipeline.platforms.base import ShapeInfo
 from pipeline.spec import EvalKind, Evaluation
 
@@ -46,10 +47,11 @@ def estimate_cost(
     deploy: bool,
     platform: str,
     model_info: Callable[[str], BaseModelInfo | None],
-    local_tokens_per_second: float | None = None,
     shapes: Shapes | None = None,
     addon_shapes: Shapes | None = None,
     hosted_evaluator: bool = False,
+    duration: Duration | None = None,
+    time_unknown: list[str] | None = None,
 ) -> CostEstimate:
     """Cost the plan's jobs and deployments; an unknown model size or deployment shape gives an
     "unknown" line, never a guess.
@@ -61,7 +63,7 @@ def estimate_cost(
     jobs = [*candidates, *([final] if final else [])]
     billed = sum(j.train_tokens * j.epochs for j in jobs)
     if platform == "local":
-        return _local_estimate(billed, local_tokens_per_second, prices.as_of)
+        return _local_estimate(billed, duration, time_unknown or [], prices.as_of)
     lines: list[CostLine] = []
     unknown: list[str] = []
     for job in jobs:
@@ -192,13 +194,14 @@ def _params(info: BaseModelInfo | None) -> float | None:
     return info.params_b if info is not None else None
 
 
-def _local_estimate(billed: int, tokens_per_second: float | None, as_of: str) -> CostEstimate:
-    minutes = None if not tokens_per_second else round(billed / tokens_per_second / 60, 2)
-    detail = (
-        f"{billed:,} tokens at a measured {tokens_per_second:,.0f} tokens/s"
-        if tokens_per_second
-        else f"{billed:,} tokens; throughput not measured yet"
-    )
+def _local_estimate(billed: int, duration: Duration | None, time_unknown: list[str], as_of: str) -> CostEstimate:
+    """Nothing is billed on this machine: the cost is time, in the plan's duration."""
+    if duration is not None:
+        detail = f"{billed:,} training tokens in {minutes(duration)} on this machine"
+        unknown: list[str] = []
+    else:
+        detail = f"{billed:,} training tokens; time unknown"
+        unknown = time_unknown or ["time unknown: the training speed was not measured"]
     return CostEstimate(
         training_usd=0.0,
         inference_usd=0.0,
@@ -208,7 +211,7 @@ def _local_estimate(billed: int, tokens_per_second: float | None, as_of: str) ->
         prices_as_of=as_of,
         price_source="local platform: compute time on this machine, no platform charges",
         billed_tokens=billed,
-        compute_minutes=minutes,
+        compute_minutes=round((duration.low_seconds + duration.high_seconds) / 120, 2) if duration else None,
         lines=[CostLine(phase="training", label="local compute", usd=0.0, detail=detail)],
-        unknown=[] if minutes is not None else ["compute time unknown until the trainer's throughput is measured"],
+        unknown=unknown,
     )

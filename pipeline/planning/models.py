@@ -23,6 +23,29 @@ class Source(str, Enum):
     USER = "user"
 
 
+class Duration(BaseModel):
+    """How long something is expected to take: a range in seconds and how it was estimated.
+
+    Filled per job and in total: the local platform from a throughput measured on this
+    machine, Fireworks from a dated table of assumptions (pipeline/planning/duration.py).
+    """
+
+    low_seconds: float
+    high_seconds: float
+    basis: str  # one sentence: what the range rests on
+
+    @property
+    def middle_seconds(self) -> float:
+        return (self.low_seconds + self.high_seconds) / 2
+
+    def __add__(self, other: Duration) -> Duration:
+        return Duration(
+            low_seconds=self.low_seconds + other.low_seconds,
+            high_seconds=self.high_seconds + other.high_seconds,
+            basis=self.basis,
+        )
+
+
 class PlannedJob(BaseModel):
     """One training job in the plan: a sweep candidate or the final run."""
 
@@ -34,6 +57,7 @@ class PlannedJob(BaseModel):
     train_samples: int
     train_tokens: int  # estimated tokens in its training data (one epoch)
     max_context_length: int | None = None  # sent only when the data needs more than the job's default
+    duration: Duration | None = None  # expected wall time of the job, when the platform can estimate it
 
     @model_validator(mode="before")
     @classmethod
@@ -57,18 +81,6 @@ class CostLine(BaseModel):
     label: str
     usd: float | None
     detail: str
-
-
-class Duration(BaseModel):
-    """How long a plan should take from approval to a deployed model, as a range, and why."""
-
-    low_seconds: float
-    high_seconds: float
-    basis: str  # where the numbers come from, said plainly (measured here, or an assumption)
-
-    @property
-    def middle_seconds(self) -> float:
-        return (self.low_seconds + self.high_seconds) / 2
 
 
 class CostEstimate(BaseModel):
@@ -110,11 +122,13 @@ class Plan(BaseModel):
     deploy: bool
     sources: dict[str, Source] = Field(default_factory=dict)
     cost: CostEstimate
+    # The whole run, approval to deployed model: sweep (in waves), final run, evaluation,
+    # deployment; None when it cannot be told.
+    duration: Duration | None = None
     warnings: list[str] = Field(default_factory=list)
     evaluator: EvaluatorInfo | None = None  # set when the evaluation strategy needs one
     fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
     author: str | None = None  # who this version comes from: the requester, or who revised/answered last
-    duration: Duration | None = None  # approval to deployed model; None when it cannot be told
     shapes: dict[str, ShapeInfo] = Field(default_factory=dict)  # base model -> what its deployment runs on
     serving_note: str | None = None  # what keeps billing once deployed, and how it scales (the platform's words)
 

@@ -7,14 +7,15 @@ instruction always wins, and the plan records which values came from where.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pipeline.catalog import BaseModelInfo, find_model
 from pipeline.dataset.report import InspectionReport
 from pipeline.dataset.split import split_sizes
 from pipeline.planning.cost import Shapes, estimate_cost
-from pipeline.planning.duration import estimate_duration
+from pipeline.planning.duration import run_duration, table_duration, with_durations
 from pipeline.planning.models import Plan, PlannedJob, Source
+from pipeline.platforms.base import Throughput
 from pipeline.run.slots import FINAL, Slot
 from pipeline.spec import EvalKind, Evaluation, RunSpec
 
@@ -79,14 +80,18 @@ def make_plan(
     version: int = 1,
     model_info: Callable[[str], BaseModelInfo | None] = find_model,
     default_parallel: int = DEFAULT_MAX_PARALLEL,
-    local_tokens_per_second: float | None = None,
     shapes: Shapes | None = None,
     addon_shapes: Shapes | None = None,
+    throughput: Mapping[str, Throughput] | None = None,
+    answer_tokens: int = 512,
 ) -> Plan:
     """Resolve every knob from the spec or the defaults and cost the result.
 
     ``shapes`` / ``addon_shapes``: what the platform would deploy each base on (Fireworks'
     shape match), for pricing; None when not looked up (those lines say "unknown").
+    ``throughput`` (per base model, measured by the platform) gives every job and the whole
+    run a duration; without it a billing platform's duration comes from the dated table.
+    ``answer_tokens`` is the evaluator's answer budget per held-out example.
     """
     missing = missing_inputs(spec)
     if missing:
@@ -147,6 +152,27 @@ def make_plan(
     deploy = spec.deploy if spec.deploy is not None else True
     src("deploy", spec.deploy)
     warnings = _warnings(spec, report, candidates, model_info, max_parallel, platform=platform)
+    duration = None
+    time_unknown: list[str] = []
+    if throughput is not None:
+        held_out_tokens = round(tokens_per_sample * test_n)  # each epoch ends with a validation pass over it
+        candidates, time_unknown = with_durations(candidates, throughput, eval_tokens=held_out_tokens)
+        if final is not None:
+            (final,), unknown_final = with_durations([final], throughput, eval_tokens=held_out_tokens)
+            time_unknown += unknown_final
+        evaluated = eval_examples if evaluation.kind is not EvalKind.LOSS else 0
+        duration = run_duration(
+            candidates, final, throughput, max_parallel=max_parallel, evaluated_examples=evaluated, answer_tokens=answer_tokens
+        )
+    elif platform != "local":
+        duration = table_duration(
+            candidates=candidates,
+            final=final,
+            max_parallel=max_parallel,
+            evaluation=evaluation,
+            deploy=deploy,
+            model_info=model_info,
+        )
     cost = estimate_cost(
         candidates=candidates,
         final=final,
@@ -155,20 +181,11 @@ def make_plan(
         deploy=deploy,
         platform=platform,
         model_info=model_info,
-        local_tokens_per_second=local_tokens_per_second,
         shapes=shapes,
         addon_shapes=addon_shapes,
         hosted_evaluator=evaluation.hosted,
-    )
-    duration = estimate_duration(
-        candidates=candidates,
-        final=final,
-        max_parallel=max_parallel,
-        evaluation=evaluation,
-        deploy=deploy,
-        platform=platform,
-        model_info=model_info,
-        local_tokens_per_second=local_tokens_per_second,
+        duration=duration,
+        time_unknown=time_unknown if throughput is not None else None,
     )
     return Plan(
         version=version,

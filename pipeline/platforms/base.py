@@ -182,6 +182,29 @@ class Snippet(BaseModel):
     env: list[str] = Field(default_factory=list)  # environment variables the snippet reads
 
 
+class Throughput(BaseModel):
+    """Training speed of a base model measured on one machine, for time estimates.
+
+    Speeds are in the planner's own token estimate (pipeline/dataset/tokens.py) per second,
+    so a plan's estimated tokens divided by them give seconds without a tokenizer. The range
+    is the spread of the timed steps; other work on the machine slows every job beyond it.
+    """
+
+    model: str
+    machine: str  # what it was measured on: CPU model and cores, or the GPU
+    device: str
+    precision: str
+    batch_size: int
+    tokens_per_second_low: float
+    tokens_per_second_high: float
+    startup_seconds: float  # process start to the first step: imports, model load, tokenisation
+    decode_seconds: float | None = None  # one greedy decoding step for a batch of prompts
+    steps: int  # timed training steps behind the range
+    measured_at: str
+    measure_seconds: float | None = None  # what measuring took (the first plan pays it once)
+    cached: bool = False  # read from the cache rather than measured for this plan
+
+
 class Capabilities(BaseModel):
     """What a platform can do beyond the common calls (declared, never probed for)."""
 
@@ -288,8 +311,9 @@ class Platform(Protocol):
         """Greedy answers without a deployment; only when ``capabilities.generates_in_process``."""
         ...
 
-    def tokens_per_second(self, model: str) -> float | None:
-        """Training throughput measured on this platform for ``model`` (None: not measured)."""
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
+        """Training speed of ``model`` on this platform for time estimates, measured on first use
+        with a few steps on rows of ``sample`` and cached (None: the platform does not estimate time)."""
         ...
 
     def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:

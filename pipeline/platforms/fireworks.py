@@ -44,6 +44,7 @@ from pipeline.platforms.base import (
     PlatformError,
     ShapeInfo,
     Snippet,
+    Throughput,
 )
 from pipeline.platforms.fireworks_calls import Caller, RetryPolicy
 from pipeline.platforms.fireworks_chat import complete
@@ -296,8 +297,8 @@ class FireworksPlatform:
     async def get_evaluation_job(self, job_id: str) -> EvaluationJobStatus:
         return await self._evals.get_job(job_id)
 
-    def tokens_per_second(self, model: str) -> float | None:
-        return None  # billed per token: the estimate is in dollars, not in time
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
+        return None  # billed per token: the estimate is in dollars; queue and GPU speed are not known here
 
     def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
         code = render(

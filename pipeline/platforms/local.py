@@ -4,32 +4,32 @@ Layout under ``root`` (everything a restarted bot needs is on disk):
     models/<id>/                 converted/built base models (smollm2-135m, tiny-llama, gguf-*)
     datasets/<dataset_id>.jsonl  uploaded datasets
     jobs/<job_id>/               one folder per job (see local_jobs.py); the result is adapter/
-    deployments/<id>.json        what each deployment serves, so a restart can load it again
-    throughput.json              measured training tokens/s per base model (for time estimates)
+    deployments/<id>.json        what each deployment serves, on which port, whether torn down (local_deploy.py)
+    endpoint-<port>.lock         held by the sftbot process that hosts the endpoint on that port
+    throughput.json              measured training speed per model, device, batch size and machine (local_probe.py)
 
 Output models are LoRA adapters; base + adapter are merged when a deployment (or
 ``generate``) loads the model, in memory, instead of saving a full model copy per job.
-Deployments are served by the bot process itself on one OpenAI-compatible endpoint.
+Deployments are records; the sftbot process that hosts the endpoint (the run, ``sftbot serve``
+or ``sftbot endpoint RUN``) answers for all of them on one OpenAI-compatible endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from pipeline.catalog import BaseModelInfo
 from pipeline.dataset.demo import DEMO_REF, demo_path
-from pipeline.fsio import copy_atomic, write_atomic
+from pipeline.fsio import copy_atomic
 from pipeline.platforms.base import (
     Capabilities,
     ChatMessage,
@@ -43,21 +43,18 @@ from pipeline.platforms.base import (
     PlatformDefaults,
     PlatformError,
     Snippet,
+    Throughput,
 )
-from pipeline.platforms.local_jobs import JobArtifacts, LocalJobs, LocalJobSpec, Throughput
+from pipeline.platforms.local_deploy import DeploymentRecord, LocalDeployments
+from pipeline.platforms.local_export import ExportFormat, ExportResult, export_model
+from pipeline.platforms.local_jobs import JobArtifacts, LocalJobs, LocalJobSpec
 from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, describe, ensure_folder, resolve
-from pipeline.platforms.local_serve import ChatServer, LoadedModel, generate_batch, load_model
+from pipeline.platforms.local_probe import cache_key, cached, remember, run_probe
+from pipeline.platforms.local_serve import LoadedModel, generate_batch, load_model
 from templates import render
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-
-
-class DeploymentRecord(BaseModel):
-    """``<root>/deployments/<id>.json``: lets a restarted bot load its deployments again."""
-
-    deployment_id: str
-    model: str
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+log = logging.getLogger("sftbot.local")
 
 
 def detect_gpus() -> int:
@@ -101,12 +98,11 @@ class LocalPlatform(PlatformDefaults):
         self.max_parallel = max_parallel or default
         self.capabilities = Capabilities(generates_in_process=True, default_parallel=self.max_parallel)
         self.jobs = LocalJobs(self.root, max_parallel=self.max_parallel, gpus=self.gpus if self.device == "cuda" else 0)
-        self._deployments: dict[str, LoadedModel] = {}
-        self._failed_deployments: dict[str, str] = {}
         self._scratch: LoadedModel | None = None  # last model loaded by generate() without a deployment
         self._load_lock = asyncio.Lock()
+        self._probe_lock = asyncio.Lock()  # one measurement at a time: two would slow each other down
         self.api_key = api_key  # SFTBOT_LOCAL_API_KEY: the endpoint refuses requests without it
-        self._server = ChatServer(self._served, lambda: sorted(self._deployments), port=port, api_key=api_key)
+        self.deployments = LocalDeployments(self.root, port=port, api_key=api_key, load=self._load)
 
     # --- models ---
 
@@ -118,22 +114,24 @@ class LocalPlatform(PlatformDefaults):
         resolved = resolve(model, self.root)
         return await asyncio.to_thread(describe, resolved) if resolved else None
 
-    def tokens_per_second(self, model: str) -> float | None:
-        """Training speed measured by the last finished job on this base model (None if never)."""
-        entry = self._throughput(model)
-        return entry.tokens_per_second if entry else None
-
-    def measured_startup_seconds(self, model: str) -> float | None:
-        """Fixed cost per job before the first step (imports, model load, tokenisation)."""
-        entry = self._throughput(model)
-        return entry.startup_seconds if entry else None
-
-    def _throughput(self, model: str) -> Throughput | None:
-        path = self.root / "throughput.json"
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
+        """Measured on first use (a few timed steps, ``local_probe``), then read from the cache;
+        None when it cannot be measured (the plan then says the time is unknown, and why)."""
         resolved = resolve(model, self.root)
-        key = resolved.ref if resolved else model
-        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        return Throughput.model_validate(table[key]) if key in table else None
+        if resolved is None or describe(resolved) is None:
+            return None
+        key = cache_key(resolved.ref, self.device, self.batch_size)
+        async with self._probe_lock:
+            known = cached(self.root, key)
+            if known is not None:
+                return known
+            try:
+                measured = await run_probe(self.root, resolved.ref, sample, device=self.device, batch_size=self.batch_size)
+            except (RuntimeError, ValueError, OSError, TimeoutError) as exc:
+                log.warning("time estimate unavailable: %s", exc)
+                return None
+            remember(self.root, key, measured)
+            return measured
 
     # --- datasets ---
 
@@ -235,9 +233,9 @@ class LocalPlatform(PlatformDefaults):
         folder = await asyncio.to_thread(ensure_folder, resolved)
         return await asyncio.to_thread(load_model, name, folder, adapter, self.device)
 
-    def _deployment_record(self, deployment_id: str) -> DeploymentRecord | None:
-        path = self.root / "deployments" / f"{_checked_id(deployment_id, 'deployment')}.json"
-        return DeploymentRecord.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
+    def deployment_record(self, deployment_id: str) -> DeploymentRecord | None:
+        """A deployment's record (also of earlier processes, and after a teardown), or None."""
+        return self.deployments.record(_checked_id(deployment_id, "deployment"))
 
     def _deployment_status(
         self, record: DeploymentRecord, state: DeploymentState, message: str | None = None
@@ -246,63 +244,60 @@ class LocalPlatform(PlatformDefaults):
             deployment_id=record.deployment_id,
             state=state,
             model=record.model,
-            endpoint=f"http://127.0.0.1:{self._server.port}/v1",
+            endpoint=self.deployments.endpoint,
             model_string=record.deployment_id,
             message=message,
         )
 
-    async def _ensure_loaded(self, record: DeploymentRecord) -> DeploymentStatus:
-        async with self._load_lock:
-            if record.deployment_id not in self._deployments:
-                if record.deployment_id in self._failed_deployments:
-                    return self._deployment_status(record, DeploymentState.FAILED, self._failed_deployments[record.deployment_id])
-                try:
-                    self._deployments[record.deployment_id] = await self._load(record.deployment_id, record.model)
-                except Exception as exc:
-                    self._failed_deployments[record.deployment_id] = f"loading {record.model} failed: {type(exc).__name__}: {exc}"
-                    return self._deployment_status(record, DeploymentState.FAILED, self._failed_deployments[record.deployment_id])
-            try:
-                await self._server.start()
-            except OSError as exc:  # e.g. the configured port is taken
-                message = f"cannot serve on 127.0.0.1:{self._server.port}: {exc}"
-                return self._deployment_status(record, DeploymentState.FAILED, message)
+    async def _ready(self, record: DeploymentRecord) -> DeploymentStatus:
+        """Serve ``record``: the endpoint answers (ours, or this root's host on the port) and its model loads."""
+        if record.torn_down_at is not None:
+            return self._deployment_status(record, DeploymentState.DELETED, f"torn down at {record.torn_down_at}")
+        problem = await self.deployments.serve()
+        if problem is None and self.deployments.shared_with is None:
+            # Our own server answers for it: load now, so READY means it can answer. A host in
+            # another process loads it on its first request instead.
+            problem = await self.deployments.ensure_loaded(record)
+        if problem is not None:
+            return self._deployment_status(record, DeploymentState.FAILED, problem)
+        if record.port is None:
+            record = record.model_copy(update={"port": self.deployments.port})
+            self.deployments.save(record)
         return self._deployment_status(record, DeploymentState.READY)
 
     async def create_deployment(self, deployment_id: str, model: str) -> DeploymentStatus:
-        record = self._deployment_record(deployment_id)
+        record = self.deployment_record(deployment_id)
         if record is None:
             self._model_source(model)  # fail fast with a clear message before recording anything
             record = DeploymentRecord(deployment_id=deployment_id, model=model)
-            write_atomic(self.root / "deployments" / f"{deployment_id}.json", record.model_dump_json(indent=1))
-        return await self._ensure_loaded(record)
+            self.deployments.save(record)
+        return await self._ready(record)
 
     async def get_deployment(self, deployment_id: str) -> DeploymentStatus:
-        record = self._deployment_record(deployment_id)
+        record = self.deployment_record(deployment_id)
         if record is None:
             raise NotFound(f"local deployment {deployment_id!r} does not exist")
-        return await self._ensure_loaded(record)  # after a restart this loads it again
+        return await self._ready(record)  # after a restart this serves and loads it again
 
     async def delete_deployment(self, deployment_id: str) -> DeploymentStatus:
-        record = self._deployment_record(deployment_id)
+        """Tear it down: stop answering for it here and in whichever sftbot process hosts the endpoint."""
+        record = self.deployment_record(deployment_id)
         if record is None:
             raise NotFound(f"local deployment {deployment_id!r} does not exist")
-        self._deployments.pop(deployment_id, None)
-        (self.root / "deployments" / f"{deployment_id}.json").unlink(missing_ok=True)
-        if not self._deployments:
-            await self._server.stop()
-        return self._deployment_status(record, DeploymentState.DELETED)
+        record = await self.deployments.tear_down(record)
+        return self._deployment_status(record, DeploymentState.DELETED, f"torn down at {record.torn_down_at}")
 
-    async def _served(self, model: str) -> LoadedModel | None:
-        if model not in self._deployments:
-            record = self._deployment_record(model) if _ID.fullmatch(model) else None
-            if record is None or (await self._ensure_loaded(record)).state is not DeploymentState.READY:
-                return None
-        return self._deployments[model]
+    async def host(self) -> str | None:
+        """Host this root's endpoint until ``close`` (``sftbot serve``, ``sftbot endpoint``): every
+        deployment that is not torn down answers, its model loaded on its first request.
+        Returns None when the endpoint answers, else why not."""
+        self.deployments.hosting = True
+        return await self.deployments.serve()
 
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
         """Greedy completions for many prompts at once (batched, left-padded); ``model`` is a
         deployment id, a job/output model or a base model (loaded once and kept)."""
-        loaded = await self._served(model) if _ID.fullmatch(model) else None
+        loaded = await self._deployed(model)
         if loaded is None:
             async with self._load_lock:
                 if self._scratch is None or self._scratch.name != model:
@@ -311,6 +306,14 @@ class LocalPlatform(PlatformDefaults):
                 loaded = self._scratch
         results = await asyncio.to_thread(generate_batch, loaded, prompts, max_tokens=max_tokens)
         return [r.text for r in results]
+
+    async def _deployed(self, model: str) -> LoadedModel | None:
+        record = self.deployments.record(model)
+        if record is None or record.torn_down_at is not None:
+            return None
+        if await self.deployments.ensure_loaded(record) is not None:
+            return None
+        return self.deployments.loaded[model]
 
     async def chat(
         self,
@@ -324,7 +327,35 @@ class LocalPlatform(PlatformDefaults):
         # The local chat template has no tool or reasoning switches: both are not sent.
         return (await self.generate(model_string, [messages], max_tokens=max_tokens))[0]
 
+    async def export(self, model: str, fmt: ExportFormat, dest: Path, *, name: str) -> ExportResult:
+        """Write a fine-tuned model (a job or its output model) in ``fmt`` into the new folder ``dest``."""
+        base, adapter = self._model_source(model)
+        if adapter is None:
+            raise PlatformError(f"{model!r} is a base model: there is nothing fine-tuned to export")
+        resolved = resolve(base, self.root)
+        if resolved is None:
+            raise PlatformError(f"base model {base!r} of {model!r} is no longer available")
+        folder = await asyncio.to_thread(ensure_folder, resolved)
+        return await asyncio.to_thread(export_model, fmt, base_folder=folder, adapter=adapter, dest=dest, name=name)
+
+    def example_prompt(self, model: str) -> list[dict[str, str]]:
+        """A held-out prompt of the model's own job (its first validation row), so the snippet
+        shows what the model was tuned for; a plain greeting when there is none."""
+        hello = [{"role": "user", "content": "Hello!"}]
+        job = model if _ID.fullmatch(model) and self.jobs.exists(model) else None
+        job = job or next((sp.request.job_id for sp in self.jobs.specs() if sp.request.output_model == model), None)
+        path = self.jobs.spec(job).eval_path if job else None
+        if not path or not Path(path).is_file():
+            return hello
+        with open(path, encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+        messages = json.loads(first).get("messages") if first else None
+        if not isinstance(messages, list) or len(messages) < 2:
+            return hello
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages[:-1]]
+
     def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
+        # The example prompt is a held-out row of the model's own job, system message included.
         code = render(
             "openai_local_snippet.py.j2",
             endpoint=deployment.endpoint,
@@ -332,14 +363,15 @@ class LocalPlatform(PlatformDefaults):
             deployment_id=deployment.deployment_id,
             model=deployment.model,
             keyed=self.api_key is not None,
+            run_ref=_run_of(deployment.deployment_id),
+            messages=json.dumps(self.example_prompt(deployment.model), ensure_ascii=False, indent=4).replace("\n", "\n    "),
         )
         return Snippet(language="python", code=code, env=["SFTBOT_LOCAL_API_KEY"] if self.api_key else [])
 
     async def close(self) -> None:
         """Stop serving; running trainers keep going (a new instance on this root adopts them)."""
         await self.jobs.close()
-        await self._server.stop()
-        self._deployments.clear()
+        await self.deployments.close()
         self._scratch = None
 
 
@@ -347,6 +379,12 @@ def _checked_id(value: str, kind: str) -> str:
     if not _ID.fullmatch(value):
         raise PlatformError(f"invalid {kind} id {value!r}: use letters, digits, '.', '_' or '-'")
     return value
+
+
+def _run_of(deployment_id: str) -> str | None:
+    """The run id inside a run's deployment id (``sftbot-<run>-dep``), for `sftbot endpoint <run>`."""
+    match = re.fullmatch(r"sftbot-([0-9a-z]+)-dep", deployment_id)
+    return match.group(1) if match else None
 
 
 def _count_rows(path: Path) -> int:

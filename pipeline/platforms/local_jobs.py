@@ -87,15 +87,6 @@ class LaunchRecord(BaseModel):
     started_at: str | None = None
 
 
-class Throughput(BaseModel):
-    """One entry of ``<root>/throughput.json``: measured training speed of a base model."""
-
-    tokens_per_second: float
-    startup_seconds: float  # process start to first step (imports, model load, tokenisation)
-    device: str
-    measured_at: str
-
-
 class JobArtifacts(BaseModel):
     """Where a job's files are (found by job id, also after a restart)."""
 
@@ -300,15 +291,7 @@ class LocalJobs:
         job_dir = self.dir / job_id
         busy = {self._launch(j).gpu for j in self._tracked if j != job_id}
         gpu = next((g for g in range(self.gpus) if g not in busy), None)
-        package_parent = str(Path(pipeline.__file__).parent.parent)
-        env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-            "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
-        }
+        env = child_env()
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         record = self._launch(job_id)
@@ -345,6 +328,19 @@ class LocalJobs:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a trainer or probe process: offline, unbuffered, this package importable."""
+    package_parent = str(Path(pipeline.__file__).parent.parent)
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+    }
 
 
 def job_status(job_id: str, spec: LocalJobSpec, state: JobState, trainer: TrainerStatus | None, message: str | None) -> JobStatus:

@@ -3,6 +3,15 @@ and an OpenAI-compatible ``/v1/chat/completions`` endpoint on aiohttp.
 
 The endpoint runs inside the bot's event loop; generation runs in a worker thread
 (``asyncio.to_thread``) so Slack handling is never blocked by a forward pass.
+
+Why our own small server and not a well-kept one (checked against transformers 5.24):
+``transformers serve`` is a uvicorn/FastAPI app in its own thread and loop that loads models
+by the name in each request (one forced model at most), has no API-key check and no LoRA
+adapters, and needs the ``transformers[serving]`` extra; here one endpoint must answer for
+every deployment of a root inside the bot's loop, load each lazily from its record, refuse
+torn-down ones, and check SFTBOT_LOCAL_API_KEY. vLLM needs a CUDA GPU. Both are the right
+tools for an *exported* model (``sftbot export RUN --format merged``: ``vllm serve <dir>`` or
+``transformers serve <dir>``), which the report says; this server is what answers before that.
 """
 
 from __future__ import annotations
@@ -127,7 +136,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
 
 
-Resolver = Callable[[str], Awaitable[LoadedModel | None]]
+# The deployment a request names, or LookupError whose message says why not (a 404).
+Resolver = Callable[[str], Awaitable[LoadedModel]]
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
@@ -207,9 +217,10 @@ class ChatServer:
             return _error(400, f"invalid request: {exc}".splitlines()[0])
         if body.stream:
             return _error(400, "stream=true is not supported by the local endpoint")
-        loaded = await self._resolve(body.model)
-        if loaded is None:
-            return _error(404, f"model {body.model!r} is not deployed here", "not_found_error")
+        try:
+            loaded = await self._resolve(body.model)
+        except LookupError as exc:
+            return _error(404, str(exc), "not_found_error")
         max_tokens = body.max_completion_tokens or body.max_tokens or self._default_max
         try:
             (gen,) = await asyncio.to_thread(generate_batch, loaded, [body.messages], max_tokens=max_tokens)

@@ -15,7 +15,6 @@ Determinism: one seed drives the LoRA init and the per-epoch batch order.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -28,13 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pipeline.fsio import write_atomic
 from pipeline.platforms.base import JobState, LossPoint
 from pipeline.platforms.local_encode import IGNORE, Encoded, collate, load_rows
-from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, Throughput, TrainerStatus, file_lock, now_iso
+from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, TrainerStatus, now_iso
 from pipeline.platforms.local_models import ensure_folder, resolve
 
 if TYPE_CHECKING:
     import torch
 
-_STARTED = time.monotonic()
 # Must be set before torch loads: with the default (spinning) wait policy, OpenMP threads on a
 # CPU shared with other work stalled each other and a step took 2-5x longer than on 1 thread.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -74,8 +72,9 @@ def autocast_factory(device: str, precision: str) -> tuple[Callable[[], contextl
 
     On a CPU "supported" is not enough: without native bf16 instructions (AVX512-BF16/AMX)
     oneDNN emulates it, and on this project's AVX2-only box a bf16 matmul measured 13-30x
-    slower than fp32, while CPUs with AMX run it about twice as fast. So "auto" on a CPU
-    times one small matmul both ways and keeps bf16 only when it wins clearly.
+    slower than fp32, while CPUs with AMX run it about twice as fast. So "auto" times one
+    matmul both ways (on a GPU too, synchronised; there bf16 wins on any card that has it)
+    and keeps bf16 only when it wins clearly.
     """
     import torch
 
@@ -88,8 +87,10 @@ def autocast_factory(device: str, precision: str) -> tuple[Callable[[], contextl
             probe = x @ w
         if probe.dtype != torch.bfloat16:
             return contextlib.nullcontext, "fp32"
-        if kind == "cpu" and precision == "auto":
-            fp32, bf16 = _time(lambda: x @ w), _time(lambda: _autocast_matmul(x, w))
+        if precision == "auto":
+            if kind == "cuda":
+                x, w = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+            fp32, bf16 = _time(lambda: _sync(x @ w)), _time(lambda: _sync(_autocast_matmul(x, w)))
             if bf16 * 1.25 > fp32:
                 return contextlib.nullcontext, "fp32"
     except Exception:
@@ -100,8 +101,17 @@ def autocast_factory(device: str, precision: str) -> tuple[Callable[[], contextl
 def _autocast_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     import torch
 
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
         return x @ w
+
+
+def _sync(result: torch.Tensor) -> torch.Tensor:
+    """Wait for a GPU kernel, so timing it measures the kernel and not its launch."""
+    import torch
+
+    if result.is_cuda:
+        torch.cuda.synchronize()
+    return result
 
 
 def _time(fn: Callable[[], object], reps: int = 3) -> float:
@@ -172,17 +182,27 @@ class Trainer:
     def run(self) -> None:
         self.write_status()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if self.spec.device.startswith("cuda"):
+            # Batch size by memory: start from the configured size and halve it on a CUDA
+            # out-of-memory error (accelerate's helper), retraining from a fresh model each time.
+            from accelerate.utils import find_executable_batch_size  # type: ignore[import-untyped]
+
+            find_executable_batch_size(self.train_with, starting_batch_size=self.spec.batch_size)()
+        else:
+            self.train_with(self.spec.batch_size)
+        self.write_status(state=JobState.COMPLETED, progress=100.0, message=None)
+
+    def train_with(self, batch_size: int) -> None:
+        """Prepare, train and save with ``batch_size`` rows per step."""
         import torch
 
+        self.spec = self.spec.model_copy(update={"batch_size": batch_size})
         torch.manual_seed(self.spec.seed)
         model, pad_id, train, val = self.prepare()
         autocast, precision = autocast_factory(self.spec.device, self.spec.precision)
         self.write_status(precision=precision, message=None)
-        startup = time.monotonic() - _STARTED
-        tokens, seconds = self.train(model, pad_id, train, val, autocast)
+        self.train(model, pad_id, train, val, autocast)
         self.save_adapter(model)
-        self.record_throughput(tokens / max(seconds, 1e-9), startup)
-        self.write_status(state=JobState.COMPLETED, progress=100.0, message=None)
 
     def prepare(self) -> tuple[Any, int, list[Encoded], list[Encoded]]:
         """Base model (LoRA-wrapped), pad id, and the tokenised train/validation rows."""
@@ -294,20 +314,6 @@ class Trainer:
         model.save_pretrained(str(tmp))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-
-    def record_throughput(self, tokens_per_second: float, startup: float) -> None:
-        root = Path(self.spec.root)
-        path = root / "throughput.json"
-        with file_lock(root / ".throughput.lock"):
-            table: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            entry = Throughput(
-                tokens_per_second=round(tokens_per_second, 2),
-                startup_seconds=round(startup, 2),
-                device=self.spec.device,
-                measured_at=now_iso(),
-            )
-            table[self.spec.base_model] = entry.model_dump()
-            write_atomic(path, json.dumps(table, indent=1, sort_keys=True))
 
 
 def main(argv: list[str]) -> int:

@@ -47,6 +47,9 @@ class RunSummary(BaseModel):
     resources: list[Resource]
     cost: CostSummary
     evaluation: str
+    start_command: str | None = None  # a local deployment: the command that serves it when nothing answers
+    exports: list[Resource] = []  # what `sftbot export` wrote for this run
+    timing: dict[str, float] = {}  # slot name -> seconds the job ran (first seen running to finished)
 
     @property
     def model(self) -> str | None:
@@ -144,4 +147,12 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
             compute_minutes=est.compute_minutes if est else None,
         ),
         evaluation=evaluation_sentence(plan, shipped, evaluator_failure=evaluator_failure(run)),
+        # Locally "deployed" is a record any sftbot process can serve; say which command does.
+        start_command=f"sftbot endpoint {run.number}" if deployment is not None and run.platform == "local" else None,
+        exports=[r for r in resources if r.kind == "export"],
+        timing={
+            c.slot.name: round(c.finished_at - c.started_at, 1)
+            for c in cands
+            if c.started_at is not None and c.finished_at is not None
+        },
     )

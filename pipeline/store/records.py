@@ -75,8 +75,9 @@ class CandidateRecord(BaseModel):
     eval_failures: int = 0  # held-out answers that failed (scored 0)
     stalled: bool = False
     last_progress_at: float | None = None
-    started_at: float | None = None  # first seen running: training time starts here, not at submit
     updated_at: float = 0.0
+    started_at: float | None = None  # first seen running (epoch seconds): training time starts here, not at submit
+    finished_at: float | None = None  # first seen finished
 
     @property
     def label(self) -> str:

@@ -241,7 +241,8 @@ async def update_candidate(
         "UPDATE candidates SET state=?, raw_state=?, progress=?, epoch=COALESCE(?, epoch), train_loss=COALESCE(?, train_loss),"
         " val_loss=COALESCE(?, val_loss), cost_usd=COALESCE(?, cost_usd), message=?, model=COALESCE(?, model), stalled=?,"
         " last_progress_at=CASE WHEN ? OR last_progress_at IS NULL THEN ? ELSE last_progress_at END, updated_at=?,"
-        " started_at=CASE WHEN started_at IS NULL AND ? THEN ? ELSE started_at END"
+        " started_at=CASE WHEN started_at IS NULL AND ? THEN ? ELSE started_at END,"
+        " finished_at=CASE WHEN finished_at IS NULL AND ? THEN ? ELSE finished_at END"
         " WHERE run_id=? AND slot=?",
         (
             state.value,
@@ -257,7 +258,9 @@ async def update_candidate(
             int(progressed),
             now,
             now,
-            int(state in (CandidateState.RUNNING, CandidateState.COMPLETED)),
+            int(state is CandidateState.RUNNING or state.is_finished()),
+            now,
+            int(state.is_finished()),
             now,
             run_id,
             str(slot),

@@ -28,6 +28,7 @@ from pipeline.platforms.base import (
     PlatformError,
     ShapeInfo,
     Snippet,
+    Throughput,
 )
 
 
@@ -175,7 +176,7 @@ class MemoryPlatform(PlatformDefaults):
             out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
         return out
 
-    def tokens_per_second(self, model: str) -> float | None:
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
         return None
 
     def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:

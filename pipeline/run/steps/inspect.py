@@ -135,6 +135,9 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         deployable = [n for n in names if n != serving.undeployable]
         return _ask(QuestionKind.BASE_MODEL, shapes.refusal(serving.undeployable, ctx.platform.name), number, deployable)
     caps = ctx.platform.capabilities
+    # The local platform measures its speed on these rows the first time (cached after):
+    # the plan's time estimate. Platforms that bill in money answer None.
+    throughput = {m: tp for m in dict.fromkeys(spec.base_models) if (tp := await ctx.platform.throughput(m, sample=training))}
     plan = make_plan(
         spec,
         report,
@@ -142,9 +145,10 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         version=run.plan_version + 1,
         model_info=lookup,
         default_parallel=int(ctx.config.default_parallel or caps.default_parallel or DEFAULT_PARALLEL),
-        local_tokens_per_second=ctx.platform.tokens_per_second(spec.base_models[0]),
         shapes=serving.shapes,
         addon_shapes=serving.addon_shapes,
+        throughput=throughput or None,
+        answer_tokens=ctx.config.eval_max_tokens,
     )
     steered = [g for g in await ctx.db.gate_decisions(run.id) if g.decision in ("revise", "answer")]
     author = steered[-1].actor if steered else run.requester

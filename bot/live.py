@@ -1,0 +1,108 @@
+"""The live scoreboard of the terminal: in a TTY one table redrawn in place (rich), with the
+phase, each job's progress, elapsed time and what remains; in a pipe or CI, nothing here runs
+and the terminal prints plain lines as before (logs and tests read those).
+
+rich's ``Live`` redraws a few times a second on its own, so elapsed times tick even while no
+job reports progress. Anything else the run says is printed above the table.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.planning.models import Duration
+from pipeline.scoreboard import leader, rank, timing
+from pipeline.store.records import CandidateRecord
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def wants_live(stream: object = None) -> bool:
+    """A live table only for a person at a terminal: not in a pipe, not in CI, not on a dumb terminal."""
+    stream = stream or sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return (
+        bool(isatty and isatty()) and os.environ.get("CI", "").lower() not in ("true", "1") and os.environ.get("TERM") != "dumb"
+    )
+
+
+class LiveBoard:
+    """One run's phase and jobs as a table that redraws in place."""
+
+    def __init__(self, console: Console | None = None, *, now: Callable[[], float] = time.time) -> None:
+        self.console = console or Console()
+        self._now = now
+        self.phase = ""
+        self.title = ""
+        self.started = self._now()
+        self.jobs: dict[str, CandidateRecord] = {}
+        self.planned: Mapping[str, Duration] = {}
+        self._live: Live | None = None
+
+    def start(self) -> None:
+        if self._live is None:
+            self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def say(self, text: str) -> None:
+        """A line above the table (plans, milestones, prompts' context)."""
+        self.console.print(Text(text))
+
+    def update(self, cands: list[CandidateRecord]) -> None:
+        for c in cands:
+            self.jobs[str(c.slot)] = c
+        self.start()
+
+    def render(self) -> Table:
+        now = self._now()
+        cands = list(self.jobs.values())
+        top = leader(cands)
+        rows = rank(cands) + [c for c in cands if c.slot.is_final]
+        left = [timing(c, now, self.planned.get(str(c.slot)))[1] for c in rows]
+        eta = None if not rows or any(r is None for r in left) else sum(r for r in left if r is not None)
+        table = Table(
+            title=f"{self.title} — {self.phase} — elapsed {clock(now - self.started)}, remaining ~{clock(eta)}",
+            title_justify="left",
+            expand=False,
+        )
+        for name, justify in (("job", "left"), ("state", "left"), ("progress", "right"), ("epoch", "right")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for name in ("val loss", "score", "elapsed", "remaining"):
+            table.add_column(name, justify="right")
+        for c in rows:
+            elapsed, remaining = timing(c, now, self.planned.get(str(c.slot)))
+            mark = " ★" if top is not None and c.slot == top.slot else ""
+            table.add_row(
+                c.label + mark,
+                c.state.value + (" (no progress)" if c.stalled else ""),
+                _bar(c.progress),
+                f"{c.epoch:g}" if c.epoch is not None else "-",
+                f"{c.val_loss:.4f}" if c.val_loss is not None else "-",
+                f"{c.score:.3f}" if c.score is not None else "-",
+                clock(elapsed),
+                clock(remaining) if not c.state.is_finished() else "done",
+            )
+        return table
+
+
+def _bar(percent: float, width: int = 12) -> str:
+    filled = round(width * max(0.0, min(percent, 100.0)) / 100)
+    return "█" * filled + "░" * (width - filled) + f" {percent:5.1f}%"
