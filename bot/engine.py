@@ -95,6 +95,7 @@ async def open_engine(
             sandbox=SandboxLimits(unsafe=settings.unsafe_evaluators),
             eval_max_tokens=settings.answer_max_tokens,
             quota_give_up_seconds=settings.quota_give_up_minutes * 60,
+            spend_margin=settings.spend_margin,
         ),
         bus=bus,
     )

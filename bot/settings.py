@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     answer_max_tokens: int = Field(default=512, ge=16, le=32768, validation_alias=AliasChoices("SFTBOT_ANSWER_MAX_TOKENS"))
     # A sweep none of whose jobs the platform will start (quota, capacity) fails after this long.
     quota_give_up_minutes: float = Field(default=60.0, gt=0, validation_alias=AliasChoices("SFTBOT_QUOTA_GIVE_UP_MINUTES"))
+    # The money guard: a run's cap is what was approved x this margin; a paid step that would
+    # pass it waits at a budget gate. Deployments up this long get one "keep it?" DM.
+    spend_margin: float = Field(default=1.2, ge=1.0, le=10.0, validation_alias=AliasChoices("SFTBOT_SPEND_MARGIN"))
+    idle_deployment_hours: float = Field(default=24.0, gt=0, validation_alias=AliasChoices("SFTBOT_IDLE_DEPLOYMENT_HOURS"))
     # Weights & Biases logging of the Fireworks SFT jobs (all jobs of a run log to this project).
     wandb_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_API_KEY"))
     wandb_project: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_PROJECT"))

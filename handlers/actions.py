@@ -21,7 +21,18 @@ from handlers.render import replies
 from handlers.render.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
 from handlers.render.mrkdwn import Message, decode
 from handlers.surface import Surface, refusal_message
-from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise, check_open
+from pipeline.run.decisions import (
+    Answer,
+    Approve,
+    Cancel,
+    Decision,
+    Promote,
+    RaiseBudget,
+    Refusal,
+    Revise,
+    SkipStep,
+    check_open,
+)
 from pipeline.run.gates import QuestionKind
 from pipeline.run.runner import RunNotFound
 from pipeline.run.slots import Slot
@@ -89,6 +100,18 @@ def register(app: AsyncApp, s: Surface) -> None:
         v = decode(action.get("value"))
         slot = _slot(v.get("c"))
         await decide(body, s.responder(body), v.get("run"), Promote(slot) if slot else None, "promote")
+
+    @app.action(ids.BUDGET_RAISE)
+    async def on_budget_raise(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        v = decode(action.get("value"))
+        await decide(body, s.responder(body), v.get("run"), RaiseBudget(number=_int(v.get("b"))), "budget")
+
+    @app.action(ids.BUDGET_SKIP)
+    async def on_budget_skip(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        v = decode(action.get("value"))
+        await decide(body, s.responder(body), v.get("run"), SkipStep(number=_int(v.get("b"))), "budget")
 
     @app.action(ids.CHOOSE)
     async def on_choose(ack: Any, body: dict[str, Any]) -> None:

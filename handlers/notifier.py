@@ -20,13 +20,14 @@ from typing import Any
 
 from handlers import stamps
 from handlers.messages import FINAL, FINAL_BOARD, ROOT, SCOREBOARD, MessageKey, RunMessages
-from handlers.render import board, questions, replies
+from handlers.render import board, budget, questions, replies
 from handlers.render import final as finals
 from handlers.render import plan as plans
 from handlers.render import run as render
 from handlers.render.mrkdwn import Message, clip, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.authz import Action, Deciders, Policy, deciders
+from pipeline.ledger import ledger
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import Platform
 from pipeline.run import events as ev
@@ -88,6 +89,8 @@ class Notifier:
             ev.PlanDecided: self._stamp,
             ev.PromotionRequested: self._promotion,
             ev.PromotionDecided: self._stamp,
+            ev.BudgetRequested: self._budget,
+            ev.BudgetDecided: self._stamp,
             ev.StallWarning: self._stall,
             ev.EvaluatorFailed: self._evaluator_failed,
             ev.EvaluationDone: self._quiet,
@@ -164,7 +167,10 @@ class Notifier:
 
     async def _deciders(self, run: RunRecord, action: Action) -> Deciders:
         authors = await q.plan_authors(self.db, run.id) if action is Action.APPROVE else frozenset()
-        return deciders(action, policy=self.policy(), requester=run.requester, authors=authors, estimated_usd=run.estimated_usd)
+        usd = run.estimated_usd
+        if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
+            usd = run.budget.approved_usd + run.budget.more_usd  # what would be approved in all
+        return deciders(action, policy=self.policy(), requester=run.requester, authors=authors, estimated_usd=usd)
 
     async def _phase_changed(self, e: ev.PhaseChanged) -> None:
         await self._root(e.run, actor=e.actor.id if e.actor else None)
@@ -180,9 +186,15 @@ class Notifier:
             return  # ended before the channel saw it: the requester was told privately
         model = (await summarize(self.db, self.platform, run)).model if run.phase is Phase.SUCCEEDED else None
         action = Action.PROMOTE if run.phase is Phase.AWAITING_PROMOTION else Action.APPROVE
+        every = await q.candidates(self.db, run.id) if run.plan_version else []
+        plan = await q.get_plan(self.db, run.id, run.plan_version) if run.plan_version else None
+        book = ledger(
+            every, await self.db.resources(run.id), plan, approved_usd=run.approved_usd, now=time.time(), platform=run.platform
+        )
         msg = render.root(
             run,
-            cands=[c for c in await q.candidates(self.db, run.id) if not c.slot.is_final] if run.plan_version else [],
+            book=book,
+            cands=[c for c in every if not c.slot.is_final],
             deciders=await self._deciders(run, action) if run.phase.gate else None,
             model=model,
             actor=actor,
@@ -252,6 +264,14 @@ class Notifier:
         await self._dm(e.run, key, f"the sweep of run #{e.run.number} is done: promote a candidate", Action.PROMOTE)
         if e.curves is not None:
             await self.out.upload(e.run.id, "sweep_curves", e.curves, title=f"Run #{e.run.number} sweep loss curves")
+
+    async def _budget(self, e: ev.BudgetRequested) -> None:
+        await self._root(e.run)
+        key = MessageKey.gate(e.request.gate)
+        msg = budget.budget_gate(e.run, e.request, deciders=await self._deciders(e.run, Action.APPROVE))
+        await self.out.put(e.run.id, key, msg, gate=True)
+        await self.out.set_meta(e.run.id, key, request=e.request.model_dump_json())
+        await self._dm(e.run, key, f"run #{e.run.number} needs more money approved before {e.request.step.label}", Action.APPROVE)
 
     async def _stall(self, e: ev.StallWarning) -> None:
         text = f"{e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)"

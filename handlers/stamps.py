@@ -7,11 +7,12 @@ so a restarted bot (or a decision made in the terminal) still stamps the right m
 from __future__ import annotations
 
 from handlers.messages import MessageKey, RunMessages
-from handlers.render import board, questions
+from handlers.render import board, budget, questions
 from handlers.render import plan as plans
 from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
-from pipeline.run.gates import GateKey, Question, QuestionKind
+from pipeline.planning.cost import money
+from pipeline.run.gates import BudgetRequest, GateKey, Question, QuestionKind
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -30,6 +31,11 @@ def stamp_text(key: GateKey, g: GateDecision) -> str:
         slot = g.details.get("candidate", "?")
         name = f"#{str(slot).removeprefix('c')}" if str(slot).startswith("c") else str(slot)
         return f"✅ Promoted {escape(name)} by {who} at {when}"
+    if g.decision == "raise_budget":
+        return f"✅ {money(float(g.details.get('more_usd') or 0))} more approved by {who} at {when}"
+    if g.decision == "skip_step":
+        what = "final run" if g.details.get("step") == "final" else "deployment"
+        return f"⏭️ The {what} was skipped by {who} at {when}"
     if g.decision == "answer":
         try:
             kind = QuestionKind(str(g.details.get("question")))
@@ -59,6 +65,10 @@ async def _render(
         summary = str(posted.meta.get("summary", "")) if posted else ""
         plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
         return board.promotion_stamped(run, rank(await q.candidates(db, run.id)), summary=summary, stamp_text=text, plan=plan)
+    if gate.kind == "budget":
+        posted = await out.get(run.id, key)
+        raw = posted.meta.get("request") if posted else None
+        return budget.budget_stamped(run, BudgetRequest.model_validate_json(str(raw)), text) if raw else None
     posted = await out.get(run.id, key)
     asked = str(posted.meta.get("text", "a question")) if posted else "a question"
     return questions.question_stamped(run, Question(kind=QuestionKind.BASE_MODEL, text=asked, number=gate.number or 1), text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.run.machine import ENTRY, TABLE, Context, Effect, Event, Phase, Refused, advance
+from pipeline.run.machine import BUDGET_EXITS, ENTRY, TABLE, Context, Effect, Event, Phase, Refused, advance
 
 UNFINISHED = [p for p in Phase if not p.finished]
 ALLOWED = [(phase, event, nxt) for (phase, event), nxt in TABLE.items()]
@@ -14,6 +14,19 @@ ALLOWED = [(phase, event, nxt) for (phase, event), nxt in TABLE.items()]
 def test_each_row_of_the_table(phase: Phase, event: Event, expected: Phase) -> None:
     nxt, effects = advance(phase, event)
     assert nxt is expected and effects == ENTRY[expected]
+
+
+@pytest.mark.parametrize(("step", "event", "expected"), [(s, e, n) for (s, e), n in BUDGET_EXITS.items()])
+def test_the_budget_gate_returns_to_the_step_it_holds_or_goes_past_it(step: str, event: Event, expected: Phase) -> None:
+    nxt, effects = advance(Phase.AWAITING_BUDGET, event, Context(budget_step=step))
+    assert nxt is expected and effects == ENTRY[expected]
+    if step == "final" and event is Event.SKIP_STEP:  # skipping the final run never skips what follows it
+        assert nxt is Phase.EVALUATING
+
+
+def test_a_budget_decision_without_an_open_request_is_refused() -> None:
+    with pytest.raises(Refused, match="cannot raise_budget now"):
+        advance(Phase.AWAITING_BUDGET, Event.RAISE_BUDGET, Context())
 
 
 REFUSED = [

@@ -9,6 +9,9 @@ ANSWER, ANSWER_SELECT = "sft_answer", "sft_answer_select"
 CONFIRM_CANCEL, KEEP = "sft_confirm_cancel", "sft_keep_running"
 START = "sft_start_run"  # the App Home's "Start a run" button
 CONFIRM_TEARDOWN, KEEP_DEPLOYMENT = "sft_confirm_teardown", "sft_keep_deployment"
+BUDGET_RAISE, BUDGET_SKIP = "sft_budget_raise", "sft_budget_skip"  # the budget gate
+# The idle-deployment DM: keep it, scale it to zero, delete it.
+IDLE_KEEP, IDLE_SCALE, IDLE_DELETE = "sft_idle_keep", "sft_idle_scale_to_zero", "sft_idle_delete"
 ACTION_IDS = (
     APPROVE,
     REVISE,
@@ -22,4 +25,9 @@ ACTION_IDS = (
     START,
     CONFIRM_TEARDOWN,
     KEEP_DEPLOYMENT,
+    BUDGET_RAISE,
+    BUDGET_SKIP,
+    IDLE_KEEP,
+    IDLE_SCALE,
+    IDLE_DELETE,
 )

@@ -29,6 +29,7 @@ from handlers.render.mrkdwn import (
 )
 from handlers.render.people import who_can
 from pipeline.authz import Deciders
+from pipeline.ledger import DEFAULT_MARGIN, WARN_AT
 from pipeline.planning.cost import money
 from pipeline.planning.models import Plan
 from pipeline.run import timing
@@ -103,7 +104,9 @@ def heading_facts(cands: list[CandidateRecord]) -> str:
     return " · ".join(facts)
 
 
-def progress_line(run: RunRecord, cands: list[CandidateRecord], *, max_parallel: int, now: float | None = None) -> str:
+def progress_line(
+    run: RunRecord, cands: list[CandidateRecord], *, max_parallel: int, now: float | None = None, margin: float = DEFAULT_MARGIN
+) -> str:
     """``2/3 done · 4 min · ~3 min left · ≈ $0.02 so far``."""
     now = time.time() if now is None else now
     done = sum(1 for c in cands if c.state.is_finished())
@@ -112,7 +115,10 @@ def progress_line(run: RunRecord, cands: list[CandidateRecord], *, max_parallel:
     if left is not None and done < len(cands):
         parts.append(f"~{timing.minutes(left)} left")
     spent = timing.spent(cands)
-    if spent is not None:
+    if spent is not None and run.approved_usd:
+        warn = "⚠️ " if spent >= WARN_AT * run.approved_usd * margin else ""
+        parts.append(f"{warn}≈ {money(spent)} of {money(run.approved_usd)} approved")
+    elif spent is not None:
         parts.append(f"≈ {money(spent)} so far")
     return " · ".join(parts)
 

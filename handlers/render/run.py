@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from handlers.render.mrkdwn import Message, at_time, clip, code, context, escape, section, user
 from handlers.render.people import who_can
 from pipeline.authz import Deciders
+from pipeline.ledger import Ledger
 from pipeline.planning.cost import money
 from pipeline.run import timing
 from pipeline.run.machine import Phase
@@ -45,6 +46,8 @@ def _waiting(run: RunRecord, deciders: Deciders | None) -> str:
     who = who_can(deciders) if deciders is not None else "someone"
     if run.phase is Phase.AWAITING_INPUT:
         return f"waiting for {user(run.requester)} to answer a question in the thread"
+    if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
+        return f"waiting for {who} to approve ≈ {money(run.budget.more_usd)} more for {run.budget.step.label}, or skip it"
     if run.phase is Phase.AWAITING_PLAN_APPROVAL:
         est = f" (≈ {money(run.estimated_usd)})" if run.estimated_usd is not None else ""
         return f"waiting for {who} to approve plan v{run.plan_version}{est}"
@@ -59,6 +62,7 @@ def root(
     model: str | None = None,
     actor: str | None = None,
     now: float | None = None,
+    book: Ledger | None = None,
 ) -> Message:
     """The run's one channel message, edited in place: where it is, whom it waits for, time and money."""
     now = time.time() if now is None else now
@@ -66,6 +70,8 @@ def root(
     ds = code(short_name(run.spec.dataset))
     took = timing.minutes((run.updated_at if run.phase.finished else now) - run.created_at)
     step = timing.STEP.get(run.phase)
+    if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
+        step = timing.STEP[Phase.FINAL_TRAINING if run.budget.step.value == "final" else Phase.DEPLOYING]
     where = f"step {step} of {timing.TOTAL_STEPS}: " if step else ""
     if run.phase is Phase.SUCCEEDED:
         line = f"✅ *{run_title(run)}* · done in {took}: {code(model) if model else 'finished'}"
@@ -91,8 +97,11 @@ def root(
         # A start time, not "12 min so far": the root is edited only when the phase changes,
         # so an elapsed time would be stale in between (and would make every re-render an edit).
         facts.append(f"started {at_time(run.created_at)}")
-    spent = timing.spent(cands)
-    if spent is not None and run.estimated_usd is not None:
+    spent = book.spent_usd if book is not None and book.lines else timing.spent(cands)
+    if spent is not None and run.approved_usd is not None:
+        warn = "⚠️ " if book is not None and book.warning else ""
+        facts.append(f"{warn}≈ {money(spent)} of {money(run.approved_usd)} approved")
+    elif spent is not None and run.estimated_usd is not None:
         facts.append(f"≈ {money(spent)} of {money(run.estimated_usd)} spent")
     elif run.estimated_usd is not None:
         facts.append(f"estimate {money(run.estimated_usd)}")

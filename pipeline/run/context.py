@@ -44,6 +44,7 @@ class RunnerConfig(BaseModel):
     storage_free_bytes: int = 64 << 20  # free space under the runs dir before a run paused on a full disk goes on
     quota_give_up_seconds: float = 3600.0  # a sweep nothing of which can start for this long fails (SFTBOT_QUOTA_GIVE_UP_MINUTES)
     cancel_settle_seconds: float = 60.0  # after a cancel, how long to read a job back until it has stopped
+    spend_margin: float = 1.2  # the run's cap is what was approved x this (SFTBOT_SPEND_MARGIN)
 
 
 class CheckpointStop(BaseException):

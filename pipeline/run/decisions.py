@@ -18,7 +18,7 @@ from pipeline.access import LocalFiles, check_spec
 from pipeline.authz import Action, Policy, Rule, authorize
 from pipeline.planning.cost import money
 from pipeline.run.gates import PROMOTION, GateKey, QuestionKind
-from pipeline.run.machine import TABLE, WAITING_FOR, Event, Phase, Refused
+from pipeline.run.machine import WAITING_FOR, Event, Phase, Refused, allowed
 from pipeline.run.slots import CandidateState, Slot
 from pipeline.spec import EvalKind, Evaluation, RunSpec, SpecError
 from pipeline.store import runs as q
@@ -50,17 +50,35 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class RaiseBudget:
+    """Approve the budget gate's ``more_usd``: the held step runs."""
+
+    number: int | None = None  # the budget request the person saw (None: the open one)
+
+
+@dataclass(frozen=True)
+class SkipStep:
+    """Go on without the step the budget gate holds."""
+
+    number: int | None = None
+
+
+@dataclass(frozen=True)
 class Cancel:
     pass
 
 
-Decision = Approve | Revise | Promote | Answer | Cancel
+Decision = Approve | Revise | Promote | Answer | RaiseBudget | SkipStep | Cancel
 
 _EVENT: dict[type[Any], tuple[Event, Action]] = {
     Approve: (Event.APPROVE, Action.APPROVE),
     Revise: (Event.REVISE, Action.REVISE),
     Promote: (Event.PROMOTE, Action.PROMOTE),
     Answer: (Event.ANSWER, Action.ANSWER),
+    # More money is approved like a plan (approvers, admins above the budget, four eyes);
+    # skipping a paid step changes what ships, so it is decided like a promotion.
+    RaiseBudget: (Event.RAISE_BUDGET, Action.APPROVE),
+    SkipStep: (Event.SKIP_STEP, Action.PROMOTE),
     Cancel: (Event.CANCEL, Action.CANCEL),
 }
 
@@ -87,13 +105,17 @@ def _utc(epoch: float) -> str:
 
 
 _VERBS = {"approve": "approved", "revise": "revised", "promote": "promoted", "cancel": "cancelled", "answer": "answered"}
+_VERBS |= {"raise_budget": "decided (more money approved)", "skip_step": "decided (step skipped)"}
 _WHAT = {
     Event.APPROVE: "plan",
     Event.REVISE: "plan",
     Event.PROMOTE: "promotion gate",
     Event.ANSWER: "question",
+    Event.RAISE_BUDGET: "budget gate",
+    Event.SKIP_STEP: "budget gate",
     Event.CANCEL: "run",
 }
+_DO = {Event.RAISE_BUDGET: "approve more money for", Event.SKIP_STEP: "skip a step of"}
 
 
 class Refusal(Exception):
@@ -137,7 +159,7 @@ class Refusal(Exception):
         def who(ids: list[str], fallback: str) -> str:
             return ", ".join(person(i, "") for i in ids[:10]) if ids else fallback
 
-        verb = self.event.value if self.event else "do"
+        verb = _DO.get(self.event, self.event.value) if self.event else "do"
         if self.rule is Rule.CHANNEL:
             return f"sftbot is not enabled in this channel; runs and decisions happen in {', '.join(place(c) for c in p.channels[:5])}."
         if self.rule is Rule.NOT_APPROVER:
@@ -233,6 +255,9 @@ async def permission(
     so nobody fills in a Revise modal they may not submit."""
     event, action = _EVENT[type(decision)]
     authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
+    usd = run.estimated_usd
+    if isinstance(decision, RaiseBudget) and run.budget is not None:
+        usd = run.budget.approved_usd + run.budget.more_usd  # what would then be approved in all
     verdict = authorize(
         actor,
         action,
@@ -240,11 +265,11 @@ async def permission(
         channel=channel,
         requester=run.requester,
         authors=authors,
-        estimated_usd=run.estimated_usd,
+        estimated_usd=usd,
     )
     if not verdict.denied:
         return None
-    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=run.estimated_usd)
+    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=usd)
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:
@@ -256,6 +281,9 @@ def _target(run: RunRecord, decision: Decision) -> GateKey | None:
     if isinstance(decision, Answer):
         number = decision.question or (run.question.number if run.question else None)
         return GateKey.input(number) if number else None
+    if isinstance(decision, RaiseBudget | SkipStep):
+        number = decision.number or (run.budget.number if run.budget else None)
+        return GateKey.budget(number) if number else None
     return None
 
 
@@ -273,7 +301,7 @@ async def check_open(db: Database, run: RunRecord, decision: Decision) -> None:
     if run.phase.finished:
         raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has already {run.phase.value}; nothing was done.", event=event)
     _gate(run, decision, event)
-    if not isinstance(decision, Cancel) and (run.phase, event) not in TABLE:
+    if not isinstance(decision, Cancel) and not allowed(run.phase, event):
         raise Refusal(
             RefusalKind.NOT_NOW,
             f"Run #{run.number}: cannot {event.value} now: {WAITING_FOR.get(run.phase, run.phase.value)}.",
@@ -290,6 +318,7 @@ def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | N
             Phase.AWAITING_INPUT: run.question.gate if run.question else None,
             Phase.AWAITING_PLAN_APPROVAL: GateKey.plan(run.plan_version),
             Phase.AWAITING_PROMOTION: PROMOTION,
+            Phase.AWAITING_BUDGET: run.budget.gate if run.budget else None,
         }.get(run.phase)
         return open_gate, RunChanges(), {}
     if isinstance(decision, Approve | Revise):
@@ -302,9 +331,12 @@ def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | N
             )
         if isinstance(decision, Revise):
             return GateKey.plan(version), RunChanges(spec=decision.spec), {"spec": decision.spec.model_dump(mode="json")}
-        return GateKey.plan(version), RunChanges(), {"plan_version": version}
+        # What was approved in dollars: the run's cap is this x the margin (pipeline/ledger.py).
+        return GateKey.plan(version), RunChanges(approved_usd=run.estimated_usd), {"plan_version": version}
     if isinstance(decision, Promote):
         return PROMOTION, RunChanges(promoted=decision.slot), {"candidate": str(decision.slot)}
+    if isinstance(decision, RaiseBudget | SkipStep):
+        return _budget(run, decision, event)
     question = run.question
     if question is None or run.phase is not Phase.AWAITING_INPUT:
         raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has no open question.", event=event)
@@ -316,6 +348,23 @@ def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | N
         raise Refusal(RefusalKind.INVALID, str(exc), event=event) from None
     details = {"question": question.kind.value, "text": question.text, "answer": decision.answer}
     return question.gate, RunChanges(spec=spec, question=None), details
+
+
+def _budget(run: RunRecord, decision: RaiseBudget | SkipStep, event: Event) -> tuple[GateKey, RunChanges, dict[str, Any]]:
+    req = run.budget
+    if req is None or run.phase is not Phase.AWAITING_BUDGET:
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} is not waiting at a budget gate.", event=event)
+    if decision.number is not None and decision.number != req.number:
+        raise Refusal(RefusalKind.STALE, "That budget request was replaced by a newer one; decide on the newest.", event=event)
+    details: dict[str, Any] = {
+        "step": req.step.value,
+        **req.model_dump(mode="json", include={"spent_usd", "next_usd", "cap_usd"}),
+    }
+    if isinstance(decision, RaiseBudget):
+        approved = round(req.approved_usd + req.more_usd, 2)
+        details |= {"more_usd": req.more_usd, "approved_usd": approved}
+        return req.gate, RunChanges(approved_usd=approved, budget=None), details
+    return req.gate, RunChanges(budget=None), details
 
 
 async def check_promotable(db: Database, run: RunRecord, slot: Slot) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus
-from pipeline.run.gates import Question
+from pipeline.run.gates import BudgetRequest, Question
 from pipeline.run.machine import Event, Phase
 from pipeline.run.slots import Slot
 from pipeline.store.records import Actor, CandidateRecord, RunRecord
@@ -102,6 +102,19 @@ class PromotionRequested(RunEvent):
 @dataclass(frozen=True, kw_only=True)
 class PromotionDecided(RunEvent):
     slot: Slot
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetRequested(RunEvent):
+    """A paid step would take the run past its cap: it waits for a person (the budget gate)."""
+
+    request: BudgetRequest
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetDecided(RunEvent):
+    request: BudgetRequest
+    decision: Event  # RAISE_BUDGET or SKIP_STEP
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,13 +13,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
-GateKind = Literal["input", "plan", "promotion"]
-_KEY = re.compile(r"input:([1-9][0-9]*)|plan:v([1-9][0-9]*)|promotion")
+GateKind = Literal["input", "plan", "promotion", "budget"]
+_KEY = re.compile(r"input:([1-9][0-9]*)|plan:v([1-9][0-9]*)|promotion|budget:([1-9][0-9]*)")
 
 
 @dataclass(frozen=True)
 class GateKey:
-    """``input:<question number>``, ``plan:v<version>`` or ``promotion``."""
+    """``input:<question number>``, ``plan:v<version>``, ``promotion`` or ``budget:<request number>``."""
 
     kind: GateKind
     number: int | None = None
@@ -33,6 +33,10 @@ class GateKey:
         return GateKey("plan", version)
 
     @staticmethod
+    def budget(number: int) -> GateKey:
+        return GateKey("budget", number)
+
+    @staticmethod
     def parse(text: str) -> GateKey:
         m = _KEY.fullmatch(text)
         if m is None:
@@ -41,6 +45,8 @@ class GateKey:
             return GateKey.input(int(m.group(1)))
         if m.group(2):
             return GateKey.plan(int(m.group(2)))
+        if m.group(3):
+            return GateKey.budget(int(m.group(3)))
         return PROMOTION
 
     def __str__(self) -> str:
@@ -48,6 +54,8 @@ class GateKey:
             return f"input:{self.number}"
         if self.kind == "plan":
             return f"plan:v{self.number}"
+        if self.kind == "budget":
+            return f"budget:{self.number}"
         return "promotion"
 
 
@@ -90,6 +98,38 @@ class Question(BaseModel):
     @property
     def gate(self) -> GateKey:
         return GateKey.input(self.number)
+
+
+class BudgetStep(str, Enum):
+    """A paid step the cap can hold back (running jobs are never stopped by it)."""
+
+    FINAL = "final"  # the final run's training job
+    DEPLOY = "deploy"  # the production deployment
+
+    @property
+    def label(self) -> str:
+        return {"final": "the final run", "deploy": "the deployment"}[self.value]
+
+
+class BudgetRequest(BaseModel):
+    """The budget gate's question: a paid step would take the run past its cap.
+
+    ``more_usd`` is what approving adds to the approved amount: enough that what was spent
+    plus this step is approved (the cap then keeps its margin on top)."""
+
+    number: int = 1  # its gate is budget:<number>, so each request is decided once
+    step: BudgetStep
+    spent_usd: float
+    next_usd: float
+    approved_usd: float
+    cap_usd: float
+    margin: float
+    more_usd: float
+    overrun: float | None = None  # this run's jobs' actual / estimated cost so far
+
+    @property
+    def gate(self) -> GateKey:
+        return GateKey.budget(self.number)
 
 
 def _coerce(value: object) -> GateKey:

@@ -9,6 +9,12 @@ and only a decision moves the run on.
     inspecting -> awaiting_input -> (inspecting) -> awaiting_plan_approval -> sweeping
       -> awaiting_promotion -> final_training -> evaluating -> deploying -> reporting
       -> succeeded                     (+ failed, cancelled from any unfinished phase)
+
+    final_training | deploying -> awaiting_budget -> (the same step, or the one after it)
+
+The budget gate: a paid step that would take the run past its cap (approved x margin) does
+not start; a person approves more (the step runs), skips the step (the final run: the
+promoted candidate ships; the deployment: the run reports without one) or cancels.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class Phase(str, Enum):
     AWAITING_PLAN_APPROVAL = "awaiting_plan_approval"
     SWEEPING = "sweeping"
     AWAITING_PROMOTION = "awaiting_promotion"
+    AWAITING_BUDGET = "awaiting_budget"
     FINAL_TRAINING = "final_training"
     EVALUATING = "evaluating"
     DEPLOYING = "deploying"
@@ -38,7 +45,7 @@ class Phase(str, Enum):
     @property
     def gate(self) -> bool:
         """A phase that waits for a person (no work runs, nothing is spent)."""
-        return self in (Phase.AWAITING_INPUT, Phase.AWAITING_PLAN_APPROVAL, Phase.AWAITING_PROMOTION)
+        return self in (Phase.AWAITING_INPUT, Phase.AWAITING_PLAN_APPROVAL, Phase.AWAITING_PROMOTION, Phase.AWAITING_BUDGET)
 
 
 class Event(str, Enum):
@@ -49,6 +56,8 @@ class Event(str, Enum):
     APPROVE = "approve"
     REVISE = "revise"
     PROMOTE = "promote"
+    RAISE_BUDGET = "raise_budget"  # approve more money for the step the budget gate holds
+    SKIP_STEP = "skip_step"  # go on without that step
     CANCEL = "cancel"
     # step results
     NEEDS_INPUT = "needs_input"
@@ -58,6 +67,7 @@ class Event(str, Enum):
     EVALUATED = "evaluated"
     DEPLOYED = "deployed"
     REPORTED = "reported"
+    OVER_BUDGET = "over_budget"  # a paid step would pass the cap: it did not start
     FAIL = "fail"
 
 
@@ -69,6 +79,7 @@ class Effect(str, Enum):
     PROPOSE = "propose"  # announce the plan
     SWEEP = "sweep"
     REQUEST_PROMOTION = "request_promotion"  # announce the gate with the ranked scoreboard
+    REQUEST_BUDGET = "request_budget"  # announce the budget gate with the numbers
     FINAL = "final"
     EVALUATE = "evaluate"
     DEPLOY = "deploy"
@@ -91,6 +102,7 @@ class Context:
 
     final_run: bool = True
     deploy: bool = True
+    budget_step: str | None = None  # the step an open budget gate holds: "final" | "deploy"
 
 
 class Refused(Exception):
@@ -110,7 +122,25 @@ TABLE: dict[tuple[Phase, Event], Phase] = {
     (Phase.EVALUATING, Event.EVALUATED): Phase.DEPLOYING,
     (Phase.DEPLOYING, Event.DEPLOYED): Phase.REPORTING,
     (Phase.REPORTING, Event.REPORTED): Phase.SUCCEEDED,
+    (Phase.FINAL_TRAINING, Event.OVER_BUDGET): Phase.AWAITING_BUDGET,
+    (Phase.DEPLOYING, Event.OVER_BUDGET): Phase.AWAITING_BUDGET,
 }
+
+# The budget gate goes back to the step it holds (more approved) or past it (skipped): the
+# held step is the run's open budget request (``Context.budget_step``).
+BUDGET_EXITS: dict[tuple[str, Event], Phase] = {
+    ("final", Event.RAISE_BUDGET): Phase.FINAL_TRAINING,
+    ("final", Event.SKIP_STEP): Phase.EVALUATING,
+    ("deploy", Event.RAISE_BUDGET): Phase.DEPLOYING,
+    ("deploy", Event.SKIP_STEP): Phase.REPORTING,
+}
+
+
+def allowed(phase: Phase, event: Event) -> bool:
+    """Whether ``event`` can move a run in ``phase`` at all (its branch may still depend on the run)."""
+    budget = phase is Phase.AWAITING_BUDGET and event in (Event.RAISE_BUDGET, Event.SKIP_STEP)
+    return (phase, event) in TABLE or budget
+
 
 # What entering a phase runs; resume runs the same for a run found in that phase.
 ENTRY: dict[Phase, tuple[Effect, ...]] = {
@@ -119,6 +149,7 @@ ENTRY: dict[Phase, tuple[Effect, ...]] = {
     Phase.AWAITING_PLAN_APPROVAL: (Effect.PROPOSE,),
     Phase.SWEEPING: (Effect.SWEEP,),
     Phase.AWAITING_PROMOTION: (Effect.REQUEST_PROMOTION,),
+    Phase.AWAITING_BUDGET: (Effect.REQUEST_BUDGET,),
     Phase.FINAL_TRAINING: (Effect.FINAL,),
     Phase.EVALUATING: (Effect.EVALUATE,),
     Phase.DEPLOYING: (Effect.DEPLOY,),
@@ -134,6 +165,7 @@ WAITING_FOR: dict[Phase, str] = {
     Phase.AWAITING_PLAN_APPROVAL: "the plan is waiting for approval",
     Phase.SWEEPING: "the sweep is running",
     Phase.AWAITING_PROMOTION: "the run is waiting for someone to promote a candidate",
+    Phase.AWAITING_BUDGET: "the run is waiting for someone to approve more money or skip a step",
     Phase.FINAL_TRAINING: "the final run is training",
     Phase.EVALUATING: "the model is being evaluated",
     Phase.DEPLOYING: "the model is being deployed",
@@ -159,6 +191,8 @@ def advance(phase: Phase, event: Event, ctx: Context = Context()) -> tuple[Phase
     if event is Event.FAIL:
         return Phase.FAILED, ENTRY[Phase.FAILED]
     nxt = TABLE.get((phase, event))
+    if phase is Phase.AWAITING_BUDGET:
+        nxt = BUDGET_EXITS.get((ctx.budget_step or "", event))
     if nxt is None:
         raise Refused(f"cannot {event.value} now: {WAITING_FOR.get(phase, phase.value)}")
     nxt = _skip_forward(nxt, ctx)

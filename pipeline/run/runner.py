@@ -23,8 +23,17 @@ from pipeline.platforms.base import Platform, PlatformError
 from pipeline.run import decisions, teardown
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
 from pipeline.run.decisions import Decision, Refusal, RefusalKind
-from pipeline.run.events import EventBus, PhaseChanged, PlanDecided, PromotionDecided, RunCreated, StoragePaused
+from pipeline.run.events import (
+    BudgetDecided,
+    EventBus,
+    PhaseChanged,
+    PlanDecided,
+    PromotionDecided,
+    RunCreated,
+    StoragePaused,
+)
 from pipeline.run.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
+from pipeline.run.steps.budget import request_budget
 from pipeline.run.steps.deploy import deploy
 from pipeline.run.steps.evaluate import evaluate
 from pipeline.run.steps.final import final
@@ -51,6 +60,7 @@ STEPS: dict[Effect, Step] = {
     Effect.PROPOSE: propose,
     Effect.SWEEP: sweep,
     Effect.REQUEST_PROMOTION: request_promotion,
+    Effect.REQUEST_BUDGET: request_budget,
     Effect.FINAL: final,
     Effect.EVALUATE: evaluate,
     Effect.DEPLOY: deploy,
@@ -196,7 +206,11 @@ class Runner:
             if gate is not None:
                 await self.db.decide_gate(tx, gate)
             plan = await q.get_plan(self.db, run_id, run.plan_version) if run.plan_version else None
-            ctx = Context(final_run=plan.final is not None if plan else True, deploy=plan.deploy if plan else True)
+            ctx = Context(
+                final_run=plan.final is not None if plan else True,
+                deploy=plan.deploy if plan else True,
+                budget_step=run.budget.step.value if run.budget else None,
+            )
             nxt, effects = advance(run.phase, event, ctx)
             await q.update_run(tx, run_id, changes or RunChanges(), phase=nxt)
             if event is Event.APPROVE:
@@ -218,6 +232,8 @@ class Runner:
                 tx.emit(PlanDecided(run=after, actor=actor, decision=event, version=run.plan_version))
             if event is Event.PROMOTE and after.promoted is not None:
                 tx.emit(PromotionDecided(run=after, actor=actor, slot=after.promoted))
+            if event in (Event.RAISE_BUDGET, Event.SKIP_STEP) and run.budget is not None:
+                tx.emit(BudgetDecided(run=after, actor=actor, request=run.budget, decision=event))
             tx.emit(PhaseChanged(run=after, actor=actor, event=event, previous=run.phase))
         await self.cp(f"phase:{after.phase.value}")
         await self._enter(after, effects)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pipeline.run.gates import GateKeyField, Question
+from pipeline.run.gates import BudgetRequest, GateKeyField, Question
 from pipeline.run.machine import Phase
 from pipeline.run.slots import CandidateState, SlotField
 from pipeline.spec import RunSpec
@@ -46,6 +46,8 @@ class RunRecord(BaseModel):
     workspace: str
     estimated_usd: float | None = None
     actual_usd: float | None = None
+    approved_usd: float | None = None  # approved at the plan gate, raised at budget gates
+    budget: BudgetRequest | None = None  # the open budget gate's request
     created_at: float
     updated_at: float
 

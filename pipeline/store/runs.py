@@ -11,7 +11,7 @@ import aiosqlite
 
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import JobStatus
-from pipeline.run.gates import Question
+from pipeline.run.gates import BudgetRequest, Question
 from pipeline.run.machine import Phase
 from pipeline.run.slots import CandidateState, Slot
 from pipeline.spec import RunSpec
@@ -25,6 +25,8 @@ class RunChanges(TypedDict, total=False):
     plan_version: int
     estimated_usd: float | None
     actual_usd: float | None
+    approved_usd: float | None
+    budget: BudgetRequest | None
     question: Question | None
     spec: RunSpec
     promoted: Slot
@@ -51,6 +53,8 @@ def _run(r: aiosqlite.Row) -> RunRecord:
         workspace=r["workspace"],
         estimated_usd=r["estimated_usd"],
         actual_usd=r["actual_usd"],
+        approved_usd=r["approved_usd"],
+        budget=BudgetRequest.model_validate_json(r["budget_json"]) if r["budget_json"] else None,
         created_at=r["created_at"],
         updated_at=r["updated_at"],
     )
@@ -154,6 +158,8 @@ async def list_runs(
 def _column(name: str, value: object) -> tuple[str, object]:
     if name == "question":
         return "question_json", value.model_dump_json() if isinstance(value, Question) else None
+    if name == "budget":
+        return "budget_json", value.model_dump_json() if isinstance(value, BudgetRequest) else None
     if name == "spec":
         assert isinstance(value, RunSpec)
         return "spec_json", value.model_dump_json()

@@ -14,7 +14,9 @@ from pipeline.evaluation.prompts import reasoning_effort
 from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import Deployed
+from pipeline.run.gates import BudgetStep
 from pipeline.run.machine import Event
+from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
 from pipeline.run.steps.serving import production
 from pipeline.store.records import RunRecord
@@ -22,6 +24,8 @@ from pipeline.store.records import RunRecord
 
 async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
     """Create the run's one production deployment (id recorded first), wait, smoke-test it."""
+    if (held := await hold(ctx, run, BudgetStep.DEPLOY)) is not None:
+        return held
     model = await shipped(ctx, run)
     name = model.model or model.job_id
     dep_id = ids.deployment_id(run.id)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pipeline.platforms.base import PlatformError
 from pipeline.run.context import Outcome, RunContext
+from pipeline.run.gates import BudgetStep
 from pipeline.run.machine import Event
 from pipeline.run.slots import FINAL, CandidateState
 from pipeline.run.steps import data
+from pipeline.run.steps.budget import hold
 from pipeline.run.steps.sweep import current_plan, record, request, watch
 from pipeline.store import runs as q
 from pipeline.store.records import CandidateRecord, RunRecord
@@ -23,6 +25,8 @@ async def shipped(ctx: RunContext, run: RunRecord) -> CandidateRecord:
 
 async def final(ctx: RunContext, run: RunRecord) -> Outcome:
     """Train the winner's configuration on the full data and wait for it."""
+    if (held := await hold(ctx, run, BudgetStep.FINAL)) is not None:
+        return held
     plan = await current_plan(ctx, run)
     assert plan.final is not None and run.promoted is not None
     winner = next(c for c in await q.candidates(ctx.db, run.id) if c.slot == run.promoted)

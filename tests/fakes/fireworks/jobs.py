@@ -114,7 +114,7 @@ class JobRoutes:
         if fail is None and self.fail_lr_above is not None and lr > self.fail_lr_above:
             fail = f"training diverged: loss is NaN at step 3 (learning rate {lr:g} is too high)"
         params = base.body.get("baseModelDetails", {}).get("parameterCount")
-        cost = ds.token_estimate() * epochs / 1e6 * sft_price_per_million(float(params) if params else None)
+        cost = ds.token_estimate() * epochs / 1e6 * sft_price_per_million(float(params) if params else None) * self.cost_factor
         if isinstance(body.get("wandbConfig"), dict):  # echoed with the key, as the real one does, plus a url
             project = body["wandbConfig"].get("project", "")
             body["wandbConfig"] = {**body["wandbConfig"], "url": f"https://wandb.ai/{project}/runs/{job_id}"}

@@ -96,6 +96,9 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self.faults = Faults()
         self.fail_jobs: dict[str, str] = {}  # job id -> failure message
         self.fail_lr_above: float | None = None  # jobs with a higher learning rate fail ("diverged")
+        # The job's reported ``estimatedCost`` x this: a platform whose bill runs above what the
+        # plan's dated price table predicted (the money guard's test; SDK SupervisedFineTuningJob.estimated_cost).
+        self.cost_factor = 1.0
         self.fail_deployments: dict[str, str] = {}
         self.forced_job_states: dict[str, str] = {}  # job id -> raw state to report (e.g. JOB_STATE_PAUSED)
         self.cold_start_errors = 0  # chat errors each new deployment answers before it serves

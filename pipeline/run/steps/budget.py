@@ -1,0 +1,60 @@
+"""The cap before a paid step: the final run's job and the production deployment.
+
+Checked at the step's entry, before anything is created, and only the first time: a step
+whose job or deployment already exists (a resumed run) goes on, because the cap never stops
+what is already running without a person's decision. Over the cap, the step returns
+OVER_BUDGET with the numbers and the run waits at the budget gate.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pipeline import ids
+from pipeline.ledger import ledger, overrun, shortfall, step_estimate
+from pipeline.run.context import Outcome, RunContext
+from pipeline.run.events import BudgetRequested
+from pipeline.run.gates import BudgetStep
+from pipeline.run.machine import Event
+from pipeline.run.slots import FINAL
+from pipeline.store import runs as q
+from pipeline.store.records import RunRecord
+from pipeline.store.runs import RunChanges
+
+
+async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | None:
+    """OVER_BUDGET when this step would take the run past its cap; None when it may start."""
+    if run.approved_usd is None or run.platform == "local":
+        return None  # nothing was approved in dollars (a free local run, or a run from before the guard)
+    cands = await q.candidates(ctx.db, run.id)
+    resources = await ctx.db.resources(run.id)
+    if step is BudgetStep.FINAL and any(c.slot == FINAL for c in cands):
+        return None  # its job was created before a restart: it runs on
+    if step is BudgetStep.DEPLOY and any(
+        r.kind == "deployment" and r.resource_id == ids.deployment_id(run.id) and r.state != "recorded" for r in resources
+    ):
+        return None
+    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    if plan is None:
+        return None
+    book = ledger(
+        cands,
+        resources,
+        plan,
+        approved_usd=run.approved_usd,
+        now=time.time(),
+        margin=ctx.config.spend_margin,
+        platform=run.platform,
+    )
+    ratio = overrun(cands, plan)
+    number = 1 + sum(1 for g in await ctx.db.gate_decisions(run.id) if g.gate.kind == "budget")
+    request = shortfall(book, step, step_estimate(step, plan, overrun=ratio), number=number, overrun=ratio)
+    if request is None:
+        return None
+    return Outcome(Event.OVER_BUDGET, changes=RunChanges(budget=request))
+
+
+async def request_budget(ctx: RunContext, run: RunRecord) -> None:
+    """Announce the budget gate (again on resume: surfaces edit the same message)."""
+    if run.budget is not None:
+        await ctx.emit(BudgetRequested(run=run, request=run.budget))
