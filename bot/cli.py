@@ -205,6 +205,27 @@ async def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _spend(args: argparse.Namespace) -> int:
+    from pipeline.spending import parse_since, spend, text_lines
+    from pipeline.store.db import Database
+
+    settings = load_settings()
+    try:
+        window = parse_since(args.since)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    db = await Database.open(settings.db_path)
+    try:
+        s = await spend(db, since_seconds=window, margin=settings.spend_margin)
+    finally:
+        await db.close()
+    if args.json:
+        _print_json(s.model_dump(mode="json"))
+    else:
+        print("\n".join(text_lines(s, days=window / 86400)))
+    return 0
+
+
 async def _show(args: argparse.Namespace) -> int:
     from pipeline.store import runs as q
     from pipeline.store.db import Database
@@ -285,6 +306,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--limit", type=int, default=20)
     ls.set_defaults(func=lambda a: _run_async(_runs(a)))
+    sp = sub.add_parser("spend", help="estimated vs actual spend per run, person and channel, and what still bills")
+    sp.add_argument("--since", default="30d", help="a window such as 30d, 12h or 2w (default 30d)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=lambda a: _run_async(_spend(a)))
     sh = sub.add_parser("show", help="one run with its audit trail")
     sh.add_argument("run")
     sh.add_argument("--json", action="store_true")

@@ -90,6 +90,8 @@ def plan_text(plan: Plan) -> str:
         for u in c.unknown:
             out.append(f"    unknown: {u}")
         out.append(f"  prices as of {c.prices_as_of}; source: {c.price_source}")
+        if c.calibration:
+            out.append(f"  range: {c.calibration}")
     if plan.fallback_note:
         out.append(f"  note: {plan.fallback_note}")
     for w in plan.warnings:

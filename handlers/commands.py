@@ -14,9 +14,10 @@ from typing import Literal
 from pipeline.access import UPLOAD_PREFIX
 from pipeline.instructions import parse_instruction
 from pipeline.spec import RunSpec
+from pipeline.spending import parse_since
 
-Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "teardown", "help"]
-SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "teardown", "help")
+Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "teardown", "spend", "help"]
+SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "teardown", "spend", "help")
 # Slack caps a slash command's text at a few thousand characters; anything near that is
 # pasted by mistake, and quoting it back would flood the reply.
 MAX_TEXT = 4000
@@ -33,6 +34,7 @@ class Command:
     spec: RunSpec | None = None
     run: str | None = None  # "12", "#12" or a run id
     scope: Literal["channel", "mine", "all"] = "channel"  # by default the team's runs where it was asked
+    window: str = "30d"  # /sft spend: how far back
 
 
 _MENTION = re.compile(r"<[@!#][^<>]{0,200}>")  # bounded: an unclosed "<@" must not scan to the end each time
@@ -97,6 +99,13 @@ def parse_slash(text: str) -> Command:
         if scope not in ("mine", "all", "channel"):
             raise CommandError(f"`/sft runs` takes `mine` or `all` (or nothing: this channel's runs), not `{rest[:40]}`")
         return Command(kind="runs", scope=scope)  # type: ignore[arg-type]
+    if verb in ("spend", "spending", "costs"):
+        window = rest.split()[0] if rest else "30d"
+        try:
+            parse_since(window)
+        except ValueError:
+            raise CommandError(f"`/sft spend` takes a window such as `7d`, `30d` or `12h`, not `{rest[:40]}`") from None
+        return Command(kind="spend", window=window)
     if verb in ("status", "cancel", "audit", "teardown"):
         first = rest.split()[0] if rest else None
         return Command(kind=verb, run=_run_ref(first, verb))  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from handlers.commands import Command
 from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.render import replies
+from handlers.render import spend as spends
 from handlers.render.mrkdwn import Message, at_time, code, user
 from handlers.render.run import short_name
 from handlers.slack_client import trusted_slack_url
@@ -30,6 +31,7 @@ from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
 from pipeline.run.runner import Runner, RunNotFound
 from pipeline.run.teardown import target as teardown_target
 from pipeline.spec import SpecError
+from pipeline.spending import parse_since, spend
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import RunRecord
@@ -94,6 +96,10 @@ class Surface:
         verdict = authorize(actor, Action.VIEW, policy=self.runner.policy, channel=channel)
         if verdict.denied:
             await reply(refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.runner.policy)))
+            return None
+        if cmd.kind == "spend":
+            window = parse_since(cmd.window)
+            await reply(spends.spend_message(await spend(self.db, since_seconds=window), days=window / 86400))
             return None
         if cmd.kind == "runs":
             # The team's runs where the question was asked, by default: a run is team work.

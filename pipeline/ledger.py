@@ -124,12 +124,19 @@ def ledger(
     return Ledger(lines=lines, approved_usd=approved_usd, margin=margin)
 
 
+def priced(cands: Sequence[CandidateRecord], plan: Plan | None) -> tuple[float, float] | None:
+    """(estimated, actual) over this run's jobs the platform has priced; None: none yet."""
+    estimates = _job_estimates(plan)
+    pairs = [(estimates[_label(c)], c.cost_usd) for c in cands if c.cost_usd is not None and estimates.get(_label(c))]
+    if not pairs:
+        return None
+    return round(sum(e for e, _ in pairs), 6), round(sum(a for _, a in pairs), 6)
+
+
 def overrun(cands: Sequence[CandidateRecord], plan: Plan | None) -> float | None:
     """Actual / estimated cost of this run's jobs the platform has priced (None: none yet)."""
-    estimates = _job_estimates(plan)
-    pairs = [(c.cost_usd, estimates[_label(c)]) for c in cands if c.cost_usd is not None and estimates.get(_label(c))]
-    est = sum(e for _, e in pairs)
-    return round(sum(a for a, _ in pairs) / est, 4) if pairs and est > 0 else None
+    both = priced(cands, plan)
+    return round(both[1] / both[0], 4) if both is not None and both[0] > 0 else None
 
 
 def step_estimate(step: BudgetStep, plan: Plan, *, overrun: float | None) -> float | None:
@@ -145,7 +152,7 @@ def step_estimate(step: BudgetStep, plan: Plan, *, overrun: float | None) -> flo
 
 
 def shortfall(
-    book: Ledger, step: BudgetStep, next_usd: float | None, *, number: int, overrun: float | None = None
+    book: Ledger, step: BudgetStep, next_usd: float | None, *, held: str, number: int, overrun: float | None = None
 ) -> BudgetRequest | None:
     """The budget gate's request when spent + this step would pass the cap; None when it fits
     (or when nothing was approved in dollars: a free local run)."""
@@ -159,6 +166,7 @@ def shortfall(
     return BudgetRequest(
         number=number,
         step=step,
+        held=held,
         spent_usd=round(book.spent_usd, 2),
         next_usd=round(next_usd, 2),
         approved_usd=round(book.approved_usd, 2),

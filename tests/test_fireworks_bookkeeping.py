@@ -12,7 +12,7 @@ import pytest
 
 from bot.engine import make_platform
 from bot.settings import SettingsError, load_settings
-from handlers.render.run import promotion_gate
+from handlers.render.board import promotion_gate
 from pipeline.platforms.base import DeploymentState
 from pipeline.platforms.fireworks import FireworksPlatform
 from pipeline.platforms.fireworks_jobs import WandbSettings

@@ -22,6 +22,12 @@ _SKIPPED = {
 }
 
 
+def _skipped(req: BudgetRequest) -> str:
+    if req.step is BudgetStep.DEPLOY and req.held == "evaluating":  # it would have been scored on that deployment
+        return "the model is kept but neither deployed nor scored on the held-out set"
+    return _SKIPPED[req.step]
+
+
 def _facts(req: BudgetRequest) -> str:
     why = f" · this run's jobs cost {req.overrun:.1f}× their estimate" if req.overrun and req.overrun > 1.05 else ""
     return (
@@ -58,7 +64,7 @@ def budget_gate(run: RunRecord, req: BudgetRequest, *, deciders: Deciders | None
                 _SKIP[req.step],
                 BUDGET_SKIP,
                 value,
-                confirm_=confirm(f"{_SKIP[req.step]}?", f"Then {_SKIPPED[req.step]}.", "Skip it"),
+                confirm_=confirm(f"{_SKIP[req.step]}?", f"Then {_skipped(req)}.", "Skip it"),
             ),
             button(
                 "Cancel run",

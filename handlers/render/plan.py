@@ -133,6 +133,8 @@ def _details(plan: Plan) -> Block:
             f"range {money(c.low_usd)}–{money(c.high_usd)}{first_hour} · prices as of {escape(c.prices_as_of)}, "
             f"{escape(clip(c.price_source, 200))}"
         )
+    if c.calibration and plan.platform != "local":
+        notes.append(f"range: {escape(clip(c.calibration, 300))}")
     if plan.duration is not None:
         notes.append(f"time: {escape(clip(plan.duration.basis, 300))}")
     notes += [f"unknown: {escape(clip(u, 300))}" for u in c.unknown[:3]]

@@ -37,6 +37,7 @@ HELP_LINES = (
     "`/sft cancel 12` — stop run #12 (asks to confirm)",
     "`/sft audit 12` — who decided what, and when",
     "`/sft teardown 12` — delete run #12's deployment so it stops billing (asks to confirm)",
+    "`/sft spend` — what runs cost in the last 30 days (`/sft spend 7d`), and what still bills",
     "Or mention me: “run SFT on accounts/me/datasets/support-conv with qwen3-8b and 3 epochs”, "
     "“which base models do you support?”, “status of run 12”, “cancel run 12”.",
 )
@@ -54,7 +55,7 @@ def help_message(*, problem: str | None = None) -> Message:
         section("*sftbot* plans, runs and deploys supervised fine-tuning, with a person approving each step."),
         section("\n".join(HELP_LINES)),
     ]
-    return Message(text="sftbot help: /sft run | models | runs | status | cancel | audit | teardown | help", blocks=blocks)
+    return Message(text="sftbot help: /sft run | models | runs | status | cancel | audit | teardown | spend | help", blocks=blocks)
 
 
 def problem_message(problem: str) -> Message:

@@ -185,6 +185,12 @@ def _shape_id(name: str) -> str:
     return parts[parts.index("deploymentShapes") + 1] if "deploymentShapes" in parts[:-1] else parts[-1]
 
 
+def usd_per_hour(shape: ShapeInfo | None) -> float | None:
+    """What a replica of this shape bills per hour at the dated rate; None when unknown."""
+    hourly = _hourly(shape, price_table())
+    return None if hourly == float("inf") else round(hourly, 6)
+
+
 def _hourly(shape: ShapeInfo | None, prices: PriceTable) -> float:
     rate = prices.gpu_rate(shape.accelerator) if shape is not None else None
     return shape.count * rate.usd if shape is not None and rate is not None else float("inf")

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
+from pipeline.catalog import BaseModelInfo, price_table
+from pipeline.planning.models import CostEstimate
+
 MIN_RUNS = 3  # fewer than this is an anecdote, not a range
 RECENT = 10  # the last runs of this kind; older ones describe another price list
 MARGIN = 0.05  # around the observed ratios
@@ -68,3 +71,26 @@ def calibrate(history: Sequence[Outcome], *, default_low: float, default_high: f
         f"({len(usable)} run(s)); range set to {low:.2f}–{high:.2f}×"
     )
     return Calibration(low=round(low, 4), high=round(high, 4), runs=len(usable), basis=basis)
+
+
+def band(info: BaseModelInfo | None) -> str:
+    """The size band a base model is priced in ("up to 16B"), the unit estimates learn by."""
+    tier = price_table().sft_tier(info.params_b if info is not None else None)
+    return tier.label if tier is not None else "size unknown"
+
+
+def calibrated(cost: CostEstimate, cal: Calibration, *, default_low: float, default_high: float) -> CostEstimate:
+    """The estimate with its training range made from ``cal`` (the deployment part keeps the
+    default range: GPU-hours are not learned yet), and the sentence that says how."""
+    if cost.total_usd is None or cost.training_usd is None or cost.low_usd is None or cost.high_usd is None:
+        return cost
+    training = cost.training_usd
+    rest_low = cost.low_usd - training * default_low
+    rest_high = cost.high_usd - training * default_high
+    return cost.model_copy(
+        update={
+            "low_usd": round(training * cal.low + rest_low, 6),
+            "high_usd": round(training * cal.high + rest_high, 6),
+            "calibration": cal.basis,
+        }
+    )

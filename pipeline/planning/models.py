@@ -97,6 +97,7 @@ class CostEstimate(BaseModel):
     compute_minutes: float | None = None  # local platform: estimated training minutes
     # What the deployment bills per hour while a replica is up (None: no deployment, or local).
     deployment_usd_per_hour: float | None = None
+    calibration: str | None = None  # how the range was made: the default, or what recent runs showed
     lines: list[CostLine] = Field(default_factory=list)
     unknown: list[str] = Field(default_factory=list)
 

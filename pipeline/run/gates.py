@@ -119,6 +119,7 @@ class BudgetRequest(BaseModel):
 
     number: int = 1  # its gate is budget:<number>, so each request is decided once
     step: BudgetStep
+    held: str  # the phase that did not start it (its value): approving more goes back there
     spent_usd: float
     next_usd: float
     approved_usd: float

@@ -10,7 +10,7 @@ and only a decision moves the run on.
       -> awaiting_promotion -> final_training -> evaluating -> deploying -> reporting
       -> succeeded                     (+ failed, cancelled from any unfinished phase)
 
-    final_training | deploying -> awaiting_budget -> (the same step, or the one after it)
+    final_training | evaluating | deploying -> awaiting_budget -> (the same phase, or past its step)
 
 The budget gate: a paid step that would take the run past its cap (approved x margin) does
 not start; a person approves more (the step runs), skips the step (the final run: the
@@ -102,7 +102,7 @@ class Context:
 
     final_run: bool = True
     deploy: bool = True
-    budget_step: str | None = None  # the step an open budget gate holds: "final" | "deploy"
+    budget_held: str | None = None  # the phase an open budget gate holds (its value)
 
 
 class Refused(Exception):
@@ -123,16 +123,21 @@ TABLE: dict[tuple[Phase, Event], Phase] = {
     (Phase.DEPLOYING, Event.DEPLOYED): Phase.REPORTING,
     (Phase.REPORTING, Event.REPORTED): Phase.SUCCEEDED,
     (Phase.FINAL_TRAINING, Event.OVER_BUDGET): Phase.AWAITING_BUDGET,
+    (Phase.EVALUATING, Event.OVER_BUDGET): Phase.AWAITING_BUDGET,
     (Phase.DEPLOYING, Event.OVER_BUDGET): Phase.AWAITING_BUDGET,
 }
 
-# The budget gate goes back to the step it holds (more approved) or past it (skipped): the
-# held step is the run's open budget request (``Context.budget_step``).
+# The budget gate goes back to the phase it holds (more approved) or past the held step
+# (skipped): the held phase is the run's open budget request (``Context.budget_held``).
+# Evaluation holds for the production deployment when it scores the final model on it;
+# skipping the deployment then skips that scoring too (there is nothing to score it on).
 BUDGET_EXITS: dict[tuple[str, Event], Phase] = {
-    ("final", Event.RAISE_BUDGET): Phase.FINAL_TRAINING,
-    ("final", Event.SKIP_STEP): Phase.EVALUATING,
-    ("deploy", Event.RAISE_BUDGET): Phase.DEPLOYING,
-    ("deploy", Event.SKIP_STEP): Phase.REPORTING,
+    (Phase.FINAL_TRAINING.value, Event.RAISE_BUDGET): Phase.FINAL_TRAINING,
+    (Phase.FINAL_TRAINING.value, Event.SKIP_STEP): Phase.EVALUATING,
+    (Phase.EVALUATING.value, Event.RAISE_BUDGET): Phase.EVALUATING,
+    (Phase.EVALUATING.value, Event.SKIP_STEP): Phase.REPORTING,
+    (Phase.DEPLOYING.value, Event.RAISE_BUDGET): Phase.DEPLOYING,
+    (Phase.DEPLOYING.value, Event.SKIP_STEP): Phase.REPORTING,
 }
 
 
@@ -192,7 +197,7 @@ def advance(phase: Phase, event: Event, ctx: Context = Context()) -> tuple[Phase
         return Phase.FAILED, ENTRY[Phase.FAILED]
     nxt = TABLE.get((phase, event))
     if phase is Phase.AWAITING_BUDGET:
-        nxt = BUDGET_EXITS.get((ctx.budget_step or "", event))
+        nxt = BUDGET_EXITS.get((ctx.budget_held or "", event))
     if nxt is None:
         raise Refused(f"cannot {event.value} now: {WAITING_FOR.get(phase, phase.value)}")
     nxt = _skip_forward(nxt, ctx)

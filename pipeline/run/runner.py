@@ -209,7 +209,7 @@ class Runner:
             ctx = Context(
                 final_run=plan.final is not None if plan else True,
                 deploy=plan.deploy if plan else True,
-                budget_step=run.budget.step.value if run.budget else None,
+                budget_held=run.budget.held if run.budget else None,
             )
             nxt, effects = advance(run.phase, event, ctx)
             await q.update_run(tx, run_id, changes or RunChanges(), phase=nxt)

@@ -8,12 +8,14 @@ the cost estimated vs actual.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.ledger import DEFAULT_MARGIN, ledger
 from pipeline.lifecycle import serving_note
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
@@ -32,6 +34,13 @@ class CostSummary(BaseModel):
     training_actual: float | None = None  # the platform's own per-job figures, summed
     training_delta_pct: float | None = None
     compute_minutes: float | None = None  # local platform: estimated training minutes
+    # The run's ledger at the time of the summary (pipeline/ledger.py; ``sftbot spend`` reads the same).
+    deployments_usd: float = 0.0  # the deployments it created, GPU-hours x rate so far (an upper bound)
+    actual_usd: float | None = None  # jobs + deployments; None on the local platform (nothing billed)
+    approved_usd: float | None = None
+    cap_usd: float | None = None
+    live_usd_per_hour: float = 0.0  # what still bills, per hour
+    as_of: float = 0.0
 
 
 class RunSummary(BaseModel):
@@ -106,7 +115,7 @@ def production_deployment(run: RunRecord, resources: list[Resource]) -> Deployme
     return None
 
 
-async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSummary:
+async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin: float = DEFAULT_MARGIN) -> RunSummary:
     """Everything the run's final messages and report show, as plain values."""
     plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
     cands = await q.candidates(db, run.id)
@@ -123,6 +132,8 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
         note = serving_note(
             platform.name, platform.capabilities, deployment_id=deployment.deployment_id, run_number=run.number, shape=shape
         )
+    now = time.time()
+    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=margin, platform=run.platform)
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None
@@ -145,6 +156,12 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
             training_actual=actual,
             training_delta_pct=delta_pct(est.training_usd if est else None, actual),
             compute_minutes=est.compute_minutes if est else None,
+            deployments_usd=book.deployments_usd,
+            actual_usd=None if run.platform == "local" else book.spent_usd,
+            approved_usd=run.approved_usd,
+            cap_usd=book.cap_usd,
+            live_usd_per_hour=book.live_usd_per_hour,
+            as_of=now,
         ),
         evaluation=evaluation_sentence(plan, shipped, evaluator_failure=evaluator_failure(run)),
         # Locally "deployed" is a record any sftbot process can serve; say which command does.

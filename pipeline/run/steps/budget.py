@@ -1,4 +1,5 @@
-"""The cap before a paid step: the final run's job and the production deployment.
+"""The cap before a paid step: the final run's job and the production deployment (held by
+evaluation when it scores the final model on that deployment, else by the deploy step).
 
 Checked at the step's entry, before anything is created, and only the first time: a step
 whose job or deployment already exists (a resumed run) goes on, because the cap never stops
@@ -48,7 +49,8 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
     )
     ratio = overrun(cands, plan)
     number = 1 + sum(1 for g in await ctx.db.gate_decisions(run.id) if g.gate.kind == "budget")
-    request = shortfall(book, step, step_estimate(step, plan, overrun=ratio), number=number, overrun=ratio)
+    usd = step_estimate(step, plan, overrun=ratio)
+    request = shortfall(book, step, usd, held=run.phase.value, number=number, overrun=ratio)
     if request is None:
         return None
     return Outcome(Event.OVER_BUDGET, changes=RunChanges(budget=request))

@@ -18,7 +18,7 @@ from pipeline.run.gates import BudgetStep
 from pipeline.run.machine import Event
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
-from pipeline.run.steps.serving import production
+from pipeline.run.steps.serving import production, production_rate
 from pipeline.store.records import RunRecord
 
 
@@ -29,7 +29,7 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
     model = await shipped(ctx, run)
     name = model.model or model.job_id
     dep_id = ids.deployment_id(run.id)
-    status = await production(ctx, run, name)
+    status = await production(ctx, run, name, base=model.base_model)
     # READY is not proof of serving (reference/fireworks.md §7.3): send one real completion.
     try:
         reply = await ctx.platform.chat(
@@ -50,7 +50,11 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
             f"deployment {dep_id} was READY but failed its smoke test ({str(exc).rstrip('.')}); "
             f"it was torn down so it does not bill (state read back: {state})."
         ) from None
-    details = {**status.model_dump(mode="json"), "smoke_test": reply[:200]}
+    details = {
+        **status.model_dump(mode="json"),
+        "smoke_test": reply[:200],
+        "usd_per_hour": await production_rate(ctx, run, model.base_model),
+    }
     snippet = ctx.platform.snippet(status, system_prompt=run_system_prompt(Path(run.workspace)))
     async with ctx.db.write() as tx:
         await ctx.db.record_resource(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import EvaluationDone
+from pipeline.run.gates import BudgetStep
 from pipeline.run.machine import Event
+from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
 from pipeline.run.steps.scoring import score_final
 from pipeline.run.steps.sweep import current_plan
@@ -17,6 +19,9 @@ async def evaluate(ctx: RunContext, run: RunRecord) -> Outcome:
     plan = await current_plan(ctx, run)
     model = await shipped(ctx, run)
     if plan.evaluator is not None and run.evaluator_error is None:
+        # The final model is scored on the production deployment: creating it is the paid step.
+        if model.slot.is_final and plan.deploy and (held := await hold(ctx, run, BudgetStep.DEPLOY)) is not None:
+            return held
         await score_final(ctx, run, plan, model)
         model = await shipped(ctx, run)  # with its score
     summary = evaluation_sentence(plan, model, evaluator_failure=evaluator_failure(run))

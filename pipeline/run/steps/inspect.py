@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline import ids
-from pipeline.catalog import BaseModelInfo, find_model
+from pipeline.catalog import BaseModelInfo, find_model, price_table
 from pipeline.dataset.report import InspectionReport
 from pipeline.evaluation.models import EvaluatorInfo
 from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
 from pipeline.fsio import write_atomic
 from pipeline.lifecycle import serving_note
+from pipeline.planning import history
+from pipeline.planning.models import Plan
 from pipeline.planning.plan import make_plan
 from pipeline.platforms.base import PlatformError
 from pipeline.run.context import Outcome, RunContext, workspace
@@ -17,6 +21,7 @@ from pipeline.run.machine import Event
 from pipeline.run.steps import data, shapes
 from pipeline.run.steps.hosted import check_hosted
 from pipeline.spec import EvalKind, Evaluation, SpecError
+from pipeline.store import outcomes
 from pipeline.store import runs as q
 from pipeline.store.records import RunRecord
 from pipeline.store.runs import RunChanges
@@ -150,6 +155,7 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         throughput=throughput or None,
         answer_tokens=ctx.config.eval_max_tokens,
     )
+    plan = await _learned(ctx, plan, lookup)
     steered = [g for g in await ctx.db.gate_decisions(run.id) if g.decision in ("revise", "answer")]
     author = steered[-1].actor if steered else run.requester
     note = (
@@ -176,3 +182,14 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         await q.save_plan(tx, run.id, plan)
     write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))
     return Outcome(Event.PLANNED, RunChanges(plan_version=plan.version, estimated_usd=plan.cost.total_usd, question=None))
+
+
+async def _learned(ctx: RunContext, plan: Plan, lookup: Callable[[str], BaseModelInfo | None]) -> Plan:
+    """The plan's range made from how recent runs of this size landed against their estimates."""
+    if plan.platform == "local" or not plan.candidates:
+        return plan
+    rng = price_table().range
+    kind = history.band(lookup(plan.candidates[0].base_model))
+    past = await outcomes.recent(ctx.db, platform=plan.platform, band=kind, phase="training")
+    cal = history.calibrate(past, default_low=rng.low, default_high=rng.high)
+    return plan.model_copy(update={"cost": history.calibrated(plan.cost, cal, default_low=rng.low, default_high=rng.high)})

@@ -25,6 +25,7 @@ from typing import Any
 from pipeline import ids
 from pipeline.evaluation.prompts import prompt_messages, reasoning_effort, tools_of
 from pipeline.evaluation.scoring import strip_thinking
+from pipeline.planning.cost import usd_per_hour
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import RunContext
@@ -105,7 +106,13 @@ async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: Candidat
         if shape is None:
             return None  # no multi-LoRA shape for this base on the account: live merge instead
         async with ctx.db.write() as tx:
-            details = {"base": cand.base_model, "purpose": "evaluation", "addons": True, "shape": shape.name}
+            details = {
+                "base": cand.base_model,
+                "purpose": "evaluation",
+                "addons": True,
+                "shape": shape.name,
+                "usd_per_hour": usd_per_hour(shape),  # the run's ledger counts it while it is up
+            }
             await ctx.db.record_resource(
                 tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details=details
             )

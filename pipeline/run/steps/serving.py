@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pipeline import ids
+from pipeline.planning.cost import usd_per_hour
 from pipeline.platforms.base import DeploymentState, DeploymentStatus, PlatformError
 from pipeline.poll import PollTimeout, poll_until
 from pipeline.run.context import RunContext
+from pipeline.store import runs as q
 from pipeline.store.records import RunRecord
 
 
@@ -30,7 +32,17 @@ async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -
     return settled.model_copy(update={"model": status.model, "model_string": status.model_string})
 
 
-async def production(ctx: RunContext, run: RunRecord, model: str) -> DeploymentStatus:
+async def production_rate(ctx: RunContext, run: RunRecord, base: str | None) -> float | None:
+    """What the production deployment bills per hour: the shape matched for its base at plan
+    time (the plan's dearest shape when the base is not known here)."""
+    plan = await q.get_plan(ctx.db, run.id, run.plan_version) if run.plan_version else None
+    if plan is None:
+        return None
+    shape = plan.shapes.get(base) if base else None
+    return usd_per_hour(shape) if shape is not None else plan.cost.deployment_usd_per_hour
+
+
+async def production(ctx: RunContext, run: RunRecord, model: str, *, base: str | None = None) -> DeploymentStatus:
     """The run's production deployment of ``model``, created once (id recorded first), READY.
 
     Evaluation scores the final model on it and the deploy step smoke-tests it: whichever
@@ -41,7 +53,12 @@ async def production(ctx: RunContext, run: RunRecord, model: str) -> DeploymentS
     if dep_id not in known or known[dep_id].state == "recorded":
         async with ctx.db.write() as tx:
             await ctx.db.record_resource(
-                tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details={"model": model}
+                tx,
+                kind="deployment",
+                resource_id=dep_id,
+                run_id=run.id,
+                state="recorded",
+                details={"model": model, "usd_per_hour": await production_rate(ctx, run, base)},
             )
         await ctx.checkpoint(f"deployment:{dep_id}:recorded")
         status = await ctx.platform.create_deployment(dep_id, model)
