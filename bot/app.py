@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import cast
@@ -26,6 +27,7 @@ from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
 from pipeline.evaluation.sandbox import sandbox_problem
 from pipeline.platforms.local import LocalPlatform
+from pipeline.run.idle import flag_idle
 
 log = logging.getLogger("sftbot.app")
 EVENTS_PATH = "/slack/events"
@@ -176,15 +178,33 @@ async def _host_local_deployments(engine: Engine) -> None:
         )
 
 
+async def guard_idle(engine: Engine, settings: Settings, stop: asyncio.Event, *, every: float | None = None) -> None:
+    """Every few minutes, ask about deployments up past SFTBOT_IDLE_DEPLOYMENT_HOURS (each once).
+
+    A plain loop, not a scheduler library: one coroutine, one query a few times an hour,
+    stopped with the bot; flag_idle makes a restart safe (what was asked stays asked)."""
+    idle_seconds = settings.idle_deployment_hours * 3600
+    every = every if every is not None else min(600.0, idle_seconds / 24)
+    while not stop.is_set():
+        try:
+            await flag_idle(engine.db, idle_seconds=idle_seconds)
+        except Exception:  # a storage hiccup must not end the loop: it tries again next time
+            log.exception("the idle-deployment check failed; trying again in %.0f s", every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     # The bot asks how to judge candidates when a /sft run does not say (loss, own or generated evaluator).
     async with open_engine(settings, ask_evaluation=True) as engine:
         app = create_app(engine, settings)
+        guard: asyncio.Task[None] | None = None
         try:
             await _say_how_evaluators_run(settings)
             resumed = await engine.runner.resume_all()
             log.info("resumed %d unfinished run(s)", len(resumed))
             await _host_local_deployments(engine)
+            guard = asyncio.create_task(guard_idle(engine, settings, stop))
             if settings.mode == "http":
                 runner, port = await start_http(app, port=settings.http_port)
                 log.info("sftbot listening on :%d%s (HTTP mode)", port, EVENTS_PATH)
@@ -204,4 +224,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                 finally:
                     await handler.close_async()  # type: ignore[no-untyped-call]
         finally:
+            if guard is not None:
+                guard.cancel()
+                await asyncio.gather(guard, return_exceptions=True)
             await aclose(app)

@@ -191,6 +191,29 @@ def register(app: AsyncApp, s: Surface) -> None:
             replace_original=True, text="OK, the deployment stays up (and keeps billing while a replica is up)."
         )
 
+    async def idle_choice(body: dict[str, Any], action: dict[str, Any], choice: str) -> None:
+        if not await s.fresh(f"act:{body.get('trigger_id')}:idle"):
+            return  # a retried delivery of a click we already handled
+        user, name = _who(body)
+        run_id = str(decode(action.get("value")).get("run") or "")
+        msg = await s.idle_choice(choice, run_id, user=user, name=name)
+        await s.responder(body)(replace_original=True, **msg.kwargs())
+
+    @app.action(ids.IDLE_KEEP)
+    async def on_idle_keep(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await idle_choice(body, action, "keep")
+
+    @app.action(ids.IDLE_SCALE)
+    async def on_idle_scale(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await idle_choice(body, action, "scale")
+
+    @app.action(ids.IDLE_DELETE)
+    async def on_idle_delete(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await idle_choice(body, action, "delete")
+
     @app.action(ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()

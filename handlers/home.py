@@ -24,6 +24,7 @@ from handlers.render.start import START_CALLBACK, parse_start, start_modal
 from handlers.surface import Surface, run_started_text
 from pipeline.authz import member
 from pipeline.run.decisions import Approve, Decision, Promote, permission
+from pipeline.run.idle import live_deployments
 from pipeline.run.machine import Phase
 from pipeline.run.slots import FINAL
 from pipeline.store import runs as q
@@ -73,6 +74,7 @@ def register(app: AsyncApp, s: Surface) -> None:
             platform=s.runner.platform.name,
             admin=member(actor, policy.admins),
             links=links,
+            deployments=[d for d in await live_deployments(s.db) if channels is None or d.run.channel in channels],
         )
         await client.views_publish(user_id=user, view=view)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from handlers import stamps
 from handlers.messages import FINAL, FINAL_BOARD, ROOT, SCOREBOARD, MessageKey, RunMessages
-from handlers.render import board, budget, questions, replies
+from handlers.render import board, budget, idle, questions, replies
 from handlers.render import final as finals
 from handlers.render import plan as plans
 from handlers.render import run as render
@@ -96,6 +96,8 @@ class Notifier:
             ev.EvaluationDone: self._quiet,
             ev.Deployed: self._quiet,
             ev.DeploymentTornDown: self._torn_down,
+            ev.DeploymentIdle: self._idle,
+            ev.DeploymentKept: self._kept,
             ev.ReportReady: self._report,
             ev.RunFailed: self._failed,
             ev.RunCancelled: self._cancelled,
@@ -287,6 +289,18 @@ class Notifier:
     async def _torn_down(self, e: ev.DeploymentTornDown) -> None:
         who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else None)
         await self.out.reply(e.run.id, replies.note_message(replies.torn_down_text(e.run, e.deployment_id, e.state, who=who)))
+
+    async def _idle(self, e: ev.DeploymentIdle) -> None:
+        """The requester is asked in a DM (the buttons); the thread says that they were."""
+        link = await self.out.permalink(e.run.id)
+        dm = idle.idle_dm(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour, link=link)
+        await self.out.direct(e.run.requester, dm)
+        note = idle.idle_note(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour)
+        await self.out.reply(e.run.id, replies.note_message(note))
+
+    async def _kept(self, e: ev.DeploymentKept) -> None:
+        who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else "sftbot")
+        await self.out.reply(e.run.id, replies.note_message(idle.kept_text(e.run, e.deployment_id, scaled=e.scaled, who=who)))
 
     async def _report(self, e: ev.ReportReady) -> None:
         # Uploads first, so the thread ends with the answer, not with a file.

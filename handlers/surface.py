@@ -18,6 +18,7 @@ from handlers.actors import Directory
 from handlers.commands import Command
 from handlers.messages import RunMessages
 from handlers.notifier import Notifier
+from handlers.render import idle as idle_texts
 from handlers.render import replies
 from handlers.render import spend as spends
 from handlers.render.mrkdwn import Message, at_time, code, user
@@ -27,6 +28,7 @@ from pipeline import ids
 from pipeline.authz import Action, authorize
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
+from pipeline.run import idle
 from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
 from pipeline.run.runner import Runner, RunNotFound
 from pipeline.run.teardown import target as teardown_target
@@ -145,6 +147,28 @@ class Surface:
         except Refusal as exc:
             return refusal_message(exc)
         return replies.note_message(replies.torn_down_text(run, ids.deployment_id(run.id), state))
+
+    async def idle_choice(self, choice: str, run_key: str, *, user: str, name: str | None) -> Message:
+        """Keep / scale to zero / delete, from the idle-deployment DM (judged in the run's channel)."""
+        actor = await self.directory.actor(user, name)
+        try:
+            run = await self.runner.get(run_key)
+            policy, channel = self.runner.policy, run.channel
+            if choice == "delete":
+                run, state = await self.runner.teardown(run.id, actor, channel=channel)
+                return replies.note_message(replies.torn_down_text(run, ids.deployment_id(run.id), state))
+            if choice == "scale":
+                run = await idle.scale_to_zero(self.db, self.runner.platform, policy, run.id, actor, channel=channel)
+            else:
+                run = await idle.keep(self.db, policy, run.id, actor, channel=channel)
+        except Refusal as exc:
+            return refusal_message(exc)
+        except RunNotFound:
+            return replies.problem_message(f"Run {run_key} no longer exists.")
+        except PlatformError as exc:
+            return replies.problem_message(f"The platform refused: {exc}. Nothing was changed; try again or `/sft teardown`.")
+        scaled = choice == "scale"
+        return replies.note_message(idle_texts.kept_text(run, ids.deployment_id(run.id), scaled=scaled, who="you"))
 
     async def refused(
         self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None

@@ -115,6 +115,9 @@ def ledger(
             continue
         live = r.state.lower() not in GONE
         end = now if live else r.updated_at
+        paused = r.details.get("scaled_to_zero_at")
+        if live and isinstance(paused, int | float):  # no replica since then; it bills again only while serving
+            live, end = False, float(paused)
         hours = max(0.0, end - r.created_at) / 3600
         lines.append(
             LedgerLine(

@@ -7,11 +7,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from handlers.render.action_ids import START
-from handlers.render.mrkdwn import VIEW_BLOCKS_MAX, Block, actions, button, context, divider, fit, header, section, user
+from handlers.render.mrkdwn import (
+    VIEW_BLOCKS_MAX,
+    Block,
+    actions,
+    button,
+    code,
+    context,
+    divider,
+    fit,
+    header,
+    section,
+    user,
+)
 from handlers.render.people import either
 from handlers.render.replies import HELP_LINES, run_line
 from pipeline.authz import Policy
 from pipeline.planning.cost import money
+from pipeline.run.idle import Live
 from pipeline.run.machine import Phase
 from pipeline.store.records import RunRecord
 
@@ -46,6 +59,23 @@ def policy_lines(policy: Policy, *, admin: bool) -> list[str]:
     ]
 
 
+def _deployments_head(deps: Sequence[Live]) -> str:
+    per_day = sum((d.usd_per_hour or 0.0) * 24 for d in deps)
+    return "*Live deployments*" + (f" · up to {money(per_day)}/day in all" if per_day else "")
+
+
+def _deployment_line(d: Live, link: str | None) -> str:
+    rate = (
+        f"up to {money(d.usd_per_hour * 24)}/day"
+        if d.usd_per_hour
+        else "free (this machine)"
+        if d.run.platform == "local"
+        else "rate unknown"
+    )
+    run = f"<{link}|run #{d.run.number}>" if link else f"run #{d.run.number}"
+    return f"{code(d.deployment.resource_id)} · {run} by {user(d.run.requester)} · {rate} · `/sft teardown {d.run.number}`"
+
+
 def home_view(
     user_id: str,
     *,
@@ -56,6 +86,7 @@ def home_view(
     platform: str,
     admin: bool = False,
     links: dict[str, str] | None = None,
+    deployments: Sequence[Live] = (),
 ) -> dict[str, Any]:
     """The Home tab view for ``views.publish`` (≤ 100 blocks)."""
     links = links or {}
@@ -81,6 +112,9 @@ def home_view(
         divider(),
         section("*Running now for the team*"),
         *([section(run_line(r, links.get(r.id))) for r in active[:10]] or [context("Nothing running.")]),
+        divider(),
+        section(_deployments_head(deployments)),
+        *([section(_deployment_line(d, links.get(d.run.id))) for d in deployments[:10]] or [context("No deployment is up.")]),
         divider(),
         section("*Commands*\n" + "\n".join(HELP_LINES)),
         section("*Who may do what*\n" + "\n".join(policy_lines(policy, admin=admin))),

@@ -55,7 +55,9 @@ def help_message(*, problem: str | None = None) -> Message:
         section("*sftbot* plans, runs and deploys supervised fine-tuning, with a person approving each step."),
         section("\n".join(HELP_LINES)),
     ]
-    return Message(text="sftbot help: /sft run | models | runs | status | cancel | audit | teardown | spend | help", blocks=blocks)
+    return Message(
+        text="sftbot help: /sft run | models | runs | status | cancel | audit | teardown | spend | help", blocks=blocks
+    )
 
 
 def problem_message(problem: str) -> Message:

@@ -265,6 +265,11 @@ class Platform(Protocol):
         """Tear down a deployment this bot created; returns the state read back."""
         ...
 
+    async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
+        """Stop a deployment this bot created from billing but keep it: the next request waits
+        for a replica (or, locally, for the model to load again)."""
+        ...
+
     async def chat(
         self,
         model_string: str,

@@ -248,6 +248,9 @@ class FireworksPlatform:
     async def delete_deployment(self, deployment_id: str) -> DeploymentStatus:
         return await self._serving.delete(deployment_id)
 
+    async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
+        return await self._serving.scale_to_zero(deployment_id)
+
     async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
         return await self._serving.load(model, deployment_id, label=label)
 

@@ -162,6 +162,19 @@ class FireworksServing:
         )
         return await self.get(deployment_id)
 
+    async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
+        """No replica until the next request (SDK ``deployments.scale``: "Scale Deployment to a
+        specific number of replicas or to zero"): it stops billing, and the next request waits
+        for a cold start (503 DEPLOYMENT_SCALING_UP until a replica is up)."""
+        if not owned(deployment_id):
+            raise PlatformError(f"refusing to scale deployment {deployment_id}: sftbot only changes deployments it created.")
+        await self._calls.run(
+            f"scale deployment {deployment_id} to zero",
+            lambda: self._control.deployments.scale(deployment_id, replica_count=0),
+            missing=f"deployment {self.dep_name(deployment_id)}",
+        )
+        return await self.get(deployment_id)
+
     def status(self, deployment: Deployment, deployment_id: str) -> DeploymentStatus:
         # The model string is built from the model sftbot asked for, not the server's echo of
         # `baseModel` (which may be the resolved base, or another spelling of the same model).

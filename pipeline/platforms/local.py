@@ -287,6 +287,14 @@ class LocalPlatform(PlatformDefaults):
         record = await self.deployments.tear_down(record)
         return self._deployment_status(record, DeploymentState.DELETED, f"torn down at {record.torn_down_at}")
 
+    async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
+        """Free its memory here; the next request loads the model again (nothing is billed locally)."""
+        record = self.deployment_record(deployment_id)
+        if record is None:
+            raise NotFound(f"local deployment {deployment_id!r} does not exist")
+        self.deployments.loaded.pop(deployment_id, None)
+        return self._deployment_status(record, DeploymentState.READY, "scaled to zero: loads again on the next request")
+
     async def host(self) -> str | None:
         """Host this root's endpoint until ``close`` (``sftbot serve``, ``sftbot endpoint``): every
         deployment that is not torn down answers, its model loaded on its first request.

@@ -138,6 +138,23 @@ class Deployed(RunEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeploymentIdle(RunEvent):
+    """The run's deployment has been up for the idle time: ask its requester, once."""
+
+    deployment_id: str
+    hours: float
+    usd_per_hour: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentKept(RunEvent):
+    """Someone chose to keep the deployment (``scaled``: with no replica until the next request)."""
+
+    deployment_id: str
+    scaled: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeploymentTornDown(RunEvent):
     """Someone deleted the run's deployment (``/sft teardown``): it no longer bills."""
 

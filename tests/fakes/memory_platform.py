@@ -47,6 +47,7 @@ class MemoryPlatform(PlatformDefaults):
         self.cancelled: set[str] = set()
         self.datasets: dict[str, Path] = {}
         self.deployments: dict[str, str] = {}
+        self.scaled_to_zero: list[str] = []  # deployments asked to scale to zero, in order
         self.creates: Counter[str] = Counter()  # resource id -> create calls that made something
         self.max_active = 0
         self.hold = False  # while True, jobs never finish (for cancel tests)
@@ -152,6 +153,11 @@ class MemoryPlatform(PlatformDefaults):
         status = await self.get_deployment(deployment_id)
         del self.deployments[deployment_id]
         return status.model_copy(update={"state": DeploymentState.DELETED})
+
+    async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
+        status = await self.get_deployment(deployment_id)
+        self.scaled_to_zero.append(deployment_id)
+        return status
 
     async def chat(
         self,

@@ -105,6 +105,14 @@ class DeploymentRoutes:
                     load.unloaded_at = ctx.now  # its adapters go with it
         return web.json_response({})
 
+    async def _deployment_scale(self, ctx: Ctx) -> web.Response:
+        """``PATCH …/deployments/{id}:scale {"replicaCount": N}`` -> ``{}`` (SDK deployments.scale)."""
+        dep = self.deployments.get(ctx.groups[1])
+        if dep is None or dep.deleted_at is not None:
+            return rpc_error("NOT_FOUND", f"deployment accounts/{ctx.groups[0]}/deployments/{ctx.groups[1]} not found")
+        dep.scaled_to = int((ctx.body or {}).get("replicaCount", 0))
+        return web.json_response({})
+
     # -- inference ------------------------------------------------------------------------------
 
     async def _chat(self, ctx: Ctx) -> web.Response:

@@ -160,6 +160,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
             ("GET", rf"{acct}/deployments", self._deployment_list),
             ("GET", rf"{acct}/deployments/{rid}", self._deployment_get),
             ("DELETE", rf"{acct}/deployments/{rid}", self._deployment_delete),
+            ("PATCH", rf"{acct}/deployments/{rid}:scale", self._deployment_scale),
             ("POST", rf"{acct}/deploymentShapeVersions:match", self._shape_match),
             ("POST", rf"{acct}/deployedModels", self._lora_load),
             ("GET", rf"{acct}/deployedModels", self._lora_list),

@@ -281,6 +281,7 @@ class DeploymentRecord:
     cold_errors_left: int = 0
     served: bool = False  # answered a chat request (the real API then refuses a plain delete)
     deleted_at: float | None = None
+    scaled_to: int | None = None  # the last ``:scale`` replica count asked for
     delete_seconds: float = 0.0
 
     @property
@@ -306,7 +307,7 @@ class DeploymentRecord:
                 "status": {"code": "INTERNAL", "message": self.fail_message}
                 if state == "FAILED"
                 else {"code": "OK", "message": ""},
-                "replicaCount": 1 if state == "READY" else 0,
+                "replicaCount": (1 if self.scaled_to is None else self.scaled_to) if state == "READY" else 0,
             }
         )
         if self.deleted_at is not None:

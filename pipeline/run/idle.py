@@ -1,0 +1,147 @@
+"""The idle-deployment guard: a production deployment left up asks its run's requester, once.
+
+A deployment "idle" here means up for ``SFTBOT_IDLE_DEPLOYMENT_HOURS`` (24 h by default) since
+it was created or since someone last chose Keep. The bot cannot see the traffic a deployment
+gets (the platforms report no request counts through the APIs it uses), so it asks instead
+of guessing: Keep / Scale to zero / Delete, in a DM to the requester and a note in the run's
+thread. Only deployments this bot created and recorded are looked at (the run's own
+production deployment id), never anything else on the account.
+
+Exactly once per idle period: the flag is written (and audited) before the event that sends
+the DM, so a restart finds it flagged and stays quiet; Keep starts a new period.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pipeline import ids
+from pipeline.authz import Policy
+from pipeline.platforms.base import Platform
+from pipeline.run.events import DeploymentIdle, DeploymentKept
+from pipeline.run.teardown import target
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from pipeline.store.records import Actor, Resource, RunRecord
+
+LIVE = ("ready", "created")
+
+
+def due(r: Resource, *, now: float, idle_seconds: float) -> bool:
+    """Whether this deployment should ask now: live, up for the idle time, not asked this period."""
+    if r.kind != "deployment" or r.state not in LIVE:
+        return False
+    kept = float(r.details.get("kept_at") or 0.0)
+    asked = r.details.get("idle_asked_at")
+    since = max(r.created_at, kept)
+    return now - since >= idle_seconds and (asked is None or float(asked) < kept)
+
+
+@dataclass(frozen=True)
+class Live:
+    run: RunRecord
+    deployment: Resource
+
+    @property
+    def usd_per_hour(self) -> float | None:
+        rate = self.deployment.details.get("usd_per_hour")
+        return float(rate) if isinstance(rate, int | float) else None
+
+
+async def live_deployments(db: Database) -> list[Live]:
+    """Every production deployment the bot created that is still up, newest run first."""
+    rows = await db.fetchall(
+        "SELECT run_id FROM resources WHERE kind='deployment' AND state IN ('ready','created') ORDER BY created_at DESC"
+    )
+    out = []
+    for run_id in dict.fromkeys(r[0] for r in rows):
+        run = await q.get_run(db, run_id)
+        if run is None:
+            continue
+        dep = next((r for r in await db.resources(run.id) if r.resource_id == ids.deployment_id(run.id)), None)
+        if dep is not None and dep.state in LIVE:
+            out.append(Live(run=run, deployment=dep))
+    return out
+
+
+async def flag_idle(db: Database, *, idle_seconds: float, now: float | None = None) -> list[Live]:
+    """Flag (audited) every deployment due to ask; the DM and the thread note follow the commit."""
+    now = time.time() if now is None else now
+    flagged = []
+    for live in await live_deployments(db):
+        dep, run = live.deployment, live.run
+        if not due(dep, now=now, idle_seconds=idle_seconds):
+            continue
+        hours = (now - max(dep.created_at, float(dep.details.get("kept_at") or 0.0))) / 3600
+        async with db.write() as tx:
+            await db.record_resource(
+                tx,
+                kind="deployment",
+                resource_id=dep.resource_id,
+                run_id=run.id,
+                state=dep.state,
+                details={**dep.details, "idle_asked_at": now},
+            )
+            await tx.audit(
+                run_id=run.id,
+                actor="sftbot",
+                action="deployment_idle",
+                details={"deployment_id": dep.resource_id, "hours_up": round(hours, 1), "usd_per_hour": live.usd_per_hour},
+            )
+            tx.emit(DeploymentIdle(run=run, deployment_id=dep.resource_id, hours=hours, usd_per_hour=live.usd_per_hour))
+        flagged.append(live)
+    return flagged
+
+
+async def keep(db: Database, policy: Policy, key: str, actor: Actor, *, channel: str | None) -> RunRecord:
+    """Keep it up: audited, and the guard asks again after another idle period."""
+    found = await target(db, policy, key, actor, channel=channel)
+    dep = found.deployment
+    now = time.time()
+    async with db.write() as tx:
+        await db.record_resource(
+            tx,
+            kind="deployment",
+            resource_id=dep.resource_id,
+            run_id=found.run.id,
+            state=dep.state,
+            details={**dep.details, "kept_at": now},
+        )
+        await tx.audit(
+            run_id=found.run.id,
+            actor=actor.id,
+            actor_name=actor.name,
+            action="deployment_kept",
+            details={"deployment_id": dep.resource_id},
+        )
+        tx.emit(DeploymentKept(run=found.run, actor=actor, deployment_id=dep.resource_id, scaled=False))
+    return found.run
+
+
+async def scale_to_zero(
+    db: Database, platform: Platform, policy: Policy, key: str, actor: Actor, *, channel: str | None
+) -> RunRecord:
+    """No replica until the next request: it stops billing and stays deployed (audited)."""
+    found = await target(db, policy, key, actor, channel=channel)
+    dep = found.deployment
+    status = await platform.scale_to_zero(dep.resource_id)
+    now = time.time()
+    async with db.write() as tx:
+        await db.record_resource(
+            tx,
+            kind="deployment",
+            resource_id=dep.resource_id,
+            run_id=found.run.id,
+            state=dep.state,
+            details={**dep.details, "kept_at": now, "scaled_to_zero_at": now},
+        )
+        await tx.audit(
+            run_id=found.run.id,
+            actor=actor.id,
+            actor_name=actor.name,
+            action="deployment_scaled_to_zero",
+            details={"deployment_id": dep.resource_id, "state": status.state.value},
+        )
+        tx.emit(DeploymentKept(run=found.run, actor=actor, deployment_id=dep.resource_id, scaled=True))
+    return found.run
