@@ -32,16 +32,16 @@ from pipeline.report import BEFORE_AFTER, render_report
 from pipeline.run.summary import production_deployment, summarize
 from pipeline.store import runs as q
 
-# Measured on a 2-core CPU (README, "Demo"): SmolLM2 learns the exact JSON format from 40
-# rows in one epoch at lr 1e-3, at roughly a second of CPU time per row. So the demo sweeps
-# two learning rates on a seeded 40-row HP-tuning subsample (the workflow's own), retrains the
-# winner on the full train split (108 of the bundled 120 rows) and judges on the 12 held out;
-# all seven phases fit in a few minutes on a 2-core machine.
+# Measured on a 2-core CPU (README, "Quick start"): SmolLM2 starts to learn the exact JSON
+# format from 32 rows in one epoch at lr 1e-3 and masters it from ~90, at roughly a second of
+# CPU time per row. So the demo sweeps two learning rates on a seeded 32-row HP-tuning
+# subsample (the workflow's own), retrains the winner on the full train split (90 of the
+# bundled 100 rows) and judges on the 10 held out: all seven phases in a few minutes.
 DEMO_INSTRUCTION = (
-    "dataset=sftbot:demo model=smollm2-135m hp_samples=40 epochs=1 rank=16 lr=1e-3,3e-4 eval=generate eval_examples=12"
+    "dataset=sftbot:demo model=smollm2-135m hp_samples=32 epochs=1 rank=16 lr=1e-3,3e-4 eval=generate eval_examples=10"
 )
 SHOWN = 4  # held-out sentences printed before/after
-ANSWER_TOKENS = 64  # the JSON answers are ~30 tokens; a rambling base model is cut off here
+ANSWER_TOKENS = 48  # the JSON answers are ~31 tokens; a rambling base model is cut off here
 
 
 def _clip(text: str, width: int = 70) -> str:
@@ -58,7 +58,7 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
     run = await engine.runner.get(run_id)
     plan = await q.get_plan(engine.db, run.id, run.plan_version)
     ws = Path(run.workspace)
-    rows = held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples if plan and plan.eval_examples else 12)
+    rows = held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples if plan and plan.eval_examples else 10)
     prompts = [[ChatMessage(role=m["role"], content=m["content"]) for m in prompt_of(r)] for r in rows]
     status = production_deployment(run, await engine.db.resources(run.id))
     assert status is not None, "the demo deploys its model"
@@ -110,7 +110,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     print("First use converts the bundled model and times a few training steps for the plan's estimate.\n")
     from pipeline.platforms.local import LocalPlatform
 
-    # Batch 8: on 40 rows that is 5 optimizer steps instead of 3; fewer, larger steps learned
+    # Batch 8: on 32 rows that is 4 optimizer steps instead of 2; fewer, larger steps learned
     # the format less reliably at about the same time.
     key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
     platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=batch_size, api_key=key)

@@ -77,7 +77,9 @@ class LiveBoard:
         top = leader(cands)
         rows = rank(cands) + [c for c in cands if c.slot.is_final]
         left = [timing(c, now, self.planned.get(str(c.slot)))[1] for c in rows]
-        eta = None if not rows or any(r is None for r in left) else sum(r for r in left if r is not None)
+        # Jobs the plan has that have not started (the final run during the sweep) count too.
+        left += [(d.low_seconds + d.high_seconds) / 2 for slot, d in self.planned.items() if slot not in self.jobs]
+        eta = None if not left or any(r is None for r in left) else sum(r for r in left if r is not None)
         table = Table(
             title=f"{self.title} — {self.phase} — elapsed {clock(now - self.started)}, remaining ~{clock(eta)}",
             title_justify="left",

@@ -51,14 +51,17 @@ def test_the_table_shows_phase_progress_elapsed_and_remaining() -> None:
     board = LiveBoard(Console(file=out, width=160, force_terminal=False, color_system=None), now=lambda: NOW)
     board.started = NOW - 75
     board.title, board.phase = "Run #3", "sweeping"
-    board.planned = {"c2": Duration(low_seconds=50, high_seconds=70, basis="test")}
+    board.planned = {
+        "c2": Duration(low_seconds=50, high_seconds=70, basis="test"),
+        "final": Duration(low_seconds=100, high_seconds=140, basis="test"),  # not started: its estimate counts
+    }
     board.jobs = {
         "c1": job(Slot.candidate(1), CandidateState.RUNNING, 50.0, NOW - 60),
         "c2": job(Slot.candidate(2), CandidateState.WAITING, 0.0, None),
     }
     board.console.print(board.render())
     text = out.getvalue()
-    assert "Run #3 — sweeping — elapsed 1:15, remaining ~2:00" in text  # 60 s left on c1 + 60 s planned for c2
+    assert "Run #3 — sweeping — elapsed 1:15, remaining ~4:00" in text  # c1: 60 s left; c2: 60 s and final 120 s planned
     assert "50.0%" in text and "1:00" in text and "waiting" in text
     assert clock(3725) == "1:02:05"
 
