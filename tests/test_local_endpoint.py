@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -94,6 +95,18 @@ async def test_after_the_demo_exits_sftbot_endpoint_answers_the_reports_snippet_
         await platform.close()
     assert answer == tuned and answer != base
     assert proc.returncode == 0  # SIGTERM stops it cleanly
+
+
+def test_the_demo_report_has_a_final_run_section_with_its_own_metrics(local_demo_run: DemoRun) -> None:
+    report = local_demo_run.report.read_text(encoding="utf-8")
+    section = report.split("## Final run", 1)[1].split("\n## ", 1)[0]
+    row = re.search(
+        r"^\| `(sftbot-[0-9a-f]{8}-final)` \| completed \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+|n/a) \| ([0-9.,]+ (?:s|min)) \|$",
+        section,
+        re.M,
+    )
+    assert row is not None, section  # its job, train and validation loss, score and time, not the sweep's
+    assert "retrained on the full train split" in section
 
 
 async def test_a_host_serves_other_processes_deployments_lazily_and_sees_a_teardown(
