@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline import ids
 from pipeline.authz import Policy
 from pipeline.platforms.base import Platform
 from pipeline.run.events import DeploymentIdle, DeploymentKept
-from pipeline.run.teardown import target
+from pipeline.run.teardown import Target, target
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import Actor, Resource, RunRecord
@@ -97,26 +98,7 @@ async def flag_idle(db: Database, *, idle_seconds: float, now: float | None = No
 async def keep(db: Database, policy: Policy, key: str, actor: Actor, *, channel: str | None) -> RunRecord:
     """Keep it up: audited, and the guard asks again after another idle period."""
     found = await target(db, policy, key, actor, channel=channel)
-    dep = found.deployment
-    now = time.time()
-    async with db.write() as tx:
-        await db.record_resource(
-            tx,
-            kind="deployment",
-            resource_id=dep.resource_id,
-            run_id=found.run.id,
-            state=dep.state,
-            details={**dep.details, "kept_at": now},
-        )
-        await tx.audit(
-            run_id=found.run.id,
-            actor=actor.id,
-            actor_name=actor.name,
-            action="deployment_kept",
-            details={"deployment_id": dep.resource_id},
-        )
-        tx.emit(DeploymentKept(run=found.run, actor=actor, deployment_id=dep.resource_id, scaled=False))
-    return found.run
+    return await _kept(db, found, actor, scaled=False, details={"deployment_id": found.deployment.resource_id})
 
 
 async def scale_to_zero(
@@ -124,9 +106,15 @@ async def scale_to_zero(
 ) -> RunRecord:
     """No replica until the next request: it stops billing and stays deployed (audited)."""
     found = await target(db, policy, key, actor, channel=channel)
-    dep = found.deployment
-    status = await platform.scale_to_zero(dep.resource_id)
-    now = time.time()
+    status = await platform.scale_to_zero(found.deployment.resource_id)
+    details = {"deployment_id": found.deployment.resource_id, "state": status.state.value}
+    return await _kept(db, found, actor, scaled=True, details=details)
+
+
+async def _kept(db: Database, found: Target, actor: Actor, *, scaled: bool, details: dict[str, Any]) -> RunRecord:
+    """Record the choice on the deployment (a new idle period starts now) and audit it."""
+    dep, now = found.deployment, time.time()
+    marks = {"kept_at": now, **({"scaled_to_zero_at": now} if scaled else {})}
     async with db.write() as tx:
         await db.record_resource(
             tx,
@@ -134,14 +122,9 @@ async def scale_to_zero(
             resource_id=dep.resource_id,
             run_id=found.run.id,
             state=dep.state,
-            details={**dep.details, "kept_at": now, "scaled_to_zero_at": now},
+            details={**dep.details, **marks},
         )
-        await tx.audit(
-            run_id=found.run.id,
-            actor=actor.id,
-            actor_name=actor.name,
-            action="deployment_scaled_to_zero",
-            details={"deployment_id": dep.resource_id, "state": status.state.value},
-        )
-        tx.emit(DeploymentKept(run=found.run, actor=actor, deployment_id=dep.resource_id, scaled=True))
+        action = "deployment_scaled_to_zero" if scaled else "deployment_kept"
+        await tx.audit(run_id=found.run.id, actor=actor.id, actor_name=actor.name, action=action, details=details)
+        tx.emit(DeploymentKept(run=found.run, actor=actor, deployment_id=dep.resource_id, scaled=scaled))
     return found.run
