@@ -133,14 +133,12 @@ def _details(plan: Plan) -> Block:
             f"range {money(c.low_usd)}–{money(c.high_usd)}{first_hour} · prices as of {escape(c.prices_as_of)}, "
             f"{escape(clip(c.price_source, 200))}"
         )
-    if c.calibration and plan.platform != "local":
+    if c.calibration and c.calibration.startswith("recent runs"):  # the default range needs no sentence here
         notes.append(f"range: {escape(clip(c.calibration, 300))}")
     if plan.duration is not None:
         notes.append(f"time: {escape(clip(plan.duration.basis, 300))}")
     notes += [f"unknown: {escape(clip(u, 300))}" for u in c.unknown[:3]]
     notes += [f"⚠️ {escape(clip(w, 300))}" for w in plan.warnings[:5]]
-    if plan.serving_note:
-        notes.append(f"💸 {escape(clip(plan.serving_note, 600))}")
     return context(*notes)
 
 
