@@ -96,7 +96,9 @@ class LocalPlatform(PlatformDefaults):
             max(1, self.gpus) if self.device == "cuda" else 1 if self.device != "cpu" else max(1, (os.cpu_count() or 1) // 8)
         )
         self.max_parallel = max_parallel or default
-        self.capabilities = Capabilities(generates_in_process=True, default_parallel=self.max_parallel)
+        self.capabilities = Capabilities(
+            generates_in_process=True, default_parallel=self.max_parallel, epoch_validation_loss=True
+        )
         self.jobs = LocalJobs(self.root, max_parallel=self.max_parallel, gpus=self.gpus if self.device == "cuda" else 0)
         self._scratch: LoadedModel | None = None  # last model loaded by generate() without a deployment
         self._load_lock = asyncio.Lock()
