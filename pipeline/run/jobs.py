@@ -4,12 +4,8 @@ A job's id is recorded (state SUBMITTING) before its create call and the state m
 after it; on resume a SUBMITTING job is looked up by id first and only created when the
 platform has never heard of it, so no restart ever creates a job twice.
 
-With pruning on (a sweep's ``prune=on``), every poll also reads the epoch validation losses
-of training candidates and asks the pure rule in pipeline/run/prune.py whom to stop. A prune
-is recorded (state PRUNING, the reason as the candidate's note, an audit event) before the
-platform's cancel is sent; the job is PRUNED once it has stopped. On resume a PRUNING job is
-read back and cancelled only when the record says the cancel was never sent, so a restart
-neither prunes twice nor brings a pruned candidate back.
+With pruning on (a sweep's ``prune=on``), every poll also lets pipeline/run/pruning.py stop
+hopeless candidates at epoch boundaries, the decision recorded before the cancel.
 
 Quota and capacity are back-pressure, not failure: a create the platform refuses (any
 retryable error) puts the job back in the queue and lowers the effective parallel limit to
@@ -21,14 +17,13 @@ nothing of the run can run for ``give_up_seconds`` does the sweep fail, in one s
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import Busy, JobRequest, JobState, JobStatus, LossPoint, NotFound, Platform, PlatformError
-from pipeline.run import prune as rule
+from pipeline.platforms.base import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.run.metrics import last_loss, no_validation_loss, read_points
+from pipeline.run.pruning import Pruner
 from pipeline.run.slots import CandidateState, Slot
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -83,10 +78,11 @@ class JobWatch:
         self.give_up = give_up_seconds
         self.on_queued = queued
         self.clock = clock
-        self.prune = prune
-        self._losses: dict[str, dict[int, float]] = {}  # job id -> validation loss per finished epoch
-        self._read_for: dict[str, tuple[int, float | None]] = {}  # job id -> (epoch, val loss) its metrics were read at
-        self._unprunable: set[str] = set()  # jobs whose cancel the platform refused: not tried again
+        self.pruner = (
+            Pruner(db=db, platform=platform, run_id=run_id, workspace=workspace, checkpoint=checkpoint, record=self._record)
+            if prune
+            else None
+        )
 
     async def _mine(self, requests: dict[Slot, JobRequest]) -> list[CandidateRecord]:
         return [c for c in await q.candidates(self.db, self.run_id) if c.slot in requests]
@@ -116,8 +112,9 @@ class JobWatch:
                 gate.started(now)
             before = await self._mine(requests)
             changed = await self._poll_once(before)
-            if self.prune:
-                changed |= await self._prune_round(requests)
+            if self.pruner is not None and await self.pruner.round(await self._mine(requests)):
+                changed = True
+                await self.changed(await q.candidates(self.db, self.run_id))
             # Back off while nothing moves (no retry storms on a slow platform); snap back on change.
             delay = self.poll if changed else min(delay * 1.5, self.poll * 4)
             after = await self._mine(requests)
@@ -161,8 +158,8 @@ class JobWatch:
         for c in cands:
             if not c.state.is_active():
                 continue
-            if c.state is CandidateState.PRUNING:
-                changed |= await self._settle_prune(c)
+            if c.state is CandidateState.PRUNING and self.pruner is not None:
+                changed |= await self.pruner.settle(c)
                 continue
             try:
                 status = await self.platform.get_job(c.job_id)
@@ -223,214 +220,12 @@ class JobWatch:
 
     async def _metrics(self, job_id: str) -> tuple[float | None, float | None]:
         """Final train and validation loss from the job's metrics file (kept in the workspace)."""
-        points = await self._points(job_id)
+        points = await read_points(self.platform, self.ws, job_id)
         if points is None:
             return None, None
+        if self.pruner is not None:
+            self.pruner.seen(job_id, points)
         return last_loss(points, "train_loss"), last_loss(points, "val_loss")
-
-    async def _points(self, job_id: str) -> list[LossPoint] | None:
-        """The job's loss history as the platform has it now (also mid-job), kept in the workspace."""
-        folder = self.ws / "metrics"
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            points = await self.platform.job_metrics(job_id, folder / f"{job_id}.raw.jsonl")
-        except PlatformError:
-            return None
-        write_atomic(folder / f"{job_id}.json", json.dumps([p.model_dump() for p in points]))
-        self._losses[job_id] = rule.epoch_losses([(p.epoch, p.val_loss) for p in points])
-        return points
-
-    # --- pruning (the rule is pipeline/run/prune.py; here only reading losses and the effects) ---
-
-    async def _epoch_losses(self, c: CandidateRecord) -> dict[int, float]:
-        """Validation loss per finished epoch of one candidate, read as rarely as possible.
-
-        A training job's metrics are read when it has passed an epoch boundary beyond the
-        losses known, again only when its reported validation loss has changed since (the
-        local trainer writes it just after the epoch's last step). A billing platform that
-        shows no mid-job validation loss is asked once per epoch and pruning does nothing.
-        """
-        if c.job_id not in self._losses and (c.state.is_finished() or c.state is CandidateState.PRUNING):
-            self._losses[c.job_id] = rule.epoch_losses([(p.epoch, p.val_loss) for p in load_points(self.ws, c.job_id)])
-        known = self._losses.get(c.job_id, {})
-        if c.state is not CandidateState.RUNNING or c.epoch is None:
-            return known
-        boundary = int(c.epoch + 1e-6)
-        if boundary <= max(known, default=0) or self._read_for.get(c.job_id) == (boundary, c.val_loss):
-            return known
-        self._read_for[c.job_id] = (boundary, c.val_loss)
-        await self._points(c.job_id)
-        return self._losses.get(c.job_id, known)
-
-    async def _prune_round(self, requests: dict[Slot, JobRequest]) -> bool:
-        """Ask the rule whom to stop now, and stop them (decision recorded first)."""
-        cands = await self._mine(requests)
-        entries = [
-            rule.Entry(
-                slot=c.slot,
-                base_model=c.base_model,
-                epochs=c.epochs,
-                losses=await self._epoch_losses(c),
-                # One the platform would not stop trains on to the end: in the race, never tried again.
-                standing=_standing(c) if c.job_id not in self._unprunable else rule.Standing.DONE,
-            )
-            for c in cands
-        ]
-        decisions = rule.decide(entries)
-        by_slot = {c.slot: c for c in cands}
-        for d in decisions:
-            await self._prune(by_slot[d.slot], d)
-        if decisions:
-            await self.changed(await q.candidates(self.db, self.run_id))
-        return bool(decisions)
-
-    async def _prune(self, c: CandidateRecord, d: rule.Prune) -> None:
-        """Record the decision and its reason, then cancel through the platform's own path."""
-        async with self.db.write() as tx:
-            await q.set_state(tx, self.run_id, c.slot, CandidateState.PRUNING)
-            await q.set_note(tx, self.run_id, c.slot, d.reason)
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="pruning")
-            await tx.audit(
-                run_id=self.run_id,
-                actor="sftbot",
-                action="candidate_pruned",
-                details={
-                    "job_id": c.job_id,
-                    "slot": str(c.slot),
-                    "epoch": d.epoch,
-                    "val_loss": d.val_loss,
-                    "best": d.best,
-                    "best_slot": str(d.best_slot),
-                    "rank": d.rank,
-                    "rung": d.rung,
-                    "rule": rule.RULE,
-                    "reason": d.reason,
-                },
-            )
-        await self.cp(f"job:{c.job_id}:pruning")
-        await self._cancel_pruned(c)
-
-    async def _cancel_pruned(self, c: CandidateRecord) -> bool:
-        try:
-            status = await self.platform.cancel_job(c.job_id)
-        except PlatformError as exc:
-            if exc.retryable:
-                return False  # still PRUNING: the next poll tries again
-            # The platform will not stop it: it trains on, and the reason stays on record.
-            self._unprunable.add(c.job_id)
-            async with self.db.write() as tx:
-                await q.set_state(tx, self.run_id, c.slot, CandidateState.RUNNING)
-                await q.set_note(tx, self.run_id, c.slot, f"could not be pruned: {exc}")
-                await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="running")
-                await tx.audit(
-                    run_id=self.run_id,
-                    actor="sftbot",
-                    action="cancel_job_failed",
-                    details={"job_id": c.job_id, "error": str(exc)},
-                )
-            return True
-        async with self.db.write() as tx:
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="cancel_sent")
-            await tx.audit(
-                run_id=self.run_id,
-                actor="sftbot",
-                action="job_cancelled",
-                details={"job_id": c.job_id, "state": status.state.value, "reason": c.note or "pruned"},
-            )
-        await self.cp(f"job:{c.job_id}:cancel_sent")
-        return await self._settle_prune(c, status)
-
-    async def _settle_prune(self, c: CandidateRecord, status: JobStatus | None = None) -> bool:
-        """A PRUNING job read back: PRUNED once stopped; cancelled now only if it never was."""
-        if status is None:
-            try:
-                status = await self.platform.get_job(c.job_id)
-            except PlatformError as exc:
-                if not exc.retryable:
-                    raise
-                return False
-            if not status.state.terminal and await self._job_resource_state(c.job_id) != "cancel_sent":
-                return await self._cancel_pruned(c)  # a restart came between the decision and the cancel
-        if not status.state.terminal:
-            return False  # the platform is still stopping it
-        if status.state is JobState.COMPLETED:
-            # It finished before the cancel reached it: it keeps its model (and cost the full price).
-            await self._record(c, status)
-            async with self.db.write() as tx:
-                await q.set_note(tx, self.run_id, c.slot, "finished before it could be pruned")
-            return True
-        state = CandidateState.PRUNED  # cancelled, or failed on its way down: either way no model
-        await self._points(c.job_id)  # its curve up to the stop, for the report
-        saved = max(0.0, c.epochs - (status.epoch or 0.0))
-        async with self.db.write() as tx:
-            await q.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=True, stalled=False)
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=state.value)
-            await tx.audit(
-                run_id=self.run_id,
-                actor="sftbot",
-                action=f"job_{state.value}",
-                details={"job_id": c.job_id, "epoch": status.epoch, "saved_epochs": round(saved, 2)},
-            )
-        await self.cp(f"job:{c.job_id}:{state.value}")
-        return True
-
-    async def _job_resource_state(self, job_id: str) -> str | None:
-        return next((r.state for r in await self.db.resources(self.run_id) if r.kind == "job" and r.resource_id == job_id), None)
-
-
-def _standing(c: CandidateRecord) -> rule.Standing:
-    if c.state is CandidateState.RUNNING:
-        return rule.Standing.TRAINING
-    if c.state is CandidateState.COMPLETED:
-        return rule.Standing.DONE
-    if c.state in (CandidateState.WAITING, CandidateState.SUBMITTING, CandidateState.PENDING):
-        return rule.Standing.WAITING
-    return rule.Standing.OUT  # failed, cancelled, pruned or being pruned
-
-
-def metric_keys(path: Path, *, limit: int = 2000) -> list[str]:
-    """Every key seen in a JSONL metrics file (top level and under ``data``), sorted."""
-    keys: set[str] = set()
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh):
-            if i >= limit:
-                break
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                keys.update(str(k) for k in row if k != "data")
-                if isinstance(row.get("data"), dict):
-                    keys.update(f"data.{k}" for k in row["data"])
-    return sorted(keys)
-
-
-def no_validation_loss(raw: Path) -> str:
-    """Said plainly when a finished job's metrics hold no validation loss the parser knows: its
-    rank then falls back to candidate order, and the keys let a person see why."""
-    keys = metric_keys(raw)
-    if not keys:
-        return "no validation loss: the job wrote no metrics file sftbot could read"
-    shown = ", ".join(keys[:15]) + (f" and {len(keys) - 15} more" if len(keys) > 15 else "")
-    return f"no validation loss recognised in its metrics (keys seen: {shown})"
-
-
-def last_loss(points: list[LossPoint], field: str) -> float | None:
-    for p in reversed(points):
-        v = getattr(p, field)
-        if v is not None:
-            return float(v)
-    return None
-
-
-def load_points(workspace: Path, job_id: str) -> list[LossPoint]:
-    path = workspace / "metrics" / f"{job_id}.json"
-    if not path.exists():
-        return []
-    return [LossPoint.model_validate(p) for p in json.loads(path.read_text(encoding="utf-8"))]
 
 
 class _Gate:

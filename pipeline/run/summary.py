@@ -19,7 +19,7 @@ from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
 from pipeline.run import prune
 from pipeline.run.gates import PROMOTION
-from pipeline.run.jobs import load_points
+from pipeline.run.metrics import load_points
 from pipeline.run.slots import FINAL, CandidateState
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q

@@ -9,8 +9,8 @@ from pipeline.fsio import write_atomic
 from pipeline.report import render_report
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.events import ReportReady
-from pipeline.run.jobs import load_points
 from pipeline.run.machine import Event
+from pipeline.run.metrics import load_points
 from pipeline.run.summary import summarize
 from pipeline.store.records import RunRecord
 from pipeline.store.runs import RunChanges
