@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from handlers.render.board import scoreboard
+from handlers.render.final import final_message
 from handlers.render.plan import plan_message
 from pipeline.planning.models import CostLine, Source
 from pipeline.run.prune import RULE
 from pipeline.run.slots import CandidateState, Slot
-from pipeline.run.summary import pruning_savings
+from pipeline.run.summary import CostSummary, RunSummary, pruning_savings
 from tests.slack_checks import check_message
 from tests.test_plan import plan_for
 from tests.test_slack_blocks import cands, plan, run
@@ -65,3 +66,25 @@ def test_savings_on_a_billing_platform_are_the_plans_price_per_epoch(tmp_path: P
         saved.sentence(local=False) == "Pruning stopped 1 candidate early and saved 2.0 candidate-epochs (≈ $0.20 of training)."
     )
     assert pruning_savings(p, [c for c in board if c.slot != Slot.candidate(3)], tmp_path) is None
+
+
+def test_the_final_message_says_what_pruning_saved() -> None:
+    ranked = cands(3)
+    summary = RunSummary(
+        run=run(),
+        plan=None,
+        ranked=ranked,
+        final=None,
+        shipped=ranked[0],
+        promoted_by=None,
+        deployment=None,
+        snippet=None,
+        resources=[],
+        cost=CostSummary(),
+        evaluation="Final model: validation loss 1.0000.",
+        pruning="Pruning stopped 1 candidate early and saved 2.0 candidate-epochs (≈ $0.20 of training).",
+    )
+    msg = final_message(summary)
+    assert "✂️ Pruning stopped 1 candidate early and saved 2.0 candidate-epochs" in str(msg.blocks)
+    check_message(msg)
+    assert "Pruning" not in str(final_message(summary.model_copy(update={"pruning": None})).blocks)
