@@ -23,7 +23,7 @@ from tests.fakes.memory_platform import MemoryPlatform
 
 EPOCHS = 3
 POLLS_PER_EPOCH = 2
-LOSS = {1e-4: 1.0, 2e-4: 1.01, 1e-7: 2.0}  # validation loss at every epoch, by learning rate
+LOSS = {1e-4: 1.0, 2e-4: 1.01, 1e-7: 2.0, 3e-4: 1.02}  # validation loss at every epoch, by learning rate
 BAD = Slot.candidate(3)
 
 
@@ -33,16 +33,24 @@ class EpochPlatform(MemoryPlatform):
     def __init__(self) -> None:
         super().__init__(polls_to_finish=EPOCHS * POLLS_PER_EPOCH)
         self.cancels: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []  # (what, job id): creates, cancels and completions in order
 
     def _epoch(self, job_id: str) -> float:
         return min(float(EPOCHS), self.polls[job_id] / POLLS_PER_EPOCH)
 
+    async def create_job(self, request: JobRequest) -> JobStatus:
+        self.log.append(("create", request.job_id))
+        return await super().create_job(request)
+
     async def get_job(self, job_id: str) -> JobStatus:
         status = await super().get_job(job_id)
+        if status.state.value == "completed" and ("complete", job_id) not in self.log:
+            self.log.append(("complete", job_id))
         return status.model_copy(update={"epoch": self._epoch(job_id)})
 
     async def cancel_job(self, job_id: str) -> JobStatus:
         self.cancels[job_id] += 1
+        self.log.append(("cancel", job_id))
         return await super().cancel_job(job_id)
 
     async def job_metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
@@ -55,7 +63,7 @@ class SimulatedCrash(Exception):
     pass
 
 
-async def _run(db: Database, tmp_path: Path) -> tuple[RunRecord, dict[Slot, JobRequest]]:
+async def _run(db: Database, tmp_path: Path, *, candidates: int = 3) -> tuple[RunRecord, dict[Slot, JobRequest]]:
     async with db.write() as tx:
         run = await q.insert_run(
             tx,
@@ -68,7 +76,7 @@ async def _run(db: Database, tmp_path: Path) -> tuple[RunRecord, dict[Slot, JobR
             channel=None,
         )
         requests = {}
-        for n, lr in enumerate(LOSS, start=1):
+        for n, lr in enumerate(list(LOSS)[:candidates], start=1):
             slot = Slot.candidate(n)
             job_id = f"job-{run.id[:6]}-c{n}"
             await q.insert_candidate(
@@ -194,3 +202,16 @@ async def test_a_run_stopped_mid_prune_keeps_the_candidate_pruned_and_does_not_c
     assert stored[BAD].note is not None and stored[BAD].note.startswith("pruned after epoch 1")
     assert platform.cancels[bad_job] == 1
     assert all(stored[Slot.candidate(n)].state is CandidateState.CANCELLED for n in (1, 2))
+
+
+async def test_the_slot_a_prune_frees_starts_a_waiting_candidate_at_once(db: Database, tmp_path: Path) -> None:
+    platform = EpochPlatform()
+    run, requests = await _run(db, tmp_path, candidates=4)
+    cands = {c.slot: c for c in await _watch(db, platform, run).run(requests, max_active=3)}
+    bad, fourth, first = requests[BAD].job_id, requests[Slot.candidate(4)].job_id, requests[Slot.candidate(1)].job_id
+    log = platform.log
+    # The fourth candidate is created right after the cancel, while #1 is still training.
+    assert log.index(("cancel", bad)) + 1 == log.index(("create", fourth)) < log.index(("complete", first))
+    assert platform.max_active <= 3
+    assert cands[BAD].state is CandidateState.PRUNED
+    assert [cands[Slot.candidate(n)].state for n in (1, 2, 4)] == [CandidateState.COMPLETED] * 3
