@@ -113,7 +113,7 @@ def test_epoch_losses_take_only_end_of_epoch_rows() -> None:
 
 
 def test_savings_count_epochs_not_run_and_their_price_or_time() -> None:
-    s = savings([Pruned(base_model="m", epochs=3, reached=1.25, usd_per_epoch=0.5, seconds_per_epoch=60.0)])
+    s = savings([Pruned(epochs=3, reached=1.25, usd_per_epoch=0.5, seconds_per_epoch=60.0)])
     assert s is not None
     assert (s.pruned, s.candidate_epochs, s.usd, s.seconds) == (1, 1.75, 0.875, 105.0)
     assert (
@@ -121,7 +121,7 @@ def test_savings_count_epochs_not_run_and_their_price_or_time() -> None:
         == "Pruning stopped 1 candidate early and saved 1.8 candidate-epochs (≈ 1.8 min of training on this machine)."
     )
     assert "≈ $0.88" in s.sentence(local=False)
-    unknown = savings([Pruned(base_model="m", epochs=3, reached=1.0, usd_per_epoch=None, seconds_per_epoch=None)])
+    unknown = savings([Pruned(epochs=3, reached=1.0, usd_per_epoch=None, seconds_per_epoch=None)])
     assert unknown is not None and unknown.usd is None and unknown.seconds is None
     assert unknown.sentence(local=False) == "Pruning stopped 1 candidate early and saved 2.0 candidate-epochs."
     assert savings([]) is None

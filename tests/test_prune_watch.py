@@ -141,8 +141,9 @@ async def test_a_hopeless_candidate_is_pruned_after_epoch_one_and_the_others_fin
     assert bad.epoch is not None and bad.epoch < EPOCHS
     assert [cands[Slot.candidate(n)].state for n in (1, 2)] == [CandidateState.COMPLETED] * 2
     assert platform.cancels == Counter({bad.job_id: 1})
-    trail = [e.action for e in await db.audit_trail(run.id) if e.details.get("job_id") == bad.job_id]
-    assert trail[-3:] == ["candidate_pruned", "job_cancelled", "job_pruned"]
+    trail = [e for e in await db.audit_trail(run.id) if e.details.get("job_id") == bad.job_id]
+    assert [e.action for e in trail[-3:]] == ["candidate_pruned", "job_cancelled", "job_pruned"]
+    assert trail[-3].details["reason"] == trail[-2].details["reason"] == bad.note  # the cancel says why
 
 
 async def test_without_prune_on_nobody_is_stopped(db: Database, tmp_path: Path) -> None:
@@ -171,6 +172,8 @@ async def test_a_restart_on_either_side_of_the_cancel_cancels_once_and_prunes_on
     assert platform.cancels == Counter({bad_job: 1})
     assert await _audit(db, run, "candidate_pruned") == 1
     assert await _audit(db, run, "job_pruned") == 1
+    cancelled = [e for e in await db.audit_trail(run.id) if e.action == "job_cancelled"]
+    assert [e.details["reason"] for e in cancelled] == [cands[BAD].note]
     assert [cands[Slot.candidate(n)].state for n in (1, 2)] == [CandidateState.COMPLETED] * 2
 
 

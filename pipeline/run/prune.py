@@ -151,7 +151,6 @@ def epoch_losses(points: Sequence[tuple[float | None, float | None]]) -> dict[in
 class Pruned:
     """One pruned candidate, for what pruning saved."""
 
-    base_model: str
     epochs: int  # planned
     reached: float  # epochs trained when it stopped (fractional: the epoch it was in counts in part)
     usd_per_epoch: float | None  # billing platforms: what one epoch of this candidate costs

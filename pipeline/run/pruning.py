@@ -114,9 +114,9 @@ class Pruner:
                 },
             )
         await self.cp(f"job:{c.job_id}:pruning")
-        await self._cancel_pruned(c)
+        await self._cancel_pruned(c, d.reason)
 
-    async def _cancel_pruned(self, c: CandidateRecord) -> bool:
+    async def _cancel_pruned(self, c: CandidateRecord, reason: str) -> bool:
         try:
             status = await self.platform.cancel_job(c.job_id)
         except PlatformError as exc:
@@ -141,7 +141,7 @@ class Pruner:
                 run_id=self.run_id,
                 actor="sftbot",
                 action="job_cancelled",
-                details={"job_id": c.job_id, "state": status.state.value, "reason": c.note or "pruned"},
+                details={"job_id": c.job_id, "state": status.state.value, "reason": reason},
             )
         await self.cp(f"job:{c.job_id}:cancel_sent")
         return await self.settle(c, status)
@@ -156,7 +156,8 @@ class Pruner:
                     raise
                 return False
             if not status.state.terminal and await self._job_resource_state(c.job_id) != "cancel_sent":
-                return await self._cancel_pruned(c)  # a restart came between the decision and the cancel
+                # A restart came between the decision and the cancel: the note is the recorded reason.
+                return await self._cancel_pruned(c, c.note or "pruned")
         if not status.state.terminal:
             return False  # the platform is still stopping it
         if status.state is JobState.COMPLETED:

@@ -119,7 +119,6 @@ def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: 
         pace = at_epoch[-1].elapsed_s / at_epoch[-1].epoch if at_epoch and at_epoch[-1].elapsed_s and at_epoch[-1].epoch else None
         pruned.append(
             prune.Pruned(
-                base_model=c.base_model,
                 epochs=c.epochs,
                 reached=c.epoch or 0.0,
                 usd_per_epoch=usd / c.epochs if usd is not None and c.epochs else None,
