@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.base import JobRequest, JobStatus, LossPoint
+from pipeline.platforms.base import JobRequest, JobStatus, LossPoint, PlatformError
 from pipeline.run.context import RunContext, RunnerConfig
 from pipeline.run.jobs import JobWatch
 from pipeline.run.slots import CandidateState, Slot
@@ -218,3 +218,18 @@ async def test_the_slot_a_prune_frees_starts_a_waiting_candidate_at_once(db: Dat
     assert platform.max_active <= 3
     assert cands[BAD].state is CandidateState.PRUNED
     assert [cands[Slot.candidate(n)].state for n in (1, 2, 4)] == [CandidateState.COMPLETED] * 3
+
+
+class RefusingPlatform(EpochPlatform):
+    async def cancel_job(self, job_id: str) -> JobStatus:
+        self.cancels[job_id] += 1
+        raise PlatformError(f"job {job_id} cannot be cancelled in its state")
+
+
+async def test_a_cancel_the_platform_refuses_is_tried_once_and_the_candidate_trains_on(db: Database, tmp_path: Path) -> None:
+    platform = RefusingPlatform()
+    run, requests = await _run(db, tmp_path)
+    cands = {c.slot: c for c in await _watch(db, platform, run).run(requests, max_active=3)}
+    assert cands[BAD].state is CandidateState.COMPLETED
+    assert platform.cancels == Counter({requests[BAD].job_id: 1})
+    assert await _audit(db, run, "candidate_pruned") == 1 and await _audit(db, run, "cancel_job_failed") == 1

@@ -23,6 +23,7 @@ from pipeline.store.db import Database
 from pipeline.store.records import CandidateRecord
 
 Checkpoint = Callable[[str], Awaitable[None]]
+REFUSED = "prune_refused"  # a job's resource state when the platform refused to cancel it: never pruned again
 Record = Callable[[CandidateRecord, JobStatus], Awaitable[bool]]  # the watch's own bookkeeping of a job seen
 
 
@@ -40,7 +41,6 @@ class Pruner:
         self.record = record
         self._losses: dict[str, dict[int, float]] = {}  # job id -> validation loss per finished epoch
         self._read_for: dict[str, tuple[int, float | None]] = {}  # job id -> (epoch, val loss) its metrics were read at
-        self._unprunable: set[str] = set()  # jobs whose cancel the platform refused: not tried again
 
     def seen(self, job_id: str, points: list[LossPoint]) -> None:
         """The watch read a job's metrics (at its end): keep its epoch losses."""
@@ -73,6 +73,7 @@ class Pruner:
 
     async def round(self, cands: list[CandidateRecord]) -> bool:
         """Ask the rule whom to stop now, and stop them (decision recorded first)."""
+        refused = {r.resource_id for r in await self.db.resources(self.run_id) if r.kind == "job" and r.state == REFUSED}
         entries = [
             rule.Entry(
                 slot=c.slot,
@@ -80,7 +81,7 @@ class Pruner:
                 epochs=c.epochs,
                 losses=await self._epoch_losses(c),
                 # One the platform would not stop trains on to the end: in the race, never tried again.
-                standing=_standing(c) if c.job_id not in self._unprunable else rule.Standing.DONE,
+                standing=_standing(c) if c.job_id not in refused else rule.Standing.DONE,
             )
             for c in cands
         ]
@@ -122,12 +123,12 @@ class Pruner:
         except PlatformError as exc:
             if exc.retryable:
                 return False  # still PRUNING: the next poll tries again
-            # The platform will not stop it: it trains on, and the reason stays on record.
-            self._unprunable.add(c.job_id)
+            # The platform will not stop it: it trains on, the reason stays on record, and the
+            # resource row keeps the rule from trying again (also after a restart).
             async with self.db.write() as tx:
                 await q.set_state(tx, self.run_id, c.slot, CandidateState.RUNNING)
                 await q.set_note(tx, self.run_id, c.slot, f"could not be pruned: {exc}")
-                await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="running")
+                await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=REFUSED)
                 await tx.audit(
                     run_id=self.run_id,
                     actor="sftbot",
