@@ -32,6 +32,7 @@ from pipeline.phrases import (
     NOT,
     NUM,
     NUMS,
+    PRUNE,
     PUNCT,
     SAMPLES,
     SEP,
@@ -202,6 +203,7 @@ _BY_KEY: dict[str, _KeyHandler] = {
     "parallel": lambda d, v: d.set("max_parallel", _int(v, "parallel")),
     "final": lambda d, v: d.set("final_run", _bool(v, "final")),
     "deploy": lambda d, v: d.set("deploy", _bool(v, "deploy")),
+    "prune": lambda d, v: d.set("prune", _bool(v, "prune")),
     "convert": lambda d, v: d.set("convert", _bool(v, "convert")),
     "eval": lambda d, v: d.set("evaluation", _evaluation(v)),
     "evaluator": lambda d, v: d.set("evaluation", Evaluation(kind=EvalKind.EVALUATOR, ref=_path_value(v, "evaluator"))),
@@ -211,7 +213,7 @@ _ALIASES = {
     "data": "dataset", "models": "model", "base_model": "model", "base_models": "model",
     "lrs": "lr", "learning_rate": "lr", "learning_rates": "lr", "ranks": "rank", "lora_rank": "rank",
     "lora_ranks": "rank", "epoch": "epochs", "max_parallel": "parallel", "final_run": "final",
-    "evaluation": "eval", "validation_dataset": "eval_dataset", "candidate": "candidates",
+    "pruning": "prune", "evaluation": "eval", "validation_dataset": "eval_dataset", "candidate": "candidates",
 }  # fmt: skip
 _KV = re.compile(r"""(?<!\S)(?P<key>[A-Za-z_][\w-]*)=(?P<val>(?:"[^"]*"?|'[^']*'?|[^\s"'])*)""")
 
@@ -314,6 +316,8 @@ _RULES: list[tuple[str, _Handler]] = [
     (rf"\b(?:lora[\s_-]*)?ranks?{SET}(?P<v>{NUMS})", _to("lora_ranks", lambda v: tuple(_int(x, "LoRA rank") for x in _split(v)))),
     (rf"\b{NOT}\s+(?:do\s+|run\s+)?(?:the\s+|a\s+|any\s+)?{FINAL}(?:\s+(?:run|training|re-?train(?:ing)?|step|phase|job))?\b", _const("final_run", False)),
     (rf"\b(?:do|run|include|keep|with)\s+(?:the\s+|a\s+)?{FINAL}\s+(?:run|training|re-?train(?:ing)?)\b", _const("final_run", True)),
+    (rf"\b{NOT}\s+{PRUNE}", _const("prune", False)),
+    (PRUNE, _const("prune", True)),
     (rf"\b{NOT}\s+deploy(?:ment|ing)?\b{TRAILER}", _const("deploy", False)),
     (rf"\bdeploy(?:ment)?\b{TRAILER}", _const("deploy", True)),
     (rf"\b{NOT}\s+(?:data\s+)?conver(?:t|sion|ting)\b{TRAILER}", _const("convert", False)),

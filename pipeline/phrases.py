@@ -53,4 +53,9 @@ HP = r"(?:hp|hyper[\s-]*param(?:eter)?s?)[\s-]*(?:tuning|search|sweep)"
 EVAL_SET = r"(?:eval(?:uation)?|validation|held[\s-]*out|test)[\s_-]*(?:data\s*set|data|set|split)"
 NOT = r"(?:don[’']?t|do\s+not|never|no|skip(?:\s+the)?|without)"
 TRAILER = r"(?:\s+(?:it|them|the\s+(?:model|winner|result|final\s+model|data(?:set)?)))?"
+# "stop hopeless candidates early", "prune bad candidates", "early-stop weak runs", "with pruning"
+PRUNE = (
+    rf"\b(?:(?:stop|kill|cancel|drop)\s+(?:the\s+)?(?:hopeless|bad|poor|weak|losing|worst)\s+{JOBS}(?:\s+early)?"
+    rf"|(?:early[\s-]*stop(?:ping)?|prune|pruning)(?:\s+(?:the\s+)?(?:hopeless|bad|poor|weak|losing|worst)\s+{JOBS})?(?:\s+early)?)\b"
+)
 FINAL = r"(?:full[\s-]*data(?:set)?\s+)?(?:final(?:\s+full[\s-]*data(?:set)?)?|full[\s-]*data(?:set)?|re-?train(?:ing)?)"

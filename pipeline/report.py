@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.dataset.report import InspectionReport
 from pipeline.planning.models import Plan
+from pipeline.run.prune import RULE
 from pipeline.run.summary import RunSummary
 from pipeline.store.records import AuditEvent, CandidateRecord
 from templates import render
@@ -64,4 +65,5 @@ def render_report(summary: RunSummary, *, audit: list[AuditEvent], platform: str
         platform=platform,
         evaluation=evaluation_section(ws, summary.plan, summary.shipped, run.evaluator_error),
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        prune_rule=RULE,
     )

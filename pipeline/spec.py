@@ -117,6 +117,8 @@ class RunSpec(BaseModel):
     max_parallel: int | None = None
     final_run: bool | None = None
     deploy: bool | None = None
+    # Stop hopeless candidates after an epoch (pipeline/run/prune.py); None: off.
+    prune: bool | None = None
     # Explicit yes/no for the conversion the inspector offers (None = apply when offered).
     convert: bool | None = None
     eval_examples: int | None = Field(default=None, description="cap on held-out examples an evaluator scores")

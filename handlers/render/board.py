@@ -45,6 +45,8 @@ _STATE = {
     CandidateState.COMPLETED: "✅ done",
     CandidateState.FAILED: "❌ failed",
     CandidateState.CANCELLED: "🚫 cancelled",
+    CandidateState.PRUNING: "✂️ stopping",
+    CandidateState.PRUNED: "✂️ pruned",
 }
 
 
@@ -147,7 +149,7 @@ def candidate_notes(cands: list[CandidateRecord]) -> list[str]:
             by_note.setdefault(failed, []).append(c.slot.name)
     lines = []
     for note, names in by_note.items():
-        icon = "⏳" if note.startswith("waiting") else "ℹ️"
+        icon = "⏳" if note.startswith("waiting") else "✂️" if note.startswith("pruned") else "ℹ️"
         lines.append(f"{icon} {', '.join(names[:20])}: {clip(note, 400)}")
     return lines
 

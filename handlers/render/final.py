@@ -62,6 +62,8 @@ def final_message(s: RunSummary, *, teardown: str | None = None) -> Message:
             section(f"*Model string* {code(clip(dep.model_string, 600))}\n*Endpoint* {escape(clip(dep.endpoint, 300))}")
         )
     blocks.append(fields(("Held-out result", result), ("Cost", _cost(s))))
+    if s.pruning:
+        blocks.append(context(f"✂️ {escape(s.pruning)}"))
     billing = _billing(s, teardown)
     if billing:
         blocks.append(section(billing))

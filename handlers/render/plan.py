@@ -33,6 +33,7 @@ from pipeline.lifecycle import gpus
 from pipeline.planning.cost import money
 from pipeline.planning.diff import changes, cost_delta
 from pipeline.planning.models import Plan, PlannedJob, Source
+from pipeline.run import prune
 from pipeline.run.timing import minutes
 from pipeline.store.records import RunRecord
 
@@ -90,6 +91,8 @@ def _candidates(plan: Plan) -> str:
     each = f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''} each" if len(epochs) == 1 else "epochs vary"
     head = f"*Candidates*{_you(plan, 'grid')} · {each}{_you(plan, 'epochs')}"
     lines = [head, *(_job(j, with_model=len(models) > 1) for j in plan.candidates[:40])]
+    if plan.prune:
+        lines.insert(1, f"✂️ *Pruning*{_you(plan, 'prune')}: {prune.RULE}.")
     if len(plan.candidates) > 40:
         lines.append(f"… and {len(plan.candidates) - 40} more")
     if plan.final:

@@ -40,6 +40,7 @@ def changes(old: Plan, new: Plan) -> list[str]:
         ("judged by", old.evaluation.describe(), new.evaluation.describe()),
         ("final run", "on" if old.final else "skipped", "on" if new.final else "skipped"),
         ("deploy", "yes" if old.deploy else "no", "yes" if new.deploy else "no"),
+        ("pruning", "on" if old.prune else "off", "on" if new.prune else "off"),
     ]
     out = [f"{name} {a} → {b}" for name, a, b in pairs if a != b]
     # The grid line already says it when the candidate count changed along with it.

@@ -121,6 +121,7 @@ class Plan(BaseModel):
     evaluation: Evaluation
     eval_examples: int
     deploy: bool
+    prune: bool = False  # stop hopeless candidates at epoch boundaries (pipeline/run/prune.py)
     sources: dict[str, Source] = Field(default_factory=dict)
     cost: CostEstimate
     # The whole run, approval to deployed model: sweep (in waves), final run, evaluation,

@@ -84,6 +84,7 @@ def make_plan(
     addon_shapes: Shapes | None = None,
     throughput: Mapping[str, Throughput] | None = None,
     answer_tokens: int = 512,
+    live_validation: bool | None = None,
 ) -> Plan:
     """Resolve every knob from the spec or the defaults and cost the result.
 
@@ -92,6 +93,8 @@ def make_plan(
     ``throughput`` (per base model, measured by the platform) gives every job and the whole
     run a duration; without it a billing platform's duration comes from the dated table.
     ``answer_tokens`` is the evaluator's answer budget per held-out example.
+    ``live_validation``: the platform reports epoch validation loss while a job runs, so
+    pruning can act (None: only the local platform is known to).
     """
     missing = missing_inputs(spec)
     if missing:
@@ -151,7 +154,17 @@ def make_plan(
     src("eval_examples", spec.eval_examples)
     deploy = spec.deploy if spec.deploy is not None else True
     src("deploy", spec.deploy)
+    prune = bool(spec.prune)
+    src("prune", spec.prune)
     warnings = _warnings(spec, report, candidates, model_info, max_parallel, platform=platform)
+    live = live_validation if live_validation is not None else platform == "local"
+    if prune and not live:
+        warnings.append(
+            f"Pruning may save nothing here: {platform} reports no validation loss while a job runs, so a "
+            "candidate is stopped only if its metrics file already holds epoch validation losses mid-job."
+        )
+    elif prune and len(candidates) <= 2:
+        warnings.append("Pruning will not stop anything: the top 2 candidates always finish.")
     duration = None
     time_unknown: list[str] = []
     if throughput is not None:
@@ -204,6 +217,7 @@ def make_plan(
         evaluation=evaluation,
         eval_examples=eval_examples if evaluation.kind is not EvalKind.LOSS else 0,
         deploy=deploy,
+        prune=prune,
         sources=sources,
         cost=cost,
         duration=duration,

@@ -102,6 +102,7 @@ class LossPoint(BaseModel):
     epoch: float | None = None
     train_loss: float | None = None
     val_loss: float | None = None
+    elapsed_s: float | None = None  # wall seconds of training steps so far (the local trainer writes it)
 
 
 class DeploymentState(str, Enum):
@@ -214,6 +215,10 @@ class Capabilities(BaseModel):
     addon_deployments: bool = False  # adapters can share one deployment (`create_addon_deployment`, `load_adapter`)
     hosted_evaluators: bool = False  # evaluators that live on the platform (`check_evaluator`, evaluation jobs)
     replicas: tuple[int, int] | None = None  # (min, max) replicas of the deployments it creates; None: no replicas
+    # `job_metrics` holds each finished epoch's validation loss while the job still runs, so a
+    # sweep can prune at epoch boundaries (the local trainer writes it; Fireworks' job status
+    # carries no validation loss and its metrics file is not known to be readable mid-job).
+    epoch_validation_loss: bool = False
 
 
 @runtime_checkable

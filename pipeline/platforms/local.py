@@ -96,7 +96,9 @@ class LocalPlatform(PlatformDefaults):
             max(1, self.gpus) if self.device == "cuda" else 1 if self.device != "cpu" else max(1, (os.cpu_count() or 1) // 8)
         )
         self.max_parallel = max_parallel or default
-        self.capabilities = Capabilities(generates_in_process=True, default_parallel=self.max_parallel)
+        self.capabilities = Capabilities(
+            generates_in_process=True, default_parallel=self.max_parallel, epoch_validation_loss=True
+        )
         self.jobs = LocalJobs(self.root, max_parallel=self.max_parallel, gpus=self.gpus if self.device == "cuda" else 0)
         self._scratch: LoadedModel | None = None  # last model loaded by generate() without a deployment
         self._load_lock = asyncio.Lock()
@@ -289,11 +291,10 @@ class LocalPlatform(PlatformDefaults):
 
     async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
         """Free its memory here; the next request loads the model again (nothing is billed locally)."""
-        record = self.deployment_record(deployment_id)
-        if record is None:
+        if (record := self.deployment_record(deployment_id)) is None:
             raise NotFound(f"local deployment {deployment_id!r} does not exist")
         self.deployments.loaded.pop(deployment_id, None)
-        return self._deployment_status(record, DeploymentState.READY, "scaled to zero: loads again on the next request")
+        return self._deployment_status(record, DeploymentState.READY, "scaled to zero: loads again on its next request")
 
     async def host(self) -> str | None:
         """Host this root's endpoint until ``close`` (``sftbot serve``, ``sftbot endpoint``): every
@@ -362,8 +363,7 @@ class LocalPlatform(PlatformDefaults):
             return hello
         return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages[:-1]]
 
-    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
-        # The example prompt is a held-out row of the model's own job, system message included.
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:  # prompt: a held-out row
         code = render(
             "openai_local_snippet.py.j2",
             endpoint=deployment.endpoint,

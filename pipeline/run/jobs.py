@@ -4,6 +4,9 @@ A job's id is recorded (state SUBMITTING) before its create call and the state m
 after it; on resume a SUBMITTING job is looked up by id first and only created when the
 platform has never heard of it, so no restart ever creates a job twice.
 
+With pruning on (a sweep's ``prune=on``), every poll also lets pipeline/run/pruning.py stop
+hopeless candidates at epoch boundaries, the decision recorded before the cancel.
+
 Quota and capacity are back-pressure, not failure: a create the platform refuses (any
 retryable error) puts the job back in the queue and lowers the effective parallel limit to
 what is running; the next try comes when one of the run's jobs finishes, or after a backoff
@@ -14,13 +17,13 @@ nothing of the run can run for ``give_up_seconds`` does the sweep fail, in one s
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import Busy, JobRequest, JobStatus, LossPoint, NotFound, Platform, PlatformError
+from pipeline.platforms.base import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.run.metrics import last_loss, no_validation_loss, read_points
+from pipeline.run.pruning import Pruner
 from pipeline.run.slots import CandidateState, Slot
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -61,6 +64,7 @@ class JobWatch:
         give_up_seconds: float = 3600.0,
         queued: Queued = _nothing_queued,
         clock: Callable[[], float] = time.monotonic,
+        prune: bool = False,
     ) -> None:
         self.db = db
         self.platform = platform
@@ -74,6 +78,11 @@ class JobWatch:
         self.give_up = give_up_seconds
         self.on_queued = queued
         self.clock = clock
+        self.pruner = (
+            Pruner(db=db, platform=platform, run_id=run_id, workspace=workspace, checkpoint=checkpoint, record=self._record)
+            if prune
+            else None
+        )
 
     async def _mine(self, requests: dict[Slot, JobRequest]) -> list[CandidateRecord]:
         return [c for c in await q.candidates(self.db, self.run_id) if c.slot in requests]
@@ -103,6 +112,9 @@ class JobWatch:
                 gate.started(now)
             before = await self._mine(requests)
             changed = await self._poll_once(before)
+            if self.pruner is not None and await self.pruner.round(await self._mine(requests)):
+                changed = True
+                await self.changed(await q.candidates(self.db, self.run_id))
             # Back off while nothing moves (no retry storms on a slow platform); snap back on change.
             delay = self.poll if changed else min(delay * 1.5, self.poll * 4)
             after = await self._mine(requests)
@@ -145,6 +157,9 @@ class JobWatch:
         changed = False
         for c in cands:
             if not c.state.is_active():
+                continue
+            if c.state is CandidateState.PRUNING and self.pruner is not None:
+                changed |= await self.pruner.settle(c)
                 continue
             try:
                 status = await self.platform.get_job(c.job_id)
@@ -205,59 +220,12 @@ class JobWatch:
 
     async def _metrics(self, job_id: str) -> tuple[float | None, float | None]:
         """Final train and validation loss from the job's metrics file (kept in the workspace)."""
-        folder = self.ws / "metrics"
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            points = await self.platform.job_metrics(job_id, folder / f"{job_id}.raw.jsonl")
-        except PlatformError:
+        points = await read_points(self.platform, self.ws, job_id)
+        if points is None:
             return None, None
-        write_atomic(folder / f"{job_id}.json", json.dumps([p.model_dump() for p in points]))
+        if self.pruner is not None:
+            self.pruner.seen(job_id, points)
         return last_loss(points, "train_loss"), last_loss(points, "val_loss")
-
-
-def metric_keys(path: Path, *, limit: int = 2000) -> list[str]:
-    """Every key seen in a JSONL metrics file (top level and under ``data``), sorted."""
-    keys: set[str] = set()
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh):
-            if i >= limit:
-                break
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                keys.update(str(k) for k in row if k != "data")
-                if isinstance(row.get("data"), dict):
-                    keys.update(f"data.{k}" for k in row["data"])
-    return sorted(keys)
-
-
-def no_validation_loss(raw: Path) -> str:
-    """Said plainly when a finished job's metrics hold no validation loss the parser knows: its
-    rank then falls back to candidate order, and the keys let a person see why."""
-    keys = metric_keys(raw)
-    if not keys:
-        return "no validation loss: the job wrote no metrics file sftbot could read"
-    shown = ", ".join(keys[:15]) + (f" and {len(keys) - 15} more" if len(keys) > 15 else "")
-    return f"no validation loss recognised in its metrics (keys seen: {shown})"
-
-
-def last_loss(points: list[LossPoint], field: str) -> float | None:
-    for p in reversed(points):
-        v = getattr(p, field)
-        if v is not None:
-            return float(v)
-    return None
-
-
-def load_points(workspace: Path, job_id: str) -> list[LossPoint]:
-    path = workspace / "metrics" / f"{job_id}.json"
-    if not path.exists():
-        return []
-    return [LossPoint.model_validate(p) for p in json.loads(path.read_text(encoding="utf-8"))]
 
 
 class _Gate:

@@ -68,6 +68,11 @@ class CandidateState(str, Enum):
     WAITING and SUBMITTING are the run's own: the job is planned (or back in the queue after
     the platform refused it for quota), or its id is recorded and the create call is in
     flight — on resume a SUBMITTING job is looked up before anything is created.
+
+    PRUNING and PRUNED are the run's own too (pipeline/run/prune.py): the decision to stop a
+    hopeless candidate is recorded (PRUNING, still active: its cancel may not have landed)
+    before the platform's cancel is sent, and PRUNED once the job has stopped. A pruned
+    candidate has no model: it is never promoted and is not a failure.
     """
 
     WAITING = "waiting"
@@ -77,13 +82,15 @@ class CandidateState(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNING = "pruning"
+    PRUNED = "pruned"
 
     def is_finished(self) -> bool:
-        return self in (CandidateState.COMPLETED, CandidateState.FAILED, CandidateState.CANCELLED)
+        return self in (CandidateState.COMPLETED, CandidateState.FAILED, CandidateState.CANCELLED, CandidateState.PRUNED)
 
     def is_active(self) -> bool:
         """Submitted (or being submitted) and not finished: it may hold platform resources."""
-        return self in (CandidateState.SUBMITTING, CandidateState.PENDING, CandidateState.RUNNING)
+        return self in (CandidateState.SUBMITTING, CandidateState.PENDING, CandidateState.RUNNING, CandidateState.PRUNING)
 
     @staticmethod
     def of(job: JobState) -> CandidateState:

@@ -19,8 +19,10 @@ from pipeline.ledger import DEFAULT_MARGIN, ledger
 from pipeline.lifecycle import serving_note
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
+from pipeline.run import prune
 from pipeline.run.gates import PROMOTION
-from pipeline.run.slots import FINAL
+from pipeline.run.metrics import load_points
+from pipeline.run.slots import FINAL, CandidateState
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -59,6 +61,7 @@ class RunSummary(BaseModel):
     start_command: str | None = None  # a local deployment: the command that serves it when nothing answers
     exports: list[Resource] = []  # what `sftbot export` wrote for this run
     timing: dict[str, float] = {}  # slot name -> seconds the job ran (first seen running to finished)
+    pruning: str | None = None  # what pruning saved, one sentence (None: nothing was pruned)
 
     @property
     def model(self) -> str | None:
@@ -107,6 +110,33 @@ def evaluation_sentence(plan: Plan | None, shipped: CandidateRecord | None, *, e
     return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples{failed}; {loss}."
 
 
+def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: Path) -> prune.Savings | None:
+    """What the run's pruned candidates did not spend: epochs, and their price or time.
+
+    Money (billing platforms): the plan's own price of that candidate, per epoch. Time (the
+    local platform): the pruned job's own pace, from the training-step seconds its trainer
+    logged at its last finished epoch (start-up and validation passes left out, so an
+    underestimate rather than a boast).
+    """
+    lines = {ln.label: ln.usd for ln in plan.cost.lines} if plan is not None else {}
+    pruned = []
+    for c in cands:
+        if c.state is not CandidateState.PRUNED:
+            continue
+        usd = lines.get(f"candidate {c.slot.number}")
+        at_epoch = [p for p in load_points(workspace, c.job_id) if p.elapsed_s is not None and p.val_loss is not None and p.epoch]
+        pace = at_epoch[-1].elapsed_s / at_epoch[-1].epoch if at_epoch and at_epoch[-1].elapsed_s and at_epoch[-1].epoch else None
+        pruned.append(
+            prune.Pruned(
+                epochs=c.epochs,
+                reached=c.epoch or 0.0,
+                usd_per_epoch=usd / c.epochs if usd is not None and c.epochs else None,
+                seconds_per_epoch=pace,
+            )
+        )
+    return prune.savings(pruned)
+
+
 def production_deployment(run: RunRecord, resources: list[Resource]) -> DeploymentStatus | None:
     dep_id = ids.deployment_id(run.id)
     for res in resources:
@@ -138,6 +168,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None
     promoted_by = next((g for g in await db.gate_decisions(run.id) if g.gate == PROMOTION), None)
+    saved = pruning_savings(plan, cands, Path(run.workspace))
     return RunSummary(
         run=run,
         plan=plan,
@@ -172,4 +203,5 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
             for c in cands
             if c.started_at is not None and c.finished_at is not None
         },
+        pruning=saved.sentence(local=run.platform == "local") if saved is not None else None,
     )

@@ -29,7 +29,7 @@ STEP = {
     Phase.DEPLOYING: 7,
     Phase.REPORTING: 7,
 }
-_ACTIVE = (CandidateState.SUBMITTING, CandidateState.PENDING, CandidateState.RUNNING)
+_ACTIVE = (CandidateState.SUBMITTING, CandidateState.PENDING, CandidateState.RUNNING, CandidateState.PRUNING)
 
 
 def job_total(c: CandidateRecord, now: float) -> float | None:

@@ -302,6 +302,6 @@ async def finished_runs_with_active_jobs(db: Database) -> list[str]:
     """Runs that ended while a job of theirs still ran (a stop between the end and its cancels)."""
     rows = await db.fetchall(
         "SELECT DISTINCT c.run_id FROM candidates c JOIN runs r ON r.id = c.run_id"
-        " WHERE r.phase IN ('succeeded','failed','cancelled') AND c.state IN ('submitting','pending','running')"
+        " WHERE r.phase IN ('succeeded','failed','cancelled') AND c.state IN ('submitting','pending','running','pruning')"
     )
     return [str(r[0]) for r in rows]

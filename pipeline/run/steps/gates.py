@@ -11,7 +11,7 @@ import asyncio
 from pipeline.curves import labels, plot_losses
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
-from pipeline.run.jobs import load_points
+from pipeline.run.metrics import load_points
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.records import CandidateRecord, RunRecord

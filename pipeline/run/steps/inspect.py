@@ -154,6 +154,7 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         addon_shapes=serving.addon_shapes,
         throughput=throughput or None,
         answer_tokens=ctx.config.eval_max_tokens,
+        live_validation=caps.epoch_validation_loss,
     )
     plan = await _learned(ctx, plan, lookup)
     steered = [g for g in await ctx.db.gate_decisions(run.id) if g.decision in ("revise", "answer")]

@@ -14,8 +14,8 @@ from pipeline.planning.models import Plan
 from pipeline.report import render_report
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.events import ReportReady
-from pipeline.run.jobs import load_points
 from pipeline.run.machine import Event
+from pipeline.run.metrics import load_points
 from pipeline.run.summary import summarize
 from pipeline.store import outcomes
 from pipeline.store.records import CandidateRecord, RunRecord

@@ -20,13 +20,19 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
     The state recorded is the one read back, never assumed: a job that finished just before
     the cancel arrived keeps its real state (and its model). A cancel is asynchronous on the
     platform (JOB_STATE_CANCELLING), so the job is read back for a short while until it has
-    stopped; one still stopping stays active, and a restart reads it back again.
+    stopped; one still stopping stays active, and a restart reads it back again. A candidate
+    being pruned whose cancel was already sent is only read back (never cancelled twice), and
+    stays pruned rather than becoming "cancelled".
     """
     asked: list[tuple[CandidateRecord, JobStatus]] = []
+    sent = {r.resource_id for r in await ctx.db.resources(run.id) if r.kind == "job" and r.state == "cancel_sent"}
     for c in await q.candidates(ctx.db, run.id):
         if not c.state.is_active():
             continue
         try:
+            if c.state is CandidateState.PRUNING and c.job_id in sent:
+                asked.append((c, await ctx.platform.get_job(c.job_id)))
+                continue
             asked.append((c, await ctx.platform.cancel_job(c.job_id)))
         except NotFound:
             # Recorded but never created (the run stopped between the two): nothing to cancel.
@@ -40,15 +46,21 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
     settled = await asyncio.gather(*(_settled(ctx, status) for _, status in asked))
     for (c, _), status in zip(asked, settled, strict=True):
         state = CandidateState.of(status.state)
+        if c.state is CandidateState.PRUNING and state in (CandidateState.CANCELLED, CandidateState.FAILED):
+            state = CandidateState.PRUNED
         async with ctx.db.write() as tx:
             await q.update_candidate(tx, run.id, c.slot, status, state=state, progressed=True, stalled=False)
-            await q.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
+            if state is not CandidateState.PRUNED:  # a pruned one keeps its reason
+                await q.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
             if state is CandidateState.COMPLETED and status.model:
                 await ctx.db.record_resource(
                     tx, kind="model", resource_id=status.model, run_id=run.id, name=status.model, state="ready"
                 )
             await tx.audit(
-                run_id=run.id, actor="sftbot", action="job_cancelled", details={"job_id": c.job_id, "state": state.value}
+                run_id=run.id,
+                actor="sftbot",
+                action="job_pruned" if c.job_id in sent else "job_cancelled",  # no second cancel was sent
+                details={"job_id": c.job_id, "state": state.value},
             )
 
 

@@ -23,8 +23,9 @@ async def current_plan(ctx: RunContext, run: RunRecord) -> Plan:
     return plan
 
 
-def watch(ctx: RunContext, run: RunRecord, *, final: bool = False) -> JobWatch:
-    """A JobWatch whose changes become scoreboard events (``final``: FinalProgress events)."""
+def watch(ctx: RunContext, run: RunRecord, *, final: bool = False, prune: bool = False) -> JobWatch:
+    """A JobWatch whose changes become scoreboard events (``final``: FinalProgress events);
+    ``prune``: stop hopeless candidates at epoch boundaries (the sweep only, never the final run)."""
 
     async def changed(cands: list[CandidateRecord]) -> None:
         fresh = await ctx.reload(run)
@@ -58,6 +59,7 @@ def watch(ctx: RunContext, run: RunRecord, *, final: bool = False) -> JobWatch:
         stall_seconds=ctx.config.stall_minutes * 60,
         give_up_seconds=ctx.config.quota_give_up_seconds,
         queued=queued,
+        prune=prune and not final,
     )
 
 
@@ -102,7 +104,8 @@ async def sweep(ctx: RunContext, run: RunRecord) -> Outcome:
             requests[job.slot] = request(
                 run, job, dataset=train, eval_dataset=names.get("eval"), what=f"candidate {job.slot.number}"
             )
-    cands = await watch(ctx, run).run(requests, max_active=plan.max_parallel)
+    cands = await watch(ctx, run, prune=plan.prune).run(requests, max_active=plan.max_parallel)
+    # Pruning never stops the last candidate of a base model, so only failures can leave none.
     if not any(c.state is CandidateState.COMPLETED for c in cands):
         errors = "; ".join(f"{c.label}: {c.message or c.raw_state or c.state.value}" for c in cands)
         raise PlatformError(f"every candidate failed ({errors})")
