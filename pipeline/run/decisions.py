@@ -109,8 +109,10 @@ class Refusal(Exception):
         first: GateDecision | None = None,
         policy: Policy | None = None,
         estimated_usd: float | None = None,
+        verb: str | None = None,
     ) -> None:
         self.kind, self.detail, self.event, self.rule, self.first = kind, detail, event, rule, first
+        self.verb = verb  # what the person tried, when the event's name would mislead ("deploy", not "answer")
         self.policy, self.estimated_usd = policy or Policy(), estimated_usd
         super().__init__(self.sentence())
 
@@ -137,7 +139,7 @@ class Refusal(Exception):
         def who(ids: list[str], fallback: str) -> str:
             return ", ".join(person(i, "") for i in ids[:10]) if ids else fallback
 
-        verb = self.event.value if self.event else "do"
+        verb = self.verb or (self.event.value if self.event else "do")
         if self.rule is Rule.CHANNEL:
             return f"sftbot is not enabled in this channel; runs and decisions happen in {', '.join(place(c) for c in p.channels[:5])}."
         if self.rule is Rule.NOT_APPROVER:
@@ -232,6 +234,8 @@ async def permission(
     """The denial ``decide`` would give this person, or None; also asked before opening a form
     so nobody fills in a Revise modal they may not submit."""
     event, action = _EVENT[type(decision)]
+    if isinstance(decision, Answer) and run.question is not None and run.question.kind.blocks_deploy:
+        action = Action.PROMOTE  # deploying anyway spends like a promotion: the same people decide
     authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
     verdict = authorize(
         actor,
@@ -244,7 +248,10 @@ async def permission(
     )
     if not verdict.denied:
         return None
-    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=run.estimated_usd)
+    verb = "deploy" if action is Action.PROMOTE and event is Event.ANSWER else None
+    return Refusal(
+        RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=run.estimated_usd, verb=verb
+    )
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:
@@ -333,6 +340,10 @@ async def check_promotable(db: Database, run: RunRecord, slot: Slot) -> None:
 def apply_answer(spec: RunSpec, kind: QuestionKind, answer: str) -> RunSpec:
     """The spec with a question's answer filled in."""
     text = answer.strip()
+    if kind.blocks_deploy:
+        if text.lower() != "deploy anyway":
+            raise SpecError(f"{text[:40]!r} does not decide a blocked deploy: answer deploy anyway, or cancel the run")
+        return spec
     if kind is QuestionKind.BASE_MODEL:
         return spec.model_copy(update={"base_models": (text,)})
     if kind is QuestionKind.DATASET:

@@ -61,6 +61,13 @@ class QuestionKind(str, Enum):
     BASE_MODEL = "base_model"
     EVALUATION = "evaluation"  # how to judge candidates: loss, your evaluator, or a generated one
     EVALUATOR_FAILED = "evaluator_failed"  # your evaluator failed its check: continue with loss, or cancel
+    # After evaluation, before deploy: the tuned answers are the base's (adapter not loaded?):
+    # deploy anyway, or cancel. Spends money like a promotion, so the same people decide.
+    IDENTICAL_OUTPUTS = "identical_outputs"
+
+    @property
+    def blocks_deploy(self) -> bool:
+        return self is QuestionKind.IDENTICAL_OUTPUTS
 
     @property
     def about_evaluation(self) -> bool:

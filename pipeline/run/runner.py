@@ -196,7 +196,11 @@ class Runner:
             if gate is not None:
                 await self.db.decide_gate(tx, gate)
             plan = await q.get_plan(self.db, run_id, run.plan_version) if run.plan_version else None
-            ctx = Context(final_run=plan.final is not None if plan else True, deploy=plan.deploy if plan else True)
+            ctx = Context(
+                final_run=plan.final is not None if plan else True,
+                deploy=plan.deploy if plan else True,
+                answer_deploys=run.question is not None and run.question.kind.blocks_deploy,
+            )
             nxt, effects = advance(run.phase, event, ctx)
             await q.update_run(tx, run_id, changes or RunChanges(), phase=nxt)
             if event is Event.APPROVE:

@@ -14,11 +14,13 @@ from pydantic import BaseModel
 
 from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.evaluation.compare import Comparison
 from pipeline.lifecycle import serving_note
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus, Platform
 from pipeline.run.gates import PROMOTION
 from pipeline.run.slots import FINAL
+from pipeline.run.steps.baseline import comparison
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -50,6 +52,7 @@ class RunSummary(BaseModel):
     start_command: str | None = None  # a local deployment: the command that serves it when nothing answers
     exports: list[Resource] = []  # what `sftbot export` wrote for this run
     timing: dict[str, float] = {}  # slot name -> seconds the job ran (first seen running to finished)
+    comparison: Comparison | None = None  # the base model vs the model that ships (None: the base was not scored)
 
     @property
     def model(self) -> str | None:
@@ -127,6 +130,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None
     promoted_by = next((g for g in await db.gate_decisions(run.id) if g.gate == PROMOTION), None)
+    comp = await comparison(db, run, shipped) if shipped is not None else None
     return RunSummary(
         run=run,
         plan=plan,
@@ -155,4 +159,5 @@ async def summarize(db: Database, platform: Platform, run: RunRecord) -> RunSumm
             for c in cands
             if c.started_at is not None and c.finished_at is not None
         },
+        comparison=comp,
     )
