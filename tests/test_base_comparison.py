@@ -4,11 +4,14 @@ tuned answers are the base's (an adapter that was never applied), with an audite
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+from bot import cli
+from bot.terminal import Terminal
 from pipeline.authz import Policy
 from pipeline.evaluation.compare import SIDE_BY_SIDE, BaseScore, Example, Outputs, compare, identical, pick, rows_of
 from pipeline.run import events as ev
@@ -19,6 +22,7 @@ from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
+from tests.support import drive_to_end
 from tests.test_evaluation_flow import TEXT2SQL, sql_platform
 
 ALICE = Actor(id="U_ALICE", name="alice")
@@ -164,3 +168,65 @@ async def test_a_restart_does_not_score_the_base_again(make_runner, tmp_path: Pa
     detail = json.loads(next((Path(run.workspace) / "eval").glob("base-*.json")).read_text())
     assert len(detail["outputs"]) == plan.eval_examples and detail["prompts"][0]
     assert await q.get_run(again.db, run.id) is not None
+
+
+# --- the terminal and `sftbot show` -------------------------------------------------------------
+
+
+async def test_the_terminal_shows_base_vs_leader_and_asks_before_deploying_anyway(make_runner) -> None:
+    platform = sql_platform()
+    platform.ignores_adapter = True
+    runner, _log = await make_runner(platform)
+    said: list[str] = []
+    prompts: list[str] = []
+
+    def person(prompt: str) -> str:
+        prompts.append(prompt)
+        if prompt.startswith("Approve"):
+            return "a"
+        if prompt.startswith("Type 'deploy anyway'"):
+            return "deploy anyway"
+        return ""  # promote the best
+
+    term = Terminal(runner, yes=False, ask=person, out=said.append)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
+    assert await term.follow(run.id) == 0
+    text = "\n".join(said)
+    assert "Base vs leader on" in text and "score 0.000" in text
+    assert "⚠️ the leader answers exactly like the base model on every prompt" in text
+    assert "Example 1, row" in text and "expected:" in text
+    assert "Deploy blocked" in text and any(p.startswith("Type 'deploy anyway'") for p in prompts)
+    trail = await runner.db.audit_trail(run.id)
+    assert any(a.action == "answer" and a.details.get("answer") == "deploy anyway" for a in trail)
+
+
+async def test_yes_never_deploys_anyway(make_runner) -> None:
+    platform = sql_platform()
+    platform.ignores_adapter = True
+    runner, _log = await make_runner(platform)
+    said: list[str] = []
+    term = Terminal(runner, yes=True, out=said.append)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
+    assert await term.follow(run.id) == 1
+    assert (await runner.get(run.id)).phase is Phase.AWAITING_INPUT
+    assert f"--yes never deploys anyway; run #{run.number} waits here" in "\n".join(said)
+
+
+async def test_show_json_has_the_base_comparison(make_runner, db, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    platform = sql_platform()
+    runner, log = await make_runner(platform)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
+    await drive_to_end(runner, log, run.id, actor=BOB)
+    monkeypatch.setattr(cli, "load_settings", lambda: _Settings(db_path=tmp_path / "test.sqlite3"))
+    assert await cli._show(argparse.Namespace(run=run.id, json=True)) == 0
+    shown = json.loads(capsys.readouterr().out)
+    comp = shown["base_comparison"]
+    assert comp["against"] == "shipped" and comp["tuned"].startswith("final ") and comp["base"]["score"] == 0.0
+    assert comp["beats_base"] is (comp["tuned_score"] > comp["base"]["score"])
+    assert len(comp["examples"]) == SIDE_BY_SIDE and comp["identical"] is False
+    assert {"prompt", "base", "tuned", "expected"} <= set(comp["examples"][0])
+
+
+class _Settings:
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path

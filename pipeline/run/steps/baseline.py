@@ -27,6 +27,7 @@ from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.slots import CandidateState
 from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
 from pipeline.run.steps.outputs import base_outputs
+from pipeline.scoreboard import rank
 from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -132,3 +133,16 @@ def deploy_block(run: RunRecord, comp: Comparison, number: int) -> Question:
     if run.platform != "local":
         text += " Its deployment is up and billing meanwhile: /sft teardown stops it."
     return Question(kind=QuestionKind.IDENTICAL_OUTPUTS, text=text, choices=["deploy anyway"], number=number)
+
+
+async def run_comparison(db: Database, run: RunRecord) -> tuple[str, Comparison] | None:
+    """Base vs the model that ships, else vs the sweep's leader (``sftbot show``), with which it is."""
+    cands = await q.candidates(db, run.id)
+    by_slot = {c.slot: c for c in cands}
+    shipped = next((c for c in cands if c.slot.is_final), None) or (by_slot.get(run.promoted) if run.promoted else None)
+    if shipped is not None and (comp := await comparison(db, run, shipped)) is not None:
+        return "shipped", comp
+    done = rank(c for c in cands if not c.slot.is_final and c.state is CandidateState.COMPLETED)
+    if done and (comp := await comparison(db, run, done[0])) is not None:
+        return "leader", comp
+    return None
