@@ -35,6 +35,8 @@ def stamp_text(key: GateKey, g: GateDecision) -> str:
             kind = QuestionKind(str(g.details.get("question")))
         except ValueError:
             kind = QuestionKind.BASE_MODEL  # the answer is shown as typed
+        if kind.blocks_deploy:
+            return f"⚠️ *Deploy anyway*, decided by {who} at {when}"
         label = questions.answer_label(kind, str(g.details.get("answer", "")))
         return f"✅ Answered {label} by {who} at {when}"
     return f"{escape(g.decision)} by {who} at {when}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from handlers.render.action_ids import CANCEL, CHOOSE, PROMOTE
+from handlers.render.compare import comparison_blocks
 from handlers.render.mrkdwn import (
     Block,
     Message,
@@ -29,6 +30,7 @@ from handlers.render.mrkdwn import (
 )
 from handlers.render.people import who_can
 from pipeline.authz import Deciders
+from pipeline.evaluation.compare import Comparison
 from pipeline.planning.cost import money
 from pipeline.planning.models import Plan
 from pipeline.run import timing
@@ -171,6 +173,7 @@ def promotion_gate(
     deciders: Deciders | None = None,
     plan: Plan | None = None,
     now: float | None = None,
+    comparison: Comparison | None = None,
 ) -> Message:
     """The scoreboard become the gate: promote the best, pick another, or cancel."""
     done = [c for c in ranked if c.state is CandidateState.COMPLETED]
@@ -223,7 +226,11 @@ def promotion_gate(
         )
     )
     ask = f"\n👉 *Promote:* {who_can(deciders)}" if deciders is not None else ""
-    blocks = [*gate_body(run, ranked, summary, plan=plan, now=now, ask=ask), actions(*elements, block_id=f"gate|{run.id}")]
+    blocks = [
+        *gate_body(run, ranked, summary, plan=plan, now=now, ask=ask),
+        *comparison_blocks(comparison),
+        actions(*elements, block_id=f"gate|{run.id}"),
+    ]
     return Message(
         text=clip(
             f"Sweep done for SFT run #{run.number}: {escape(clip(summary, 1000))}"

@@ -122,7 +122,7 @@ async def comparison(db: Database, run: RunRecord, tuned: CandidateRecord) -> Co
     return compare(base, tuned=tuned.label, tuned_score=tuned.score, tuned_val_loss=tuned.val_loss, rows=rows)
 
 
-def deploy_block(run: RunRecord, comp: Comparison, number: int) -> Question:
+def deploy_block(comp: Comparison, number: int, *, billing: bool) -> Question:
     """The question that stops a run before deploy when the tuned answers are the base's."""
     n = sum(1 for r in comp.rows if r.base is not None and r.tuned is not None)
     text = (
@@ -130,7 +130,7 @@ def deploy_block(run: RunRecord, comp: Comparison, number: int) -> Question:
         f"{comp.base.base_model} did, so its adapter was probably not loaded; check the final model, then cancel "
         "the run or deploy anyway."
     )
-    if run.platform != "local":
+    if billing:  # the final model was scored on its production deployment, which stays up while a person decides
         text += " Its deployment is up and billing meanwhile: /sft teardown stops it."
     return Question(kind=QuestionKind.IDENTICAL_OUTPUTS, text=text, choices=["deploy anyway"], number=number)
 

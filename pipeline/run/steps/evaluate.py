@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline import ids
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import EvaluationDone
 from pipeline.run.machine import Event
@@ -25,7 +26,8 @@ async def evaluate(ctx: RunContext, run: RunRecord) -> Outcome:
     if plan.deploy and comp is not None and comp.identical:
         # An adapter that was not loaded answers like the base: shipping it ships the base.
         number = (run.question.number + 1) if run.question else len(await ctx.db.gate_decisions(run.id)) + 1
-        question = deploy_block(run, comp, number)
+        up = {r.resource_id for r in await ctx.db.resources(run.id) if r.kind == "deployment" and r.state != "deleted"}
+        question = deploy_block(comp, number, billing=ids.deployment_id(run.id) in up)
         async with ctx.db.write() as tx:
             await tx.audit(run_id=run.id, actor="sftbot", action="deploy_blocked", details={"reason": question.text})
         return Outcome(Event.NEEDS_INPUT, RunChanges(question=question))
