@@ -12,6 +12,8 @@ from handlers.render import plan as plans
 from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.run.gates import GateKey, Question, QuestionKind
+from pipeline.run.slots import CandidateState
+from pipeline.run.steps.baseline import comparison
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -60,7 +62,10 @@ async def _render(
         posted = await out.get(run.id, key)
         summary = str(posted.meta.get("summary", "")) if posted else ""
         plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
-        return board.promotion_stamped(run, rank(await q.candidates(db, run.id)), summary=summary, stamp_text=text, plan=plan)
+        ranked = rank(await q.candidates(db, run.id))
+        done = [c for c in ranked if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+        comp = await comparison(db, run, done[0]) if done else None  # the verdict stays once the buttons go
+        return board.promotion_stamped(run, ranked, summary=summary, stamp_text=text, plan=plan, comparison=comp)
     posted = await out.get(run.id, key)
     asked = str(posted.meta.get("text", "a question")) if posted else "a question"
     return questions.question_stamped(run, Question(kind=QuestionKind.BASE_MODEL, text=asked, number=gate.number or 1), text)

@@ -73,6 +73,8 @@ async def test_identical_answers_block_the_deploy_until_an_approver_presses_depl
     assert "⚠️ The leader answers exactly like the base model on every prompt" in text_of(gate)
     await press(bot, gate, next(b for b in buttons(gate) if b.startswith("Promote")), user=BOB)
     blocked = await in_thread(fake_slack, root, has("deploy blocked"))
+    stamped = await in_thread(fake_slack, root, lambda m: m["ts"] == gate["ts"] and f"by <@{BOB}>" in text_of(m))
+    assert "⚠️ The leader answers exactly like the base model" in text_of(stamped)  # the verdict outlives the buttons
     assert buttons(blocked) == ["Deploy anyway", "Cancel run"]
     assert "adapter was probably not loaded" in text_of(blocked) and f"*Decide:* <@{BOB}>" in text_of(blocked)
     run = await bot.runner.get(1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from handlers.render.action_ids import CANCEL, CHOOSE, PROMOTE
-from handlers.render.compare import comparison_blocks
+from handlers.render.compare import comparison_blocks, headline
 from handlers.render.mrkdwn import (
     Block,
     Message,
@@ -257,11 +257,18 @@ def gate_body(
 
 
 def promotion_stamped(
-    run: RunRecord, ranked: list[CandidateRecord], *, summary: str, stamp_text: str, plan: Plan | None = None
+    run: RunRecord,
+    ranked: list[CandidateRecord],
+    *,
+    summary: str,
+    stamp_text: str,
+    plan: Plan | None = None,
+    comparison: Comparison | None = None,
 ) -> Message:
+    base = [section(headline(comparison))] if comparison is not None else []  # the examples go with the buttons
     return Message(
         text=clip(f"Promotion gate for SFT run #{run.number}: {stamp_text}", 3000),
-        blocks=fit([*gate_body(run, ranked, summary, plan=plan, now=None), section(stamp_text)], keep_tail=1),
+        blocks=fit([*gate_body(run, ranked, summary, plan=plan, now=None), *base, section(stamp_text)], keep_tail=1),
     )
 
 

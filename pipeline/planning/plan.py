@@ -217,9 +217,14 @@ def baseline_sentence(evaluation: Evaluation, eval_examples: int, platform: str)
     """What the plan does to set the base model against the tuned ones (said, and costed, up front)."""
     if evaluation.kind is EvalKind.LOSS:
         # Neither platform reports a base model's loss without training it, and inventing one is worse than none.
+        cannot = (
+            "the local platform does not compute an untrained base's loss yet"
+            if platform == "local"
+            else f"{platform} reports no loss for an untrained base"
+        )
         return (
-            "The base model is not scored: with validation loss only there are no answers to compare and "
-            f"{platform} reports no loss for an untrained base; choose an evaluator to see base vs tuned."
+            f"The base model is not scored: with validation loss only there are no answers to compare and {cannot}; "
+            "choose an evaluator to see base vs tuned."
         )
     where = "on this machine" if platform == "local" else "on the evaluation deployment"
     return (
