@@ -41,6 +41,7 @@ async def _gate(
     await bot.driver.command(EVAL_RUN, user=ALICE)
     root = await root_of(fake_slack)
     plan = await in_thread(fake_slack, root, has("Plan v1"))
+    assert "The base model answers the same" in text_of(plan)  # said before anyone approves the spend
     await press(bot, plan, "Approve", user=BOB)
     gate = await in_thread(fake_slack, root, has("Sweep done", "Base vs leader"))
     return bot, root, gate
