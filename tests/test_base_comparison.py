@@ -230,3 +230,26 @@ async def test_show_json_has_the_base_comparison(make_runner, db, tmp_path: Path
 class _Settings:
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
+
+
+async def test_a_stop_between_the_base_answers_and_their_row_does_not_ask_the_base_again(make_runner) -> None:
+    platform = sql_platform()
+
+    async def stop(name: str) -> None:
+        if name.startswith("base:") and name.endswith(":answered"):
+            raise RuntimeError("simulated stop")
+
+    runner, log = await make_runner(platform, checkpoint=stop)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
+    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=proposed.plan.version), BOB)
+    await runner.crashed.wait()
+    await runner.close()
+    base = proposed.plan.candidates[0].base_model
+    asked = platform.generated[base]
+    assert asked == proposed.plan.eval_examples and await baselines.scores(runner.db, run.id) == {}
+    again, log2 = await make_runner(platform)
+    await again.resume_all()
+    gate = await log2.wait_kind(ev.PromotionRequested, run.id)
+    assert platform.generated[base] == asked  # the kept answers were used, not asked for again
+    assert gate.comparison is not None and gate.comparison.base.answered == asked

@@ -49,7 +49,9 @@ async def score_bases(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     for base in dict.fromkeys(c.base_model for c in cands):
         if base in done:
             continue
-        scored = await _score_base(ctx, run, plan, base)
+        # Answers kept before a stop are not paid for again: only the row was missing.
+        scored = _kept(run, base) or await _score_base(ctx, run, plan, base)
+        await ctx.checkpoint(f"base:{base}:answered")
         async with ctx.db.write() as tx:
             await baselines.record(tx, run.id, scored)
             await tx.audit(run_id=run.id, actor="sftbot", action="base_scored", details=scored.model_dump())
@@ -88,9 +90,17 @@ async def _score_base(ctx: RunContext, run: RunRecord, plan: Plan, base: str) ->
         score = result.mean
         note = f"the evaluator failed on the base model's answers: {clip(result.fatal, 300)}" if result.fatal else None
         record["scores"] = [s.model_dump() for s in result.scores]
+    scored = BaseScore(base_model=base, score=score, answered=len(answered), note=note)
     record["mean"] = score
+    record["base_score"] = scored.model_dump()
     write_atomic(base_path(run, base), json.dumps(record, default=str))
-    return BaseScore(base_model=base, score=score, answered=len(answered), note=note)
+    return scored
+
+
+def _kept(run: RunRecord, base: str) -> BaseScore | None:
+    """The base's score from its answers file, when a stop came between the file and its row."""
+    kept = _read(base_path(run, base)).get("base_score")
+    return BaseScore.model_validate(kept) if isinstance(kept, dict) else None
 
 
 def _outputs(detail: dict[str, Any]) -> Outputs:
