@@ -227,6 +227,7 @@ async def _spend(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
+    from pipeline.run.steps.baseline import run_comparison
     from pipeline.store import runs as q
     from pipeline.store.db import Database
 
@@ -238,6 +239,7 @@ async def _show(args: argparse.Namespace) -> int:
             raise Refused(f"no run {args.run}")
         cands = await q.candidates(db, run.id)
         trail = await db.audit_trail(run.id)
+        compared = await run_comparison(db, run)
     finally:
         await db.close()
     if args.json:
@@ -246,9 +248,12 @@ async def _show(args: argparse.Namespace) -> int:
                 "run": run.model_dump(mode="json"),
                 "candidates": [c.model_dump(mode="json") for c in cands],
                 "audit": [a.model_dump(mode="json") for a in trail],
+                # Base vs the shipped model (or the sweep's leader before a promotion); null: not scored.
+                "base_comparison": {"against": compared[0], **compared[1].model_dump(mode="json")} if compared else None,
             }
         )
         return 0
+    from bot.console import comparison_lines
     from bot.terminal import scoreboard_lines
 
     print(f"Run #{run.number} ({run.id}) by {run.requester_name or run.requester}: {run.phase.value}")
@@ -256,6 +261,8 @@ async def _show(args: argparse.Namespace) -> int:
     if run.error:
         print(f"  error: {run.error}")
     print("\n".join(scoreboard_lines(cands)))
+    if compared:
+        print("\n".join(comparison_lines(compared[1], who=compared[0])))
     print("Audit:")
     for a in trail:
         print(

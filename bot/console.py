@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.dataset.report import InspectionReport
+from pipeline.evaluation.compare import Comparison
 from pipeline.planning.cost import money
 from pipeline.planning.duration import minutes
 from pipeline.planning.models import Plan, PlannedJob, Source
@@ -92,6 +93,8 @@ def plan_text(plan: Plan) -> str:
         out.append(f"  prices as of {c.prices_as_of}; source: {c.price_source}")
         if c.calibration:
             out.append(f"  range: {c.calibration}")
+    if plan.baseline:
+        out.append(f"  base model: {plan.baseline}")
     if plan.fallback_note:
         out.append(f"  note: {plan.fallback_note}")
     for w in plan.warnings:
@@ -99,6 +102,40 @@ def plan_text(plan: Plan) -> str:
     if plan.serving_note:
         out.append(f"  serving: {plan.serving_note}")
     return "\n".join(out)
+
+
+def comparison_lines(comp: Comparison, *, who: str = "leader") -> list[str]:
+    """Base vs tuned for the terminal: the scores, the verdict, the side-by-side examples."""
+
+    def score(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    def one(text: str | None, limit: int = 160) -> str:
+        if text is None:
+            return "(no answer: the request failed)"
+        flat = " ".join(text.split())
+        return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+    out = [
+        f"Base vs {who} on {len(comp.rows)} held-out prompts: base {comp.base.base_model} score {score(comp.base.score)}, "
+        f"{comp.tuned} score {score(comp.tuned_score)}" + (f" ({comp.base.note})" if comp.base.note else "")
+    ]
+    if comp.identical:
+        out.append(f"  ⚠️ the {who} answers exactly like the base model on every prompt: its adapter was probably not loaded")
+    elif comp.beats_base is False:
+        out.append(f"  ⚠️ the {who} does not beat the base model: fine-tuning may not have helped")
+    elif comp.beats_base:
+        out.append(f"  the {who} beats the base model")
+    for n, ex in enumerate(comp.examples, 1):
+        scores = f" (base {score(ex.base_score)} -> {who} {score(ex.tuned_score)})" if ex.tuned_score is not None else ""
+        out += [
+            f"  Example {n}, row {ex.index}{scores}",
+            f"    prompt:   {one(ex.prompt)}",
+            f"    base:     {one(ex.base)}",
+            f"    {who + ':':<9} {one(ex.tuned)}",
+            f"    expected: {one(ex.expected)}",
+        ]
+    return out
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -152,4 +189,5 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         },
         "duration": plan.duration.model_dump() if plan.duration else None,
         "warnings": [*([plan.fallback_note] if plan.fallback_note else []), *plan.warnings],
+        "baseline": plan.baseline,
     }

@@ -13,7 +13,7 @@ import getpass
 import sys
 from collections.abc import Callable
 
-from bot.console import plan_text
+from bot.console import comparison_lines, plan_text
 from bot.live import LiveBoard
 from pipeline.instructions import parse_instruction
 from pipeline.run import events as ev
@@ -100,7 +100,7 @@ class Terminal:
             case ev.PhaseChanged():
                 self.out(f"[run #{n}] {e.run.phase.value}")
             case ev.QuestionAsked():
-                await self._answer(e)
+                return await self._answer(e)
             case ev.PlanProposed():
                 self.out(plan_text(e.plan))
                 if self.live is not None:
@@ -118,6 +118,8 @@ class Terminal:
                 self.out("\n".join(scoreboard_lines(list(e.ranked))))
                 if e.curves is not None:
                     self.out(f"  loss curves: {e.curves}")
+                if e.comparison is not None:
+                    self.out("\n".join(comparison_lines(e.comparison)))
                 await self._promote(e)
             case ev.EvaluatorFailed():
                 self.out(f"  {e.reason}")
@@ -159,23 +161,45 @@ class Terminal:
             self.out(f"  not done: {exc.sentence()}")
             return False
 
-    async def _answer(self, e: ev.QuestionAsked) -> None:
+    async def _answer(self, e: ev.QuestionAsked) -> int | None:
         q = e.question
+        if q.kind.blocks_deploy:
+            return await self._blocked(e)
         self.out(q.text + (f" ({', '.join(q.choices[:12])})" if q.choices else ""))
         if q.detail:
             self.out(f"  {q.detail}")
         if self.yes:
             if q.kind is QuestionKind.EVALUATION:
                 await self._decide(e.run.id, Answer("loss", question=q.number))
-                return
+                return None
             await self._decide(e.run.id, Cancel())
             self.out("  --yes cannot answer this; say it in the instruction (e.g. model=...)")
-            return
+            return None
         answer = await self._prompt("> ")
         if answer.lower() in ("c", "cancel", ""):
             await self._decide(e.run.id, Cancel())
         else:
             await self._decide(e.run.id, Answer(answer, question=q.number))
+        return None
+
+    async def _blocked(self, e: ev.QuestionAsked) -> int | None:
+        """The deploy block: never passed by --yes (that would ship the base); a person types it."""
+        q = e.question
+        self.out(f"Run #{e.run.number}: {q.text}")
+        if self.yes:
+            self.out(
+                f"  --yes never deploys anyway; run #{e.run.number} waits here: "
+                f"`sftbot resume {e.run.number}` to deploy anyway or cancel."
+            )
+            return 1
+        while True:
+            answer = await self._prompt("Type 'deploy anyway' to deploy it, or [c]ancel: ")
+            if answer.lower() in ("c", "cancel"):
+                await self._decide(e.run.id, Cancel())
+                return None
+            if answer.lower() == "deploy anyway":
+                await self._decide(e.run.id, Answer("deploy anyway", question=q.number))
+                return None
 
     async def _approve(self, e: ev.PlanProposed) -> None:
         version = e.plan.version

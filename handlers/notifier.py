@@ -206,7 +206,9 @@ class Notifier:
     async def _question(self, e: ev.QuestionAsked) -> None:
         await self._root(e.run)
         key = MessageKey.gate(e.question.gate)
-        new = await self.out.put(e.run.id, key, questions.question(e.run, e.question), gate=True)
+        # Deploying anyway spends like a promotion: the message names who may decide it.
+        who = await self._deciders(e.run, Action.PROMOTE) if e.question.kind.blocks_deploy else None
+        new = await self.out.put(e.run.id, key, questions.question(e.run, e.question, deciders=who), gate=True)
         await self.out.set_meta(e.run.id, key, text=e.question.text)
         if new and e.question.detail and e.question.detail_for:
             await self.out.private(e.run.id, e.question.detail_for, replies.problem_message(e.question.detail))
@@ -259,7 +261,12 @@ class Notifier:
         await self.out.adopt(e.run.id, key, SCOREBOARD)
         plan = await q.get_plan(self.db, e.run.id, e.run.plan_version) if e.run.plan_version else None
         msg = board.promotion_gate(
-            e.run, list(e.ranked), summary=e.summary, deciders=await self._deciders(e.run, Action.PROMOTE), plan=plan
+            e.run,
+            list(e.ranked),
+            summary=e.summary,
+            deciders=await self._deciders(e.run, Action.PROMOTE),
+            plan=plan,
+            comparison=e.comparison,
         )
         await self.out.put(e.run.id, key, msg, gate=True)
         await self.out.set_meta(e.run.id, key, summary=e.summary)

@@ -13,6 +13,8 @@ from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.planning.cost import money
 from pipeline.run.gates import BudgetRequest, GateKey, Question, QuestionKind
+from pipeline.run.slots import CandidateState
+from pipeline.run.steps.baseline import comparison
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -41,6 +43,8 @@ def stamp_text(key: GateKey, g: GateDecision) -> str:
             kind = QuestionKind(str(g.details.get("question")))
         except ValueError:
             kind = QuestionKind.BASE_MODEL  # the answer is shown as typed
+        if kind.blocks_deploy:
+            return f"⚠️ *Deploy anyway*, decided by {who} at {when}"
         label = questions.answer_label(kind, str(g.details.get("answer", "")))
         return f"✅ Answered {label} by {who} at {when}"
     return f"{escape(g.decision)} by {who} at {when}"
@@ -64,7 +68,10 @@ async def _render(
         posted = await out.get(run.id, key)
         summary = str(posted.meta.get("summary", "")) if posted else ""
         plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
-        return board.promotion_stamped(run, rank(await q.candidates(db, run.id)), summary=summary, stamp_text=text, plan=plan)
+        ranked = rank(await q.candidates(db, run.id))
+        done = [c for c in ranked if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+        comp = await comparison(db, run, done[0]) if done else None  # the verdict stays once the buttons go
+        return board.promotion_stamped(run, ranked, summary=summary, stamp_text=text, plan=plan, comparison=comp)
     if gate.kind == "budget":
         posted = await out.get(run.id, key)
         raw = posted.meta.get("request") if posted else None

@@ -35,6 +35,11 @@ def shared_eval_deployment_id(run_id: str, base_number: int) -> str:
     return f"{PREFIX}{run_id}-eval-b{base_number}"
 
 
+def base_eval_deployment_id(run_id: str, base_number: int) -> str:
+    """`sftbot-<run>-eval-base<n>`: short-lived, for the n-th base model's own answers (no addon shape)."""
+    return f"{PREFIX}{run_id}-eval-base{base_number}"
+
+
 def adapter_id(run_id: str, slot: Slot) -> str:
     """`sftbot-<run>-load-c<n>`: the load of a candidate onto the shared deployment. Fireworks
     names loads itself; this id is the bot's record of it, kept before the load call."""

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.run import events as ev
+from pipeline.run.decisions import Approve, Promote
+from pipeline.run.gates import QuestionKind
 from pipeline.run.machine import Phase
+from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
@@ -49,6 +53,8 @@ async def test_three_candidates_share_one_evaluation_deployment_and_the_final_is
         assert (
             served.count(f"accounts/{fake.account}/models/sftbot-{run.id}-c{i}#accounts/{fake.account}/deployments/{shared}") == 4
         )
+    # The base answered the same prompts from the same deployment, under its own model string: no extra deployment.
+    assert served.count(f"{BASE}#accounts/{fake.account}/deployments/{shared}") == 4
     on_prod = [m for m in served if m.endswith(f"/deployments/{prod}")]
     assert on_prod.count(f"accounts/{fake.account}/models/sftbot-{run.id}-final#accounts/{fake.account}/deployments/{prod}") == 5
     assert fake.cancels == []
@@ -67,10 +73,43 @@ async def test_a_base_without_an_addon_shape_falls_back_to_live_merge_per_candid
             await runner.platform.close()
         assert after.phase is Phase.SUCCEEDED, after.error
         created = fake.create_counts("deployments")
-        assert created == {**{f"sftbot-{run.id}-eval-c{i}": 1 for i in (1, 2, 3)}, f"sftbot-{run.id}-dep": 1}
+        # One more short-lived deployment: the base model's own answers, for base vs tuned.
+        assert created == {
+            **{f"sftbot-{run.id}-eval-c{i}": 1 for i in (1, 2, 3)},
+            f"sftbot-{run.id}-eval-base1": 1,
+            f"sftbot-{run.id}-dep": 1,
+        }
         assert not fake.create_counts("deployedModels")
         assert all(fake.deployments[d].state(fake.clock.now()) == "DELETED" for d in created if "-eval-" in d)
     plan = await q.get_plan(db, run.id)
     assert plan is not None
     lines = {ln.label: ln for ln in plan.cost.lines}
     assert "3 short-lived live-merge deployments" in lines["evaluation outputs (qwen3-8b)"].detail
+    assert "the base model's answers" in lines["base model outputs (qwen3-8b)"].detail
+    assert lines["base model outputs (qwen3-8b)"].usd is not None
+    base = await baselines.scores(db, run.id)
+    assert base["qwen3-8b"].answered == 4 and base["qwen3-8b"].note is None and base["qwen3-8b"].score is not None
+
+
+async def test_tuned_answers_identical_to_the_base_stop_the_run_before_deploy(db: Database, tmp_path: Path) -> None:
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
+        fake.ignores_adapter = True  # a serving bug: every adapter answers as its base
+        fake.chat_log = []
+        runner, log = open_runner(db, fake, tmp_path / "runs")
+        try:
+            run = await runner.start(EVAL_RUN, ALICE)
+            proposed = await log.wait_kind(ev.PlanProposed, run.id)
+            await runner.decide(run.id, Approve(plan_version=proposed.plan.version), BOB)
+            gate = await log.wait_kind(ev.PromotionRequested, run.id)
+            assert gate.comparison is not None and gate.comparison.identical
+            await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
+            asked = await log.wait_kind(ev.QuestionAsked, run.id)
+            await runner.wait(run.id)
+            blocked = await runner.get(run.id)
+            smoke_tests = [e for e in fake.chat_log if e["body"]["messages"][-1]["content"] == "Say OK."]
+        finally:
+            await runner.close()
+            await runner.platform.close()
+    assert blocked.phase is Phase.AWAITING_INPUT and asked.question.kind is QuestionKind.IDENTICAL_OUTPUTS
+    assert "/sft teardown" in asked.question.text  # the production deployment bills while a person decides
+    assert smoke_tests == [] and not any(isinstance(e, ev.Deployed) for e in log.events)

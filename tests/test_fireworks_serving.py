@@ -84,7 +84,9 @@ async def test_a_scaled_to_zero_deployment_is_waited_for_until_the_warm_up_windo
         await until(ready)
         status = await platform.get_deployment("sftbot-r1-dep")
         fake.cold_start_seconds = 5 * 60
-        assert await platform.chat(status.model_string, [ChatMessage(role="user", content="hi")]) == "echo: hi"
+        assert (
+            await platform.chat(status.model_string, [ChatMessage(role="user", content="hi")]) == "echo: hi (as the base model)"
+        )
         fake.cold_start_seconds = 60 * 60  # longer than the window: give up, with the platform's words
         fake.deployments["sftbot-r1-dep"].ready_at = fake.clock.now()
         with pytest.raises(PlatformError, match="scaled to zero and is scaling up") as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from handlers.render.action_ids import CANCEL, CHOOSE, PROMOTE
+from handlers.render.compare import comparison_blocks, headline
 from handlers.render.mrkdwn import (
     Block,
     Message,
@@ -29,6 +30,7 @@ from handlers.render.mrkdwn import (
 )
 from handlers.render.people import who_can
 from pipeline.authz import Deciders
+from pipeline.evaluation.compare import Comparison
 from pipeline.ledger import DEFAULT_MARGIN, WARN_AT
 from pipeline.planning.cost import money
 from pipeline.planning.models import Plan
@@ -179,6 +181,7 @@ def promotion_gate(
     deciders: Deciders | None = None,
     plan: Plan | None = None,
     now: float | None = None,
+    comparison: Comparison | None = None,
 ) -> Message:
     """The scoreboard become the gate: promote the best, pick another, or cancel."""
     done = [c for c in ranked if c.state is CandidateState.COMPLETED]
@@ -231,7 +234,11 @@ def promotion_gate(
         )
     )
     ask = f"\n👉 *Promote:* {who_can(deciders)}" if deciders is not None else ""
-    blocks = [*gate_body(run, ranked, summary, plan=plan, now=now, ask=ask), actions(*elements, block_id=f"gate|{run.id}")]
+    blocks = [
+        *gate_body(run, ranked, summary, plan=plan, now=now, ask=ask),
+        *comparison_blocks(comparison),
+        actions(*elements, block_id=f"gate|{run.id}"),
+    ]
     return Message(
         text=clip(
             f"Sweep done for SFT run #{run.number}: {escape(clip(summary, 1000))}"
@@ -258,11 +265,18 @@ def gate_body(
 
 
 def promotion_stamped(
-    run: RunRecord, ranked: list[CandidateRecord], *, summary: str, stamp_text: str, plan: Plan | None = None
+    run: RunRecord,
+    ranked: list[CandidateRecord],
+    *,
+    summary: str,
+    stamp_text: str,
+    plan: Plan | None = None,
+    comparison: Comparison | None = None,
 ) -> Message:
+    base = [section(headline(comparison))] if comparison is not None else []  # the examples go with the buttons
     return Message(
         text=clip(f"Promotion gate for SFT run #{run.number}: {stamp_text}", 3000),
-        blocks=fit([*gate_body(run, ranked, summary, plan=plan, now=None), section(stamp_text)], keep_tail=1),
+        blocks=fit([*gate_body(run, ranked, summary, plan=plan, now=None), *base, section(stamp_text)], keep_tail=1),
     )
 
 

@@ -20,6 +20,8 @@ from handlers.render.mrkdwn import (
     text_size,
     user,
 )
+from handlers.render.people import who_can
+from pipeline.authz import Deciders
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.store.records import RunRecord
 
@@ -28,14 +30,13 @@ EVALUATION_CHOICES = {"loss": "Validation loss is fine", "evaluator": "Use my ev
 FAILED_CHOICES = {"loss": "Continue with validation loss", "cancel": "Cancel run"}
 
 
-def _cancel_button(run: RunRecord, text: str = "Cancel run") -> Block:
+def _cancel_button(run: RunRecord, text: str = "Cancel run", *, spent: bool = False) -> Block:
+    then = "what it trained stays; nothing is deployed" if spent else "nothing has been spent yet"
     return button(
         text,
         CANCEL,
         encode(run=run.id, v=run.plan_version),
-        confirm_=confirm(
-            "Cancel this run?", f"Run #{run.number} stops here; nothing has been spent yet.", "Cancel run", "Keep it"
-        ),
+        confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here; {then}.", "Cancel run", "Keep it"),
     )
 
 
@@ -64,8 +65,39 @@ def _evaluation_question(run: RunRecord, q: Question) -> Message:
     return Message(text=f"Run #{run.number} needs an answer: {escape(clip(q.text, 1000))}", blocks=blocks)
 
 
-def question(run: RunRecord, q: Question) -> Message:
+DEPLOY_ANYWAY = "deploy anyway"
+
+
+def _deploy_block(run: RunRecord, q: Question, deciders: Deciders | None) -> Message:
+    """The run stopped before deploy: deploy anyway (approvers, confirmed, audited) or cancel."""
+    ask = f"\n👉 *Decide:* {who_can(deciders)}" if deciders is not None else ""
+    why = q.text.removeprefix("Deploy blocked: ")
+    body = section(f"🛑 *Run #{run.number}: deploy blocked.* {escape(why[:1].upper() + why[1:])}{ask}")
+    elements = [
+        button(
+            "Deploy anyway",
+            ANSWER,
+            encode(run=run.id, q=q.number, a=DEPLOY_ANYWAY),
+            style="danger",
+            confirm_=confirm(
+                "Deploy anyway?",
+                "Its answers match the base model's on every held-out prompt. Your name goes in the audit trail.",
+                "Deploy anyway",
+            ),
+        ),
+        _cancel_button(run, spent=True),
+    ]
+    help_ = context("Same answers as the base usually mean the adapter was never applied: the base model would ship.")
+    return Message(
+        text=f"Run #{run.number}: deploy blocked: {escape(clip(q.text, 1000))}",
+        blocks=[body, help_, actions(*elements, block_id=f"q|{run.id}|{q.number}")],
+    )
+
+
+def question(run: RunRecord, q: Question, *, deciders: Deciders | None = None) -> Message:
     """A question the run needs answered (a select for many choices, buttons for a few)."""
+    if q.kind.blocks_deploy:
+        return _deploy_block(run, q, deciders)
     if q.kind.about_evaluation:
         return _evaluation_question(run, q)
     body = section(f"❓ {user(run.requester)}, *run #{run.number} needs an answer:* {escape(q.text)}")
@@ -110,6 +142,8 @@ def question(run: RunRecord, q: Question) -> Message:
 
 def answer_label(kind: QuestionKind, answer: str) -> str:
     """An answer as its button read: *Generate one for me*, *Use my evaluator* `x.py`, or `qwen3-8b`."""
+    if kind.blocks_deploy:
+        return "*Deploy anyway*"
     if kind.about_evaluation:
         if answer.lower().startswith("evaluator:"):
             return f"*{EVALUATION_CHOICES['evaluator']}* {code(answer.split(':', 1)[1].strip())}"

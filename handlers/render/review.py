@@ -46,6 +46,8 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
         f"Each candidate answers {plan.eval_examples:,} held-out prompts; the promotion gate ranks by mean score (0–1), "
         "validation loss breaks ties."
     )
+    if plan.baseline:
+        how += f" {escape(clip(plan.baseline, 400))}"
     blocks = [section(f"📏 *How candidates are judged:* {what}\n{how} {tried}")]
     if spec_excerpt:
         # A quote, not a code block: it is prose, and a fence would not wrap at 480 px.

@@ -52,6 +52,11 @@ def prompt_messages(row: dict[str, Any]) -> list[ChatMessage]:
     return out
 
 
+def prompt_text(row: dict[str, Any]) -> str:
+    """What a person reads as the row's question: its last user turn."""
+    return next((m.content for m in reversed(prompt_messages(row)) if m.role == "user" and m.content), "")
+
+
 def tools_of(row: dict[str, Any]) -> list[dict[str, Any]] | None:
     tools = row.get("tools")
     return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) and tools else None

@@ -166,11 +166,17 @@ def _serving_lines(
             n = sum(1 for c in candidates if c.base_model == base)
             addon = shape_of(base, addon_shapes)
             if addon is not None:
-                what = f"candidate outputs ({n} adapters on one multi-LoRA deployment of {base}, {eval_examples} examples each)"
+                # The base answers from the same deployment (its own model string): no extra hours.
+                what = (
+                    f"candidate outputs ({n} adapters on one multi-LoRA deployment of {base}, {eval_examples} examples each, "
+                    "and the base model's own answers on it)"
+                )
                 add(f"evaluation outputs ({base})", addon, eval_hours, 1, what)
             else:
                 what = f"candidate outputs ({n} short-lived live-merge deployments of {base}, {eval_examples} examples each)"
                 add(f"evaluation outputs ({base})", shape_of(base, shapes), eval_hours, n, what)
+                what = f"the base model's answers to the same {eval_examples} examples (one short-lived deployment)"
+                add(f"base model outputs ({base})", shape_of(base, shapes), eval_hours, 1, what)
         if final is not None and not deploy and priciest is not None:
             add("evaluation outputs (final model)", shape_of(priciest, shapes), eval_hours, 1, "the final model's outputs")
     if deploy and priciest is not None:

@@ -132,6 +132,8 @@ class Plan(BaseModel):
     fallback_note: str | None = None  # why the evaluation asked for fell back to validation loss
     author: str | None = None  # who this version comes from: the requester, or who revised/answered last
     shapes: dict[str, ShapeInfo] = Field(default_factory=dict)  # base model -> what its deployment runs on
+    # How the base model is set against the tuned ones on the held-out prompts (or why not).
+    baseline: str | None = None
     serving_note: str | None = None  # what keeps billing once deployed, and how it scales (the platform's words)
 
 

@@ -223,6 +223,27 @@ def make_plan(
         duration=duration,
         warnings=warnings,
         shapes={b: sh for b, sh in (shapes or {}).items() if sh is not None},
+        baseline=baseline_sentence(evaluation, eval_examples, platform),
+    )
+
+
+def baseline_sentence(evaluation: Evaluation, eval_examples: int, platform: str) -> str:
+    """What the plan does to set the base model against the tuned ones (said, and costed, up front)."""
+    if evaluation.kind is EvalKind.LOSS:
+        # Neither platform reports a base model's loss without training it, and inventing one is worse than none.
+        cannot = (
+            "the local platform does not compute an untrained base's loss yet"
+            if platform == "local"
+            else f"{platform} reports no loss for an untrained base"
+        )
+        return (
+            f"The base model is not scored: with validation loss only there are no answers to compare and {cannot}; "
+            "choose an evaluator to see base vs tuned."
+        )
+    where = "on this machine" if platform == "local" else "on the evaluation deployment"
+    return (
+        f"The base model answers the same {eval_examples} held-out prompts {where} and is scored by the same "
+        "evaluator; the promotion gate shows it beside the leader."
     )
 
 

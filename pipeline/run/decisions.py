@@ -17,10 +17,10 @@ from typing import Any, Protocol
 from pipeline.access import LocalFiles, check_spec
 from pipeline.authz import Action, Policy, Rule, authorize
 from pipeline.planning.cost import money
-from pipeline.run.gates import PROMOTION, GateKey, QuestionKind
+from pipeline.run.gates import PROMOTION, GateKey, apply_answer
 from pipeline.run.machine import WAITING_FOR, Event, Phase, Refused, allowed
 from pipeline.run.slots import CandidateState, Slot
-from pipeline.spec import EvalKind, Evaluation, RunSpec, SpecError
+from pipeline.spec import RunSpec, SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import Database, GateAlreadyDecided
 from pipeline.store.records import Actor, GateDecision, RunRecord
@@ -131,8 +131,10 @@ class Refusal(Exception):
         first: GateDecision | None = None,
         policy: Policy | None = None,
         estimated_usd: float | None = None,
+        verb: str | None = None,
     ) -> None:
         self.kind, self.detail, self.event, self.rule, self.first = kind, detail, event, rule, first
+        self.verb = verb  # what the person tried, when the event's name would mislead ("deploy", not "answer")
         self.policy, self.estimated_usd = policy or Policy(), estimated_usd
         super().__init__(self.sentence())
 
@@ -159,7 +161,7 @@ class Refusal(Exception):
         def who(ids: list[str], fallback: str) -> str:
             return ", ".join(person(i, "") for i in ids[:10]) if ids else fallback
 
-        verb = _DO.get(self.event, self.event.value) if self.event else "do"
+        verb = self.verb or (_DO.get(self.event, self.event.value) if self.event else "do")
         if self.rule is Rule.CHANNEL:
             return f"sftbot is not enabled in this channel; runs and decisions happen in {', '.join(place(c) for c in p.channels[:5])}."
         if self.rule is Rule.NOT_APPROVER:
@@ -254,6 +256,8 @@ async def permission(
     """The denial ``decide`` would give this person, or None; also asked before opening a form
     so nobody fills in a Revise modal they may not submit."""
     event, action = _EVENT[type(decision)]
+    if isinstance(decision, Answer) and run.question is not None and run.question.kind.blocks_deploy:
+        action = Action.PROMOTE  # deploying anyway spends like a promotion: the same people decide
     authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
     usd = run.estimated_usd
     if isinstance(decision, RaiseBudget) and run.budget is not None:
@@ -269,7 +273,8 @@ async def permission(
     )
     if not verdict.denied:
         return None
-    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=usd)
+    verb = "deploy" if action is Action.PROMOTE and event is Event.ANSWER else None
+    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=usd, verb=verb)
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:
@@ -377,18 +382,3 @@ async def check_promotable(db: Database, run: RunRecord, slot: Slot) -> None:
             f"Candidate {slot.name} has not completed; pick one of the completed candidates.",
             event=Event.PROMOTE,
         )
-
-
-def apply_answer(spec: RunSpec, kind: QuestionKind, answer: str) -> RunSpec:
-    """The spec with a question's answer filled in."""
-    text = answer.strip()
-    if kind is QuestionKind.BASE_MODEL:
-        return spec.model_copy(update={"base_models": (text,)})
-    if kind is QuestionKind.DATASET:
-        return spec.model_copy(update={"dataset": text})
-    if text.lower().startswith("evaluator:"):
-        return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=text.split(":", 1)[1].strip())})
-    try:
-        return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind(text.lower()))})
-    except ValueError:
-        raise SpecError(f"{text[:40]!r} is not a way to judge candidates: answer loss, evaluator or generate") from None

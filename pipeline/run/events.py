@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.evaluation.compare import Comparison
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import DeploymentStatus
 from pipeline.run.gates import BudgetRequest, Question
@@ -97,6 +98,7 @@ class PromotionRequested(RunEvent):
     ranked: tuple[CandidateRecord, ...]  # best first
     summary: str  # one sentence: the winner and why
     curves: Path | None = None  # the sweep's loss curves
+    comparison: Comparison | None = None  # the base model vs the leader (None: the base was not scored)
 
 
 @dataclass(frozen=True, kw_only=True)

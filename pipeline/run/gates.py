@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
+from pipeline.spec import EvalKind, Evaluation, RunSpec, SpecError
+
 GateKind = Literal["input", "plan", "promotion", "budget"]
 _KEY = re.compile(r"input:([1-9][0-9]*)|plan:v([1-9][0-9]*)|promotion|budget:([1-9][0-9]*)")
 
@@ -69,6 +71,13 @@ class QuestionKind(str, Enum):
     BASE_MODEL = "base_model"
     EVALUATION = "evaluation"  # how to judge candidates: loss, your evaluator, or a generated one
     EVALUATOR_FAILED = "evaluator_failed"  # your evaluator failed its check: continue with loss, or cancel
+    # After evaluation, before deploy: the tuned answers are the base's (adapter not loaded?):
+    # deploy anyway, or cancel. Spends money like a promotion, so the same people decide.
+    IDENTICAL_OUTPUTS = "identical_outputs"
+
+    @property
+    def blocks_deploy(self) -> bool:
+        return self is QuestionKind.IDENTICAL_OUTPUTS
 
     @property
     def about_evaluation(self) -> bool:
@@ -141,3 +150,22 @@ def _coerce(value: object) -> GateKey:
 GateKeyField = Annotated[
     GateKey, PlainValidator(_coerce), PlainSerializer(str, return_type=str), WithJsonSchema({"type": "string"})
 ]
+
+
+def apply_answer(spec: RunSpec, kind: QuestionKind, answer: str) -> RunSpec:
+    """The spec with a question's answer filled in."""
+    text = answer.strip()
+    if kind.blocks_deploy:
+        if text.lower() != "deploy anyway":
+            raise SpecError(f"{text[:40]!r} does not decide a blocked deploy: answer deploy anyway, or cancel the run")
+        return spec
+    if kind is QuestionKind.BASE_MODEL:
+        return spec.model_copy(update={"base_models": (text,)})
+    if kind is QuestionKind.DATASET:
+        return spec.model_copy(update={"dataset": text})
+    if text.lower().startswith("evaluator:"):
+        return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.EVALUATOR, ref=text.split(":", 1)[1].strip())})
+    try:
+        return spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind(text.lower()))})
+    except ValueError:
+        raise SpecError(f"{text[:40]!r} is not a way to judge candidates: answer loss, evaluator or generate") from None

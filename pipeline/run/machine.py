@@ -7,8 +7,8 @@ persisted phases (``awaiting_*``): their entry step announces them, nothing is s
 and only a decision moves the run on.
 
     inspecting -> awaiting_input -> (inspecting) -> awaiting_plan_approval -> sweeping
-      -> awaiting_promotion -> final_training -> evaluating -> deploying -> reporting
-      -> succeeded                     (+ failed, cancelled from any unfinished phase)
+      -> awaiting_promotion -> final_training -> evaluating -> (awaiting_input) -> deploying
+      -> reporting -> succeeded                     (+ failed, cancelled from any unfinished phase)
 
     final_training | evaluating | deploying -> awaiting_budget -> (the same phase, or past its step)
 
@@ -103,6 +103,7 @@ class Context:
     final_run: bool = True
     deploy: bool = True
     budget_held: str | None = None  # the phase an open budget gate holds (its value)
+    answer_deploys: bool = False  # the open question blocks a deploy: its answer goes on to deploying
 
 
 class Refused(Exception):
@@ -120,6 +121,7 @@ TABLE: dict[tuple[Phase, Event], Phase] = {
     (Phase.AWAITING_PROMOTION, Event.PROMOTE): Phase.FINAL_TRAINING,
     (Phase.FINAL_TRAINING, Event.FINAL_DONE): Phase.EVALUATING,
     (Phase.EVALUATING, Event.EVALUATED): Phase.DEPLOYING,
+    (Phase.EVALUATING, Event.NEEDS_INPUT): Phase.AWAITING_INPUT,  # deploy blocked: a person decides
     (Phase.DEPLOYING, Event.DEPLOYED): Phase.REPORTING,
     (Phase.REPORTING, Event.REPORTED): Phase.SUCCEEDED,
     (Phase.FINAL_TRAINING, Event.OVER_BUDGET): Phase.AWAITING_BUDGET,
@@ -200,5 +202,7 @@ def advance(phase: Phase, event: Event, ctx: Context = Context()) -> tuple[Phase
         nxt = BUDGET_EXITS.get((ctx.budget_held or "", event))
     if nxt is None:
         raise Refused(f"cannot {event.value} now: {WAITING_FOR.get(phase, phase.value)}")
+    if phase is Phase.AWAITING_INPUT and event is Event.ANSWER and ctx.answer_deploys:
+        nxt = Phase.DEPLOYING
     nxt = _skip_forward(nxt, ctx)
     return nxt, ENTRY[nxt]

@@ -210,6 +210,7 @@ class Runner:
                 final_run=plan.final is not None if plan else True,
                 deploy=plan.deploy if plan else True,
                 budget_held=run.budget.held if run.budget else None,
+                answer_deploys=run.question is not None and run.question.kind.blocks_deploy,
             )
             nxt, effects = advance(run.phase, event, ctx)
             await q.update_run(tx, run_id, changes or RunChanges(), phase=nxt)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.evaluation.compare import Comparison
 from pipeline.ledger import DEFAULT_MARGIN, ledger
 from pipeline.lifecycle import serving_note
 from pipeline.planning.models import Plan
@@ -23,6 +24,7 @@ from pipeline.run import prune
 from pipeline.run.gates import PROMOTION
 from pipeline.run.metrics import load_points
 from pipeline.run.slots import FINAL, CandidateState
+from pipeline.run.steps.baseline import comparison
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
@@ -62,6 +64,7 @@ class RunSummary(BaseModel):
     exports: list[Resource] = []  # what `sftbot export` wrote for this run
     timing: dict[str, float] = {}  # slot name -> seconds the job ran (first seen running to finished)
     pruning: str | None = None  # what pruning saved, one sentence (None: nothing was pruned)
+    comparison: Comparison | None = None  # the base model vs the model that ships (None: the base was not scored)
 
     @property
     def model(self) -> str | None:
@@ -169,6 +172,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
     est = plan.cost if plan else None
     promoted_by = next((g for g in await db.gate_decisions(run.id) if g.gate == PROMOTION), None)
     saved = pruning_savings(plan, cands, Path(run.workspace))
+    comp = await comparison(db, run, shipped) if shipped is not None else None
     return RunSummary(
         run=run,
         plan=plan,
@@ -204,4 +208,5 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
             if c.started_at is not None and c.finished_at is not None
         },
         pruning=saved.sentence(local=run.platform == "local") if saved is not None else None,
+        comparison=comp,
     )

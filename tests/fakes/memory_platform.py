@@ -56,6 +56,8 @@ class MemoryPlatform(PlatformDefaults):
         self.answers: dict[str, str] = {}
         self.good_lr: float | None = None
         self.generated: Counter[str] = Counter()  # model -> prompts answered
+        # A serving bug: every tuned model answers as its base (the adapter is never applied).
+        self.ignores_adapter = False
 
     def _active(self) -> int:
         return sum(1 for j in self.jobs if self._state(j) in (JobState.PENDING, JobState.RUNNING))
@@ -174,12 +176,16 @@ class MemoryPlatform(PlatformDefaults):
         """Right answers from the model trained with ``good_lr``, wrong ones from the others."""
         job = self.jobs.get(model.rsplit("/", 1)[-1])
         good = job is not None and self.good_lr is not None and job.learning_rate == self.good_lr
+        base = job is None or self.ignores_adapter
         out = []
         for p in prompts:
             self.generated[model] += 1
             question = next((m.content for m in reversed(p) if m.role == "user"), "")
             answer = self.answers.get(question, "")
-            out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
+            if base:  # the untrained base: it talks instead of answering in SQL
+                out.append(f"Here is how I would write that: {question[:40]}")
+            else:
+                out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
         return out
 
     async def throughput(self, model: str, *, sample: Path) -> Throughput | None:

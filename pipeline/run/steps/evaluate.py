@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pipeline import ids
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import EvaluationDone
 from pipeline.run.gates import BudgetStep
 from pipeline.run.machine import Event
+from pipeline.run.steps.baseline import comparison, deploy_block
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
 from pipeline.run.steps.scoring import score_final
 from pipeline.run.steps.sweep import current_plan
 from pipeline.run.summary import evaluation_sentence, evaluator_failure
 from pipeline.store.records import RunRecord
+from pipeline.store.runs import RunChanges
 
 
 async def evaluate(ctx: RunContext, run: RunRecord) -> Outcome:
@@ -24,6 +27,15 @@ async def evaluate(ctx: RunContext, run: RunRecord) -> Outcome:
             return held
         await score_final(ctx, run, plan, model)
         model = await shipped(ctx, run)  # with its score
+    comp = await comparison(ctx.db, run, model)
+    if plan.deploy and comp is not None and comp.identical:
+        # An adapter that was not loaded answers like the base: shipping it ships the base.
+        number = (run.question.number + 1) if run.question else len(await ctx.db.gate_decisions(run.id)) + 1
+        up = {r.resource_id for r in await ctx.db.resources(run.id) if r.kind == "deployment" and r.state != "deleted"}
+        question = deploy_block(comp, number, billing=ids.deployment_id(run.id) in up)
+        async with ctx.db.write() as tx:
+            await tx.audit(run_id=run.id, actor="sftbot", action="deploy_blocked", details={"reason": question.text})
+        return Outcome(Event.NEEDS_INPUT, RunChanges(question=question))
     summary = evaluation_sentence(plan, model, evaluator_failure=evaluator_failure(run))
     await ctx.emit(EvaluationDone(run=await ctx.reload(run), summary=summary, candidate=model))
     return Outcome(Event.EVALUATED)

@@ -12,6 +12,8 @@ from pipeline.curves import labels, plot_losses
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
 from pipeline.run.metrics import load_points
+from pipeline.run.slots import CandidateState
+from pipeline.run.steps.baseline import comparison
 from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.records import CandidateRecord, RunRecord
@@ -52,4 +54,6 @@ async def request_promotion(ctx: RunContext, run: RunRecord) -> None:
     text = gate_summary(ranked[0] if ranked else None)
     if run.evaluator_error:
         text = f"{run.evaluator_error}\n{text}"
-    await ctx.emit(PromotionRequested(run=run, ranked=tuple(ranked), summary=text, curves=png))
+    done = [c for c in ranked if c.state is CandidateState.COMPLETED]
+    comp = await comparison(ctx.db, run, done[0]) if done else None
+    await ctx.emit(PromotionRequested(run=run, ranked=tuple(ranked), summary=text, curves=png, comparison=comp))

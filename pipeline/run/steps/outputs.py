@@ -67,6 +67,29 @@ async def generate_outputs(
     return await _via_live_merge(ctx, run, cand, model, rows)
 
 
+def base_number(plan: Plan, base_model: str) -> int:
+    """The base's place in the plan (1-based): names its evaluation deployments."""
+    return plan.spec.base_models.index(base_model) + 1 if base_model in plan.spec.base_models else 1
+
+
+async def base_outputs(ctx: RunContext, run: RunRecord, plan: Plan, base_model: str, rows: list[dict[str, Any]]) -> Answers:
+    """The base model's own answers to the held-out prompts, from where they cost least: in
+    process; on the candidates' shared multi-LoRA deployment (it serves its base under the
+    deployment's own model string, no extra hours); else one short-lived deployment of the base."""
+    if ctx.platform.capabilities.generates_in_process:
+        texts = await ctx.platform.generate(base_model, prompts_of(rows), max_tokens=ctx.config.eval_max_tokens)
+        return Answers(texts=[strip_thinking(t) for t in texts])
+    number = base_number(plan, base_model)
+    shared = ids.shared_eval_deployment_id(run.id, number)
+    known = {r.resource_id: r for r in await ctx.db.resources(run.id)}
+    if shared in known and known[shared].state == "created":
+        status = await until_ready(ctx, await ctx.platform.get_deployment(shared), what=f"evaluation deployment {shared}")
+        return await _ask_all(ctx, status.model_string, rows, base_model, SHARED_CONCURRENCY)
+    info = await ctx.platform.model_info(base_model)  # a deployment needs the platform's own name for it
+    name = info.name if info is not None and info.name else base_model
+    return await _short_lived(ctx, run, ids.base_eval_deployment_id(run.id, number), name, rows, base_model)
+
+
 async def _ask_all(ctx: RunContext, model_string: str, rows: list[dict[str, Any]], base: str, concurrency: int) -> Answers:
     """Every prompt once; the first alone, so a cold deployment is waited for by one request."""
     effort = reasoning_effort(base, rows)
@@ -98,8 +121,7 @@ async def _ask_all(ctx: RunContext, model_string: str, rows: list[dict[str, Any]
 
 async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord, model: str) -> str | None:
     """The model string of ``cand`` loaded onto its base's shared deployment; None: no addon shape."""
-    base_number = plan.spec.base_models.index(cand.base_model) + 1 if cand.base_model in plan.spec.base_models else 1
-    dep_id = ids.shared_eval_deployment_id(run.id, base_number)
+    dep_id = ids.shared_eval_deployment_id(run.id, base_number(plan, cand.base_model))
     known = {r.resource_id: r for r in await ctx.db.resources(run.id)}
     if dep_id not in known or known[dep_id].state == "recorded":
         shape = await ctx.platform.deployment_shape(cand.base_model, addons=True)
@@ -182,7 +204,13 @@ async def _teardown(ctx: RunContext, run: RunRecord, dep_id: str) -> None:
 async def _via_live_merge(
     ctx: RunContext, run: RunRecord, cand: CandidateRecord, model: str, rows: list[dict[str, Any]]
 ) -> Answers:
-    dep_id = ids.eval_deployment_id(run.id, cand.slot)
+    return await _short_lived(ctx, run, ids.eval_deployment_id(run.id, cand.slot), model, rows, cand.base_model)
+
+
+async def _short_lived(
+    ctx: RunContext, run: RunRecord, dep_id: str, model: str, rows: list[dict[str, Any]], base: str
+) -> Answers:
+    """``model`` on its own deployment (id recorded before the create), torn down once its answers are in."""
     async with ctx.db.write() as tx:
         await ctx.db.record_resource(
             tx,
@@ -195,6 +223,6 @@ async def _via_live_merge(
     status = await ctx.platform.create_deployment(dep_id, model)
     try:
         status = await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
-        return await _ask_all(ctx, status.model_string, rows, cand.base_model, CONCURRENCY)
+        return await _ask_all(ctx, status.model_string, rows, base, CONCURRENCY)
     finally:
         await _teardown(ctx, run, dep_id)  # whatever happened; the state read back goes into provenance

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from pipeline.evaluation.models import EvalRun
+from pipeline.evaluation.prompts import prompt_text
 from pipeline.evaluation.sandbox import run_evaluator
 from pipeline.evaluation.scoring import with_failures, worst_examples
-from pipeline.evaluation.strategy import examples_for, held_out_rows
+from pipeline.evaluation.strategy import examples_for
 from pipeline.fsio import write_atomic
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import PlatformError
-from pipeline.run.context import RunContext, workspace
+from pipeline.run.context import RunContext
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
-from pipeline.run.slots import CandidateState, Slot
-from pipeline.run.steps import data
+from pipeline.run.slots import CandidateState
+from pipeline.run.steps.baseline import score_bases
+from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
 from pipeline.run.steps.hosted import score_hosted
 from pipeline.run.steps.outputs import generate_outputs, release_shared
 from pipeline.store import runs as q
@@ -30,26 +31,6 @@ from pipeline.store.records import CandidateRecord, RunRecord
 from pipeline.store.runs import RunChanges
 
 WORST = 5  # examples listed in the report
-
-
-def eval_dir(run: RunRecord) -> Path:
-    path = workspace(run) / "eval"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def detail_path(run: RunRecord, slot: Slot) -> Path:
-    """Where a slot's outputs and per-example scores are kept (``eval/c2.json``, ``eval/final.json``)."""
-    return eval_dir(run) / f"{slot}.json"
-
-
-async def held_out(ctx: RunContext, run: RunRecord, plan: Plan) -> list[dict[str, Any]]:
-    ws = workspace(run)
-    if plan.eval_dataset:
-        local = ws / data.EVAL_SOURCE
-        await data.stage_file(ctx, plan.eval_dataset, local)
-        return held_out_rows(local, plan.eval_examples)
-    return held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples)
 
 
 async def score(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord) -> tuple[EvalRun, int]:
@@ -79,6 +60,7 @@ async def score(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateReco
         "scores": [s.model_dump() for s in result.scores],
         "outputs": outputs,
         "references": [row["messages"][-1].get("content") for row in rows],
+        "prompts": [prompt_text(row) for row in rows],  # for base vs tuned side by side
     }
     write_atomic(detail_path(run, cand.slot), json.dumps(record, default=str))
     return result, len(answers.errors)
@@ -94,8 +76,11 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     except Exception:
         await release_shared(ctx, run)
         raise
-    # Not on cancellation or a stop: the run resumes later and scores with them.
-    await release_shared(ctx, run)
+    try:  # the base answers from the shared deployments too, so before they go
+        await score_bases(ctx, run, plan)
+    finally:
+        # Not on cancellation or a stop: the run resumes later and scores with them.
+        await release_shared(ctx, run)
 
 
 async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
@@ -150,7 +135,3 @@ async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: Candid
     worst = worst_examples(result, WORST)
     write_atomic(eval_dir(run) / "final_worst.json", json.dumps([w.model_dump() for w in worst]))
     return result
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -16,7 +16,7 @@ import uuid
 
 from aiohttp import web
 
-from .wire import VALID_ID, Ctx, page, rpc_error
+from .wire import VALID_ID, Ctx, echo, page, rpc_error
 from .world import (
     JSON,
     DeploymentRecord,
@@ -175,7 +175,13 @@ class DeploymentRoutes:
         base = self.base_of(dep.base_model if dep is not None else model)
         if problem := self._chat_problem(body, messages, base):
             return problem
-        text = self.chat_responder(model, messages)
+        served = model.split("#", 1)[0] if "#" in model else (dep.base_model if dep is not None else model)
+        # An untrained base parrots; a fine-tuned model (a PEFT addon) answers. With
+        # `ignores_adapter` (a serving bug) every tuned model answers as its base would.
+        untuned = self.base_of(served) == served or self.ignores_adapter
+        text = self.chat_responder(self.base_of(served) if self.ignores_adapter else model, messages)
+        if untuned and self.chat_responder is echo:
+            text += " (as the base model)"
         if base in self.reasoning_models and body.get("reasoning_effort") not in ("none", False):
             # Qwen3-style: thinking is on unless switched off, and it comes first (SDK
             # completion_create_params.py:300-341); a small budget is spent before any answer.

@@ -129,6 +129,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self.echo_resolved_base = False  # deployments echo their base model's name as `baseModel`
         self.loss_fn: LossFn = default_loss_floors
         self.chat_responder: Responder = echo
+        self.ignores_adapter = False  # a serving bug: tuned models answer exactly as their base does
         self.echo_bad_key_in_401 = False  # a careless server echoing the presented key
         self.requests: list[RecordedRequest] = []
         self.committed_creates: Counter[tuple[str, str]] = Counter()  # (collection, id) -> creates

@@ -1,0 +1,158 @@
+"""The base model on the held-out prompts, and base vs a tuned model (the gate, the deploy block).
+
+Each base model of the sweep answers the same held-out prompts as its candidates and is
+scored by the same evaluator, once: its row in ``base_scores`` is written last, so a restart
+finds it and never pays for the base's answers twice; its answers are in ``eval/base-*.json``
+beside the candidates' ``eval/c<n>.json``. Where a number cannot be had (a hosted evaluator,
+no answers), the row says why instead; no loss is made up for an untrained base.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pipeline.evaluation.compare import BaseScore, Comparison, Outputs, compare, rows_of
+from pipeline.evaluation.prompts import prompt_text
+from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.evaluation.scoring import with_failures
+from pipeline.evaluation.strategy import examples_for
+from pipeline.fsio import write_atomic
+from pipeline.planning.models import Plan
+from pipeline.platforms.base import PlatformError
+from pipeline.run.context import RunContext
+from pipeline.run.gates import Question, QuestionKind
+from pipeline.run.slots import CandidateState
+from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
+from pipeline.run.steps.outputs import base_outputs
+from pipeline.scoreboard import rank
+from pipeline.store import baselines
+from pipeline.store import runs as q
+from pipeline.store.db import Database
+from pipeline.store.records import CandidateRecord, RunRecord
+
+
+def base_path(run: RunRecord, base_model: str) -> Path:
+    """``eval/base-<model>.json`` (the model's id made safe for a file name)."""
+    return eval_dir(run) / f"base-{re.sub(r'[^A-Za-z0-9._-]+', '_', base_model)[-100:]}.json"
+
+
+async def score_bases(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
+    """Score each base model of the completed candidates that has no row yet. Never fails the
+    run: the candidates are scored already, and a base that cannot be scored says why."""
+    if plan.evaluator is None or (await ctx.reload(run)).evaluator_error:
+        return  # a broken evaluator ranks by loss: scoring the base with it would fail the same way
+    done = await baselines.scores(ctx.db, run.id)
+    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+    for base in dict.fromkeys(c.base_model for c in cands):
+        if base in done:
+            continue
+        # Answers kept before a stop are not paid for again: only the row was missing.
+        scored = _kept(run, base) or await _score_base(ctx, run, plan, base)
+        await ctx.checkpoint(f"base:{base}:answered")
+        async with ctx.db.write() as tx:
+            await baselines.record(tx, run.id, scored)
+            await tx.audit(run_id=run.id, actor="sftbot", action="base_scored", details=scored.model_dump())
+        await ctx.checkpoint(f"base:{base}")
+
+
+async def _score_base(ctx: RunContext, run: RunRecord, plan: Plan, base: str) -> BaseScore:
+    assert plan.evaluator is not None
+    rows = await held_out(ctx, run, plan)
+    try:
+        answers = await base_outputs(ctx, run, plan, base, rows)
+    except (PlatformError, OSError, ValueError) as exc:
+        return BaseScore(base_model=base, note=f"the base model's answers could not be had ({clip(str(exc), 300)})")
+    outputs = [text or "" for text in answers.texts]
+    answered = {i for i, text in enumerate(answers.texts) if text is not None}
+    record: dict[str, Any] = {
+        "base_model": base,
+        "outputs": outputs,
+        "failed_answers": {str(i): err for i, err in sorted(answers.errors.items())},
+        "references": [row["messages"][-1].get("content") for row in rows],
+        "prompts": [prompt_text(row) for row in rows],
+        "scores": [],
+    }
+    score: float | None = None
+    note: str | None = None
+    if not answered:
+        note = "none of the base model's answers could be had"
+    elif plan.evaluator.hosted:
+        # A hosted evaluation job per base would be a paid job the plan did not list.
+        note = "a hosted evaluator scores the tuned models only; the base's answers are shown, not scored"
+    else:
+        examples = [e for e in examples_for(rows, outputs) if e.index in answered]
+        result = with_failures(
+            await run_evaluator(Path(plan.evaluator.evaluator_path), examples, limits=ctx.config.sandbox), answers.errors
+        )
+        score = result.mean
+        note = f"the evaluator failed on the base model's answers: {clip(result.fatal, 300)}" if result.fatal else None
+        record["scores"] = [s.model_dump() for s in result.scores]
+    scored = BaseScore(base_model=base, score=score, answered=len(answered), note=note)
+    record["mean"] = score
+    record["base_score"] = scored.model_dump()
+    write_atomic(base_path(run, base), json.dumps(record, default=str))
+    return scored
+
+
+def _kept(run: RunRecord, base: str) -> BaseScore | None:
+    """The base's score from its answers file, when a stop came between the file and its row."""
+    kept = _read(base_path(run, base)).get("base_score")
+    return BaseScore.model_validate(kept) if isinstance(kept, dict) else None
+
+
+def _outputs(detail: dict[str, Any]) -> Outputs:
+    failed = {int(i) for i in detail.get("failed_answers", {})}
+    texts = [None if i in failed else str(t) for i, t in enumerate(detail.get("outputs", []))]
+    by_index = {int(s["index"]): s.get("score") for s in detail.get("scores", []) if isinstance(s, dict)}
+    return Outputs(texts=texts, scores=[by_index.get(i) for i in range(len(texts))])
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def comparison(db: Database, run: RunRecord, tuned: CandidateRecord) -> Comparison | None:
+    """Base vs ``tuned`` from what is on disk and in the store; None when the base was not scored."""
+    base = (await baselines.scores(db, run.id)).get(tuned.base_model)
+    if base is None:
+        return None
+    base_detail, tuned_detail = _read(base_path(run, tuned.base_model)), _read(detail_path(run, tuned.slot))
+    rows = []
+    if base_detail and tuned_detail.get("outputs") is not None:
+        prompts = [str(p) for p in base_detail.get("prompts", [])]
+        expected = [None if r is None else str(r) for r in base_detail.get("references", [])]
+        rows = rows_of(prompts, expected, _outputs(base_detail), _outputs(tuned_detail))
+    return compare(base, tuned=tuned.label, tuned_score=tuned.score, tuned_val_loss=tuned.val_loss, rows=rows)
+
+
+def deploy_block(comp: Comparison, number: int, *, billing: bool) -> Question:
+    """The question that stops a run before deploy when the tuned answers are the base's."""
+    n = sum(1 for r in comp.rows if r.base is not None and r.tuned is not None)
+    text = (
+        f"Deploy blocked: the tuned model answered all {n} held-out prompts exactly as the base model "
+        f"{comp.base.base_model} did, so its adapter was probably not loaded; check the final model, then cancel "
+        "the run or deploy anyway."
+    )
+    if billing:  # the final model was scored on its production deployment, which stays up while a person decides
+        text += " Its deployment is up and billing meanwhile: /sft teardown stops it."
+    return Question(kind=QuestionKind.IDENTICAL_OUTPUTS, text=text, choices=["deploy anyway"], number=number)
+
+
+async def run_comparison(db: Database, run: RunRecord) -> tuple[str, Comparison] | None:
+    """Base vs the model that ships, else vs the sweep's leader (``sftbot show``), with which it is."""
+    cands = await q.candidates(db, run.id)
+    by_slot = {c.slot: c for c in cands}
+    shipped = next((c for c in cands if c.slot.is_final), None) or (by_slot.get(run.promoted) if run.promoted else None)
+    if shipped is not None and (comp := await comparison(db, run, shipped)) is not None:
+        return "shipped", comp
+    done = rank(c for c in cands if not c.slot.is_final and c.state is CandidateState.COMPLETED)
+    if done and (comp := await comparison(db, run, done[0])) is not None:
+        return "leader", comp
+    return None
