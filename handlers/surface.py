@@ -101,7 +101,9 @@ class Surface:
             return None
         if cmd.kind == "spend":
             window = parse_since(cmd.window)
-            await reply(spends.spend_message(await spend(self.db, since_seconds=window), days=window / 86400))
+            # Runs of channels the bot is not enabled in stay out, as in every list.
+            totals = await spend(self.db, since_seconds=window, channels=self.runner.policy.channels or None)
+            await reply(spends.spend_message(totals, days=window / 86400))
             return None
         if cmd.kind == "runs":
             # The team's runs where the question was asked, by default: a run is team work.

@@ -125,13 +125,14 @@ async def spend(
     now: float | None = None,
     margin: float = DEFAULT_MARGIN,
     requester: str | None = None,
-    channel: str | None = None,
+    channels: list[str] | None = None,
 ) -> Spend:
-    """Every run started in the window (and every older one that still costs money)."""
+    """Every run started in the window (and every older one that still costs money);
+    ``channels`` (when given) keeps only runs asked for there, as `/sft runs` does."""
     now = time.time() if now is None else now
     since = now - since_seconds
     rows = []
-    for run in await q.list_runs(db, limit=100_000, requester=requester, channel=channel):
+    for run in await q.list_runs(db, limit=100_000, requester=requester, channels=channels):
         r = RunSpend.of(run, await run_ledger(db, run, now=now, margin=margin))
         if run.created_at >= since or r.running:
             rows.append(r)

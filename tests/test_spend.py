@@ -21,7 +21,11 @@ from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import Resource
 from tests.fakes.fireworks import FakeFireworks
+from tests.fakes.memory_platform import MemoryPlatform
+from tests.fakes.slack import FakeSlack
 from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.slack_helpers import ALICE as ALICE_ID
+from tests.slack_helpers import MakeBot, plan_posted
 from tests.support import DATASETS, drive_to_end
 from tests.test_cli_teardown import sftbot
 
@@ -101,3 +105,15 @@ async def drive_once(runner, log, run_id: str) -> None:  # type: ignore[no-untyp
         await runner.decide(run_id, Promote(Slot.candidate(1)), BOB)
     elif not run.phase.finished:
         await log.wait_for(lambda e: e.run.id == run_id, timeout=30, since=mark)
+
+
+async def test_slash_spend_answers_privately_with_the_teams_runs(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
+    bot = await bot_factory(MemoryPlatform())
+    await plan_posted(bot, fake_slack)
+    await bot.driver.command("spend 7d", user=ALICE_ID)
+    answer = await fake_slack.wait_for(
+        lambda: [e for e in fake_slack.ephemerals(ALICE_ID) if "Spend, last 7 days" in e["rendered"]]
+    )
+    assert "*#1*" in answer[-1]["rendered"] and "of est" in answer[-1]["rendered"]
+    await bot.driver.command("spend forever", user=ALICE_ID)
+    await fake_slack.wait_for(lambda: any("takes a window such as" in e["rendered"] for e in fake_slack.ephemerals(ALICE_ID)))
