@@ -27,7 +27,6 @@ from handlers.render import run as render
 from handlers.render.mrkdwn import Message, clip, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.authz import Action, Deciders, Policy, deciders
-from pipeline.ledger import ledger
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import Platform
 from pipeline.run import events as ev
@@ -35,6 +34,7 @@ from pipeline.run.gates import PROMOTION, GateKey
 from pipeline.run.machine import Phase
 from pipeline.run.summary import summarize
 from pipeline.scoreboard import rank
+from pipeline.spending import run_ledger
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import RunRecord
@@ -189,13 +189,9 @@ class Notifier:
         model = (await summarize(self.db, self.platform, run)).model if run.phase is Phase.SUCCEEDED else None
         action = Action.PROMOTE if run.phase is Phase.AWAITING_PROMOTION else Action.APPROVE
         every = await q.candidates(self.db, run.id) if run.plan_version else []
-        plan = await q.get_plan(self.db, run.id, run.plan_version) if run.plan_version else None
-        book = ledger(
-            every, await self.db.resources(run.id), plan, approved_usd=run.approved_usd, now=time.time(), platform=run.platform
-        )
         msg = render.root(
             run,
-            book=book,
+            book=await run_ledger(self.db, run),
             cands=[c for c in every if not c.slot.is_final],
             deciders=await self._deciders(run, action) if run.phase.gate else None,
             model=model,
@@ -365,6 +361,15 @@ class Notifier:
             return  # the scoreboard is the gate now: a late tick must not overwrite it
         plan = await q.get_plan(self.db, run_id, e.run.plan_version) if e.run.plan_version else None
         await self.out.put(run_id, key, live_message(e, max_parallel=plan.max_parallel if plan else 6))
+        await self._spend_warning(e.run)
+
+    async def _spend_warning(self, run: RunRecord) -> None:
+        """Once per run, in the thread, when what was spent passes 80% of the cap."""
+        if run.approved_usd is None or run.platform == "local" or run.channel is None:
+            return
+        book = await run_ledger(self.db, run)
+        if book.warning and await self.out.mark(run.id, MessageKey("warn:spend80")):
+            await self.out.reply(run.id, render.notice(budget.warning_text(run, book), icon="⚠️"))
 
     async def _flush_all(self, run_id: str) -> None:
         for slot in [s for s in self._pending if s[0] == run_id]:

@@ -11,6 +11,7 @@ from handlers.render.action_ids import BUDGET_RAISE, BUDGET_SKIP, CANCEL
 from handlers.render.mrkdwn import Message, actions, button, confirm, context, encode, section
 from handlers.render.people import who_can
 from pipeline.authz import Deciders
+from pipeline.ledger import Ledger
 from pipeline.planning.cost import money
 from pipeline.run.gates import BudgetRequest, BudgetStep
 from pipeline.store.records import RunRecord
@@ -82,3 +83,12 @@ def budget_gate(run: RunRecord, req: BudgetRequest, *, deciders: Deciders | None
 def budget_stamped(run: RunRecord, req: BudgetRequest, stamp_text: str) -> Message:
     blocks = [section(headline(run, req)), context(_facts(req)), section(stamp_text)]
     return Message(text=f"Run #{run.number} budget gate: {stamp_text}", blocks=blocks)
+
+
+def warning_text(run: RunRecord, book: Ledger) -> str:
+    """Said once in the thread when what was spent passes 80% of the cap."""
+    return (
+        f"Run #{run.number} has spent ≈ {money(book.spent_usd)} of its {money(book.cap_usd)} cap "
+        f"({money(book.approved_usd)} approved × {book.margin:g}). Running jobs go on; the final run and the "
+        "deployment wait at a budget gate if they would pass the cap."
+    )

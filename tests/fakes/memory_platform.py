@@ -48,6 +48,7 @@ class MemoryPlatform(PlatformDefaults):
         self.datasets: dict[str, Path] = {}
         self.deployments: dict[str, str] = {}
         self.scaled_to_zero: list[str] = []  # deployments asked to scale to zero, in order
+        self.job_cost_usd = 0.05  # what each job reports as its cost (the money guard's tests raise it)
         self.creates: Counter[str] = Counter()  # resource id -> create calls that made something
         self.max_active = 0
         self.hold = False  # while True, jobs never finish (for cancel tests)
@@ -114,7 +115,7 @@ class MemoryPlatform(PlatformDefaults):
             progress=100.0 if done else min(99.0, 100.0 * self.polls[job_id] / max(self.polls_to_finish, 1)),
             epoch=float(self.jobs[job_id].epochs) if done else None,
             message="out of memory" if state is JobState.FAILED else None,
-            cost_usd=0.05,
+            cost_usd=self.job_cost_usd,
             model=f"accounts/test/models/{self.jobs[job_id].output_model}" if done else None,
         )
 
