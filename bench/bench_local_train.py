@@ -35,9 +35,10 @@ from pipeline.dataset.demo import demo_path
 from pipeline.platforms.base import JobRequest
 from pipeline.platforms.local_encode import Encoded, collate, load_rows
 from pipeline.platforms.local_jobs import LocalJobSpec, TrainerStatus
+from pipeline.platforms.local_loss import evaluate
 from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, ensure_folder, resolve
 from pipeline.platforms.local_train import Trainer as LocalTrainer
-from pipeline.platforms.local_train import batches, evaluate, lora_config
+from pipeline.platforms.local_train import batches, lora_config
 
 
 class ReplaySampler(torch.utils.data.Sampler[int]):

@@ -116,10 +116,13 @@ def comparison_lines(comp: Comparison, *, who: str = "leader") -> list[str]:
         flat = " ".join(text.split())
         return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
-    out = [
-        f"Base vs {who} on {len(comp.rows)} held-out prompts: base {comp.base.base_model} score {score(comp.base.score)}, "
-        f"{comp.tuned} score {score(comp.tuned_score)}" + (f" ({comp.base.note})" if comp.base.note else "")
-    ]
+    if comp.base.score is None and comp.base.val_loss is not None:  # judged by validation loss
+        tuned = "n/a" if comp.tuned_val_loss is None else f"{comp.tuned_val_loss:.4f}"
+        head = f"Base vs {who} (validation loss): base {comp.base.base_model} {comp.base.val_loss:.4f}, {comp.tuned} {tuned}"
+    else:
+        head = f"Base vs {who} on {len(comp.rows)} held-out prompts: base {comp.base.base_model} score {score(comp.base.score)}, "
+        head += f"{comp.tuned} score {score(comp.tuned_score)}" + (f" ({comp.base.note})" if comp.base.note else "")
+    out = [head]
     if comp.identical:
         out.append(f"  ⚠️ the {who} answers exactly like the base model on every prompt: its adapter was probably not loaded")
     elif comp.beats_base is False:

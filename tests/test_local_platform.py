@@ -32,8 +32,8 @@ from pipeline.platforms.base import ChatMessage, DeploymentState, JobRequest, Jo
 from pipeline.platforms.local import LocalPlatform  # noqa: E402
 from pipeline.platforms.local_encode import encode, load_rows, mask_by_generation, mask_by_prefix  # noqa: E402
 from pipeline.platforms.local_jobs import LaunchRecord, TrainerStatus  # noqa: E402
+from pipeline.platforms.local_loss import evaluate  # noqa: E402
 from pipeline.platforms.local_models import TINY_MODEL_ID  # noqa: E402
-from pipeline.platforms.local_train import evaluate  # noqa: E402
 from tests.test_local_models import tiny_model  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -20,6 +20,7 @@ from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote, Refusal
 from pipeline.run.machine import Phase
 from pipeline.run.slots import CandidateState, Slot
+from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.records import Actor
 
@@ -80,6 +81,13 @@ async def test_a_hopeless_candidate_is_pruned_after_its_first_epoch_and_the_repo
         assert f"Pruning stopped 1 candidate early and saved {saved:.1f} candidate-epochs" in report
         assert "| pruning | on | user |" in report
         assert bad.note in report  # the candidate's line says why
+        # A run judged by validation loss: the untrained base's loss on the same held-out rows,
+        # computed as the candidates' is, beside the leader's (issue #15, "the base's loss").
+        base = (await baselines.scores(runner.db, run.id))["tiny-llama"]
+        leader = gate.ranked[0]
+        assert base.val_loss is not None and leader.val_loss is not None and base.val_loss > leader.val_loss
+        assert f"base {base.val_loss:.4f}" in report and "(lower is better)" in report
+        assert "The tuned model beats the base model." in report
     finally:
         await runner.close()
         await platform.close()

@@ -48,6 +48,15 @@ def verdict(comp: Comparison, *, who: str = "The leader") -> str:
 
 
 def headline(comp: Comparison) -> str:
+    if comp.base.score is None and comp.base.val_loss is not None:  # a run judged by validation loss
+        gap = f" ({comp.tuned_val_loss - comp.base.val_loss:+.4f})" if comp.tuned_val_loss is not None else ""
+        tuned = f"{comp.tuned_val_loss:.4f}" if comp.tuned_val_loss is not None else "n/a"
+        return (
+            "*Base vs leader* on the held-out set (validation loss, lower is better)\n"
+            f"Base {code(comp.base.base_model)}: val loss *{comp.base.val_loss:.4f}*\n"
+            f"Leader {escape(comp.tuned.split(' ', 1)[0])}: val loss *{tuned}*{gap}\n"
+            f"{verdict(comp)}"
+        )
     gap = ""
     if comp.base.score is not None and comp.tuned_score is not None:
         gap = f" ({comp.tuned_score - comp.base.score:+.3f})"

@@ -230,15 +230,15 @@ def make_plan(
 def baseline_sentence(evaluation: Evaluation, eval_examples: int, platform: str) -> str:
     """What the plan does to set the base model against the tuned ones (said, and costed, up front)."""
     if evaluation.kind is EvalKind.LOSS:
-        # Neither platform reports a base model's loss without training it, and inventing one is worse than none.
-        cannot = (
-            "the local platform does not compute an untrained base's loss yet"
-            if platform == "local"
-            else f"{platform} reports no loss for an untrained base"
-        )
+        if platform == "local":  # one forward pass over the held-out rows, as for a candidate's validation loss
+            return (
+                "The untrained base model's validation loss on the same held-out rows is computed on this machine and "
+                "shown beside the leader's (no answers to compare: choose an evaluator for side-by-side examples)."
+            )
+        # An SFT job reports loss only for what it trains; inventing a base loss is worse than none.
         return (
-            f"The base model is not scored: with validation loss only there are no answers to compare and {cannot}; "
-            "choose an evaluator to see base vs tuned."
+            f"The base model is not scored: with validation loss only there are no answers to compare and {platform} "
+            "reports no loss for an untrained base; choose an evaluator to see base vs tuned."
         )
     where = "on this machine" if platform == "local" else "on the evaluation deployment"
     return (

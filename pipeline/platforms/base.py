@@ -275,6 +275,11 @@ class Platform(Protocol):
         for a replica (or, locally, for the model to load again)."""
         ...
 
+    async def base_loss(self, model: str, eval_path: Path) -> float | None:
+        """The untrained base's validation loss on these rows, computed as a candidate's is;
+        None where the platform cannot (then no number is shown, and the plan says why)."""
+        ...
+
     async def chat(
         self,
         model_string: str,

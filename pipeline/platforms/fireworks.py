@@ -251,6 +251,9 @@ class FireworksPlatform:
     async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
         return await self._serving.scale_to_zero(deployment_id)
 
+    async def base_loss(self, model: str, eval_path: Path) -> float | None:
+        return None  # an SFT job reports loss only for what it trains; an untrained base has no job
+
     async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
         return await self._serving.load(model, deployment_id, label=label)
 

@@ -46,8 +46,10 @@ from pipeline.platforms.base import (
     Throughput,
 )
 from pipeline.platforms.local_deploy import DeploymentRecord, LocalDeployments
+from pipeline.platforms.local_encode import first_messages
 from pipeline.platforms.local_export import ExportFormat, ExportResult, export_model
 from pipeline.platforms.local_jobs import JobArtifacts, LocalJobs, LocalJobSpec
+from pipeline.platforms.local_loss import base_loss
 from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, describe, ensure_folder, resolve
 from pipeline.platforms.local_probe import cache_key, cached, remember, run_probe
 from pipeline.platforms.local_serve import LoadedModel, generate_batch, load_model
@@ -354,14 +356,12 @@ class LocalPlatform(PlatformDefaults):
         job = model if _ID.fullmatch(model) and self.jobs.exists(model) else None
         job = job or next((sp.request.job_id for sp in self.jobs.specs() if sp.request.output_model == model), None)
         path = self.jobs.spec(job).eval_path if job else None
-        if not path or not Path(path).is_file():
-            return hello
-        with open(path, encoding="utf-8") as f:
-            first = next((line for line in f if line.strip()), "")
-        messages = json.loads(first).get("messages") if first else None
-        if not isinstance(messages, list) or len(messages) < 2:
-            return hello
-        return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages[:-1]]
+        messages = first_messages(Path(path)) if path else None
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages[:-1]] if messages else hello
+
+    async def base_loss(self, model: str, eval_path: Path) -> float | None:
+        """The untrained base's validation loss on these rows, as the trainer computes a candidate's."""
+        return await asyncio.to_thread(base_loss, model, self.root, eval_path, self.device, self.batch_size)
 
     def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:  # prompt: a held-out row
         code = render(

@@ -90,3 +90,13 @@ def collate(rows: Sequence[Encoded], pad_id: int, device: str) -> tuple[torch.Te
         attn[i, :n] = 1
         labels[i, :n] = torch.where(torch.tensor(r.mask) == 1, torch.tensor(r.input_ids), IGNORE)
     return ids.to(device), attn.to(device), labels.to(device)
+
+
+def first_messages(path: Path) -> list[dict[str, Any]] | None:
+    """The first row's messages of a JSONL chat file (a prompt and its answer), or None."""
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        first = next((line for line in f if line.strip()), "")
+    messages = json.loads(first).get("messages") if first else None
+    return messages if isinstance(messages, list) and len(messages) >= 2 else None

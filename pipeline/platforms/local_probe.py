@@ -78,8 +78,9 @@ def measure(root: Path, model_ref: str, sample: Path, device: str, batch_size: i
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from pipeline.platforms.local_loss import token_loss_sum
     from pipeline.platforms.local_models import ensure_folder, resolve
-    from pipeline.platforms.local_train import autocast_factory, lora_config, token_loss_sum
+    from pipeline.platforms.local_train import autocast_factory, lora_config
 
     resolved = resolve(model_ref, root)
     if resolved is None:

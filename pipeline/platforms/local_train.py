@@ -20,15 +20,15 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.fsio import write_atomic
 from pipeline.platforms.base import JobState, LossPoint
-from pipeline.platforms.local_encode import IGNORE, Encoded, collate, load_rows
+from pipeline.platforms.local_encode import Encoded, collate, load_rows
 from pipeline.platforms.local_jobs import LaunchRecord, LocalJobSpec, TrainerStatus, now_iso
-from pipeline.platforms.local_models import ensure_folder, resolve
+from pipeline.platforms.local_loss import evaluate, load_base, max_length, token_loss_sum
 
 if TYPE_CHECKING:
     import torch
@@ -44,27 +44,6 @@ class MetricRow(LossPoint):
     kind: Literal["step", "epoch"] = "step"
     elapsed_s: float | None = None  # wall seconds in the training loop so far (no eval, no load)
     cpu_s: float | None = None  # CPU seconds of this process in the loop so far (fair on a shared box)
-
-
-def token_loss_sum(model: Any, ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over assistant targets, and how many there were.
-
-    Only the target positions go through the LM head (a quarter of the tokens in a typical
-    SFT row, and the head is the widest matmul of a small model). Models with logit
-    post-processing (soft-capping) take the full forward.
-    """
-    import torch.nn.functional as F
-
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base.config, "final_logit_softcapping", None) is None:
-        hidden = base.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]
-        logits = base.get_output_embeddings()(hidden[keep])
-    else:
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][keep]
-    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-    return loss, int(keep.sum().item())
 
 
 def autocast_factory(device: str, precision: str) -> tuple[Callable[[], contextlib.AbstractContextManager[Any]], str]:
@@ -122,22 +101,6 @@ def _time(fn: Callable[[], object], reps: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def evaluate(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int) -> float | None:
-    """Token-weighted mean loss in fp32 (no autocast: validation numbers must be comparable)."""
-    import torch
-
-    if not rows:
-        return None
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            loss, n = token_loss_sum(model, *collate(rows[i : i + batch_size], pad_id, device))
-            total, count = total + loss.item(), count + n
-    model.train()
-    return total / max(count, 1)
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[list[int]]:
@@ -208,22 +171,13 @@ class Trainer:
         """Base model (LoRA-wrapped), pad id, and the tokenised train/validation rows."""
         import torch
         from peft import get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         spec = self.spec
-        resolved = resolve(spec.base_model, Path(spec.root))
-        if resolved is None:
-            raise FileNotFoundError(f"base model {spec.base_model!r} is not a known id, HF folder or .gguf file")
-        folder = ensure_folder(resolved)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-        model = model.to(spec.device)
+        model, tokenizer = load_base(spec.base_model, Path(spec.root), spec.device)
         if spec.threads or (spec.device == "cpu" and sum(p.numel() for p in model.parameters()) < 20_000_000):
             # Tiny models gain nothing from more threads (measured 6x slower with 2 than 1).
             torch.set_num_threads(spec.threads or 1)
-        context = getattr(model.config, "max_position_embeddings", None) or spec.max_seq_len
-        max_len = min(spec.max_seq_len, int(context))
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        max_len, pad_id = max_length(model, tokenizer, spec.max_seq_len)
         train = load_rows(Path(spec.dataset_path), tokenizer, max_len)
         val = load_rows(Path(spec.eval_path), tokenizer, max_len) if spec.eval_path else []
         if not spec.eval_path and len(train) >= 10:

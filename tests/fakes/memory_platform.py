@@ -48,6 +48,7 @@ class MemoryPlatform(PlatformDefaults):
         self.datasets: dict[str, Path] = {}
         self.deployments: dict[str, str] = {}
         self.scaled_to_zero: list[str] = []  # deployments asked to scale to zero, in order
+        self.base_val_loss: float | None = None  # what base_loss answers (None: cannot, like Fireworks)
         self.job_cost_usd = 0.05  # what each job reports as its cost (the money guard's tests raise it)
         self.creates: Counter[str] = Counter()  # resource id -> create calls that made something
         self.max_active = 0
@@ -156,6 +157,9 @@ class MemoryPlatform(PlatformDefaults):
         status = await self.get_deployment(deployment_id)
         del self.deployments[deployment_id]
         return status.model_copy(update={"state": DeploymentState.DELETED})
+
+    async def base_loss(self, model: str, eval_path: Path) -> float | None:
+        return self.base_val_loss
 
     async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
         status = await self.get_deployment(deployment_id)

@@ -25,6 +25,7 @@ from pipeline.platforms.base import PlatformError
 from pipeline.run.context import RunContext
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.slots import CandidateState
+from pipeline.run.steps import data
 from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
 from pipeline.run.steps.outputs import base_outputs
 from pipeline.scoreboard import rank
@@ -32,6 +33,30 @@ from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import CandidateRecord, RunRecord
+
+
+async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
+    """A run judged by validation loss: each base's loss on the same held-out rows, where the
+    platform computes it as it computes a candidate's (the local platform). Where it cannot,
+    no row: the plan said so up front, and the gate shows no number rather than a made-up one."""
+    done = await baselines.scores(ctx.db, run.id)
+    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+    staged = Path(run.workspace) / data.EVAL_SOURCE
+    held = staged if plan.eval_dataset and staged.is_file() else Path((await data.split(run, plan)).test_path)
+    for base in dict.fromkeys(c.base_model for c in cands):
+        if base in done:
+            continue
+        note = None
+        try:
+            loss = await ctx.platform.base_loss(base, held)
+        except (PlatformError, OSError, ValueError) as exc:
+            loss, note = None, f"the base's validation loss could not be computed: {clip(str(exc), 300)}"
+        if loss is None and note is None:
+            continue  # the platform cannot (Fireworks): the plan said so, the gate shows nothing
+        scored = BaseScore(base_model=base, val_loss=loss, note=note)
+        async with ctx.db.write() as tx:
+            await baselines.record(tx, run.id, scored)
+            await tx.audit(run_id=run.id, actor="sftbot", action="base_scored", details=scored.model_dump())
 
 
 def base_path(run: RunRecord, base_model: str) -> Path:

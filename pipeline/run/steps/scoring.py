@@ -22,7 +22,7 @@ from pipeline.platforms.base import PlatformError
 from pipeline.run.context import RunContext
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
 from pipeline.run.slots import CandidateState
-from pipeline.run.steps.baseline import score_bases
+from pipeline.run.steps.baseline import score_base_losses, score_bases
 from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
 from pipeline.run.steps.hosted import score_hosted
 from pipeline.run.steps.outputs import generate_outputs, release_shared
@@ -70,6 +70,7 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     """Score every completed, unscored candidate; a broken evaluator is reported, not fatal.
     The shared evaluation deployments are torn down afterwards, also when scoring failed."""
     if plan.evaluator is None:
+        await score_base_losses(ctx, run, plan)  # no answers to score: the base's loss, where it can be had
         return
     try:
         await _score_candidates(ctx, run, plan)
