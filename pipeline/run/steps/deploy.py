@@ -18,7 +18,7 @@ from pipeline.run.gates import BudgetStep
 from pipeline.run.machine import Event
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
-from pipeline.run.steps.serving import production, production_rate
+from pipeline.run.steps.serving import production, production_rate, tear_down
 from pipeline.store.records import RunRecord
 
 
@@ -39,12 +39,8 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
             reasoning_effort=reasoning_effort(model.base_model, []),
         )
     except PlatformError as exc:
-        try:
-            state = (await ctx.platform.delete_deployment(dep_id)).state.value
-        except PlatformError as gone:
-            state = f"teardown failed: {gone}"
+        state = await tear_down(ctx, run, dep_id)
         async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
             await tx.audit(run_id=run.id, actor="sftbot", action="smoke_test_failed", details={"error": str(exc), "state": state})
         raise PlatformError(
             f"deployment {dep_id} was READY but failed its smoke test ({str(exc).rstrip('.')}); "

@@ -29,7 +29,7 @@ from pipeline.planning.cost import usd_per_hour
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import RunContext
-from pipeline.run.steps.serving import production, until_ready
+from pipeline.run.steps.serving import create_recorded, production, tear_down, until_ready
 from pipeline.store.records import CandidateRecord, RunRecord
 
 CONCURRENCY = 4  # completions in flight per dedicated deployment: steady, not a burst
@@ -127,22 +127,15 @@ async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: Candidat
         shape = await ctx.platform.deployment_shape(cand.base_model, addons=True)
         if shape is None:
             return None  # no multi-LoRA shape for this base on the account: live merge instead
-        async with ctx.db.write() as tx:
-            details = {
-                "base": cand.base_model,
-                "purpose": "evaluation",
-                "addons": True,
-                "shape": shape.name,
-                "usd_per_hour": usd_per_hour(shape),  # the run's ledger counts it while it is up
-            }
-            await ctx.db.record_resource(
-                tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details=details
-            )
-        await ctx.checkpoint(f"deployment:{dep_id}:recorded")
-        status = await ctx.platform.create_addon_deployment(dep_id, cand.base_model, shape=shape.name)
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="created")
-        await ctx.checkpoint(f"deployment:{dep_id}:created")
+        details = {
+            "base": cand.base_model,
+            "purpose": "evaluation",
+            "addons": True,
+            "shape": shape.name,
+            "usd_per_hour": usd_per_hour(shape),  # the run's ledger counts it while it is up
+        }
+        create = ctx.platform.create_addon_deployment
+        status = await create_recorded(ctx, run, dep_id, details, lambda: create(dep_id, cand.base_model, shape=shape.name))
     else:
         status = await ctx.platform.get_deployment(dep_id)
     await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
@@ -189,16 +182,7 @@ async def release_shared(ctx: RunContext, run: RunRecord) -> None:
     for res in await ctx.db.resources(run.id):
         if res.kind != "deployment" or not res.details.get("addons") or res.state in ("deleted", "recorded"):
             continue
-        await _teardown(ctx, run, res.resource_id)
-
-
-async def _teardown(ctx: RunContext, run: RunRecord, dep_id: str) -> None:
-    try:
-        state = (await ctx.platform.delete_deployment(dep_id)).state.value
-    except PlatformError as exc:
-        state = f"teardown failed: {exc}"
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+        await tear_down(ctx, run, res.resource_id)
 
 
 async def _via_live_merge(
@@ -211,18 +195,10 @@ async def _short_lived(
     ctx: RunContext, run: RunRecord, dep_id: str, model: str, rows: list[dict[str, Any]], base: str
 ) -> Answers:
     """``model`` on its own deployment (id recorded before the create), torn down once its answers are in."""
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(
-            tx,
-            kind="deployment",
-            resource_id=dep_id,
-            run_id=run.id,
-            state="recorded",
-            details={"model": model, "purpose": "evaluation"},
-        )
-    status = await ctx.platform.create_deployment(dep_id, model)
+    details = {"model": model, "purpose": "evaluation"}
+    status = await create_recorded(ctx, run, dep_id, details, lambda: ctx.platform.create_deployment(dep_id, model))
     try:
         status = await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
         return await _ask_all(ctx, status.model_string, rows, base, CONCURRENCY)
     finally:
-        await _teardown(ctx, run, dep_id)  # whatever happened; the state read back goes into provenance
+        await tear_down(ctx, run, dep_id)  # whatever happened; the state read back goes into provenance

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from pipeline import ids
 from pipeline.planning.cost import usd_per_hour
 from pipeline.platforms.base import DeploymentState, DeploymentStatus, PlatformError
@@ -32,6 +35,37 @@ async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -
     return settled.model_copy(update={"model": status.model, "model_string": status.model_string})
 
 
+async def create_recorded(
+    ctx: RunContext,
+    run: RunRecord,
+    dep_id: str,
+    details: dict[str, Any],
+    create: Callable[[], Awaitable[DeploymentStatus]],
+) -> DeploymentStatus:
+    """Every deployment a step creates: its id (and what it is for) recorded before the create
+    call, "created" after it, with the checkpoints a crash test stops the process at. A resumed
+    step asks again with the same id and the platform answers with the one it made."""
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details=details)
+    await ctx.checkpoint(f"deployment:{dep_id}:recorded")
+    status = await create()
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="created")
+    await ctx.checkpoint(f"deployment:{dep_id}:created")
+    return status
+
+
+async def tear_down(ctx: RunContext, run: RunRecord, dep_id: str) -> str:
+    """Delete a deployment the run created and record the state read back (or why it failed)."""
+    try:
+        state = (await ctx.platform.delete_deployment(dep_id)).state.value
+    except PlatformError as exc:
+        state = f"teardown failed: {exc}"
+    async with ctx.db.write() as tx:
+        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+    return state
+
+
 async def production_rate(ctx: RunContext, run: RunRecord, base: str | None) -> float | None:
     """What the production deployment bills per hour: the shape matched for its base at plan
     time (the plan's dearest shape when the base is not known here)."""
@@ -51,20 +85,8 @@ async def production(ctx: RunContext, run: RunRecord, model: str, *, base: str |
     dep_id = ids.deployment_id(run.id)
     known = {r.resource_id: r for r in await ctx.db.resources(run.id) if r.kind == "deployment"}
     if dep_id not in known or known[dep_id].state == "recorded":
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(
-                tx,
-                kind="deployment",
-                resource_id=dep_id,
-                run_id=run.id,
-                state="recorded",
-                details={"model": model, "usd_per_hour": await production_rate(ctx, run, base)},
-            )
-        await ctx.checkpoint(f"deployment:{dep_id}:recorded")
-        status = await ctx.platform.create_deployment(dep_id, model)
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="created")
-        await ctx.checkpoint(f"deployment:{dep_id}:created")
+        details = {"model": model, "usd_per_hour": await production_rate(ctx, run, base)}
+        status = await create_recorded(ctx, run, dep_id, details, lambda: ctx.platform.create_deployment(dep_id, model))
     else:
         # Created before (by evaluation, or before a restart): asking again reads it back, and
         # tells the platform which model it serves (its model string is built from that).
