@@ -8,6 +8,7 @@ now: the first decision on a gate wins, later ones get a polite ephemeral note.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -67,6 +68,21 @@ def _slot(value: object) -> Slot | None:
         return None
 
 
+def _promote(v: dict[str, Any]) -> Decision | None:
+    slot = _slot(v.get("c"))
+    return Promote(slot) if slot else None
+
+
+# Button action id -> the decision its value makes, and the key a retried delivery is known by.
+BUTTONS: dict[str, tuple[Callable[[dict[str, Any]], Decision | None], str]] = {
+    ids.APPROVE: (lambda v: Approve(plan_version=_int(v.get("v"))), "approve"),
+    ids.CANCEL: (lambda v: Cancel(), "cancel"),
+    ids.PROMOTE: (_promote, "promote"),
+    ids.BUDGET_RAISE: (lambda v: RaiseBudget(number=_int(v.get("b"))), "budget"),
+    ids.BUDGET_SKIP: (lambda v: SkipStep(number=_int(v.get("b"))), "budget"),
+}
+
+
 def register(app: AsyncApp, s: Surface) -> None:
     """Attach the interactive listeners to ``app``."""
 
@@ -83,35 +99,18 @@ def register(app: AsyncApp, s: Surface) -> None:
             return False
         return True
 
-    @app.action(ids.APPROVE)
-    async def on_approve(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        v = decode(action.get("value"))
-        await decide(body, s.responder(body), v.get("run"), Approve(plan_version=_int(v.get("v"))), "approve")
+    def on_button(make: Callable[[dict[str, Any]], Decision | None], key: str) -> Callable[..., Awaitable[None]]:
+        """A decision button: its value names the run and what it decides (a version, a candidate, a request)."""
 
-    @app.action(ids.CANCEL)
-    async def on_cancel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await decide(body, s.responder(body), decode(action.get("value")).get("run"), Cancel(), "cancel")
+        async def listener(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            v = decode(action.get("value"))
+            await decide(body, s.responder(body), v.get("run"), make(v), key)
 
-    @app.action(ids.PROMOTE)
-    async def on_promote(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        v = decode(action.get("value"))
-        slot = _slot(v.get("c"))
-        await decide(body, s.responder(body), v.get("run"), Promote(slot) if slot else None, "promote")
+        return listener
 
-    @app.action(ids.BUDGET_RAISE)
-    async def on_budget_raise(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        v = decode(action.get("value"))
-        await decide(body, s.responder(body), v.get("run"), RaiseBudget(number=_int(v.get("b"))), "budget")
-
-    @app.action(ids.BUDGET_SKIP)
-    async def on_budget_skip(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        v = decode(action.get("value"))
-        await decide(body, s.responder(body), v.get("run"), SkipStep(number=_int(v.get("b"))), "budget")
+    for action_id, (make, key) in BUTTONS.items():
+        app.action(action_id)(on_button(make, key))
 
     @app.action(ids.CHOOSE)
     async def on_choose(ack: Any, body: dict[str, Any]) -> None:
@@ -191,28 +190,22 @@ def register(app: AsyncApp, s: Surface) -> None:
             replace_original=True, text="OK, the deployment stays up (and keeps billing while a replica is up)."
         )
 
-    async def idle_choice(body: dict[str, Any], action: dict[str, Any], choice: str) -> None:
-        if not await s.fresh(f"act:{body.get('trigger_id')}:idle"):
-            return  # a retried delivery of a click we already handled
-        user, name = _who(body)
-        run_id = str(decode(action.get("value")).get("run") or "")
-        msg = await s.idle_choice(choice, run_id, user=user, name=name)
-        await s.responder(body)(replace_original=True, **msg.kwargs())
+    def on_idle(choice: str) -> Callable[..., Awaitable[None]]:
+        """Keep / Scale to zero / Delete in the idle-deployment DM (answered in place)."""
 
-    @app.action(ids.IDLE_KEEP)
-    async def on_idle_keep(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await idle_choice(body, action, "keep")
+        async def listener(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            if not await s.fresh(f"act:{body.get('trigger_id')}:idle"):
+                return  # a retried delivery of a click we already handled
+            user, name = _who(body)
+            run_id = str(decode(action.get("value")).get("run") or "")
+            msg = await s.idle_choice(choice, run_id, user=user, name=name)
+            await s.responder(body)(replace_original=True, **msg.kwargs())
 
-    @app.action(ids.IDLE_SCALE)
-    async def on_idle_scale(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await idle_choice(body, action, "scale")
+        return listener
 
-    @app.action(ids.IDLE_DELETE)
-    async def on_idle_delete(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        await idle_choice(body, action, "delete")
+    for action_id, choice in ((ids.IDLE_KEEP, "keep"), (ids.IDLE_SCALE, "scale"), (ids.IDLE_DELETE, "delete")):
+        app.action(action_id)(on_idle(choice))
 
     @app.action(ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:

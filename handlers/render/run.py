@@ -113,14 +113,18 @@ def notice(text: str, *, icon: str = "ℹ️") -> Message:
     return Message(text=escape(clip(text, 1000)), blocks=[section(f"{icon} {escape(text)}")])
 
 
+def _left(left_running: list[str], started_jobs: int) -> str:
+    """What an ended run leaves behind: what still costs money, or that nothing does."""
+    if left_running:
+        return "*Still up and costing money:* " + "; ".join(escape(x) for x in left_running[:20])
+    if started_jobs:
+        return "Nothing is left running: this run's jobs were stopped."
+    return "Nothing was started or spent."
+
+
 def failure(run: RunRecord, *, reason: str, left_running: list[str], started_jobs: int = 0) -> Message:
     """❌ to the requester: the reason, what (if anything) still runs, and how to try again."""
-    if left_running:
-        left = "*Still up and costing money:* " + "; ".join(escape(x) for x in left_running[:20])
-    elif started_jobs:
-        left = "Nothing is left running: this run's jobs were stopped."
-    else:
-        left = "Nothing was started or spent."
+    left = _left(left_running, started_jobs)
     again = f"\nTo try again after fixing it: `/sft run {escape(clip(run.instruction, 300))}`" if run.instruction else ""
     return Message(
         text=f"❌ SFT run #{run.number} failed: {escape(clip(reason, 1000))}",
@@ -130,12 +134,7 @@ def failure(run: RunRecord, *, reason: str, left_running: list[str], started_job
 
 def cancelled(run: RunRecord, *, actor: str | None, left_running: list[str], started_jobs: int = 0) -> Message:
     who = f" by {user(actor)}" if actor else ""
-    if left_running:
-        left = "Still up: " + "; ".join(escape(x) for x in left_running[:20])
-    elif started_jobs:
-        left = "Its jobs were stopped; nothing is left running."
-    else:
-        left = "Nothing was started or spent."
+    left = _left(left_running, started_jobs)
     return Message(
         text=f"🚫 SFT run #{run.number} cancelled",
         blocks=[section(f"🚫 *Run #{run.number} cancelled{who}*, {user(run.requester)}. {left}")],
