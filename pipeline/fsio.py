@@ -1,4 +1,5 @@
-"""Writing files so that a reader (or a restarted bot) never sees half of one.
+"""Files on disk: written so that a reader (or a restarted bot) never sees half of one, and
+JSONL read the lenient way every best-effort reader here wants.
 
 The one tmp-then-rename helper of the project: a sibling temporary file in the same folder
 (same filesystem, so ``os.replace`` is atomic), removed again when the write fails.
@@ -7,11 +8,14 @@ The one tmp-then-rename helper of the project: a sibling temporary file in the s
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -45,3 +49,17 @@ def copy_atomic(src: Path, dest: Path) -> None:
     """Copy ``src`` to ``dest`` in one step (never a half-copied file at ``dest``)."""
     with atomic_output(dest) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def json_lines(path: Path, *, lines: int | None = None) -> Iterator[Any]:
+    """The JSON values of a JSONL file's first ``lines`` lines (all when None), for readers that
+    take what they can: a line that is not JSON is passed over, bytes that are not UTF-8 are
+    replaced, and a missing file yields nothing."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in itertools.islice(fh, lines):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue

@@ -3,30 +3,22 @@ or the deployed model answers a different task than the one it was trained on.""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
+
+from pipeline.fsio import json_lines
 
 ROWS = 200  # the most common system prompt among the first rows is the task's
 
 
 def system_prompt(path: Path, *, rows: int = ROWS) -> str | None:
     """The most common first system message of the first ``rows`` chat rows; None when none has one."""
-    if not path.exists():
-        return None
     seen: Counter[str] = Counter()
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh):
-            if i >= rows:
-                break
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            messages = row.get("messages") if isinstance(row, dict) else None
-            first = messages[0] if isinstance(messages, list) and messages else None
-            if isinstance(first, dict) and first.get("role") == "system" and isinstance(first.get("content"), str):
-                seen[first["content"]] += 1
+    for row in json_lines(path, lines=rows):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        first = messages[0] if isinstance(messages, list) and messages else None
+        if isinstance(first, dict) and first.get("role") == "system" and isinstance(first.get("content"), str):
+            seen[first["content"]] += 1
     return seen.most_common(1)[0][0] if seen else None
 
 

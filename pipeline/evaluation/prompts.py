@@ -24,7 +24,8 @@ _THINKS = re.compile(r"(?:^|/)(?:qwen3(?!.*instruct-2507)|qwq|deepseek-v3p[12]|g
 _TRAINS_REASONING = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
 
 
-def _text(content: object) -> str:
+def message_text(content: object) -> str:
+    """A message's text: a string as it is, text parts joined, anything else empty."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -39,12 +40,12 @@ def prompt_messages(row: dict[str, Any]) -> list[ChatMessage]:
     for m in row["messages"][:-1]:
         role = str(m.get("role", "user"))
         calls = m.get("tool_calls") if isinstance(m.get("tool_calls"), list) else None
-        if not keep_tools and (role == "tool" or (calls and not _text(m.get("content")).strip())):
+        if not keep_tools and (role == "tool" or (calls and not message_text(m.get("content")).strip())):
             continue
         out.append(
             ChatMessage(
                 role=role,
-                content=_text(m.get("content")),
+                content=message_text(m.get("content")),
                 tool_calls=calls if keep_tools else None,
                 tool_call_id=str(m["tool_call_id"]) if keep_tools and m.get("tool_call_id") else None,
             )
@@ -67,7 +68,7 @@ def trains_reasoning(rows: list[dict[str, Any]]) -> bool:
     for row in rows:
         for m in row.get("messages", []):
             if isinstance(m, dict) and m.get("role") == "assistant":
-                if m.get("reasoning_content") or _TRAINS_REASONING.search(_text(m.get("content"))):
+                if m.get("reasoning_content") or _TRAINS_REASONING.search(message_text(m.get("content"))):
                     return True
     return False
 

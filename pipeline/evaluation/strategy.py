@@ -10,7 +10,6 @@ final model on held-out outputs.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from pydantic import BaseModel
 
 from pipeline.evaluation.generate import generate_evaluator
 from pipeline.evaluation.models import EvalExample, EvalRun, EvaluatorInfo, SandboxLimits
+from pipeline.evaluation.prompts import message_text
 from pipeline.evaluation.sandbox import validate_evaluator
+from pipeline.fsio import json_lines
 from pipeline.spec import EvalKind, Evaluation, SpecError
 
 
@@ -36,39 +37,24 @@ class EvaluatorBroken(Exception):
 def held_out_rows(path: Path, limit: int) -> list[dict[str, Any]]:
     """The first ``limit`` chat rows of a held-out file (rows without a final answer are skipped)."""
     rows: list[dict[str, Any]] = []
-    if not path.exists():
-        return rows
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if len(rows) >= limit:
-                break
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            msgs = row.get("messages") if isinstance(row, dict) else None
-            if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
-                rows.append(row)
+    for row in json_lines(path):
+        if len(rows) >= limit:
+            break
+        msgs = row.get("messages") if isinstance(row, dict) else None
+        if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
+            rows.append(row)
     return rows
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def reference(row: dict[str, Any]) -> str:
     """The row's reference answer: its ``ground_truth`` when present, else the final assistant text."""
     gt = row.get("ground_truth")
-    return str(gt) if gt is not None else _text(row["messages"][-1].get("content"))
+    return str(gt) if gt is not None else message_text(row["messages"][-1].get("content"))
 
 
 def prompt_of(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation up to (not including) the answer the model must produce."""
-    return [{"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in row["messages"][:-1]]
+    return [{"role": m.get("role", "user"), "content": message_text(m.get("content"))} for m in row["messages"][:-1]]
 
 
 def examples_for(rows: list[dict[str, Any]], outputs: list[str]) -> list[EvalExample]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.fsio import write_atomic
+from pipeline.fsio import json_lines, write_atomic
 from pipeline.platforms.base import LossPoint, Platform, PlatformError
 
 
@@ -26,20 +26,11 @@ async def read_points(platform: Platform, workspace: Path, job_id: str) -> list[
 def metric_keys(path: Path, *, limit: int = 2000) -> list[str]:
     """Every key seen in a JSONL metrics file (top level and under ``data``), sorted."""
     keys: set[str] = set()
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for i, line in enumerate(fh):
-            if i >= limit:
-                break
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                keys.update(str(k) for k in row if k != "data")
-                if isinstance(row.get("data"), dict):
-                    keys.update(f"data.{k}" for k in row["data"])
+    for row in json_lines(path, lines=limit):
+        if isinstance(row, dict):
+            keys.update(str(k) for k in row if k != "data")
+            if isinstance(row.get("data"), dict):
+                keys.update(f"data.{k}" for k in row["data"])
     return sorted(keys)
 
 
