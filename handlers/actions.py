@@ -41,6 +41,9 @@ from pipeline.store import runs as q
 
 log = logging.getLogger("sftbot.slack.actions")
 
+# What a deployment click does: (run id, user id, user name, the click's body) -> the reply.
+InPlace = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Message]]
+
 
 def _who(body: dict[str, Any]) -> tuple[str, str | None]:
     u = body.get("user") or {}
@@ -173,16 +176,6 @@ def register(app: AsyncApp, s: Surface) -> None:
         await ack()
         await s.responder(body)(replace_original=True, text="OK, the run keeps going.")
 
-    @app.action(ids.CONFIRM_TEARDOWN)
-    async def on_confirm_teardown(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        if not await s.fresh(f"act:{body.get('trigger_id')}:teardown"):
-            return  # a retried delivery of a click we already handled
-        user, name = _who(body)
-        run_id = str(decode(action.get("value")).get("run") or "")
-        msg = await s.teardown(run_id, user=user, name=name, channel=_channel(body))
-        await s.responder(body)(replace_original=True, **msg.kwargs())
-
     @app.action(ids.KEEP_DEPLOYMENT)
     async def on_keep_deployment(ack: Any, body: dict[str, Any]) -> None:
         await ack()
@@ -190,22 +183,31 @@ def register(app: AsyncApp, s: Surface) -> None:
             replace_original=True, text="OK, the deployment stays up (and keeps billing while a replica is up)."
         )
 
-    def on_idle(choice: str) -> Callable[..., Awaitable[None]]:
-        """Keep / Scale to zero / Delete in the idle-deployment DM (answered in place)."""
+    def in_place(tag: str, act: InPlace) -> Callable[..., Awaitable[None]]:
+        """A click on a run's deployment (teardown confirm, the idle DM's choices): acted on once
+        per click, for the run named in the button's value, and answered by replacing the message."""
 
         async def listener(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
-            if not await s.fresh(f"act:{body.get('trigger_id')}:idle"):
+            if not await s.fresh(f"act:{body.get('trigger_id')}:{tag}"):
                 return  # a retried delivery of a click we already handled
             user, name = _who(body)
             run_id = str(decode(action.get("value")).get("run") or "")
-            msg = await s.idle_choice(choice, run_id, user=user, name=name)
+            msg = await act(run_id, user, name, body)
             await s.responder(body)(replace_original=True, **msg.kwargs())
 
         return listener
 
+    app.action(ids.CONFIRM_TEARDOWN)(
+        in_place("teardown", lambda run, user, name, body: s.teardown(run, user=user, name=name, channel=_channel(body)))
+    )
+
+    def idle(choice: str) -> InPlace:
+        """Keep / Scale to zero / Delete in the idle-deployment DM."""
+        return lambda run, user, name, _: s.idle_choice(choice, run, user=user, name=name)
+
     for action_id, choice in ((ids.IDLE_KEEP, "keep"), (ids.IDLE_SCALE, "scale"), (ids.IDLE_DELETE, "delete")):
-        app.action(action_id)(on_idle(choice))
+        app.action(action_id)(in_place("idle", idle(choice)))
 
     @app.action(ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
