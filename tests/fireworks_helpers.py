@@ -5,6 +5,7 @@ The fixtures are registered in conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -134,3 +135,14 @@ def open_runner(
     log = EventLog()
     runner.bus.subscribe(log)
     return runner, log
+
+
+@contextlib.asynccontextmanager
+async def running(db: Database, fake: FakeFireworks, runs: Path, **kw: Any) -> AsyncIterator[tuple[Runner, EventLog]]:
+    """``open_runner`` for a block: its tasks and its SDK client closed however the block ends."""
+    runner, log = open_runner(db, fake, runs, **kw)
+    try:
+        yield runner, log
+    finally:
+        await runner.close()
+        await runner.platform.close()

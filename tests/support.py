@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.events import RunEvent
+from pipeline.run.events import PlanProposed, RunEvent, ScoreboardChanged
 from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.run.slots import Slot
-from pipeline.store.records import Actor
+from pipeline.store.records import Actor, RunRecord
 
 # Everything the tests read lives in the repository (tests/data/, each folder with its
 # source and licence): a clone with nothing beside it must pass.
@@ -65,13 +65,13 @@ class EventLog:
 
 async def drive_to_end(
     runner: Runner, log: EventLog, run_id: str, *, actor: Actor, promote: int = 1, timeout: float = 30.0
-) -> None:
-    """Decide every gate a run reaches (approve, promote ``promote``) until it has finished."""
+) -> RunRecord:
+    """Decide every gate a run reaches (approve, promote ``promote``); the finished run."""
     while True:
         mark = len(log.events)  # before reading the state, so no event slips between the two
         run = await runner.get(run_id)
         if run.phase.finished:
-            return
+            return run
         if run.phase is Phase.AWAITING_PLAN_APPROVAL:
             await runner.decide(run_id, Approve(plan_version=run.plan_version), actor)
         elif run.phase is Phase.AWAITING_PROMOTION:
@@ -80,3 +80,13 @@ async def drive_to_end(
             # Work phases move on by themselves; after a restart, resuming is idempotent.
             await runner.resume_all()
             await log.wait_for(lambda e: e.run.id == run_id, timeout=timeout, since=mark)
+
+
+async def mid_sweep(runner: Runner, log: EventLog, *, by: Actor, approver: Actor) -> RunRecord:
+    """A text2sql run started by ``by``, approved by ``approver`` and training: the run as started.
+    (Give the runner a platform that holds its jobs to keep it there.)"""
+    run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b", by)
+    await log.wait_kind(PlanProposed, run.id)
+    await runner.decide(run.id, Approve(plan_version=1), approver)
+    await log.wait_kind(ScoreboardChanged, run.id)
+    return run

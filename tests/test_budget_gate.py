@@ -21,7 +21,7 @@ from pipeline.store import runs as q
 from pipeline.store.db import Database
 from pipeline.store.records import RunRecord
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB, running
 from tests.support import DATASETS, EventLog
 
 # Three candidates on the whole (small) train split, then a final run of the same size: at 3x,
@@ -36,12 +36,8 @@ async def on_fake(
     """A runner on the fake Fireworks (the real SDK) whose jobs bill ``cost_factor`` x the price table."""
     async with FakeFireworks(job_seconds=0.1) as fake:
         fake.cost_factor = cost_factor
-        runner, log = open_runner(db, fake, tmp_path / "runs", **config)
-        try:
+        async with running(db, fake, tmp_path / "runs", **config) as (runner, log):
             yield fake, runner, log
-        finally:
-            await runner.close()
-            await runner.platform.close()
 
 
 async def finished(runner: Runner, log: EventLog, run_id: str) -> RunRecord:

@@ -5,15 +5,18 @@ the fake Fireworks served by this test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pipeline.run.machine import Phase
+from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ALICE, BOB, open_runner
-from tests.support import DATASETS, drive_to_end
+from tests.fireworks_helpers import ALICE, BOB, running
+from tests.support import DATASETS, EventLog, drive_to_end
 
 
 async def sftbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -25,20 +28,25 @@ async def sftbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_sftbot_teardown_deletes_the_runs_deployment_after_confirmation(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def cli_store(fake: FakeFireworks) -> AsyncIterator[tuple[Database, Runner, EventLog]]:
+    """A runner on the database the ``sftbot`` command reads (``SFTBOT_DATA_DIR``); everything is
+    closed when the block ends, so the command run after it sees all that was committed."""
     data = Path(os.environ["SFTBOT_DATA_DIR"])
     data.mkdir(parents=True, exist_ok=True)
+    db = await Database.open(data / "sftbot.sqlite3")
+    try:
+        async with running(db, fake, data / "runs") as (runner, log):
+            yield db, runner, log
+    finally:
+        await db.close()
+
+
+async def test_sftbot_teardown_deletes_the_runs_deployment_after_confirmation(tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
-        db = await Database.open(data / "sftbot.sqlite3")
-        runner, log = open_runner(db, fake, data / "runs")
-        try:
+        async with cli_store(fake) as (_, runner, log):
             run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b final=no", ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB)
-            assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
-        finally:
-            await runner.close()
-            await runner.platform.close()
-            await db.close()
+            assert (await drive_to_end(runner, log, run.id, actor=BOB)).phase is Phase.SUCCEEDED
         dep = f"sftbot-{run.id}-dep"
         env = {
             **os.environ,
@@ -55,7 +63,7 @@ async def test_sftbot_teardown_deletes_the_runs_deployment_after_confirmation(tm
         assert fake.calls("DELETE", rf"/deployments/{dep}$")[0].query.get("ignoreChecks") == "true"
         code, out, err = await sftbot("teardown", "1", "--yes", env=env)
         assert code == 1 and f"deployment {dep} is already deleted" in err
-    db = await Database.open(data / "sftbot.sqlite3")
+    db = await Database.open(Path(os.environ["SFTBOT_DATA_DIR"]) / "sftbot.sqlite3")
     try:
         trail = [a for a in await db.audit_trail(run.id) if a.action == "teardown"]
     finally:

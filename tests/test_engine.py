@@ -15,7 +15,6 @@ from pipeline.run.events import (
     ReportReady,
     RunCancelled,
     RunFailed,
-    ScoreboardChanged,
 )
 from pipeline.run.gates import QuestionKind
 from pipeline.run.machine import Phase
@@ -23,7 +22,7 @@ from pipeline.run.slots import FINAL, Slot
 from pipeline.store import runs as q
 from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.support import DATASETS
+from tests.support import DATASETS, mid_sweep
 
 ALICE = Actor(id="U_ALICE", name="alice")
 BOB = Actor(id="U_BOB", name="bob")
@@ -111,10 +110,7 @@ async def test_cancel_mid_sweep_cancels_only_this_runs_jobs(make_runner) -> None
     platform = MemoryPlatform()
     platform.hold = True
     runner, log = await make_runner(platform)
-    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(PlanProposed, run.id)
-    await runner.decide(run.id, Approve(plan_version=1), BOB)
-    await log.wait_kind(ScoreboardChanged, run.id)
+    run = await mid_sweep(runner, log, by=ALICE, approver=BOB)
     await runner.decide(run.id, Cancel(), ALICE)
     cancelled = await log.wait_kind(RunCancelled, run.id)
     assert cancelled.actor is not None and cancelled.actor.id == ALICE.id
@@ -126,10 +122,7 @@ async def test_cancel_mid_sweep_cancels_only_this_runs_jobs(make_runner) -> None
 async def test_a_job_that_finished_before_the_cancel_keeps_its_model(make_runner) -> None:
     platform = MemoryPlatform(polls_to_finish=10_000)
     runner, log = await make_runner(platform)
-    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(PlanProposed, run.id)
-    await runner.decide(run.id, Approve(plan_version=1), BOB)
-    await log.wait_kind(ScoreboardChanged, run.id)
+    run = await mid_sweep(runner, log, by=ALICE, approver=BOB)
     platform.finish_on_cancel = {f"sftbot-{run.id}-c1"}  # it completes just as the cancel arrives
     await runner.decide(run.id, Cancel(), ALICE)
     await log.wait_kind(RunCancelled, run.id)
@@ -174,10 +167,7 @@ async def test_a_restart_after_the_end_cancels_jobs_left_active(make_runner, db)
     platform = MemoryPlatform()
     platform.hold = True
     runner, log = await make_runner(platform)
-    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(PlanProposed, run.id)
-    await runner.decide(run.id, Approve(plan_version=1), BOB)
-    await log.wait_kind(ScoreboardChanged, run.id)
+    run = await mid_sweep(runner, log, by=ALICE, approver=BOB)
     await runner.close()
     async with db.write() as tx:  # as if the process died right after committing the failure
         await q.update_run(tx, run.id, q.RunChanges(error="stopped"), phase=Phase.FAILED)

@@ -16,7 +16,7 @@ from pipeline.store import outcomes
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB, running
 from tests.support import DATASETS
 
 QUICK = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b candidates=8:1e-4 final=no deploy=no"
@@ -44,8 +44,7 @@ def test_runs_far_above_their_estimates_move_the_range_up() -> None:
 
 async def test_after_three_runs_of_a_size_band_the_fourth_plan_is_narrower_and_says_why(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.05) as fake:
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             plans = []
             for _ in range(3):
                 run = await runner.start(QUICK, ALICE)
@@ -60,9 +59,6 @@ async def test_after_three_runs_of_a_size_band_the_fourth_plan_is_narrower_and_s
             await log.wait_kind(ev.PlanProposed, fourth.id)
             plan4 = await q.get_plan(db, fourth.id, 1)
             learned = await outcomes.recent(db, platform="fireworks", band="up to 16B", phase="training")
-        finally:
-            await runner.close()
-            await runner.platform.close()
     first = plans[0]
     assert first is not None and plan4 is not None
     assert first.cost.low_usd is not None and first.cost.high_usd is not None

@@ -23,7 +23,7 @@ from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ACCT, ALICE, BOB, open_runner, request, seed_datasets, until
+from tests.fireworks_helpers import ACCT, ALICE, BOB, request, running, seed_datasets, until
 from tests.support import DATASETS, drive_to_end
 
 DATA = DATASETS / "text2sql_dataset.jsonl"
@@ -31,8 +31,7 @@ DATA = DATASETS / "text2sql_dataset.jsonl"
 
 async def test_a_cancel_that_arrives_too_late_keeps_the_completed_job_and_its_model(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.6) as fake:
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b", ALICE)
             await log.wait_kind(ev.PlanProposed, run.id)
             await runner.decide(run.id, Approve(plan_version=1), BOB)
@@ -46,9 +45,6 @@ async def test_a_cancel_that_arrives_too_late_keeps_the_completed_job_and_its_mo
             await runner.decide(run.id, Cancel(), ALICE)
             cands = {str(c.slot): c for c in await q.candidates(db, run.id)}
             resources = {r.resource_id: r for r in await db.resources(run.id)}
-        finally:
-            await runner.close()
-            await runner.platform.close()
     assert sorted(fake.cancels) == sorted(fake.jobs)  # every active job was asked to stop
     assert cands["c1"].state is CandidateState.COMPLETED and cands["c1"].raw_state == "JOB_STATE_COMPLETED"
     assert cands["c1"].model == f"accounts/{fake.account}/models/{late}" and cands["c1"].note is None
@@ -61,15 +57,11 @@ async def test_a_job_without_a_recognisable_validation_loss_is_said_plainly_with
 ) -> None:
     async with FakeFireworks(job_seconds=0.1) as fake:
         fake.metrics_renamed = {"eval/loss": "eval/nll"}  # a key the parser does not know
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b final=no deploy=no", ALICE)
             await drive_to_end(runner, log, run.id, actor=BOB)
             gate = next(e for e in log.events if isinstance(e, ev.PromotionRequested))
             after = await runner.get(run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
     assert after.phase is Phase.SUCCEEDED, after.error
     notes = {c.note for c in gate.ranked}
     assert notes == {"no validation loss recognised in its metrics (keys seen: epoch, eval/nll, step, timestamp, train/epoch, "

@@ -15,7 +15,7 @@ from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.fireworks.shapes import shape
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB, running
 from tests.support import DATASETS, drive_to_end
 
 EVAL_RUN = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=3 eval=generate eval_examples=4"
@@ -27,15 +27,10 @@ async def test_three_candidates_share_one_evaluation_deployment_and_the_final_is
 ) -> None:
     async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
         fake.chat_log = []
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(EVAL_RUN, ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
             resources = {(r.kind, r.resource_id): r for r in await db.resources(run.id)}
-        finally:
-            await runner.close()
-            await runner.platform.close()
         shared, prod = f"sftbot-{run.id}-eval-b1", f"sftbot-{run.id}-dep"
         assert after.phase is Phase.SUCCEEDED, after.error
         # 1 evaluation deployment (plus the production one): not one per candidate, no throw-away for the final.
@@ -63,14 +58,9 @@ async def test_three_candidates_share_one_evaluation_deployment_and_the_final_is
 async def test_a_base_without_an_addon_shape_falls_back_to_live_merge_per_candidate(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
         fake.shapes[BASE] = [shape("qwen3-8b-fast", BASE, "NVIDIA_H100_80GB", 1, "FP8", addons=False)]  # no BF16 shape
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(EVAL_RUN, ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
         assert after.phase is Phase.SUCCEEDED, after.error
         created = fake.create_counts("deployments")
         # One more short-lived deployment: the base model's own answers, for base vs tuned.
@@ -95,8 +85,7 @@ async def test_tuned_answers_identical_to_the_base_stop_the_run_before_deploy(db
     async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
         fake.ignores_adapter = True  # a serving bug: every adapter answers as its base
         fake.chat_log = []
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(EVAL_RUN, ALICE)
             proposed = await log.wait_kind(ev.PlanProposed, run.id)
             await runner.decide(run.id, Approve(plan_version=proposed.plan.version), BOB)
@@ -107,9 +96,6 @@ async def test_tuned_answers_identical_to_the_base_stop_the_run_before_deploy(db
             await runner.wait(run.id)
             blocked = await runner.get(run.id)
             smoke_tests = [e for e in fake.chat_log if e["body"]["messages"][-1]["content"] == "Say OK."]
-        finally:
-            await runner.close()
-            await runner.platform.close()
     assert blocked.phase is Phase.AWAITING_INPUT and asked.question.kind is QuestionKind.IDENTICAL_OUTPUTS
     assert "/sft teardown" in asked.question.text  # the production deployment bills while a person decides
     assert smoke_tests == [] and not any(isinstance(e, ev.Deployed) for e in log.events)

@@ -16,7 +16,7 @@ from pipeline.run.machine import Phase
 from pipeline.spec import EvalKind
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB, running
 from tests.support import DATASETS, drive_to_end
 
 DATA = DATASETS / "text2sql_dataset.jsonl"
@@ -51,8 +51,7 @@ async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db
             return right.get(str(messages[-1]["content"]), "OK") if good else "SELECT nothing"
 
         fake.chat_responder = responder
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b parallel=3 {SEED}", ALICE)
             proposed = await log.wait_kind(ev.PlanProposed, run.id)
             assert not fake.jobs  # nothing trained before approval...
@@ -60,11 +59,7 @@ async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db
             await runner.decide(run.id, Approve(plan_version=1), BOB)
             gate = await log.wait_kind(ev.PromotionRequested, run.id)
             await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
         assert after.phase is Phase.SUCCEEDED, after.error
         jobs = fake.create_counts("evaluationJobs")
         assert jobs == {f"sftbot-{run.id}-evaljob-{s}": 1 for s in ("c1", "c2", "c3", "final")}
@@ -91,15 +86,11 @@ async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db
 async def test_a_missing_or_unbuilt_evaluator_is_asked_about_before_approval(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(account="acme") as fake:
         fake.add_evaluator("building", state="BUILDING")
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             missing = await runner.start(f"dataset={DATA} model=qwen3-8b Use evaluator accounts/acme/evaluators/nope.", ALICE)
             asked = await log.wait_kind(ev.QuestionAsked, missing.id)
             unbuilt = await runner.start(f"dataset={DATA} model=qwen3-8b eval=evaluator:accounts/acme/evaluators/building", ALICE)
             asked_too = await log.wait_kind(ev.QuestionAsked, unbuilt.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
         assert not fake.jobs and not fake.create_counts("datasets")
     assert asked.question.kind is QuestionKind.EVALUATION
     assert asked.question.text.startswith("evaluator accounts/acme/evaluators/nope does not exist on Fireworks")

@@ -17,7 +17,7 @@ from pipeline.run.gates import QuestionKind
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.fireworks.shapes import shape
-from tests.fireworks_helpers import ACCT, ALICE, open_runner, request, seed_datasets
+from tests.fireworks_helpers import ACCT, ALICE, request, running, seed_datasets
 from tests.support import DATASETS
 
 DATA = DATASETS / "text2sql_dataset.jsonl"
@@ -27,13 +27,9 @@ BIG = "accounts/fireworks/models/qwen3-235b-a22b-instruct-2507"
 async def test_a_base_served_on_8_b200_is_priced_from_that_shape(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks() as fake:
         fake.shapes[BIG] = [shape("qwen3-235b-b200", BIG, "NVIDIA_B200_180GB", 8, "FP8", addons=False)]
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-235b-a22b-instruct-2507", ALICE)
             proposed = await log.wait_kind(ev.PlanProposed, run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
     plan = proposed.plan
     line = next(ln for ln in plan.cost.lines if ln.label == "deployment (first hour)")
     b200 = price_table().gpu_rate("NVIDIA_B200_180GB")
@@ -52,16 +48,12 @@ async def test_a_base_served_on_8_b200_is_priced_from_that_shape(db: Database, t
 async def test_a_base_this_account_cannot_deploy_is_refused_before_anything_is_spent(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks() as fake:
         fake.undeployable = {"accounts/fireworks/models/qwen3-32b"}
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-32b", ALICE)
             asked = await log.wait_kind(ev.QuestionAsked, run.id)
             spent = (dict(fake.create_counts("datasets")), dict(fake.create_counts("supervisedFineTuningJobs")))
             await runner.decide(run.id, Answer("qwen3-8b", question=asked.question.number), ALICE)
             proposed = await log.wait_kind(ev.PlanProposed, run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
     assert asked.question.kind is QuestionKind.BASE_MODEL
     assert asked.question.text.startswith("qwen3-32b cannot be deployed on this fireworks account")
     assert "qwen3-32b" not in asked.question.choices and "qwen3-8b" in asked.question.choices
@@ -72,13 +64,9 @@ async def test_a_base_this_account_cannot_deploy_is_refused_before_anything_is_s
 async def test_no_deployment_and_validation_loss_need_no_shape(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks() as fake:
         fake.undeployable = {"accounts/fireworks/models/qwen3-32b"}
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-32b deploy=no", ALICE)
             proposed = await log.wait_kind(ev.PlanProposed, run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
     assert not fake.calls("POST", r":match$") and proposed.plan.serving_note is None
 
 

@@ -13,7 +13,7 @@ from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB, running
 from tests.support import DATASETS, drive_to_end
 
 SIX = (
@@ -24,15 +24,10 @@ SIX = (
 
 async def test_six_candidates_on_a_quota_of_two_all_train_and_nothing_is_cancelled(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.15, job_quota=2) as fake:
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(SIX, ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
             cands = await q.candidates(db, run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
         assert after.phase is Phase.SUCCEEDED, after.error
         plan_parallel = 6  # the plan's default: the quota, not the plan, held it to two
         assert len(cands) == plan_parallel and all(c.state is CandidateState.COMPLETED for c in cands)
@@ -57,14 +52,9 @@ async def test_six_candidates_on_a_quota_of_two_all_train_and_nothing_is_cancell
 async def test_capacity_refusals_queue_the_job_and_the_run_goes_on(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1) as fake:
         fake.job_capacity_refusals = 3
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(SIX.replace("candidates=8:1e-4,16:1e-4,32:1e-4,", "candidates="), ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
         assert after.phase is Phase.SUCCEEDED, after.error
         assert fake.job_capacity_refusals == 0 and fake.cancels == []
         assert len(fake.create_counts("supervisedFineTuningJobs")) == 3
@@ -74,14 +64,9 @@ async def test_capacity_refusals_queue_the_job_and_the_run_goes_on(db: Database,
 
 async def test_when_nothing_can_start_for_the_give_up_time_the_run_fails_in_one_sentence(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1, job_quota=0) as fake:  # another team holds the whole quota
-        runner, log = open_runner(db, fake, tmp_path / "runs", quota_give_up_seconds=0.5)
-        try:
+        async with running(db, fake, tmp_path / "runs", quota_give_up_seconds=0.5) as (runner, log):
             run = await runner.start(SIX, ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=30)
-            after = await runner.get(run.id)
-        finally:
-            await runner.close()
-            await runner.platform.close()
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=30)
         assert after.phase is Phase.FAILED
         assert after.error is not None and after.error.startswith("The platform refused to start any of the 6 waiting jobs")
         assert "quota_exceeded" in after.error and after.error.count(". ") == 0  # one sentence

@@ -19,7 +19,7 @@ from pipeline.run.machine import Phase
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
-from tests.fireworks_helpers import ALICE, BOB, open_runner, platform_for, until
+from tests.fireworks_helpers import ALICE, BOB, open_runner, platform_for, running, until
 from tests.support import DATASETS, drive_to_end
 
 DATA = DATASETS / "text2sql_dataset.jsonl"
@@ -46,8 +46,7 @@ async def test_a_20_minute_cold_start_and_10_percent_chat_errors_still_ship_and_
         started, simulated = time.monotonic(), fake.clock.now()
         try:
             run = await runner.start(f"dataset={DATA} model=qwen3-8b parallel=3 eval=generate", ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
             cands = {str(c.slot): c for c in await q.candidates(db, run.id)}
             plan = await q.get_plan(db, run.id)
         finally:
@@ -143,15 +142,10 @@ async def test_tool_turns_go_with_their_tools_or_not_at_all(db: Database, fake: 
 async def test_a_deployment_that_fails_its_smoke_test_after_ready_is_torn_down(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
         fake.chat_error_rate = 1.0  # READY, but every request is refused
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b final=no", ALICE)
-            await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            after = await runner.get(run.id)
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
             dep = next(r for r in await db.resources(run.id) if r.resource_id == f"sftbot-{run.id}-dep")
-        finally:
-            await runner.close()
-            await runner.platform.close()
         assert after.phase is Phase.FAILED
         assert after.error is not None and "was READY but failed its smoke test" in after.error
         assert "torn down so it does not bill" in after.error

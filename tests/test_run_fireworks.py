@@ -20,7 +20,7 @@ from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks, Faults
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB, open_runner, running
 from tests.support import DATASETS, EventLog
 from tests.support import drive_to_end as drive
 
@@ -55,8 +55,7 @@ def assert_one_create_each(fake: FakeFireworks, *, loads: bool = False) -> None:
 
 
 async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
-    runner, log = open_runner(db, fake, tmp_path / "runs")
-    try:
+    async with running(db, fake, tmp_path / "runs") as (runner, log):
         run = await runner.start(INSTRUCTION, ALICE)
         await log.wait_kind(ev.PlanProposed, run.id)
         await runner.decide(run.id, Approve(plan_version=1), BOB)
@@ -69,9 +68,6 @@ async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, t
         await runner.wait(run.id)
         final = await runner.get(run.id)
         assert final.phase is Phase.SUCCEEDED, final.error
-    finally:
-        await runner.close()
-        await runner.platform.close()
     assert_one_create_each(fake)
     assert fake.max_active_jobs <= 2  # the plan's parallel cap
     jobs = fake.create_counts("supervisedFineTuningJobs")
@@ -211,15 +207,11 @@ async def _crash_and_resume(
 async def test_fault_injection_still_finishes_every_run_without_duplicates(db: Database, tmp_path: Path) -> None:
     async with FakeFireworks(job_seconds=0.1, deployment_seconds=0.05) as fake:
         fake.faults = Faults(error_rate=0.2, drop_rate=0.03, slow_rate=0.02, slow_seconds=0.5)
-        runner, log = open_runner(db, fake, tmp_path / "runs")
-        try:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
             runs = [await runner.start(INSTRUCTION, ALICE) for _ in range(3)]
             await asyncio.wait_for(asyncio.gather(*(drive_to_end(runner, log, r.id) for r in runs)), 120)
             for r in runs:
                 after = await runner.get(r.id)
                 assert after.phase is Phase.SUCCEEDED, after.error
-        finally:
-            await runner.close()
-            await runner.platform.close()
         assert fake.faults.injected > 10
         assert_one_create_each(fake)

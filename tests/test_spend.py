@@ -18,16 +18,15 @@ from pipeline.run.decisions import RaiseBudget
 from pipeline.run.machine import Phase
 from pipeline.spending import parse_since, spend
 from pipeline.store import runs as q
-from pipeline.store.db import Database
 from pipeline.store.records import Resource
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
-from tests.fireworks_helpers import ALICE, BOB, open_runner
+from tests.fireworks_helpers import ALICE, BOB
 from tests.slack_helpers import ALICE as ALICE_ID
 from tests.slack_helpers import MakeBot, plan_posted
 from tests.support import DATASETS, drive_to_end
-from tests.test_cli_teardown import sftbot
+from tests.test_cli_teardown import cli_store, sftbot
 
 DATA = DATASETS / "text2sql_dataset.jsonl"
 
@@ -51,29 +50,20 @@ def test_a_live_deployment_bills_by_the_hour_until_it_is_deleted() -> None:
 
 
 async def test_the_report_and_sftbot_spend_json_agree_on_every_runs_actual_cost(tmp_path: Path) -> None:
-    data = Path(os.environ["SFTBOT_DATA_DIR"])
-    data.mkdir(parents=True, exist_ok=True)
-    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.05) as fake:
-        db = await Database.open(data / "sftbot.sqlite3")
-        runner, log = open_runner(db, fake, data / "runs")
-        try:
-            plain = await runner.start(f"dataset={DATA} model=qwen3-8b candidates=8:1e-4 final=no deploy=no", ALICE)
-            await drive_to_end(runner, log, plain.id, actor=BOB)
-            fake.cost_factor = 3.0  # the second run overruns, and an approver raises its cap
-            dear = await runner.start(f"dataset={DATA} model=qwen3-8b parallel=3 deploy=no", ALICE)
-            while (await runner.get(dear.id)).phase is not Phase.SUCCEEDED:
-                run = await runner.get(dear.id)
-                if run.phase is Phase.AWAITING_BUDGET:
-                    await runner.decide(dear.id, RaiseBudget(), BOB)
-                else:
-                    await drive_once(runner, log, dear.id)
-            runs = [await runner.get(plain.id), await runner.get(dear.id)]
-            reported = {r.number: sum(c.cost_usd or 0 for c in await q.candidates(db, r.id)) for r in runs}
-            in_process = await spend(db)
-        finally:
-            await runner.close()
-            await runner.platform.close()
-            await db.close()
+    async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.05) as fake, cli_store(fake) as (db, runner, log):
+        plain = await runner.start(f"dataset={DATA} model=qwen3-8b candidates=8:1e-4 final=no deploy=no", ALICE)
+        await drive_to_end(runner, log, plain.id, actor=BOB)
+        fake.cost_factor = 3.0  # the second run overruns, and an approver raises its cap
+        dear = await runner.start(f"dataset={DATA} model=qwen3-8b parallel=3 deploy=no", ALICE)
+        while (await runner.get(dear.id)).phase is not Phase.SUCCEEDED:
+            run = await runner.get(dear.id)
+            if run.phase is Phase.AWAITING_BUDGET:
+                await runner.decide(dear.id, RaiseBudget(), BOB)
+            else:
+                await drive_once(runner, log, dear.id)
+        runs = [await runner.get(plain.id), await runner.get(dear.id)]
+        reported = {r.number: sum(c.cost_usd or 0 for c in await q.candidates(db, r.id)) for r in runs}
+        in_process = await spend(db)
     code, out, err = await sftbot("spend", "--json", env=dict(os.environ))
     assert code == 0, err
     shown = {r["number"]: r for r in json.loads(out)["runs"]}

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.run.decisions import Approve, Promote
-from pipeline.run.events import PlanProposed, PromotionRequested, ReportReady, RunFailed, ScoreboardChanged, StoragePaused
+from pipeline.run.decisions import Promote
+from pipeline.run.events import PlanProposed, PromotionRequested, ReportReady, RunFailed, StoragePaused
 from pipeline.run.machine import Phase
 from pipeline.run.slots import Slot
 from pipeline.store.db import Database
 from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
-from tests.support import DATASETS
+from tests.support import DATASETS, mid_sweep
 
 ALICE = Actor(id="U_ALICE", name="alice")
 TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
@@ -38,10 +38,7 @@ async def test_a_13_second_external_write_lock_during_a_sweep_loses_nothing(make
     platform = MemoryPlatform()
     platform.hold = True
     runner, log = await make_runner(platform)
-    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b", ALICE)
-    await log.wait_kind(PlanProposed, run.id)
-    await runner.decide(run.id, Approve(plan_version=1), ALICE)
-    await log.wait_kind(ScoreboardChanged, run.id)
+    run = await mid_sweep(runner, log, by=ALICE, approver=ALICE)
     held = threading.Event()
     locker = threading.Thread(target=hold_write_lock, args=(tmp_path / "test.sqlite3", 13.0, held))
     locker.start()
