@@ -30,6 +30,7 @@ from pipeline.authz import Action, Deciders, Policy, deciders
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import Platform
 from pipeline.run import events as ev
+from pipeline.run.decisions import authors_of
 from pipeline.run.gates import PROMOTION, GateKey
 from pipeline.run.machine import Phase
 from pipeline.run.summary import summarize
@@ -168,7 +169,7 @@ class Notifier:
         return None
 
     async def _deciders(self, run: RunRecord, action: Action) -> Deciders:
-        authors = await q.plan_authors(self.db, run.id) if action is Action.APPROVE else frozenset()
+        authors = await authors_of(self.db, run, run.plan_version) if action is Action.APPROVE else frozenset()
         usd = run.estimated_usd
         if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
             usd = run.budget.approved_usd + run.budget.more_usd  # what would be approved in all

@@ -25,6 +25,7 @@ from tests.slack_helpers import (
     has,
     in_thread,
     plan_posted,
+    press,
     root_of,
     text_of,
 )
@@ -115,3 +116,32 @@ async def test_a_40k_character_dm_is_answered_within_a_second_and_acks_stay_fast
     assert max(acks) < 1.0 and answered < 1.0, (acks, answered)
     assert "40,000 characters long" in answer["rendered"]
     assert await q.list_runs(bot.runner.db) == []
+
+
+async def test_an_approver_who_chose_the_base_model_in_an_answer_cannot_approve_the_plan(
+    bot_factory: MakeBot, fake_slack: FakeSlack
+) -> None:
+    """Four eyes over the whole lineage: BOB answered the first question (the base model), ALICE
+    the last one (how to judge); the plan is BOB's work too, so CAROL has to approve it."""
+    platform = MemoryPlatform(polls_to_finish=10_000)
+    bot = await bot_factory(platform, policy=STRICT, ask_evaluation=True)
+    await bot.driver.command(f"run dataset={TEXT2SQL}", user=ALICE)  # no model: the run asks
+    root = await root_of(fake_slack)
+    asked = await in_thread(fake_slack, root, has("needs an answer"))
+    select = find_element(asked["blocks"], "sft_answer_select")
+    assert select is not None
+    pick = next(i for i, o in enumerate(select["options"]) if o["text"]["text"] == "qwen3-8b")
+    await bot.driver.click(asked, "sft_answer_select", user=BOB, option=pick)  # an approver chooses the model
+    judged = await in_thread(fake_slack, root, has("How should I judge"))
+    await press(bot, judged, "Validation loss is fine", user=ALICE)  # the requester answers last
+    plan = await in_thread(fake_slack, root, has("Plan v1"))
+
+    await bot.driver.click(plan, "sft_approve", user=BOB)
+    said = await refusal(fake_slack, BOB, "someone else has to approve it")
+    assert f"<@{CAROL}>" in said
+    assert (await bot.runner.get(1)).phase.value == "awaiting_plan_approval" and not platform.jobs
+    denied = await bot.runner.db.fetchall("SELECT actor FROM audit_events WHERE action='denied_approve'")
+    assert [r[0] for r in denied] == [BOB]
+
+    await bot.driver.click(plan, "sft_approve", user=CAROL)  # the second pair of eyes
+    await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and f"Approved by <@{CAROL}>" in text_of(m))

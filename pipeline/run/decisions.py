@@ -15,12 +15,12 @@ from enum import Enum
 from typing import Any, Protocol
 
 from pipeline.access import LocalFiles, check_spec
-from pipeline.authz import Action, Policy, Rule, authorize
+from pipeline.authz import Action, Policy, Rule, Subject, authorize, plan_authors
 from pipeline.planning.cost import money
 from pipeline.run.gates import PROMOTION, GateKey, apply_answer
 from pipeline.run.machine import WAITING_FOR, Event, Phase, Refused, allowed
 from pipeline.run.slots import CandidateState, Slot
-from pipeline.spec import RunSpec, SpecError
+from pipeline.spec import EvalKind, RunSpec, SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import Database, GateAlreadyDecided
 from pipeline.store.records import Actor, GateDecision, RunRecord
@@ -171,6 +171,11 @@ class Refusal(Exception):
                 "you asked for this run or wrote part of its plan, so someone else has to approve it: "
                 f"{who(p.approvers, 'another teammate')} (asked in its thread)."
             )
+        if self.rule is Rule.EVALUATOR_CODE:
+            return (
+                "evaluators may run without the sandbox here (SFTBOT_UNSAFE_EVALUATORS is on), so only an admin can "
+                f"supply an evaluator file: {who(p.admins, 'an admin')}. Use `eval=loss` or `eval=generate` instead."
+            )
         if self.rule is Rule.OVER_BUDGET:
             over = (
                 f"the estimate {money(self.estimated_usd)} is above the {money(p.budget_usd)} budget"
@@ -258,23 +263,42 @@ async def permission(
     event, action = _EVENT[type(decision)]
     if isinstance(decision, Answer) and run.question is not None and run.question.kind.blocks_deploy:
         action = Action.PROMOTE  # deploying anyway spends like a promotion: the same people decide
-    authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
+    version = decision.plan_version if isinstance(decision, Approve) and decision.plan_version else run.plan_version
+    authors = await authors_of(keeper.db, run, version) if action is Action.APPROVE else frozenset()
     usd = run.estimated_usd
     if isinstance(decision, RaiseBudget) and run.budget is not None:
         usd = run.budget.approved_usd + run.budget.more_usd  # what would then be approved in all
-    verdict = authorize(
-        actor,
-        action,
-        policy=keeper.policy,
-        channel=channel,
-        requester=run.requester,
-        authors=authors,
-        estimated_usd=usd,
-    )
+    about = Subject(requester=run.requester, authors=authors, estimated_usd=usd, evaluator_code=supplies_evaluator(run, decision))
+    verdict = authorize(actor, action, policy=keeper.policy, channel=channel, about=about)
     if not verdict.denied:
         return None
     verb = "deploy" if action is Action.PROMOTE and event is Event.ANSWER else None
     return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=usd, verb=verb)
+
+
+async def authors_of(db: Database, run: RunRecord, version: int) -> frozenset[str]:
+    """Everyone who shaped plan ``version`` of ``run`` (four eyes: none of them approves it)."""
+    return plan_authors(run.requester, await db.gate_decisions(run.id), version)
+
+
+def _evaluator_file(spec: RunSpec) -> str | None:
+    ev = spec.evaluation
+    return ev.ref if ev is not None and ev.kind is EvalKind.EVALUATOR and not ev.hosted else None
+
+
+def supplies_evaluator(run: RunRecord, decision: Decision) -> bool:
+    """The decision names an evaluator file the run did not name before: code the bot will run."""
+    if isinstance(decision, Revise):
+        after: RunSpec | None = decision.spec
+    elif isinstance(decision, Answer) and run.question is not None:
+        try:
+            after = apply_answer(run.spec, run.question.kind, decision.answer)
+        except SpecError:
+            after = None  # refused later as invalid, whoever answers
+    else:
+        after = None
+    new = _evaluator_file(after) if after is not None else None
+    return new is not None and new != _evaluator_file(run.spec)
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:

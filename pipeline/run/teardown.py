@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline import ids
-from pipeline.authz import Action, Policy, authorize
+from pipeline.authz import Action, Policy, Subject, authorize
 from pipeline.platforms.base import NotFound, Platform, PlatformError
 from pipeline.run.decisions import Refusal, RefusalKind
 from pipeline.run.events import DeploymentTornDown
@@ -35,7 +35,7 @@ async def target(db: Database, policy: Policy, key: str | int, actor: Actor, *, 
     run = await q.get_run(db, key)
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.")
-    verdict = authorize(actor, Action.TEARDOWN, policy=policy, channel=channel, requester=run.requester)
+    verdict = authorize(actor, Action.TEARDOWN, policy=policy, channel=channel, about=Subject(requester=run.requester))
     if verdict.denied:
         refusal = Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=policy)
         details = {"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()}

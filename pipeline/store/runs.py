@@ -206,12 +206,6 @@ async def get_plan(db: Database, run_id: str, version: int | None = None) -> Pla
     return None if row is None else Plan.model_validate_json(row[0])
 
 
-async def plan_authors(db: Database, run_id: str) -> frozenset[str]:
-    """Everyone a plan version of this run comes from (four eyes: none of them approves it)."""
-    rows = await db.fetchall("SELECT plan_json FROM plan_versions WHERE run_id=?", (run_id,))
-    return frozenset(a for r in rows if (a := Plan.model_validate_json(r[0]).author))
-
-
 async def plan_statuses(db: Database, run_id: str) -> dict[int, str]:
     rows = await db.fetchall("SELECT version, status FROM plan_versions WHERE run_id=?", (run_id,))
     return {int(r[0]): str(r[1]) for r in rows}
