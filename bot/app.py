@@ -28,6 +28,7 @@ from handlers.surface import Surface
 from pipeline.evaluation.sandbox import sandbox_problem
 from pipeline.platforms.local import LocalPlatform
 from pipeline.run.idle import flag_idle
+from pipeline.store import uploads
 
 log = logging.getLogger("sftbot.app")
 EVENTS_PATH = "/slack/events"
@@ -65,19 +66,20 @@ def create_app(
         # eval=evaluator:<file> here: without SFTBOT_EVALUATOR_DIR, <data dir>/evaluators.
         engine.runner.config.evaluator_dir = settings.evaluator_dir or settings.data_dir / "evaluators"
     messages = RunMessages(client, engine.db, ChannelLimiter(post_interval))
+    directory = Directory(client, engine.runner.config.policy, membership_ttl=settings.membership_ttl_seconds)
     notifier = Notifier(
         engine.db,
         engine.platform,
         messages,
         live_interval=live_interval,
         policy=lambda: engine.runner.policy,
-        dm_approvers=settings.dm_approvers,
+        dm_approvers=directory.in_channel if settings.dm_approvers else None,
     )
     engine.bus.subscribe(notifier)
     surface = Surface(
         runner=engine.runner,
         notifier=notifier,
-        directory=Directory(client, engine.runner.config.policy),
+        directory=directory,
         messages=messages,
     )
     register(app, surface)
@@ -194,17 +196,33 @@ async def guard_idle(engine: Engine, settings: Settings, stop: asyncio.Event, *,
             await asyncio.wait_for(stop.wait(), every)
 
 
+async def guard_uploads(engine: Engine, stop: asyncio.Event, *, every: float | None = None) -> None:
+    """Delete uploads no unfinished run has named for SFTBOT_UPLOAD_RETENTION_HOURS, a few times
+    per retention period (each new upload also sweeps first, so the quota counts only what is kept)."""
+    files = engine.runner.config.files
+    every = every if every is not None else min(3600.0, files.upload_retention_seconds / 4)
+    while not stop.is_set():
+        try:
+            gone = await uploads.sweep(engine.db, files)
+            if gone:
+                log.info("deleted %d upload(s) no run has used for %.0f h", len(gone), files.upload_retention_seconds / 3600)
+        except Exception:  # a storage hiccup must not end the loop: it tries again next time
+            log.exception("the upload clean-up failed; trying again in %.0f s", every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     # The bot asks how to judge candidates when a /sft run does not say (loss, own or generated evaluator).
     async with open_engine(settings, ask_evaluation=True) as engine:
         app = create_app(engine, settings)
-        guard: asyncio.Task[None] | None = None
+        guards: list[asyncio.Task[None]] = []
         try:
             await _say_how_evaluators_run(settings)
             resumed = await engine.runner.resume_all()
             log.info("resumed %d unfinished run(s)", len(resumed))
             await _host_local_deployments(engine)
-            guard = asyncio.create_task(guard_idle(engine, settings, stop))
+            guards = [asyncio.create_task(guard_idle(engine, settings, stop)), asyncio.create_task(guard_uploads(engine, stop))]
             if settings.mode == "http":
                 runner, port = await start_http(app, port=settings.http_port)
                 log.info("sftbot listening on :%d%s (HTTP mode)", port, EVENTS_PATH)
@@ -224,7 +242,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                 finally:
                     await handler.close_async()  # type: ignore[no-untyped-call]
         finally:
-            if guard is not None:
+            for guard in guards:
                 guard.cancel()
-                await asyncio.gather(guard, return_exceptions=True)
+            await asyncio.gather(*guards, return_exceptions=True)
             await aclose(app)

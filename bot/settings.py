@@ -66,8 +66,21 @@ class Settings(BaseSettings):
     dataset_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_DATASET_DIR"))
     model_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_MODEL_DIR"))
     max_dataset_mb: int = Field(default=2048, gt=0, validation_alias=AliasChoices("SFTBOT_MAX_DATASET_MB"))
+    # Datasets attached in Slack: kept per person and in all up to these sizes, and deleted once no
+    # unfinished run has named them for this long.
+    upload_quota_mb: int = Field(default=4096, gt=0, validation_alias=AliasChoices("SFTBOT_UPLOAD_QUOTA_MB"))
+    uploads_total_mb: int = Field(default=16384, gt=0, validation_alias=AliasChoices("SFTBOT_UPLOADS_TOTAL_MB"))
+    upload_retention_hours: float = Field(default=24.0, gt=0, validation_alias=AliasChoices("SFTBOT_UPLOAD_RETENTION_HOURS"))
+    # Other Fireworks accounts whose datasets and hosted evaluators runs may name (comma-separated).
+    foreign_accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("SFTBOT_FOREIGN_ACCOUNTS")
+    )
     # Also DM each approver a link when a plan or a promotion waits for them (the thread mentions them anyway).
     dm_approvers: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_DM_APPROVERS"))
+    # Who is in a channel (what a person may see follows it) is asked of Slack at most this often per channel.
+    membership_ttl_seconds: float = Field(
+        default=120.0, gt=0, le=3600, validation_alias=AliasChoices("SFTBOT_MEMBERSHIP_TTL_SECONDS")
+    )
     # Run users' evaluators even where the sandbox cannot isolate them (weaker containment).
     unsafe_evaluators: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_UNSAFE_EVALUATORS"))
 
@@ -88,7 +101,7 @@ class Settings(BaseSettings):
     wandb_project: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_PROJECT"))
     wandb_entity: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_ENTITY"))
 
-    @field_validator("approvers", "admins", "channels", mode="before")
+    @field_validator("approvers", "admins", "channels", "foreign_accounts", mode="before")
     @classmethod
     def _split(cls, v: object) -> list[str]:
         return _csv(v)
@@ -115,12 +128,18 @@ class Settings(BaseSettings):
 
     def local_files(self, *, slack: bool) -> LocalFiles:
         """What runs may read from this machine: any path from the terminal, only its folders from Slack."""
+        mb = 1024 * 1024
         return LocalFiles(
             mode="folders" if slack else "any",
             uploads_dir=self.uploads_dir,
             dataset_dir=self.dataset_dir,
             model_dir=self.model_dir,
-            max_dataset_bytes=self.max_dataset_mb * 1024 * 1024,
+            max_dataset_bytes=self.max_dataset_mb * mb,
+            upload_quota_bytes=self.upload_quota_mb * mb,
+            uploads_total_bytes=self.uploads_total_mb * mb,
+            upload_retention_seconds=self.upload_retention_hours * 3600,
+            account=self.fireworks_account_id,
+            foreign_accounts=self.foreign_accounts,
         )
 
     def require(self, *names: str) -> None:

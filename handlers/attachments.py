@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -75,10 +75,13 @@ async def fetch(
     max_bytes: int,
     dest: Callable[[str], Path],
     seconds: float = DOWNLOAD_SECONDS,
+    admit: Callable[[str, Path, int], Awaitable[None]] | None = None,
 ) -> tuple[str, Path]:
     """Download the first ``suffix`` file of ``files`` to ``dest(its name)``: (its name, the saved path).
 
-    Raises FetchError with one sentence naming the problem and what to do.
+    ``admit(name, path, size)`` is asked before any byte is fetched, with the size Slack gives
+    (a quota); it refuses by raising FetchError. Raises FetchError with one sentence naming the
+    problem and what to do.
     """
     info = await _file_info(client, files, suffix, kind)
     name = str(info["name"])
@@ -89,6 +92,8 @@ async def fetch(
     if not trusted_slack_url(url, client.base_url):
         raise FetchError(f"Slack gave me an unexpected download link for {code(name)}, so I didn't fetch it.")
     path = dest(name)
+    if admit is not None:
+        await admit(name, path, size)
     try:
         with atomic_output(path) as tmp, tmp.open("wb") as out:
             got = await _download(client, url, out, max_bytes=max_bytes, seconds=seconds)

@@ -60,11 +60,12 @@ def register(app: AsyncApp, s: Surface) -> None:
         policy = s.runner.policy
         # With SFTBOT_CHANNELS set, the Home tab shows only runs of those channels (others may be private).
         channels = policy.channels or None
-        mine = await q.list_runs(s.db, requester=user, channels=channels, limit=10)
-        active = await q.list_runs(s.db, unfinished=True, channels=channels, limit=30)
+        actor = await s.directory.actor(user)
+        # Only runs of channels this person is in (admins see all): run names carry data names.
+        mine = (await s.visible(actor, await q.list_runs(s.db, requester=user, channels=channels, limit=50)))[:10]
+        active = (await s.visible(actor, await q.list_runs(s.db, unfinished=True, channels=channels, limit=200)))[:30]
         waiting = await waiting_for(s, user, active)
         links = {r.id: link for r in [*waiting, *mine, *active] if (link := await s.messages.permalink(r.id))}
-        actor = await s.directory.actor(user)
         view = home_view(
             user,
             waiting=waiting,
@@ -74,7 +75,7 @@ def register(app: AsyncApp, s: Surface) -> None:
             platform=s.runner.platform.name,
             admin=member(actor, policy.admins),
             links=links,
-            deployments=[d for d in await live_deployments(s.db) if channels is None or d.run.channel in channels],
+            deployments=[d for d in await live_deployments(s.db) if await s.sees(actor, d.run)],
         )
         await client.views_publish(user_id=user, view=view)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -25,8 +26,9 @@ from handlers.render import replies
 from handlers.render.mrkdwn import Message, code
 from handlers.render.run import short_name
 from handlers.surface import Surface, run_started_text
-from pipeline.access import UPLOAD_PREFIX
+from pipeline.access import UPLOAD_PREFIX, quota_refusal
 from pipeline.spec import SpecError
+from pipeline.store import uploads
 from pipeline.store.db import storage_problem
 
 log = logging.getLogger("sftbot.slack")
@@ -47,22 +49,42 @@ def _parse_slash(text: str) -> tuple[Command | None, Message | None]:
         )
 
 
-async def save_dataset(s: Surface, client: AsyncWebClient, cmd: Command, files: list[dict[str, Any]]) -> Command:
+async def save_dataset(
+    s: Surface, client: AsyncWebClient, cmd: Command, files: list[dict[str, Any]], *, user: str, channel: str
+) -> Command:
     """Fetch the ``.jsonl`` sent with a run request into the uploads folder; the run names it
-    ``upload:<saved name>``. Raises FetchError with the sentence to show."""
-    folder = s.runner.files.uploads_dir
+    ``upload:<saved name>``, and only runs of ``channel`` may use it. Within the sender's and
+    everyone's quota (uploads whose time is up are deleted first). Raises FetchError with the
+    sentence to show."""
+    rules = s.runner.files
+    folder = rules.uploads_dir
     if folder is None or cmd.spec is None:
         raise attachments.FetchError("This bot takes no attached datasets: name a platform dataset id instead.")
-    limit = s.runner.files.max_dataset_bytes
-    _, path = await attachments.fetch(
-        client,
-        files,
-        suffix=".jsonl",
-        kind="dataset",
-        max_bytes=limit,
-        dest=lambda name: attachments.new_upload_path(folder, name),
-        seconds=attachments.DATASET_DOWNLOAD_SECONDS,
-    )
+    await uploads.sweep(s.db, rules)
+    reserved: list[str] = []
+
+    async def admit(name: str, path: Path, size: int) -> None:
+        mine, everyone = await uploads.usage(s.db, user)
+        if why := quota_refusal(size, mine=mine, everyone=everyone, files=rules):
+            raise attachments.FetchError(f"I can't keep {code(name)}: {why}.")
+        await uploads.reserve(s.db, path.name, channel=channel, uploader=user, size=size)
+        reserved.append(path.name)
+
+    try:
+        _, path = await attachments.fetch(
+            client,
+            files,
+            suffix=".jsonl",
+            kind="dataset",
+            max_bytes=rules.max_dataset_bytes,
+            dest=lambda name: attachments.new_upload_path(folder, name),
+            seconds=attachments.DATASET_DOWNLOAD_SECONDS,
+            admit=admit,
+        )
+    except BaseException:
+        await uploads.forget(s.db, reserved)
+        raise
+    await uploads.saved(s.db, path.name, path.stat().st_size)
     return replace(cmd, spec=cmd.spec.model_copy(update={"dataset": UPLOAD_PREFIX + path.name}))
 
 
@@ -126,8 +148,14 @@ def register(app: AsyncApp, s: Surface) -> None:
             await reply(replies.problem_message(str(exc)))
             return
         if attached and cmd.spec is not None and cmd.spec.dataset == UPLOAD_PREFIX + attached:
+            # Nothing is downloaded for someone who may not start a run here (a DM from outside
+            # SFTBOT_CHANNELS, say): refused (and audited) before a byte reaches the disk.
+            refused = await s.start_refused(event["user"], channel)
+            if refused is not None:
+                await reply(refused)
+                return
             try:
-                cmd = await save_dataset(s, client, cmd, event.get("files") or [])
+                cmd = await save_dataset(s, client, cmd, event.get("files") or [], user=event["user"], channel=channel)
             except attachments.FetchError as exc:
                 await reply(replies.problem_message(f"{exc} Nothing was started."))
                 return

@@ -30,7 +30,7 @@ from pipeline.authz import Action, Deciders, Policy, deciders
 from pipeline.planning.models import Plan
 from pipeline.platforms.base import Platform
 from pipeline.run import events as ev
-from pipeline.run.decisions import authors_of
+from pipeline.run.authorship import authors_of
 from pipeline.run.gates import PROMOTION, GateKey
 from pipeline.run.machine import Phase
 from pipeline.run.summary import summarize
@@ -69,13 +69,13 @@ class Notifier:
         *,
         live_interval: float = 3.0,
         policy: Callable[[], Policy] = Policy,
-        dm_approvers: bool = False,
+        dm_approvers: Callable[[str, str | None], Awaitable[bool]] | None = None,
     ) -> None:
         self.db = db
         self.platform = platform
         self.out = out
         self.policy = policy  # read at each message: who can decide is said with the ask
-        self.dm_approvers = dm_approvers
+        self.dm_approvers = dm_approvers  # SFTBOT_DM_APPROVERS: is a person in a channel (only they are DMed)
         self.live_interval = live_interval
         self._queues: dict[str, deque[Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -228,12 +228,14 @@ class Notifier:
 
     async def _dm(self, run: RunRecord, key: MessageKey, what: str, action: Action) -> None:
         """With SFTBOT_DM_APPROVERS, a DM with a link to each person (not group) who can decide; once per gate."""
-        if not self.dm_approvers or not await self.out.mark(run.id, MessageKey(f"dm:{key}")):
+        in_channel = self.dm_approvers
+        if in_channel is None or not await self.out.mark(run.id, MessageKey(f"dm:{key}")):
             return
         link = await self.out.permalink(run.id)
         where = f"<{link}|open the thread>" if link else f"see <#{run.channel}>"
         people = [i for i in (await self._deciders(run, action)).ids if i[:1] in ("U", "W")]
-        for person in people[:20]:
+        # A DM names the run: only to those who can see its channel (they are the ones who can act there).
+        for person in [p for p in people[:20] if await in_channel(p, run.channel)]:
             await self.out.direct(person, replies.note_message(f"👋 {what[:1].upper()}{what[1:]} ({where})."))
 
     async def _upload_review_files(self, run: RunRecord, plan: Plan) -> None:

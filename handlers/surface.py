@@ -25,7 +25,7 @@ from handlers.render.mrkdwn import Message, at_time, code, user
 from handlers.render.run import short_name
 from handlers.slack_client import trusted_slack_url
 from pipeline import ids
-from pipeline.authz import Action, authorize
+from pipeline.authz import Action, authorize, sees
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
 from pipeline.run import idle
@@ -36,7 +36,7 @@ from pipeline.spec import SpecError
 from pipeline.spending import parse_since, spend
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
+from pipeline.store.records import Actor, RunRecord
 
 Reply = Callable[[Message], Awaitable[Any]]
 
@@ -69,6 +69,15 @@ class Surface:
 
     def responder(self, body: dict[str, Any]) -> Responder:
         return Responder(body.get("response_url"), self.messages.client)
+
+    async def sees(self, actor: Actor, run: RunRecord) -> bool:
+        """Whether this person may see ``run`` at all: members of its channel, and admins."""
+        in_channel = await self.directory.in_channel(actor.id, run.channel)
+        return sees(actor, run.channel, policy=self.runner.policy, in_channel=in_channel)
+
+    async def visible(self, actor: Actor, runs: list[RunRecord]) -> list[RunRecord]:
+        """The runs of ``runs`` this person may see, in order."""
+        return [r for r in runs if await self.sees(actor, r)]
 
     async def fresh(self, key: str) -> bool:
         """True the first time a delivery key is seen: Slack retries must not act twice."""
@@ -111,14 +120,22 @@ class Surface:
             allowed = self.runner.policy.channels or None
             channels = [channel] if cmd.scope == "channel" else allowed
             requester = user if cmd.scope == "mine" else None
-            runs = await q.list_runs(self.db, requester=requester, channels=channels, limit=15)
+            # Only runs of channels this person is in: other channels' runs (private ones among
+            # them) name their data and instructions.
+            runs = (await self.visible(actor, await q.list_runs(self.db, requester=requester, channels=channels, limit=200)))[:15]
             links = {r.id: link for r in runs if (link := await self.messages.permalink(r.id))}
             await reply(replies.runs_message(runs, scope=cmd.scope, links=links))
             return None
         try:
             run = await self.runner.get(cmd.run or "")
         except RunNotFound:
-            await reply(replies.problem_message(f"There is no run {cmd.run}: `/sft runs all` lists them."))
+            run = None
+        if run is None or not await self.sees(actor, run):  # the same words: no hint that it exists elsewhere
+            await reply(
+                replies.problem_message(
+                    f"There is no run {cmd.run} in your channels: `/sft runs all` lists the runs you can see."
+                )
+            )
             return None
         if cmd.kind == "status":
             cands = await q.candidates(self.db, run.id)
@@ -171,6 +188,15 @@ class Surface:
             return replies.problem_message(f"The platform refused: {exc}. Nothing was changed; try again or `/sft teardown`.")
         scaled = choice == "scale"
         return replies.note_message(idle_texts.kept_text(run, ids.deployment_id(run.id), scaled=scaled, who="you"))
+
+    async def start_refused(self, user: str, channel: str) -> Message | None:
+        """Why this person may not start a run in ``channel`` (audited), or None: asked before
+        anything is downloaded for a run."""
+        try:
+            await self.runner.check_start(await self.directory.actor(user), channel=channel)
+        except Refusal as exc:
+            return refusal_message(exc)
+        return None
 
     async def refused(
         self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None

@@ -13,17 +13,26 @@ the bot's ``.env``. So in the Slack bot a local file is only ever one of:
 Anything else that looks like a path is refused with one sentence before a run exists.
 Which references are paths is decided by their spelling, never by what exists on disk, so
 a platform dataset id can never be mistaken for a local file (or the other way round).
+
+Data also stays where it was given (``origin_refusal``): an attached file is usable only by
+runs of the conversation it was attached in, and a platform dataset id by runs of the first
+channel whose run named it, checked where the data is used, never by the secrecy of a name.
+Datasets and hosted evaluators in another Fireworks account are refused unless an admin
+listed that account (``foreign_refusal``). Uploads are bounded: per person and in total, and
+deleted once no run has named them for a while (``quota_refusal``, ``expired``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipeline.dataset.demo import DEMO_REF, demo_path
 from pipeline.fsio import atomic_output
@@ -58,6 +67,15 @@ class LocalFiles(BaseModel):
     dataset_dir: Path | None = None  # SFTBOT_DATASET_DIR
     model_dir: Path | None = None  # SFTBOT_MODEL_DIR
     max_dataset_bytes: int = 2048 * _MB
+    # Uploads: bytes kept per person and in all (SFTBOT_UPLOAD_QUOTA_MB, SFTBOT_UPLOADS_TOTAL_MB), and
+    # how long one no unfinished run names is kept after its last use (SFTBOT_UPLOAD_RETENTION_HOURS).
+    upload_quota_bytes: int = 4096 * _MB
+    uploads_total_bytes: int = 16384 * _MB
+    upload_retention_seconds: float = 24 * 3600.0
+    # The bot's Fireworks account, and other accounts whose datasets and evaluators runs may
+    # name (SFTBOT_FOREIGN_ACCOUNTS); with no account configured the platform decides.
+    account: str | None = None
+    foreign_accounts: list[str] = Field(default_factory=list)
 
 
 def _within(folder: Path, ref: str) -> Path | None:
@@ -139,7 +157,12 @@ def model_path_allowed(ref: str, files: LocalFiles) -> None:
 
 
 def check_spec(spec: RunSpec, files: LocalFiles) -> None:
-    """Every local file a spec names, checked before a run exists (or a revision is accepted)."""
+    """Every local file a spec names, and every account it reaches, checked before a run exists
+    (or a revision is accepted)."""
+    hosted = spec.evaluation.ref if spec.evaluation is not None and spec.evaluation.hosted else None
+    for ref in (spec.dataset, spec.eval_dataset, hosted):
+        if ref and (why := foreign_refusal(ref, files)):
+            raise FileRefused(why)
     for ref in (spec.dataset, spec.eval_dataset):
         if ref:
             dataset_file(ref, files)
@@ -157,3 +180,109 @@ def copy_checked(src: Path, dest: Path, files: LocalFiles) -> None:
             raise FileRefused(f"{src.name!r} changed while it was being read")
         with atomic_output(dest) as tmp, tmp.open("wb") as fout:
             shutil.copyfileobj(fin, fout, length=1 << 20)
+
+
+class Origin(BaseModel):
+    """Where a dataset was given: the conversation an upload was attached in (and by whom), or
+    the channel of the first Slack run that named (or created) a platform dataset."""
+
+    channel: str
+    uploader: str | None = None
+
+
+def origin_refusal(ref: str, origin: Origin | None, *, channel: str | None, files: LocalFiles) -> str | None:
+    """Why a run in ``channel`` may not use the dataset ``ref`` given at ``origin``; None if it may.
+
+    From Slack (``files.mode`` "folders") data stays in the conversation it was given in: an
+    upload only there (a DM's only for its uploader, who alone is in that DM), a platform
+    dataset only in the channel whose run named it first; a dataset no Slack run has named is
+    the account's, for any channel. Admins are bound too (an admin's run in another channel
+    would hand the data to that channel's members, who can revise it and attach evaluators);
+    the terminal is not. The sentences never say where the data lives.
+    """
+    if files.mode == "any":
+        return None
+    shown = ref.strip()[:80]
+    kind = kind_of(ref)
+    if kind == "upload" and origin is None:
+        return f"the attached file {shown.removeprefix(UPLOAD_PREFIX)!r} is not one the bot saved; attach it again"
+    if kind not in ("upload", "platform") or origin is None or origin.channel == channel:
+        return None
+    if kind == "upload":
+        return (
+            f"the attached file {shown.removeprefix(UPLOAD_PREFIX)!r} was attached in another conversation, and data "
+            "stays where it was given: attach the file here to use it in this channel"
+        )
+    return (
+        f"the dataset {shown} belongs to runs of another channel (a run there used it first), and data stays where it "
+        "was given: upload the file here, or start the run in that channel"
+    )
+
+
+async def check_origins(
+    refs: list[str], *, channel: str | None, files: LocalFiles, origin: Callable[[str], Awaitable[Origin | None]]
+) -> None:
+    """Raise FileRefused for the first of ``refs`` a run in ``channel`` may not use (``origin`` looks it up)."""
+    if files.mode == "any":
+        return
+    for ref in refs:
+        if ref and (why := origin_refusal(ref, await origin(ref), channel=channel, files=files)):
+            raise FileRefused(why)
+
+
+async def check_use(
+    spec: RunSpec, *, channel: str | None, files: LocalFiles, origin: Callable[[str], Awaitable[Origin | None]]
+) -> None:
+    """``check_spec``, then whether a run in ``channel`` may use the datasets ``spec`` names."""
+    check_spec(spec, files)
+    await check_origins([r for r in (spec.dataset, spec.eval_dataset) if r], channel=channel, files=files, origin=origin)
+
+
+_ACCOUNT = re.compile(r"^accounts/([^/]+)/(datasets|evaluators)/[^/]+$")
+
+
+def foreign_refusal(ref: str, files: LocalFiles) -> str | None:
+    """Why a dataset or hosted evaluator of another Fireworks account may not be used; None if it may.
+
+    Held-out rows and the candidates' answers go to a hosted evaluator, and a foreign dataset
+    is someone else's data: both only with an account an admin listed in SFTBOT_FOREIGN_ACCOUNTS.
+    """
+    found = _ACCOUNT.match(ref.strip())
+    if files.mode == "any" or files.account is None or found is None:
+        return None
+    account, what = found.group(1), found.group(2)[:-1]
+    if account == files.account or account in files.foreign_accounts:
+        return None
+    return (
+        f"the {what} {ref.strip()[:120]} is in the Fireworks account {account!r}, not this bot's ({files.account!r}): "
+        f"name a {what} of this account, or ask an admin to add {account!r} to SFTBOT_FOREIGN_ACCOUNTS"
+    )
+
+
+def quota_refusal(size: int, *, mine: int, everyone: int, files: LocalFiles) -> str | None:
+    """Why an upload of ``size`` bytes cannot be kept next to ``mine`` (this person's) and ``everyone``'s bytes."""
+    name = f"{size / _MB:,.1f} MB"
+    if mine + size > files.upload_quota_bytes:
+        return (
+            f"it is {name}, and your files kept on the bot already take {mine / _MB:,.1f} MB of your "
+            f"{files.upload_quota_bytes / _MB:,.0f} MB; files no run uses are deleted {_hours(files)} after their last "
+            "use, or an admin can raise SFTBOT_UPLOAD_QUOTA_MB"
+        )
+    if everyone + size > files.uploads_total_bytes:
+        return (
+            f"it is {name}, and the files kept on the bot already take {everyone / _MB:,.0f} MB of "
+            f"{files.uploads_total_bytes / _MB:,.0f} MB for everyone; files no run uses are deleted {_hours(files)} after "
+            "their last use, or an admin can raise SFTBOT_UPLOADS_TOTAL_MB"
+        )
+    return None
+
+
+def _hours(files: LocalFiles) -> str:
+    hours = files.upload_retention_seconds / 3600
+    return f"{hours:g} hour{'s' if hours != 1 else ''}"
+
+
+def expired(uploads: list[tuple[str, float]], *, in_use: set[str], now: float, files: LocalFiles) -> list[str]:
+    """The uploads (name, last used) to delete: no unfinished run names them and their time is up."""
+    cutoff = now - files.upload_retention_seconds
+    return [name for name, used_at in uploads if used_at < cutoff and UPLOAD_PREFIX + name not in in_use]

@@ -87,7 +87,10 @@ class Subject(BaseModel):
     evaluator_code: bool = False
 
 
-def authorize(actor: Actor, action: Action, *, policy: Policy, channel: str | None = None, about: Subject = Subject()) -> Verdict:
+NOTHING = Subject()  # an action about no run in particular (a start, a list)
+
+
+def authorize(actor: Actor, action: Action, *, policy: Policy, channel: str | None = None, about: Subject = NOTHING) -> Verdict:
     """Decide one action for one person in ``channel``; a denial names the rule that refused it.
 
     The operator at the terminal (``actor.local``) may do everything, like an admin.

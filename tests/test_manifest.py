@@ -33,6 +33,7 @@ METHOD_SCOPES = {
     "files.completeUploadExternal": "files:write",
     "users.info": "users:read",
     "usergroups.users.list": "usergroups:read",
+    "conversations.members": "channels:read",  # and groups:read for private channels
 }
 EVENT_SCOPES = {"app_mention": "app_mentions:read", "message.im": "im:history"}
 
@@ -54,7 +55,7 @@ def test_manifest_declares_what_the_code_handles() -> None:
     # message.im / message.channels etc. all arrive as the "message" event type.
     assert {e.split(".")[0] for e in subscribed} == set(EVENTS)
     scopes = set(m["oauth_config"]["scopes"]["bot"])
-    assert "commands" in scopes and set(METHOD_SCOPES.values()) <= scopes
+    assert "commands" in scopes and set(METHOD_SCOPES.values()) <= scopes and "groups:read" in scopes
     assert {EVENT_SCOPES[e] for e in subscribed if e in EVENT_SCOPES} <= scopes
     assert m["settings"]["interactivity"]["is_enabled"] is True  # buttons, selects, the modal
     assert m["settings"]["socket_mode_enabled"] is True and "request_url" not in m["settings"]["interactivity"]

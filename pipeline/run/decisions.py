@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from pipeline.access import LocalFiles, check_spec
-from pipeline.authz import Action, Policy, Rule, Subject, authorize, plan_authors
+from pipeline.access import LocalFiles, check_use
+from pipeline.authz import Action, Policy, Rule, Subject, authorize
 from pipeline.planning.cost import money
+from pipeline.run.authorship import authors_of, supplies_evaluator
 from pipeline.run.gates import PROMOTION, GateKey, apply_answer
 from pipeline.run.machine import WAITING_FOR, Event, Phase, Refused, allowed
 from pipeline.run.slots import CandidateState, Slot
-from pipeline.spec import EvalKind, RunSpec, SpecError
+from pipeline.spec import RunSpec, SpecError
 from pipeline.store import runs as q
+from pipeline.store import uploads
 from pipeline.store.db import Database, GateAlreadyDecided
 from pipeline.store.records import Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
@@ -116,6 +118,10 @@ _WHAT = {
     Event.CANCEL: "run",
 }
 _DO = {Event.RAISE_BUDGET: "approve more money for", Event.SKIP_STEP: "skip a step of"}
+_UNSAFE = (
+    "evaluators may run without the sandbox here (SFTBOT_UNSAFE_EVALUATORS is on), so only an admin can supply an "
+    "evaluator file: {admins}. Use `eval=loss` or `eval=generate` instead."
+)
 
 
 class Refusal(Exception):
@@ -172,10 +178,7 @@ class Refusal(Exception):
                 f"{who(p.approvers, 'another teammate')} (asked in its thread)."
             )
         if self.rule is Rule.EVALUATOR_CODE:
-            return (
-                "evaluators may run without the sandbox here (SFTBOT_UNSAFE_EVALUATORS is on), so only an admin can "
-                f"supply an evaluator file: {who(p.admins, 'an admin')}. Use `eval=loss` or `eval=generate` instead."
-            )
+            return _UNSAFE.format(admins=who(p.admins, "an admin"))
         if self.rule is Rule.OVER_BUDGET:
             over = (
                 f"the estimate {money(self.estimated_usd)} is above the {money(p.budget_usd)} budget"
@@ -229,8 +232,10 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
     await check_open(keeper.db, run, decision)
     gate, changes, details = _gate(run, decision, event)
     if "spec" in changes:
-        try:  # a revision or an answer may name a file: the same check as a new run
-            check_spec(changes["spec"], keeper.files)
+        try:  # a revision or an answer may name a file or a dataset: the same checks as a new run
+            await check_use(
+                changes["spec"], channel=run.channel, files=keeper.files, origin=lambda r: uploads.origin(keeper.db, r)
+            )
         except SpecError as exc:
             raise Refusal(RefusalKind.INVALID, str(exc), event=event) from None
     record = (
@@ -268,37 +273,21 @@ async def permission(
     usd = run.estimated_usd
     if isinstance(decision, RaiseBudget) and run.budget is not None:
         usd = run.budget.approved_usd + run.budget.more_usd  # what would then be approved in all
-    about = Subject(requester=run.requester, authors=authors, estimated_usd=usd, evaluator_code=supplies_evaluator(run, decision))
+    about = Subject(
+        requester=run.requester,
+        authors=authors,
+        estimated_usd=usd,
+        evaluator_code=supplies_evaluator(
+            run,
+            revised=decision.spec if isinstance(decision, Revise) else None,
+            answer=decision.answer if isinstance(decision, Answer) else None,
+        ),
+    )
     verdict = authorize(actor, action, policy=keeper.policy, channel=channel, about=about)
     if not verdict.denied:
         return None
     verb = "deploy" if action is Action.PROMOTE and event is Event.ANSWER else None
     return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=usd, verb=verb)
-
-
-async def authors_of(db: Database, run: RunRecord, version: int) -> frozenset[str]:
-    """Everyone who shaped plan ``version`` of ``run`` (four eyes: none of them approves it)."""
-    return plan_authors(run.requester, await db.gate_decisions(run.id), version)
-
-
-def _evaluator_file(spec: RunSpec) -> str | None:
-    ev = spec.evaluation
-    return ev.ref if ev is not None and ev.kind is EvalKind.EVALUATOR and not ev.hosted else None
-
-
-def supplies_evaluator(run: RunRecord, decision: Decision) -> bool:
-    """The decision names an evaluator file the run did not name before: code the bot will run."""
-    if isinstance(decision, Revise):
-        after: RunSpec | None = decision.spec
-    elif isinstance(decision, Answer) and run.question is not None:
-        try:
-            after = apply_answer(run.spec, run.question.kind, decision.answer)
-        except SpecError:
-            after = None  # refused later as invalid, whoever answers
-    else:
-        after = None
-    new = _evaluator_file(after) if after is not None else None
-    return new is not None and new != _evaluator_file(run.spec)
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:

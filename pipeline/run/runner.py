@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.access import LocalFiles, check_spec
-from pipeline.authz import Action, Policy, authorize
+from pipeline.access import LocalFiles, check_use
+from pipeline.authz import Action, Policy, Subject, authorize
 from pipeline.instructions import parse_instruction
 from pipeline.platforms.base import Platform, PlatformError
 from pipeline.run import decisions, teardown
+from pipeline.run.authorship import evaluator_file
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
 from pipeline.run.decisions import Decision, Refusal, RefusalKind
 from pipeline.run.events import (
@@ -44,6 +45,7 @@ from pipeline.run.steps.stop import cancel_jobs, finish
 from pipeline.run.steps.sweep import sweep
 from pipeline.spec import RunSpec, SpecError
 from pipeline.store import runs as q
+from pipeline.store import uploads
 from pipeline.store.db import Database, StorageError, StorageFull, storage_problem
 from pipeline.store.records import BOT, Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
@@ -111,14 +113,13 @@ class Runner:
         self, instruction: str, actor: Actor, *, spec: RunSpec | None = None, channel: str | None = None
     ) -> RunRecord:
         """Parse and create a run; returns at once (bad input raises before anything exists)."""
-        verdict = authorize(actor, Action.START, policy=self.policy, channel=channel)
-        if verdict.denied:
-            refusal = Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.policy)
-            details = {"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()}
-            await self.db.audit(run_id=None, actor=actor.id, actor_name=actor.name, action="denied_start", details=details)
-            raise refusal
+        await self.check_start(actor, channel=channel)
         spec = spec or parse_instruction(instruction)
-        check_spec(spec, self.config.files)  # a path this bot may not read is refused before a run exists
+        if evaluator_file(spec) is not None:
+            await self.check_start(actor, channel=channel, evaluator_code=True)
+        # A path this bot may not read, or data given elsewhere, is refused before a run exists.
+        await check_use(spec, channel=channel, files=self.config.files, origin=lambda r: uploads.origin(self.db, r))
+        await uploads.used(self.db, [r for r in (spec.dataset, spec.eval_dataset) if r])
         async with self.db.write() as tx:
             run = await q.insert_run(
                 tx,
@@ -137,6 +138,18 @@ class Runner:
         Path(run.workspace).mkdir(parents=True, exist_ok=True)
         await self._enter(run, ENTRY[run.phase])
         return run
+
+    async def check_start(self, actor: Actor, *, channel: str | None, evaluator_code: bool = False) -> None:
+        """Raise the (audited) Refusal a start by ``actor`` in ``channel`` gets; asked before
+        anything is downloaded for it, too."""
+        verdict = authorize(
+            actor, Action.START, policy=self.policy, channel=channel, about=Subject(evaluator_code=evaluator_code)
+        )
+        if verdict.denied:
+            refusal = Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.policy)
+            details = {"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()}
+            await self.db.audit(run_id=None, actor=actor.id, actor_name=actor.name, action="denied_start", details=details)
+            raise refusal
 
     async def decide(self, key: str | int, decision: Decision, actor: Actor, *, channel: str | None = None) -> RunRecord:
         """Record a person's decision at a gate (see ``pipeline.run.decisions``); raises Refusal."""

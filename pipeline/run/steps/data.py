@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import ids
-from pipeline.access import copy_checked, dataset_file
+from pipeline.access import check_origins, copy_checked, dataset_file
 from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.inspect import inspect_dataset
 from pipeline.dataset.report import InspectionReport
@@ -18,6 +18,7 @@ from pipeline.dataset.split import SplitResult, split_dataset
 from pipeline.fsio import atomic_output, write_atomic
 from pipeline.planning.models import Plan
 from pipeline.run.context import RunContext, workspace
+from pipeline.store import uploads
 from pipeline.store.records import RunRecord
 
 SOURCE = "source.jsonl"
@@ -26,14 +27,17 @@ BOM = b"\xef\xbb\xbf"
 INSPECTION = "inspection.json"
 
 
-async def stage_file(ctx: RunContext, ref: str, dest: Path) -> Path:
+async def stage_file(ctx: RunContext, ref: str, dest: Path, *, channel: str | None) -> Path:
     """A user-named dataset as a local file, fetched once per run (cached in the workspace).
 
     A local file is checked against what this bot may read (``pipeline.access``) and copied
-    from the descriptor it checked; anything else is the platform's dataset.
+    from the descriptor it checked; anything else is the platform's dataset. Either must have
+    been given where the run is (``channel``): checked here, where the data is read.
     """
     if dest.exists():
         return dest
+    await check_origins([ref], channel=channel, files=ctx.config.files, origin=lambda r: uploads.origin(ctx.db, r))
+    await uploads.used(ctx.db, [ref])
     local = dataset_file(ref, ctx.config.files)
     if local is not None:
         await asyncio.to_thread(copy_checked, local, dest, ctx.config.files)
@@ -118,7 +122,7 @@ async def upload(ctx: RunContext, run: RunRecord, plan: Plan) -> dict[str, str]:
             names["eval"] = (await ctx.platform.check_dataset(plan.eval_dataset)).name
         else:  # the staged, inspected copy (inspect.py), not the file as it may be now
             dataset_id = ids.dataset_id(run.id, "eval")
-            staged = await stage_file(ctx, plan.eval_dataset, workspace(run) / EVAL_SOURCE)
+            staged = await stage_file(ctx, plan.eval_dataset, workspace(run) / EVAL_SOURCE, channel=run.channel)
             info = await ctx.platform.upload_dataset(dataset_id, staged, examples=0)
             names["eval"] = info.name
     else:

@@ -28,7 +28,7 @@ async def held_out(ctx: RunContext, run: RunRecord, plan: Plan) -> list[dict[str
     ws = workspace(run)
     if plan.eval_dataset:
         local = ws / data.EVAL_SOURCE
-        await data.stage_file(ctx, plan.eval_dataset, local)
+        await data.stage_file(ctx, plan.eval_dataset, local, channel=run.channel)
         return held_out_rows(local, plan.eval_examples)
     return held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples)
 

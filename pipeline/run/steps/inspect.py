@@ -77,12 +77,12 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
     if not spec.dataset:
         return _ask(QuestionKind.DATASET, "Which dataset should I train on?", number)
     ws = workspace(run)
-    await data.stage_file(ctx, spec.dataset, ws / data.SOURCE)
+    await data.stage_file(ctx, spec.dataset, ws / data.SOURCE, channel=run.channel)
     report = await data.inspection(ws)
     if report.blocking:
         raise ValueError(blocking_message(spec.dataset, report))
     if spec.eval_dataset:  # held out from training, but read the same way: checked the same way
-        await data.stage_file(ctx, spec.eval_dataset, ws / data.EVAL_SOURCE)
+        await data.stage_file(ctx, spec.eval_dataset, ws / data.EVAL_SOURCE, channel=run.channel)
         held_out = await data.inspection(ws, data.EVAL_SOURCE)
         if held_out.blocking:
             raise ValueError(blocking_message(spec.eval_dataset, held_out))

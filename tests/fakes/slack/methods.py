@@ -248,3 +248,32 @@ class WebApiMethods:
     def _m_conversations_info(self, args: JSON) -> JSON:
         cid = str(args.get("channel") or "")
         return {"ok": True, "channel": {"id": cid, "name": cid.lower(), "is_im": cid.startswith("D"), "is_member": True}}
+
+    def members_of(self, channel: str) -> list[str] | None:
+        """Who is in ``channel``: as set in ``channel_members``; a DM's person and the bot; else the
+        whole workspace roster (a channel nobody set up is an open one). None: no such channel."""
+        if channel in self.channel_members:
+            return list(self.channel_members[channel])
+        if channel.startswith("D"):
+            return ["U" + channel[1:], "UBOT"]  # the fake opens D<id> for user U<id> (chat.postMessage)
+        return list(self.workspace) if channel[:1] in ("C", "G") else None
+
+    def _m_conversations_members(self, args: JSON) -> JSON:
+        """https://docs.slack.dev/reference/methods/conversations.members: ``channel`` (+ ``cursor``,
+        ``limit`` default 100, at most 1000) -> ``members`` (user ids) and
+        ``response_metadata.next_cursor`` ("" on the last page); ``channel_not_found`` for a
+        conversation the bot cannot see (a private channel it is not in), ``invalid_limit``,
+        ``invalid_cursor``. The cursor is opaque to clients; here it is the offset."""
+        members = self.members_of(str(args.get("channel") or ""))
+        if members is None:
+            return {"ok": False, "error": "channel_not_found"}
+        try:
+            limit = int(args.get("limit") or 100)
+            start = int(str(args.get("cursor") or "0").removeprefix("o:"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        if not 1 <= limit <= 1000:
+            return {"ok": False, "error": "invalid_limit"}
+        page = members[start : start + limit]
+        more = start + limit < len(members)
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": f"o:{start + limit}" if more else ""}}

@@ -53,6 +53,10 @@ class FakeSlack(WebApiMethods):
         self.used_triggers: set[str] = set()
         self.users: dict[str, JSON] = {}
         self.groups: dict[str, list[str]] = {}
+        # Channel membership (conversations.members): channels set here have exactly these
+        # members; other channels have everyone in ``workspace``; a DM its person and the bot.
+        self.channel_members: dict[str, list[str]] = {}
+        self.workspace: list[str] = ["U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN", "U0MALLORY", "U0X", "UBOT"]
         self.responses: dict[str, JSON] = {}
         self.acks: dict[str, JSON] = {}
         self._ws: list[web.WebSocketResponse] = []

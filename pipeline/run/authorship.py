@@ -1,0 +1,35 @@
+"""Who shaped a run: the authors of a plan version (four eyes) and whether a decision brings
+evaluator code of its own (with SFTBOT_UNSAFE_EVALUATORS only admins may). The rules are
+``pipeline.authz``'s; this reads the facts they need from the run and its decisions."""
+
+from __future__ import annotations
+
+from pipeline.authz import plan_authors
+from pipeline.run.gates import apply_answer
+from pipeline.spec import EvalKind, RunSpec, SpecError
+from pipeline.store.db import Database
+from pipeline.store.records import RunRecord
+
+
+async def authors_of(db: Database, run: RunRecord, version: int) -> frozenset[str]:
+    """Everyone who shaped plan ``version`` of ``run`` (four eyes: none of them approves it)."""
+    return plan_authors(run.requester, await db.gate_decisions(run.id), version)
+
+
+def evaluator_file(spec: RunSpec) -> str | None:
+    """The evaluator file (code the bot runs) a spec names, if any."""
+    ev = spec.evaluation
+    return ev.ref if ev is not None and ev.kind is EvalKind.EVALUATOR and not ev.hosted else None
+
+
+def supplies_evaluator(run: RunRecord, *, revised: RunSpec | None, answer: str | None) -> bool:
+    """A revision to ``revised``, or ``answer`` to the run's open question, names an evaluator
+    file the run did not name before: code the bot will run."""
+    after = revised
+    if after is None and answer is not None and run.question is not None:
+        try:
+            after = apply_answer(run.spec, run.question.kind, answer)
+        except SpecError:
+            return False  # refused later as invalid, whoever answers
+    new = evaluator_file(after) if after is not None else None
+    return new is not None and new != evaluator_file(run.spec)
