@@ -25,7 +25,7 @@ from handlers.render.mrkdwn import Message, at_time, code, user
 from handlers.render.run import short_name
 from handlers.slack_client import trusted_slack_url
 from pipeline import ids
-from pipeline.authz import Action, authorize, sees
+from pipeline.authz import Action, admin, authorize, sees
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
 from pipeline.run import idle
@@ -75,6 +75,15 @@ class Surface:
         in_channel = await self.directory.in_channel(actor.id, run.channel)
         return sees(actor, run.channel, policy=self.runner.policy, in_channel=in_channel)
 
+    async def seen_channels(self, actor: Actor) -> list[str]:
+        """The channels whose runs this person may see."""
+        policy = self.runner.policy
+        return [
+            c
+            for c in await q.run_channels(self.db)
+            if sees(actor, c, policy=policy, in_channel=await self.directory.in_channel(actor.id, c))
+        ]
+
     async def visible(self, actor: Actor, runs: list[RunRecord]) -> list[RunRecord]:
         """The runs of ``runs`` this person may see, in order."""
         return [r for r in runs if await self.sees(actor, r)]
@@ -110,8 +119,9 @@ class Surface:
             return None
         if cmd.kind == "spend":
             window = parse_since(cmd.window)
-            # Runs of channels the bot is not enabled in stay out, as in every list.
-            totals = await spend(self.db, since_seconds=window, channels=self.runner.policy.channels or None)
+            # Only runs of channels this person is in (admins: all), as in every list.
+            seen = None if admin(actor, self.runner.policy) else await self.seen_channels(actor)
+            totals = await spend(self.db, since_seconds=window, channels=seen)
             await reply(spends.spend_message(totals, days=window / 86400))
             return None
         if cmd.kind == "runs":

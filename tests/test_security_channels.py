@@ -137,6 +137,7 @@ async def test_status_audit_runs_home_and_mentions_show_only_the_viewers_channel
         await bot.driver.command(text, user=MALLORY, channel=TEAM)
     await bot.driver.command("runs all", user=MALLORY, channel=TEAM)
     await bot.driver.command("runs", user=MALLORY, channel=TEAM)
+    await bot.driver.command("spend", user=MALLORY, channel=TEAM)
     mention = fake_slack.user_says(TEAM, "<@UBOT> status of run 1", user=MALLORY)
     await bot.driver.event({**mention, "type": "app_mention"})
     home = {"type": "app_home_opened", "user": MALLORY, "channel": "D0MALLORY", "tab": "home", "event_ts": "1.1"}
@@ -145,6 +146,7 @@ async def test_status_audit_runs_home_and_mentions_show_only_the_viewers_channel
     await bot.settle()
     answers = [e["rendered"] for e in fake_slack.ephemerals(MALLORY)]
     assert sum("There is no run 1 in your channels" in a for a in answers) == 4, answers
+    assert len(answers) == 7 and not any(re.search(r"#1\b", a) for a in answers), answers  # nor in any list
     seen = json.dumps(fake_slack.calls[before:])
     assert shown not in seen and "payroll" not in seen and not re.search(r"#1\b", json.dumps(fake_slack.home[MALLORY]))
 

@@ -124,6 +124,11 @@ async def get_run(db: Database, key: str | int) -> RunRecord | None:
     return None if row is None else _run(row)
 
 
+async def run_channels(db: Database) -> list[str]:
+    """Every channel a run was asked for in."""
+    return [str(r[0]) for r in await db.fetchall("SELECT DISTINCT channel FROM runs WHERE channel IS NOT NULL ORDER BY channel")]
+
+
 async def list_runs(
     db: Database,
     *,
