@@ -34,10 +34,11 @@ from pipeline.run.decisions import (
     SkipStep,
     check_open,
 )
-from pipeline.run.gates import QuestionKind
+from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.runner import RunNotFound
 from pipeline.run.slots import Slot
 from pipeline.store import runs as q
+from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.actions")
 
@@ -136,18 +137,7 @@ def register(app: AsyncApp, s: Surface) -> None:
                 await decide(body, respond, run.id, Cancel(), "cancel")
                 return
             if question.kind is QuestionKind.EVALUATION and text == "evaluator":
-                # Not an answer yet: the answer is the file. Ask for it in the thread (once);
-                # the file, or a reply naming one, answers through Surface.decide.
-                if not await s.fresh(f"act:{body.get('trigger_id')}:evaluator_file"):
-                    return
-                if not await intake.request_file(s, run, question):
-                    await _tell(
-                        respond,
-                        replies.note_message(
-                            "I've asked for your evaluator in this run's thread: attach the `.py` file there "
-                            "(or reply `evaluator: my_eval.py`), or pick another option."
-                        ),
-                    )
+                await _ask_for_file(s, body, respond, run, question)
                 return
         await decide(body, respond, run.id, Answer(text, question=number), "answer")
 
@@ -271,6 +261,27 @@ def register(app: AsyncApp, s: Surface) -> None:
         if problem is not None and channel is not None:
             root = await s.messages.get(run.id, ROOT)
             await client.chat_postEphemeral(channel=channel, user=user, thread_ts=root.ts if root else None, **problem.kwargs())
+
+
+async def _ask_for_file(s: Surface, body: dict[str, Any], respond: Any, run: RunRecord, question: Question) -> None:
+    """ "Use my evaluator" is not an answer yet: the answer is the file. Ask for it in the thread
+    (once); the file, or a reply naming one, answers through Surface.decide. Only someone who
+    may answer gets the thread asked for a file (a denial is audited)."""
+    if not await s.fresh(f"act:{body.get('trigger_id')}:evaluator_file"):
+        return
+    user, name = _who(body)
+    probe = Answer("evaluator:x.py", question=question.number)
+    if (denied := await s.refused(run, probe, user=user, name=name, channel=_channel(body), audit=True)) is not None:
+        await _tell(respond, denied)
+        return
+    if not await intake.request_file(s, run, question):
+        await _tell(
+            respond,
+            replies.note_message(
+                "I've asked for your evaluator in this run's thread: attach the `.py` file there "
+                "(or reply `evaluator: my_eval.py`), or pick another option."
+            ),
+        )
 
 
 async def _tell(respond: Any, msg: Message) -> None:

@@ -73,15 +73,14 @@ async def fetch(
     suffix: str,
     kind: str,
     max_bytes: int,
-    dest: Callable[[str], Path],
+    dest: Callable[[str, int], Awaitable[Path]],
     seconds: float = DOWNLOAD_SECONDS,
-    admit: Callable[[str, Path, int], Awaitable[None]] | None = None,
 ) -> tuple[str, Path]:
-    """Download the first ``suffix`` file of ``files`` to ``dest(its name)``: (its name, the saved path).
+    """Download the first ``suffix`` file of ``files`` to ``await dest(its name, its size)``: (its
+    name, the saved path). ``dest`` is asked before any byte is fetched, with the size Slack gives,
+    and may refuse (a quota) by raising FetchError.
 
-    ``admit(name, path, size)`` is asked before any byte is fetched, with the size Slack gives
-    (a quota); it refuses by raising FetchError. Raises FetchError with one sentence naming the
-    problem and what to do.
+    Raises FetchError with one sentence naming the problem and what to do.
     """
     info = await _file_info(client, files, suffix, kind)
     name = str(info["name"])
@@ -91,9 +90,7 @@ async def fetch(
     url = str(info.get("url_private_download") or info.get("url_private") or "")
     if not trusted_slack_url(url, client.base_url):
         raise FetchError(f"Slack gave me an unexpected download link for {code(name)}, so I didn't fetch it.")
-    path = dest(name)
-    if admit is not None:
-        await admit(name, path, size)
+    path = await dest(name, size)
     try:
         with atomic_output(path) as tmp, tmp.open("wb") as out:
             got = await _download(client, url, out, max_bytes=max_bytes, seconds=seconds)

@@ -7,7 +7,8 @@ is rendered by ``handlers.render.review``).
   which authorizes and audits it like a click.
 - Attached files are fetched with ``files.info`` + ``url_private_download`` (the bot token,
   through the app's one client and HTTP session), size-capped, ``.py`` only, and saved as
-  ``<evaluator folder>/<run id>-<sanitised name>.py``: the folder the runner resolves
+  ``<evaluator folder>/<run id>-<random>-<sanitised name>.py``, and only once the sender was
+  found allowed to answer: the folder the runner resolves
   ``eval=evaluator:<file>`` in, so the engine checks the file exactly as it checks any other.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,29 +94,38 @@ async def on_thread_message(s: Surface, event: dict[str, Any], *, bot_user: str 
     if not await s.fresh(f"msg:{channel}:{ts}"):
         return True
 
-    async def tell(msg: Message) -> None:
-        await s.messages.client.chat_postEphemeral(channel=channel, user=who, thread_ts=thread_ts, **msg.kwargs())
+    problem = await _take(s, run, event, files=files, named=named)
+    if problem is not None:
+        await s.messages.client.chat_postEphemeral(channel=channel, user=who, thread_ts=thread_ts, **problem.kwargs())
+    return True
 
-    if not waiting:
+
+async def _take(
+    s: Surface, run: RunRecord, event: dict[str, Any], *, files: list[dict[str, Any]], named: re.Match[str] | None
+) -> Message | None:
+    """Answer the run's evaluation question with the attached or named file; what to tell the sender otherwise."""
+    channel, who = str(event["channel"]), str(event["user"])
+    question = run.question
+    if run.phase is not Phase.AWAITING_INPUT or question is None or not question.kind.about_evaluation:
         state = run.phase.value.replace("_", " ")
-        await tell(
-            replies.problem_message(
-                f"Run #{run.number} isn't waiting for an evaluator now (it is {state}). To use one, start a run with "
-                "`eval=evaluator:<file>` or choose “Use my evaluator” when I ask how to judge the candidates."
-            )
+        return replies.problem_message(
+            f"Run #{run.number} isn't waiting for an evaluator now (it is {state}). To use one, start a run with "
+            "`eval=evaluator:<file>` or choose “Use my evaluator” when I ask how to judge the candidates."
         )
-        return True
     folder = s.runner.config.evaluator_dir
     if folder is None:
-        await tell(
-            replies.problem_message("No evaluator folder is configured (SFTBOT_EVALUATOR_DIR), so I can't take evaluator files.")
+        return replies.problem_message(
+            "No evaluator folder is configured (SFTBOT_EVALUATOR_DIR), so I can't take evaluator files."
         )
-        return True
+    # Asked before anything is downloaded or saved: someone who may not answer this question
+    # gets the refusal (audited), and nobody else's file is touched.
+    probe = Answer("evaluator:x.py", question=question.number)
+    if (denied := await s.refused(run, probe, user=who, name=None, channel=channel, audit=True)) is not None:
+        return denied
     if files:
         name, problem = await fetch_evaluator(s.messages.client, files, run_id=run.id, folder=folder)
         if problem is not None or name is None:
-            await tell(replies.problem_message(problem or "I couldn't take that file."))
-            return True
+            return replies.problem_message(problem or "I couldn't take that file.")
         got = f"📎 Got {code(name)} from {user(who)}. I'm trying it on a few of your data's own answers; the plan follows."
     else:
         assert named is not None
@@ -122,15 +133,12 @@ async def on_thread_message(s: Surface, event: dict[str, Any], *, bot_user: str 
         try:
             resolve_user_evaluator(name, folder)
         except SpecError as exc:
-            await tell(replies.problem_message(f"{exc}. Attach the `.py` file in this thread instead."))
-            return True
+            return replies.problem_message(f"{exc}. Attach the `.py` file in this thread instead.")
         got = f"📎 Using {code(name)} from the evaluator folder ({user(who)}). I'm trying it on a few of your data's own answers."
     _, problem_msg = await s.decide(run.id, Answer(f"evaluator:{name}"), user=who, name=None, channel=channel)
-    if problem_msg is not None:
-        await tell(problem_msg)
-        return True
-    s.notifier.post(run.id, replies.note_message(got))
-    return True
+    if problem_msg is None:
+        s.notifier.post(run.id, replies.note_message(got))
+    return problem_msg
 
 
 async def fetch_evaluator(
@@ -138,8 +146,9 @@ async def fetch_evaluator(
 ) -> tuple[str | None, str | None]:
     """Download the first ``.py`` of ``files`` into ``folder``: (saved file name, None) or (None, problem)."""
 
-    def dest(name: str) -> Path:
-        return folder / f"{run_id}-{attachments.safe_stem(name, '.py', 'evaluator')}.py"
+    async def dest(name: str, _size: int) -> Path:
+        # A name of its own per file: a second attachment never replaces one an answer named.
+        return folder / f"{run_id}-{secrets.token_hex(3)}-{attachments.safe_stem(name, '.py', 'evaluator')}.py"
 
     try:
         name, path = await attachments.fetch(

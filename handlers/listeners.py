@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,14 @@ async def save_dataset(
     await uploads.sweep(s.db, rules)
     reserved: list[str] = []
 
-    async def admit(name: str, path: Path, size: int) -> None:
+    async def admit(name: str, size: int) -> Path:
         mine, everyone = await uploads.usage(s.db, user)
         if why := quota_refusal(size, mine=mine, everyone=everyone, files=rules):
             raise attachments.FetchError(f"I can't keep {code(name)}: {why}.")
+        path = attachments.new_upload_path(folder, name)
         await uploads.reserve(s.db, path.name, channel=channel, uploader=user, size=size)
         reserved.append(path.name)
+        return path
 
     try:
         _, path = await attachments.fetch(
@@ -77,15 +80,32 @@ async def save_dataset(
             suffix=".jsonl",
             kind="dataset",
             max_bytes=rules.max_dataset_bytes,
-            dest=lambda name: attachments.new_upload_path(folder, name),
+            dest=admit,
             seconds=attachments.DATASET_DOWNLOAD_SECONDS,
-            admit=admit,
         )
     except BaseException:
         await uploads.forget(s.db, reserved)
         raise
     await uploads.saved(s.db, path.name, path.stat().st_size)
     return replace(cmd, spec=cmd.spec.model_copy(update={"dataset": UPLOAD_PREFIX + path.name}))
+
+
+async def _with_attachment(
+    s: Surface, client: AsyncWebClient, cmd: Command, event: dict[str, Any], reply: Callable[[Message], Awaitable[None]]
+) -> Command | None:
+    """``cmd`` training on the dataset attached to ``event`` once it is saved; None when it was
+    refused (told through ``reply``). Nothing is downloaded for someone who may not start a run
+    here (a DM from outside SFTBOT_CHANNELS, say): refused, and audited, before a byte is fetched."""
+    user, channel = str(event["user"]), str(event["channel"])
+    refused = await s.start_refused(user, channel)
+    if refused is not None:
+        await reply(refused)
+        return None
+    try:
+        return await save_dataset(s, client, cmd, event.get("files") or [], user=user, channel=channel)
+    except attachments.FetchError as exc:
+        await reply(replies.problem_message(f"{exc} Nothing was started."))
+        return None
 
 
 def _bot_user(body: dict[str, Any]) -> str | None:
@@ -148,17 +168,10 @@ def register(app: AsyncApp, s: Surface) -> None:
             await reply(replies.problem_message(str(exc)))
             return
         if attached and cmd.spec is not None and cmd.spec.dataset == UPLOAD_PREFIX + attached:
-            # Nothing is downloaded for someone who may not start a run here (a DM from outside
-            # SFTBOT_CHANNELS, say): refused (and audited) before a byte reaches the disk.
-            refused = await s.start_refused(event["user"], channel)
-            if refused is not None:
-                await reply(refused)
+            saved = await _with_attachment(s, client, cmd, event, reply)
+            if saved is None:
                 return
-            try:
-                cmd = await save_dataset(s, client, cmd, event.get("files") or [], user=event["user"], channel=channel)
-            except attachments.FetchError as exc:
-                await reply(replies.problem_message(f"{exc} Nothing was started."))
-                return
+            cmd = saved
         run = await s.execute(cmd, user=event["user"], name=None, channel=channel, reply=reply)
         if run is not None and cmd.kind == "run":
             await reply(replies.note_message(run_started_text(run)))

@@ -29,7 +29,7 @@ from pipeline.authz import Action, admin, authorize, sees
 from pipeline.catalog import known_models
 from pipeline.platforms.base import PlatformError
 from pipeline.run import idle
-from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
+from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission, screen
 from pipeline.run.runner import Runner, RunNotFound
 from pipeline.run.teardown import target as teardown_target
 from pipeline.spec import SpecError
@@ -99,13 +99,7 @@ class Surface:
             return None
         actor = await self.directory.actor(user, name)
         if cmd.kind == "run":
-            try:
-                return await self.runner.start(cmd.instruction, actor, spec=cmd.spec, channel=channel)
-            except Refusal as exc:
-                await reply(refusal_message(exc))
-            except (SpecError, ValueError) as exc:
-                await reply(replies.problem_message(str(exc)))
-            return None
+            return await self._start(cmd, actor, channel, reply)
         if cmd.kind == "models":
             try:
                 models = await self.runner.platform.list_models()
@@ -117,56 +111,63 @@ class Surface:
         if verdict.denied:
             await reply(refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.runner.policy)))
             return None
-        if cmd.kind == "spend":
-            window = parse_since(cmd.window)
-            # Only runs of channels this person is in (admins: all), as in every list.
-            seen = None if admin(actor, self.runner.policy) else await self.seen_channels(actor)
-            totals = await spend(self.db, since_seconds=window, channels=seen)
-            await reply(spends.spend_message(totals, days=window / 86400))
-            return None
-        if cmd.kind == "runs":
-            # The team's runs where the question was asked, by default: a run is team work.
-            # Runs of channels the bot is not enabled in stay out of every list.
-            allowed = self.runner.policy.channels or None
-            channels = [channel] if cmd.scope == "channel" else allowed
-            requester = user if cmd.scope == "mine" else None
-            # Only runs of channels this person is in: other channels' runs (private ones among
-            # them) name their data and instructions.
-            runs = (await self.visible(actor, await q.list_runs(self.db, requester=requester, channels=channels, limit=200)))[:15]
-            links = {r.id: link for r in runs if (link := await self.messages.permalink(r.id))}
-            await reply(replies.runs_message(runs, scope=cmd.scope, links=links))
+        if cmd.kind in ("spend", "runs"):
+            await reply(await self._listing(cmd, actor, channel))
             return None
         try:
             run = await self.runner.get(cmd.run or "")
         except RunNotFound:
             run = None
         if run is None or not await self.sees(actor, run):  # the same words: no hint that it exists elsewhere
-            await reply(
-                replies.problem_message(
-                    f"There is no run {cmd.run} in your channels: `/sft runs all` lists the runs you can see."
-                )
-            )
+            text = f"There is no run {cmd.run} in your channels: `/sft runs all` lists the runs you can see."
+            await reply(replies.problem_message(text))
             return None
+        await reply(await self._about(cmd, run, actor, channel))
+        return run
+
+    async def _start(self, cmd: Command, actor: Actor, channel: str, reply: Reply) -> RunRecord | None:
+        try:
+            return await self.runner.start(cmd.instruction, actor, spec=cmd.spec, channel=channel)
+        except Refusal as exc:
+            await reply(refusal_message(exc))
+        except (SpecError, ValueError) as exc:
+            await reply(replies.problem_message(str(exc)))
+        return None
+
+    async def _listing(self, cmd: Command, actor: Actor, channel: str) -> Message:
+        """``/sft spend`` and ``/sft runs``: only runs of channels this person is in (admins: all);
+        other channels' runs (private ones among them) name their data and instructions."""
+        if cmd.kind == "spend":
+            window = parse_since(cmd.window)
+            seen = None if admin(actor, self.runner.policy) else await self.seen_channels(actor)
+            return spends.spend_message(await spend(self.db, since_seconds=window, channels=seen), days=window / 86400)
+        # The team's runs where the question was asked, by default: a run is team work.
+        # Runs of channels the bot is not enabled in stay out of every list.
+        channels = [channel] if cmd.scope == "channel" else self.runner.policy.channels or None
+        requester = actor.id if cmd.scope == "mine" else None
+        found = await q.list_runs(self.db, requester=requester, channels=channels, limit=200)
+        runs = (await self.visible(actor, found))[:15]
+        links = {r.id: link for r in runs if (link := await self.messages.permalink(r.id))}
+        return replies.runs_message(runs, scope=cmd.scope, links=links)
+
+    async def _about(self, cmd: Command, run: RunRecord, actor: Actor, channel: str) -> Message:
+        """``/sft status|audit|cancel|teardown N`` for a run this person may see."""
         if cmd.kind == "status":
             cands = await q.candidates(self.db, run.id)
             link = await self.messages.permalink(run.id)
-            await reply(replies.status_message(run, cands, channel=await self.messages.channel(run.id), link=link))
-        elif cmd.kind == "audit":
-            await reply(replies.audit_message(run, await self.db.audit_trail(run.id)))
-        elif cmd.kind == "cancel":
+            return replies.status_message(run, cands, channel=await self.messages.channel(run.id), link=link)
+        if cmd.kind == "audit":
+            return replies.audit_message(run, await self.db.audit_trail(run.id))
+        if cmd.kind == "cancel":
             if run.phase.finished:
-                await reply(replies.problem_message(f"Run #{run.number} has already {run.phase.value}; nothing to cancel."))
-            else:
-                await reply(replies.confirm_cancel_message(run))
-        elif cmd.kind == "teardown":
-            # Checked before the confirm button, so nobody confirms into a refusal.
-            try:
-                found = await teardown_target(self.db, self.runner.policy, run.id, actor, channel=channel)
-            except Refusal as exc:
-                await reply(refusal_message(exc))
-                return None
-            await reply(replies.confirm_teardown_message(run, found.deployment.resource_id))
-        return run
+                return replies.problem_message(f"Run #{run.number} has already {run.phase.value}; nothing to cancel.")
+            return replies.confirm_cancel_message(run)
+        # teardown: checked before the confirm button, so nobody confirms into a refusal.
+        try:
+            found = await teardown_target(self.db, self.runner.policy, run.id, actor, channel=channel)
+        except Refusal as exc:
+            return refusal_message(exc)
+        return replies.confirm_teardown_message(run, found.deployment.resource_id)
 
     async def teardown(self, run_key: str, *, user: str, name: str | None, channel: str | None) -> Message:
         """Delete a run's deployment for ``user`` (after the confirm click); what to tell them."""
@@ -209,10 +210,12 @@ class Surface:
         return None
 
     async def refused(
-        self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None
+        self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None, audit: bool = False
     ) -> Message | None:
-        """Why this person may not make ``decision`` (asked before opening a form), or None."""
-        refusal = await permission(self.runner, run, decision, await self.directory.actor(user, name), channel=channel)
+        """Why this person may not make ``decision`` (asked before opening a form, and before
+        anything is downloaded or posted for it: ``audit`` records that denial), or None."""
+        check = screen if audit else permission
+        refusal = await check(self.runner, run, decision, await self.directory.actor(user, name), channel=channel)
         return None if refusal is None else refusal_message(refusal)
 
     async def decide(

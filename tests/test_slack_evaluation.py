@@ -155,8 +155,9 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
     await ephemeral_with(fake_slack, ALICE, "evaluator missing.py not found")
 
     event = await attach(bot, fake_slack, root, "my exact/eval!.py", EXACT)
-    saved = tmp_path / "data" / "evaluators" / f"{run_.id}-my_exact_eval.py"  # <data dir>/evaluators without SFTBOT_EVALUATOR_DIR
     posted = await in_thread(fake_slack, root, has("Plan v1"))
+    # <data dir>/evaluators without SFTBOT_EVALUATOR_DIR, under a name of its own
+    (saved,) = (tmp_path / "data" / "evaluators").glob(f"{run_.id}-*-my_exact_eval.py")
     assert saved.read_text() == EXACT
     assert f"your evaluator {saved.name}" in text_of(posted) and "I tried it on 3 reference answers" in text_of(posted)
     await in_thread(

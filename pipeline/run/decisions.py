@@ -218,16 +218,8 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
     event, _ = _EVENT[type(decision)]
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.", event=event)
-    refusal = await permission(keeper, run, decision, actor, channel=channel)
+    refusal = await screen(keeper, run, decision, actor, channel=channel)
     if refusal is not None:
-        await keeper.db.audit(
-            run_id=run.id,
-            actor=actor.id,
-            actor_name=actor.name,
-            action=f"denied_{event.value}",
-            plan_version=run.plan_version,
-            details={"rule": refusal.rule.value if refusal.rule else None, "reason": refusal.sentence()},
-        )
         raise refusal
     await check_open(keeper.db, run, decision)
     gate, changes, details = _gate(run, decision, event)
@@ -258,6 +250,19 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
         raise Refusal(RefusalKind.DECIDED, event=event, first=exc.first) from None
     except Refused as exc:
         raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number}: {exc}.", event=event) from None
+
+
+async def screen(keeper: Gatekeeper, run: RunRecord, decision: Decision, actor: Actor, *, channel: str | None) -> Refusal | None:
+    """``permission``, with a denial recorded in the audit trail (also asked before anything is
+    downloaded or posted for a decision)."""
+    refusal = await permission(keeper, run, decision, actor, channel=channel)
+    if refusal is not None:
+        details = {"rule": refusal.rule.value if refusal.rule else None, "reason": refusal.sentence()}
+        action = f"denied_{event_of(decision).value}"
+        await keeper.db.audit(
+            run_id=run.id, actor=actor.id, actor_name=actor.name, action=action, plan_version=run.plan_version, details=details
+        )
+    return refusal
 
 
 async def permission(
