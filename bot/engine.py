@@ -55,6 +55,8 @@ def policy_from(settings: Settings) -> Policy:
         allow_self_approval=settings.allow_self_approval,
         channels=settings.channels,
         budget_usd=settings.budget_usd,
+        # Evaluators may run unsandboxed with this switch: then only admins supply evaluator files.
+        admin_evaluators=settings.unsafe_evaluators,
     )
 
 

@@ -52,7 +52,9 @@ class Evaluation(BaseModel):
             return "validation loss"
         if self.kind is EvalKind.GENERATE:
             return "an evaluator generated from the data"
-        return f"your evaluator {self.ref}" if self.ref else "your own evaluator"
+        if self.hosted:
+            return f"the Fireworks evaluator {self.ref}"
+        return f"the evaluator file {self.ref}" if self.ref else "an evaluator of your own"
 
 
 def is_hosted_evaluator(ref: str | None) -> bool:

@@ -159,7 +159,9 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
     # <data dir>/evaluators without SFTBOT_EVALUATOR_DIR, under a name of its own
     (saved,) = (tmp_path / "data" / "evaluators").glob(f"{run_.id}-*-my_exact_eval.py")
     assert saved.read_text() == EXACT
-    assert f"your evaluator {saved.name}" in text_of(posted) and "I tried it on 3 reference answers" in text_of(posted)
+    assert f"<@{ALICE}>'s evaluator file `{saved.name}`" in text_of(posted) and "I tried it on 3 reference answers" in text_of(
+        posted
+    )
     await in_thread(
         fake_slack,
         root,
@@ -190,7 +192,7 @@ async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(
     await bot.driver.event({**said, "type": "app_mention"})
     await bot.driver.event(said)  # the same message as a channel message event
     posted = await in_thread(fake_slack, root, has("Plan v1"))
-    assert "your evaluator team_exact.py" in text_of(posted)
+    assert f"<@{BOB}>'s evaluator file `team_exact.py`" in text_of(posted)  # BOB named it: his, not the requester's
     await bot.settle()
     assert len(await bot.runner.db.gate_decisions((await bot.runner.get(1)).id)) == 1
 

@@ -27,7 +27,7 @@ from handlers.render.mrkdwn import (
     section,
 )
 from handlers.render.people import mention, who_can
-from handlers.render.review import evaluator_review
+from handlers.render.review import evaluator_review, judged_by
 from pipeline.authz import Deciders
 from pipeline.lifecycle import gpus
 from pipeline.planning.cost import money
@@ -118,7 +118,7 @@ def _money_fields(plan: Plan) -> Block:
         ("Training", training),
         ("Deployment", deployment),
         ("Time", _time_field(plan)),
-        ("Judged by", escape(plan.evaluation.describe()) + _you(plan, "evaluation")),
+        ("Judged by", judged_by(plan) + _you(plan, "evaluation")),
     )
 
 

@@ -3,7 +3,7 @@ and the start of its contract (``eval_spec.md``)."""
 
 from __future__ import annotations
 
-from handlers.render.mrkdwn import Block, clip, context, escape, section
+from handlers.render.mrkdwn import Block, clip, code, context, escape, section, user
 from pipeline.planning.models import Plan
 
 _KIND_TITLES = {"numbers": "final-number", "json": "JSON", "labels": "label", "exact": "exact-answer", "sql": "SQL"}
@@ -22,6 +22,17 @@ def spec_excerpt(plan: Plan) -> str | None:
         return None
 
 
+def judged_by(plan: Plan) -> str:
+    """How candidates are judged, saying whose evaluator it is (``<@U>``'s file, a Fireworks account's)."""
+    ev, ref = plan.evaluator, plan.evaluation.ref
+    if not ref:
+        return escape(clip(plan.evaluation.describe(), 500))
+    if plan.evaluation.hosted:
+        return f"the Fireworks evaluator {code(clip(ref, 200))}"
+    owner = ev.owner if ev is not None and ev.kind == "user" else None
+    return f"{user(owner)}'s evaluator file {code(clip(ref, 200))}" if owner else f"the evaluator file {code(clip(ref, 200))}"
+
+
 def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Block]:
     """What the plan's evaluator checks, for review before approval (empty for plain loss)."""
     ev = plan.evaluator
@@ -29,7 +40,7 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
         note = plan.fallback_note
         return [section(f"📏 *How candidates are judged:* validation loss. {escape(note)}")] if note else []
     if ev.kind == "user":
-        what = escape(clip(plan.evaluation.describe(), 500))  # "your evaluator <file>" (its summary says the same)
+        what = judged_by(plan)  # "<@U>'s evaluator file `x.py`"
     elif ev.kind == "hosted":
         what = escape(clip(ev.summary, 1200))
     else:

@@ -94,3 +94,4 @@ class EvaluatorInfo(BaseModel):
     spec_path: str | None = None
     validated_on: int = 0  # rows it was tried on (reference answers) before approval
     hosted: str | None = None  # a platform-hosted evaluator (accounts/<a>/evaluators/<id>): scored by evaluation jobs
+    owner: str | None = None  # who supplied an evaluator file (a user id): the plan says whose it is

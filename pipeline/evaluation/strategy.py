@@ -105,7 +105,7 @@ async def setup_evaluator(
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / "evaluator.py"
         shutil.copyfile(source, dest)
-        info = EvaluatorInfo(kind="user", summary=f"your evaluator {evaluation.ref}", evaluator_path=str(dest))
+        info = EvaluatorInfo(kind="user", summary=f"the evaluator file {evaluation.ref}", evaluator_path=str(dest))
     # Try it on reference answers first: an evaluator that cannot score the data's own
     # answers is broken, and this is the last moment before money is spent.
     examples = examples_for(rows, [reference(r) for r in rows])

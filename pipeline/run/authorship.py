@@ -8,7 +8,7 @@ from pipeline.authz import plan_authors
 from pipeline.run.gates import apply_answer
 from pipeline.spec import EvalKind, RunSpec, SpecError
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
+from pipeline.store.records import GateDecision, RunRecord
 
 
 async def authors_of(db: Database, run: RunRecord, version: int) -> frozenset[str]:
@@ -33,3 +33,15 @@ def supplies_evaluator(run: RunRecord, *, revised: RunSpec | None, answer: str |
             return False  # refused later as invalid, whoever answers
     new = evaluator_file(after) if after is not None else None
     return new is not None and new != evaluator_file(run.spec)
+
+
+def supplier(run: RunRecord, decisions: list[GateDecision]) -> str:
+    """Who named the run's evaluator file: the last answer or revision that named it, else the requester."""
+    ref = evaluator_file(run.spec)
+    for g in reversed(decisions):
+        named = str(g.details.get("answer", "")) == f"evaluator:{ref}" or (
+            g.decision == "revise" and ((g.details.get("spec") or {}).get("evaluation") or {}).get("ref") == ref
+        )
+        if ref is not None and named:
+            return g.actor
+    return run.requester

@@ -253,15 +253,12 @@ async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: 
 
 
 async def screen(keeper: Gatekeeper, run: RunRecord, decision: Decision, actor: Actor, *, channel: str | None) -> Refusal | None:
-    """``permission``, with a denial recorded in the audit trail (also asked before anything is
-    downloaded or posted for a decision)."""
+    """``permission``, a denial recorded in the audit trail (asked before anything is fetched or posted for it, too)."""
     refusal = await permission(keeper, run, decision, actor, channel=channel)
     if refusal is not None:
         details = {"rule": refusal.rule.value if refusal.rule else None, "reason": refusal.sentence()}
-        action = f"denied_{event_of(decision).value}"
-        await keeper.db.audit(
-            run_id=run.id, actor=actor.id, actor_name=actor.name, action=action, plan_version=run.plan_version, details=details
-        )
+        said = {"actor_name": actor.name, "action": f"denied_{event_of(decision).value}", "plan_version": run.plan_version}
+        await keeper.db.audit(run_id=run.id, actor=actor.id, details=details, **said)
     return refusal
 
 

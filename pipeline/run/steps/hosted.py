@@ -34,12 +34,24 @@ async def check_hosted(ctx: RunContext, ref: str) -> EvaluatorInfo:
         raise SpecError(str(exc).rstrip(".")) from None
     checks = f" (checks: {', '.join(found.criteria[:5])})" if found.criteria else ""
     about = f": {found.description}" if found.description else ""
+    whose = _whose(found.name, ctx.config.files.account)
     return EvaluatorInfo(
         kind="hosted",
-        summary=f"your Fireworks evaluator {found.display_name} ({found.name}){about}{checks}",
+        summary=f"the Fireworks evaluator {found.display_name} ({found.name}){whose}{about}{checks}",
         evaluator_path=found.name,
         hosted=found.name,
     )
+
+
+def _whose(name: str, own: str | None) -> str:
+    """Whose account a hosted evaluator is in (the held-out rows and answers go there)."""
+    parts = name.split("/")
+    if len(parts) < 2 or parts[0] != "accounts":
+        return ""
+    if parts[1] == own:
+        return f" in this bot's account {parts[1]!r}"
+    allowed = " (allowed by SFTBOT_FOREIGN_ACCOUNTS)" if own is not None else ""
+    return f" in the account {parts[1]!r}{allowed}"
 
 
 async def score_hosted(

@@ -15,6 +15,7 @@ from pipeline.planning import history
 from pipeline.planning.models import Plan
 from pipeline.planning.plan import make_plan
 from pipeline.platforms.base import PlatformError
+from pipeline.run.authorship import supplier
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.machine import Event
@@ -116,8 +117,7 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
                 evaluation, data=training, workspace=ws, evaluator_dir=ctx.config.evaluator_dir, limits=ctx.config.sandbox
             )
     except EvaluatorBroken as exc:
-        supplied = [g for g in await ctx.db.gate_decisions(run.id) if str(g.details.get("answer", "")).startswith("evaluator:")]
-        owner = supplied[-1].actor if supplied else run.requester
+        owner = supplier(run, await ctx.db.gate_decisions(run.id))
         text = (
             "The evaluator failed when I tried it on the data's own answers (the error went to whoever supplied it). "
             "Should I continue with validation loss, or cancel? Nothing has been spent."
@@ -131,6 +131,8 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
             number,
             ["loss", "evaluator", "generate"],
         )
+    if isinstance(setup, EvaluatorInfo) and setup.kind == "user":  # the plan says whose it is
+        setup = setup.model_copy(update={"owner": supplier(run, await ctx.db.gate_decisions(run.id))})
     fallback = None
     if isinstance(setup, Fallback):
         spec = spec.model_copy(update={"evaluation": Evaluation(kind=EvalKind.LOSS)})

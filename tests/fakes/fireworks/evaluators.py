@@ -100,9 +100,16 @@ class EvalJobRecord:
 
 
 class EvaluatorRoutes:
-    def add_evaluator(self, evaluator_id: str, scorer: Scorer = exact, *, state: str = "ACTIVE") -> EvaluatorRecord:
-        """Seed an evaluator the user uploaded (``ep upload``) on this account."""
-        rec = EvaluatorRecord(account=self.account, id=evaluator_id, scorer=scorer, state=state)
+    def add_evaluator(
+        self, evaluator_id: str, scorer: Scorer = exact, *, state: str = "ACTIVE", account: str | None = None
+    ) -> EvaluatorRecord:
+        """Seed an evaluator the user uploaded (``ep upload``) on this account, or (``account``)
+        one another account shares. Whether Fireworks lets an account read and run another
+        account's evaluator is not documented; the fake lets it, so the bot's own rule for
+        foreign accounts (SFTBOT_FOREIGN_ACCOUNTS) is what the tests exercise."""
+        rec = EvaluatorRecord(account=account or self.account, id=evaluator_id, scorer=scorer, state=state)
+        if account is not None and account != self.account:
+            self.readable_accounts.add(account)
         self.evaluators[evaluator_id] = rec
         return rec
 
@@ -143,8 +150,8 @@ class EvaluatorRoutes:
             job.written = True
 
     async def _evaluator_get(self, ctx: Ctx) -> web.Response:
-        rec = self.evaluators.get(ctx.groups[1]) if ctx.groups[0] == self.account else None
-        if rec is None:
+        rec = self.evaluators.get(ctx.groups[1])
+        if rec is None or rec.account != ctx.groups[0]:
             return rpc_error("NOT_FOUND", f"evaluator accounts/{ctx.groups[0]}/evaluators/{ctx.groups[1]} not found")
         return web.json_response(rec.wire())
 

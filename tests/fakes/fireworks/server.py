@@ -122,6 +122,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self.duplicate_loads = "second"  # what a second load of the same adapter does: "second" | "conflict"
         self.loads: dict[str, LoadRecord] = {}
         self.evaluators: dict[str, EvaluatorRecord] = {}
+        self.readable_accounts: set[str] = set()  # other accounts that share resources with this key (add_evaluator)
         self.eval_jobs: dict[str, EvalJobRecord] = {}
         self.eval_job_seconds = eval_job_seconds
         self.metrics_extra_lines: list[str] = []  # e.g. garbage, inserted into every metrics file
@@ -330,7 +331,8 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         return rpc_error("NOT_FOUND", f"no route for {request.method} {path}")
 
     def _check_account(self, account: str, method: str) -> web.Response | None:
-        if account == self.account or (account == "fireworks" and method == "GET"):
+        shared = account == "fireworks" or account in self.readable_accounts  # reads only
+        if account == self.account or (shared and method == "GET"):
             return None
         return rpc_error("PERMISSION_DENIED", f"permission denied on account {account}")
 
