@@ -199,7 +199,8 @@ async def test_the_evaluator_cannot_see_the_bots_secrets(tmp_path: Path, monkeyp
 
         def evaluate(messages, ground_truth=None, **kwargs):
             print(dict(os.environ))
-            leaks = [k for k in os.environ if k not in ("PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE")]
+            known = ("PATH", "LANG", "HOME", "TMPDIR", "PWD", "LC_CTYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+            leaks = [k for k in os.environ if k not in known]
             for environ in glob.glob("/proc/*/environ"):  # the bot's own process included
                 try:
                     with open(environ, "rb") as f:

@@ -177,20 +177,22 @@ async def test_writes_land_only_in_its_own_tmpfs_which_the_next_batch_does_not_s
     assert again.scores[0].reason == "false"  # a fresh tmpfs: the first batch's files are gone
 
 
+SLEEPER = "signal.pause()"  # on the sleeper's command line, before the tag
 ESCAPER = (
     HOST_UID
     + """
-import json, os, signal
+import json, os, signal, sys
 
 def evaluate(messages, ground_truth=None, **kwargs):
     tag = json.loads(ground_truth)["tag"]
-    r, w = os.pipe()  # close-on-exec: EOF once the grandchild has become `sleep`
+    r, w = os.pipe()  # close-on-exec: EOF once the grandchild has become the sleeper
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)
-            os.execv("/usr/bin/sleep", ["sleep", tag])
+            # The interpreter is the only program in the sandbox: it sleeps, with the tag on its command line.
+            os.execv(sys.executable, [sys.executable, "-I", "-c", "import signal; signal.pause()", tag])
         os._exit(0)
     os.close(w)
     os.read(r, 1)
@@ -201,12 +203,12 @@ def evaluate(messages, ground_truth=None, **kwargs):
 
 
 async def test_nothing_outlives_the_batch_not_even_a_setsid_double_fork(tmp_path: Path) -> None:
-    tag = f"{secrets.randbelow(10**6) + 10**6}.5"  # `sleep 1234567.5`: unique on this machine
+    tag = f"{secrets.randbelow(10**6) + 10**6}.5"  # the sleeper's last argument: unique on this machine
     run = await run_evaluator(write(tmp_path, ESCAPER), examples("x", truth=json.dumps({"tag": tag})), limits=FAST)
     assert run.fatal is None, run
     uid = int(reason(run.scores[0].reason)["uid"])
     assert uid >= 61000 and f"host uid {uid}," in run.containment["identity"]
-    assert live_processes(uid=uid) == [] and live_processes(marker=f"sleep\0{tag}") == []
+    assert live_processes(uid=uid) == [] and live_processes(marker=f"{SLEEPER}\0{tag}") == []
 
 
 def test_as_pid_1_the_bot_is_left_no_zombies(tmp_path: Path) -> None:
@@ -253,7 +255,7 @@ from pipeline.evaluation.sandbox import run_evaluator
 ex = [EvalExample(index=0, messages=[], ground_truth=json.dumps({{"tag": {tag!r}}}))]
 asyncio.run(run_evaluator({str(write(tmp_path, hang))!r}, ex, limits=SandboxLimits(per_example_seconds=60)))
 """)
-    sleeper = f"sleep\0{tag}"
+    sleeper = f"{SLEEPER}\0{tag}"
     # TMPDIR: the killed bot cannot remove its scratch directory; let pytest do it.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
     bot = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env)
@@ -286,7 +288,7 @@ asyncio.run(run_evaluator({str(write(tmp_path, hang))!r}, ex, limits=SandboxLimi
 
 async def test_no_nested_namespaces_ptrace_or_mounts(tmp_path: Path) -> None:
     source = """
-    import ctypes, json, os, subprocess
+    import ctypes, json, os
 
     def evaluate(messages, ground_truth=None, **kwargs):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -299,8 +301,6 @@ async def test_no_nested_namespaces_ptrace_or_mounts(tmp_path: Path) -> None:
             "mount tmpfs": call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None),
             "kill(1)": call(libc.kill, 1, 9),
         }
-        done = subprocess.run(["unshare", "-U", "-r", "true"], capture_output=True, text=True)
-        out["unshare -U -r"] = done.stderr.strip().rsplit(": ", 1)[-1]
         return {"score": 1.0, "reason": json.dumps(out)}
     """
     path = write(tmp_path, source)
@@ -308,34 +308,44 @@ async def test_no_nested_namespaces_ptrace_or_mounts(tmp_path: Path) -> None:
     assert set(with_filter.values()) == {"Operation not permitted"}, with_filter
     # Without the filter the nested-namespace switch holds on its own: no user namespace left to make.
     alone = reason((await run_evaluator(path, examples("x"), limits=FAST.model_copy(update={"seccomp": False}))).scores[0].reason)
-    assert alone["unshare(NEWUSER)"] == alone["unshare -U -r"] == "No space left on device", alone
-    assert {k: v for k, v in alone.items() if "NEWUSER" not in k and "-U" not in k} == dict.fromkeys(
+    assert alone["unshare(NEWUSER)"] == "No space left on device", alone
+    assert {k: v for k, v in alone.items() if "NEWUSER" not in k} == dict.fromkeys(
         ("unshare(NEWNET)", "ptrace(ATTACH, 1)", "mount tmpfs", "kill(1)"), "Operation not permitted"
     ), alone
 
 
-async def test_a_setuid_binary_gives_no_privilege(tmp_path: Path) -> None:
-    mount = os.stat("/usr/bin/mount")
-    assert mount.st_mode & stat.S_ISUID and mount.st_uid == 0, "the host's mount is not setuid root: the test would prove nothing"
-    # The dynamic loader prints the aux vector for LD_SHOW_AUXV, except in a process the
-    # setuid bit elevated (AT_SECURE), where it ignores the variable. So the setuid binary
-    # itself reports whether it gained anything: AT_SECURE 0 and the sandbox's own euid.
+async def test_no_setuid_binary_is_there_and_none_could_give_privilege(tmp_path: Path) -> None:
+    # The sandbox holds the interpreter and nothing else of the host's programs: no setuid
+    # binary (the host's mount is one) to run at all. Had one slipped in, NO_NEW_PRIVS, an
+    # empty bounding set and no capabilities would keep it from elevating anything.
     source = """
-    import json, subprocess
+    import json, os, stat
 
     def evaluate(messages, ground_truth=None, **kwargs):
-        done = subprocess.run(["/usr/bin/mount", "--version"], capture_output=True, text=True, env={"LD_SHOW_AUXV": "1"})
-        auxv = dict(line.split(":", 1) for line in done.stdout.splitlines() if line.startswith("AT_"))
+        elevating = []
+        for top in ("/",):
+            for folder, dirs, files in os.walk(top):
+                # site-packages is pip's (it never keeps a setuid bit); /proc and /dev are the sandbox's own
+                dirs[:] = [d for d in dirs if os.path.join(folder, d) not in ("/proc", "/dev", "/sys") and d != "site-packages"]
+                for name in files:
+                    try:
+                        if os.stat(os.path.join(folder, name)).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                            elevating.append(os.path.join(folder, name))
+                    except OSError:
+                        pass
         with open("/proc/self/status") as f:
             status = {k: v.strip() for k, v in (line.split(":", 1) for line in f)}
         keep = ("CapEff", "CapBnd", "NoNewPrivs", "Seccomp")
-        out = {k: auxv.get(k, "").strip() for k in ("AT_SECURE", "AT_EUID")} | {k: status[k] for k in keep}
+        out = {"setuid": sorted(set(elevating)), "mount": os.path.exists("/usr/bin/mount")} | {k: status[k] for k in keep}
         return {"score": 1.0, "reason": json.dumps(out)}
     """
-    run = await run_evaluator(write(tmp_path, source), examples("x"), limits=FAST)
+    assert os.stat("/usr/bin/mount").st_mode & stat.S_ISUID, "the host's mount is not setuid: the test would prove less"
+    run = await run_evaluator(
+        write(tmp_path, source), examples("x"), limits=FAST.model_copy(update={"per_example_seconds": 15.0})
+    )
     assert reason(run.scores[0].reason) == {
-        "AT_SECURE": "0",
-        "AT_EUID": "1000",
+        "setuid": [],
+        "mount": False,
         "CapEff": "0000000000000000",
         "CapBnd": "0000000000000000",
         "NoNewPrivs": "1",

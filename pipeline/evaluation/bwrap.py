@@ -8,9 +8,11 @@ bubblewrap research notes of issue 12):
     uid map written by us through --userns-block-fd: inside 0 -> host 0 (bwrap's own mount
       setup only), inside 1000 -> host uid U, a dedicated unused uid; nested user
       namespaces switched off in there before bwrap goes on (checked by bwrap itself)
-    root: an empty tmpfs, read-only at the end; /usr, the interpreter's files (layout.py),
-      the child and the evaluator bound read-only; /tmp a size-capped tmpfs, the only
-      writable place; a fresh /proc of the PID namespace; a minimal read-only /dev
+    root: an empty tmpfs, read-only at the end; the interpreter's own files, the libraries
+      it loads and setpriv/prlimit bound read-only (layout.py: not /usr whole); the child,
+      the evaluator and a venv's pyvenv.cfg written into it (--file: no mount, so
+      /proc/self/mountinfo names no host path of theirs); /tmp a size-capped tmpfs, the
+      only writable place; a fresh /proc of the PID namespace; a minimal read-only /dev
     --clearenv, --new-session, --die-with-parent, NO_NEW_PRIVS (always), --seccomp
   setpriv: uid/gid 1000 (= host U), no groups, no capabilities, empty bounding set
   prlimit: CPU, AS, NPROC (counted per user namespace), NOFILE, FSIZE, CORE
@@ -73,24 +75,32 @@ class Spec:
     layout: Layout
     limits: SandboxLimits
     host_uid: int
-    evaluator: str | None  # host path, bound at EVALUATOR_INSIDE
+    evaluator: bytes | None  # the evaluator's source, written at EVALUATOR_INSIDE
     seccomp: bytes | None  # the compiled filter, or None for none
     # What runs inside after setpriv and prlimit; None: the evaluator child.
     command: tuple[str, ...] | None = None
 
 
-def _ancestors(paths: list[str]) -> list[str]:
+def _ancestors(paths: list[str], skip: set[str]) -> list[str]:
     found: set[str] = set()
     for path in paths:
         parent = os.path.dirname(path)
-        while parent not in ("/", "") and not parent.startswith("/usr/") and parent != "/usr":
+        while parent not in ("/", "") and parent not in skip:
             found.add(parent)
             parent = os.path.dirname(parent)
     return sorted(found, key=lambda p: (p.count("/"), p))
 
 
-def options(spec: Spec, *, info_fd: int, block_fd: int, seccomp_fd: int | None) -> list[str]:
-    """bwrap's options (passed through --args, so the sandbox's /proc/1/cmdline shows no host paths)."""
+def _tops() -> list[tuple[str, str]]:
+    """The merged-/usr symlinks (/bin -> usr/bin, /lib64 -> usr/lib64, ...) as (target, path)."""
+    return [(os.readlink(t), t) for t in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32") if os.path.islink(t)]
+
+
+def options(spec: Spec, *, info_fd: int, block_fd: int, seccomp_fd: int | None, file_fds: list[tuple[int, str]]) -> list[str]:
+    """bwrap's options (passed through --args, so the sandbox's /proc/1/cmdline shows no host paths).
+
+    ``file_fds``: (fd, path inside) of the files written into the sandbox (the child, the
+    evaluator, a venv's pyvenv.cfg), read-only for everyone."""
     mb = 1024 * 1024
     opts = [
         *("--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),
@@ -104,24 +114,24 @@ def options(spec: Spec, *, info_fd: int, block_fd: int, seccomp_fd: int | None) 
         *("--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"),
         *("--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp"),
         *("--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8"),
-        *("--ro-bind", "/usr", "/usr"),
+        # One thread per numeric library: its threads count against RLIMIT_NPROC, and its
+        # buffers per thread against the memory each process may map.
+        *("--setenv", "OPENBLAS_NUM_THREADS", "1", "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "MKL_NUM_THREADS", "1"),
     ]
-    for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):  # symlinks into /usr on merged-/usr
-        if os.path.islink(top):
-            opts += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            opts += ["--ro-bind", top, top]
-    binds = [*spec.layout.binds, (str(CHILD), CHILD_INSIDE)]
-    if spec.evaluator is not None:
-        binds.append((spec.evaluator, EVALUATOR_INSIDE))
+    tops = _tops()
+    for target, top in tops:
+        opts += ["--symlink", target, top]
+    inside = [i for _, i in spec.layout.binds] + [i for _, i in file_fds] + [i for _, i in spec.layout.symlinks]
     # bwrap would create the parents of a *file* mount point as 0700 root, which the
-    # sandbox uid cannot traverse: make every ancestor 0755 first.
-    for parent in _ancestors([inside for _, inside in binds] + [inside for _, inside in spec.layout.symlinks]):
+    # sandbox uid cannot traverse: make every ancestor 0755 first (not through a top symlink).
+    for parent in _ancestors(inside, skip={t for _, t in tops}):
         opts += ["--perms", "0755", "--dir", parent]
-    for source, inside in binds:
-        opts += ["--ro-bind", source, inside]
-    for target, inside in spec.layout.symlinks:
-        opts += ["--symlink", target, inside]
+    for source, dest in spec.layout.binds:
+        opts += ["--ro-bind", source, dest]
+    for target, dest in spec.layout.symlinks:
+        opts += ["--symlink", target, dest]
+    for fd, dest in file_fds:
+        opts += ["--perms", "0444", "--file", str(fd), dest]
     opts += ["--dev", "/dev", "--proc", "/proc"]
     # --size only applies to the --tmpfs right after it (placed after, it is silently ignored).
     opts += ["--size", str(spec.limits.tmpfs_mb * mb), "--perms", "1777", "--tmpfs", "/tmp"]
@@ -130,6 +140,12 @@ def options(spec: Spec, *, info_fd: int, block_fd: int, seccomp_fd: int | None) 
     if seccomp_fd is not None:
         opts += ["--seccomp", str(seccomp_fd)]
     return opts
+
+
+def _files(spec: Spec) -> list[tuple[bytes, str]]:
+    """What is written into the sandbox rather than bound: the child, the evaluator, the layout's files."""
+    files = [*spec.layout.files, (CHILD.read_bytes(), CHILD_INSIDE)]
+    return [*files, (spec.evaluator, EVALUATOR_INSIDE)] if spec.evaluator is not None else files
 
 
 def command(spec: Spec) -> list[str]:
@@ -240,7 +256,9 @@ class Sandbox:
             seccomp_fd = memfd(spec.seccomp) if spec.seccomp is not None else None
             if seccomp_fd is not None:
                 passed.append(seccomp_fd)
-            args = options(spec, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_fd)
+            file_fds = [(memfd(data), inside) for data, inside in _files(spec)]
+            passed += [fd for fd, _ in file_fds]
+            args = options(spec, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_fd, file_fds=file_fds)
             args_fd = memfd(b"".join(a.encode() + b"\0" for a in args))
             passed.append(args_fd)
             # An empty environment: the sandbox can read its pid 1's cmdline, and bwrap

@@ -35,11 +35,11 @@ def unsandboxed(limits: SandboxLimits, *, problem: str, user: str) -> dict[str, 
     """The report of a batch run without the sandbox (the admin's unsafe switch)."""
     return {
         "unsafe": (
-            f"SFTBOT_UNSAFE_EVALUATORS is on and the sandbox is unavailable, so the evaluator ran WITHOUT isolation ({problem})"
+            f"SFTBOT_UNSAFE_EVALUATORS is on and the sandbox is unavailable, so the evaluator (an admin's) ran WITHOUT isolation ({problem})"
         ),
         "network": "none: the bot's own network",
         "filesystem": f"none: every file {user} can read or write; the working directory is a scratch directory",
-        "identity": f"none: runs as the bot's user, {user}",
+        "identity": f"none: runs as the bot's user, {user}, without capabilities, NO_NEW_PRIVS; the bot is not dumpable, so its environment and memory stay out of reach",
         "processes": "parent: SIGKILL of its process group at the end (setsid() escapes it; RLIMIT_NPROC does not bind root)",
         "limits": f"os: {describe(limits)}",
         "seccomp": "none",

@@ -113,7 +113,7 @@ def _find(bwrap: str, python: str) -> Host:
             f"bubblewrap {version} is too old; the sandbox needs 0.8 or newer (Debian 12: apt-get install bubblewrap)",
         )
     try:
-        lay = layout(python)
+        lay = layout(python, (tools.setpriv, tools.prlimit))
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         return Host(None, version, f"the interpreter {python} could not say where its files are: {exc}")
     try:

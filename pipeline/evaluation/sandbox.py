@@ -203,21 +203,25 @@ def _finish(
 def _isolated(found: Host, limits: SandboxLimits, evaluator: Path, uid: int) -> _Mode:
     assert found.tools is not None
     program = evaluator_program() if limits.seccomp else None
-    spec = Spec(found.tools, layout(sys.executable), limits, uid, str(evaluator), program.bpf if program else None)
+    tools = found.tools
+    lay = layout(sys.executable, (tools.setpriv, tools.prlimit))
+    spec = Spec(tools, lay, limits, uid, evaluator.read_bytes(), program.bpf if program else None)
     report = containment.isolated(limits, bwrap=found.version, host_uid=uid, seccomp=program.note if program else None)
     return _Mode(lambda: Sandbox.start(spec), EVALUATOR_INSIDE, report)
 
 
 def _unsandboxed(problem: str, limits: SandboxLimits, scratch: Path, evaluator: Path) -> _Mode:
-    prlimit = shutil.which("prlimit", path=_SYSTEM_PATH)
-    if prlimit is None:
-        raise StartError("prlimit is not installed: apt-get install util-linux")
+    prlimit, setpriv = shutil.which("prlimit", path=_SYSTEM_PATH), shutil.which("setpriv", path=_SYSTEM_PATH)
+    if prlimit is None or setpriv is None:
+        raise StartError("prlimit or setpriv is not installed: apt-get install util-linux")
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         user = f"uid {os.geteuid()}"
     report = containment.unsandboxed(limits, problem=problem, user=user)
-    return _Mode(lambda: Unsandboxed.start(prlimit=prlimit, scratch=scratch, limits=limits), str(evaluator), report)
+    return _Mode(
+        lambda: Unsandboxed.start(setpriv=setpriv, prlimit=prlimit, scratch=scratch, limits=limits), str(evaluator), report
+    )
 
 
 async def _run(path: Path, examples: list[EvalExample], limits: SandboxLimits) -> EvalRun:

@@ -1,17 +1,23 @@
 """Run an evaluator WITHOUT the sandbox: an administrator's explicit choice, never a fallback.
 
-Used only when ``SandboxLimits.unsafe`` is set (SFTBOT_UNSAFE_EVALUATORS=true) and the probe
-found that the sandbox cannot be built here. The evaluator then runs as the bot's user, with
-the bot's network and every file that user can read or write. What remains is what the
-containment report says: prlimit's limits (RLIMIT_NPROC does not bind root), an environment
-cut to PATH, LANG and HOME, a scratch working directory, the parent's timeouts, and a
-SIGKILL of its process group at the end, which a process that calls setsid() escapes.
+Used only when ``SandboxLimits.unsafe`` is set (SFTBOT_UNSAFE_EVALUATORS=true, with which only
+admins supply evaluator files) and the probe found that the sandbox cannot be built here. The
+evaluator then runs as the bot's user, with the bot's network and every file that user can
+read or write. What remains is what the containment report says: prlimit's limits
+(RLIMIT_NPROC does not bind root), an environment cut to PATH, LANG and HOME, no
+capabilities and NO_NEW_PRIVS (setpriv), a scratch working directory, the parent's timeouts,
+and a SIGKILL of its process group at the end, which a process that calls setsid() escapes.
+
+The bot's secrets are in its environment, which ``/proc/<bot>/environ`` shows to any process of
+the same user. So the bot makes itself non-dumpable first (``PR_SET_DUMPABLE`` 0): its
+environ, memory and fds then need CAP_SYS_PTRACE, which the evaluator does not have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -30,9 +36,15 @@ class Unsandboxed:
         self.proc = proc
 
     @classmethod
-    async def start(cls, *, prlimit: str, scratch: Path, limits: SandboxLimits) -> Unsandboxed:
+    async def start(cls, *, setpriv: str, prlimit: str, scratch: Path, limits: SandboxLimits) -> Unsandboxed:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": os.environ.get("LANG") or "C.UTF-8", "HOME": str(scratch)}
+        not_dumpable()
+        # Root's capabilities go with an empty bounding set; other users have none to drop.
+        drop = ["--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
         proc = await asyncio.create_subprocess_exec(
+            setpriv,
+            *drop,
+            "--no-new-privs",
             prlimit,
             *prlimit_options(limits),
             "--",
@@ -59,3 +71,15 @@ class Unsandboxed:
     @staticmethod
     def killed_by(code: int | None) -> int | None:
         return -code if code is not None and code < 0 else None
+
+
+_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def not_dumpable() -> None:
+    """Make this process non-dumpable (idempotent): /proc/<pid>/environ, mem and fd of it then
+    need CAP_SYS_PTRACE (proc(5), ptrace(2) "ptrace access mode checking"). The standard
+    library has no prctl, and this is the one call needed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
