@@ -25,6 +25,7 @@ from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
+from pipeline.evaluation.rlimits import budget_problem
 from pipeline.evaluation.sandbox import sandbox_problem
 from pipeline.platforms.local import LocalPlatform
 from pipeline.run.idle import flag_idle
@@ -153,6 +154,8 @@ async def _say_how_evaluators_run(settings: Settings) -> None:
     """Tell the operator at start, not the first user at their first evaluator, when users'
     evaluators cannot be isolated here (they are then refused, or run unsafely if allowed)."""
     problem = await asyncio.to_thread(sandbox_problem)
+    if (budget := budget_problem(settings.sandbox_limits(), cgroup=False)) is not None:
+        log.warning("users' evaluators are refused unless the host delegates a cgroup v2: %s", budget)
     if problem is None:
         log.info("users' evaluators run in a bubblewrap sandbox")
     elif settings.unsafe_evaluators:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from bot.settings import Settings, prepare_data_dir
 from pipeline.authz import Policy
-from pipeline.evaluation.models import SandboxLimits
 from pipeline.platforms.base import Platform
 from pipeline.run.context import RunnerConfig
 from pipeline.run.events import EventBus
@@ -94,7 +93,7 @@ async def open_engine(
             policy=policy_from(settings),
             evaluator_dir=settings.evaluator_dir,
             files=settings.local_files(slack=False),
-            sandbox=SandboxLimits(unsafe=settings.unsafe_evaluators),
+            sandbox=settings.sandbox_limits(),
             eval_max_tokens=settings.answer_max_tokens,
             quota_give_up_seconds=settings.quota_give_up_minutes * 60,
             spend_margin=settings.spend_margin,

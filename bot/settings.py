@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.access import LocalFiles
+from pipeline.evaluation.models import SandboxLimits
 
 
 class SettingsError(RuntimeError):
@@ -83,6 +84,10 @@ class Settings(BaseSettings):
     )
     # Run users' evaluators even where the sandbox cannot isolate them (weaker containment).
     unsafe_evaluators: bool = Field(default=False, validation_alias=AliasChoices("SFTBOT_UNSAFE_EVALUATORS"))
+    # Users' evaluators all together never hold more memory than this; at most this many run at
+    # once, each with an equal share (more wait their turn).
+    evaluator_memory_mb: int = Field(default=2048, gt=0, validation_alias=AliasChoices("SFTBOT_EVALUATOR_MEMORY_MB"))
+    max_sandboxes: int = Field(default=2, ge=1, le=64, validation_alias=AliasChoices("SFTBOT_MAX_SANDBOXES"))
 
     # Serving and evaluation on Fireworks. Scaling 0 -> 1 takes "up to a few minutes", longer
     # for large models (DOC deployments/autoscaling): chats wait this long for a replica.
@@ -140,6 +145,14 @@ class Settings(BaseSettings):
             upload_retention_seconds=self.upload_retention_hours * 3600,
             account=self.fireworks_account_id,
             foreign_accounts=self.foreign_accounts,
+        )
+
+    def sandbox_limits(self) -> SandboxLimits:
+        """What each user evaluator runs under (pipeline/evaluation): the memory budget split over the sandboxes."""
+        return SandboxLimits(
+            unsafe=self.unsafe_evaluators,
+            memory_mb=self.evaluator_memory_mb // self.max_sandboxes,
+            max_sandboxes=self.max_sandboxes,
         )
 
     def require(self, *names: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.evaluation.models import EvalExample, SandboxLimits
 
 FAST = SandboxLimits(
-    cpu_seconds=10, memory_mb=512, per_example_seconds=1.0, batch_seconds=20.0, import_seconds=2.0, max_processes=8
+    cpu_seconds=10, memory_mb=1024, per_example_seconds=1.0, batch_seconds=20.0, import_seconds=2.0, max_processes=8
 )
 
 # Evaluator code: the host uid this process really is (the kernel's uid map, not os.getuid()).

@@ -143,7 +143,7 @@ async def test_cpu_memory_and_disk_limits(tmp_path: Path) -> None:
             return 1.0
         """,
     )
-    limits = FAST.model_copy(update={"memory_mb": 256, "cpu_seconds": 1, "per_example_seconds": 4.0, "max_file_mb": 1})
+    limits = FAST.model_copy(update={"memory_mb": 512, "cpu_seconds": 1, "per_example_seconds": 4.0, "max_file_mb": 1})
     run = await run_evaluator(path, examples("memory", "ok", "disk", "cpu", "ok"), limits=limits)
     by = {s.index: s for s in run.scores}
     assert by[0].error == "example 0: evaluate() raised MemoryError"

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,45 @@ async def test_nothing_under_usr_src_or_usr_local_etc_is_readable(tmp_path: Path
     out = json.loads(run.scores[0].reason)
     assert {p: out[p] for p in planted} == dict.fromkeys(planted, "FileNotFoundError"), out
     assert out["found_by_walking"] == [] and CANARY not in run.model_dump_json()
+
+
+async def test_no_setuid_binary_is_there_and_none_could_give_privilege(tmp_path: Path) -> None:
+    # The sandbox holds the interpreter and nothing else of the host's programs: no setuid
+    # binary (the host's mount is one) to run at all. Had one slipped in, NO_NEW_PRIVS, an
+    # empty bounding set and no capabilities would keep it from elevating anything.
+    source = """
+    import json, os, stat
+
+    def evaluate(messages, ground_truth=None, **kwargs):
+        elevating = []
+        for top in ("/",):
+            for folder, dirs, files in os.walk(top):
+                # site-packages is pip's (it never keeps a setuid bit); /proc and /dev are the sandbox's own
+                dirs[:] = [d for d in dirs if os.path.join(folder, d) not in ("/proc", "/dev", "/sys") and d != "site-packages"]
+                for name in files:
+                    try:
+                        if os.stat(os.path.join(folder, name)).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                            elevating.append(os.path.join(folder, name))
+                    except OSError:
+                        pass
+        with open("/proc/self/status") as f:
+            status = {k: v.strip() for k, v in (line.split(":", 1) for line in f)}
+        keep = ("CapEff", "CapBnd", "NoNewPrivs", "Seccomp")
+        out = {"setuid": sorted(set(elevating)), "mount": os.path.exists("/usr/bin/mount")} | {k: status[k] for k in keep}
+        return {"score": 1.0, "reason": json.dumps(out)}
+    """
+    assert os.stat("/usr/bin/mount").st_mode & stat.S_ISUID, "the host's mount is not setuid: the test would prove less"
+    run = await run_evaluator(
+        write(tmp_path, source), examples("x"), limits=FAST.model_copy(update={"per_example_seconds": 15.0})
+    )
+    assert json.loads(run.scores[0].reason) == {
+        "setuid": [],
+        "mount": False,
+        "CapEff": "0000000000000000",
+        "CapBnd": "0000000000000000",
+        "NoNewPrivs": "1",
+        "Seccomp": "2",
+    }, run
 
 
 MOUNTS = """

@@ -15,7 +15,6 @@ import select
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -314,45 +313,6 @@ async def test_no_nested_namespaces_ptrace_or_mounts(tmp_path: Path) -> None:
     ), alone
 
 
-async def test_no_setuid_binary_is_there_and_none_could_give_privilege(tmp_path: Path) -> None:
-    # The sandbox holds the interpreter and nothing else of the host's programs: no setuid
-    # binary (the host's mount is one) to run at all. Had one slipped in, NO_NEW_PRIVS, an
-    # empty bounding set and no capabilities would keep it from elevating anything.
-    source = """
-    import json, os, stat
-
-    def evaluate(messages, ground_truth=None, **kwargs):
-        elevating = []
-        for top in ("/",):
-            for folder, dirs, files in os.walk(top):
-                # site-packages is pip's (it never keeps a setuid bit); /proc and /dev are the sandbox's own
-                dirs[:] = [d for d in dirs if os.path.join(folder, d) not in ("/proc", "/dev", "/sys") and d != "site-packages"]
-                for name in files:
-                    try:
-                        if os.stat(os.path.join(folder, name)).st_mode & (stat.S_ISUID | stat.S_ISGID):
-                            elevating.append(os.path.join(folder, name))
-                    except OSError:
-                        pass
-        with open("/proc/self/status") as f:
-            status = {k: v.strip() for k, v in (line.split(":", 1) for line in f)}
-        keep = ("CapEff", "CapBnd", "NoNewPrivs", "Seccomp")
-        out = {"setuid": sorted(set(elevating)), "mount": os.path.exists("/usr/bin/mount")} | {k: status[k] for k in keep}
-        return {"score": 1.0, "reason": json.dumps(out)}
-    """
-    assert os.stat("/usr/bin/mount").st_mode & stat.S_ISUID, "the host's mount is not setuid: the test would prove less"
-    run = await run_evaluator(
-        write(tmp_path, source), examples("x"), limits=FAST.model_copy(update={"per_example_seconds": 15.0})
-    )
-    assert reason(run.scores[0].reason) == {
-        "setuid": [],
-        "mount": False,
-        "CapEff": "0000000000000000",
-        "CapBnd": "0000000000000000",
-        "NoNewPrivs": "1",
-        "Seccomp": "2",
-    }, run
-
-
 async def test_the_containment_report_is_the_parents_not_the_evaluators(tmp_path: Path) -> None:
     forger = (
         PROTOCOL_FD
@@ -389,12 +349,14 @@ async def test_limits_reach_the_sandbox(tmp_path: Path) -> None:
         names = ("CPU", "AS", "NPROC", "NOFILE", "FSIZE", "CORE")
         return {"score": 1.0, "reason": json.dumps({n: resource.getrlimit(getattr(resource, "RLIMIT_" + n)) for n in names})}
     """
-    limits = SandboxLimits(cpu_seconds=7, memory_mb=300, max_processes=9, max_open_files=99, max_file_mb=3)
+    # 900 MB for the sandbox, 9 processes: each may map 100 MB (no cgroup on the test host)
+    limits = SandboxLimits(cpu_seconds=7, memory_mb=900, max_processes=9, max_open_files=99, max_file_mb=3)
     run = await run_evaluator(write(tmp_path, source), examples("x"), limits=limits)
     mb = 2**20
+    share = 900 if "cgroup memory.max" in run.containment["limits"] else 100  # a delegated cgroup bounds the whole
     assert reason(run.scores[0].reason) == {
         "CPU": [7, 8],
-        "AS": [300 * mb, 300 * mb],
+        "AS": [share * mb, share * mb],
         "NPROC": [9, 9],
         "NOFILE": [99, 99],
         "FSIZE": [3 * mb, 3 * mb],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.engine import policy_from
 from bot.settings import SettingsError, load_settings
 
 
@@ -57,3 +58,24 @@ def test_cli_start_up_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     assert out.returncode == 1
     assert out.stderr.strip() == "sftbot: missing setting FIREWORKS_ACCOUNT_ID: set it in the environment or in .env"
     assert "fw-secret-123" not in out.stdout + out.stderr
+
+
+def test_the_security_settings_reach_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "SFTBOT_EVALUATOR_MEMORY_MB": "3000",
+        "SFTBOT_MAX_SANDBOXES": "3",
+        "SFTBOT_UPLOAD_QUOTA_MB": "10",
+        "SFTBOT_UPLOADS_TOTAL_MB": "20",
+        "SFTBOT_UPLOAD_RETENTION_HOURS": "2",
+        "SFTBOT_FOREIGN_ACCOUNTS": "partner, vendor",
+        "FIREWORKS_ACCOUNT_ID": "acme",
+        "SFTBOT_UNSAFE_EVALUATORS": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    s = load_settings()
+    limits = s.sandbox_limits()
+    assert (limits.memory_mb, limits.max_sandboxes, limits.unsafe) == (1000, 3, True)  # 3000 MB split over 3 sandboxes
+    files = s.local_files(slack=True)
+    assert (files.upload_quota_bytes, files.uploads_total_bytes) == (10 * 2**20, 20 * 2**20)
+    assert files.upload_retention_seconds == 7200 and files.foreign_accounts == ["partner", "vendor"] and files.account == "acme"
+    assert policy_from(s).admin_evaluators  # unsafe evaluators: only admins supply evaluator files

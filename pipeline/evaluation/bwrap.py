@@ -34,6 +34,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.evaluation import cgroup
 from pipeline.evaluation.layout import Layout
 from pipeline.evaluation.models import SandboxLimits
 from pipeline.evaluation.protocol import LINE_LIMIT
@@ -79,6 +80,8 @@ class Spec:
     seccomp: bytes | None  # the compiled filter, or None for none
     # What runs inside after setpriv and prlimit; None: the evaluator child.
     command: tuple[str, ...] | None = None
+    # Where the host delegates a cgroup: the sandbox gets one of its own under it (cgroup.py).
+    cgroups: cgroup.Delegated | None = None
 
 
 def _ancestors(paths: list[str], skip: set[str]) -> list[str]:
@@ -152,7 +155,8 @@ def command(spec: Spec) -> list[str]:
     """What bwrap runs: setpriv drops to the sandbox uid, prlimit sets the limits, then the child."""
     inner = spec.command or (spec.layout.python, "-I", "-B", CHILD_INSIDE)
     drop = [f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
-    return [spec.tools.setpriv, *drop, spec.tools.prlimit, *prlimit_options(spec.limits), "--", *inner]
+    limits = prlimit_options(spec.limits, cgroup=spec.cgroups is not None)
+    return [spec.tools.setpriv, *drop, spec.tools.prlimit, *limits, "--", *inner]
 
 
 def allocate_host_uid() -> int:
@@ -239,6 +243,7 @@ class Sandbox:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.pidfd: int | None = None  # the namespace init, once bwrap has made it
+        self.cgroup: Path | None = None  # its own cgroup, where the host delegates one
         # Signals to the outer bwrap go through a pidfd, never proc.kill(): Popen polls
         # (and so reaps) an exited child before it signals, which steals the exit status
         # from asyncio's child watcher. ESRCH: it exited and was reaped already.
@@ -309,6 +314,11 @@ class Sandbox:
         if os.stat(f"/proc/{pid}/ns/pid").st_ino != info.get("pid-namespace"):
             raise StartError("the sandbox's init is not the process bwrap reported")
         _write_maps(pid, spec.host_uid)
+        if spec.cgroups is not None:  # before anything of the sandbox runs: all of it is inside
+            lim = spec.limits
+            self.cgroup = cgroup.place(
+                spec.cgroups, f"sandbox-{spec.host_uid}", pid, memory_mb=lim.memory_mb, max_processes=lim.max_processes
+            )
         # No user namespaces below ours. nsenter, because entering a user namespace needs a
         # single-threaded process, which the bot is not.
         nsenter = await asyncio.create_subprocess_exec(
@@ -364,6 +374,9 @@ class Sandbox:
         if self._bwrap_fd is not None:
             os.close(self._bwrap_fd)
             self._bwrap_fd = None
+        if self.cgroup is not None:
+            cgroup.remove(self.cgroup)
+            self.cgroup = None
 
     @staticmethod
     def killed_by(code: int | None) -> int | None:

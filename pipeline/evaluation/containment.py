@@ -11,22 +11,23 @@ from pipeline.evaluation.models import SandboxLimits
 from pipeline.evaluation.rlimits import describe
 
 
-def isolated(limits: SandboxLimits, *, bwrap: str, host_uid: int, seccomp: str | None) -> dict[str, str]:
+def isolated(limits: SandboxLimits, *, bwrap: str, host_uid: int, seccomp: str | None, cgroup: bool = False) -> dict[str, str]:
     """The report of a batch run in the bubblewrap sandbox (``seccomp``: the filter's note, None when off)."""
     sockets = "; seccomp: socket families other than AF_UNIX refused" if seccomp and seccomp.startswith("os:") else ""
     return {
         "sandbox": f"bubblewrap {bwrap}: new user, mount, PID, network, IPC and UTS namespaces; no nested user namespaces",
         "network": f"os: own network namespace with only a loopback, no route out, no host or abstract sockets{sockets}",
         "filesystem": (
-            "os: read-only /usr, the interpreter's own files, its site-packages and the evaluator, nothing else of the "
-            "host (no /etc, /home, data or working directory); the only writable place is a "
+            "os: read-only, the interpreter's own files, its site-packages, the libraries they load, setpriv, prlimit "
+            "and the evaluator, nothing else of the host (not /usr whole, no /etc, /home, data or working directory); "
+            "the only writable place is a "
             f"{limits.tmpfs_mb} MB tmpfs at /tmp, discarded with the sandbox"
         ),
         "identity": f"os: host uid {host_uid}, no capabilities, NO_NEW_PRIVS (setuid binaries gain nothing)",
         "processes": f"os: PID namespace, killed whole when the batch ends; RLIMIT_NPROC {limits.max_processes}",
-        "limits": f"os: {describe(limits)}",
+        "limits": f"os: {describe(limits, cgroup=cgroup)}",
         "seccomp": seccomp or "off (SandboxLimits.seccomp is false)",
-        "environment": "os: PATH, HOME, TMPDIR, LANG and PWD only",
+        "environment": "os: PATH, HOME, TMPDIR, LANG, PWD and one-thread settings for numeric libraries only",
         "cleanup": "parent: per-example watchdog, batch timeout, SIGKILL of the sandbox's PID namespace",
     }
 

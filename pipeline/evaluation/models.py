@@ -49,12 +49,15 @@ class SandboxLimits(BaseModel):
     """Limits for one evaluator batch; the defaults suit a few hundred held-out rows."""
 
     cpu_seconds: int = 30  # per evaluator process (RLIMIT_CPU)
-    memory_mb: int = 1024  # address space per process (RLIMIT_AS)
+    # Memory of one sandbox, all its processes together: a cgroup's memory.max where the host
+    # delegates one, else an equal share of address space (RLIMIT_AS) per process it may hold.
+    memory_mb: int = 1024
     per_example_seconds: float = 5.0
     batch_seconds: float = 120.0
     import_seconds: float = 10.0  # loading the evaluator file (top-level code)
     max_output_chars: int = 4000  # each reason and error, and the captured prints
-    max_processes: int = 32  # tasks (processes + threads) the evaluator may hold at once (RLIMIT_NPROC)
+    max_processes: int = 4  # tasks (processes + threads) the evaluator may hold at once (RLIMIT_NPROC, pids.max)
+    max_sandboxes: int = 2  # sandboxes (and unsandboxed evaluators) running at once in this process; more wait
     max_file_mb: int = 16  # largest file it may write (RLIMIT_FSIZE)
     max_open_files: int = 256
     tmpfs_mb: int = 64  # its only writable place, /tmp (also HOME and the working directory)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import pwd
@@ -34,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.evaluation import containment
+from pipeline.evaluation import cgroup, containment
 from pipeline.evaluation.bwrap import EVALUATOR_INSIDE, Sandbox, Spec, StartError, allocate_host_uid, release_host_uid
 from pipeline.evaluation.layout import layout
 from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, SandboxLimits
 from pipeline.evaluation.probe import Host, host, sandbox_problem
 from pipeline.evaluation.protocol import Capture, LoadFailed, Message, Ready, clip, decode, scored
+from pipeline.evaluation.rlimits import budget_problem
 from pipeline.evaluation.syscall_filter import evaluator_program
 from pipeline.evaluation.unsafe import Unsandboxed
 
@@ -200,14 +202,32 @@ def _finish(
     return EvalRun(scores=scores, mean=mean, errors=errors, fatal=fatal, output=output, containment=report)
 
 
-def _isolated(found: Host, limits: SandboxLimits, evaluator: Path, uid: int) -> _Mode:
+def _isolated(found: Host, limits: SandboxLimits, evaluator: Path, uid: int, cgroups: cgroup.Delegated | None) -> _Mode:
     assert found.tools is not None
     program = evaluator_program() if limits.seccomp else None
     tools = found.tools
     lay = layout(sys.executable, (tools.setpriv, tools.prlimit))
-    spec = Spec(tools, lay, limits, uid, evaluator.read_bytes(), program.bpf if program else None)
-    report = containment.isolated(limits, bwrap=found.version, host_uid=uid, seccomp=program.note if program else None)
+    spec = Spec(tools, lay, limits, uid, evaluator.read_bytes(), program.bpf if program else None, cgroups=cgroups)
+    seccomp = program.note if program else None
+    report = containment.isolated(limits, bwrap=found.version, host_uid=uid, seccomp=seccomp, cgroup=cgroups is not None)
     return _Mode(lambda: Sandbox.start(spec), EVALUATOR_INSIDE, report)
+
+
+_slots: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Semaphore] = {}
+
+
+def _slot(limit: int) -> asyncio.Semaphore:
+    """The sandboxes this event loop (the bot's one) may run at once: the total memory budget is
+    ``limit`` x ``memory_mb``. Per loop, because an asyncio semaphore belongs to one."""
+    key = (asyncio.get_running_loop(), limit)
+    if key not in _slots:
+        _slots[key] = asyncio.Semaphore(limit)
+    return _slots[key]
+
+
+@functools.cache
+def _delegated(total_mb: int) -> cgroup.Delegated | None:
+    return cgroup.delegate(total_mb)
 
 
 def _unsandboxed(problem: str, limits: SandboxLimits, scratch: Path, evaluator: Path) -> _Mode:
@@ -229,6 +249,16 @@ async def _run(path: Path, examples: list[EvalExample], limits: SandboxLimits) -
     if found.problem is not None and not limits.unsafe:
         refused = f"The evaluator was not run, because the sandbox cannot be set up here: {found.problem}"
         return _finish(examples, [], refused, "", {"sandbox": f"unavailable, evaluator refused: {found.problem}"})
+    cgroups = await asyncio.to_thread(_delegated, limits.memory_mb * limits.max_sandboxes) if found.problem is None else None
+    if (why := budget_problem(limits, cgroup=cgroups is not None)) is not None:
+        return _finish(examples, [], f"The evaluator was not run: {why}", "", {"limits": f"refused: {why}"})
+    async with _slot(limits.max_sandboxes):
+        return await _contained(path, examples, limits, found, cgroups)
+
+
+async def _contained(
+    path: Path, examples: list[EvalExample], limits: SandboxLimits, found: Host, cgroups: cgroup.Delegated | None
+) -> EvalRun:
     scratch = Path(tempfile.mkdtemp(prefix="sftbot-eval-"))
     uid: int | None = None
     try:
@@ -240,7 +270,7 @@ async def _run(path: Path, examples: list[EvalExample], limits: SandboxLimits) -
             return _finish(examples, [], f"The evaluator file {path} cannot be read: {exc.strerror}", "", {})
         if found.problem is None:
             uid = allocate_host_uid()
-            mode = _isolated(found, limits, copy, uid)
+            mode = _isolated(found, limits, copy, uid, cgroups)
         else:
             mode = _unsandboxed(found.problem, limits, scratch, copy)
         batch = _Batch(path.name, mode, limits)
