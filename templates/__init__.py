@@ -8,6 +8,7 @@ same. Nothing a user typed is ever rendered as a template: user data only fills 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -54,6 +55,21 @@ def cell(value: object, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def fenced(text: object) -> str:
+    """Text a person typed, shown verbatim in a Markdown code block: a fence longer than any run
+    of backticks in it, so no line of it can close the block, start a heading or a link."""
+    body = str(text)
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
+def plain(text: object) -> str:
+    """Text a person or Slack chose (a display name, an error quoting it) as literal Markdown text
+    on one line: every ASCII punctuation character backslash-escaped (CommonMark 2.4)."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).split()))
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """Cached: compiling the report template costs ~0.5 s, far more than rendering it."""
@@ -68,6 +84,8 @@ def environment() -> Environment:
         seconds=seconds,
         span=span,
         cell=cell,
+        fenced=fenced,
+        plain=plain,
     )
     return env
 
