@@ -261,18 +261,19 @@ def foreign_refusal(ref: str, files: LocalFiles) -> str | None:
 
 def quota_refusal(size: int, *, mine: int, everyone: int, files: LocalFiles) -> str | None:
     """Why an upload of ``size`` bytes cannot be kept next to ``mine`` (this person's) and ``everyone``'s bytes."""
-    name = f"{size / _MB:,.1f} MB"
+    name, wait = f"{size / _MB:,.1f} MB", f"files no run uses are deleted {_hours(files)} after their last use"
+    quota, total = files.upload_quota_bytes / _MB, files.uploads_total_bytes / _MB
+    if size > files.upload_quota_bytes:
+        return f"it is {name}, more than the {quota:,.0f} MB each person may keep on the bot; an admin can raise SFTBOT_UPLOAD_QUOTA_MB"
     if mine + size > files.upload_quota_bytes:
         return (
-            f"it is {name}, and your files kept on the bot already take {mine / _MB:,.1f} MB of your "
-            f"{files.upload_quota_bytes / _MB:,.0f} MB; files no run uses are deleted {_hours(files)} after their last "
-            "use, or an admin can raise SFTBOT_UPLOAD_QUOTA_MB"
+            f"it is {name}, and your files kept on the bot already take {mine / _MB:,.1f} MB of your {quota:,.0f} MB; "
+            f"{wait}, or an admin can raise SFTBOT_UPLOAD_QUOTA_MB"
         )
     if everyone + size > files.uploads_total_bytes:
         return (
-            f"it is {name}, and the files kept on the bot already take {everyone / _MB:,.0f} MB of "
-            f"{files.uploads_total_bytes / _MB:,.0f} MB for everyone; files no run uses are deleted {_hours(files)} after "
-            "their last use, or an admin can raise SFTBOT_UPLOADS_TOTAL_MB"
+            f"it is {name}, and the files kept on the bot already take {everyone / _MB:,.0f} MB of {total:,.0f} MB for "
+            f"everyone; {wait}, or an admin can raise SFTBOT_UPLOADS_TOTAL_MB"
         )
     return None
 

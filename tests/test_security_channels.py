@@ -155,3 +155,15 @@ async def test_status_audit_runs_home_and_mentions_show_only_the_viewers_channel
     await bot.driver.command("runs all", user=ERIN, channel=TEAM)
     assert "awaiting plan approval" in await said_to(fake_slack, BOB, "SFT run #1 by")
     assert "payroll" in await said_to(fake_slack, ERIN, "#1")
+
+
+async def test_approvers_are_told_by_dm_only_about_runs_of_channels_they_are_in(
+    bot_factory: MakeBot, fake_slack: FakeSlack, members: None
+) -> None:
+    policy = STRICT.model_copy(update={"approvers": [BOB, MALLORY]})
+    bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), policy=policy, dm_approvers=True)
+    await bot.driver.command(f"run dataset={TEXT2SQL.name} model=qwen3-8b", user=ALICE, channel=PRIV)
+    await plan_in(fake_slack, PRIV, 1)
+    await bot.settle()
+    assert len(fake_slack.messages.get("D0BOB", [])) == 1  # in the private channel: told
+    assert fake_slack.messages.get("D0MALLORY", []) == []  # not in it: a DM would name the run
