@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run.context import RunnerConfig
-from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
 from tests.fakes.fireworks import FakeFireworks
 from tests.support import DATASETS, EventLog, drive_to_end
 

@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.authz import Policy  # noqa: E402
-from pipeline.platforms.fireworks import FireworksPlatform  # noqa: E402
+from pipeline.domain.authz import Policy  # noqa: E402
+from pipeline.platforms.fireworks.platform import FireworksPlatform  # noqa: E402
 from pipeline.store.db import Database  # noqa: E402
 from tests.fakes.fireworks import FakeFireworks  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402

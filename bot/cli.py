@@ -18,16 +18,16 @@ from typing import Any
 from bot.console import inspection_text, plan_json, plan_text
 from bot.errors import Refused, UsageError
 from bot.settings import Settings, SettingsError, load_settings
-from pipeline.catalog import find_model
-from pipeline.dataset.demo import resolve_dataset_ref
-from pipeline.dataset.inspect import inspect_dataset
-from pipeline.dataset.report import InspectionReport
-from pipeline.instructions import parse_instruction
-from pipeline.planning.models import Plan
+from pipeline.dataset.demo_data import resolve_dataset_ref
+from pipeline.dataset.inspection import InspectionReport
+from pipeline.dataset.inspector import inspect_dataset
+from pipeline.domain.catalog import find_model
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.planning.plan import MissingInput, make_plan
-from pipeline.platforms.base import PlatformError
+from pipeline.planning.plan_types import Plan
 from pipeline.run.decisions import Refusal as DecisionRefused
-from pipeline.spec import RunSpec, SpecError
 
 
 def _print_json(obj: object) -> None:
@@ -206,7 +206,7 @@ async def _runs(args: argparse.Namespace) -> int:
 
 
 async def _spend(args: argparse.Namespace) -> int:
-    from pipeline.spending import parse_since, spend, text_lines
+    from pipeline.run.spending import parse_since, spend, text_lines
     from pipeline.store.db import Database
 
     settings = load_settings()

@@ -23,12 +23,12 @@ from bot.live import LiveBoard, wants_live
 from bot.local_commands import curl_line, quiet_ml_libraries
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
-from pipeline.dataset.demo import SYSTEM
-from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.dataset.demo_data import SYSTEM
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import ChatMessage, DeploymentStatus
+from pipeline.evaluation.sandbox.batch import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import ChatMessage, DeploymentStatus
-from pipeline.report import BEFORE_AFTER, render_report
+from pipeline.run.final_report import BEFORE_AFTER, render_report
 from pipeline.run.summary import production_deployment, summarize
 from pipeline.store import runs as q
 
@@ -78,7 +78,7 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
 
 
 def before_after_record(result: dict[str, Any]) -> dict[str, Any]:
-    """What the report's "Before and after" section shows (pipeline/report.py reads it)."""
+    """What the report's "Before and after" section shows (pipeline/run/final_report.py reads it)."""
     shown = list(zip(result["rows"], result["base"], result["tuned"], strict=False))[:SHOWN]
     return {
         "n": result["n"],
@@ -108,7 +108,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("First use converts the bundled model and times a few training steps for the plan's estimate.\n")
-    from pipeline.platforms.local import LocalPlatform
+    from pipeline.platforms.local.platform import LocalPlatform
 
     # Batch 8: on 32 rows that is 4 optimizer steps instead of 2; fewer, larger steps learned
     # the format less reliably at about the same time.

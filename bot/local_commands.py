@@ -18,18 +18,18 @@ from pathlib import Path
 
 from bot.errors import Refused
 from bot.settings import Settings
-from pipeline import ids
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import DeploymentState
-from pipeline.platforms.local import LocalPlatform
-from pipeline.platforms.local_deploy import DeploymentRecord
-from pipeline.platforms.local_export import ExportFormat, ExportUnavailable
-from pipeline.report import render_report
-from pipeline.run.slots import CandidateState
+from pipeline.domain import ids
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import DeploymentState
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.platforms.local.deploy import DeploymentRecord
+from pipeline.platforms.local.export import ExportFormat, ExportUnavailable
+from pipeline.platforms.local.platform import LocalPlatform
+from pipeline.run.final_report import render_report
 from pipeline.run.summary import summarize
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, RunRecord
 
 Out = Callable[[str], None]
 

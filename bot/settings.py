@@ -13,7 +13,7 @@ from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pipeline.access import LocalFiles
+from pipeline.dataset.access import LocalFiles
 
 
 class SettingsError(RuntimeError):
@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     local_port: int = Field(default=8765, validation_alias=AliasChoices("SFTBOT_LOCAL_PORT"))
     local_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_LOCAL_API_KEY"))
 
-    # What the Slack bot may read from its own machine (pipeline/access.py); the terminal reads any path.
+    # What the Slack bot may read from its own machine (pipeline/dataset/access.py); the terminal reads any path.
     dataset_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_DATASET_DIR"))
     model_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_MODEL_DIR"))
     max_dataset_mb: int = Field(default=2048, gt=0, validation_alias=AliasChoices("SFTBOT_MAX_DATASET_MB"))

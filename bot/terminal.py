@@ -15,14 +15,14 @@ from collections.abc import Callable
 
 from bot.console import comparison_lines, plan_text
 from bot.live import LiveBoard
-from pipeline.instructions import parse_instruction
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.records import Actor, CandidateRecord
+from pipeline.domain.slots import Slot
 from pipeline.run import events as ev
 from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise
-from pipeline.run.gates import QuestionKind
 from pipeline.run.runner import Runner
-from pipeline.run.slots import Slot
-from pipeline.scoreboard import leader, rank
-from pipeline.store.records import Actor, CandidateRecord
+from pipeline.run.scoreboard import leader, rank
 
 Ask = Callable[[str], str]
 

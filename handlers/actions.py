@@ -22,6 +22,8 @@ from handlers.render import replies
 from handlers.render.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
 from handlers.render.mrkdwn import Message, decode
 from handlers.surface import Surface, refusal_message
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.slots import Slot
 from pipeline.run.decisions import (
     Answer,
     Approve,
@@ -34,9 +36,7 @@ from pipeline.run.decisions import (
     SkipStep,
     check_open,
 )
-from pipeline.run.gates import QuestionKind
 from pipeline.run.runner import RunNotFound
-from pipeline.run.slots import Slot
 from pipeline.store import runs as q
 
 log = logging.getLogger("sftbot.slack.actions")

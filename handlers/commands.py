@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.access import UPLOAD_PREFIX
-from pipeline.instructions import parse_instruction
-from pipeline.spec import RunSpec
-from pipeline.spending import parse_since
+from pipeline.dataset.access import UPLOAD_PREFIX
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.spec import RunSpec
+from pipeline.run.spending import parse_since
 
 Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "teardown", "spend", "help"]
 SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "teardown", "spend", "help")

@@ -18,17 +18,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from handlers.commands import Command
 from handlers.render import action_ids as ids
 from handlers.render import replies
-from handlers.render.home import home_view
+from handlers.render.home_tab import home_view
 from handlers.render.mrkdwn import Message
 from handlers.render.start import START_CALLBACK, parse_start, start_modal
 from handlers.surface import Surface, run_started_text
-from pipeline.authz import member
+from pipeline.domain.authz import member
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import FINAL
 from pipeline.run.decisions import Approve, Decision, Promote, permission
 from pipeline.run.idle import live_deployments
-from pipeline.run.machine import Phase
-from pipeline.run.slots import FINAL
 from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.home")
 

@@ -20,24 +20,26 @@ from typing import Any
 
 from handlers import stamps
 from handlers.messages import FINAL, FINAL_BOARD, ROOT, SCOREBOARD, MessageKey, RunMessages
-from handlers.render import board, budget, idle, questions, replies
-from handlers.render import final as finals
-from handlers.render import plan as plans
-from handlers.render import run as render
+from handlers.render import board, questions, replies
+from handlers.render import budget_gate as budget
+from handlers.render import final_message as finals
+from handlers.render import idle_notice as idle
+from handlers.render import plan_message as plans
+from handlers.render import root_message as render
 from handlers.render.mrkdwn import Message, clip, escape, user
 from handlers.render.review import spec_excerpt
-from pipeline.authz import Action, Deciders, Policy, deciders
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import Platform
+from pipeline.domain.authz import Action, Deciders, Policy, deciders
+from pipeline.domain.gates import PROMOTION, GateKey
+from pipeline.domain.machine import Phase
+from pipeline.domain.platform import Platform
+from pipeline.domain.records import RunRecord
+from pipeline.planning.plan_types import Plan
 from pipeline.run import events as ev
-from pipeline.run.gates import PROMOTION, GateKey
-from pipeline.run.machine import Phase
+from pipeline.run.scoreboard import rank
+from pipeline.run.spending import run_ledger
 from pipeline.run.summary import summarize
-from pipeline.scoreboard import rank
-from pipeline.spending import run_ledger
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.notifier")
 

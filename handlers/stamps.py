@@ -7,18 +7,19 @@ so a restarted bot (or a decision made in the terminal) still stamps the right m
 from __future__ import annotations
 
 from handlers.messages import MessageKey, RunMessages
-from handlers.render import board, budget, questions
-from handlers.render import plan as plans
+from handlers.render import board, questions
+from handlers.render import budget_gate as budget
+from handlers.render import plan_message as plans
 from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
+from pipeline.domain.gates import BudgetRequest, GateKey, Question, QuestionKind
+from pipeline.domain.records import GateDecision, RunRecord
+from pipeline.domain.slots import CandidateState
 from pipeline.planning.cost import money
-from pipeline.run.gates import BudgetRequest, GateKey, Question, QuestionKind
-from pipeline.run.slots import CandidateState
+from pipeline.run.scoreboard import rank
 from pipeline.run.steps.baseline import comparison
-from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import GateDecision, RunRecord
 
 
 def stamp_text(key: GateKey, g: GateDecision) -> str:

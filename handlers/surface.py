@@ -18,25 +18,25 @@ from handlers.actors import Directory
 from handlers.commands import Command
 from handlers.messages import RunMessages
 from handlers.notifier import Notifier
-from handlers.render import idle as idle_texts
+from handlers.render import idle_notice as idle_texts
 from handlers.render import replies
-from handlers.render import spend as spends
+from handlers.render import spend_summary as spends
 from handlers.render.mrkdwn import Message, at_time, code, user
-from handlers.render.run import short_name
+from handlers.render.root_message import short_name
 from handlers.slack_client import trusted_slack_url
-from pipeline import ids
-from pipeline.authz import Action, authorize
-from pipeline.catalog import known_models
-from pipeline.platforms.base import PlatformError
+from pipeline.domain import ids
+from pipeline.domain.authz import Action, authorize
+from pipeline.domain.catalog import known_models
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import RunRecord
+from pipeline.domain.spec import SpecError
 from pipeline.run import idle
 from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
 from pipeline.run.runner import Runner, RunNotFound
+from pipeline.run.spending import parse_since, spend
 from pipeline.run.teardown import target as teardown_target
-from pipeline.spec import SpecError
-from pipeline.spending import parse_since, spend
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
 
 Reply = Callable[[Message], Awaitable[Any]]
 

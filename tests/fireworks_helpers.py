@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from pipeline.platforms.base import (
+from pipeline.domain.platform import (
     JobRequest,
 )
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.domain.records import Actor
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
 from tests.fakes.fireworks import FakeFireworks
 from tests.support import EventLog
 

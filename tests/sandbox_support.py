@@ -6,7 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
-from pipeline.evaluation.models import EvalExample, SandboxLimits
+from pipeline.evaluation.eval_types import EvalExample, SandboxLimits
 
 FAST = SandboxLimits(
     cpu_seconds=10, memory_mb=512, per_example_seconds=1.0, batch_seconds=20.0, import_seconds=2.0, max_processes=8

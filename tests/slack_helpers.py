@@ -26,7 +26,7 @@ from bot.app import aclose, create_app, surface_of
 from bot.engine import Engine
 from bot.settings import Settings
 from handlers.surface import Surface
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor, RunRecord
+from pipeline.domain.slots import Slot
 from pipeline.run.decisions import Approve, Promote
 from pipeline.run.events import PlanProposed, RunEvent, ScoreboardChanged
-from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
-from pipeline.run.slots import Slot
-from pipeline.store.records import Actor, RunRecord
 
 # Everything the tests read lives in the repository (tests/data/, each folder with its
 # source and licence): a clone with nothing beside it must pass.

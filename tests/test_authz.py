@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.authz import Action, Policy, Rule, authorize
-from pipeline.store.records import Actor
+from pipeline.domain.authz import Action, Policy, Rule, authorize
+from pipeline.domain.records import Actor
 
 ALICE = Actor(id="U_ALICE")  # the requester
 BOB = Actor(id="U_BOB")  # an approver

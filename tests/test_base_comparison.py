@@ -12,15 +12,15 @@ import pytest
 
 from bot import cli
 from bot.terminal import Terminal
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
 from pipeline.evaluation.compare import SIDE_BY_SIDE, BaseScore, Example, Outputs, compare, identical, pick, rows_of
 from pipeline.run import events as ev
 from pipeline.run.decisions import Answer, Approve, Cancel, Promote, Refusal, RefusalKind
-from pipeline.run.gates import QuestionKind
-from pipeline.run.machine import Phase
 from pipeline.store import baselines
 from pipeline.store import runs as q
-from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import drive_to_end
 from tests.test_evaluation_flow import TEXT2SQL, sql_platform

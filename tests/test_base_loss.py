@@ -3,10 +3,10 @@ computes it (locally), and no number where it cannot (Fireworks), said in the pl
 
 from __future__ import annotations
 
-from handlers.render.compare import comparison_blocks
+from handlers.render.comparison import comparison_blocks
+from pipeline.domain.spec import EvalKind, Evaluation
 from pipeline.evaluation.compare import BaseScore, compare
 from pipeline.planning.plan import baseline_sentence
-from pipeline.spec import EvalKind, Evaluation
 
 
 def test_the_gate_sets_the_base_loss_beside_the_leaders_lower_is_better() -> None:

@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.authz import Policy
-from pipeline.ledger import ledger
+from pipeline.domain.authz import Policy
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import FINAL, Slot
+from pipeline.planning.ledger import ledger
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote, RaiseBudget, Refusal, RefusalKind, SkipStep
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
-from pipeline.run.slots import FINAL, Slot
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ALICE, BOB, running
 from tests.support import DATASETS, EventLog

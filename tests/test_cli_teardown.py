@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pipeline.run.machine import Phase
+from pipeline.domain.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.inspect import inspect_dataset
-from pipeline.dataset.report import Shape
+from pipeline.dataset.inspection import Shape
+from pipeline.dataset.inspector import inspect_dataset
 from pipeline.dataset.split import split_dataset, split_sizes
 from tests.support import DATASETS
 

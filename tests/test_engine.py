@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.domain.slots import FINAL, Slot
 from pipeline.run.decisions import Answer, Approve, Cancel, Promote, Refusal, RefusalKind, Revise
 from pipeline.run.events import (
     PlanProposed,
@@ -16,11 +20,7 @@ from pipeline.run.events import (
     RunCancelled,
     RunFailed,
 )
-from pipeline.run.gates import QuestionKind
-from pipeline.run.machine import Phase
-from pipeline.run.slots import FINAL, Slot
 from pipeline.store import runs as q
-from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS, mid_sweep
 

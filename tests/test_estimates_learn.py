@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.domain.machine import Phase
+from pipeline.domain.slots import Slot
 from pipeline.planning.history import MIN_RUNS, Outcome, calibrate
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.machine import Phase
-from pipeline.run.slots import Slot
 from pipeline.store import outcomes
 from pipeline.store import runs as q
 from pipeline.store.db import Database

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.domain.spec import EvalKind
 from pipeline.run import events as ev
 from pipeline.run.decisions import Answer, Approve, Promote
-from pipeline.run.machine import Phase
-from pipeline.spec import EvalKind
 from pipeline.store import runs as q
-from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS
 

@@ -13,13 +13,13 @@ import pytest
 from bot.engine import make_platform
 from bot.settings import SettingsError, load_settings
 from handlers.render.board import promotion_gate
-from pipeline.platforms.base import DeploymentState
-from pipeline.platforms.fireworks import FireworksPlatform
-from pipeline.platforms.fireworks_jobs import WandbSettings
+from pipeline.domain.machine import Phase
+from pipeline.domain.platform import DeploymentState
+from pipeline.domain.slots import CandidateState
+from pipeline.platforms.fireworks.jobs import WandbSettings
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Cancel
-from pipeline.run.machine import Phase
-from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks

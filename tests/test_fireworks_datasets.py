@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.base import (
+from pipeline.domain.platform import (
     NotFound,
     PlatformError,
 )
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ACCT, CHAT_ROWS, write_jsonl
 

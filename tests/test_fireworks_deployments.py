@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.platforms.base import (
+from pipeline.domain.platform import (
     ChatMessage,
     DeploymentState,
     NotFound,
     PlatformError,
 )
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ACCT, request, seed_datasets, until
 

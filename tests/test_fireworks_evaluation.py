@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.machine import Phase
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.gates import QuestionKind
-from pipeline.run.machine import Phase
 from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.db import Database

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.instructions import parse_instruction
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.machine import Phase
+from pipeline.domain.spec import EvalKind
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.gates import QuestionKind
-from pipeline.run.machine import Phase
-from pipeline.spec import EvalKind
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ALICE, BOB, running

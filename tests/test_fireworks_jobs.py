@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.base import (
+from pipeline.domain.platform import (
     JobState,
     JobStatus,
     NotFound,
     PlatformError,
 )
-from pipeline.platforms.fireworks import FireworksPlatform
-from pipeline.platforms.fireworks_metrics import parse_metrics
+from pipeline.platforms.fireworks.metrics import parse_metrics
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ACCT, Clock, request, seed_datasets
 

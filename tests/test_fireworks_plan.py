@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.catalog import price_table
-from pipeline.platforms.base import PlatformError
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.domain.catalog import price_table
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.platform import PlatformError
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run import events as ev
 from pipeline.run.decisions import Answer
-from pipeline.run.gates import QuestionKind
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.fireworks.shapes import shape
@@ -82,8 +82,8 @@ async def test_max_context_length_is_sent_in_multiples_of_16(fake: FakeFireworks
 
 
 def test_lifecycle_text_is_the_platforms_own_and_only_where_it_has_one() -> None:
-    from pipeline.lifecycle import serving_note
-    from pipeline.platforms.base import Capabilities, ShapeInfo
+    from pipeline.domain.platform import Capabilities, ShapeInfo
+    from pipeline.platforms.lifecycle import serving_note
 
     h100 = ShapeInfo(name="s", accelerator="NVIDIA_H100_80GB", count=2)
     idle = serving_note("fireworks", Capabilities(replicas=(0, 1)), deployment_id="sftbot-x-dep", run_number=7, shape=h100)

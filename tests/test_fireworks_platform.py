@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.base import (
+from pipeline.domain.platform import (
     Busy,
     ChatMessage,
     Platform,
     PlatformError,
 )
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from tests.fakes.fireworks import FakeFireworks, Faults
 from tests.fireworks_helpers import ACCT, CHAT_ROWS, request, seed_datasets, until, write_jsonl
 
@@ -145,7 +145,7 @@ async def test_a_saturated_deployment_slows_only_its_own_requests() -> None:
     import httpx
     from fireworks import RateLimitError
 
-    from pipeline.platforms.fireworks_calls import Caller, RetryPolicy
+    from pipeline.platforms.fireworks.calls import Caller, RetryPolicy
 
     def saturated() -> RateLimitError:
         response = httpx.Response(429, headers={"retry-after": "30"}, request=httpx.Request("POST", "http://x/v1/chat"))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from handlers.notifier import live_message
+from pipeline.domain.machine import Phase
+from pipeline.domain.slots import CandidateState
 from pipeline.run import events as ev
-from pipeline.run.machine import Phase
-from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks

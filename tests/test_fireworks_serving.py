@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation.scoring import strip_thinking
-from pipeline.platforms.base import ChatMessage, DeploymentState, PlatformError
-from pipeline.platforms.fireworks import FireworksPlatform
-from pipeline.run.machine import Phase
+from pipeline.domain.machine import Phase
+from pipeline.domain.platform import ChatMessage, DeploymentState, PlatformError
+from pipeline.evaluation.scores import strip_thinking
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks

@@ -1,4 +1,4 @@
-"""pipeline.fsio: atomic writes leave the old file or the new one, never half; JSONL read leniently."""
+"""pipeline.domain.fsio: atomic writes leave the old file or the new one, never half; JSONL read leniently."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.fsio import atomic_output, json_lines, write_atomic
+from pipeline.domain.fsio import atomic_output, json_lines, write_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_beside_it(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.demo import generate as generate_rows
-from pipeline.dataset.demo import render as render_rows
+from pipeline.dataset.demo_data import generate as generate_rows
+from pipeline.dataset.demo_data import render as render_rows
+from pipeline.evaluation.eval_types import EvalExample, EvalRun, ExampleScore, GeneratedEvaluator, SandboxLimits
 from pipeline.evaluation.generate import generate_evaluator
-from pipeline.evaluation.models import EvalExample, EvalRun, ExampleScore, GeneratedEvaluator, SandboxLimits
-from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import strip_thinking, worst_examples
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.scores import strip_thinking, worst_examples
 from tests.support import DATASETS
 
 

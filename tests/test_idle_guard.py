@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor, Resource
 from pipeline.run import events as ev
 from pipeline.run.idle import due, flag_idle, live_deployments
-from pipeline.run.machine import Phase
-from pipeline.store.records import Actor, Resource
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, CAROL, MakeBot, buttons, has, in_thread, plan_posted

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.dataset.inspect import KINDS, inspect_dataset
-from pipeline.dataset.report import InspectionReport, Shape
+from pipeline.dataset.inspection import InspectionReport, Shape
+from pipeline.dataset.inspector import KINDS, inspect_dataset
 from pipeline.dataset.tokens import estimate_tokens
 from tests.support import DATASETS
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.dataset.inspect import CHAT, _report, _scan, check_row, inspect_dataset, row_stats
-from pipeline.dataset.report import InspectionReport
+from pipeline.dataset.inspection import InspectionReport
+from pipeline.dataset.inspector import CHAT, _report, _scan, check_row, inspect_dataset, row_stats
 from pipeline.dataset.tokens import estimate_tokens, estimate_tokens_many
 from tests.test_inspect import CASES, OK, group, msgs, write
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.instructions import InstructionError, normalise_model, parse_instruction
-from pipeline.spec import CandidateSpec, EvalKind, Evaluation, RunSpec, SpecError
+from pipeline.domain.instructions import InstructionError, normalise_model, parse_instruction
+from pipeline.domain.spec import CandidateSpec, EvalKind, Evaluation, RunSpec, SpecError
 
 LOSS = Evaluation(kind=EvalKind.LOSS)
 GENERATE = Evaluation(kind=EvalKind.GENERATE)

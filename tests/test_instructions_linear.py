@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlers import commands
-from pipeline.instructions import _COMPILED, _KV, parse_instruction
+from pipeline.domain.instructions import _COMPILED, _KV, parse_instruction
 
 # Pieces that feed the rules' repeated parts: number lists, paths, model names, the words
 # between them. Mixed pieces come from hypothesis.

@@ -9,10 +9,10 @@ import pytest
 from rich.console import Console
 
 from bot.live import LiveBoard, clock, wants_live
-from pipeline.planning.models import Duration
-from pipeline.run.slots import FINAL, CandidateState, Slot
-from pipeline.scoreboard import timing
-from pipeline.store.records import CandidateRecord
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import FINAL, CandidateState, Slot
+from pipeline.planning.plan_types import Duration
+from pipeline.run.scoreboard import timing
 
 NOW = 10_000.0
 

@@ -22,10 +22,10 @@ pytest.importorskip("peft")
 
 from bot.errors import Refused  # noqa: E402
 from bot.local_commands import endpoint, local_platform  # noqa: E402
-from pipeline import ids  # noqa: E402
-from pipeline.platforms.base import ChatMessage, DeploymentState  # noqa: E402
-from pipeline.platforms.local import LocalPlatform  # noqa: E402
-from pipeline.run.slots import Slot  # noqa: E402
+from pipeline.domain import ids  # noqa: E402
+from pipeline.domain.platform import ChatMessage, DeploymentState  # noqa: E402
+from pipeline.domain.slots import Slot  # noqa: E402
+from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
 from pipeline.store import runs as q  # noqa: E402
 from pipeline.store.db import Database  # noqa: E402
 from tests.local_demo import DemoRun, free_port  # noqa: E402

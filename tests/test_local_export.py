@@ -19,9 +19,9 @@ pytest.importorskip("peft")
 
 from bot.errors import Refused  # noqa: E402
 from bot.local_commands import export  # noqa: E402
-from pipeline.platforms.base import ChatMessage  # noqa: E402
-from pipeline.platforms.local import LocalPlatform  # noqa: E402
-from pipeline.platforms.local_export import GGUF_MISSING, gguf_converter  # noqa: E402
+from pipeline.domain.platform import ChatMessage  # noqa: E402
+from pipeline.platforms.local.export import GGUF_MISSING, gguf_converter  # noqa: E402
+from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
 from tests.local_demo import DemoRun  # noqa: E402
 
 

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.local
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pipeline.dataset.demo import generate  # noqa: E402
-from pipeline.platforms.local import LocalPlatform  # noqa: E402
-from pipeline.platforms.local_models import TINY_MODEL_ID, ensure_folder, resolve  # noqa: E402
+from pipeline.dataset.demo_data import generate  # noqa: E402
+from pipeline.platforms.local.models import TINY_MODEL_ID, ensure_folder, resolve  # noqa: E402
+from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
 
 
 def tiny_model(root: Path) -> tuple[Any, Any]:

@@ -27,13 +27,13 @@ pytest.importorskip("peft")
 pytest.importorskip("transformers")
 psutil = pytest.importorskip("psutil")
 
-from pipeline.dataset.demo import generate, render  # noqa: E402
-from pipeline.platforms.base import ChatMessage, DeploymentState, JobRequest, JobState, JobStatus  # noqa: E402
-from pipeline.platforms.local import LocalPlatform  # noqa: E402
-from pipeline.platforms.local_encode import encode, load_rows, mask_by_generation, mask_by_prefix  # noqa: E402
-from pipeline.platforms.local_jobs import LaunchRecord, TrainerStatus  # noqa: E402
-from pipeline.platforms.local_loss import evaluate  # noqa: E402
-from pipeline.platforms.local_models import TINY_MODEL_ID  # noqa: E402
+from pipeline.dataset.demo_data import generate, render  # noqa: E402
+from pipeline.domain.platform import ChatMessage, DeploymentState, JobRequest, JobState, JobStatus  # noqa: E402
+from pipeline.platforms.local.encode import encode, load_rows, mask_by_generation, mask_by_prefix  # noqa: E402
+from pipeline.platforms.local.jobs import LaunchRecord, TrainerStatus  # noqa: E402
+from pipeline.platforms.local.loss import evaluate  # noqa: E402
+from pipeline.platforms.local.models import TINY_MODEL_ID  # noqa: E402
+from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
 from tests.test_local_models import tiny_model  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -173,7 +173,7 @@ async def test_artifacts_metrics_and_throughput_survive_a_new_instance(
 def test_merged_model_gives_the_same_logits_as_adapter_on_base(trained: tuple[Path, JobStatus, JobStatus]) -> None:
     from peft import PeftModel
 
-    from pipeline.platforms.local_serve import load_model
+    from pipeline.platforms.local.serve import load_model
 
     root, _, _ = trained
     adapter = root / "jobs" / "job-a" / "adapter"
@@ -309,7 +309,7 @@ async def test_job_interrupted_by_a_restart_is_rerun_once(tmp_path: Path) -> Non
 
 
 async def test_unknown_model_and_dataset_are_refused_clearly(tmp_path: Path) -> None:
-    from pipeline.platforms.base import Platform, PlatformError
+    from pipeline.domain.platform import Platform, PlatformError
 
     train, val = _write_data(tmp_path)
     platform = LocalPlatform(tmp_path, port=0)

@@ -14,15 +14,15 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
-from pipeline.dataset.demo import generate
-from pipeline.platforms.local import LocalPlatform
+from pipeline.dataset.demo_data import generate
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.platforms.local.platform import LocalPlatform
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote, Refusal
-from pipeline.run.machine import Phase
-from pipeline.run.slots import CandidateState, Slot
 from pipeline.store import baselines
 from pipeline.store import runs as q
-from pipeline.store.records import Actor
 
 pytestmark = pytest.mark.local
 ALICE = Actor(id="U_ALICE", name="alice")

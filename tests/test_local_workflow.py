@@ -12,13 +12,13 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
-from pipeline.dataset.demo import generate
-from pipeline.platforms.local import LocalPlatform
+from pipeline.dataset.demo_data import generate
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.platforms.local.platform import LocalPlatform
 from pipeline.run import events as ev
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.machine import Phase
 from pipeline.store import runs as q
-from pipeline.store.records import Actor
 
 pytestmark = pytest.mark.local
 ALICE = Actor(id="U_ALICE", name="alice")

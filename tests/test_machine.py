@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.run.machine import BUDGET_EXITS, ENTRY, TABLE, Context, Effect, Event, Phase, Refused, advance
+from pipeline.domain.machine import BUDGET_EXITS, ENTRY, TABLE, Context, Effect, Event, Phase, Refused, advance
 
 UNFINISHED = [p for p in Phase if not p.finished]
 ALLOWED = [(phase, event, nxt) for (phase, event), nxt in TABLE.items()]

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from pipeline.catalog import price_table
-from pipeline.dataset.report import InspectionReport, Shape
-from pipeline.instructions import parse_instruction
+from pipeline.dataset.inspection import InspectionReport, Shape
+from pipeline.domain.catalog import price_table
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.platform import ShapeInfo, Throughput
+from pipeline.domain.spec import EvalKind
 from pipeline.planning.plan import default_epochs, make_plan
-from pipeline.platforms.base import ShapeInfo, Throughput
-from pipeline.spec import EvalKind
 from tests.support import DATASETS
 
 

@@ -1,10 +1,11 @@
-"""The pruning rule (pipeline/run/prune.py), pure: who is stopped at which epoch, and what it saved."""
+"""The pruning rule (pipeline/run/prune_rule.py), pure: who is stopped at which epoch, and what it saved."""
 
 from __future__ import annotations
 
 import math
 
-from pipeline.run.prune import (
+from pipeline.domain.slots import Slot
+from pipeline.run.prune_rule import (
     KEEP,
     RATIO,
     RULE,
@@ -15,7 +16,6 @@ from pipeline.run.prune import (
     epoch_losses,
     savings,
 )
-from pipeline.run.slots import Slot
 
 T, W, D, OUT = Standing.TRAINING, Standing.WAITING, Standing.DONE, Standing.OUT
 

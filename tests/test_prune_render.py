@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from handlers.render.board import scoreboard
-from handlers.render.final import final_message
-from handlers.render.plan import plan_message
-from pipeline.planning.models import CostLine, Source
-from pipeline.run.prune import RULE
-from pipeline.run.slots import CandidateState, Slot
+from handlers.render.final_message import final_message
+from handlers.render.plan_message import plan_message
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.planning.plan_types import CostLine, Source
+from pipeline.run.prune_rule import RULE
 from pipeline.run.summary import CostSummary, RunSummary, pruning_savings
 from tests.slack_checks import check_message
 from tests.test_plan import plan_for

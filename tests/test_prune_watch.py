@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.platforms.base import JobRequest, JobStatus, LossPoint, PlatformError
+from pipeline.domain.platform import JobRequest, JobStatus, LossPoint, PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.domain.spec import RunSpec
 from pipeline.run.context import RunContext, RunnerConfig
 from pipeline.run.jobs import JobWatch
-from pipeline.run.slots import CandidateState, Slot
 from pipeline.run.steps.stop import cancel_jobs
-from pipeline.spec import RunSpec
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, RunRecord
 from tests.fakes.memory_platform import MemoryPlatform
 
 EPOCHS = 3

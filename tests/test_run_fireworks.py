@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.domain.machine import Phase
 from pipeline.run import events as ev
 from pipeline.run.context import CheckpointStop
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks, Faults

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation.sandbox import run_evaluator, validate_evaluator
+from pipeline.evaluation.sandbox.batch import run_evaluator, validate_evaluator
 from tests.sandbox_support import FAST, HOST_UID, examples, live_processes, write
 
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.evaluation.models import SandboxLimits
-from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.evaluation.eval_types import SandboxLimits
+from pipeline.evaluation.sandbox.batch import run_evaluator
 from tests.sandbox_support import CONNECTOR, FAST, HOST_UID, PROTOCOL_FD, READER, examples, live_processes, write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,8 +216,8 @@ def test_as_pid_1_the_bot_is_left_no_zombies(tmp_path: Path) -> None:
     script = f"""
 import asyncio, json, os, pipeline
 assert pipeline.__file__.startswith({str(ROOT)!r}), pipeline.__file__
-from pipeline.evaluation.models import EvalExample
-from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.evaluation.eval_types import EvalExample
+from pipeline.evaluation.sandbox.batch import run_evaluator
 
 ex = [EvalExample(index=0, messages=[], ground_truth=json.dumps({{"tag": {tag!r}}}))]
 run = asyncio.run(run_evaluator({str(path)!r}, ex))
@@ -247,8 +247,8 @@ def test_if_the_bot_is_killed_mid_batch_the_sandbox_dies_with_it(tmp_path: Path)
     script.write_text(f"""
 import asyncio, json, pipeline
 assert pipeline.__file__.startswith({str(ROOT)!r}), pipeline.__file__  # this checkout's sandbox, not an installed one
-from pipeline.evaluation.models import EvalExample, SandboxLimits
-from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.evaluation.eval_types import EvalExample, SandboxLimits
+from pipeline.evaluation.sandbox.batch import run_evaluator
 
 ex = [EvalExample(index=0, messages=[], ground_truth=json.dumps({{"tag": {tag!r}}}))]
 asyncio.run(run_evaluator({str(write(tmp_path, hang))!r}, ex, limits=SandboxLimits(per_example_seconds=60)))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation.protocol import LoadFailed, Ready, Result, decode, scored
-from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.sandbox.protocol import LoadFailed, Ready, Result, decode, scored
 from tests.sandbox_support import FAST, PROTOCOL_FD, examples, write
 
 BOMB = b"[" * 100_000

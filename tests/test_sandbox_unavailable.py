@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation.probe import sandbox_problem
-from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.syscall_filter import CLONE_NAMESPACE_BITS, MASKED_EQ, Arg, Rule, compile_rules
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.sandbox.probe import sandbox_problem
+from pipeline.evaluation.sandbox.syscall_filter import CLONE_NAMESPACE_BITS, MASKED_EQ, Arg, Rule, compile_rules
 from tests.sandbox_support import CONNECTOR, FAST, READER, examples, write
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.run.slots import FINAL, CandidateState, Slot
-from pipeline.scoreboard import leader, rank
-from pipeline.store.records import CandidateRecord
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import FINAL, CandidateState, Slot
+from pipeline.run.scoreboard import leader, rank
 
 
 def cand(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
 from pipeline.store import runs as q
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, BOB, CHANNEL, TEXT2SQL, MakeBot, has, in_thread, press, root_of

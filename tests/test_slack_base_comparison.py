@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.authz import Policy
-from pipeline.run.machine import Phase
+from pipeline.domain.authz import Policy
+from pipeline.domain.machine import Phase
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, BOB, CHANNEL, TEXT2SQL, MakeBot, buttons, has, in_thread, press, root_of, text_of

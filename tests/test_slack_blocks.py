@@ -12,25 +12,26 @@ import time
 import pytest
 from slack_sdk.models.views import View
 
-from handlers.render import board, final, questions, replies
-from handlers.render import plan as plans
-from handlers.render import run as b
-from handlers.render.home import home_view
+from handlers.render import board, questions, replies
+from handlers.render import final_message as final
+from handlers.render import plan_message as plans
+from handlers.render import root_message as b
+from handlers.render.home_tab import home_view
 from handlers.render.modals import revise_modal
 from handlers.render.mrkdwn import Message, code_block, escape
 from handlers.stamps import stamp_text
 from handlers.surface import refusal_message
-from pipeline.authz import Deciders, Policy
-from pipeline.catalog import BaseModelInfo
-from pipeline.planning.models import CostEstimate, CostLine, Plan, PlannedJob, Source
-from pipeline.platforms.base import DeploymentState, DeploymentStatus
+from pipeline.domain.authz import Deciders, Policy
+from pipeline.domain.catalog import BaseModelInfo
+from pipeline.domain.gates import GateKey, Question, QuestionKind
+from pipeline.domain.machine import Event, Phase
+from pipeline.domain.platform import DeploymentState, DeploymentStatus
+from pipeline.domain.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
+from pipeline.domain.slots import FINAL, CandidateState, Slot
+from pipeline.domain.spec import EvalKind, Evaluation, RunSpec
+from pipeline.planning.plan_types import CostEstimate, CostLine, Plan, PlannedJob, Source
 from pipeline.run.decisions import Refusal, RefusalKind
-from pipeline.run.gates import GateKey, Question, QuestionKind
-from pipeline.run.machine import Event, Phase
-from pipeline.run.slots import FINAL, CandidateState, Slot
 from pipeline.run.summary import CostSummary, RunSummary
-from pipeline.spec import EvalKind, Evaluation, RunSpec
-from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
 from tests.slack_checks import check_blocks, check_message
 
 NASTY = "<!channel> & <script>alert(1)</script> *bold* _x_ `tick` ```fence``` "

@@ -4,9 +4,9 @@ click lets the final run start. Signed requests into the real Bolt app, the fake
 
 from __future__ import annotations
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
+from pipeline.domain.machine import Phase
 from pipeline.run import events as ev
-from pipeline.run.machine import Phase
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, CAROL, CHANNEL, MakeBot, buttons, has, in_thread, plan_posted, press, text_of

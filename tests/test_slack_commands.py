@@ -6,8 +6,8 @@ import pytest
 
 from handlers.commands import CommandError, parse_message, parse_slash
 from handlers.render.modals import parse_revision, revise_modal
-from pipeline.instructions import InstructionError
-from pipeline.spec import SpecError
+from pipeline.domain.instructions import InstructionError
+from pipeline.domain.spec import SpecError
 from tests.slack_helpers import input_values
 from tests.test_slack_blocks import plan, run
 

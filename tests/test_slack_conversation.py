@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
 from pipeline.store import runs as q
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from handlers.render import board, questions
-from handlers.render import plan as plans
+from handlers.render import plan_message as plans
 from handlers.stamps import stamp_text
-from pipeline.evaluation.models import EvaluatorInfo
+from pipeline.domain.gates import GateKey, Question, QuestionKind
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import GateDecision
+from pipeline.domain.spec import EvalKind, Evaluation
+from pipeline.evaluation.eval_types import EvaluatorInfo
 from pipeline.run import events as ev
-from pipeline.run.gates import GateKey, Question, QuestionKind
-from pipeline.run.machine import Phase
-from pipeline.spec import EvalKind, Evaluation
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import GateDecision
 from tests.fakes.slack import FakeSlack
 from tests.slack_checks import check_message
 from tests.slack_helpers import (

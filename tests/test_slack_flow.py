@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.authz import Policy
-from pipeline.platforms.fireworks import FireworksPlatform
+from pipeline.domain.authz import Policy
+from pipeline.domain.machine import Phase
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run import events as ev
-from pipeline.run.machine import Phase
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
@@ -240,8 +240,8 @@ async def test_a_broken_dataset_is_told_to_the_requester_only_and_spends_nothing
 
 
 async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
-    from pipeline.run.slots import CandidateState, Slot
-    from pipeline.store.records import CandidateRecord
+    from pipeline.domain.records import CandidateRecord
+    from pipeline.domain.slots import CandidateState, Slot
 
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), live_interval=60.0)
     root, _ = await plan_posted(bot, fake_slack)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pipeline.authz import Policy
-from pipeline.catalog import BaseModelInfo
+from pipeline.domain.authz import Policy
+from pipeline.domain.catalog import BaseModelInfo
 from pipeline.store import runs as q
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack

@@ -13,11 +13,11 @@ import pytest
 from bot.app import serve
 from bot.cli import main as cli_main
 from bot.settings import Settings, load_settings
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
 from pipeline.run.context import RunnerConfig
-from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack

@@ -3,7 +3,7 @@ and a run started from the Home tab's form — through the real Bolt app."""
 
 from __future__ import annotations
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
 from pipeline.run import events as ev
 from pipeline.store import runs as q
 from tests.fakes.memory_platform import MemoryPlatform

@@ -3,10 +3,10 @@ the thread. Signed requests into the real Bolt app, the fake Slack Web API, a re
 
 from __future__ import annotations
 
-from pipeline.authz import Policy
+from pipeline.domain.authz import Policy
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
 from pipeline.run import events as ev
-from pipeline.run.machine import Phase
-from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, CAROL, CHANNEL, MakeBot, find_element, has, in_thread, plan_posted, text_of

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from handlers.commands import CommandError, parse_slash
-from handlers.render.spend import spend_message
-from pipeline.ledger import ledger
+from handlers.render.spend_summary import spend_message
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Resource
 from pipeline.planning.cost import money
+from pipeline.planning.ledger import ledger
 from pipeline.run.decisions import RaiseBudget
-from pipeline.run.machine import Phase
-from pipeline.spending import parse_since, spend
+from pipeline.run.spending import parse_since, spend
 from pipeline.store import runs as q
-from pipeline.store.records import Resource
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
@@ -84,8 +84,8 @@ async def test_the_report_and_sftbot_spend_json_agree_on_every_runs_actual_cost(
 
 async def drive_once(runner, log, run_id: str) -> None:  # type: ignore[no-untyped-def]
     """One gate decided (approve, promote #1) or one event waited for."""
+    from pipeline.domain.slots import Slot
     from pipeline.run.decisions import Approve, Promote
-    from pipeline.run.slots import Slot
 
     mark = len(log.events)
     run = await runner.get(run_id)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.domain.gates import Question, QuestionKind
+from pipeline.domain.machine import Event
+from pipeline.domain.records import RunRecord
+from pipeline.domain.spec import RunSpec
 from pipeline.run.context import RunContext, RunnerConfig
 from pipeline.run.events import QuestionAsked, RunEvent
-from pipeline.run.gates import Question, QuestionKind
-from pipeline.run.machine import Event
-from pipeline.run.steps.gates import ask
+from pipeline.run.steps.announce import ask
 from pipeline.run.steps.inspect import inspect
-from pipeline.spec import RunSpec
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.domain.slots import Slot
 from pipeline.run.decisions import Promote
 from pipeline.run.events import PlanProposed, PromotionRequested, ReportReady, RunFailed, StoragePaused
-from pipeline.run.machine import Phase
-from pipeline.run.slots import Slot
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS, mid_sweep
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from handlers.commands import CommandError, parse_slash
 from handlers.render.mrkdwn import Block, plain
-from pipeline.spec import RunSpec, SpecError
+from pipeline.domain.spec import RunSpec, SpecError
 
 START_CALLBACK = "sft_start_modal"
 DATASET, MODEL, CHANNEL, MORE = "dataset", "model", "channel", "more"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from pipeline.catalog import BaseModelInfo, PriceTable, price_table
+from pipeline.domain.catalog import BaseModelInfo, PriceTable, price_table
+from pipeline.domain.platform import ShapeInfo
+from pipeline.domain.spec import EvalKind, Evaluation
 from pipeline.planning.duration import minutes
-from pipeline.planning.models import CostEstimate, CostLine, Duration, PlannedJob
-from pipeline.platforms.base import ShapeInfo
-from pipeline.spec import EvalKind, Evaluation
+from pipeline.planning.plan_types import CostEstimate, CostLine, Duration, PlannedJob
 
 Shapes = Mapping[str, ShapeInfo | None]
 

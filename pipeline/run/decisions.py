@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from pipeline.access import LocalFiles, check_spec
-from pipeline.authz import Action, Policy, Rule, authorize
+from pipeline.dataset.access import LocalFiles, check_spec
+from pipeline.domain.authz import Action, Policy, Rule, authorize
+from pipeline.domain.gates import PROMOTION, GateKey, apply_answer
+from pipeline.domain.machine import WAITING_FOR, Event, Phase, Refused, allowed
+from pipeline.domain.records import Actor, GateDecision, RunRecord
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.planning.cost import money
-from pipeline.run.gates import PROMOTION, GateKey, apply_answer
-from pipeline.run.machine import WAITING_FOR, Event, Phase, Refused, allowed
-from pipeline.run.slots import CandidateState, Slot
-from pipeline.spec import RunSpec, SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import Database, GateAlreadyDecided
-from pipeline.store.records import Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
 
 
@@ -336,7 +336,7 @@ def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | N
             )
         if isinstance(decision, Revise):
             return GateKey.plan(version), RunChanges(spec=decision.spec), {"spec": decision.spec.model_dump(mode="json")}
-        # What was approved in dollars: the run's cap is this x the margin (pipeline/ledger.py).
+        # What was approved in dollars: the run's cap is this x the margin (pipeline/planning/ledger.py).
         return GateKey.plan(version), RunChanges(approved_usd=run.estimated_usd), {"plan_version": version}
     if isinstance(decision, Promote):
         return PROMOTION, RunChanges(promoted=decision.slot), {"candidate": str(decision.slot)}

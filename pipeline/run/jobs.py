@@ -21,13 +21,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.platforms.base import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.domain.platform import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import CandidateState, Slot
 from pipeline.run.metrics import last_loss, no_validation_loss, read_points
 from pipeline.run.pruning import Pruner
-from pipeline.run.slots import CandidateState, Slot
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord
 
 Checkpoint = Callable[[str], Awaitable[None]]
 Changed = Callable[[list[CandidateRecord]], Awaitable[None]]

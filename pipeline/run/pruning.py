@@ -1,4 +1,4 @@
-"""Pruning's effects in a sweep (the rule itself is pure, in pipeline/run/prune.py).
+"""Pruning's effects in a sweep (the rule itself is pure, in pipeline/run/prune_rule.py).
 
 Reads each training candidate's epoch validation losses as rarely as possible, asks the rule
 whom to stop, and stops them the way submits are made: the decision is recorded first (state
@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.platforms.base import JobState, JobStatus, LossPoint, Platform, PlatformError
-from pipeline.run import prune as rule
+from pipeline.domain.platform import JobState, JobStatus, LossPoint, Platform, PlatformError
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.run import prune_rule as rule
 from pipeline.run.metrics import load_points, read_points
-from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord
 
 Checkpoint = Callable[[str], Awaitable[None]]
 REFUSED = "prune_refused"  # a job's resource state when the platform refused to cancel it: never pruned again

@@ -16,10 +16,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.access import LocalFiles, check_spec
-from pipeline.authz import Action, Policy, authorize
-from pipeline.instructions import parse_instruction
-from pipeline.platforms.base import Platform, PlatformError
+from pipeline.dataset.access import LocalFiles, check_spec
+from pipeline.domain.authz import Action, Policy, authorize
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
+from pipeline.domain.platform import Platform, PlatformError
+from pipeline.domain.records import BOT, Actor, GateDecision, RunRecord
+from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.run import decisions, teardown
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
 from pipeline.run.decisions import Decision, Refusal, RefusalKind
@@ -32,20 +35,17 @@ from pipeline.run.events import (
     RunCreated,
     StoragePaused,
 )
-from pipeline.run.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
+from pipeline.run.steps.announce import ask, propose, request_promotion
 from pipeline.run.steps.budget import request_budget
 from pipeline.run.steps.deploy import deploy
 from pipeline.run.steps.evaluate import evaluate
 from pipeline.run.steps.final import final
-from pipeline.run.steps.gates import ask, propose, request_promotion
 from pipeline.run.steps.inspect import inspect
 from pipeline.run.steps.report import report
 from pipeline.run.steps.stop import cancel_jobs, finish
 from pipeline.run.steps.sweep import sweep
-from pipeline.spec import RunSpec, SpecError
 from pipeline.store import runs as q
 from pipeline.store.db import Database, StorageError, StorageFull, storage_problem
-from pipeline.store.records import BOT, Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
 
 log = logging.getLogger("sftbot.runner")

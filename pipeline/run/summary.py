@@ -13,22 +13,22 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.domain import ids
+from pipeline.domain.gates import PROMOTION
+from pipeline.domain.platform import DeploymentStatus, Platform
+from pipeline.domain.records import CandidateRecord, GateDecision, Resource, RunRecord
+from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.ledger import DEFAULT_MARGIN, ledger
-from pipeline.lifecycle import serving_note
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import DeploymentStatus, Platform
-from pipeline.run import prune
-from pipeline.run.gates import PROMOTION
+from pipeline.planning.ledger import DEFAULT_MARGIN, ledger
+from pipeline.planning.plan_types import Plan
+from pipeline.platforms.lifecycle import serving_note
+from pipeline.run import prune_rule as prune
 from pipeline.run.metrics import load_points
-from pipeline.run.slots import FINAL, CandidateState
+from pipeline.run.scoreboard import rank
 from pipeline.run.steps.baseline import comparison
-from pipeline.scoreboard import rank
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, GateDecision, Resource, RunRecord
 
 
 class CostSummary(BaseModel):
@@ -38,7 +38,7 @@ class CostSummary(BaseModel):
     training_actual: float | None = None  # the platform's own per-job figures, summed
     training_delta_pct: float | None = None
     compute_minutes: float | None = None  # local platform: estimated training minutes
-    # The run's ledger at the time of the summary (pipeline/ledger.py; ``sftbot spend`` reads the same).
+    # The run's ledger at the time of the summary (pipeline/planning/ledger.py; ``sftbot spend`` reads the same).
     deployments_usd: float = 0.0  # the deployments it created, GPU-hours x rate so far (an upper bound)
     actual_usd: float | None = None  # jobs + deployments; None on the local platform (nothing billed)
     approved_usd: float | None = None

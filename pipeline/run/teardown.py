@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline import ids
-from pipeline.authz import Action, Policy, authorize
-from pipeline.platforms.base import NotFound, Platform, PlatformError
+from pipeline.domain import ids
+from pipeline.domain.authz import Action, Policy, authorize
+from pipeline.domain.platform import NotFound, Platform, PlatformError
+from pipeline.domain.records import Actor, Resource, RunRecord
 from pipeline.run.decisions import Refusal, RefusalKind
 from pipeline.run.events import DeploymentTornDown
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import Actor, Resource, RunRecord
 
 GONE = ("deleted", "deleting")
 

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline.catalog import BaseModelInfo, find_model, known_models
-from pipeline.platforms.base import (
+from pipeline.domain.catalog import BaseModelInfo, find_model, known_models
+from pipeline.domain.platform import (
     Capabilities,
     ChatMessage,
     DatasetInfo,

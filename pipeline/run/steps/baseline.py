@@ -14,25 +14,25 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.gates import Question, QuestionKind
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
 from pipeline.evaluation.compare import BaseScore, Comparison, Outputs, compare, rows_of
 from pipeline.evaluation.prompts import prompt_text
-from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import with_failures
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.scores import with_failures
 from pipeline.evaluation.strategy import examples_for
-from pipeline.fsio import write_atomic
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import PlatformError
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext
-from pipeline.run.gates import Question, QuestionKind
-from pipeline.run.slots import CandidateState
+from pipeline.run.scoreboard import rank
 from pipeline.run.steps import data
 from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
 from pipeline.run.steps.outputs import base_outputs
-from pipeline.scoreboard import rank
 from pipeline.store import baselines
 from pipeline.store import runs as q
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, RunRecord
 
 
 async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import time
 
-from pipeline import ids
-from pipeline.ledger import ledger, overrun, shortfall, step_estimate
+from pipeline.domain import ids
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Event
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import FINAL
+from pipeline.planning.ledger import ledger, overrun, shortfall, step_estimate
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import BudgetRequested
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Event
-from pipeline.run.slots import FINAL
 from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
 from pipeline.store.runs import RunChanges
 
 

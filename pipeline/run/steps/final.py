@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pipeline.platforms.base import PlatformError
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.run.context import Outcome, RunContext
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Event
-from pipeline.run.slots import FINAL, CandidateState
 from pipeline.run.steps import data
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.sweep import current_plan, record, request, watch
 from pipeline.store import runs as q
-from pipeline.store.records import CandidateRecord, RunRecord
 
 
 async def shipped(ctx: RunContext, run: RunRecord) -> CandidateRecord:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import Slot
 from pipeline.evaluation.strategy import held_out_rows
-from pipeline.planning.models import Plan
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext, workspace
-from pipeline.run.slots import Slot
 from pipeline.run.steps import data
-from pipeline.store.records import RunRecord
 
 
 def eval_dir(run: RunRecord) -> Path:

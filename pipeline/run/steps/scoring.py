@@ -11,23 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.evaluation.models import EvalRun
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.evaluation.eval_types import EvalRun
 from pipeline.evaluation.prompts import prompt_text
-from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import with_failures, worst_examples
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.scores import with_failures, worst_examples
 from pipeline.evaluation.strategy import examples_for
-from pipeline.fsio import write_atomic
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import PlatformError
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
-from pipeline.run.slots import CandidateState
 from pipeline.run.steps.baseline import score_base_losses, score_bases
 from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
 from pipeline.run.steps.hosted import score_hosted
 from pipeline.run.steps.outputs import generate_outputs, release_shared
 from pipeline.store import runs as q
-from pipeline.store.records import CandidateRecord, RunRecord
 from pipeline.store.runs import RunChanges
 
 WORST = 5  # examples listed in the report

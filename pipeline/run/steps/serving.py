@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pipeline import ids
+from pipeline.domain import ids
+from pipeline.domain.platform import DeploymentState, DeploymentStatus, PlatformError
+from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.records import RunRecord
 from pipeline.planning.cost import usd_per_hour
-from pipeline.platforms.base import DeploymentState, DeploymentStatus, PlatformError
-from pipeline.poll import PollTimeout, poll_until
 from pipeline.run.context import RunContext
 from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
 
 
 async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -> DeploymentStatus:

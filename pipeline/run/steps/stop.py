@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.platforms.base import JobStatus, NotFound, PlatformError
-from pipeline.poll import PollTimeout, poll_until
+from pipeline.domain.machine import Event, Phase
+from pipeline.domain.platform import JobStatus, NotFound, PlatformError
+from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.records import Actor, CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
 from pipeline.run.context import RunContext
 from pipeline.run.events import RunCancelled, RunFailed, RunSucceeded
-from pipeline.run.machine import Event, Phase
-from pipeline.run.slots import CandidateState
 from pipeline.store import runs as q
-from pipeline.store.records import Actor, CandidateRecord, RunRecord
 
 
 async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:

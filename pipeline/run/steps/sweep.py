@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pipeline import ids
-from pipeline.planning.models import Plan, PlannedJob
-from pipeline.platforms.base import JobRequest, PlatformError
+from pipeline.domain import ids
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import JobRequest, PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.planning.plan_types import Plan, PlannedJob
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.events import FinalProgress, QuotaWait, ScoreboardChanged, StallWarning
 from pipeline.run.jobs import JobWatch
-from pipeline.run.machine import Event
-from pipeline.run.slots import CandidateState, Slot
 from pipeline.run.steps import data
 from pipeline.run.steps.scoring import score_candidates
 from pipeline.store import runs as q
-from pipeline.store.records import CandidateRecord, RunRecord
 
 
 async def current_plan(ctx: RunContext, run: RunRecord) -> Plan:
