@@ -227,7 +227,7 @@ async def _spend(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    from pipeline.run.steps.baseline import run_comparison
+    from pipeline.run.answers import run_comparison
     from pipeline.store import runs as q
     from pipeline.store.db import Database
 

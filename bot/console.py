@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.dataset.inspection import InspectionReport
+from pipeline.domain.money import money
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.cost import money
 from pipeline.planning.duration import minutes
 from pipeline.planning.plan_types import Plan, PlannedJob, Source
 

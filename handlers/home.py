@@ -15,12 +15,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.commands import Command
+from handlers.commands import Command, parse_start
 from handlers.render import action_ids as ids
 from handlers.render import replies
 from handlers.render.home_tab import home_view
 from handlers.render.mrkdwn import Message
-from handlers.render.start import START_CALLBACK, parse_start, start_modal
+from handlers.render.start import START_CALLBACK, start_modal
 from handlers.surface import Surface, run_started_text
 from pipeline.domain.authz import member
 from pipeline.domain.machine import Phase

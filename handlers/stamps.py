@@ -13,11 +13,11 @@ from handlers.render import plan_message as plans
 from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
 from pipeline.domain.gates import BudgetRequest, GateKey, Question, QuestionKind
+from pipeline.domain.money import money
 from pipeline.domain.records import GateDecision, RunRecord
 from pipeline.domain.slots import CandidateState
-from pipeline.planning.cost import money
+from pipeline.run.answers import comparison
 from pipeline.run.scoreboard import rank
-from pipeline.run.steps.baseline import comparison
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 

@@ -13,8 +13,8 @@ import pytest
 from handlers.commands import CommandError, parse_slash
 from handlers.render.spend_summary import spend_message
 from pipeline.domain.machine import Phase
+from pipeline.domain.money import money
 from pipeline.domain.records import Resource
-from pipeline.planning.cost import money
 from pipeline.planning.ledger import ledger
 from pipeline.run.decisions import RaiseBudget
 from pipeline.run.spending import parse_since, spend

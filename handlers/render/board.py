@@ -30,10 +30,10 @@ from handlers.render.mrkdwn import (
 )
 from handlers.render.people import who_can
 from pipeline.domain.authz import Deciders
+from pipeline.domain.money import money
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.cost import money
 from pipeline.planning.ledger import DEFAULT_MARGIN, WARN_AT
 from pipeline.planning.plan_types import Plan
 from pipeline.run import timing

@@ -12,8 +12,8 @@ from handlers.render.mrkdwn import Message, actions, button, confirm, context, e
 from handlers.render.people import who_can
 from pipeline.domain.authz import Deciders
 from pipeline.domain.gates import BudgetRequest, BudgetStep
+from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
-from pipeline.planning.cost import money
 from pipeline.planning.ledger import Ledger
 
 _SKIP = {BudgetStep.FINAL: "Skip the final run", BudgetStep.DEPLOY: "Skip the deployment"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.render.mrkdwn import Block, Message, clip, code, context, escape, fields, section, user
-from pipeline.planning.cost import money
+from pipeline.domain.money import money
 from pipeline.platforms.lifecycle import gpus
 from pipeline.run.summary import RunSummary
 from pipeline.run.timing import minutes

@@ -24,8 +24,8 @@ from handlers.render.people import either
 from handlers.render.replies import HELP_LINES, run_line
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
+from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
-from pipeline.planning.cost import money
 from pipeline.run.idle import Live
 
 _ASK = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from handlers.render.action_ids import IDLE_DELETE, IDLE_KEEP, IDLE_SCALE
 from handlers.render.mrkdwn import Message, actions, button, code, confirm, context, encode, section, user
 from handlers.render.root_message import run_title
+from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
-from pipeline.planning.cost import money
 
 
 def _per_day(usd_per_hour: float | None) -> str:

@@ -29,8 +29,8 @@ from handlers.render.mrkdwn import (
 from handlers.render.people import mention, who_can
 from handlers.render.review import evaluator_review
 from pipeline.domain.authz import Deciders
+from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
-from pipeline.planning.cost import money
 from pipeline.planning.diff import changes, cost_delta
 from pipeline.planning.plan_types import Plan, PlannedJob, Source
 from pipeline.platforms.lifecycle import gpus

@@ -25,8 +25,8 @@ from handlers.render.mrkdwn import (
 )
 from handlers.render.root_message import run_title, short_name
 from pipeline.domain.catalog import BaseModelInfo
+from pipeline.domain.money import money
 from pipeline.domain.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
-from pipeline.planning.cost import money
 from pipeline.run import timing
 
 HELP_LINES = (

@@ -16,8 +16,8 @@ from handlers.render.mrkdwn import Message, at_time, clip, code, context, escape
 from handlers.render.people import who_can
 from pipeline.domain.authz import Deciders
 from pipeline.domain.machine import Phase
+from pipeline.domain.money import money
 from pipeline.domain.records import CandidateRecord, RunRecord
-from pipeline.planning.cost import money
 from pipeline.planning.ledger import Ledger
 from pipeline.run import timing
 

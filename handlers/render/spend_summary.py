@@ -8,7 +8,7 @@ the same ones the reports show.
 from __future__ import annotations
 
 from handlers.render.mrkdwn import Message, chunked_sections, context, fit, section, user
-from pipeline.planning.cost import money
+from pipeline.domain.money import money
 from pipeline.run.spending import RunSpend, Spend
 
 SHOWN_RUNS = 15

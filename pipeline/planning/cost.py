@@ -21,17 +21,6 @@ from pipeline.planning.plan_types import CostEstimate, CostLine, Duration, Plann
 Shapes = Mapping[str, ShapeInfo | None]
 
 
-def money(usd: float | None) -> str:
-    """Format like the cookbook's estimator: cents below $100, whole dollars above, <$0.01."""
-    if usd is None:
-        return "unknown"
-    if 0 < usd < 0.01:
-        return "<$0.01"
-    if usd >= 100:
-        return f"${usd:,.0f}"
-    return f"${usd:,.2f}"
-
-
 def _sum(values: Sequence[float | None]) -> float | None:
     if any(v is None for v in values):
         return None

@@ -18,10 +18,10 @@ from pipeline.dataset.access import LocalFiles, check_spec
 from pipeline.domain.authz import Action, Policy, Rule, authorize
 from pipeline.domain.gates import PROMOTION, GateKey, apply_answer
 from pipeline.domain.machine import WAITING_FOR, Event, Phase, Refused, allowed
+from pipeline.domain.money import money
 from pipeline.domain.records import Actor, GateDecision, RunRecord
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.domain.spec import RunSpec, SpecError
-from pipeline.planning.cost import money
 from pipeline.store import runs as q
 from pipeline.store.db import Database, GateAlreadyDecided
 from pipeline.store.runs import RunChanges

@@ -24,9 +24,9 @@ from pipeline.planning.ledger import DEFAULT_MARGIN, ledger
 from pipeline.planning.plan_types import Plan
 from pipeline.platforms.lifecycle import serving_note
 from pipeline.run import prune_rule as prune
+from pipeline.run.answers import comparison
 from pipeline.run.metrics import load_points
 from pipeline.run.scoreboard import rank
-from pipeline.run.steps.baseline import comparison
 from pipeline.store import runs as q
 from pipeline.store.db import Database
 

@@ -10,12 +10,12 @@ import asyncio
 
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
+from pipeline.run.answers import comparison
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.curves import labels, plot_losses
 from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
 from pipeline.run.metrics import load_points
 from pipeline.run.scoreboard import rank
-from pipeline.run.steps.baseline import comparison
 from pipeline.store import runs as q
 
 

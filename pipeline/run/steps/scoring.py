@@ -21,10 +21,11 @@ from pipeline.evaluation.sandbox.batch import run_evaluator
 from pipeline.evaluation.scores import with_failures, worst_examples
 from pipeline.evaluation.strategy import examples_for
 from pipeline.planning.plan_types import Plan
+from pipeline.run.answers import detail_path, eval_dir
 from pipeline.run.context import RunContext
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
 from pipeline.run.steps.baseline import score_base_losses, score_bases
-from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
+from pipeline.run.steps.heldout import clip, held_out
 from pipeline.run.steps.hosted import score_hosted
 from pipeline.run.steps.outputs import generate_outputs, release_shared
 from pipeline.store import runs as q
