@@ -139,14 +139,14 @@ async def _resume(args: argparse.Namespace) -> int:
     from bot.engine import open_engine
     from bot.live import LiveBoard, wants_live
     from bot.terminal import Terminal
-    from pipeline.store import runs as q
+    from pipeline.store import runs
 
     settings = load_settings()
     async with open_engine(settings, platform_name=args.platform) as engine:
         if args.run:
             run = await engine.runner.get(args.run)
         else:
-            pending = await q.list_runs(engine.db, unfinished=True, limit=1)
+            pending = await runs.list_runs(engine.db, unfinished=True, limit=1)
             if not pending:
                 raise Refused("no unfinished run to resume")
             run = pending[0]
@@ -182,13 +182,13 @@ async def _teardown(args: argparse.Namespace) -> int:
 
 
 async def _runs(args: argparse.Namespace) -> int:
-    from pipeline.store import runs as q
+    from pipeline.store import runs
     from pipeline.store.db import Database
 
     settings = load_settings()
     db = await Database.open(settings.db_path)
     try:
-        rows = await q.list_runs(db, limit=args.limit)
+        rows = await runs.list_runs(db, limit=args.limit)
     finally:
         await db.close()
     if args.json:
@@ -228,16 +228,16 @@ async def _spend(args: argparse.Namespace) -> int:
 
 async def _show(args: argparse.Namespace) -> int:
     from pipeline.run.answers import run_comparison
-    from pipeline.store import runs as q
+    from pipeline.store import runs
     from pipeline.store.db import Database
 
     settings = load_settings()
     db = await Database.open(settings.db_path)
     try:
-        run = await q.get_run(db, args.run)
+        run = await runs.get_run(db, args.run)
         if run is None:
             raise Refused(f"no run {args.run}")
-        cands = await q.candidates(db, run.id)
+        cands = await runs.candidates(db, run.id)
         trail = await db.audit_trail(run.id)
         compared = await run_comparison(db, run)
     finally:

@@ -30,7 +30,7 @@ from pipeline.evaluation.sandbox.batch import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
 from pipeline.run.final_report import BEFORE_AFTER, render_report
 from pipeline.run.summary import production_deployment, summarize
-from pipeline.store import runs as q
+from pipeline.store import runs
 
 # Measured on a 2-core CPU (README, "Quick start"): SmolLM2 starts to learn the exact JSON
 # format from 32 rows in one epoch at lr 1e-3 and masters it from ~90, at roughly a second of
@@ -56,13 +56,13 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
     (eval/<slot>.json): only the base model's answers are generated here.
     """
     run = await engine.runner.get(run_id)
-    plan = await q.get_plan(engine.db, run.id, run.plan_version)
+    plan = await runs.get_plan(engine.db, run.id, run.plan_version)
     ws = Path(run.workspace)
     rows = held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples if plan and plan.eval_examples else 10)
     prompts = [[ChatMessage(role=m["role"], content=m["content"]) for m in prompt_of(r)] for r in rows]
     status = production_deployment(run, await engine.db.resources(run.id))
     assert status is not None, "the demo deploys its model"
-    by_slot = {c.slot: c for c in await q.candidates(engine.db, run.id)}
+    by_slot = {c.slot: c for c in await runs.candidates(engine.db, run.id)}
     model = next(c for c in by_slot.values() if c.slot.is_final) if any(s.is_final for s in by_slot) else by_slot[run.promoted]
     kept = ws / "eval" / f"{model.slot}.json"
     detail = json.loads(kept.read_text(encoding="utf-8")) if kept.exists() else {}

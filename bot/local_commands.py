@@ -28,7 +28,7 @@ from pipeline.platforms.local.export import ExportFormat, ExportUnavailable
 from pipeline.platforms.local.platform import LocalPlatform
 from pipeline.run.final_report import render_report
 from pipeline.run.summary import summarize
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 
 Out = Callable[[str], None]
@@ -71,10 +71,10 @@ async def load_local_run(settings: Settings, key: str) -> LocalRun:
         )
     db = await Database.open(settings.db_path)
     try:
-        run = await q.get_run(db, key)
+        run = await runs.get_run(db, key)
         if run is None:
             raise Refused(f"no run {key} in {settings.data_dir}: `sftbot runs` lists the runs there")
-        cands = await q.candidates(db, run.id)
+        cands = await runs.candidates(db, run.id)
     finally:
         await db.close()
     if run.platform != "local":
@@ -210,7 +210,7 @@ async def export(settings: Settings, key: str, *, fmt: ExportFormat, to: Path | 
             )
             await tx.audit(run_id=run.id, actor="sftbot", action="exported", details={"format": fmt, "path": str(dest)})
         if report.exists():  # list the export in the report (re-rendered from the store, like the run wrote it)
-            fresh = await q.get_run(db, run.id)
+            fresh = await runs.get_run(db, run.id)
             assert fresh is not None
             summary = await summarize(db, platform, fresh)
             write_atomic(report, render_report(summary, audit=await db.audit_trail(run.id), platform="local"))

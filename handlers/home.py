@@ -16,8 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.commands import Command, parse_start
-from handlers.render import action_ids as ids
-from handlers.render import replies
+from handlers.render import action_ids, replies
 from handlers.render.home_tab import home_view
 from handlers.render.mrkdwn import Message
 from handlers.render.start import START_CALLBACK, start_modal
@@ -28,7 +27,7 @@ from pipeline.domain.records import RunRecord
 from pipeline.domain.slots import FINAL
 from pipeline.run.decisions import Approve, Decision, Promote, permission
 from pipeline.run.idle import live_deployments
-from pipeline.store import runs as q
+from pipeline.store import runs
 
 log = logging.getLogger("sftbot.slack.home")
 
@@ -60,8 +59,8 @@ def register(app: AsyncApp, s: Surface) -> None:
         policy = s.runner.policy
         # With SFTBOT_CHANNELS set, the Home tab shows only runs of those channels (others may be private).
         channels = policy.channels or None
-        mine = await q.list_runs(s.db, requester=user, channels=channels, limit=10)
-        active = await q.list_runs(s.db, unfinished=True, channels=channels, limit=30)
+        mine = await runs.list_runs(s.db, requester=user, channels=channels, limit=10)
+        active = await runs.list_runs(s.db, unfinished=True, channels=channels, limit=30)
         waiting = await waiting_for(s, user, active)
         links = {r.id: link for r in [*waiting, *mine, *active] if (link := await s.messages.permalink(r.id))}
         actor = await s.directory.actor(user)
@@ -78,7 +77,7 @@ def register(app: AsyncApp, s: Surface) -> None:
         )
         await client.views_publish(user_id=user, view=view)
 
-    @app.action(ids.START)
+    @app.action(action_ids.START)
     async def on_start(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         try:

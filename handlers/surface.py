@@ -18,9 +18,7 @@ from handlers.actors import Directory
 from handlers.commands import Command
 from handlers.messages import RunMessages
 from handlers.notifier import Notifier
-from handlers.render import idle_notice as idle_texts
-from handlers.render import replies
-from handlers.render import spend_summary as spends
+from handlers.render import idle_notice, replies, spend_summary
 from handlers.render.mrkdwn import Message, at_time, code, user
 from handlers.render.root_message import short_name
 from handlers.slack_client import trusted_slack_url
@@ -35,7 +33,7 @@ from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission
 from pipeline.run.runner import Runner, RunNotFound
 from pipeline.run.spending import parse_since, spend
 from pipeline.run.teardown import target as teardown_target
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 
 Reply = Callable[[Message], Awaitable[Any]]
@@ -103,7 +101,7 @@ class Surface:
             window = parse_since(cmd.window)
             # Runs of channels the bot is not enabled in stay out, as in every list.
             totals = await spend(self.db, since_seconds=window, channels=self.runner.policy.channels or None)
-            await reply(spends.spend_message(totals, days=window / 86400))
+            await reply(spend_summary.spend_message(totals, days=window / 86400))
             return None
         if cmd.kind == "runs":
             # The team's runs where the question was asked, by default: a run is team work.
@@ -111,9 +109,9 @@ class Surface:
             allowed = self.runner.policy.channels or None
             channels = [channel] if cmd.scope == "channel" else allowed
             requester = user if cmd.scope == "mine" else None
-            runs = await q.list_runs(self.db, requester=requester, channels=channels, limit=15)
-            links = {r.id: link for r in runs if (link := await self.messages.permalink(r.id))}
-            await reply(replies.runs_message(runs, scope=cmd.scope, links=links))
+            listed = await runs.list_runs(self.db, requester=requester, channels=channels, limit=15)
+            links = {r.id: link for r in listed if (link := await self.messages.permalink(r.id))}
+            await reply(replies.runs_message(listed, scope=cmd.scope, links=links))
             return None
         try:
             run = await self.runner.get(cmd.run or "")
@@ -121,7 +119,7 @@ class Surface:
             await reply(replies.problem_message(f"There is no run {cmd.run}: `/sft runs all` lists them."))
             return None
         if cmd.kind == "status":
-            cands = await q.candidates(self.db, run.id)
+            cands = await runs.candidates(self.db, run.id)
             link = await self.messages.permalink(run.id)
             await reply(replies.status_message(run, cands, channel=await self.messages.channel(run.id), link=link))
         elif cmd.kind == "audit":
@@ -170,7 +168,7 @@ class Surface:
         except PlatformError as exc:
             return replies.problem_message(f"The platform refused: {exc}. Nothing was changed; try again or `/sft teardown`.")
         scaled = choice == "scale"
-        return replies.note_message(idle_texts.kept_text(run, ids.deployment_id(run.id), scaled=scaled, who="you"))
+        return replies.note_message(idle_notice.kept_text(run, ids.deployment_id(run.id), scaled=scaled, who="you"))
 
     async def refused(
         self, run: RunRecord, decision: Decision, *, user: str, name: str | None, channel: str | None

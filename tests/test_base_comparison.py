@@ -17,10 +17,9 @@ from pipeline.domain.gates import QuestionKind
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.evaluation.compare import SIDE_BY_SIDE, BaseScore, Example, Outputs, compare, identical, pick, rows_of
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Answer, Approve, Cancel, Promote, Refusal, RefusalKind
-from pipeline.store import baselines
-from pipeline.store import runs as q
+from pipeline.store import baselines, runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import drive_to_end
 from tests.test_evaluation_flow import TEXT2SQL, sql_platform
@@ -70,9 +69,9 @@ def test_compare_says_whether_the_tuned_model_beats_the_base() -> None:
 async def _to_gate(make_runner, platform: MemoryPlatform, **config: object):  # type: ignore[no-untyped-def]
     runner, log = await make_runner(platform, **config)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
     await runner.decide(run.id, Approve(plan_version=proposed.plan.version), BOB)
-    gate = await log.wait_kind(ev.PromotionRequested, run.id)
+    gate = await log.wait_kind(events.PromotionRequested, run.id)
     return runner, log, run, proposed.plan, gate
 
 
@@ -94,7 +93,7 @@ async def test_the_plan_costs_the_base_and_the_gate_shows_base_vs_leader(make_ru
     assert platform.generated[comp.base.base_model] == plan.eval_examples
     # The report has the full table, base vs the model that ships, every held-out row.
     await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
-    ready = await log.wait_kind(ev.ReportReady, run.id)
+    ready = await log.wait_kind(events.ReportReady, run.id)
     report = ready.report.read_text()
     assert "## Base model vs tuned" in report and "The tuned model beats the base model." in report
     table = report.split("## Base model vs tuned", 1)[1].split("\n## ", 1)[0]
@@ -104,7 +103,7 @@ async def test_the_plan_costs_the_base_and_the_gate_shows_base_vs_leader(make_ru
 async def test_a_loss_only_plan_says_the_base_is_not_scored(make_runner) -> None:
     runner, log = await make_runner(MemoryPlatform())
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=loss", ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
     assert proposed.plan.baseline is not None and "not scored" in proposed.plan.baseline
 
 
@@ -115,12 +114,12 @@ async def test_tuned_answers_identical_to_the_base_block_the_deploy_until_an_app
     assert plan.deploy
     assert gate.comparison is not None and gate.comparison.identical and gate.comparison.beats_base is False
     await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
-    asked = await log.wait_kind(ev.QuestionAsked, run.id)
+    asked = await log.wait_kind(events.QuestionAsked, run.id)
     await runner.wait(run.id)
     blocked = await runner.get(run.id)
     assert blocked.phase is Phase.AWAITING_INPUT and asked.question.kind is QuestionKind.IDENTICAL_OUTPUTS
     assert "Deploy blocked" in asked.question.text and "adapter was probably not loaded" in asked.question.text
-    assert not any(isinstance(e, ev.Deployed) for e in log.events)
+    assert not any(isinstance(e, events.Deployed) for e in log.events)
     assert "deploy_blocked" in [a.action for a in await runner.db.audit_trail(run.id)]
     # The requester may answer questions, but deploying anyway spends: only an approver may.
     with pytest.raises(Refusal) as denied:
@@ -130,7 +129,7 @@ async def test_tuned_answers_identical_to_the_base_block_the_deploy_until_an_app
         await runner.decide(run.id, Answer("yes", question=asked.question.number), BOB)
     assert "answer deploy anyway, or cancel the run" in wrong.value.sentence()
     await runner.decide(run.id, Answer("deploy anyway", question=asked.question.number), BOB)
-    await log.wait_kind(ev.ReportReady, run.id)
+    await log.wait_kind(events.ReportReady, run.id)
     await runner.wait(run.id)
     assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
     report = (Path(run.workspace) / "final_report.md").read_text()
@@ -147,11 +146,11 @@ async def test_a_blocked_deploy_can_be_cancelled(make_runner) -> None:
     platform.ignores_adapter = True
     runner, log, run, _plan, gate = await _to_gate(make_runner, platform)
     await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
-    await log.wait_kind(ev.QuestionAsked, run.id)
+    await log.wait_kind(events.QuestionAsked, run.id)
     await runner.decide(run.id, Cancel(), BOB)
     await runner.wait(run.id)
     assert (await runner.get(run.id)).phase is Phase.CANCELLED
-    assert not any(isinstance(e, ev.Deployed) for e in log.events)
+    assert not any(isinstance(e, events.Deployed) for e in log.events)
 
 
 async def test_a_restart_does_not_score_the_base_again(make_runner, tmp_path: Path) -> None:
@@ -162,12 +161,12 @@ async def test_a_restart_does_not_score_the_base_again(make_runner, tmp_path: Pa
     await runner.close()
     again, log2 = await make_runner(platform)
     await again.resume_all()
-    regate = await log2.wait_kind(ev.PromotionRequested, run.id)
+    regate = await log2.wait_kind(events.PromotionRequested, run.id)
     assert platform.generated[base] == asked  # no second round of base answers
     assert regate.comparison is not None and regate.comparison.base.score == 0.0
     detail = json.loads(next((Path(run.workspace) / "eval").glob("base-*.json")).read_text())
     assert len(detail["outputs"]) == plan.eval_examples and detail["prompts"][0]
-    assert await q.get_run(again.db, run.id) is not None
+    assert await runs.get_run(again.db, run.id) is not None
 
 
 # --- the terminal and `sftbot show` -------------------------------------------------------------
@@ -241,7 +240,7 @@ async def test_a_stop_between_the_base_answers_and_their_row_does_not_ask_the_ba
 
     runner, log = await make_runner(platform, checkpoint=stop)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
     await runner.decide(run.id, Approve(plan_version=proposed.plan.version), BOB)
     await runner.crashed.wait()
     await runner.close()
@@ -250,6 +249,6 @@ async def test_a_stop_between_the_base_answers_and_their_row_does_not_ask_the_ba
     assert asked == proposed.plan.eval_examples and await baselines.scores(runner.db, run.id) == {}
     again, log2 = await make_runner(platform)
     await again.resume_all()
-    gate = await log2.wait_kind(ev.PromotionRequested, run.id)
+    gate = await log2.wait_kind(events.PromotionRequested, run.id)
     assert platform.generated[base] == asked  # the kept answers were used, not asked for again
     assert gate.comparison is not None and gate.comparison.base.answered == asked

@@ -15,10 +15,10 @@ from pipeline.domain.machine import Phase
 from pipeline.domain.records import RunRecord
 from pipeline.domain.slots import FINAL, Slot
 from pipeline.planning.ledger import ledger
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote, RaiseBudget, Refusal, RefusalKind, SkipStep
 from pipeline.run.runner import Runner
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ALICE, BOB, running
@@ -41,17 +41,17 @@ async def on_fake(
 
 
 async def finished(runner: Runner, log: EventLog, run_id: str) -> RunRecord:
-    await log.wait_kind(ev.ReportReady, run_id)
+    await log.wait_kind(events.ReportReady, run_id)
     await runner.wait(run_id)
     return await runner.get(run_id)
 
 
-async def _to_budget_gate(runner, log, run_id: str) -> ev.BudgetRequested:  # type: ignore[no-untyped-def]
-    await log.wait_kind(ev.PlanProposed, run_id)
+async def _to_budget_gate(runner, log, run_id: str) -> events.BudgetRequested:  # type: ignore[no-untyped-def]
+    await log.wait_kind(events.PlanProposed, run_id)
     await runner.decide(run_id, Approve(plan_version=1), BOB)
-    await log.wait_kind(ev.PromotionRequested, run_id)
+    await log.wait_kind(events.PromotionRequested, run_id)
     await runner.decide(run_id, Promote(Slot.candidate(1)), BOB)
-    gate: ev.BudgetRequested = await log.wait_kind(ev.BudgetRequested, run_id)
+    gate: events.BudgetRequested = await log.wait_kind(events.BudgetRequested, run_id)
     return gate
 
 
@@ -64,12 +64,12 @@ async def test_jobs_at_three_times_their_estimate_stop_before_the_final_run_unti
         gate = await _to_budget_gate(runner, log, run.id)
         req = gate.request
         waiting = await runner.get(run.id)
-        plan = await q.get_plan(db, run.id, waiting.plan_version)
+        plan = await runs.get_plan(db, run.id, waiting.plan_version)
         assert plan is not None
         # The numbers: approved = the plan's estimate; spent = what the platform reported.
         assert waiting.phase is Phase.AWAITING_BUDGET and req.step is BudgetStep.FINAL
         assert req.approved_usd == round(plan.cost.total_usd or 0, 2)
-        cands = await q.candidates(db, run.id)
+        cands = await runs.candidates(db, run.id)
         reported = sum(c.cost_usd or 0 for c in cands)
         assert (
             abs(req.spent_usd - reported) < 0.01 and req.overrun is not None and 2.5 < req.overrun < 4.5
@@ -103,7 +103,7 @@ async def test_skipping_the_final_run_ships_the_promoted_candidate(db: Database,
         await _to_budget_gate(runner, log, run.id)
         await runner.decide(run.id, SkipStep(), BOB)
         done = await finished(runner, log, run.id)
-        cands = await q.candidates(db, run.id)
+        cands = await runs.candidates(db, run.id)
         book = ledger(cands, await db.resources(run.id), None, approved_usd=done.approved_usd, now=0.0)
     assert done.phase is Phase.SUCCEEDED, done.error
     assert len(fake.create_counts("supervisedFineTuningJobs")) == 3  # no final job was ever created
@@ -114,10 +114,10 @@ async def test_skipping_the_final_run_ships_the_promoted_candidate(db: Database,
 async def test_a_run_within_its_estimate_never_meets_the_gate(db: Database, tmp_path: Path) -> None:
     async with on_fake(db, tmp_path) as (_, runner, log):
         run = await runner.start(INSTRUCTION, ALICE)
-        await log.wait_kind(ev.PlanProposed, run.id)
+        await log.wait_kind(events.PlanProposed, run.id)
         await runner.decide(run.id, Approve(plan_version=1), BOB)
-        await log.wait_kind(ev.PromotionRequested, run.id)
+        await log.wait_kind(events.PromotionRequested, run.id)
         await runner.decide(run.id, Promote(Slot.candidate(1)), BOB)
         done = await finished(runner, log, run.id)
     assert done.phase is Phase.SUCCEEDED, done.error
-    assert not [e for e in log.events if isinstance(e, ev.BudgetRequested)]
+    assert not [e for e in log.events if isinstance(e, events.BudgetRequested)]

@@ -20,7 +20,7 @@ from pipeline.run.events import (
     RunCancelled,
     RunFailed,
 )
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS, mid_sweep
 
@@ -45,7 +45,7 @@ async def test_whole_run_through_both_gates(make_runner) -> None:
     final = await runner.get(run.id)
     assert final.phase is Phase.SUCCEEDED
     assert final.promoted == Slot.candidate(1)
-    cands = await q.candidates(runner.db, run.id)
+    cands = await runs.candidates(runner.db, run.id)
     final_job = next(c for c in cands if c.slot == FINAL)
     assert final_job.learning_rate == 1.5e-4 and final_job.lora_rank == 8  # the promoted config
     assert all(n == 1 for n in platform.creates.values())
@@ -74,9 +74,9 @@ async def test_revision_makes_a_new_version_and_old_approval_is_refused(make_run
     await runner.decide(run.id, Revise(new_spec, plan_version=1), ALICE)
     v2 = await log.wait_for(lambda e: isinstance(e, PlanProposed) and e.plan.version == 2)
     assert v2.run.plan_version == 2
-    plan = await q.get_plan(runner.db, run.id, 2)
+    plan = await runs.get_plan(runner.db, run.id, 2)
     assert plan is not None and plan.candidates[0].epochs == 2
-    assert (await q.plan_statuses(runner.db, run.id)) == {1: "superseded", 2: "proposed"}
+    assert (await runs.plan_statuses(runner.db, run.id)) == {1: "superseded", 2: "proposed"}
     with pytest.raises(Refusal) as info:
         await runner.decide(run.id, Approve(plan_version=1), BOB)
     assert info.value.kind is RefusalKind.DECIDED and "already revised by alice" in info.value.sentence()
@@ -126,7 +126,7 @@ async def test_a_job_that_finished_before_the_cancel_keeps_its_model(make_runner
     platform.finish_on_cancel = {f"sftbot-{run.id}-c1"}  # it completes just as the cancel arrives
     await runner.decide(run.id, Cancel(), ALICE)
     await log.wait_kind(RunCancelled, run.id)
-    states = {str(c.slot): c.state.value for c in await q.candidates(runner.db, run.id)}
+    states = {str(c.slot): c.state.value for c in await runs.candidates(runner.db, run.id)}
     assert states == {"c1": "completed", "c2": "cancelled", "c3": "cancelled"}
 
 
@@ -170,7 +170,7 @@ async def test_a_restart_after_the_end_cancels_jobs_left_active(make_runner, db)
     run = await mid_sweep(runner, log, by=ALICE, approver=BOB)
     await runner.close()
     async with db.write() as tx:  # as if the process died right after committing the failure
-        await q.update_run(tx, run.id, q.RunChanges(error="stopped"), phase=Phase.FAILED)
+        await runs.update_run(tx, run.id, runs.RunChanges(error="stopped"), phase=Phase.FAILED)
     again, _ = await make_runner(platform)
     await again.resume_all()
     assert platform.cancelled == set(platform.jobs)

@@ -10,10 +10,9 @@ import pytest
 from pipeline.domain.machine import Phase
 from pipeline.domain.slots import Slot
 from pipeline.planning.history import MIN_RUNS, Outcome, calibrate
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote
-from pipeline.store import outcomes
-from pipeline.store import runs as q
+from pipeline.store import outcomes, runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ALICE, BOB, running
@@ -48,16 +47,16 @@ async def test_after_three_runs_of_a_size_band_the_fourth_plan_is_narrower_and_s
             plans = []
             for _ in range(3):
                 run = await runner.start(QUICK, ALICE)
-                await log.wait_kind(ev.PlanProposed, run.id)
-                plans.append(await q.get_plan(db, run.id, 1))
+                await log.wait_kind(events.PlanProposed, run.id)
+                plans.append(await runs.get_plan(db, run.id, 1))
                 await runner.decide(run.id, Approve(plan_version=1), BOB)
-                await log.wait_kind(ev.PromotionRequested, run.id)
+                await log.wait_kind(events.PromotionRequested, run.id)
                 await runner.decide(run.id, Promote(Slot.candidate(1)), BOB)
                 await runner.wait(run.id)
                 assert (await runner.get(run.id)).phase is Phase.SUCCEEDED
             fourth = await runner.start(QUICK, ALICE)
-            await log.wait_kind(ev.PlanProposed, fourth.id)
-            plan4 = await q.get_plan(db, fourth.id, 1)
+            await log.wait_kind(events.PlanProposed, fourth.id)
+            plan4 = await runs.get_plan(db, fourth.id, 1)
             learned = await outcomes.recent(db, platform="fireworks", band="up to 16B", phase="training")
     first = plans[0]
     assert first is not None and plan4 is not None

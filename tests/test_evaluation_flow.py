@@ -8,9 +8,9 @@ from pathlib import Path
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.domain.spec import EvalKind
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Answer, Approve, Promote
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS
 
@@ -31,22 +31,22 @@ async def test_generated_evaluator_picks_the_winner_by_score(make_runner) -> Non
     platform = sql_platform()
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
-    plan = await q.get_plan(runner.db, run.id, proposed.plan.version)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
+    plan = await runs.get_plan(runner.db, run.id, proposed.plan.version)
     assert plan is not None and plan.evaluator is not None and plan.evaluator.kind == "sql"
     assert Path(plan.evaluator.evaluator_path).exists() and Path(plan.evaluator.spec_path or "").exists()
     assert plan.evaluator.validated_on == 3 and plan.eval_examples > 0
     await runner.decide(run.id, Approve(plan_version=plan.version), ALICE)
-    gate = await log.wait_kind(ev.PromotionRequested, run.id)
+    gate = await log.wait_kind(events.PromotionRequested, run.id)
     best = gate.ranked[0]
     assert best.learning_rate == 5e-5 and best.score == 1.0
     assert all(c.score == 0.0 for c in gate.ranked[1:])
     assert best.val_loss is not None and best.val_loss > min(c.val_loss for c in gate.ranked)  # type: ignore[type-var]
     assert "evaluator score" in gate.summary
     await runner.decide(run.id, Promote(best.slot), ALICE)
-    done = await log.wait_kind(ev.EvaluationDone, run.id)
+    done = await log.wait_kind(events.EvaluationDone, run.id)
     assert "mean evaluator score 1.000" in done.summary
-    await log.wait_kind(ev.ReportReady, run.id)
+    await log.wait_kind(events.ReportReady, run.id)
     await runner.wait(run.id)
     final = await runner.get(run.id)
     assert final.phase is Phase.SUCCEEDED
@@ -67,8 +67,8 @@ async def test_free_text_falls_back_to_validation_loss_and_says_so(make_runner, 
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     runner, log = await make_runner(MemoryPlatform())
     run = await runner.start(f"dataset={data} model=qwen3-8b eval=generate", ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
-    plan = await q.get_plan(runner.db, run.id, proposed.plan.version)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
+    plan = await runs.get_plan(runner.db, run.id, proposed.plan.version)
     assert plan is not None and plan.evaluation.kind is EvalKind.LOSS and plan.evaluator is None
     assert plan.fallback_note is not None and "validation loss instead" in plan.fallback_note
 
@@ -80,12 +80,12 @@ async def test_broken_user_evaluator_is_caught_before_approval(make_runner, tmp_
     platform = sql_platform()
     runner, log = await make_runner(platform, evaluator_dir=folder)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:broken.py", ALICE)
-    asked = await log.wait_kind(ev.QuestionAsked, run.id)
+    asked = await log.wait_kind(events.QuestionAsked, run.id)
     assert asked.question is not None and asked.question.kind.value == "evaluator_failed"
     assert asked.question.detail and "boom" in asked.question.detail and not platform.jobs  # nothing spent
     assert "boom" not in asked.question.text and asked.question.detail_for == ALICE.id  # the error is told privately
     await runner.decide(run.id, Answer("loss"), ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
     assert proposed.run.spec.evaluation is not None and proposed.run.spec.evaluation.kind is EvalKind.LOSS
 
 
@@ -94,7 +94,7 @@ async def test_user_evaluator_outside_the_folder_is_refused_with_a_question(make
     folder.mkdir()
     runner, log = await make_runner(MemoryPlatform(), evaluator_dir=folder)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:../../etc/passwd", ALICE)
-    asked = await log.wait_kind(ev.QuestionAsked, run.id)
+    asked = await log.wait_kind(events.QuestionAsked, run.id)
     assert asked.question is not None and "outside SFTBOT_EVALUATOR_DIR" in asked.question.text
 
 
@@ -109,7 +109,7 @@ async def test_user_evaluator_scores_candidates(make_runner, tmp_path: Path) -> 
     platform = sql_platform()
     runner, log = await make_runner(platform, evaluator_dir=folder)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b eval=evaluator:exact.py final=skip", ALICE)
-    proposed = await log.wait_kind(ev.PlanProposed, run.id)
+    proposed = await log.wait_kind(events.PlanProposed, run.id)
     await runner.decide(run.id, Approve(plan_version=proposed.plan.version), ALICE)
-    gate = await log.wait_kind(ev.PromotionRequested, run.id)
+    gate = await log.wait_kind(events.PromotionRequested, run.id)
     assert gate.ranked[0].learning_rate == 5e-5 and gate.ranked[0].score == 1.0

@@ -18,9 +18,9 @@ from pipeline.domain.platform import DeploymentState
 from pipeline.domain.slots import CandidateState
 from pipeline.platforms.fireworks.jobs import WandbSettings
 from pipeline.platforms.fireworks.platform import FireworksPlatform
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Approve, Cancel
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ACCT, ALICE, BOB, request, running, seed_datasets, until
@@ -33,7 +33,7 @@ async def test_a_cancel_that_arrives_too_late_keeps_the_completed_job_and_its_mo
     async with FakeFireworks(job_seconds=0.6) as fake:
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b", ALICE)
-            await log.wait_kind(ev.PlanProposed, run.id)
+            await log.wait_kind(events.PlanProposed, run.id)
             await runner.decide(run.id, Approve(plan_version=1), BOB)
 
             async def all_running() -> bool:
@@ -43,7 +43,7 @@ async def test_a_cancel_that_arrives_too_late_keeps_the_completed_job_and_its_mo
             late = f"sftbot-{run.id}-c1"
             fake.cancel_arrives_late = {late}  # past the point where a cancel stops it: it completes
             await runner.decide(run.id, Cancel(), ALICE)
-            cands = {str(c.slot): c for c in await q.candidates(db, run.id)}
+            cands = {str(c.slot): c for c in await runs.candidates(db, run.id)}
             resources = {r.resource_id: r for r in await db.resources(run.id)}
     assert sorted(fake.cancels) == sorted(fake.jobs)  # every active job was asked to stop
     assert cands["c1"].state is CandidateState.COMPLETED and cands["c1"].raw_state == "JOB_STATE_COMPLETED"
@@ -60,7 +60,7 @@ async def test_a_job_without_a_recognisable_validation_loss_is_said_plainly_with
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b final=no deploy=no", ALICE)
             await drive_to_end(runner, log, run.id, actor=BOB)
-            gate = next(e for e in log.events if isinstance(e, ev.PromotionRequested))
+            gate = next(e for e in log.events if isinstance(e, events.PromotionRequested))
             after = await runner.get(run.id)
     assert after.phase is Phase.SUCCEEDED, after.error
     notes = {c.note for c in gate.ranked}

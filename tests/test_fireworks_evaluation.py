@@ -8,10 +8,9 @@ from pathlib import Path
 
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.machine import Phase
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote
-from pipeline.store import baselines
-from pipeline.store import runs as q
+from pipeline.store import baselines, runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.fireworks.shapes import shape
@@ -71,7 +70,7 @@ async def test_a_base_without_an_addon_shape_falls_back_to_live_merge_per_candid
         }
         assert not fake.create_counts("deployedModels")
         assert all(fake.deployments[d].state(fake.clock.now()) == "DELETED" for d in created if "-eval-" in d)
-    plan = await q.get_plan(db, run.id)
+    plan = await runs.get_plan(db, run.id)
     assert plan is not None
     lines = {ln.label: ln for ln in plan.cost.lines}
     assert "3 short-lived live-merge deployments" in lines["evaluation outputs (qwen3-8b)"].detail
@@ -87,15 +86,15 @@ async def test_tuned_answers_identical_to_the_base_stop_the_run_before_deploy(db
         fake.chat_log = []
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(EVAL_RUN, ALICE)
-            proposed = await log.wait_kind(ev.PlanProposed, run.id)
+            proposed = await log.wait_kind(events.PlanProposed, run.id)
             await runner.decide(run.id, Approve(plan_version=proposed.plan.version), BOB)
-            gate = await log.wait_kind(ev.PromotionRequested, run.id)
+            gate = await log.wait_kind(events.PromotionRequested, run.id)
             assert gate.comparison is not None and gate.comparison.identical
             await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
-            asked = await log.wait_kind(ev.QuestionAsked, run.id)
+            asked = await log.wait_kind(events.QuestionAsked, run.id)
             await runner.wait(run.id)
             blocked = await runner.get(run.id)
             smoke_tests = [e for e in fake.chat_log if e["body"]["messages"][-1]["content"] == "Say OK."]
     assert blocked.phase is Phase.AWAITING_INPUT and asked.question.kind is QuestionKind.IDENTICAL_OUTPUTS
     assert "/sft teardown" in asked.question.text  # the production deployment bills while a person decides
-    assert smoke_tests == [] and not any(isinstance(e, ev.Deployed) for e in log.events)
+    assert smoke_tests == [] and not any(isinstance(e, events.Deployed) for e in log.events)

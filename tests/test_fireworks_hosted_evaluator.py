@@ -12,7 +12,7 @@ from pipeline.domain.gates import QuestionKind
 from pipeline.domain.instructions import parse_instruction
 from pipeline.domain.machine import Phase
 from pipeline.domain.spec import EvalKind
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
@@ -53,11 +53,11 @@ async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db
         fake.chat_responder = responder
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-8b parallel=3 {SEED}", ALICE)
-            proposed = await log.wait_kind(ev.PlanProposed, run.id)
+            proposed = await log.wait_kind(events.PlanProposed, run.id)
             assert not fake.jobs  # nothing trained before approval...
             assert fake.calls("GET", r"/accounts/acme/evaluators/exact$")  # ...but the evaluator was checked
             await runner.decide(run.id, Approve(plan_version=1), BOB)
-            gate = await log.wait_kind(ev.PromotionRequested, run.id)
+            gate = await log.wait_kind(events.PromotionRequested, run.id)
             await runner.decide(run.id, Promote(gate.ranked[0].slot), BOB)
             after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
         assert after.phase is Phase.SUCCEEDED, after.error
@@ -88,9 +88,9 @@ async def test_a_missing_or_unbuilt_evaluator_is_asked_about_before_approval(db:
         fake.add_evaluator("building", state="BUILDING")
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             missing = await runner.start(f"dataset={DATA} model=qwen3-8b Use evaluator accounts/acme/evaluators/nope.", ALICE)
-            asked = await log.wait_kind(ev.QuestionAsked, missing.id)
+            asked = await log.wait_kind(events.QuestionAsked, missing.id)
             unbuilt = await runner.start(f"dataset={DATA} model=qwen3-8b eval=evaluator:accounts/acme/evaluators/building", ALICE)
-            asked_too = await log.wait_kind(ev.QuestionAsked, unbuilt.id)
+            asked_too = await log.wait_kind(events.QuestionAsked, unbuilt.id)
         assert not fake.jobs and not fake.create_counts("datasets")
     assert asked.question.kind is QuestionKind.EVALUATION
     assert asked.question.text.startswith("evaluator accounts/acme/evaluators/nope does not exist on Fireworks")

@@ -12,7 +12,7 @@ from pipeline.domain.catalog import price_table
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.platform import PlatformError
 from pipeline.platforms.fireworks.platform import FireworksPlatform
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Answer
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
@@ -29,7 +29,7 @@ async def test_a_base_served_on_8_b200_is_priced_from_that_shape(db: Database, t
         fake.shapes[BIG] = [shape("qwen3-235b-b200", BIG, "NVIDIA_B200_180GB", 8, "FP8", addons=False)]
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-235b-a22b-instruct-2507", ALICE)
-            proposed = await log.wait_kind(ev.PlanProposed, run.id)
+            proposed = await log.wait_kind(events.PlanProposed, run.id)
     plan = proposed.plan
     line = next(ln for ln in plan.cost.lines if ln.label == "deployment (first hour)")
     b200 = price_table().gpu_rate("NVIDIA_B200_180GB")
@@ -50,10 +50,10 @@ async def test_a_base_this_account_cannot_deploy_is_refused_before_anything_is_s
         fake.undeployable = {"accounts/fireworks/models/qwen3-32b"}
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-32b", ALICE)
-            asked = await log.wait_kind(ev.QuestionAsked, run.id)
+            asked = await log.wait_kind(events.QuestionAsked, run.id)
             spent = (dict(fake.create_counts("datasets")), dict(fake.create_counts("supervisedFineTuningJobs")))
             await runner.decide(run.id, Answer("qwen3-8b", question=asked.question.number), ALICE)
-            proposed = await log.wait_kind(ev.PlanProposed, run.id)
+            proposed = await log.wait_kind(events.PlanProposed, run.id)
     assert asked.question.kind is QuestionKind.BASE_MODEL
     assert asked.question.text.startswith("qwen3-32b cannot be deployed on this fireworks account")
     assert "qwen3-32b" not in asked.question.choices and "qwen3-8b" in asked.question.choices
@@ -66,7 +66,7 @@ async def test_no_deployment_and_validation_loss_need_no_shape(db: Database, tmp
         fake.undeployable = {"accounts/fireworks/models/qwen3-32b"}
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(f"dataset={DATA} model=qwen3-32b deploy=no", ALICE)
-            proposed = await log.wait_kind(ev.PlanProposed, run.id)
+            proposed = await log.wait_kind(events.PlanProposed, run.id)
     assert not fake.calls("POST", r":match$") and proposed.plan.serving_note is None
 
 

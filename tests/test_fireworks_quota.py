@@ -9,8 +9,8 @@ from pathlib import Path
 from handlers.notifier import live_message
 from pipeline.domain.machine import Phase
 from pipeline.domain.slots import CandidateState
-from pipeline.run import events as ev
-from pipeline.store import runs as q
+from pipeline.run import events
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ALICE, BOB, running
@@ -27,7 +27,7 @@ async def test_six_candidates_on_a_quota_of_two_all_train_and_nothing_is_cancell
         async with running(db, fake, tmp_path / "runs") as (runner, log):
             run = await runner.start(SIX, ALICE)
             after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            cands = await q.candidates(db, run.id)
+            cands = await runs.candidates(db, run.id)
         assert after.phase is Phase.SUCCEEDED, after.error
         plan_parallel = 6  # the plan's default: the quota, not the plan, held it to two
         assert len(cands) == plan_parallel and all(c.state is CandidateState.COMPLETED for c in cands)
@@ -38,7 +38,7 @@ async def test_six_candidates_on_a_quota_of_two_all_train_and_nothing_is_cancell
         assert all(n == 1 for n in fake.create_counts("supervisedFineTuningJobs").values())
         assert len(fake.create_counts("supervisedFineTuningJobs")) == 6
         assert fake.max_active_jobs == 2
-    waits = [e for e in log.events if isinstance(e, ev.QuotaWait)]
+    waits = [e for e in log.events if isinstance(e, events.QuotaWait)]
     assert waits and all(w.running == 2 for w in waits)
     assert "quota_exceeded" in waits[0].reason
     # What the Slack scoreboard showed at the first wait: the queued candidates and why.
@@ -58,7 +58,7 @@ async def test_capacity_refusals_queue_the_job_and_the_run_goes_on(db: Database,
         assert after.phase is Phase.SUCCEEDED, after.error
         assert fake.job_capacity_refusals == 0 and fake.cancels == []
         assert len(fake.create_counts("supervisedFineTuningJobs")) == 3
-    waits = [e for e in log.events if isinstance(e, ev.QuotaWait)]
+    waits = [e for e in log.events if isinstance(e, events.QuotaWait)]
     assert waits and "no available capacity" in waits[0].reason
 
 

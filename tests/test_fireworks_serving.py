@@ -16,7 +16,7 @@ from pipeline.domain.machine import Phase
 from pipeline.domain.platform import ChatMessage, DeploymentState, PlatformError
 from pipeline.evaluation.scores import strip_thinking
 from pipeline.platforms.fireworks.platform import FireworksPlatform
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fireworks_helpers import ALICE, BOB, open_runner, platform_for, running, until
@@ -47,8 +47,8 @@ async def test_a_20_minute_cold_start_and_10_percent_chat_errors_still_ship_and_
         try:
             run = await runner.start(f"dataset={DATA} model=qwen3-8b parallel=3 eval=generate", ALICE)
             after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
-            cands = {str(c.slot): c for c in await q.candidates(db, run.id)}
-            plan = await q.get_plan(db, run.id)
+            cands = {str(c.slot): c for c in await runs.candidates(db, run.id)}
+            plan = await runs.get_plan(db, run.id)
         finally:
             await runner.close()
             await platform.close()

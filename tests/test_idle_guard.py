@@ -9,7 +9,7 @@ import time
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor, Resource
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.idle import due, flag_idle, live_deployments
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
@@ -82,7 +82,7 @@ async def test_one_dm_with_three_buttons_and_delete_removes_only_that_deployment
     assert [a.action for a in await db.audit_trail(run.id)].count("deployment_idle") == 1
 
     await bot.driver.click(dm, "sft_idle_delete", user=ALICE, channel="D" + ALICE[1:])
-    await bot.log.wait_kind(ev.DeploymentTornDown, run.id)
+    await bot.log.wait_kind(events.DeploymentTornDown, run.id)
     assert dep_id not in platform.deployments and "someone-elses-dep" in platform.deployments
     last = (await db.audit_trail(run.id))[-1]
     assert (last.action, last.actor, last.details) == ("teardown", ALICE, {"deployment_id": dep_id, "state": "deleted"})
@@ -99,7 +99,7 @@ async def test_keep_asks_again_after_another_period_and_scale_to_zero_stops_the_
     assert len(await flag_idle(db, idle_seconds=DAY)) == 1
     dm = (await fake_slack.wait_for(lambda: dms(fake_slack, ALICE)))[0]
     await bot.driver.click(dm, "sft_idle_keep", user=ALICE, channel="D" + ALICE[1:])
-    await bot.log.wait_kind(ev.DeploymentKept, run.id)
+    await bot.log.wait_kind(events.DeploymentKept, run.id)
     await in_thread(fake_slack, root, has("👍", "stays up"))
     assert await flag_idle(db, idle_seconds=DAY, now=time.time() + DAY / 2) == []  # a new period has begun
     assert len(await flag_idle(db, idle_seconds=DAY, now=time.time() + DAY + 120)) == 1

@@ -26,7 +26,7 @@ from pipeline.domain import ids  # noqa: E402
 from pipeline.domain.platform import ChatMessage, DeploymentState  # noqa: E402
 from pipeline.domain.slots import Slot  # noqa: E402
 from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
-from pipeline.store import runs as q  # noqa: E402
+from pipeline.store import runs  # noqa: E402
 from pipeline.store.db import Database  # noqa: E402
 from tests.local_demo import DemoRun, free_port  # noqa: E402
 
@@ -58,7 +58,7 @@ async def endpoint_process(demo: DemoRun, *args: str) -> AsyncIterator[tuple[asy
 async def _run_id(demo: DemoRun) -> str:
     db = await Database.open(demo.data_dir / "sftbot.sqlite3")
     try:
-        run = await q.get_run(db, demo.number)
+        run = await runs.get_run(db, demo.number)
         assert run is not None
         return run.id
     finally:

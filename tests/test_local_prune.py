@@ -19,10 +19,9 @@ from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.platforms.local.platform import LocalPlatform
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote, Refusal
-from pipeline.store import baselines
-from pipeline.store import runs as q
+from pipeline.store import baselines, runs
 
 pytestmark = pytest.mark.local
 ALICE = Actor(id="U_ALICE", name="alice")
@@ -42,14 +41,14 @@ async def test_a_hopeless_candidate_is_pruned_after_its_first_epoch_and_the_repo
             f"dataset={data} model=tiny-llama candidates=8:5e-3,8:3e-3,8:1e-7 epochs=3 prune=on final=no deploy=no",
             ALICE,
         )
-        proposed = await log.wait_kind(ev.PlanProposed, run.id, timeout=180)
-        plan = await q.get_plan(runner.db, run.id, proposed.plan.version)
+        proposed = await log.wait_kind(events.PlanProposed, run.id, timeout=180)
+        plan = await runs.get_plan(runner.db, run.id, proposed.plan.version)
         assert plan is not None and plan.prune
         assert not any("Pruning" in w for w in plan.warnings)  # the local platform reports epoch losses
         await runner.decide(run.id, Approve(plan_version=plan.version), ALICE)
-        gate = await log.wait_kind(ev.PromotionRequested, run.id, timeout=300)
+        gate = await log.wait_kind(events.PromotionRequested, run.id, timeout=300)
 
-        cands = {c.slot: c for c in await q.candidates(runner.db, run.id)}
+        cands = {c.slot: c for c in await runs.candidates(runner.db, run.id)}
         bad = cands[BAD]
         assert bad.state is CandidateState.PRUNED, (bad.state, bad.note, bad.val_loss)
         assert bad.note is not None and bad.note.startswith("pruned after epoch 1: val loss ")
@@ -72,7 +71,7 @@ async def test_a_hopeless_candidate_is_pruned_after_its_first_epoch_and_the_repo
         with pytest.raises(Refusal):
             await runner.decide(run.id, Promote(BAD), ALICE)
         await runner.decide(run.id, Promote(gate.ranked[0].slot), ALICE)
-        await log.wait_kind(ev.ReportReady, run.id, timeout=300)
+        await log.wait_kind(events.ReportReady, run.id, timeout=300)
         await runner.wait(run.id)
         final = await runner.get(run.id)
         assert final.phase is Phase.SUCCEEDED, final.error

@@ -14,7 +14,7 @@ import yaml
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from handlers.listeners import COMMAND, EVENTS
-from handlers.render import action_ids as b
+from handlers.render import action_ids
 from handlers.render.modals import CALLBACK_ID
 from pipeline.store.db import Database
 from tests.fakes.memory_platform import MemoryPlatform
@@ -68,7 +68,7 @@ async def test_every_interactive_id_and_event_has_a_listener(fake_slack: FakeSla
         async def status(body: dict[str, Any]) -> int:
             return (await bot.app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))).status
 
-        for action_id in b.ACTION_IDS:
+        for action_id in action_ids.ACTION_IDS:
             action = {"action_id": action_id, "block_id": "x", "type": "button", "value": json.dumps({"run": "nope"})}
             body = block_actions(
                 action, user="U0X", channel="C0X", message=None, response_url=fake_slack.response_url("U0X", "C0X")
@@ -107,6 +107,6 @@ async def test_every_interactive_id_and_event_has_a_listener(fake_slack: FakeSla
         await bot.close()
 
 
-@pytest.mark.parametrize("action_id", b.ACTION_IDS)
+@pytest.mark.parametrize("action_id", action_ids.ACTION_IDS)
 def test_action_ids_are_namespaced(action_id: str) -> None:
     assert action_id.startswith("sft_") and len(action_id) <= 255

@@ -17,7 +17,7 @@ from pipeline.domain.spec import RunSpec
 from pipeline.run.context import RunContext, RunnerConfig
 from pipeline.run.jobs import JobWatch
 from pipeline.run.steps.stop import cancel_jobs
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.memory_platform import MemoryPlatform
 
@@ -65,7 +65,7 @@ class SimulatedCrash(Exception):
 
 async def _run(db: Database, tmp_path: Path, *, candidates: int = 3) -> tuple[RunRecord, dict[Slot, JobRequest]]:
     async with db.write() as tx:
-        run = await q.insert_run(
+        run = await runs.insert_run(
             tx,
             requester="U1",
             requester_name="",
@@ -79,7 +79,7 @@ async def _run(db: Database, tmp_path: Path, *, candidates: int = 3) -> tuple[Ru
         for n, lr in enumerate(list(LOSS)[:candidates], start=1):
             slot = Slot.candidate(n)
             job_id = f"job-{run.id[:6]}-c{n}"
-            await q.insert_candidate(
+            await runs.insert_candidate(
                 tx,
                 CandidateRecord(
                     run_id=run.id,
@@ -162,7 +162,7 @@ async def test_a_restart_on_either_side_of_the_cancel_cancels_once_and_prunes_on
     bad_job = requests[BAD].job_id
     with pytest.raises(SimulatedCrash):
         await _watch(db, platform, run, crash_at=f"job:{bad_job}:{boundary}").run(requests, max_active=3)
-    stored = {c.slot: c for c in await q.candidates(db, run.id)}
+    stored = {c.slot: c for c in await runs.candidates(db, run.id)}
     assert stored[BAD].state is CandidateState.PRUNING  # the decision is on record ...
     assert stored[BAD].note is not None and stored[BAD].note.startswith("pruned after epoch 1")
     assert platform.cancels[bad_job] == (0 if boundary == "pruning" else 1)  # ... before (or with) the cancel
@@ -200,7 +200,7 @@ async def test_a_run_stopped_mid_prune_keeps_the_candidate_pruned_and_does_not_c
 
     ctx = RunContext(db=db, platform=platform, config=RunnerConfig(runs_dir=tmp_path), emit=emit)
     await cancel_jobs(ctx, run)  # the run is cancelled before the watch resumed
-    stored = {c.slot: c for c in await q.candidates(db, run.id)}
+    stored = {c.slot: c for c in await runs.candidates(db, run.id)}
     assert stored[BAD].state is CandidateState.PRUNED
     assert stored[BAD].note is not None and stored[BAD].note.startswith("pruned after epoch 1")
     assert platform.cancels[bad_job] == 1

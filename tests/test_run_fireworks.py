@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.machine import Phase
-from pipeline.run import events as ev
+from pipeline.run import events
 from pipeline.run.context import CheckpointStop
 from pipeline.run.decisions import Approve, Promote
 from pipeline.run.runner import Runner
@@ -57,14 +57,14 @@ def assert_one_create_each(fake: FakeFireworks, *, loads: bool = False) -> None:
 async def test_end_to_end_on_fake_fireworks(db: Database, fake: FakeFireworks, tmp_path: Path) -> None:
     async with running(db, fake, tmp_path / "runs") as (runner, log):
         run = await runner.start(INSTRUCTION, ALICE)
-        await log.wait_kind(ev.PlanProposed, run.id)
+        await log.wait_kind(events.PlanProposed, run.id)
         await runner.decide(run.id, Approve(plan_version=1), BOB)
-        gate = await log.wait_kind(ev.PromotionRequested, run.id)
+        gate = await log.wait_kind(events.PromotionRequested, run.id)
         ranked = gate.ranked
         assert len(ranked) == 3 and all(c.val_loss is not None for c in ranked)
         assert ranked[0].val_loss <= ranked[1].val_loss <= ranked[2].val_loss  # type: ignore[operator]
         await runner.decide(run.id, Promote(ranked[1].slot), BOB)  # the second best
-        await log.wait_kind(ev.ReportReady, run.id)
+        await log.wait_kind(events.ReportReady, run.id)
         await runner.wait(run.id)
         final = await runner.get(run.id)
         assert final.phase is Phase.SUCCEEDED, final.error

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.authz import Policy
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, BOB, CHANNEL, TEXT2SQL, MakeBot, has, in_thread, press, root_of
 from tests.test_evaluation_flow import sql_platform
@@ -67,7 +67,7 @@ async def test_a_server_path_from_slack_is_refused_in_one_line(
     # One line that says what is wrong: a path from Slack, outside the folder, not JSONL, or
     # simply absent from the team's dataset folder (a relative name never reaches the cwd).
     assert len(answers) == 1 and answers[0]["rendered"].startswith("⚠️") and "\n" not in answers[0]["rendered"].strip()
-    assert await q.list_runs(bot.runner.db) == []  # nothing was created
+    assert await runs.list_runs(bot.runner.db) == []  # nothing was created
     assert leaked(json.dumps(fake_slack.calls)) == [] and leaked(caplog.text) == []
 
 
@@ -82,7 +82,7 @@ async def test_a_symlink_in_the_dataset_folder_does_not_lead_out(
     await bot.settle()
     answers = fake_slack.ephemerals(ALICE)
     assert len(answers) == 1 and "outside the team's dataset folder" in answers[0]["rendered"]
-    assert await q.list_runs(bot.runner.db) == [] and leaked(json.dumps(fake_slack.calls)) == []
+    assert await runs.list_runs(bot.runner.db) == [] and leaked(json.dumps(fake_slack.calls)) == []
 
 
 async def test_an_evaluator_that_steals_and_raises_leaks_nothing(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, CHANNEL, TEXT2SQL, MakeBot, has, in_thread, root_of
@@ -42,8 +42,8 @@ async def test_a_mention_with_a_file_that_arrives_only_as_a_message_event_starts
     root = await root_of(fake_slack)
     await in_thread(fake_slack, root, has("Plan v1"))
     await bot.settle()
-    runs = await q.list_runs(bot.runner.db)
-    assert len(runs) == 1 and runs[0].spec.dataset.endswith("-sql.jsonl")
+    listed = await runs.list_runs(bot.runner.db)
+    assert len(listed) == 1 and listed[0].spec.dataset.endswith("-sql.jsonl")
 
 
 async def test_an_attachment_that_is_too_big_or_not_jsonl_gets_one_answer_and_no_run(
@@ -60,7 +60,7 @@ async def test_an_attachment_that_is_too_big_or_not_jsonl_gets_one_answer_and_no
     await bot.driver.event(said)
     await answer_to(fake_slack, "D0ALICE", said, "could not understand")  # a .txt is not a dataset
     await bot.settle()
-    assert await q.list_runs(bot.runner.db) == []
+    assert await runs.list_runs(bot.runner.db) == []
     assert not list((tmp_path / "data" / "uploads").glob("*.jsonl"))
 
 
@@ -71,4 +71,4 @@ async def test_an_upload_name_nobody_attached_is_refused(bot_factory: MakeBot, f
     await bot.settle()
     answers = [e["rendered"] for e in fake_slack.ephemerals(ALICE)]
     assert len(answers) == 2 and all(a.startswith("⚠️") for a in answers), answers
-    assert await q.list_runs(bot.runner.db) == []
+    assert await runs.list_runs(bot.runner.db) == []

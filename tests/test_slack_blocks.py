@@ -12,10 +12,7 @@ import time
 import pytest
 from slack_sdk.models.views import View
 
-from handlers.render import board, questions, replies
-from handlers.render import final_message as final
-from handlers.render import plan_message as plans
-from handlers.render import root_message as b
+from handlers.render import board, final_message, plan_message, questions, replies, root_message
 from handlers.render.home_tab import home_view
 from handlers.render.modals import revise_modal
 from handlers.render.mrkdwn import Message, code_block, escape
@@ -159,7 +156,7 @@ def messages(text: str, n: int) -> dict[str, Message]:
     ]
     models = [BaseModelInfo(id=f"model-{i}{text[:30]}", params_b=8.0, max_context=131072) for i in range(n * 5)]
     out: dict[str, Message] = {
-        f"root_{p.value}": b.root(
+        f"root_{p.value}": root_message.root(
             run(p, text=text),
             cands=ranked,
             deciders=Deciders(ids=["U0BOB", "S0OPS"] * n),
@@ -175,9 +172,9 @@ def messages(text: str, n: int) -> dict[str, Message]:
     )
     few = Question(kind=QuestionKind.EVALUATION, text=f"How? {text}", choices=["loss", "evaluator", "generate"], number=2)
     out |= {
-        "plan": plans.plan_message(r, p, deciders=Deciders(anyone=True, excluded=["U0ALICE"]), previous=plan(n + 1)),
-        "plan_superseded": plans.plan_superseded(r, p, stamp),
-        "plan_stamped": plans.plan_stamped(r, p, stamp),
+        "plan": plan_message.plan_message(r, p, deciders=Deciders(anyone=True, excluded=["U0ALICE"]), previous=plan(n + 1)),
+        "plan_superseded": plan_message.plan_superseded(r, p, stamp),
+        "plan_stamped": plan_message.plan_stamped(r, p, stamp),
         "scoreboard": board.scoreboard(r, ranked),
         "gate": board.promotion_gate(r, ranked, summary=f"Winner {text}", deciders=Deciders(ids=["U0BOB"]), plan=p),
         "final_board": board.final_board(r, ranked[0]),
@@ -185,10 +182,10 @@ def messages(text: str, n: int) -> dict[str, Message]:
         "question_many": questions.question(r, many),
         "question_few": questions.question(r, few),
         "question_stamped": questions.question_stamped(r, few, stamp),
-        "final": final.final_message(summary),
-        "failure": b.failure(r, reason=f"boom {text}", left_running=[f"deployment {text}"] * n),
-        "cancelled": b.cancelled(r, actor="U0BOB", left_running=[text] * n),
-        "notice": b.notice(f"note {text}"),
+        "final": final_message.final_message(summary),
+        "failure": root_message.failure(r, reason=f"boom {text}", left_running=[f"deployment {text}"] * n),
+        "cancelled": root_message.cancelled(r, actor="U0BOB", left_running=[text] * n),
+        "notice": root_message.notice(f"note {text}"),
         "help": replies.help_message(),
         "help_problem": replies.help_message(problem=f"unknown {text}"),
         "problem": replies.problem_message(f"bad {text}"),
@@ -234,5 +231,5 @@ def test_user_text_is_escaped_and_code_fences_stay_closed() -> None:
     gate = board.promotion_gate(run(), cands(3), summary="Winner")
     promote = gate.blocks[-1]["elements"][0]
     assert json.loads(promote["value"]) == {"run": "ab12cd34", "c": str(cands(3)[0].slot)}
-    approve = plans.plan_message(run(), plan(2)).blocks[-1]["elements"][0]
+    approve = plan_message.plan_message(run(), plan(2)).blocks[-1]["elements"][0]
     assert json.loads(approve["value"]) == {"run": "ab12cd34", "v": 3}  # run id + plan version

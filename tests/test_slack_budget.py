@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
-from pipeline.run import events as ev
+from pipeline.run import events
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, CAROL, CHANNEL, MakeBot, buttons, has, in_thread, plan_posted, press, text_of
@@ -20,10 +20,10 @@ async def test_an_overrun_is_said_once_and_the_budget_gate_waits_for_an_approver
     bot = await bot_factory(platform, policy=Policy(approvers=[CAROL], allow_self_approval=False))
     root, plan = await plan_posted(bot, fake_slack)
     await press(bot, plan, "Approve", user=CAROL)
-    gate = await bot.log.wait_kind(ev.PromotionRequested)
+    gate = await bot.log.wait_kind(events.PromotionRequested)
     promote = await in_thread(fake_slack, root, lambda m: any(b.startswith("Promote #") for b in buttons(m)))
     await press(bot, promote, f"Promote #{gate.ranked[0].slot.number}", user=CAROL)
-    asked = await bot.log.wait_kind(ev.BudgetRequested)
+    asked = await bot.log.wait_kind(events.BudgetRequested)
     await bot.settle()
     msg = await in_thread(fake_slack, root, has("Budget gate — run #1", "needs ≈"))
     more = f"Approve ${asked.request.more_usd:,.2f} more"
@@ -41,7 +41,7 @@ async def test_an_overrun_is_said_once_and_the_budget_gate_waits_for_an_approver
     await press(bot, msg, more, user=CAROL)
     # The click is acted on after Bolt's ack: wait for the run's report, not for the runner's
     # current task (there is none while the run waits at the gate).
-    done = await bot.log.wait_kind(ev.ReportReady)
+    done = await bot.log.wait_kind(events.ReportReady)
     await bot.runner.wait(done.run.id)
     assert (await bot.runner.get(1)).phase is Phase.SUCCEEDED
     assert len(platform.jobs) == 4  # the final job, once

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline.domain.authz import Policy
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import (
@@ -52,7 +52,7 @@ async def test_bad_command_text_gets_one_clear_ephemeral_and_no_run(
     await bot.settle()
     answers = fake_slack.ephemerals(ALICE)
     assert len(answers) == 1 and expected in answers[0]["rendered"]  # one clear answer
-    assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
+    assert await runs.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
 
 
 async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -64,8 +64,8 @@ async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_fac
         assert (await bot.driver.event(said, event_id="Ev0MENTION", retry_num=retry)).status == 200
     await bot.driver.event(said, event_id="Ev0OTHER")  # the same message, another delivery id
     await bot.settle()
-    runs = await q.list_runs(bot.runner.db)
-    assert sorted(r.requester for r in runs) == [ALICE, BOB]
+    listed = await runs.list_runs(bot.runner.db)
+    assert sorted(r.requester for r in listed) == [ALICE, BOB]
 
 
 def mention(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
@@ -111,12 +111,12 @@ async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_sla
         ask = dm(fake_slack, text)
         await bot.driver.event(ask)
         await answer_to(fake_slack, "D0BOB", ask, expect)
-    assert len(await q.list_runs(bot.runner.db)) == 1
+    assert len(await runs.list_runs(bot.runner.db)) == 1
     # Edits and other bots' posts arrive as message events too: acknowledged, ignored.
     assert (await bot.driver.event({**dm(fake_slack, "cancel run 1"), "subtype": "message_changed"})).status == 200
     assert (await bot.driver.event({**dm(fake_slack, f"run SFT on {TEXT2SQL}"), "bot_id": "B0OTHER"})).status == 200
     await bot.settle()
-    assert len(await q.list_runs(bot.runner.db)) == 1
+    assert len(await runs.list_runs(bot.runner.db)) == 1
 
 
 async def test_app_home_publishes_runs_and_permissions(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -150,7 +150,7 @@ async def test_a_refused_start_gets_one_answer_and_is_audited(bot_factory: MakeB
     await bot.settle()
     answers = fake_slack.ephemerals(ALICE)
     assert len(answers) == 1 and "not enabled in this channel" in answers[0]["rendered"]
-    assert await q.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
+    assert await runs.list_runs(bot.runner.db) == [] and not fake_slack.roots(CHANNEL)
     denied = await bot.runner.db.fetchall("SELECT actor, action FROM audit_events WHERE action='denied_start'")
     assert [tuple(r) for r in denied] == [(ALICE, "denied_start")]
 

@@ -12,16 +12,15 @@ from typing import Any
 
 import pytest
 
-from handlers.render import board, questions
-from handlers.render import plan_message as plans
+from handlers.render import board, plan_message, questions
 from handlers.stamps import stamp_text
 from pipeline.domain.gates import GateKey, Question, QuestionKind
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import GateDecision
 from pipeline.domain.spec import EvalKind, Evaluation
 from pipeline.evaluation.eval_types import EvaluatorInfo
-from pipeline.run import events as ev
-from pipeline.store import runs as q
+from pipeline.run import events
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.slack import FakeSlack
 from tests.slack_checks import check_message
@@ -100,7 +99,7 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     assert "*Judged by*\nan evaluator generated from the data" in shown
 
     run_ = await bot.runner.get(1)
-    proposed = await q.get_plan(db, run_.id, 1)
+    proposed = await runs.get_plan(db, run_.id, 1)
     assert proposed is not None and proposed.evaluator is not None
     files = {"evaluator.py": Path(proposed.evaluator.evaluator_path), "eval_spec.md": Path(proposed.evaluator.spec_path or "")}
     ups = await fake_slack.wait_for(
@@ -122,7 +121,7 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     await press(bot, posted, "Approve", user=BOB)
     gate = await in_thread(fake_slack, root, has("Sweep done"))
     assert "Winner by evaluator score" in text_of(gate) and "ranked by mean evaluator score" in text_of(gate)
-    cs = {c.slot: c for c in await q.candidates(db, run_.id)}
+    cs = {c.slot: c for c in await runs.candidates(db, run_.id)}
     good = next(c for c in cs.values() if c.learning_rate == platform.good_lr)
     lowest_loss = min(cs.values(), key=lambda c: c.val_loss or 0.0)
     assert lowest_loss.slot != good.slot  # validation loss alone would have picked another one
@@ -225,7 +224,7 @@ async def test_cancel_on_a_broken_evaluator_cancels_the_run(bot_factory: MakeBot
     failed = await in_thread(fake_slack, root, has("needs an answer", "evaluator failed"))
     await press(bot, failed, "Cancel run", user=ALICE)
     run_ = await bot.runner.get(1)
-    await bot.log.wait_kind(ev.RunCancelled, run_.id)
+    await bot.log.wait_kind(events.RunCancelled, run_.id)
     await in_thread(fake_slack, root, lambda m: m["ts"] == failed["ts"] and f"Cancelled by <@{ALICE}>" in text_of(m))
     assert (await bot.runner.get(1)).phase is Phase.CANCELLED
 
@@ -315,10 +314,10 @@ def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
             r, Question(kind=QuestionKind.EVALUATOR_FAILED, text=f"Broken: {text}", choices=["loss", "cancel"], number=5)
         ),
         "request": questions.evaluator_request(r),
-        "plan_generated": plans.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
-        "plan_user": plans.plan_message(r, user_plan),
-        "plan_fallback": plans.plan_message(r, fallback),
-        "plan_stamped": plans.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
+        "plan_generated": plan_message.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
+        "plan_user": plan_message.plan_message(r, user_plan),
+        "plan_fallback": plan_message.plan_message(r, fallback),
+        "plan_stamped": plan_message.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
         "board": board.scoreboard(r, scored),
         "gate": board.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
     }

@@ -10,8 +10,8 @@ from typing import Any
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.platforms.fireworks.platform import FireworksPlatform
-from pipeline.run import events as ev
-from pipeline.store import runs as q
+from pipeline.run import events
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
@@ -130,7 +130,7 @@ async def test_unauthorized_click_is_denied_explained_and_audited(bot_factory: M
     await bot.settle()
     assert find_element(fake_slack.thread(CHANNEL, root["ts"])[1]["blocks"], "sft_approve") is not None  # still open
     await bot.driver.click(plan, "sft_approve", user=CAROL)  # a member of the approvers' user group
-    await bot.log.wait_kind(ev.PlanDecided, run.id)
+    await bot.log.wait_kind(events.PlanDecided, run.id)
     assert fake_slack.calls_to("usergroups.users.list")
 
 
@@ -138,7 +138,7 @@ async def test_double_click_gets_a_polite_note_and_no_second_action(bot_factory:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000))
     _root, plan = await plan_posted(bot, fake_slack)
     await bot.driver.click(plan, "sft_approve", user=BOB)
-    await bot.log.wait_kind(ev.PlanDecided)
+    await bot.log.wait_kind(events.PlanDecided)
     await bot.driver.click(plan, "sft_approve", user=CAROL)  # the same, now stale message
     note = await fake_slack.wait_for(lambda: fake_slack.ephemerals(CAROL))
     assert f"already approved by <@{BOB}>" in note[-1]["rendered"]
@@ -168,7 +168,7 @@ async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: 
     assert f"revised by <@{BOB}>" in text_of(v1) and find_element(v1["blocks"], "sft_approve") is None
     assert len(v1["blocks"]) == 1  # the superseded plan shrinks to one line
     run = await bot.runner.get(1)
-    assert (await q.plan_statuses(bot.runner.db, run.id)) == {1: "superseded", 2: "proposed"}
+    assert (await runs.plan_statuses(bot.runner.db, run.id)) == {1: "superseded", 2: "proposed"}
 
     await bot.driver.click(plan, "sft_revise", user=BOB, trigger="T-REVISE-2")  # the old plan: closed
     note = await fake_slack.wait_for(lambda: fake_slack.ephemerals(BOB))
@@ -192,7 +192,7 @@ async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slac
         lambda: any("cancelled" in e["rendered"] and e.get("replace_original") for e in fake_slack.ephemerals(ALICE))
     )
     run = await bot.runner.get(1)
-    await bot.log.wait_kind(ev.RunCancelled, run.id)
+    await bot.log.wait_kind(events.RunCancelled, run.id)
     assert run.phase is Phase.CANCELLED and platform.jobs and platform.cancelled == set(platform.jobs)
     await fake_slack.wait_for(lambda: any("🚫" in text_of(m) for m in fake_slack.roots(CHANNEL)))
     await in_thread(fake_slack, root, has("Run #1 cancelled by"))
@@ -233,7 +233,7 @@ async def test_a_broken_dataset_is_told_to_the_requester_only_and_spends_nothing
     text = failed[-1]["rendered"]
     assert "❌" in text and "fewer than 3 examples" in text and "Nothing was started or spent" in text
     assert "To try again after fixing it: `/sft run dataset=" in text
-    await bot.log.wait_kind(ev.RunFailed, (await bot.runner.get(1)).id)
+    await bot.log.wait_kind(events.RunFailed, (await bot.runner.get(1)).id)
     await bot.settle()
     assert not fake_slack.roots(CHANNEL)  # a run that never had a plan stays the requester's business
     assert not platform.jobs and not platform.datasets
@@ -262,8 +262,8 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
             )
             for i in (1, 2)
         ]
-        await bot.runner.bus.publish(ev.ScoreboardChanged(run=run, candidates=tuple(cands)))
-    await bot.runner.bus.publish(ev.PromotionRequested(run=run, ranked=tuple(cands), summary="winner #1"))
+        await bot.runner.bus.publish(events.ScoreboardChanged(run=run, candidates=tuple(cands)))
+    await bot.runner.bus.publish(events.PromotionRequested(run=run, ranked=tuple(cands), summary="winner #1"))
     await bot.settle()
     board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep done" in m["rendered"])
     writes = [

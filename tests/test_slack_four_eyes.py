@@ -11,7 +11,7 @@ import time
 
 from pipeline.domain.authz import Policy
 from pipeline.domain.catalog import BaseModelInfo
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import (
@@ -114,4 +114,4 @@ async def test_a_40k_character_dm_is_answered_within_a_second_and_acks_stay_fast
     answered = time.perf_counter() - start
     assert max(acks) < 1.0 and answered < 1.0, (acks, answered)
     assert "40,000 characters long" in answer["rendered"]
-    assert await q.list_runs(bot.runner.db) == []
+    assert await runs.list_runs(bot.runner.db) == []

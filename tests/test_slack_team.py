@@ -4,8 +4,8 @@ and a run started from the Home tab's form — through the real Bolt app."""
 from __future__ import annotations
 
 from pipeline.domain.authz import Policy
-from pipeline.run import events as ev
-from pipeline.store import runs as q
+from pipeline.run import events
+from pipeline.store import runs
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, BOB, CAROL, CHANNEL, TEXT2SQL, MakeBot, find_element, plan_posted, root_of
@@ -61,7 +61,7 @@ async def test_a_run_started_from_the_home_tab_form(bot_factory: MakeBot, fake_s
     assert bad.json()["response_action"] == "errors" and "Name one dataset" in bad.json()["errors"]["dataset"]
     bad = await bot.driver.submit(form, user=ALICE, dataset=str(TEXT2SQL), model="qwen3-8b", more="purple monkey")
     assert "purple monkey" in bad.json()["errors"]["more"]
-    assert await q.list_runs(bot.runner.db) == []  # nothing exists before the form is right
+    assert await runs.list_runs(bot.runner.db) == []  # nothing exists before the form is right
 
     ok = await bot.driver.submit(form, user=ALICE, dataset=str(TEXT2SQL), model="qwen3-8b", more="epochs=2")
     assert ok.status == 200 and not ok.body
@@ -79,7 +79,7 @@ async def test_approvers_can_be_told_by_dm_once_per_gate(bot_factory: MakeBot, f
         assert len(dms) == 1 and "Plan v1 of run #1 waits for your approval" in dms[0] and "fake.slack.com/archives" in dms[0]
     assert await bot.runner.resume_all() == []  # a restart re-announces the plan...
     await bot.runner.bus.publish(
-        ev.PlanProposed(run=(run := await bot.runner.get(1)), plan=await q.get_plan(bot.runner.db, run.id, 1))
+        events.PlanProposed(run=(run := await bot.runner.get(1)), plan=await runs.get_plan(bot.runner.db, run.id, 1))
     )  # type: ignore[arg-type]
     await bot.settle()
     assert len(fake_slack.messages.get("D0BOB", [])) == 1  # ...but nobody is DMed twice

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
-from pipeline.run import events as ev
+from pipeline.run import events
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
 from tests.slack_helpers import ALICE, CAROL, CHANNEL, MakeBot, find_element, has, in_thread, plan_posted, text_of
@@ -45,7 +45,7 @@ async def test_teardown_confirms_then_deletes_only_this_runs_deployment_audited(
     )
     assert f"Deployment `{dep}` of run #1 was torn down (read back: deleted)" in done[-1]["rendered"]
     assert dep not in platform.deployments and "someone-elses-dep" in platform.deployments
-    said = await bot.log.wait_kind(ev.DeploymentTornDown, run.id)
+    said = await bot.log.wait_kind(events.DeploymentTornDown, run.id)
     assert said.actor is not None and said.actor.id == ALICE and said.state == "deleted"
     last = (await bot.runner.db.audit_trail(run.id))[-1]
     assert (last.action, last.actor, last.details) == ("teardown", ALICE, {"deployment_id": dep, "state": "deleted"})

@@ -13,7 +13,7 @@ import pytest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import start_http
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
@@ -56,7 +56,7 @@ async def test_socket_mode_acks_the_envelope_and_starts_the_run(bot: Bot, fake_s
         await fake_slack.socket_send(event)
         await fake_slack.wait_for(lambda: event["envelope_id"] in fake_slack.acks)
         await bot.settle()
-        assert len(await q.list_runs(bot.runner.db)) == 1
+        assert len(await runs.list_runs(bot.runner.db)) == 1
     finally:
         await handler.close_async()
 
@@ -81,6 +81,6 @@ async def test_http_mode_verifies_signatures_and_serves_health(bot: Bot, fake_sl
         async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as resp:
             assert resp.status == 200 and (await resp.json())["ok"] is True
         await bot.settle()
-        assert len(await q.list_runs(bot.runner.db)) == 1
+        assert len(await runs.list_runs(bot.runner.db)) == 1
     finally:
         await runner.cleanup()

@@ -18,7 +18,7 @@ from pipeline.domain.records import Resource
 from pipeline.planning.ledger import ledger
 from pipeline.run.decisions import RaiseBudget
 from pipeline.run.spending import parse_since, spend
-from pipeline.store import runs as q
+from pipeline.store import runs
 from tests.fakes.fireworks import FakeFireworks
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.fakes.slack import FakeSlack
@@ -61,14 +61,14 @@ async def test_the_report_and_sftbot_spend_json_agree_on_every_runs_actual_cost(
                 await runner.decide(dear.id, RaiseBudget(), BOB)
             else:
                 await drive_once(runner, log, dear.id)
-        runs = [await runner.get(plain.id), await runner.get(dear.id)]
-        reported = {r.number: sum(c.cost_usd or 0 for c in await q.candidates(db, r.id)) for r in runs}
+        finished = [await runner.get(plain.id), await runner.get(dear.id)]
+        reported = {r.number: sum(c.cost_usd or 0 for c in await runs.candidates(db, r.id)) for r in finished}
         in_process = await spend(db)
     code, out, err = await sftbot("spend", "--json", env=dict(os.environ))
     assert code == 0, err
     shown = {r["number"]: r for r in json.loads(out)["runs"]}
     assert set(shown) == {1, 2}
-    for run in runs:
+    for run in finished:
         row = shown[run.number]
         report = (Path(run.workspace) / "final_report.md").read_text()
         total = re.search(r"^\| Total \| [^|]+ \| ([^|]+) \|", report, re.M)

@@ -13,7 +13,7 @@ from pipeline.run.context import RunContext, RunnerConfig
 from pipeline.run.events import QuestionAsked, RunEvent
 from pipeline.run.steps.announce import ask
 from pipeline.run.steps.inspect import inspect
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.fakes.memory_platform import MemoryPlatform
 from tests.support import DATASETS
@@ -30,7 +30,7 @@ async def context(db: Database, tmp_path: Path) -> tuple[RunContext, list[RunEve
 
 async def new_run(db: Database, tmp_path: Path, spec: RunSpec) -> RunRecord:
     async with db.write() as tx:
-        return await q.insert_run(
+        return await runs.insert_run(
             tx,
             requester="U1",
             requester_name="",
@@ -47,7 +47,7 @@ async def test_inspect_plans_without_spending(db: Database, tmp_path: Path) -> N
     run = await new_run(db, tmp_path, RunSpec(dataset=str(DATASETS / "text2sql_dataset.jsonl"), base_models=("qwen3-8b",)))
     outcome = await inspect(ctx, run)
     assert outcome.event is Event.PLANNED and outcome.changes["plan_version"] == 1
-    plan = await q.get_plan(db, run.id, 1)
+    plan = await runs.get_plan(db, run.id, 1)
     assert plan is not None and len(plan.candidates) == 3 and plan.samples == 100
     platform = ctx.platform
     assert isinstance(platform, MemoryPlatform) and not platform.datasets and not platform.jobs  # nothing spent

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database, statements
 
 
@@ -82,11 +82,11 @@ async def test_a_database_of_the_first_schema_is_carried_forward(tmp_path: Path)
     try:
         shipped = sorted(p.name for p in (Path(__file__).parents[1] / "pipeline" / "store" / "migrations").glob("*.sql"))
         assert await db.applied_migrations() == shipped and shipped[:2] == ["001_init.sql", "002_slots_and_surfaces.sql"]
-        run = await q.get_run(db, "r1")
+        run = await runs.get_run(db, "r1")
         assert run is not None and run.channel == "C1" and run.evaluator_error == "it broke"
         assert run.promoted is not None and run.promoted.number == 2
         assert run.question is not None and run.question.kind.value == "base_model"
-        states = {str(c.slot): c.state.value for c in await q.candidates(db, "r1")}
+        states = {str(c.slot): c.state.value for c in await runs.candidates(db, "r1")}
         assert states == {"c1": "running", "c2": "waiting", "final": "submitting"}
         rows = {
             r[0]: (r[1], r[2], r[3], r[4])

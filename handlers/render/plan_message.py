@@ -34,7 +34,7 @@ from pipeline.domain.records import RunRecord
 from pipeline.planning.diff import changes, cost_delta
 from pipeline.planning.plan_types import Plan, PlannedJob, Source
 from pipeline.platforms.lifecycle import gpus
-from pipeline.run import prune_rule as prune
+from pipeline.run import prune_rule
 from pipeline.run.timing import minutes
 
 
@@ -92,7 +92,7 @@ def _candidates(plan: Plan) -> str:
     head = f"*Candidates*{_you(plan, 'grid')} · {each}{_you(plan, 'epochs')}"
     lines = [head, *(_job(j, with_model=len(models) > 1) for j in plan.candidates[:40])]
     if plan.prune:
-        lines.insert(1, f"✂️ *Pruning*{_you(plan, 'prune')}: {prune.RULE}.")
+        lines.insert(1, f"✂️ *Pruning*{_you(plan, 'prune')}: {prune_rule.RULE}.")
     if len(plan.candidates) > 40:
         lines.append(f"… and {len(plan.candidates) - 40} more")
     if plan.final:

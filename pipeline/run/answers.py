@@ -18,8 +18,7 @@ from pipeline.domain.slots import CandidateState, Slot
 from pipeline.evaluation.compare import Comparison, Outputs, compare, rows_of
 from pipeline.run.context import workspace
 from pipeline.run.scoreboard import rank
-from pipeline.store import baselines
-from pipeline.store import runs as q
+from pipeline.store import baselines, runs
 from pipeline.store.db import Database
 
 
@@ -70,7 +69,7 @@ async def comparison(db: Database, run: RunRecord, tuned: CandidateRecord) -> Co
 
 async def run_comparison(db: Database, run: RunRecord) -> tuple[str, Comparison] | None:
     """Base vs the model that ships, else vs the sweep's leader (``sftbot show``), with which it is."""
-    cands = await q.candidates(db, run.id)
+    cands = await runs.candidates(db, run.id)
     by_slot = {c.slot: c for c in cands}
     shipped = next((c for c in cands if c.slot.is_final), None) or (by_slot.get(run.promoted) if run.promoted else None)
     if shipped is not None and (comp := await comparison(db, run, shipped)) is not None:

@@ -19,7 +19,7 @@ from pipeline.domain.platform import Platform
 from pipeline.domain.records import RunRecord
 from pipeline.evaluation.eval_types import SandboxLimits
 from pipeline.run.events import RunEvent
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 from pipeline.store.runs import RunChanges
 
@@ -77,7 +77,7 @@ class RunContext:
 
     async def reload(self, run: RunRecord) -> RunRecord:
         """The run as committed now."""
-        fresh = await q.get_run(self.db, run.id)
+        fresh = await runs.get_run(self.db, run.id)
         assert fresh is not None, run.id
         return fresh
 

@@ -22,7 +22,7 @@ from pipeline.domain.money import money
 from pipeline.domain.records import Actor, GateDecision, RunRecord
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.domain.spec import RunSpec, SpecError
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database, GateAlreadyDecided
 from pipeline.store.runs import RunChanges
 
@@ -206,7 +206,7 @@ class Gatekeeper(Protocol):
 
 async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: Actor, *, channel: str | None) -> RunRecord:
     """Record one decision at a gate and move the run on; raises ``Refusal`` when nothing happened."""
-    run = await q.get_run(keeper.db, key)
+    run = await runs.get_run(keeper.db, key)
     event, _ = _EVENT[type(decision)]
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.", event=event)
@@ -258,7 +258,7 @@ async def permission(
     event, action = _EVENT[type(decision)]
     if isinstance(decision, Answer) and run.question is not None and run.question.kind.blocks_deploy:
         action = Action.PROMOTE  # deploying anyway spends like a promotion: the same people decide
-    authors = await q.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
+    authors = await runs.plan_authors(keeper.db, run.id) if action is Action.APPROVE else frozenset()
     usd = run.estimated_usd
     if isinstance(decision, RaiseBudget) and run.budget is not None:
         usd = run.budget.approved_usd + run.budget.more_usd  # what would then be approved in all
@@ -374,7 +374,7 @@ def _budget(run: RunRecord, decision: RaiseBudget | SkipStep, event: Event) -> t
 
 async def check_promotable(db: Database, run: RunRecord, slot: Slot) -> None:
     """Only a completed sweep candidate can be promoted (a refusal names the choice)."""
-    cands = {c.slot: c for c in await q.candidates(db, run.id)}
+    cands = {c.slot: c for c in await runs.candidates(db, run.id)}
     chosen = cands.get(slot)
     if chosen is None or slot.is_final or chosen.state is not CandidateState.COMPLETED:
         raise Refusal(

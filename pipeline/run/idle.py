@@ -23,7 +23,7 @@ from pipeline.domain.platform import Platform
 from pipeline.domain.records import Actor, Resource, RunRecord
 from pipeline.run.events import DeploymentIdle, DeploymentKept
 from pipeline.run.teardown import Target, target
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 
 LIVE = ("ready", "created")
@@ -57,7 +57,7 @@ async def live_deployments(db: Database) -> list[Live]:
     )
     out = []
     for run_id in dict.fromkeys(r[0] for r in rows):
-        run = await q.get_run(db, run_id)
+        run = await runs.get_run(db, run_id)
         if run is None:
             continue
         dep = next((r for r in await db.resources(run.id) if r.resource_id == ids.deployment_id(run.id)), None)

@@ -44,7 +44,7 @@ from pipeline.run.steps.inspect import inspect
 from pipeline.run.steps.report import report
 from pipeline.run.steps.stop import cancel_jobs, finish
 from pipeline.run.steps.sweep import sweep
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database, StorageError, StorageFull, storage_problem
 from pipeline.store.runs import RunChanges
 
@@ -120,7 +120,7 @@ class Runner:
         spec = spec or parse_instruction(instruction)
         check_spec(spec, self.config.files)  # a path this bot may not read is refused before a run exists
         async with self.db.write() as tx:
-            run = await q.insert_run(
+            run = await runs.insert_run(
                 tx,
                 requester=actor.id,
                 requester_name=actor.name,
@@ -147,7 +147,7 @@ class Runner:
         return await teardown.teardown(self.db, self.platform, self.policy, key, actor, channel=channel)
 
     async def get(self, key: str | int) -> RunRecord:
-        run = await q.get_run(self.db, key)
+        run = await runs.get_run(self.db, key)
         if run is None:
             raise RunNotFound(f"no run {str(key)[:20]}")
         return run
@@ -159,11 +159,11 @@ class Runner:
         run that still has active jobs (stopped between its end and its cancels) cancels them.
         """
         resumed = []
-        for run in await q.list_runs(self.db, unfinished=True, limit=10_000):
+        for run in await runs.list_runs(self.db, unfinished=True, limit=10_000):
             await self._enter(run, ENTRY[run.phase])
             if not run.phase.gate:
                 resumed.append(run)
-        for run_id in await q.finished_runs_with_active_jobs(self.db):
+        for run_id in await runs.finished_runs_with_active_jobs(self.db):
             await cancel_jobs(self.ctx, await self.get(run_id))
         return resumed
 
@@ -202,10 +202,10 @@ class Runner:
     ) -> RunRecord:
         """Apply one event: the phase change, the gate decision and the audit event commit together."""
         async with self.db.write() as tx:
-            run = await q.read_run(tx, run_id)
+            run = await runs.read_run(tx, run_id)
             if gate is not None:
                 await self.db.decide_gate(tx, gate)
-            plan = await q.get_plan(self.db, run_id, run.plan_version) if run.plan_version else None
+            plan = await runs.get_plan(self.db, run_id, run.plan_version) if run.plan_version else None
             ctx = Context(
                 final_run=plan.final is not None if plan else True,
                 deploy=plan.deploy if plan else True,
@@ -213,14 +213,14 @@ class Runner:
                 answer_deploys=run.question is not None and run.question.kind.blocks_deploy,
             )
             nxt, effects = advance(run.phase, event, ctx)
-            await q.update_run(tx, run_id, changes or RunChanges(), phase=nxt)
+            await runs.update_run(tx, run_id, changes or RunChanges(), phase=nxt)
             if event is Event.APPROVE:
-                await q.set_plan_status(tx, run_id, run.plan_version, "approved")
+                await runs.set_plan_status(tx, run_id, run.plan_version, "approved")
             elif event is Event.REVISE:
-                await q.set_plan_status(tx, run_id, run.plan_version, "superseded")
+                await runs.set_plan_status(tx, run_id, run.plan_version, "superseded")
             elif event is Event.CANCEL and run.phase is Phase.AWAITING_PLAN_APPROVAL:
-                await q.set_plan_status(tx, run_id, run.plan_version, "cancelled")
-            after = await q.read_run(tx, run_id)
+                await runs.set_plan_status(tx, run_id, run.plan_version, "cancelled")
+            after = await runs.read_run(tx, run_id)
             await tx.audit(
                 run_id=run_id,
                 actor=actor.id,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.domain.records import RunRecord
 from pipeline.planning.ledger import DEFAULT_MARGIN, Ledger, ledger
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
 
 _SINCE = re.compile(r"([1-9][0-9]{0,4})\s*(d|h|w)")
@@ -94,9 +94,9 @@ class Spend(BaseModel):
 
 
 async def run_ledger(db: Database, run: RunRecord, *, now: float | None = None, margin: float = DEFAULT_MARGIN) -> Ledger:
-    plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
+    plan = await runs.get_plan(db, run.id, run.plan_version) if run.plan_version else None
     return ledger(
-        await q.candidates(db, run.id),
+        await runs.candidates(db, run.id),
         await db.resources(run.id),
         plan,
         approved_usd=run.approved_usd,
@@ -132,7 +132,7 @@ async def spend(
     now = time.time() if now is None else now
     since = now - since_seconds
     rows = []
-    for run in await q.list_runs(db, limit=100_000, requester=requester, channels=channels):
+    for run in await runs.list_runs(db, limit=100_000, requester=requester, channels=channels):
         r = RunSpend.of(run, await run_ledger(db, run, now=now, margin=margin))
         if run.created_at >= since or r.running:
             rows.append(r)

@@ -16,7 +16,7 @@ from pipeline.run.curves import labels, plot_losses
 from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
 from pipeline.run.metrics import load_points
 from pipeline.run.scoreboard import rank
-from pipeline.store import runs as q
+from pipeline.store import runs
 
 
 async def ask(ctx: RunContext, run: RunRecord) -> None:
@@ -25,7 +25,7 @@ async def ask(ctx: RunContext, run: RunRecord) -> None:
 
 
 async def propose(ctx: RunContext, run: RunRecord) -> None:
-    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    plan = await runs.get_plan(ctx.db, run.id, run.plan_version)
     if plan is not None:
         await ctx.emit(PlanProposed(run=run, plan=plan))
 
@@ -43,7 +43,7 @@ def gate_summary(best: CandidateRecord | None) -> str:
 
 async def request_promotion(ctx: RunContext, run: RunRecord) -> None:
     """The ranked scoreboard and the loss-curve picture for the promotion gate."""
-    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final]
+    cands = [c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final]
     ranked = rank(cands)
     ws = workspace(run)
     png = ws / "loss_curves.png"

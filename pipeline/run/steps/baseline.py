@@ -29,8 +29,7 @@ from pipeline.run.context import RunContext
 from pipeline.run.steps import data
 from pipeline.run.steps.heldout import clip, held_out
 from pipeline.run.steps.outputs import base_outputs
-from pipeline.store import baselines
-from pipeline.store import runs as q
+from pipeline.store import baselines, runs
 
 
 async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
@@ -38,7 +37,7 @@ async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None
     platform computes it as it computes a candidate's (the local platform). Where it cannot,
     no row: the plan said so up front, and the gate shows no number rather than a made-up one."""
     done = await baselines.scores(ctx.db, run.id)
-    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+    cands = [c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
     staged = Path(run.workspace) / data.EVAL_SOURCE
     held = staged if plan.eval_dataset and staged.is_file() else Path((await data.split(run, plan)).test_path)
     for base in dict.fromkeys(c.base_model for c in cands):
@@ -63,7 +62,7 @@ async def score_bases(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     if plan.evaluator is None or (await ctx.reload(run)).evaluator_error:
         return  # a broken evaluator ranks by loss: scoring the base with it would fail the same way
     done = await baselines.scores(ctx.db, run.id)
-    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+    cands = [c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
     for base in dict.fromkeys(c.base_model for c in cands):
         if base in done:
             continue

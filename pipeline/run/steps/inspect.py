@@ -22,8 +22,7 @@ from pipeline.platforms.lifecycle import serving_note
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.steps import data, shapes
 from pipeline.run.steps.hosted import check_hosted
-from pipeline.store import outcomes
-from pipeline.store import runs as q
+from pipeline.store import outcomes, runs
 from pipeline.store.runs import RunChanges
 
 DEFAULT_PARALLEL = 6
@@ -180,7 +179,7 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         }
     )
     async with ctx.db.write() as tx:
-        await q.save_plan(tx, run.id, plan)
+        await runs.save_plan(tx, run.id, plan)
     write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))
     return Outcome(Event.PLANNED, RunChanges(plan_version=plan.version, estimated_usd=plan.cost.total_usd, question=None))
 

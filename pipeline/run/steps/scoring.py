@@ -28,7 +28,7 @@ from pipeline.run.steps.baseline import score_base_losses, score_bases
 from pipeline.run.steps.heldout import clip, held_out
 from pipeline.run.steps.hosted import score_hosted
 from pipeline.run.steps.outputs import generate_outputs, release_shared
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.runs import RunChanges
 
 WORST = 5  # examples listed in the report
@@ -86,7 +86,7 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
 
 
 async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
-    for cand in await q.candidates(ctx.db, run.id):
+    for cand in await runs.candidates(ctx.db, run.id):
         if cand.slot.is_final or cand.state is not CandidateState.COMPLETED or cand.score is not None:
             continue
         failed = 0
@@ -102,11 +102,11 @@ async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None
                 "The promotion gate ranks by validation loss instead: proceed with it, or cancel."
             )
             async with ctx.db.write() as tx:
-                await q.update_run(tx, run.id, RunChanges(evaluator_error=note))
-                tx.emit(EvaluatorFailed(run=await q.read_run(tx, run.id), slot=cand.slot, reason=note))
+                await runs.update_run(tx, run.id, RunChanges(evaluator_error=note))
+                tx.emit(EvaluatorFailed(run=await runs.read_run(tx, run.id), slot=cand.slot, reason=note))
             return
         async with ctx.db.write() as tx:
-            await q.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
+            await runs.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
             await tx.audit(
                 run_id=run.id,
                 actor="sftbot",
@@ -115,7 +115,7 @@ async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None
             )
         await ctx.checkpoint(f"score:{cand.job_id}")
         fresh = await ctx.reload(run)
-        sweep = tuple(c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final)
+        sweep = tuple(c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final)
         await ctx.emit(ScoreboardChanged(run=fresh, candidates=sweep))
 
 
@@ -133,7 +133,7 @@ async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: Candid
     if result.fatal:
         return result
     async with ctx.db.write() as tx:
-        await q.set_candidate_metrics(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
+        await runs.set_candidate_metrics(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
     worst = worst_examples(result, WORST)
     write_atomic(eval_dir(run) / "final_worst.json", json.dumps([w.model_dump() for w in worst]))
     return result

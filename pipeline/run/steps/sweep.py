@@ -13,11 +13,11 @@ from pipeline.run.events import FinalProgress, QuotaWait, ScoreboardChanged, Sta
 from pipeline.run.jobs import JobWatch
 from pipeline.run.steps import data
 from pipeline.run.steps.scoring import score_candidates
-from pipeline.store import runs as q
+from pipeline.store import runs
 
 
 async def current_plan(ctx: RunContext, run: RunRecord) -> Plan:
-    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    plan = await runs.get_plan(ctx.db, run.id, run.plan_version)
     if plan is None:
         raise ValueError(f"run #{run.number} has no plan v{run.plan_version}")
     return plan
@@ -100,7 +100,7 @@ async def sweep(ctx: RunContext, run: RunRecord) -> Outcome:
     requests: dict[Slot, JobRequest] = {}
     async with ctx.db.write() as tx:
         for job in plan.candidates:
-            await q.insert_candidate(tx, record(run, job))
+            await runs.insert_candidate(tx, record(run, job))
             requests[job.slot] = request(
                 run, job, dataset=train, eval_dataset=names.get("eval"), what=f"candidate {job.slot.number}"
             )
