@@ -25,12 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.testing.fireworks import FakeFireworks  # noqa: E402
+from bot.testing.slack import FakeSlack  # noqa: E402
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, RUN, has, in_thread, make_bot, root_of, text_of  # noqa: E402
 from pipeline.domain.authz import Policy  # noqa: E402
 from pipeline.platforms.fireworks.platform import FireworksPlatform  # noqa: E402
 from pipeline.store.db import Database  # noqa: E402
-from tests.fakes.fireworks import FakeFireworks  # noqa: E402
-from tests.fakes.slack import FakeSlack  # noqa: E402
-from tests.slack_helpers import ALICE, BOB, CAROL, CHANNEL, RUN, has, in_thread, make_bot, root_of, text_of  # noqa: E402
 
 NAMES = {"UBOT": "sftbot", ALICE: "alice", BOB: "bob", CAROL: "carol", CHANNEL: "ml-team"}
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.testing.runs import EventLog
+from bot.testing.slack import fake_slack  # noqa: F401  (a fixture, shared by the Slack tests)
+from bot.testing.slack_app import bot_factory  # noqa: F401  (a fixture, shared by the Slack tests)
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from tests.fakes.slack import fake_slack  # noqa: F401  (a fixture, shared by the Slack tests)
-from tests.fireworks_helpers import fake, make_platform, platform  # noqa: F401  (fixtures of the Fireworks tests)
-from tests.slack_helpers import bot_factory  # noqa: F401  (a fixture, shared by the Slack tests)
-from tests.support import EventLog
+from tests.pipeline.fireworks_support import fake, make_platform, platform  # noqa: F401  (fixtures of the Fireworks tests)
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +59,6 @@ def local_demo_run(tmp_path_factory: pytest.TempPathFactory) -> object:
     exited (engine, platform and endpoint closed): what the local-platform tests pick up after."""
     pytest.importorskip("torch")
     pytest.importorskip("peft")
-    from tests.local_demo import run_tiny_demo
+    from tests.bot.local_demo import run_tiny_demo
 
     return run_tiny_demo(tmp_path_factory.mktemp("local-demo"))
