@@ -1,27 +1,18 @@
-"""What the tests share besides fixtures: where the bundled data is, an event log to await
-events on (no sleeping), and a driver that decides every gate of a run."""
+"""Driving a runner from a test or a bench: an event log to await events on (no sleeping),
+and a driver that decides every gate of a run."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor, RunRecord
 from pipeline.domain.slots import Slot
 from pipeline.run.decisions import Approve, Promote
-from pipeline.run.events import PlanProposed, RunEvent, ScoreboardChanged
+from pipeline.run.events import RunEvent
 from pipeline.run.runner import Runner
-
-# Everything the tests read lives in the repository (tests/data/, each folder with its
-# source and licence): a clone with nothing beside it must pass.
-DATA = Path(__file__).resolve().parent / "data"
-DATASETS = DATA / "datasets"
-FIXTURES = DATA / "slack"
-MANIFEST_SCHEMA = DATA / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
-
 
 E = TypeVar("E", bound=RunEvent)
 
@@ -80,13 +71,3 @@ async def drive_to_end(
             # Work phases move on by themselves; after a restart, resuming is idempotent.
             await runner.resume_all()
             await log.wait_for(lambda e: e.run.id == run_id, timeout=timeout, since=mark)
-
-
-async def mid_sweep(runner: Runner, log: EventLog, *, by: Actor, approver: Actor) -> RunRecord:
-    """A text2sql run started by ``by``, approved by ``approver`` and training: the run as started.
-    (Give the runner a platform that holds its jobs to keep it there.)"""
-    run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b", by)
-    await log.wait_kind(PlanProposed, run.id)
-    await runner.decide(run.id, Approve(plan_version=1), approver)
-    await log.wait_kind(ScoreboardChanged, run.id)
-    return run

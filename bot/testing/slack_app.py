@@ -1,6 +1,7 @@
 """Drive the real Bolt app like Slack does: correctly signed requests built from the real
-payload shapes in tests/data/slack/, dispatched through ``app.async_dispatch`` or
-over real HTTP to the HTTP-mode server; plus a bot factory wired to the fake Slack.
+payload shapes in ``payloads/`` (recorded from bolt-python's own tests, see its README),
+dispatched through ``app.async_dispatch`` or over real HTTP to the HTTP-mode server; plus
+``make_bot``, the real app on a real runner wired to the fake Slack.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ import copy
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import pytest_asyncio
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
@@ -25,26 +25,26 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import aclose, create_app, surface_of
 from bot.engine import Engine
 from bot.settings import Settings
-from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS, FIXTURES, EventLog
+from bot.testing.runs import EventLog
 from bot.testing.slack import FakeSlack
 from handlers.surface import Surface
 from pipeline.domain.authz import Policy
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from tests.handlers.slack_checks import assert_every_message_fits
 
 SECRET = "test-signing-secret"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
-TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
-RUN = f"run dataset={TEXT2SQL} model=qwen3-8b"
 CHANNEL = "C0TEAM"
 _ids = itertools.count(1)
 
 
+PAYLOADS = Path(__file__).resolve().parent / "slack" / "payloads"
+
+
 def fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    """A recorded Slack payload (``slack/payloads/``)."""
+    return json.loads((PAYLOADS / name).read_text(encoding="utf-8"))
 
 
 def signed_headers(
@@ -287,8 +287,7 @@ async def listeners_idle(timeout: float = 10.0) -> None:
 
 
 def settings_for(slack: FakeSlack, **extra: Any) -> Settings:
-    """The bot's settings for tests: the bundled datasets are the team's dataset folder."""
-    extra.setdefault("dataset_dir", DATASETS)
+    """The bot's settings on the fake Slack (``dataset_dir=`` names the team's dataset folder)."""
     return Settings(slack_bot_token=slack.bot_token, slack_signing_secret=SECRET, slack_api_url=slack.base_url, **extra)
 
 
@@ -319,22 +318,6 @@ async def make_bot(
 
 
 MakeBot = Callable[..., Awaitable[Bot]]
-
-
-@pytest_asyncio.fixture
-async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[MakeBot]:
-    """Bots on the fake Slack; at the end, every message any of them sent is checked against Slack's limits."""
-    bots: list[Bot] = []
-
-    async def make(platform: Any = None, **kw: Any) -> Bot:
-        bot = await make_bot(fake_slack, kw.pop("db", db), platform or MemoryPlatform(), runs_dir=tmp_path / "runs", **kw)
-        bots.append(bot)
-        return bot
-
-    yield make
-    for bot in bots:
-        await bot.close()
-    assert_every_message_fits(fake_slack)
 
 
 # --- reading the thread as a person does -----------------------------------------------------
@@ -380,9 +363,3 @@ async def press(bot: Bot, message: dict[str, Any], label: str, *, user: str) -> 
         action, user=user, channel=CHANNEL, message=message, response_url=bot.slack.response_url(user, CHANNEL)
     )
     assert (await bot.driver.interact(payload)).status == 200
-
-
-async def plan_posted(bot: Bot, slack: FakeSlack, *, user: str = ALICE, text: str = RUN) -> tuple[dict[str, Any], dict[str, Any]]:
-    await bot.driver.command(text, user=user)
-    root = await root_of(slack)
-    return root, await in_thread(slack, root, has("Plan v1"))

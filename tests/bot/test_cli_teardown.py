@@ -4,42 +4,16 @@ the fake Fireworks served by this test."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS, EventLog, drive_to_end
+from bot.testing.runs import drive_to_end
 from pipeline.domain.machine import Phase
-from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from tests.pipeline.fireworks_support import ALICE, BOB, running
-
-
-async def sftbot(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-@contextlib.asynccontextmanager
-async def cli_store(fake: FakeFireworks) -> AsyncIterator[tuple[Database, Runner, EventLog]]:
-    """A runner on the database the ``sftbot`` command reads (``SFTBOT_DATA_DIR``); everything is
-    closed when the block ends, so the command run after it sees all that was committed."""
-    data = Path(os.environ["SFTBOT_DATA_DIR"])
-    data.mkdir(parents=True, exist_ok=True)
-    db = await Database.open(data / "sftbot.sqlite3")
-    try:
-        async with running(db, fake, data / "runs") as (runner, log):
-            yield db, runner, log
-    finally:
-        await db.close()
+from tests.bot.cli_support import cli_store, sftbot
+from tests.paths import DATASETS
+from tests.pipeline.fireworks_support import ALICE, BOB
 
 
 async def test_sftbot_teardown_deletes_the_runs_deployment_after_confirmation(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from bot.cli import main as cli_main
 from bot.settings import Settings, load_settings
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS
 from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import CHANNEL, SECRET, Driver
 from pipeline.domain.machine import Phase
@@ -23,6 +22,7 @@ from pipeline.domain.records import Actor
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 
 
 def free_port() -> int:

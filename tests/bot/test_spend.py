@@ -12,10 +12,10 @@ import pytest
 
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS, drive_to_end
+from bot.testing.runs import drive_to_end
 from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE as ALICE_ID
-from bot.testing.slack_app import MakeBot, plan_posted
+from bot.testing.slack_app import MakeBot
 from handlers.commands import CommandError, parse_slash
 from handlers.render.spend_summary import spend_message
 from pipeline.domain.machine import Phase
@@ -25,7 +25,9 @@ from pipeline.planning.ledger import ledger
 from pipeline.run.decisions import RaiseBudget
 from pipeline.run.spending import parse_since, spend
 from pipeline.store import runs
-from tests.bot.test_cli_teardown import cli_store, sftbot
+from tests.bot.cli_support import cli_store, sftbot
+from tests.handlers.slack_support import plan_posted
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB
 
 DATA = DATASETS / "text2sql_dataset.jsonl"

@@ -9,12 +9,13 @@ import time
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.runs import drive_to_end
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, CAROL, MakeBot, buttons, has, in_thread, plan_posted
+from bot.testing.slack_app import ALICE, CAROL, MakeBot, buttons, has, in_thread
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor, Resource
 from pipeline.run import events
 from pipeline.run.idle import due, flag_idle, live_deployments
+from tests.handlers.slack_support import plan_posted
 
 DAY = 24 * 3600.0
 

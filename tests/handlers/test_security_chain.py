@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, BOB, CHANNEL, TEXT2SQL, MakeBot, has, in_thread, press, root_of
+from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, has, in_thread, press, root_of
 from pipeline.domain.authz import Policy
 from pipeline.store import runs
-from tests.handlers.test_slack_evaluation import attach
-from tests.pipeline.run.test_evaluation_flow import sql_platform
+from tests.handlers.slack_support import attach
+from tests.paths import TEXT2SQL
+from tests.pipeline.run.evaluation_support import sql_platform
 
 SECRETS = {"FIREWORKS_API_KEY": "fw-LEAK-env-0001", "SFTBOT_CANARY": "LEAK-env-0002"}
 DOTENV = "SLACK_SIGNING_SECRET=LEAK-dotenv-0003\n"

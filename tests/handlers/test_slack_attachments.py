@@ -9,9 +9,10 @@ from pathlib import Path
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, CHANNEL, TEXT2SQL, MakeBot, has, in_thread, root_of
+from bot.testing.slack_app import ALICE, CHANNEL, MakeBot, has, in_thread, root_of
 from pipeline.store import runs
-from tests.handlers.test_slack_conversation import answer_to
+from tests.handlers.slack_support import answer_to
+from tests.paths import TEXT2SQL
 
 DATA = TEXT2SQL.read_bytes()
 

@@ -10,11 +10,12 @@ from typing import Any
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, BOB, CHANNEL, TEXT2SQL, MakeBot, buttons, has, in_thread, press, root_of, text_of
+from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, buttons, has, in_thread, press, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
-from tests.handlers.test_slack_four_eyes import refusal
-from tests.pipeline.run.test_evaluation_flow import sql_platform
+from tests.handlers.slack_support import refusal
+from tests.paths import TEXT2SQL
+from tests.pipeline.run.evaluation_support import sql_platform
 
 ONLY_BOB = Policy(approvers=[BOB])
 EVAL_RUN = f"run dataset={TEXT2SQL} model=qwen3-8b eval=generate"

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, CAROL, CHANNEL, MakeBot, buttons, has, in_thread, plan_posted, press, text_of
+from bot.testing.slack_app import ALICE, CAROL, CHANNEL, MakeBot, buttons, has, in_thread, press, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.run import events
+from tests.handlers.slack_support import plan_posted
 
 
 async def test_an_overrun_is_said_once_and_the_budget_gate_waits_for_an_approvers_click(

@@ -9,7 +9,7 @@ from handlers.commands import CommandError, parse_message, parse_slash
 from handlers.render.modals import parse_revision, revise_modal
 from pipeline.domain.instructions import InstructionError
 from pipeline.domain.spec import SpecError
-from tests.handlers.render.test_slack_blocks import plan, run
+from tests.handlers.render.samples import plan, run
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ deliveries, as signed requests into the real Bolt app; assertions are on what a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +11,11 @@ import pytest
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import (
-    ALICE,
-    BOB,
-    CHANNEL,
-    RUN,
-    TEXT2SQL,
-    MakeBot,
-    find_element,
-    has,
-    in_thread,
-    plan_posted,
-    root_of,
-    text_of,
-)
+from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, find_element, has, in_thread, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.store import runs
+from tests.handlers.slack_support import answer_to, dm, plan_posted
+from tests.paths import RUN, TEXT2SQL
 
 
 @pytest.mark.parametrize(
@@ -71,23 +59,6 @@ async def test_retried_and_duplicate_deliveries_never_start_a_second_run(bot_fac
 def mention(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
     said = slack.user_says(CHANNEL, f"<@UBOT> {text}", user=user)
     return {**said, "type": "app_mention"}
-
-
-def dm(slack: FakeSlack, text: str, *, user: str = BOB) -> dict[str, Any]:
-    return slack.user_says("D0BOB", text, user=user)
-
-
-def answer_to(slack: FakeSlack, channel: str, event: dict[str, Any], expect: str) -> Awaitable[Any]:
-    """The bot's reply to ``event`` (in its thread for a channel, after it in a DM)."""
-
-    def find() -> Any:
-        for m in slack.messages.get(channel, []):
-            if m.bot_id and float(m.ts) > float(event["ts"]) and expect in m.view()["rendered"]:
-                if channel.startswith("D") or m.thread_ts == event["ts"]:
-                    return m.view()
-        return None
-
-    return slack.wait_for(find)
 
 
 async def test_mentions_and_dms_route_by_phrasing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -160,7 +131,7 @@ async def test_a_command_during_a_storage_fault_gets_an_answer(
 ) -> None:
     import threading
 
-    from tests.pipeline.store.test_storage_faults import hold_write_lock
+    from tests.pipeline.store.store_support import hold_write_lock
 
     bot = await bot_factory()
     held = threading.Event()

@@ -17,7 +17,6 @@ from bot.testing.slack_app import (
     ALICE,
     BOB,
     CHANNEL,
-    RUN,
     Bot,
     MakeBot,
     buttons,
@@ -38,9 +37,11 @@ from pipeline.evaluation.eval_types import EvaluatorInfo
 from pipeline.run import events
 from pipeline.store import runs
 from pipeline.store.db import Database
-from tests.handlers.render.test_slack_blocks import NASTY, cands, plan, run
+from tests.handlers.render.samples import NASTY, cands, plan, run
 from tests.handlers.slack_checks import check_message
-from tests.pipeline.run.test_evaluation_flow import sql_platform
+from tests.handlers.slack_support import attach
+from tests.paths import RUN
+from tests.pipeline.run.evaluation_support import sql_platform
 
 EXACT = (
     "def evaluate(messages, ground_truth=None, **kwargs):\n"
@@ -62,16 +63,6 @@ async def asked(bot: Bot, slack: FakeSlack, text: str = RUN) -> tuple[dict[str, 
     await bot.driver.command(text, user=ALICE)
     root = await root_of(slack)
     return root, await in_thread(slack, root, has("needs an answer"))
-
-
-async def attach(
-    bot: Bot, slack: FakeSlack, root: dict[str, Any], name: str, data: str | bytes, *, user: str = ALICE
-) -> dict[str, Any]:
-    event = slack.user_shares_file(
-        CHANNEL, name, data.encode() if isinstance(data, str) else data, user=user, thread_ts=root["ts"]
-    )
-    assert (await bot.driver.event(event)).status == 200
-    return event
 
 
 def ephemeral_with(slack: FakeSlack, user: str, fragment: str) -> Awaitable[Any]:

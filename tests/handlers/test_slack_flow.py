@@ -9,29 +9,16 @@ from typing import Any
 
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import (
-    ALICE,
-    BOB,
-    CAROL,
-    CHANNEL,
-    RUN,
-    Bot,
-    MakeBot,
-    find_element,
-    has,
-    in_thread,
-    plan_posted,
-    root_of,
-    text_of,
-)
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, Bot, MakeBot, find_element, has, in_thread, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run import events
 from pipeline.store import runs
 from pipeline.store.db import Database
+from tests.handlers.slack_support import plan_posted
+from tests.paths import DATASETS, RUN
 
 
 async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:

@@ -11,32 +11,15 @@ import time
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import (
-    ALICE,
-    BOB,
-    CAROL,
-    CHANNEL,
-    TEXT2SQL,
-    MakeBot,
-    find_element,
-    has,
-    in_thread,
-    plan_posted,
-    root_of,
-    text_of,
-)
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, MakeBot, find_element, has, in_thread, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.catalog import BaseModelInfo
 from pipeline.store import runs
-from tests.handlers.test_slack_conversation import answer_to, dm
+from tests.handlers.slack_support import answer_to, dm, plan_posted, refusal
+from tests.paths import TEXT2SQL
 
 DAVE = "U0DAVE"  # a channel member with no role
 STRICT = Policy(approvers=[BOB, CAROL], admins=[DAVE + "-not"], channels=[CHANNEL], allow_self_approval=False, budget_usd=50)
-
-
-async def refusal(fake_slack: FakeSlack, user: str, fragment: str) -> str:
-    said = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(user) if fragment in e["rendered"]])
-    return str(said[-1]["rendered"])
 
 
 async def test_the_approver_who_revised_the_plan_cannot_approve_it(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:

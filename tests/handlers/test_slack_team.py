@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, TEXT2SQL, MakeBot, find_element, plan_posted, root_of
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, MakeBot, find_element, root_of
 from pipeline.domain.authz import Policy
 from pipeline.run import events
 from pipeline.store import runs
+from tests.handlers.slack_support import plan_posted
+from tests.paths import TEXT2SQL
 
 
 async def test_runs_lists_the_channels_runs_for_someone_who_started_nothing(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:

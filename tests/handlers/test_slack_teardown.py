@@ -6,11 +6,12 @@ from __future__ import annotations
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.runs import drive_to_end
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, CAROL, CHANNEL, MakeBot, find_element, has, in_thread, plan_posted, text_of
+from bot.testing.slack_app import ALICE, CAROL, CHANNEL, MakeBot, find_element, has, in_thread, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.run import events
+from tests.handlers.slack_support import plan_posted
 
 DAVE = "U0DAVE"
 

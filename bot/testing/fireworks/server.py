@@ -17,7 +17,7 @@ Usage::
         assert fake.max_active_jobs <= 6
         assert fake.calls("POST", r"/supervisedFineTuningJobs$")
 
-or use the ``fake_fireworks`` pytest fixture defined at the bottom.
+(the tests' ``fake`` fixture, tests/pipeline/fireworks_support.py, does this).
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest_asyncio
 from aiohttp import web
 
 from .adapters import AdapterRoutes, LoadRecord
@@ -333,10 +332,3 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         if account == self.account or (account == "fireworks" and method == "GET"):
             return None
         return rpc_error("PERMISSION_DENIED", f"permission denied on account {account}")
-
-
-@pytest_asyncio.fixture
-async def fake_fireworks() -> AsyncIterator[FakeFireworks]:
-    """A running fake with a short job clock; stops when the test ends."""
-    async with FakeFireworks(job_seconds=0.6, deployment_seconds=0.1) as fake:
-        yield fake

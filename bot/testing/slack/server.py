@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import pytest_asyncio
 from aiohttp import WSMsgType, web
 
 from .methods import WebApiMethods
@@ -274,9 +273,3 @@ class FakeSlack(WebApiMethods):
         await self.wait_for(lambda: any(not ws.closed for ws in self._ws))
         ws = next(ws for ws in reversed(self._ws) if not ws.closed)
         await ws.send_json(envelope)
-
-
-@pytest_asyncio.fixture
-async def fake_slack() -> Any:
-    async with FakeSlack() as slack:
-        yield slack

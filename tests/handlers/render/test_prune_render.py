@@ -12,9 +12,9 @@ from pipeline.domain.slots import CandidateState, Slot
 from pipeline.planning.plan_types import CostLine, Source
 from pipeline.run.prune_rule import RULE
 from pipeline.run.summary import CostSummary, RunSummary, pruning_savings
-from tests.handlers.render.test_slack_blocks import cands, plan, run
+from tests.handlers.render.samples import cands, plan, run
 from tests.handlers.slack_checks import check_message
-from tests.pipeline.planning.test_plan import plan_for
+from tests.pipeline.planning.plan_support import plan_for
 
 INSTRUCTION = "dataset=data.jsonl model=qwen3-8b prune=on"
 

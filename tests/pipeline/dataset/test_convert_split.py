@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot.testing.runs import DATASETS
 from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.inspection import Shape
 from pipeline.dataset.inspector import inspect_dataset
 from pipeline.dataset.split import split_dataset, split_sizes
+from tests.paths import DATASETS
 
 
 def write(path: Path, rows: list[Any]) -> Path:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pipeline.dataset.inspection import InspectionReport
 from pipeline.dataset.inspector import CHAT, _report, _scan, check_row, inspect_dataset, row_stats
 from pipeline.dataset.tokens import estimate_tokens, estimate_tokens_many
-from tests.pipeline.dataset.test_inspect import CASES, OK, group, msgs, write
+from tests.pipeline.dataset.inspect_cases import CASES, OK, group, msgs, write
 
 # Hypothesis: rows close to the chat format, so both clean and slightly-off rows occur.
 _text = st.text(max_size=30)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from bot.testing.runs import DATASETS
 from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.demo_data import generate as generate_rows
 from pipeline.dataset.demo_data import render as render_rows
@@ -20,6 +19,7 @@ from pipeline.evaluation.eval_types import EvalExample, EvalRun, ExampleScore, G
 from pipeline.evaluation.generate import generate_evaluator
 from pipeline.evaluation.sandbox.batch import run_evaluator
 from pipeline.evaluation.scores import strip_thinking, worst_examples
+from tests.paths import DATASETS
 
 
 def contacts(folder: Path) -> Path:

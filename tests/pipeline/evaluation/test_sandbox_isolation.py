@@ -39,7 +39,7 @@ from tests.pipeline.evaluation.sandbox_support import (
     write,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def reason(run_reason: str) -> dict[str, Any]:

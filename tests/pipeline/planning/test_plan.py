@@ -9,30 +9,13 @@ import sys
 
 import pytest
 
-from bot.testing.runs import DATASETS
-from pipeline.dataset.inspection import InspectionReport, Shape
 from pipeline.domain.catalog import price_table
 from pipeline.domain.instructions import parse_instruction
 from pipeline.domain.platform import ShapeInfo, Throughput
 from pipeline.domain.spec import EvalKind
 from pipeline.planning.plan import default_epochs, make_plan
-
-
-def report(samples: int, tokens_per_sample: int = 100) -> InspectionReport:
-    return InspectionReport(
-        path="x.jsonl",
-        bytes=1,
-        lines=samples,
-        samples=samples,
-        shape=Shape.CHAT,
-        tokens=samples * tokens_per_sample,
-        token_method="estimate",
-        max_sample_tokens=tokens_per_sample,
-    )
-
-
-def plan_for(text: str, samples: int = 5000, **kw: object):
-    return make_plan(parse_instruction(text), report(samples), **kw)  # type: ignore[arg-type]
+from tests.paths import DATASETS
+from tests.pipeline.planning.plan_support import plan_for, report
 
 
 def test_defaults_follow_the_workflow() -> None:

@@ -22,7 +22,8 @@ from pipeline.evaluation.compare import SIDE_BY_SIDE, BaseScore, Example, Output
 from pipeline.run import events
 from pipeline.run.decisions import Answer, Approve, Cancel, Promote, Refusal, RefusalKind
 from pipeline.store import baselines, runs
-from tests.pipeline.run.test_evaluation_flow import TEXT2SQL, sql_platform
+from tests.paths import TEXT2SQL
+from tests.pipeline.run.evaluation_support import sql_platform
 
 ALICE = Actor(id="U_ALICE", name="alice")
 BOB = Actor(id="U_BOB", name="bob")  # the approver

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS, EventLog
+from bot.testing.runs import EventLog
 from pipeline.domain.authz import Policy
 from pipeline.domain.gates import BudgetStep
 from pipeline.domain.machine import Phase
@@ -22,6 +22,7 @@ from pipeline.run.decisions import Approve, Promote, RaiseBudget, Refusal, Refus
 from pipeline.run.runner import Runner
 from pipeline.store import runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, running
 
 # Three candidates on the whole (small) train split, then a final run of the same size: at 3x,

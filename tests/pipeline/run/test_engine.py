@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS, mid_sweep
 from pipeline.domain.authz import Policy
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.machine import Phase
@@ -23,6 +22,8 @@ from pipeline.run.events import (
     RunFailed,
 )
 from pipeline.store import runs
+from tests.paths import DATASETS
+from tests.pipeline.run_support import mid_sweep
 
 ALICE = Actor(id="U_ALICE", name="alice")
 BOB = Actor(id="U_BOB", name="bob")

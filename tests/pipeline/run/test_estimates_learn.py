@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS
 from pipeline.domain.machine import Phase
 from pipeline.domain.slots import Slot
 from pipeline.planning.history import MIN_RUNS, Outcome, calibrate
@@ -16,6 +15,7 @@ from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote
 from pipeline.store import outcomes, runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, running
 
 QUICK = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b candidates=8:1e-4 final=no deploy=no"

@@ -6,25 +6,17 @@ import json
 from pathlib import Path
 
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.domain.spec import EvalKind
 from pipeline.run import events
 from pipeline.run.decisions import Answer, Approve, Promote
 from pipeline.store import runs
+from tests.paths import DATASETS
+from tests.pipeline.run.evaluation_support import sql_platform
 
 ALICE = Actor(id="U_ALICE", name="alice")
 TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
-
-
-def sql_platform() -> MemoryPlatform:
-    platform = MemoryPlatform()
-    for line in TEXT2SQL.read_text().splitlines():
-        msgs = json.loads(line)["messages"]
-        platform.answers[msgs[-2]["content"]] = msgs[-1]["content"]
-    platform.good_lr = 5e-5  # the candidate validation loss ranks LAST answers right
-    return platform
 
 
 async def test_generated_evaluator_picks_the_winner_by_score(make_runner) -> None:

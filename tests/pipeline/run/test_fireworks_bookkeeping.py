@@ -13,7 +13,7 @@ import pytest
 from bot.engine import make_platform
 from bot.settings import SettingsError, load_settings
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS, drive_to_end
+from bot.testing.runs import drive_to_end
 from handlers.render.board import promotion_gate
 from pipeline.domain.machine import Phase
 from pipeline.domain.platform import DeploymentState
@@ -24,6 +24,7 @@ from pipeline.run import events
 from pipeline.run.decisions import Approve, Cancel
 from pipeline.store import runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ACCT, ALICE, BOB, request, running, seed_datasets, until
 
 DATA = DATASETS / "text2sql_dataset.jsonl"

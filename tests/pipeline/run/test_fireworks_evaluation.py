@@ -8,13 +8,14 @@ from pathlib import Path
 
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.fireworks.shapes import shape
-from bot.testing.runs import DATASETS, drive_to_end
+from bot.testing.runs import drive_to_end
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.machine import Phase
 from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote
 from pipeline.store import baselines, runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, running
 
 EVAL_RUN = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=3 eval=generate eval_examples=4"

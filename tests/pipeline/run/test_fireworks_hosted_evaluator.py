@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS, drive_to_end
+from bot.testing.runs import drive_to_end
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.instructions import parse_instruction
 from pipeline.domain.machine import Phase
@@ -17,6 +17,7 @@ from pipeline.domain.spec import EvalKind
 from pipeline.run import events
 from pipeline.run.decisions import Approve, Promote
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, running
 
 DATA = DATASETS / "text2sql_dataset.jsonl"

@@ -10,7 +10,6 @@ import pytest
 
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.fireworks.shapes import shape
-from bot.testing.runs import DATASETS
 from pipeline.domain.catalog import price_table
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.platform import PlatformError
@@ -18,6 +17,7 @@ from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run import events
 from pipeline.run.decisions import Answer
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ACCT, ALICE, request, running, seed_datasets
 
 DATA = DATASETS / "text2sql_dataset.jsonl"

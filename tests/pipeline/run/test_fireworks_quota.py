@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS, drive_to_end
+from bot.testing.runs import drive_to_end
 from handlers.notifier import live_message
 from pipeline.domain.machine import Phase
 from pipeline.domain.slots import CandidateState
 from pipeline.run import events
 from pipeline.store import runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, running
 
 SIX = (

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from bot.testing.fireworks import FakeFireworks
-from bot.testing.runs import DATASETS, drive_to_end
+from bot.testing.runs import drive_to_end
 from pipeline.domain.machine import Phase
 from pipeline.domain.platform import ChatMessage, DeploymentState, PlatformError
 from pipeline.evaluation.scores import strip_thinking
 from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.store import runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, open_runner, platform_for, running, until
 
 DATA = DATASETS / "text2sql_dataset.jsonl"

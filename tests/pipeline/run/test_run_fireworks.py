@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.testing.fireworks import FakeFireworks, Faults
-from bot.testing.runs import DATASETS, EventLog
+from bot.testing.runs import EventLog
 from bot.testing.runs import drive_to_end as drive
 from pipeline.domain.machine import Phase
 from pipeline.run import events
@@ -22,6 +22,7 @@ from pipeline.run.context import CheckpointStop
 from pipeline.run.decisions import Approve, Promote
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ALICE, BOB, open_runner, running
 
 INSTRUCTION = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=2"

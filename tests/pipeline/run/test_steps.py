@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS
 from pipeline.domain.gates import Question, QuestionKind
 from pipeline.domain.machine import Event
 from pipeline.domain.records import RunRecord
@@ -17,6 +16,7 @@ from pipeline.run.steps.announce import ask
 from pipeline.run.steps.inspect import inspect
 from pipeline.store import runs
 from pipeline.store.db import Database
+from tests.paths import DATASETS
 
 
 async def context(db: Database, tmp_path: Path) -> tuple[RunContext, list[RunEvent]]:

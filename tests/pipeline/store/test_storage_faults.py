@@ -4,7 +4,6 @@ asked while the database is busy. The runs' jobs keep running and the runs go on
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -12,26 +11,18 @@ from pathlib import Path
 import pytest
 
 from bot.testing.memory_platform import MemoryPlatform
-from bot.testing.runs import DATASETS, mid_sweep
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.domain.slots import Slot
 from pipeline.run.decisions import Promote
 from pipeline.run.events import PlanProposed, PromotionRequested, ReportReady, RunFailed, StoragePaused
 from pipeline.store.db import Database
+from tests.paths import DATASETS
+from tests.pipeline.run_support import mid_sweep
+from tests.pipeline.store.store_support import hold_write_lock
 
 ALICE = Actor(id="U_ALICE", name="alice")
 TEXT2SQL = DATASETS / "text2sql_dataset.jsonl"
-
-
-def hold_write_lock(path: Path, seconds: float, held: threading.Event) -> None:
-    """What a backup or `sqlite3 sftbot.sqlite3` in a shell does: take the write lock and keep it."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN EXCLUSIVE")
-    held.set()
-    threading.Event().wait(seconds)
-    conn.execute("COMMIT")
-    conn.close()
 
 
 async def test_a_13_second_external_write_lock_during_a_sweep_loses_nothing(make_runner, tmp_path: Path) -> None:

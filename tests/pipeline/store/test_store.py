@@ -80,7 +80,7 @@ async def test_a_database_of_the_first_schema_is_carried_forward(tmp_path: Path)
 
     db = await Database.open(path)
     try:
-        shipped = sorted(p.name for p in (Path(__file__).parents[1] / "pipeline" / "store" / "migrations").glob("*.sql"))
+        shipped = sorted(p.name for p in (Path(__file__).parents[3] / "pipeline" / "store" / "migrations").glob("*.sql"))
         assert await db.applied_migrations() == shipped and shipped[:2] == ["001_init.sql", "002_slots_and_surfaces.sql"]
         run = await runs.get_run(db, "r1")
         assert run is not None and run.channel == "C1" and run.evaluator_error == "it broke"

@@ -16,16 +16,7 @@ pytest.importorskip("transformers")
 from pipeline.dataset.demo_data import generate  # noqa: E402
 from pipeline.platforms.local.models import TINY_MODEL_ID, ensure_folder, resolve  # noqa: E402
 from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
-
-
-def tiny_model(root: Path) -> tuple[Any, Any]:
-    """The tiny test model and its tokenizer (built once per root)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    resolved = resolve(TINY_MODEL_ID, root)
-    assert resolved is not None
-    folder = ensure_folder(resolved)
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32), AutoTokenizer.from_pretrained(str(folder))
+from tests.pipeline.platforms.local.tiny_model import tiny_model  # noqa: E402
 
 
 def _write_tiny_gguf(root: Path, path: Path) -> Any:

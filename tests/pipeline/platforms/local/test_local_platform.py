@@ -34,7 +34,7 @@ from pipeline.platforms.local.jobs import LaunchRecord, TrainerStatus  # noqa: E
 from pipeline.platforms.local.loss import evaluate  # noqa: E402
 from pipeline.platforms.local.models import TINY_MODEL_ID  # noqa: E402
 from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
-from tests.pipeline.platforms.local.test_local_models import tiny_model  # noqa: E402
+from tests.pipeline.platforms.local.tiny_model import tiny_model  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
