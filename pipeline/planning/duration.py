@@ -25,7 +25,7 @@ from pipeline.planning.plan_types import Duration, PlannedJob
 
 VALIDATION_COST = 1 / 3  # forward only, per token, relative to a training step
 SLOW_MARGIN = 1.25
-DECODE_BATCH = 16  # prompts per generation batch (local_serve.generate_batch)
+DECODE_BATCH = 16  # prompts per generation batch (platforms/local/serve.py generate_batch)
 
 
 def basis(tp: Throughput) -> str:

@@ -4,7 +4,7 @@ A fresh deployment answers 404/503 for a while after READY, and a deployment sca
 answers "503 DEPLOYMENT_SCALING_UP" and does not queue the request: "your application must
 implement retry logic" (DOC deployments/autoscaling; reference/fireworks.md §7.3). Scaling
 0 -> 1 takes "up to a few minutes", longer for large models, so the window is a setting
-(per deployment, see fireworks_serving) and not the ~30 s of the transient-error retries.
+(per deployment, see serving) and not the ~30 s of the transient-error retries.
 """
 
 from __future__ import annotations

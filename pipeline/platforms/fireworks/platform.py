@@ -112,7 +112,7 @@ class FireworksPlatform:
         self._timeout = timeout
         limits = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         tls = _tls_context()
-        # Retries are ours (see fireworks_calls): the SDK's own loop retries 409s and quota 429s.
+        # Retries are ours (see calls): the SDK's own loop retries 409s and quota 429s.
         self._control = AsyncFireworks(
             api_key=api_key,
             account_id=account_id,
@@ -206,7 +206,7 @@ class FireworksPlatform:
             return None
         return wire.model_info(found) if wire.tunable(found) else None
 
-    # -- datasets (fireworks_datasets.py) ---------------------------------------------------
+    # -- datasets (datasets.py) ---------------------------------------------------
 
     async def check_dataset(self, ref: str) -> DatasetInfo:
         return await self._datasets.check(ref)
@@ -217,7 +217,7 @@ class FireworksPlatform:
     async def upload_dataset(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
         return await self._datasets.upload(dataset_id, path, examples=examples)
 
-    # -- jobs (fireworks_jobs.py) -------------------------------------------------------------
+    # -- jobs (jobs.py) -------------------------------------------------------------
 
     async def create_job(self, request: JobRequest) -> JobStatus:
         return await self._jobs.create(request)
@@ -231,7 +231,7 @@ class FireworksPlatform:
     async def job_metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
         return await self._jobs.metrics(job_id, dest)
 
-    # -- deployments, shapes and adapters (fireworks_serving.py) ----------------------------
+    # -- deployments, shapes and adapters (serving.py) ----------------------------
 
     async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
         return await self._serving.shape(model, addons=addons)
@@ -260,7 +260,7 @@ class FireworksPlatform:
     async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
         return await self._serving.find(model, deployment_id)
 
-    # -- inference (fireworks_chat.py) ----------------------------------------------------------
+    # -- inference (chat.py) ----------------------------------------------------------
 
     async def chat(
         self,
@@ -285,7 +285,7 @@ class FireworksPlatform:
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
         raise PlatformError("Fireworks serves fine-tuned models only from a deployment; sftbot deploys them to get outputs.")
 
-    # -- hosted evaluators (fireworks_evals.py) ------------------------------------------------
+    # -- hosted evaluators (evals.py) ------------------------------------------------
 
     async def check_evaluator(self, ref: str) -> HostedEvaluator:
         return await self._evals.check(ref)

@@ -1,10 +1,10 @@
 """The loss as the local trainer computes it, and the untrained base model's validation loss.
 
-``token_loss_sum`` and ``evaluate`` are the trainer's own (``local_train`` imports them from
+``token_loss_sum`` and ``evaluate`` are the trainer's own (``train`` imports them from
 here); ``base_loss`` runs the same code on the untrained base.
 
 Same model folder, same tokenisation and masking (only assistant tokens count), same
-token-weighted mean in fp32 (``local_train.evaluate``), on the same held-out rows: so the
+token-weighted mean in fp32 (``train.evaluate``), on the same held-out rows: so the
 promotion gate can set "base 2.31" beside "leader 0.41" for a run judged by validation
 loss, where there are no answers to score. One forward pass over the held-out split, in a
 worker thread of the bot's process (like generation); nothing is trained or saved.

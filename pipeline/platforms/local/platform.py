@@ -3,10 +3,10 @@
 Layout under ``root`` (everything a restarted bot needs is on disk):
     models/<id>/                 converted/built base models (smollm2-135m, tiny-llama, gguf-*)
     datasets/<dataset_id>.jsonl  uploaded datasets
-    jobs/<job_id>/               one folder per job (see local_jobs.py); the result is adapter/
-    deployments/<id>.json        what each deployment serves, on which port, whether torn down (local_deploy.py)
+    jobs/<job_id>/               one folder per job (see jobs.py); the result is adapter/
+    deployments/<id>.json        what each deployment serves, on which port, whether torn down (deploy.py)
     endpoint-<port>.lock         held by the sftbot process that hosts the endpoint on that port
-    throughput.json              measured training speed per model, device, batch size and machine (local_probe.py)
+    throughput.json              measured training speed per model, device, batch size and machine (throughput.py)
 
 Output models are LoRA adapters; base + adapter are merged when a deployment (or
 ``generate``) loads the model, in memory, instead of saving a full model copy per job.
@@ -119,7 +119,7 @@ class LocalPlatform(PlatformDefaults):
         return await asyncio.to_thread(describe, resolved) if resolved else None
 
     async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
-        """Measured on first use (a few timed steps, ``local_probe``), then read from the cache;
+        """Measured on first use (a few timed steps, ``throughput``), then read from the cache;
         None when it cannot be measured (the plan then says the time is unknown, and why)."""
         resolved = resolve(model, self.root)
         if resolved is None or describe(resolved) is None:

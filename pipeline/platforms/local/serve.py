@@ -56,7 +56,7 @@ def load_model(name: str, base_folder: Path, adapter: Path | None, device: str) 
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see local_train: spinning threads stall on a shared CPU
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train: spinning threads stall on a shared CPU
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 _STARTED = time.monotonic()
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in local_train: see there
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in train: see there
 
 from pipeline.dataset.demo_data import demo_path  # noqa: E402
 from pipeline.dataset.tokens import content_chars, estimate_tokens  # noqa: E402
