@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.engine import open_engine
 from bot.live import LiveBoard, wants_live
-from bot.local_commands import curl_line, quiet_ml_libraries
+from bot.local_commands import curl_line, local_platform, quiet_ml_libraries
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
 from pipeline.dataset.demo_data import SYSTEM
@@ -108,12 +108,9 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("First use converts the bundled model and times a few training steps for the plan's estimate.\n")
-    from pipeline.platforms.local.platform import LocalPlatform
-
     # Batch 8: on 32 rows that is 4 optimizer steps instead of 2; fewer, larger steps learned
     # the format less reliably at about the same time.
-    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
-    platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=batch_size, api_key=key)
+    platform = local_platform(settings, batch_size=batch_size)
     async with open_engine(settings, platform=platform) as engine:
         engine.runner.config.eval_max_tokens = ANSWER_TOKENS
         live = LiveBoard() if wants_live() else None
@@ -138,7 +135,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
         print(f"Loss curves: {ws / 'loss_curves.png'}")
         print(f"Demo took {(time.monotonic() - started) / 60:.1f} minutes.")
         print_before_after(result)
-        print_how_to_call(status, run.number, keyed=key is not None, messages=platform.example_prompt(status.model))
+        print_how_to_call(status, run.number, keyed=platform.api_key is not None, messages=platform.example_prompt(status.model))
         if not yes and sys.stdin.isatty():
             await asyncio.to_thread(input, "The endpoint is up while this runs. Press Enter to stop it. ")
         return 0

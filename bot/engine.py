@@ -42,10 +42,9 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
             large_warmup_seconds=settings.warmup_minutes_large * 60,
             wandb=wandb,
         )
-    from pipeline.platforms.local.platform import LocalPlatform
+    from bot.local_commands import local_platform
 
-    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
-    return LocalPlatform(settings.data_dir / "local", port=settings.local_port, api_key=key)
+    return local_platform(settings)
 
 
 def policy_from(settings: Settings) -> Policy:

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     evaluator_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_EVALUATOR_DIR"))
     local_port: int = Field(default=8765, validation_alias=AliasChoices("SFTBOT_LOCAL_PORT"))
     local_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_LOCAL_API_KEY"))
+    # The local endpoint answers Host names 127.0.0.1, localhost and [::1], plus these (DNS rebinding).
+    local_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("SFTBOT_LOCAL_ALLOWED_HOSTS")
+    )
+    # The most tokens one local request may ask for, and how long a request waits for a place
+    # while the endpoint is full before it gets 503 + Retry-After.
+    local_max_tokens: int = Field(default=4096, ge=1, validation_alias=AliasChoices("SFTBOT_LOCAL_MAX_TOKENS"))
+    local_queue_seconds: float = Field(default=10.0, gt=0, le=600, validation_alias=AliasChoices("SFTBOT_LOCAL_QUEUE_SECONDS"))
 
     # What the Slack bot may read from its own machine (pipeline/dataset/access.py); the terminal reads any path.
     dataset_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_DATASET_DIR"))
@@ -88,7 +96,7 @@ class Settings(BaseSettings):
     wandb_project: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_PROJECT"))
     wandb_entity: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_ENTITY"))
 
-    @field_validator("approvers", "admins", "channels", mode="before")
+    @field_validator("approvers", "admins", "channels", "local_allowed_hosts", mode="before")
     @classmethod
     def _split(cls, v: object) -> list[str]:
         return _csv(v)

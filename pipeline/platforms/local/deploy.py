@@ -31,7 +31,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from pipeline.domain.fsio import write_atomic
-from pipeline.platforms.local.serve import ChatServer, LoadedModel
+from pipeline.platforms.local.serve import LoadedModel
+from pipeline.platforms.local.server import ChatServer, EndpointConfig
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -59,7 +60,7 @@ class Unavailable(LookupError):
 class LocalDeployments:
     """The deployment records of one root, the models loaded for them, and the endpoint."""
 
-    def __init__(self, root: Path, *, port: int, api_key: str | None, load: Loader) -> None:
+    def __init__(self, root: Path, *, port: int, load: Loader, config: EndpointConfig | None = None) -> None:
         self.dir = root / "deployments"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.root = root
@@ -71,7 +72,7 @@ class LocalDeployments:
         self.shared_with: int | None = None  # pid of the sftbot process that hosts our port, when not us
         # Host mode (`sftbot serve`, `sftbot endpoint`): keep serving while nothing is loaded yet.
         self.hosting = False
-        self.server = ChatServer(self._resolve, self._listed, port=port, api_key=api_key)
+        self.server = ChatServer(self._resolve, self._listed, port=port, config=config)
 
     # --- records ---
 
@@ -99,7 +100,18 @@ class LocalDeployments:
         return out
 
     def _listed(self) -> list[str]:
-        return [r.deployment_id for r in self.live_records()]
+        """Every name a deployment answers to: its id (the snippet's model string) and the
+        model it serves (the report's "Model", e.g. ``sftbot-<run>-final``)."""
+        names = [n for r in self.live_records() for n in (r.deployment_id, r.model)]
+        return list(dict.fromkeys(names))
+
+    def named(self, name: str) -> DeploymentRecord | None:
+        """The deployment a request's ``model`` names: by id, else the live (or last) one serving that model."""
+        record = self.record(name)
+        if record is not None:
+            return record
+        serving = [r for r in map(self.record, (p.stem for p in sorted(self.dir.glob("*.json")))) if r and r.model == name]
+        return next((r for r in serving if r.torn_down_at is None), serving[-1] if serving else None)
 
     # --- the endpoint ---
 
@@ -168,16 +180,18 @@ class LocalDeployments:
 
     async def _resolve(self, name: str) -> LoadedModel:
         """The model a request names, read from its record now (it may have been torn down meanwhile)."""
-        record = self.record(name)
-        if record is None or record.torn_down_at is not None:
-            self.loaded.pop(name, None)
-            if record is None:
-                raise Unavailable(f"model {name!r} is not deployed here; GET /v1/models lists what is")
-            raise Unavailable(f"deployment {name!r} was torn down at {record.torn_down_at}; it is no longer served")
+        record = self.named(name) if _ID.fullmatch(name) else None
+        if record is None:
+            raise Unavailable(f"The model {name!r} is not deployed here; GET /v1/models lists what is")
+        if record.torn_down_at is not None:
+            self.loaded.pop(record.deployment_id, None)
+            raise Unavailable(
+                f"deployment {record.deployment_id!r} was torn down at {record.torn_down_at}; it is no longer served"
+            )
         problem = await self.ensure_loaded(record)
         if problem is not None:
             raise Unavailable(problem)
-        return self.loaded[name]
+        return self.loaded[record.deployment_id]
 
     async def tear_down(self, record: DeploymentRecord) -> DeploymentRecord:
         """Mark it torn down (once) and unload it; a host in another process notices on its next request."""

@@ -8,10 +8,8 @@ Layout under ``root`` (everything a restarted bot needs is on disk):
     endpoint-<port>.lock         held by the sftbot process that hosts the endpoint on that port
     throughput.json              measured training speed per model, device, batch size and machine (throughput.py)
 
-Output models are LoRA adapters; base + adapter are merged when a deployment (or
-``generate``) loads the model, in memory, instead of saving a full model copy per job.
-Deployments are records; the sftbot process that hosts the endpoint (the run, ``sftbot serve``
-or ``sftbot endpoint RUN``) answers for all of them on one OpenAI-compatible endpoint.
+Output models are LoRA adapters, merged with their base in memory when loaded. Deployments are records; the sftbot
+process hosting the endpoint (the run, ``sftbot serve``, ``sftbot endpoint RUN``) answers for all (server.py).
 """
 
 from __future__ import annotations
@@ -52,6 +50,7 @@ from pipeline.platforms.local.jobs import JobArtifacts, LocalJobs, LocalJobSpec
 from pipeline.platforms.local.loss import base_loss
 from pipeline.platforms.local.models import DEMO_MODEL_ID, TINY_MODEL_ID, describe, ensure_folder, resolve
 from pipeline.platforms.local.serve import LoadedModel, generate_batch, load_model
+from pipeline.platforms.local.server import EndpointConfig
 from pipeline.platforms.local.throughput import cache_key, cached, remember, run_probe
 from templates import render
 
@@ -85,7 +84,7 @@ class LocalPlatform(PlatformDefaults):
         max_parallel: int | None = None,
         device: str | None = None,
         batch_size: int = 16,
-        api_key: str | None = None,
+        endpoint: EndpointConfig | None = None,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.batch_size = batch_size  # rows per optimizer step (padded to the longest row in the batch)
@@ -105,8 +104,8 @@ class LocalPlatform(PlatformDefaults):
         self._scratch: LoadedModel | None = None  # last model loaded by generate() without a deployment
         self._load_lock = asyncio.Lock()
         self._probe_lock = asyncio.Lock()  # one measurement at a time: two would slow each other down
-        self.api_key = api_key  # SFTBOT_LOCAL_API_KEY: the endpoint refuses requests without it
-        self.deployments = LocalDeployments(self.root, port=port, api_key=api_key, load=self._load)
+        self.api_key = endpoint.api_key if endpoint else None  # SFTBOT_LOCAL_API_KEY: the endpoint refuses requests without it
+        self.deployments = LocalDeployments(self.root, port=port, load=self._load, config=endpoint)
 
     # --- models ---
 

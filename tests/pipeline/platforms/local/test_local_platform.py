@@ -34,6 +34,7 @@ from pipeline.platforms.local.jobs import LaunchRecord, TrainerStatus  # noqa: E
 from pipeline.platforms.local.loss import evaluate  # noqa: E402
 from pipeline.platforms.local.models import TINY_MODEL_ID  # noqa: E402
 from pipeline.platforms.local.platform import LocalPlatform  # noqa: E402
+from pipeline.platforms.local.server import EndpointConfig  # noqa: E402
 from tests.pipeline.platforms.local.tiny_model import tiny_model  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -339,7 +340,7 @@ async def test_with_a_key_the_endpoint_refuses_requests_without_it(
     from openai import AsyncOpenAI, AuthenticationError
 
     root, _, _ = trained
-    platform = LocalPlatform(root, port=0, api_key="s3cret-local-key")
+    platform = LocalPlatform(root, port=0, endpoint=EndpointConfig(api_key="s3cret-local-key"))
     try:
         dep = await platform.create_deployment("dep-k", "job-a")
         assert dep.endpoint.startswith("http://127.0.0.1:")  # loopback only
