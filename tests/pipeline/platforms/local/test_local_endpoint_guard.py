@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from pipeline.platforms.local.generate import Generation  # noqa: E402
 from pipeline.platforms.local.models import TINY_MODEL_ID, ensure_folder, resolve  # noqa: E402
 from pipeline.platforms.local.serve import LoadedModel, load_model  # noqa: E402
 from pipeline.platforms.local.server import ChatServer, EndpointConfig  # noqa: E402
+from tests.pipeline.platforms.local.endpoint_support import port_is_free  # noqa: E402
 
 LONG = 10_000  # more than any test waits for: the tiny random model never ends its turn early
 
@@ -204,18 +204,6 @@ async def test_a_full_endpoint_answers_503_with_retry_after_within_its_wait(tiny
         await _finished(long)
         after = await client.post(f"{s.url}/v1/chat/completions", json=s.body(max_tokens=4))
         assert after.status_code == 200  # the place is free again
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen there now (SO_REUSEADDR, as servers do: closed connections linger in TIME_WAIT)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
-        except OSError:
-            return False
-    return True
 
 
 async def test_stopping_the_server_cancels_what_generates_and_frees_the_port(tiny: LoadedModel) -> None:

@@ -22,8 +22,8 @@ pytest.importorskip("peft")
 httpx = pytest.importorskip("httpx")
 
 from bot.local_commands import local_platform  # noqa: E402
-from tests.local_demo import DemoRun, free_port  # noqa: E402
-from tests.test_local_endpoint_guard import port_is_free  # noqa: E402
+from tests.bot.local_demo import DemoRun, free_port  # noqa: E402
+from tests.pipeline.platforms.local.endpoint_support import port_is_free  # noqa: E402
 
 
 def _report_names(demo: DemoRun) -> set[str]:
@@ -134,7 +134,7 @@ def test_a_second_ctrl_c_while_stopping_forces_the_exit(tmp_path: Path) -> None:
     )
     import subprocess
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 130, done
     assert done.stdout.splitlines() == [
