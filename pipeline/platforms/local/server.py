@@ -22,7 +22,7 @@ queue without bound, never a 503; on SIGTERM mid-generation uvicorn "waits for c
 to close" (still generating 40 s later); and it names models by path, one process per
 model. Its cancel-on-disconnect worked. Wrapping it would mean rewriting its requests,
 answers and event streams; this server is smaller than that wrapper. Generation itself is
-transformers' ``generate`` (``generate``).
+transformers' ``generate`` (generate.py).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
-from yarl import URL
 
 from pipeline.platforms.local.generate import Generation, Sampling, Turns
 from pipeline.platforms.local.serve import LoadedModel
@@ -107,8 +107,8 @@ class ChatServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{name}", self._model)
-        # handler_cancellation: a client that disconnects cancels its handler, which cancels
-        # its generation (aiohttp's default since 3.9 is to let handlers run on).
+        # handler_cancellation: a client that disconnects cancels its handler, which cancels its
+        # generation (off by default: https://docs.aiohttp.org/en/stable/web_advanced.html#web-handler-cancellation).
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await runner.setup()
         # Bind the socket ourselves so port 0 (tests) reports the port the OS picked.
@@ -127,7 +127,9 @@ class ChatServer:
         return self.port
 
     async def stop(self) -> None:
-        """Cancel what generates (each ends at its next token), answer what waits, release the port."""
+        """Cancel what generates (each ends at its next token; its client gets an error event or a
+        503) and release the port; a request still waiting for a place is dropped with its
+        connection after aiohttp's short shutdown wait (2 s)."""
         self._stopping = True
         for gen in list(self.active):
             gen.cancel()
@@ -278,6 +280,8 @@ class ChatServer:
                     for d in deltas
                 ]
                 await _event(resp, chunk_body(cid, req.model, created, choices))
+        except ConnectionError:  # the client left between two chunks; leaving the loop cancelled its generation
+            return resp
         except Exception as exc:  # after the 200 has gone out, an error is an event (as OpenAI sends it)
             await _event(resp, EndpointError(500, f"generation failed: {type(exc).__name__}: {exc}", kind="server_error").body())
             return resp
@@ -327,7 +331,7 @@ def _host_in(authority: str | None, names: frozenset[str]) -> bool:
 def _authority(origin: str) -> str | None:
     """``host:port`` of an Origin header; None for ``null`` (sandboxed frames, files) or garbage."""
     try:
-        return URL(origin).raw_authority or None
+        return urlsplit(origin).netloc or None
     except ValueError:
         return None
 
