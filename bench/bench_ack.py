@@ -42,7 +42,7 @@ DATASET = ROOT / "tests" / "data" / "datasets" / "text2sql_dataset.jsonl"
 async def _fire(url: str, concurrency: int, secret: str, response_url: str) -> list[float]:
     import aiohttp
 
-    from tests.slack_helpers import signed_headers
+    from bot.testing.slack_app import signed_headers
 
     def request() -> tuple[bytes, dict[str, str]]:
         fields = {
@@ -90,7 +90,7 @@ class SlackThread:
     """The fake Slack Web API in its own thread and event loop."""
 
     def __init__(self) -> None:
-        from tests.fakes.slack import FakeSlack
+        from bot.testing.slack import FakeSlack
 
         self.fake = FakeSlack()
         self.loop = asyncio.new_event_loop()
@@ -108,7 +108,7 @@ class SlackThread:
 async def quiet(runner: Any, app: Any) -> None:
     """Wait until every run started so far sits at its plan gate and Slack has been told."""
     from bot.app import surface_of
-    from tests.slack_helpers import listeners_idle
+    from bot.testing.slack_app import listeners_idle
 
     await listeners_idle(60)
     while busy := [t for t in runner._tasks.values() if not t.done()]:
@@ -127,12 +127,12 @@ async def bench(rounds: int, concurrency: int) -> dict[str, dict[str, float]]:
     from bot.app import create_app
     from bot.engine import Engine
     from bot.settings import Settings
+    from bot.testing.memory_platform import MemoryPlatform
+    from bot.testing.slack_app import SECRET
     from handlers.slack_client import make_client
     from pipeline.run.context import RunnerConfig
     from pipeline.run.runner import Runner
     from pipeline.store.db import Database
-    from tests.fakes.memory_platform import MemoryPlatform
-    from tests.slack_helpers import SECRET
 
     slack = SlackThread().fake
     tmp = Path(tempfile.mkdtemp(prefix="sftbot-bench-"))
@@ -222,7 +222,7 @@ def main() -> None:
     p.add_argument("--response-url")
     args = p.parse_args()
     if args.client:
-        from tests.slack_helpers import SECRET
+        from bot.testing.slack_app import SECRET
 
         client_main(args.client, args.concurrency, SECRET, args.response_url)
         return

@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.dataset.demo import demo_path, render
-from pipeline.dataset.demo import generate as demo_rows
-from pipeline.dataset.inspect import inspect_dataset
+from pipeline.dataset.demo_data import demo_path, render
+from pipeline.dataset.demo_data import generate as demo_rows
+from pipeline.dataset.inspector import inspect_dataset
+from pipeline.domain.platform import JobRequest
+from pipeline.domain.slots import Slot
 from pipeline.planning.duration import job_duration
-from pipeline.planning.models import PlannedJob
-from pipeline.platforms.base import JobRequest
-from pipeline.platforms.local import LocalPlatform
-from pipeline.run.slots import Slot
+from pipeline.planning.plan_types import PlannedJob
+from pipeline.platforms.local.platform import LocalPlatform
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -95,7 +95,7 @@ def _child(which: str, path: str) -> None:
     # Import before the clock starts: both contenders import pydantic, and a slow import
     # is not throughput.
     if which == "inspector":
-        from pipeline.dataset.inspect import inspect_dataset
+        from pipeline.dataset.inspector import inspect_dataset
 
         start, cpu = time.perf_counter(), time.process_time()
         report = inspect_dataset(path)
@@ -105,7 +105,7 @@ def _child(which: str, path: str) -> None:
         start, cpu = time.perf_counter(), time.process_time()
         summary = _baseline(path, sample)
     elif which == "floor-msgspec":  # the inspector's reads and block decodes, no checks
-        from pipeline.dataset.inspect import _BLOCK, CHAT
+        from pipeline.dataset.inspector import _BLOCK, CHAT
 
         start, cpu = time.perf_counter(), time.process_time()
         rows = 0

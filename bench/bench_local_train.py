@@ -31,14 +31,14 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-from pipeline.dataset.demo import demo_path
-from pipeline.platforms.base import JobRequest
-from pipeline.platforms.local_encode import Encoded, collate, load_rows
-from pipeline.platforms.local_jobs import LocalJobSpec, TrainerStatus
-from pipeline.platforms.local_loss import evaluate
-from pipeline.platforms.local_models import DEMO_MODEL_ID, TINY_MODEL_ID, ensure_folder, resolve
-from pipeline.platforms.local_train import Trainer as LocalTrainer
-from pipeline.platforms.local_train import batches, lora_config
+from pipeline.dataset.demo_data import demo_path
+from pipeline.domain.platform import JobRequest
+from pipeline.platforms.local.encode import Encoded, collate, load_rows
+from pipeline.platforms.local.jobs import LocalJobSpec, TrainerStatus
+from pipeline.platforms.local.loss import evaluate
+from pipeline.platforms.local.models import DEMO_MODEL_ID, TINY_MODEL_ID, ensure_folder, resolve
+from pipeline.platforms.local.train import Trainer as LocalTrainer
+from pipeline.platforms.local.train import batches, lora_config
 
 
 class ReplaySampler(torch.utils.data.Sampler[int]):

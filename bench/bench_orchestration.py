@@ -14,14 +14,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.platforms.fireworks import FireworksPlatform
+from bot.testing.fireworks import FakeFireworks
+from bot.testing.runs import EventLog, drive_to_end
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import Actor
+from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run.context import RunnerConfig
-from pipeline.run.machine import Phase
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from pipeline.store.records import Actor
-from tests.fakes.fireworks import FakeFireworks
-from tests.support import DATASETS, EventLog, drive_to_end
+
+# The repository's bundled datasets (read as data: bench code imports nothing from tests/).
+DATASETS = Path(__file__).resolve().parents[1] / "tests" / "data" / "datasets"
 
 USER = Actor(id="U_BENCH", name="bench")
 GRID = "lr=1.5e-4,1e-4,5e-5 rank=8,16"  # 6 candidates per run

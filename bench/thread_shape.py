@@ -25,13 +25,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.authz import Policy  # noqa: E402
-from pipeline.platforms.fireworks import FireworksPlatform  # noqa: E402
+from bot.testing.fireworks import FakeFireworks  # noqa: E402
+from bot.testing.slack import FakeSlack  # noqa: E402
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, has, in_thread, make_bot, root_of, text_of  # noqa: E402
+from pipeline.domain.authz import Policy  # noqa: E402
+from pipeline.platforms.fireworks.platform import FireworksPlatform  # noqa: E402
 from pipeline.store.db import Database  # noqa: E402
-from tests.fakes.fireworks import FakeFireworks  # noqa: E402
-from tests.fakes.slack import FakeSlack  # noqa: E402
-from tests.slack_helpers import ALICE, BOB, CAROL, CHANNEL, RUN, has, in_thread, make_bot, root_of, text_of  # noqa: E402
 
+# The repository's bundled datasets (read as data: bench code imports nothing from tests/).
+DATASETS = ROOT / "tests" / "data" / "datasets"
+RUN = f"run dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b"
 NAMES = {"UBOT": "sftbot", ALICE: "alice", BOB: "bob", CAROL: "carol", CHANNEL: "ml-team"}
 
 
@@ -48,7 +51,9 @@ async def one_run(workdir: Path) -> dict[str, Any]:
         )
         db = await Database.open(workdir / "bot.sqlite3")
         policy = Policy(approvers=[BOB, CAROL], allow_self_approval=False)
-        bot = await make_bot(slack, db, platform, runs_dir=workdir / "runs", policy=policy, live_interval=0.05)
+        bot = await make_bot(
+            slack, db, platform, runs_dir=workdir / "runs", policy=policy, live_interval=0.05, dataset_dir=DATASETS
+        )
         try:
             await bot.driver.command(RUN, user=ALICE)
             root = await root_of(slack)

@@ -25,9 +25,9 @@ from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
-from pipeline.evaluation.rlimits import budget_problem
-from pipeline.evaluation.sandbox import sandbox_problem
-from pipeline.platforms.local import LocalPlatform
+from pipeline.evaluation.sandbox.batch import sandbox_problem
+from pipeline.evaluation.sandbox.rlimits import budget_problem
+from pipeline.platforms.local.platform import LocalPlatform
 from pipeline.run.idle import flag_idle
 from pipeline.store import uploads
 
@@ -60,7 +60,7 @@ def create_app(
         # Socket Mode requests skip verification on their own; HTTP requests are always verified.
         request_verification_enabled=True,
     )
-    # From Slack, runs read only the bot's own folders (pipeline/access.py), never any path.
+    # From Slack, runs read only the bot's own folders (pipeline/dataset/access.py), never any path.
     engine.runner.config.files = settings.local_files(slack=True)
     if engine.runner.config.evaluator_dir is None:
         # Evaluator files attached in Slack are saved here, and the runner resolves

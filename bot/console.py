@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.dataset.report import InspectionReport
+from pipeline.dataset.inspection import InspectionReport
+from pipeline.domain.money import money
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.cost import money
 from pipeline.planning.duration import minutes
-from pipeline.planning.models import Plan, PlannedJob, Source
+from pipeline.planning.plan_types import Plan, PlannedJob, Source
 
 
 def inspection_text(report: InspectionReport) -> str:

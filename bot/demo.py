@@ -20,17 +20,17 @@ from typing import Any
 
 from bot.engine import open_engine
 from bot.live import LiveBoard, wants_live
-from bot.local_commands import curl_line, quiet_ml_libraries
+from bot.local_commands import curl_line, local_platform, quiet_ml_libraries
 from bot.settings import Settings
 from bot.terminal import Terminal, terminal_actor
-from pipeline.dataset.demo import SYSTEM
-from pipeline.evaluation.sandbox import run_evaluator
+from pipeline.dataset.demo_data import SYSTEM
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import ChatMessage, DeploymentStatus
+from pipeline.evaluation.sandbox.batch import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import ChatMessage, DeploymentStatus
-from pipeline.report import BEFORE_AFTER, render_report
+from pipeline.run.final_report import BEFORE_AFTER, render_report
 from pipeline.run.summary import production_deployment, summarize
-from pipeline.store import runs as q
+from pipeline.store import runs
 
 # Measured on a 2-core CPU (README, "Quick start"): SmolLM2 starts to learn the exact JSON
 # format from 32 rows in one epoch at lr 1e-3 and masters it from ~90, at roughly a second of
@@ -56,13 +56,13 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
     (eval/<slot>.json): only the base model's answers are generated here.
     """
     run = await engine.runner.get(run_id)
-    plan = await q.get_plan(engine.db, run.id, run.plan_version)
+    plan = await runs.get_plan(engine.db, run.id, run.plan_version)
     ws = Path(run.workspace)
     rows = held_out_rows(ws / "split" / "test.jsonl", plan.eval_examples if plan and plan.eval_examples else 10)
     prompts = [[ChatMessage(role=m["role"], content=m["content"]) for m in prompt_of(r)] for r in rows]
     status = production_deployment(run, await engine.db.resources(run.id))
     assert status is not None, "the demo deploys its model"
-    by_slot = {c.slot: c for c in await q.candidates(engine.db, run.id)}
+    by_slot = {c.slot: c for c in await runs.candidates(engine.db, run.id)}
     model = next(c for c in by_slot.values() if c.slot.is_final) if any(s.is_final for s in by_slot) else by_slot[run.promoted]
     kept = ws / "eval" / f"{model.slot}.json"
     detail = json.loads(kept.read_text(encoding="utf-8")) if kept.exists() else {}
@@ -78,7 +78,7 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
 
 
 def before_after_record(result: dict[str, Any]) -> dict[str, Any]:
-    """What the report's "Before and after" section shows (pipeline/report.py reads it)."""
+    """What the report's "Before and after" section shows (pipeline/run/final_report.py reads it)."""
     shown = list(zip(result["rows"], result["base"], result["tuned"], strict=False))[:SHOWN]
     return {
         "n": result["n"],
@@ -108,12 +108,9 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
     quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("First use converts the bundled model and times a few training steps for the plan's estimate.\n")
-    from pipeline.platforms.local import LocalPlatform
-
     # Batch 8: on 32 rows that is 4 optimizer steps instead of 2; fewer, larger steps learned
     # the format less reliably at about the same time.
-    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
-    platform = LocalPlatform(settings.data_dir / "local", port=settings.local_port, batch_size=batch_size, api_key=key)
+    platform = local_platform(settings, batch_size=batch_size)
     async with open_engine(settings, platform=platform) as engine:
         engine.runner.config.eval_max_tokens = ANSWER_TOKENS
         live = LiveBoard() if wants_live() else None
@@ -138,7 +135,7 @@ async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INS
         print(f"Loss curves: {ws / 'loss_curves.png'}")
         print(f"Demo took {(time.monotonic() - started) / 60:.1f} minutes.")
         print_before_after(result)
-        print_how_to_call(status, run.number, keyed=key is not None, messages=platform.example_prompt(status.model))
+        print_how_to_call(status, run.number, keyed=platform.api_key is not None, messages=platform.example_prompt(status.model))
         if not yes and sys.stdin.isatty():
             await asyncio.to_thread(input, "The endpoint is up while this runs. Press Enter to stop it. ")
         return 0

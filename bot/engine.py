@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.settings import Settings, prepare_data_dir
-from pipeline.authz import Policy
-from pipeline.platforms.base import Platform
+from pipeline.domain.authz import Policy
+from pipeline.domain.platform import Platform
 from pipeline.run.context import RunnerConfig
 from pipeline.run.events import EventBus
 from pipeline.run.runner import Runner
@@ -21,8 +21,8 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
     if which == "fireworks":
         settings.require("fireworks_api_key", "fireworks_account_id")
         settings.check_wandb()
-        from pipeline.platforms.fireworks import FireworksPlatform
-        from pipeline.platforms.fireworks_jobs import WandbSettings
+        from pipeline.platforms.fireworks.jobs import WandbSettings
+        from pipeline.platforms.fireworks.platform import FireworksPlatform
 
         assert settings.fireworks_api_key is not None and settings.fireworks_account_id is not None
         wandb = (
@@ -41,10 +41,9 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
             large_warmup_seconds=settings.warmup_minutes_large * 60,
             wandb=wandb,
         )
-    from pipeline.platforms.local import LocalPlatform
+    from bot.local_commands import local_platform
 
-    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
-    return LocalPlatform(settings.data_dir / "local", port=settings.local_port, api_key=key)
+    return local_platform(settings)
 
 
 def policy_from(settings: Settings) -> Policy:

@@ -18,9 +18,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.planning.models import Duration
-from pipeline.scoreboard import leader, rank, timing
-from pipeline.store.records import CandidateRecord
+from pipeline.domain.records import CandidateRecord
+from pipeline.planning.plan_types import Duration
+from pipeline.run.scoreboard import leader, rank, timing
 
 
 def clock(seconds: float | None) -> str:

@@ -7,29 +7,32 @@ needs the process that trained or deployed it. Every refusal names the problem a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
 import signal
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import Refused
 from bot.settings import Settings
-from pipeline import ids
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import DeploymentState
-from pipeline.platforms.local import LocalPlatform
-from pipeline.platforms.local_deploy import DeploymentRecord
-from pipeline.platforms.local_export import ExportFormat, ExportUnavailable
-from pipeline.report import render_report
-from pipeline.run.slots import CandidateState
+from pipeline.domain import ids
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import DeploymentState
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.platforms.local.deploy import DeploymentRecord
+from pipeline.platforms.local.export import ExportFormat, ExportUnavailable
+from pipeline.platforms.local.platform import LocalPlatform
+from pipeline.platforms.local.server import EndpointConfig
+from pipeline.run.final_report import render_report
 from pipeline.run.summary import summarize
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, RunRecord
 
 Out = Callable[[str], None]
 
@@ -52,9 +55,20 @@ def quiet_ml_libraries() -> None:
         pass
 
 
-def local_platform(settings: Settings, *, port: int | None = None) -> LocalPlatform:
-    key = settings.local_api_key.get_secret_value() if settings.local_api_key else None
-    return LocalPlatform(settings.data_dir / "local", port=settings.local_port if port is None else port, api_key=key)
+def local_platform(settings: Settings, *, port: int | None = None, batch_size: int = 16) -> LocalPlatform:
+    """The local platform of these settings, its endpoint guarded as they say."""
+    config = EndpointConfig(
+        api_key=settings.local_api_key.get_secret_value() if settings.local_api_key else None,
+        allowed_hosts=tuple(settings.local_allowed_hosts),
+        max_tokens=settings.local_max_tokens,
+        wait_seconds=settings.local_queue_seconds,
+    )
+    return LocalPlatform(
+        settings.data_dir / "local",
+        port=settings.local_port if port is None else port,
+        batch_size=batch_size,
+        endpoint=config,
+    )
 
 
 @dataclass
@@ -71,10 +85,10 @@ async def load_local_run(settings: Settings, key: str) -> LocalRun:
         )
     db = await Database.open(settings.db_path)
     try:
-        run = await q.get_run(db, key)
+        run = await runs.get_run(db, key)
         if run is None:
             raise Refused(f"no run {key} in {settings.data_dir}: `sftbot runs` lists the runs there")
-        cands = await q.candidates(db, run.id)
+        cands = await runs.candidates(db, run.id)
     finally:
         await db.close()
     if run.platform != "local":
@@ -128,56 +142,85 @@ def curl_line(endpoint: str, model_string: str, *, keyed: bool, messages: list[d
 
 
 async def endpoint(settings: Settings, key: str, *, port: int | None, stop: asyncio.Event | None = None, out: Out = _say) -> int:
-    """Serve one local run's deployed model in the foreground until Ctrl-C / SIGTERM (or ``stop``)."""
+    """Serve one local run's deployed model in the foreground until Ctrl-C / SIGTERM (or ``stop``).
+
+    The first signal stops it cleanly at any moment, loading or mid-generation: every
+    generation is cancelled at its next token, the port is released, exit code 0. A second
+    signal while that happens exits at once (130)."""
     quiet_ml_libraries()
-    found = await load_local_run(settings, key)
-    run = found.run
-    probe = local_platform(settings)
-    record = _deployment(probe, found)
-    await probe.close()
-    # The port the deployment was made on, so the report's snippet works as printed.
-    chosen = port if port is not None else (record.port or settings.local_port)
-    platform = local_platform(settings, port=chosen)
-    try:
-        problem = await platform.host()
-        if problem is not None:
-            raise Refused(f"{problem} (or pass --port N; the report's snippet then needs that port)")
-        endpoint_url = platform.deployments.endpoint
-        if platform.deployments.shared_with is not None:
-            out(
-                f"Run #{run.number}'s model is already served at {endpoint_url} as {record.deployment_id!r} by sftbot "
-                f"process {platform.deployments.shared_with} (it hosts this data dir's endpoint); nothing to start."
-            )
-            return 0
-        status = await platform.get_deployment(record.deployment_id)
-        if status.state is not DeploymentState.READY:
-            raise Refused(f"run #{run.number}'s model cannot be served: {status.message}")
-        out(f"Serving run #{run.number}'s fine-tuned model at {endpoint_url} as model {record.deployment_id!r}; Ctrl-C stops it.")
-        if record.port is not None and record.port != platform.deployments.port:
-            out(f"  note: the report's snippet names port {record.port}; use base_url {endpoint_url} instead")
-        out(f"  Python: the snippet under 'Use it' in {Path(run.workspace) / 'final_report.md'}")
-        keyed = platform.api_key is not None
-        out(
-            f"  curl:   {curl_line(endpoint_url, record.deployment_id, keyed=keyed, messages=platform.example_prompt(record.model))}"
-        )
-        await _until_stopped(stop)
-        return 0
-    finally:
-        await platform.close()
-
-
-async def _until_stopped(stop: asyncio.Event | None) -> None:
     stop = stop or asyncio.Event()
+    with stop_on_signals(stop, out):
+        found = await load_local_run(settings, key)
+        probe = local_platform(settings)
+        record = _deployment(probe, found)
+        await probe.close()
+        # The port the deployment was made on, so the report's snippet works as printed.
+        chosen = port if port is not None else (record.port or settings.local_port)
+        platform = local_platform(settings, port=chosen)
+        try:
+            if await _start_serving(platform, found.run, record, out):
+                await stop.wait()
+            return 0
+        finally:
+            await platform.close()
+            if platform.deployments.shared_with is None and stop.is_set():
+                out(f"Stopped; port {chosen} is free.")
+
+
+async def _start_serving(platform: LocalPlatform, run: RunRecord, record: DeploymentRecord, out: Out) -> bool:
+    """Serve ``record`` and say how to call it; False when another sftbot process already does."""
+    problem = await platform.host()
+    if problem is not None:
+        raise Refused(f"{problem} (or pass --port N; the report's snippet then needs that port)")
+    endpoint_url = platform.deployments.endpoint
+    if platform.deployments.shared_with is not None:
+        out(
+            f"Run #{run.number}'s model is already served at {endpoint_url} as {record.deployment_id!r} by sftbot "
+            f"process {platform.deployments.shared_with} (it hosts this data dir's endpoint); nothing to start."
+        )
+        return False
+    status = await platform.get_deployment(record.deployment_id)
+    if status.state is not DeploymentState.READY:
+        raise Refused(f"run #{run.number}'s model cannot be served: {status.message}")
+    out(
+        f"Serving run #{run.number}'s fine-tuned model at {endpoint_url} as model {record.deployment_id!r} "
+        f"(or {record.model!r}); Ctrl-C stops it."
+    )
+    if record.port is not None and record.port != platform.deployments.port:
+        out(f"  note: the report's snippet names port {record.port}; use base_url {endpoint_url} instead")
+    out(f"  Python: the snippet under 'Use it' in {Path(run.workspace) / 'final_report.md'}")
+    keyed = platform.api_key is not None
+    out(f"  curl:   {curl_line(endpoint_url, record.deployment_id, keyed=keyed, messages=platform.example_prompt(record.model))}")
+    return True
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event, out: Out) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (said once); a second one while stopping exits at once with 130.
+
+    Handlers stay installed until the block has finished cleaning up, so a Ctrl-C during the
+    clean-up is the "force" one, not a KeyboardInterrupt in the middle of it."""
     loop = asyncio.get_running_loop()
+    signalled = False
+
+    def on_signal() -> None:
+        nonlocal signalled
+        if signalled:
+            print("sftbot: forced stop", file=sys.stderr, flush=True)
+            os._exit(130)  # the clean stop is already under way: skip it, as asked
+        signalled = True
+        out("Stopping: cancelling what is generating and releasing the port (Ctrl-C again to force)")
+        stop.set()
+
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
             handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests drive `stop` instead)
             pass
     try:
-        await stop.wait()
+        yield
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -210,7 +253,7 @@ async def export(settings: Settings, key: str, *, fmt: ExportFormat, to: Path | 
             )
             await tx.audit(run_id=run.id, actor="sftbot", action="exported", details={"format": fmt, "path": str(dest)})
         if report.exists():  # list the export in the report (re-rendered from the store, like the run wrote it)
-            fresh = await q.get_run(db, run.id)
+            fresh = await runs.get_run(db, run.id)
             assert fresh is not None
             summary = await summarize(db, platform, fresh)
             write_atomic(report, render_report(summary, audit=await db.audit_trail(run.id), platform="local"))

@@ -13,8 +13,8 @@ from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pipeline.access import LocalFiles
-from pipeline.evaluation.models import SandboxLimits
+from pipeline.dataset.access import LocalFiles
+from pipeline.evaluation.eval_types import SandboxLimits
 
 
 class SettingsError(RuntimeError):
@@ -62,8 +62,16 @@ class Settings(BaseSettings):
     evaluator_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_EVALUATOR_DIR"))
     local_port: int = Field(default=8765, validation_alias=AliasChoices("SFTBOT_LOCAL_PORT"))
     local_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_LOCAL_API_KEY"))
+    # The local endpoint answers Host names 127.0.0.1, localhost and [::1], plus these (DNS rebinding).
+    local_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("SFTBOT_LOCAL_ALLOWED_HOSTS")
+    )
+    # The most tokens one local request may ask for, and how long a request waits for a place
+    # while the endpoint is full before it gets 503 + Retry-After.
+    local_max_tokens: int = Field(default=4096, ge=1, validation_alias=AliasChoices("SFTBOT_LOCAL_MAX_TOKENS"))
+    local_queue_seconds: float = Field(default=10.0, gt=0, le=600, validation_alias=AliasChoices("SFTBOT_LOCAL_QUEUE_SECONDS"))
 
-    # What the Slack bot may read from its own machine (pipeline/access.py); the terminal reads any path.
+    # What the Slack bot may read from its own machine (pipeline/dataset/access.py); the terminal reads any path.
     dataset_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_DATASET_DIR"))
     model_dir: Path | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_MODEL_DIR"))
     max_dataset_mb: int = Field(default=2048, gt=0, validation_alias=AliasChoices("SFTBOT_MAX_DATASET_MB"))
@@ -106,7 +114,7 @@ class Settings(BaseSettings):
     wandb_project: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_PROJECT"))
     wandb_entity: str | None = Field(default=None, validation_alias=AliasChoices("SFTBOT_WANDB_ENTITY"))
 
-    @field_validator("approvers", "admins", "channels", "foreign_accounts", mode="before")
+    @field_validator("approvers", "admins", "channels", "local_allowed_hosts", "foreign_accounts", mode="before")
     @classmethod
     def _split(cls, v: object) -> list[str]:
         return _csv(v)

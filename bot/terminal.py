@@ -15,14 +15,14 @@ from collections.abc import Callable
 
 from bot.console import comparison_lines, plan_text
 from bot.live import LiveBoard
-from pipeline.instructions import parse_instruction
-from pipeline.run import events as ev
+from pipeline.domain.gates import QuestionKind
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.records import Actor, CandidateRecord
+from pipeline.domain.slots import Slot
+from pipeline.run import events
 from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise
-from pipeline.run.gates import QuestionKind
 from pipeline.run.runner import Runner
-from pipeline.run.slots import Slot
-from pipeline.scoreboard import leader, rank
-from pipeline.store.records import Actor, CandidateRecord
+from pipeline.run.scoreboard import leader, rank
 
 Ask = Callable[[str], str]
 
@@ -64,11 +64,11 @@ class Terminal:
         self.live = live  # in a TTY: the scoreboard is one table redrawn in place
         self.out = live.say if live is not None else out
         self.actor = terminal_actor()
-        self.queue: asyncio.Queue[ev.RunEvent] = asyncio.Queue()
+        self.queue: asyncio.Queue[events.RunEvent] = asyncio.Queue()
         self._last_board = ""
         runner.bus.subscribe(self._on_event)
 
-    async def _on_event(self, event: ev.RunEvent) -> None:
+    async def _on_event(self, event: events.RunEvent) -> None:
         await self.queue.put(event)
 
     async def follow(self, run_id: str) -> int:
@@ -90,30 +90,30 @@ class Terminal:
             self.out(board)
             self._last_board = board
 
-    async def _handle(self, e: ev.RunEvent) -> int | None:
+    async def _handle(self, e: events.RunEvent) -> int | None:
         n = e.run.number
         if self.live is not None:
             self.live.title, self.live.phase = f"Run #{n}", e.run.phase.value
-            if isinstance(e, (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)):
+            if isinstance(e, (events.RunSucceeded, events.RunFailed, events.RunCancelled)):
                 self.live.stop()
         match e:
-            case ev.PhaseChanged():
+            case events.PhaseChanged():
                 self.out(f"[run #{n}] {e.run.phase.value}")
-            case ev.QuestionAsked():
+            case events.QuestionAsked():
                 return await self._answer(e)
-            case ev.PlanProposed():
+            case events.PlanProposed():
                 self.out(plan_text(e.plan))
                 if self.live is not None:
                     jobs = [*e.plan.candidates, *([e.plan.final] if e.plan.final else [])]
                     self.live.planned = {str(j.slot): j.duration for j in jobs if j.duration is not None}
                 await self._approve(e)
-            case ev.ScoreboardChanged():
+            case events.ScoreboardChanged():
                 self._board(list(e.candidates))
-            case ev.FinalProgress():
+            case events.FinalProgress():
                 self._board([e.candidate])
-            case ev.StallWarning():
+            case events.StallWarning():
                 self.out(f"  warning: {e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)")
-            case ev.PromotionRequested():
+            case events.PromotionRequested():
                 self.out("Promotion gate — " + e.summary)
                 self.out("\n".join(scoreboard_lines(list(e.ranked))))
                 if e.curves is not None:
@@ -121,26 +121,26 @@ class Terminal:
                 if e.comparison is not None:
                     self.out("\n".join(comparison_lines(e.comparison)))
                 await self._promote(e)
-            case ev.EvaluatorFailed():
+            case events.EvaluatorFailed():
                 self.out(f"  {e.reason}")
-            case ev.EvaluationDone():
+            case events.EvaluationDone():
                 if self.live is not None:
                     self.live.update([e.candidate])  # with its score
                 self.out(f"  {e.summary}")
-            case ev.Deployed():
+            case events.Deployed():
                 self.out(f"  Deployed {e.deployment.model} as {e.deployment.deployment_id}")
                 self.out("Use it:\n" + e.snippet)
-            case ev.ReportReady():
+            case events.ReportReady():
                 self.out(f"  Report ready: {e.report}")
-            case ev.StoragePaused():
+            case events.StoragePaused():
                 self.out(f"  paused: {e.reason} (it goes on by itself when the storage is back)")
-            case ev.RunSucceeded():
+            case events.RunSucceeded():
                 self.out(f"Run #{n} succeeded.")
                 return 0
-            case ev.RunFailed():
+            case events.RunFailed():
                 self.out(f"Run #{n} failed: {e.reason}")
                 return 1
-            case ev.RunCancelled():
+            case events.RunCancelled():
                 who = f" by {e.actor.label}" if e.actor else ""
                 self.out(f"Run #{n} cancelled{who}.")
                 return 1
@@ -161,7 +161,7 @@ class Terminal:
             self.out(f"  not done: {exc.sentence()}")
             return False
 
-    async def _answer(self, e: ev.QuestionAsked) -> int | None:
+    async def _answer(self, e: events.QuestionAsked) -> int | None:
         q = e.question
         if q.kind.blocks_deploy:
             return await self._blocked(e)
@@ -182,7 +182,7 @@ class Terminal:
             await self._decide(e.run.id, Answer(answer, question=q.number))
         return None
 
-    async def _blocked(self, e: ev.QuestionAsked) -> int | None:
+    async def _blocked(self, e: events.QuestionAsked) -> int | None:
         """The deploy block: never passed by --yes (that would ship the base); a person types it."""
         q = e.question
         self.out(f"Run #{e.run.number}: {q.text}")
@@ -201,7 +201,7 @@ class Terminal:
                 await self._decide(e.run.id, Answer("deploy anyway", question=q.number))
                 return None
 
-    async def _approve(self, e: ev.PlanProposed) -> None:
+    async def _approve(self, e: events.PlanProposed) -> None:
         version = e.plan.version
         if self.yes:
             self.out("  approved (--yes)")
@@ -225,7 +225,7 @@ class Terminal:
                 await self._decide(e.run.id, Revise(spec, plan_version=version))
                 return
 
-    async def _promote(self, e: ev.PromotionRequested) -> None:
+    async def _promote(self, e: events.PromotionRequested) -> None:
         best = e.ranked[0] if e.ranked else None
         if best is None:
             return

@@ -17,11 +17,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import intake
 from handlers.messages import ROOT
-from handlers.render import action_ids as ids
-from handlers.render import replies
+from handlers.render import action_ids, replies
 from handlers.render.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
 from handlers.render.mrkdwn import Message, decode
 from handlers.surface import Surface, refusal_message
+from pipeline.domain.gates import Question, QuestionKind
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import Slot
 from pipeline.run.decisions import (
     Answer,
     Approve,
@@ -34,11 +36,8 @@ from pipeline.run.decisions import (
     SkipStep,
     check_open,
 )
-from pipeline.run.gates import Question, QuestionKind
 from pipeline.run.runner import RunNotFound
-from pipeline.run.slots import Slot
-from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
+from pipeline.store import runs
 
 log = logging.getLogger("sftbot.slack.actions")
 
@@ -79,11 +78,11 @@ def _promote(v: dict[str, Any]) -> Decision | None:
 
 # Button action id -> the decision its value makes, and the key a retried delivery is known by.
 BUTTONS: dict[str, tuple[Callable[[dict[str, Any]], Decision | None], str]] = {
-    ids.APPROVE: (lambda v: Approve(plan_version=_int(v.get("v"))), "approve"),
-    ids.CANCEL: (lambda v: Cancel(), "cancel"),
-    ids.PROMOTE: (_promote, "promote"),
-    ids.BUDGET_RAISE: (lambda v: RaiseBudget(number=_int(v.get("b"))), "budget"),
-    ids.BUDGET_SKIP: (lambda v: SkipStep(number=_int(v.get("b"))), "budget"),
+    action_ids.APPROVE: (lambda v: Approve(plan_version=_int(v.get("v"))), "approve"),
+    action_ids.CANCEL: (lambda v: Cancel(), "cancel"),
+    action_ids.PROMOTE: (_promote, "promote"),
+    action_ids.BUDGET_RAISE: (lambda v: RaiseBudget(number=_int(v.get("b"))), "budget"),
+    action_ids.BUDGET_SKIP: (lambda v: SkipStep(number=_int(v.get("b"))), "budget"),
 }
 
 
@@ -116,7 +115,7 @@ def register(app: AsyncApp, s: Surface) -> None:
     for action_id, (make, key) in BUTTONS.items():
         app.action(action_id)(on_button(make, key))
 
-    @app.action(ids.CHOOSE)
+    @app.action(action_ids.CHOOSE)
     async def on_choose(ack: Any, body: dict[str, Any]) -> None:
         await ack()
         parts = _selected(body)
@@ -141,18 +140,18 @@ def register(app: AsyncApp, s: Surface) -> None:
                 return
         await decide(body, respond, run.id, Answer(text, question=number), "answer")
 
-    @app.action(ids.ANSWER)
+    @app.action(action_ids.ANSWER)
     async def on_answer(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         v = decode(action.get("value"))
         await answer(ack, body, v.get("run"), _int(v.get("q")), str(v.get("a") or ""))
 
-    @app.action(ids.ANSWER_SELECT)
+    @app.action(action_ids.ANSWER_SELECT)
     async def on_answer_select(ack: Any, body: dict[str, Any]) -> None:
         parts = _selected(body)
         number = _int(parts[1]) if len(parts) > 2 else None
         await answer(ack, body, parts[0], number, parts[2] if len(parts) > 2 else "")
 
-    @app.action(ids.CONFIRM_CANCEL)
+    @app.action(action_ids.CONFIRM_CANCEL)
     async def on_confirm_cancel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         respond = s.responder(body)
@@ -161,12 +160,12 @@ def register(app: AsyncApp, s: Surface) -> None:
             run = await s.runner.get(run_id)
             await respond(replace_original=True, text=f"🚫 Run #{run.number} cancelled; its active jobs were cancelled.")
 
-    @app.action(ids.KEEP)
+    @app.action(action_ids.KEEP)
     async def on_keep(ack: Any, body: dict[str, Any]) -> None:
         await ack()
         await s.responder(body)(replace_original=True, text="OK, the run keeps going.")
 
-    @app.action(ids.KEEP_DEPLOYMENT)
+    @app.action(action_ids.KEEP_DEPLOYMENT)
     async def on_keep_deployment(ack: Any, body: dict[str, Any]) -> None:
         await ack()
         await s.responder(body)(
@@ -188,7 +187,7 @@ def register(app: AsyncApp, s: Surface) -> None:
 
         return listener
 
-    app.action(ids.CONFIRM_TEARDOWN)(
+    app.action(action_ids.CONFIRM_TEARDOWN)(
         in_place("teardown", lambda run, user, name, body: s.teardown(run, user=user, name=name, channel=_channel(body)))
     )
 
@@ -196,10 +195,14 @@ def register(app: AsyncApp, s: Surface) -> None:
         """Keep / Scale to zero / Delete in the idle-deployment DM."""
         return lambda run, user, name, _: s.idle_choice(choice, run, user=user, name=name)
 
-    for action_id, choice in ((ids.IDLE_KEEP, "keep"), (ids.IDLE_SCALE, "scale"), (ids.IDLE_DELETE, "delete")):
+    for action_id, choice in (
+        (action_ids.IDLE_KEEP, "keep"),
+        (action_ids.IDLE_SCALE, "scale"),
+        (action_ids.IDLE_DELETE, "delete"),
+    ):
         app.action(action_id)(in_place("idle", idle(choice)))
 
-    @app.action(ids.REVISE)
+    @app.action(action_ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         respond = s.responder(body)
@@ -220,7 +223,7 @@ def register(app: AsyncApp, s: Surface) -> None:
         if denied is not None:  # say so now, not after they have filled in the form
             await _tell(respond, denied)
             return
-        plan = await q.get_plan(s.db, run.id, version)
+        plan = await runs.get_plan(s.db, run.id, version)
         if plan is None:
             return
         try:
@@ -241,7 +244,7 @@ def register(app: AsyncApp, s: Surface) -> None:
             await ack(response_action="errors", errors={OTHER: "This run no longer exists."})
             return
         version = version or run.plan_version
-        plan = await q.get_plan(s.db, run.id, version)
+        plan = await runs.get_plan(s.db, run.id, version)
         try:
             await check_open(s.db, run, Approve(plan_version=version))
         except Refusal as exc:

@@ -16,8 +16,8 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from pipeline.authz import Policy
-from pipeline.store.records import Actor
+from pipeline.domain.authz import Policy
+from pipeline.domain.records import Actor
 
 log = logging.getLogger("sftbot.slack.actors")
 

@@ -4,7 +4,7 @@ Fetched with ``files.info`` + ``url_private_download`` (the bot token, through t
 client and HTTP session), size-capped while streaming, and saved under a name the bot makes
 (no folders, no dots from the user). A dataset lands in the uploads folder as
 ``<random>-<name>.jsonl`` and is then named ``upload:<that>`` in the run — the only way a
-Slack user's own file reaches the bot's disk (pipeline/access.py). The random part keeps one
+Slack user's own file reaches the bot's disk (pipeline/dataset/access.py). The random part keeps one
 person's upload from being named by someone who never saw it.
 """
 
@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.render.mrkdwn import code
 from handlers.slack_client import trusted_slack_url
-from pipeline.fsio import atomic_output
+from pipeline.domain.fsio import atomic_output
 
 MAX_EVALUATOR_BYTES = 256 * 1024  # an evaluator is a script, not a data file
 DOWNLOAD_SECONDS = 30.0

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pipeline.access import UPLOAD_PREFIX
-from pipeline.instructions import parse_instruction
-from pipeline.spec import RunSpec
-from pipeline.spending import parse_since
+from handlers.render.start import CHANNEL, DATASET, FIELD_ACTION, MODEL, MORE
+from pipeline.dataset.access import UPLOAD_PREFIX
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.spec import RunSpec, SpecError
+from pipeline.run.spending import parse_since
 
 Kind = Literal["run", "models", "runs", "status", "cancel", "audit", "teardown", "spend", "help"]
 SUBCOMMANDS: tuple[str, ...] = ("run", "models", "runs", "status", "cancel", "audit", "teardown", "spend", "help")
@@ -159,3 +160,28 @@ def parse_message(text: str, attached: str | None = None) -> Command:
         "I didn't catch that. Try “run SFT on accounts/me/datasets/support-conv with qwen3-8b”, "
         "“which base models do you support?”, “status of run 12”, “cancel run 12” or “help”."
     )
+
+
+def _start_value(values: dict[str, Any], block: str) -> str:
+    state = (values.get(block) or {}).get(FIELD_ACTION) or {}
+    return str(state.get("value") or state.get("selected_conversation") or "").strip()
+
+
+def parse_start(values: dict[str, Any]) -> tuple[str, str, RunSpec | None, dict[str, str]]:
+    """(instruction, channel, spec, errors by block id) from the submitted form."""
+    dataset, model, channel, more = (_start_value(values, b) for b in (DATASET, MODEL, CHANNEL, MORE))
+    errors: dict[str, str] = {}
+    if not dataset or any(c.isspace() for c in dataset):
+        errors[DATASET] = "Name one dataset: a Fireworks dataset id, sftbot:demo or a file name (no spaces)."
+    if not model or any(c.isspace() for c in model):
+        errors[MODEL] = "Name one base model, e.g. qwen3-8b."
+    if not channel:
+        errors[CHANNEL] = "Choose the channel where the team follows and approves the run."
+    instruction = f"dataset={dataset} model={model} {more}".strip()
+    if errors:
+        return instruction, channel, None, errors
+    try:
+        cmd = parse_slash(f"run {instruction}")
+    except (CommandError, SpecError) as exc:
+        return instruction, channel, None, {MORE if more else DATASET: str(exc)[:150]}
+    return cmd.instruction, channel, cmd.spec, {}

@@ -15,20 +15,19 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.commands import Command
-from handlers.render import action_ids as ids
-from handlers.render import replies
-from handlers.render.home import home_view
+from handlers.commands import Command, parse_start
+from handlers.render import action_ids, replies
+from handlers.render.home_tab import home_view
 from handlers.render.mrkdwn import Message
-from handlers.render.start import START_CALLBACK, parse_start, start_modal
+from handlers.render.start import START_CALLBACK, start_modal
 from handlers.surface import Surface, run_started_text
-from pipeline.authz import member
+from pipeline.domain.authz import member
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import FINAL
 from pipeline.run.decisions import Approve, Decision, Promote, permission
 from pipeline.run.idle import live_deployments
-from pipeline.run.machine import Phase
-from pipeline.run.slots import FINAL
-from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
+from pipeline.store import runs
 
 log = logging.getLogger("sftbot.slack.home")
 
@@ -62,8 +61,8 @@ def register(app: AsyncApp, s: Surface) -> None:
         channels = policy.channels or None
         actor = await s.directory.actor(user)
         # Only runs of channels this person is in (admins see all): run names carry data names.
-        mine = (await s.visible(actor, await q.list_runs(s.db, requester=user, channels=channels, limit=50)))[:10]
-        active = (await s.visible(actor, await q.list_runs(s.db, unfinished=True, channels=channels, limit=200)))[:30]
+        mine = (await s.visible(actor, await runs.list_runs(s.db, requester=user, channels=channels, limit=50)))[:10]
+        active = (await s.visible(actor, await runs.list_runs(s.db, unfinished=True, channels=channels, limit=200)))[:30]
         waiting = await waiting_for(s, user, active)
         links = {r.id: link for r in [*waiting, *mine, *active] if (link := await s.messages.permalink(r.id))}
         view = home_view(
@@ -79,7 +78,7 @@ def register(app: AsyncApp, s: Surface) -> None:
         )
         await client.views_publish(user_id=user, view=view)
 
-    @app.action(ids.START)
+    @app.action(action_ids.START)
     async def on_start(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         try:

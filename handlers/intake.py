@@ -28,12 +28,12 @@ from handlers.commands import strip_mentions
 from handlers.messages import MessageKey
 from handlers.render import questions, replies
 from handlers.render.mrkdwn import Message, code, user
+from pipeline.domain.gates import Question
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import RunRecord
+from pipeline.domain.spec import SpecError
 from pipeline.evaluation.strategy import resolve_user_evaluator
 from pipeline.run.decisions import Answer
-from pipeline.run.gates import Question
-from pipeline.run.machine import Phase
-from pipeline.spec import SpecError
-from pipeline.store.records import RunRecord
 
 if TYPE_CHECKING:
     from handlers.surface import Surface

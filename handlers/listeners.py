@@ -25,10 +25,10 @@ from handlers import actions, attachments, home, intake
 from handlers.commands import MAX_TEXT, Command, CommandError, parse_message, parse_slash, too_long
 from handlers.render import replies
 from handlers.render.mrkdwn import Message, code
-from handlers.render.run import short_name
+from handlers.render.root_message import short_name
 from handlers.surface import Surface, run_started_text
-from pipeline.access import UPLOAD_PREFIX, quota_refusal
-from pipeline.spec import SpecError
+from pipeline.dataset.access import UPLOAD_PREFIX, quota_refusal
+from pipeline.domain.spec import SpecError
 from pipeline.store import uploads
 from pipeline.store.db import storage_problem
 

@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.render.mrkdwn import Message
 from handlers.slack_client import ChannelLimiter
-from pipeline.run.gates import GateKey
+from pipeline.domain.gates import GateKey
 from pipeline.store.db import Database
 
 

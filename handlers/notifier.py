@@ -20,41 +20,38 @@ from typing import Any
 
 from handlers import stamps
 from handlers.messages import FINAL, FINAL_BOARD, ROOT, SCOREBOARD, MessageKey, RunMessages
-from handlers.render import board, budget, idle, questions, replies
-from handlers.render import final as finals
-from handlers.render import plan as plans
-from handlers.render import run as render
+from handlers.render import board, budget_gate, final_message, idle_notice, plan_message, questions, replies, root_message
 from handlers.render.mrkdwn import Message, clip, escape, user
 from handlers.render.review import spec_excerpt
-from pipeline.authz import Action, Deciders, Policy, deciders
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import Platform
-from pipeline.run import events as ev
+from pipeline.domain.authz import Action, Deciders, Policy, deciders
+from pipeline.domain.gates import PROMOTION, GateKey
+from pipeline.domain.machine import Phase
+from pipeline.domain.platform import Platform
+from pipeline.domain.records import RunRecord
+from pipeline.planning.plan_types import Plan
+from pipeline.run import events
 from pipeline.run.authorship import authors_of
-from pipeline.run.gates import PROMOTION, GateKey
-from pipeline.run.machine import Phase
+from pipeline.run.scoreboard import rank
+from pipeline.run.spending import run_ledger
 from pipeline.run.summary import summarize
-from pipeline.scoreboard import rank
-from pipeline.spending import run_ledger
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.slack.notifier")
 
-LIVE: dict[type[ev.RunEvent], MessageKey] = {
-    ev.ScoreboardChanged: SCOREBOARD,
-    ev.QuotaWait: SCOREBOARD,  # the queued jobs' "waiting for quota (N running)" line is on the scoreboard
-    ev.FinalProgress: FINAL_BOARD,
+LIVE: dict[type[events.RunEvent], MessageKey] = {
+    events.ScoreboardChanged: SCOREBOARD,
+    events.QuotaWait: SCOREBOARD,  # the queued jobs' "waiting for quota (N running)" line is on the scoreboard
+    events.FinalProgress: FINAL_BOARD,
 }
 Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", MessageKey) | ("post", Message)
 
 
-def live_message(e: ev.RunEvent, *, max_parallel: int = 6) -> Message:
+def live_message(e: events.RunEvent, *, max_parallel: int = 6) -> Message:
     """The message a live event renders now (tests compare it with the thread)."""
-    if isinstance(e, ev.FinalProgress):
+    if isinstance(e, events.FinalProgress):
         return board.final_board(e.run, e.candidate)
-    assert isinstance(e, ev.ScoreboardChanged)
+    assert isinstance(e, events.ScoreboardChanged)
     return board.scoreboard(e.run, rank(e.candidates), max_parallel=max_parallel)
 
 
@@ -79,33 +76,33 @@ class Notifier:
         self.live_interval = live_interval
         self._queues: dict[str, deque[Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._pending: dict[tuple[str, MessageKey], ev.RunEvent] = {}
+        self._pending: dict[tuple[str, MessageKey], events.RunEvent] = {}
         self._last: dict[tuple[str, MessageKey], float] = {}
         self._timers: dict[tuple[str, MessageKey], asyncio.Task[None]] = {}
-        self.handlers: dict[type[ev.RunEvent], Callable[[Any], Awaitable[None]]] = {
-            ev.RunCreated: self._created,
-            ev.PhaseChanged: self._phase_changed,
-            ev.QuestionAsked: self._question,
-            ev.PlanProposed: self._plan,
-            ev.PlanDecided: self._stamp,
-            ev.PromotionRequested: self._promotion,
-            ev.PromotionDecided: self._stamp,
-            ev.BudgetRequested: self._budget,
-            ev.BudgetDecided: self._stamp,
-            ev.StallWarning: self._stall,
-            ev.EvaluatorFailed: self._evaluator_failed,
-            ev.EvaluationDone: self._quiet,
-            ev.Deployed: self._quiet,
-            ev.DeploymentTornDown: self._torn_down,
-            ev.DeploymentIdle: self._idle,
-            ev.DeploymentKept: self._kept,
-            ev.ReportReady: self._report,
-            ev.RunFailed: self._failed,
-            ev.RunCancelled: self._cancelled,
-            ev.StoragePaused: self._storage,
+        self.handlers: dict[type[events.RunEvent], Callable[[Any], Awaitable[None]]] = {
+            events.RunCreated: self._created,
+            events.PhaseChanged: self._phase_changed,
+            events.QuestionAsked: self._question,
+            events.PlanProposed: self._plan,
+            events.PlanDecided: self._stamp,
+            events.PromotionRequested: self._promotion,
+            events.PromotionDecided: self._stamp,
+            events.BudgetRequested: self._budget,
+            events.BudgetDecided: self._stamp,
+            events.StallWarning: self._stall,
+            events.EvaluatorFailed: self._evaluator_failed,
+            events.EvaluationDone: self._quiet,
+            events.Deployed: self._quiet,
+            events.DeploymentTornDown: self._torn_down,
+            events.DeploymentIdle: self._idle,
+            events.DeploymentKept: self._kept,
+            events.ReportReady: self._report,
+            events.RunFailed: self._failed,
+            events.RunCancelled: self._cancelled,
+            events.StoragePaused: self._storage,
         }
 
-    async def __call__(self, event: ev.RunEvent) -> None:
+    async def __call__(self, event: events.RunEvent) -> None:
         if event.run.channel is None:
             return  # a run started elsewhere (terminal): not ours to show
         self._enqueue(event.run.id, ("event", event))
@@ -153,17 +150,17 @@ class Notifier:
 
     # --- one event -------------------------------------------------------------------
 
-    async def _handle(self, e: ev.RunEvent) -> None:
+    async def _handle(self, e: events.RunEvent) -> None:
         if type(e) in LIVE:
             await self._live(e.run.id, e)
             return
-        if isinstance(e, ev.PromotionRequested | ev.ReportReady | ev.RunFailed | ev.RunCancelled):
+        if isinstance(e, events.PromotionRequested | events.ReportReady | events.RunFailed | events.RunCancelled):
             await self._flush_all(e.run.id)
         handler = self.handlers.get(type(e))
         if handler is not None:
             await handler(e)
 
-    async def _created(self, e: ev.RunCreated) -> None:
+    async def _created(self, e: events.RunCreated) -> None:
         # Nothing in the channel yet: a run whose data cannot be used is the requester's
         # business only (told privately); the root appears with the first question or plan.
         return None
@@ -175,7 +172,7 @@ class Notifier:
             usd = run.budget.approved_usd + run.budget.more_usd  # what would be approved in all
         return deciders(action, policy=self.policy(), requester=run.requester, authors=authors, estimated_usd=usd)
 
-    async def _phase_changed(self, e: ev.PhaseChanged) -> None:
+    async def _phase_changed(self, e: events.PhaseChanged) -> None:
         await self._root(e.run, actor=e.actor.id if e.actor else None)
         if e.previous is Phase.AWAITING_INPUT:
             await stamps.stamp_decided(self.db, self.out, e.run)
@@ -189,8 +186,8 @@ class Notifier:
             return  # ended before the channel saw it: the requester was told privately
         model = (await summarize(self.db, self.platform, run)).model if run.phase is Phase.SUCCEEDED else None
         action = Action.PROMOTE if run.phase is Phase.AWAITING_PROMOTION else Action.APPROVE
-        every = await q.candidates(self.db, run.id) if run.plan_version else []
-        msg = render.root(
+        every = await runs.candidates(self.db, run.id) if run.plan_version else []
+        msg = root_message.root(
             run,
             book=await run_ledger(self.db, run),
             cands=[c for c in every if not c.slot.is_final],
@@ -200,7 +197,7 @@ class Notifier:
         )
         await self.out.root(run.id, run.channel, msg)
 
-    async def _question(self, e: ev.QuestionAsked) -> None:
+    async def _question(self, e: events.QuestionAsked) -> None:
         await self._root(e.run)
         key = MessageKey.gate(e.question.gate)
         # Deploying anyway spends like a promotion: the message names who may decide it.
@@ -210,11 +207,11 @@ class Notifier:
         if new and e.question.detail and e.question.detail_for:
             await self.out.private(e.run.id, e.question.detail_for, replies.problem_message(e.question.detail))
 
-    async def _plan(self, e: ev.PlanProposed) -> None:
+    async def _plan(self, e: events.PlanProposed) -> None:
         await self._root(e.run)
         key = MessageKey.gate(GateKey.plan(e.plan.version))
-        previous = await q.get_plan(self.db, e.run.id, e.plan.version - 1) if e.plan.version > 1 else None
-        msg = plans.plan_message(
+        previous = await runs.get_plan(self.db, e.run.id, e.plan.version - 1) if e.plan.version > 1 else None
+        msg = plan_message.plan_message(
             e.run,
             e.plan,
             deciders=await self._deciders(e.run, Action.APPROVE),
@@ -251,14 +248,14 @@ class Notifier:
             title = f"Run #{run.number} {path.name} (generated evaluator, plan v{plan.version})"
             await self.out.upload(run.id, f"evaluator:{path.name}:{digest}", path, title=title)
 
-    async def _stamp(self, e: ev.RunEvent) -> None:
+    async def _stamp(self, e: events.RunEvent) -> None:
         await stamps.stamp_decided(self.db, self.out, e.run)
 
-    async def _promotion(self, e: ev.PromotionRequested) -> None:
+    async def _promotion(self, e: events.PromotionRequested) -> None:
         key = MessageKey.gate(PROMOTION)
         # The scoreboard becomes the gate (edited, not repeated just below itself).
         await self.out.adopt(e.run.id, key, SCOREBOARD)
-        plan = await q.get_plan(self.db, e.run.id, e.run.plan_version) if e.run.plan_version else None
+        plan = await runs.get_plan(self.db, e.run.id, e.run.plan_version) if e.run.plan_version else None
         msg = board.promotion_gate(
             e.run,
             list(e.ranked),
@@ -273,47 +270,49 @@ class Notifier:
         if e.curves is not None:
             await self.out.upload(e.run.id, "sweep_curves", e.curves, title=f"Run #{e.run.number} sweep loss curves")
 
-    async def _budget(self, e: ev.BudgetRequested) -> None:
+    async def _budget(self, e: events.BudgetRequested) -> None:
         await self._root(e.run)
         key = MessageKey.gate(e.request.gate)
-        msg = budget.budget_gate(e.run, e.request, deciders=await self._deciders(e.run, Action.APPROVE))
+        msg = budget_gate.budget_gate(e.run, e.request, deciders=await self._deciders(e.run, Action.APPROVE))
         await self.out.put(e.run.id, key, msg, gate=True)
         await self.out.set_meta(e.run.id, key, request=e.request.model_dump_json())
         await self._dm(e.run, key, f"run #{e.run.number} needs more money approved before {e.request.step.label}", Action.APPROVE)
 
-    async def _stall(self, e: ev.StallWarning) -> None:
+    async def _stall(self, e: events.StallWarning) -> None:
         text = f"{e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)"
-        await self.out.reply(e.run.id, render.notice(text, icon="⚠️"))
+        await self.out.reply(e.run.id, root_message.notice(text, icon="⚠️"))
 
-    async def _evaluator_failed(self, e: ev.EvaluatorFailed) -> None:
-        await self.out.reply(e.run.id, render.notice(e.reason, icon="⚠️"))
+    async def _evaluator_failed(self, e: events.EvaluatorFailed) -> None:
+        await self.out.reply(e.run.id, root_message.notice(e.reason, icon="⚠️"))
 
-    async def _quiet(self, e: ev.RunEvent) -> None:
+    async def _quiet(self, e: events.RunEvent) -> None:
         """Evaluated, deployed: the root says where the run is, the final message says the rest."""
         return None
 
-    async def _torn_down(self, e: ev.DeploymentTornDown) -> None:
+    async def _torn_down(self, e: events.DeploymentTornDown) -> None:
         who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else None)
         await self.out.reply(e.run.id, replies.note_message(replies.torn_down_text(e.run, e.deployment_id, e.state, who=who)))
 
-    async def _idle(self, e: ev.DeploymentIdle) -> None:
+    async def _idle(self, e: events.DeploymentIdle) -> None:
         """The requester is asked in a DM (the buttons); the thread says that they were."""
         link = await self.out.permalink(e.run.id)
-        dm = idle.idle_dm(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour, link=link)
+        dm = idle_notice.idle_dm(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour, link=link)
         await self.out.direct(e.run.requester, dm)
-        note = idle.idle_note(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour)
+        note = idle_notice.idle_note(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour)
         await self.out.reply(e.run.id, replies.note_message(note))
 
-    async def _kept(self, e: ev.DeploymentKept) -> None:
+    async def _kept(self, e: events.DeploymentKept) -> None:
         who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else "sftbot")
-        await self.out.reply(e.run.id, replies.note_message(idle.kept_text(e.run, e.deployment_id, scaled=e.scaled, who=who)))
+        await self.out.reply(
+            e.run.id, replies.note_message(idle_notice.kept_text(e.run, e.deployment_id, scaled=e.scaled, who=who))
+        )
 
-    async def _report(self, e: ev.ReportReady) -> None:
+    async def _report(self, e: events.ReportReady) -> None:
         # Uploads first, so the thread ends with the answer, not with a file.
         await self.out.upload(e.run.id, "final_report", e.report, title=f"Run #{e.run.number} final report")
-        await self.out.put(e.run.id, FINAL, finals.final_message(await summarize(self.db, self.platform, e.run)))
+        await self.out.put(e.run.id, FINAL, final_message.final_message(await summarize(self.db, self.platform, e.run)))
 
-    async def _storage(self, e: ev.StoragePaused) -> None:
+    async def _storage(self, e: events.StoragePaused) -> None:
         text = (
             f"{user(e.run.requester)} run #{e.run.number} is paused: the bot's own storage failed ({escape(clip(e.reason, 300))}). "
             "Its jobs keep running; it goes on by itself when the storage is back, and nothing is lost."
@@ -328,18 +327,18 @@ class Notifier:
         elif run.channel is not None:
             await self.out.tell(run.channel, run.requester, msg)
 
-    async def _failed(self, e: ev.RunFailed) -> None:
+    async def _failed(self, e: events.RunFailed) -> None:
         left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
-        await self._ending(e.run, render.failure(e.run, reason=e.reason, left_running=left, started_jobs=started))
+        await self._ending(e.run, root_message.failure(e.run, reason=e.reason, left_running=left, started_jobs=started))
 
-    async def _cancelled(self, e: ev.RunCancelled) -> None:
+    async def _cancelled(self, e: events.RunCancelled) -> None:
         left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
         actor = e.actor.id if e.actor else None
-        await self._ending(e.run, render.cancelled(e.run, actor=actor, left_running=left, started_jobs=started))
+        await self._ending(e.run, root_message.cancelled(e.run, actor=actor, left_running=left, started_jobs=started))
 
     # --- coalesced live messages -----------------------------------------------------
 
-    async def _live(self, run_id: str, e: ev.RunEvent) -> None:
+    async def _live(self, run_id: str, e: events.RunEvent) -> None:
         key = LIVE[type(e)]
         slot = (run_id, key)
         self._pending[slot] = e
@@ -362,7 +361,7 @@ class Notifier:
         self._last[(run_id, key)] = time.monotonic()
         if key == SCOREBOARD and await self.out.get(run_id, MessageKey.gate(PROMOTION)) is not None:
             return  # the scoreboard is the gate now: a late tick must not overwrite it
-        plan = await q.get_plan(self.db, run_id, e.run.plan_version) if e.run.plan_version else None
+        plan = await runs.get_plan(self.db, run_id, e.run.plan_version) if e.run.plan_version else None
         await self.out.put(run_id, key, live_message(e, max_parallel=plan.max_parallel if plan else 6))
         await self._spend_warning(e.run)
 
@@ -372,7 +371,7 @@ class Notifier:
             return
         book = await run_ledger(self.db, run)
         if book.warning and await self.out.mark(run.id, MessageKey("warn:spend80")):
-            await self.out.reply(run.id, render.notice(budget.warning_text(run, book), icon="⚠️"))
+            await self.out.reply(run.id, root_message.notice(budget_gate.warning_text(run, book), icon="⚠️"))
 
     async def _flush_all(self, run_id: str) -> None:
         for slot in [s for s in self._pending if s[0] == run_id]:
@@ -394,7 +393,7 @@ async def left_running(db: Database, run: RunRecord) -> list[str]:
     for res in await db.resources(run.id):
         if res.kind == "deployment" and res.state not in ("deleted", "recorded"):
             out.append(f"deployment `{res.resource_id}` is still up (billed while up; delete it when done)")
-    for c in await q.candidates(db, run.id):
+    for c in await runs.candidates(db, run.id):
         if c.state.is_active():
             out.append(f"job `{c.job_id}` is {c.state.value}")
     return out

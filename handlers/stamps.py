@@ -7,18 +7,17 @@ so a restarted bot (or a decision made in the terminal) still stamps the right m
 from __future__ import annotations
 
 from handlers.messages import MessageKey, RunMessages
-from handlers.render import board, budget, questions
-from handlers.render import plan as plans
+from handlers.render import board, budget_gate, plan_message, questions
 from handlers.render.mrkdwn import Message, at_time, escape, user
 from handlers.render.review import spec_excerpt
-from pipeline.planning.cost import money
-from pipeline.run.gates import BudgetRequest, GateKey, Question, QuestionKind
-from pipeline.run.slots import CandidateState
-from pipeline.run.steps.baseline import comparison
-from pipeline.scoreboard import rank
-from pipeline.store import runs as q
+from pipeline.domain.gates import BudgetRequest, GateKey, Question, QuestionKind
+from pipeline.domain.money import money
+from pipeline.domain.records import GateDecision, RunRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.run.answers import comparison
+from pipeline.run.scoreboard import rank
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import GateDecision, RunRecord
 
 
 def stamp_text(key: GateKey, g: GateDecision) -> str:
@@ -57,25 +56,25 @@ async def _render(
     if gate is None:
         return None
     if gate.kind == "plan" and gate.number is not None:
-        plan = await q.get_plan(db, run.id, gate.number)
+        plan = await runs.get_plan(db, run.id, gate.number)
         if plan is None:
             return None
         if superseded:  # the thread shows the plan that counts; the old one shrinks to a line
-            return plans.plan_superseded(run, plan, text)
-        previous = await q.get_plan(db, run.id, gate.number - 1) if gate.number > 1 else None
-        return plans.plan_stamped(run, plan, text, previous=previous, spec_excerpt=spec_excerpt(plan))
+            return plan_message.plan_superseded(run, plan, text)
+        previous = await runs.get_plan(db, run.id, gate.number - 1) if gate.number > 1 else None
+        return plan_message.plan_stamped(run, plan, text, previous=previous, spec_excerpt=spec_excerpt(plan))
     if gate.kind == "promotion":
         posted = await out.get(run.id, key)
         summary = str(posted.meta.get("summary", "")) if posted else ""
-        plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
-        ranked = rank(await q.candidates(db, run.id))
+        plan = await runs.get_plan(db, run.id, run.plan_version) if run.plan_version else None
+        ranked = rank(await runs.candidates(db, run.id))
         done = [c for c in ranked if not c.slot.is_final and c.state is CandidateState.COMPLETED]
         comp = await comparison(db, run, done[0]) if done else None  # the verdict stays once the buttons go
         return board.promotion_stamped(run, ranked, summary=summary, stamp_text=text, plan=plan, comparison=comp)
     if gate.kind == "budget":
         posted = await out.get(run.id, key)
         raw = posted.meta.get("request") if posted else None
-        return budget.budget_stamped(run, BudgetRequest.model_validate_json(str(raw)), text) if raw else None
+        return budget_gate.budget_stamped(run, BudgetRequest.model_validate_json(str(raw)), text) if raw else None
     posted = await out.get(run.id, key)
     asked = str(posted.meta.get("text", "a question")) if posted else "a question"
     return questions.question_stamped(run, Question(kind=QuestionKind.BASE_MODEL, text=asked, number=gate.number or 1), text)
@@ -87,7 +86,7 @@ async def stamp_decided(db: Database, out: RunMessages, run: RunRecord) -> None:
     if not keys:
         return
     decisions = {str(g.gate): g for g in await db.gate_decisions(run.id)}
-    fresh = await q.get_run(db, run.id) or run
+    fresh = await runs.get_run(db, run.id) or run
     for key in keys:
         gate = key.gate_key
         g = decisions.get(key.name)

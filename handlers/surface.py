@@ -18,25 +18,23 @@ from handlers.actors import Directory
 from handlers.commands import Command
 from handlers.messages import RunMessages
 from handlers.notifier import Notifier
-from handlers.render import idle as idle_texts
-from handlers.render import replies
-from handlers.render import spend as spends
+from handlers.render import idle_notice, replies, spend_summary
 from handlers.render.mrkdwn import Message, at_time, code, user
-from handlers.render.run import short_name
+from handlers.render.root_message import short_name
 from handlers.slack_client import trusted_slack_url
-from pipeline import ids
-from pipeline.authz import Action, admin, authorize, sees
-from pipeline.catalog import known_models
-from pipeline.platforms.base import PlatformError
+from pipeline.domain import ids
+from pipeline.domain.authz import Action, admin, authorize, sees
+from pipeline.domain.catalog import known_models
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import Actor, RunRecord
+from pipeline.domain.spec import SpecError
 from pipeline.run import idle
 from pipeline.run.decisions import Decision, Refusal, RefusalKind, permission, screen
 from pipeline.run.runner import Runner, RunNotFound
+from pipeline.run.spending import parse_since, spend
 from pipeline.run.teardown import target as teardown_target
-from pipeline.spec import SpecError
-from pipeline.spending import parse_since, spend
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import Actor, RunRecord
 
 Reply = Callable[[Message], Awaitable[Any]]
 
@@ -80,13 +78,13 @@ class Surface:
         policy = self.runner.policy
         return [
             c
-            for c in await q.run_channels(self.db)
+            for c in await runs.run_channels(self.db)
             if sees(actor, c, policy=policy, in_channel=await self.directory.in_channel(actor.id, c))
         ]
 
-    async def visible(self, actor: Actor, runs: list[RunRecord]) -> list[RunRecord]:
-        """The runs of ``runs`` this person may see, in order."""
-        return [r for r in runs if await self.sees(actor, r)]
+    async def visible(self, actor: Actor, found: list[RunRecord]) -> list[RunRecord]:
+        """The runs of ``found`` this person may see, in order."""
+        return [r for r in found if await self.sees(actor, r)]
 
     async def fresh(self, key: str) -> bool:
         """True the first time a delivery key is seen: Slack retries must not act twice."""
@@ -140,20 +138,20 @@ class Surface:
         if cmd.kind == "spend":
             window = parse_since(cmd.window)
             seen = None if admin(actor, self.runner.policy) else await self.seen_channels(actor)
-            return spends.spend_message(await spend(self.db, since_seconds=window, channels=seen), days=window / 86400)
+            return spend_summary.spend_message(await spend(self.db, since_seconds=window, channels=seen), days=window / 86400)
         # The team's runs where the question was asked, by default: a run is team work.
         # Runs of channels the bot is not enabled in stay out of every list.
         channels = [channel] if cmd.scope == "channel" else self.runner.policy.channels or None
         requester = actor.id if cmd.scope == "mine" else None
-        found = await q.list_runs(self.db, requester=requester, channels=channels, limit=200)
-        runs = (await self.visible(actor, found))[:15]
-        links = {r.id: link for r in runs if (link := await self.messages.permalink(r.id))}
-        return replies.runs_message(runs, scope=cmd.scope, links=links)
+        found = await runs.list_runs(self.db, requester=requester, channels=channels, limit=200)
+        listed = (await self.visible(actor, found))[:15]
+        links = {r.id: link for r in listed if (link := await self.messages.permalink(r.id))}
+        return replies.runs_message(listed, scope=cmd.scope, links=links)
 
     async def _about(self, cmd: Command, run: RunRecord, actor: Actor, channel: str) -> Message:
         """``/sft status|audit|cancel|teardown N`` for a run this person may see."""
         if cmd.kind == "status":
-            cands = await q.candidates(self.db, run.id)
+            cands = await runs.candidates(self.db, run.id)
             link = await self.messages.permalink(run.id)
             return replies.status_message(run, cands, channel=await self.messages.channel(run.id), link=link)
         if cmd.kind == "audit":
@@ -198,7 +196,7 @@ class Surface:
         except PlatformError as exc:
             return replies.problem_message(f"The platform refused: {exc}. Nothing was changed; try again or `/sft teardown`.")
         scaled = choice == "scale"
-        return replies.note_message(idle_texts.kept_text(run, ids.deployment_id(run.id), scaled=scaled, who="you"))
+        return replies.note_message(idle_notice.kept_text(run, ids.deployment_id(run.id), scaled=scaled, who="you"))
 
     async def start_refused(self, user: str, channel: str) -> Message | None:
         """Why this person may not start a run in ``channel`` (audited), or None: asked before

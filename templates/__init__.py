@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pipeline.planning.cost import money
+from pipeline.domain.money import money
 
 
 def py_literal(value: object) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real temporary databases, real datasets, fakes (never mocks)."""
+"""Fixtures every layer's tests use: a clean environment, a real temporary database, runners.
+Each layer's own fixtures are in its folder's conftest.py (fakes, never mocks)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.testing.runs import EventLog
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
-from tests.fakes.slack import fake_slack  # noqa: F401  (a fixture, shared by the Slack tests)
-from tests.fireworks_helpers import fake, make_platform, platform  # noqa: F401  (fixtures of the Fireworks tests)
-from tests.slack_helpers import bot_factory  # noqa: F401  (a fixture, shared by the Slack tests)
-from tests.support import EventLog
 
 
 @pytest.fixture(autouse=True)
@@ -51,14 +49,3 @@ async def make_runner(db: Database, tmp_path: Path) -> AsyncIterator[Callable[..
     yield make
     for r in runners:
         await r.close()
-
-
-@pytest.fixture(scope="session")
-def local_demo_run(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """`sftbot demo --yes` end to end on the tiny model, run once for the session and then
-    exited (engine, platform and endpoint closed): what the local-platform tests pick up after."""
-    pytest.importorskip("torch")
-    pytest.importorskip("peft")
-    from tests.local_demo import run_tiny_demo
-
-    return run_tiny_demo(tmp_path_factory.mktemp("local-demo"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from handlers.render.action_ids import CANCEL, CHOOSE, PROMOTE
-from handlers.render.compare import comparison_blocks, headline
+from handlers.render.comparison import comparison_blocks, headline
 from handlers.render.mrkdwn import (
     Block,
     Message,
@@ -29,15 +29,15 @@ from handlers.render.mrkdwn import (
     section,
 )
 from handlers.render.people import who_can
-from pipeline.authz import Deciders
+from pipeline.domain.authz import Deciders
+from pipeline.domain.money import money
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.ledger import DEFAULT_MARGIN, WARN_AT
-from pipeline.planning.cost import money
-from pipeline.planning.models import Plan
+from pipeline.planning.ledger import DEFAULT_MARGIN, WARN_AT
+from pipeline.planning.plan_types import Plan
 from pipeline.run import timing
-from pipeline.run.slots import CandidateState
-from pipeline.scoreboard import leader
-from pipeline.store.records import CandidateRecord, RunRecord
+from pipeline.run.scoreboard import leader
 
 _STATE = {
     CandidateState.WAITING: "🕓 queued",

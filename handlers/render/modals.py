@@ -11,10 +11,10 @@ import re
 from typing import Any
 
 from handlers.render.mrkdwn import Block, clip, decode, encode, plain
-from handlers.render.plan import plan_pairs
-from pipeline.instructions import normalise_model, parse_instruction
-from pipeline.planning.models import Plan
-from pipeline.spec import (
+from handlers.render.plan_message import plan_pairs
+from pipeline.domain.instructions import normalise_model, parse_instruction
+from pipeline.domain.records import RunRecord
+from pipeline.domain.spec import (
     MAX_EPOCHS,
     MAX_PARALLEL,
     MAX_SAMPLES,
@@ -26,7 +26,7 @@ from pipeline.spec import (
     check_rank,
     make_spec,
 )
-from pipeline.store.records import RunRecord
+from pipeline.planning.plan_types import Plan
 
 CALLBACK_ID = "sft_revise_modal"
 MODELS, GRID, EPOCHS, HP, PARALLEL, FINAL, OTHER = "models", "grid", "epochs", "hp_samples", "parallel", "final_run", "other"

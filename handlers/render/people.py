@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from handlers.render.mrkdwn import code
-from pipeline.authz import Deciders
+from pipeline.domain.authz import Deciders
 
 _USER = re.compile(r"[UW][A-Z0-9]{1,20}")
 _GROUP = re.compile(r"S[A-Z0-9]{1,20}")

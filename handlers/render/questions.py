@@ -21,9 +21,9 @@ from handlers.render.mrkdwn import (
     user,
 )
 from handlers.render.people import who_can
-from pipeline.authz import Deciders
-from pipeline.run.gates import Question, QuestionKind
-from pipeline.store.records import RunRecord
+from pipeline.domain.authz import Deciders
+from pipeline.domain.gates import Question, QuestionKind
+from pipeline.domain.records import RunRecord
 
 # How each evaluation answer reads on a button and in its stamp (never "Path A/B/C").
 EVALUATION_CHOICES = {"loss": "Validation loss is fine", "evaluator": "Use my evaluator", "generate": "Generate one for me"}

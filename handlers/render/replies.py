@@ -23,11 +23,11 @@ from handlers.render.mrkdwn import (
     section,
     user,
 )
-from handlers.render.run import run_title, short_name
-from pipeline.catalog import BaseModelInfo
-from pipeline.planning.cost import money
+from handlers.render.root_message import run_title, short_name
+from pipeline.domain.catalog import BaseModelInfo
+from pipeline.domain.money import money
+from pipeline.domain.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
 from pipeline.run import timing
-from pipeline.store.records import AuditEvent, CandidateRecord, GateDecision, RunRecord
 
 HELP_LINES = (
     "`/sft run dataset=<id or .jsonl> model=<base model> [lr=… rank=… epochs=…]` — plan a run (plain English works too)",

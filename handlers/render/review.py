@@ -4,7 +4,7 @@ and the start of its contract (``eval_spec.md``)."""
 from __future__ import annotations
 
 from handlers.render.mrkdwn import Block, clip, code, context, escape, section, user
-from pipeline.planning.models import Plan
+from pipeline.planning.plan_types import Plan
 
 _KIND_TITLES = {"numbers": "final-number", "json": "JSON", "labels": "label", "exact": "exact-answer", "sql": "SQL"}
 SPEC_EXCERPT_CHARS = 1200

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from pipeline.dataset.tokens import answer_text, content_text
-from pipeline.fsio import atomic_output
+from pipeline.domain.fsio import atomic_output
 
 # kind -> what it does, in the words the plan shows the user.
 CONVERSIONS: dict[str, str] = {

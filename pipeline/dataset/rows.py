@@ -11,9 +11,9 @@ from typing import Any, Literal
 import msgspec
 
 from pipeline.dataset.convert import flat_shape
-from pipeline.dataset.report import Shape
+from pipeline.dataset.inspection import Shape
 from pipeline.dataset.tokens import answer_text, content_chars
-from pipeline.spec import MAX_SAMPLES, MIN_SAMPLES
+from pipeline.domain.spec import MAX_SAMPLES, MIN_SAMPLES
 
 ROLES = frozenset({"system", "user", "assistant"})
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from pipeline.fsio import json_lines
+from pipeline.domain.fsio import json_lines
 
 ROWS = 200  # the most common system prompt among the first rows is the task's
 

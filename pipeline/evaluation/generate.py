@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluation.models import EvaluatorKind, GeneratedEvaluator
-from pipeline.evaluation.scoring import strip_thinking
+from pipeline.evaluation.eval_types import EvaluatorKind, GeneratedEvaluator
+from pipeline.evaluation.scores import strip_thinking
 from templates import code_environment
 
 SHARE = 0.9  # a kind must fit at least this share of the answers

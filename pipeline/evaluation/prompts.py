@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.platforms.base import ChatMessage
+from pipeline.domain.platform import ChatMessage
 
 # Base models that think before answering unless told not to, and accept "none" to stop it.
 # Qwen3's "-instruct-2507" releases are the non-thinking ones; GPT-OSS and MiniMax refuse "none".

@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pipeline.domain.fsio import json_lines
+from pipeline.domain.spec import EvalKind, Evaluation, SpecError
+from pipeline.evaluation.eval_types import EvalExample, EvalRun, EvaluatorInfo, SandboxLimits
 from pipeline.evaluation.generate import generate_evaluator
-from pipeline.evaluation.models import EvalExample, EvalRun, EvaluatorInfo, SandboxLimits
 from pipeline.evaluation.prompts import message_text
-from pipeline.evaluation.sandbox import validate_evaluator
-from pipeline.fsio import json_lines
-from pipeline.spec import EvalKind, Evaluation, SpecError
+from pipeline.evaluation.sandbox.batch import validate_evaluator
 
 
 class Fallback(BaseModel):

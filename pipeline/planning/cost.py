@@ -12,24 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from pipeline.catalog import BaseModelInfo, PriceTable, price_table
+from pipeline.domain.catalog import BaseModelInfo, PriceTable, price_table
+from pipeline.domain.platform import ShapeInfo
+from pipeline.domain.spec import EvalKind, Evaluation
 from pipeline.planning.duration import minutes
-from pipeline.planning.models import CostEstimate, CostLine, Duration, PlannedJob
-from pipeline.platforms.base import ShapeInfo
-from pipeline.spec import EvalKind, Evaluation
+from pipeline.planning.plan_types import CostEstimate, CostLine, Duration, PlannedJob
 
 Shapes = Mapping[str, ShapeInfo | None]
-
-
-def money(usd: float | None) -> str:
-    """Format like the cookbook's estimator: cents below $100, whole dollars above, <$0.01."""
-    if usd is None:
-        return "unknown"
-    if 0 < usd < 0.01:
-        return "<$0.01"
-    if usd >= 100:
-        return f"${usd:,.0f}"
-    return f"${usd:,.2f}"
 
 
 def _sum(values: Sequence[float | None]) -> float | None:

@@ -6,7 +6,7 @@ messages to see what they are approving now. Pure: plans in, short phrases out.
 
 from __future__ import annotations
 
-from pipeline.planning.models import Plan, PlannedJob
+from pipeline.planning.plan_types import Plan, PlannedJob
 
 
 def _grid(jobs: list[PlannedJob]) -> str:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from pipeline.catalog import BaseModelInfo, throughput_table
-from pipeline.planning.models import Duration, PlannedJob
-from pipeline.platforms.base import Throughput
-from pipeline.spec import EvalKind, Evaluation
+from pipeline.domain.catalog import BaseModelInfo, throughput_table
+from pipeline.domain.platform import Throughput
+from pipeline.domain.spec import EvalKind, Evaluation
+from pipeline.planning.plan_types import Duration, PlannedJob
 
 VALIDATION_COST = 1 / 3  # forward only, per token, relative to a training step
 SLOW_MARGIN = 1.25
-DECODE_BATCH = 16  # prompts per generation batch (local_serve.generate_batch)
+DECODE_BATCH = 16  # prompts per generation batch (platforms/local/serve.py generate_batch)
 
 
 def basis(tp: Throughput) -> str:

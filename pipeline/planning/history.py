@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from pipeline.catalog import BaseModelInfo, price_table
-from pipeline.planning.models import CostEstimate
+from pipeline.domain.catalog import BaseModelInfo, price_table
+from pipeline.planning.plan_types import CostEstimate
 
 MIN_RUNS = 3  # fewer than this is an anecdote, not a range
 RECENT = 10  # the last runs of this kind; older ones describe another price list

@@ -9,15 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from pipeline.catalog import BaseModelInfo, find_model
-from pipeline.dataset.report import InspectionReport
+from pipeline.dataset.inspection import InspectionReport
 from pipeline.dataset.split import split_sizes
+from pipeline.domain.catalog import BaseModelInfo, find_model
+from pipeline.domain.platform import Throughput
+from pipeline.domain.slots import FINAL, Slot
+from pipeline.domain.spec import EvalKind, Evaluation, RunSpec
 from pipeline.planning.cost import Shapes, estimate_cost
 from pipeline.planning.duration import run_duration, table_duration, with_durations
-from pipeline.planning.models import Plan, PlannedJob, Source
-from pipeline.platforms.base import Throughput
-from pipeline.run.slots import FINAL, Slot
-from pipeline.spec import EvalKind, Evaluation, RunSpec
+from pipeline.planning.plan_types import Plan, PlannedJob, Source
 
 DEFAULT_GRID: tuple[tuple[int, float], ...] = ((8, 1.5e-4), (16, 1.0e-4), (32, 5.0e-5))
 DEFAULT_HP_SAMPLES = 1000

@@ -1,14 +1,14 @@
 """Who shaped a run: the authors of a plan version (four eyes) and whether a decision brings
 evaluator code of its own (with SFTBOT_UNSAFE_EVALUATORS only admins may). The rules are
-``pipeline.authz``'s; this reads the facts they need from the run and its decisions."""
+``pipeline.domain.authz``'s; this reads the facts they need from the run and its decisions."""
 
 from __future__ import annotations
 
-from pipeline.authz import plan_authors
-from pipeline.run.gates import apply_answer
-from pipeline.spec import EvalKind, RunSpec, SpecError
+from pipeline.domain.authz import plan_authors
+from pipeline.domain.gates import apply_answer
+from pipeline.domain.records import GateDecision, RunRecord
+from pipeline.domain.spec import EvalKind, RunSpec, SpecError
 from pipeline.store.db import Database
-from pipeline.store.records import GateDecision, RunRecord
 
 
 async def authors_of(db: Database, run: RunRecord, version: int) -> frozenset[str]:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.access import LocalFiles
-from pipeline.authz import Policy
-from pipeline.evaluation.models import SandboxLimits
-from pipeline.platforms.base import Platform
+from pipeline.dataset.access import LocalFiles
+from pipeline.domain.authz import Policy
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import Platform
+from pipeline.domain.records import RunRecord
+from pipeline.evaluation.eval_types import SandboxLimits
 from pipeline.run.events import RunEvent
-from pipeline.run.machine import Event
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import RunRecord
 from pipeline.store.runs import RunChanges
 
 
@@ -77,7 +77,7 @@ class RunContext:
 
     async def reload(self, run: RunRecord) -> RunRecord:
         """The run as committed now."""
-        fresh = await q.get_run(self.db, run.id)
+        fresh = await runs.get_run(self.db, run.id)
         assert fresh is not None, run.id
         return fresh
 

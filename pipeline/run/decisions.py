@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from pipeline.access import LocalFiles, check_use
-from pipeline.authz import Action, Policy, Rule, Subject, authorize
-from pipeline.planning.cost import money
+from pipeline.dataset.access import LocalFiles, check_use
+from pipeline.domain.authz import Action, Policy, Rule, Subject, authorize
+from pipeline.domain.gates import PROMOTION, GateKey, apply_answer
+from pipeline.domain.machine import WAITING_FOR, Event, Phase, Refused, allowed
+from pipeline.domain.money import money
+from pipeline.domain.records import Actor, GateDecision, RunRecord
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.run.authorship import authors_of, supplies_evaluator
-from pipeline.run.gates import PROMOTION, GateKey, apply_answer
-from pipeline.run.machine import WAITING_FOR, Event, Phase, Refused, allowed
-from pipeline.run.slots import CandidateState, Slot
-from pipeline.spec import RunSpec, SpecError
-from pipeline.store import runs as q
-from pipeline.store import uploads
+from pipeline.store import runs, uploads
 from pipeline.store.db import Database, GateAlreadyDecided
-from pipeline.store.records import Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
 
 
@@ -214,7 +213,7 @@ class Gatekeeper(Protocol):
 
 async def decide(keeper: Gatekeeper, key: str | int, decision: Decision, actor: Actor, *, channel: str | None) -> RunRecord:
     """Record one decision at a gate and move the run on; raises ``Refusal`` when nothing happened."""
-    run = await q.get_run(keeper.db, key)
+    run = await runs.get_run(keeper.db, key)
     event, _ = _EVENT[type(decision)]
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.", event=event)
@@ -351,7 +350,7 @@ def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | N
             )
         if isinstance(decision, Revise):
             return GateKey.plan(version), RunChanges(spec=decision.spec), {"spec": decision.spec.model_dump(mode="json")}
-        # What was approved in dollars: the run's cap is this x the margin (pipeline/ledger.py).
+        # What was approved in dollars: the run's cap is this x the margin (pipeline/planning/ledger.py).
         return GateKey.plan(version), RunChanges(approved_usd=run.estimated_usd), {"plan_version": version}
     if isinstance(decision, Promote):
         return PROMOTION, RunChanges(promoted=decision.slot), {"candidate": str(decision.slot)}
@@ -389,7 +388,7 @@ def _budget(run: RunRecord, decision: RaiseBudget | SkipStep, event: Event) -> t
 
 async def check_promotable(db: Database, run: RunRecord, slot: Slot) -> None:
     """Only a completed sweep candidate can be promoted (a refusal names the choice)."""
-    cands = {c.slot: c for c in await q.candidates(db, run.id)}
+    cands = {c.slot: c for c in await runs.candidates(db, run.id)}
     chosen = cands.get(slot)
     if chosen is None or slot.is_final or chosen.state is not CandidateState.COMPLETED:
         raise Refusal(

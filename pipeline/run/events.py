@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.domain.gates import BudgetRequest, Question
+from pipeline.domain.machine import Event, Phase
+from pipeline.domain.platform import DeploymentStatus
+from pipeline.domain.records import Actor, CandidateRecord, RunRecord
+from pipeline.domain.slots import Slot
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import DeploymentStatus
-from pipeline.run.gates import BudgetRequest, Question
-from pipeline.run.machine import Event, Phase
-from pipeline.run.slots import Slot
-from pipeline.store.records import Actor, CandidateRecord, RunRecord
+from pipeline.planning.plan_types import Plan
 
 log = logging.getLogger("sftbot.events")
 

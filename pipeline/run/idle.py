@@ -17,14 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import ids
-from pipeline.authz import Policy
-from pipeline.platforms.base import Platform
+from pipeline.domain import ids
+from pipeline.domain.authz import Policy
+from pipeline.domain.platform import Platform
+from pipeline.domain.records import Actor, Resource, RunRecord
 from pipeline.run.events import DeploymentIdle, DeploymentKept
 from pipeline.run.teardown import Target, target
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import Actor, Resource, RunRecord
 
 LIVE = ("ready", "created")
 
@@ -57,7 +57,7 @@ async def live_deployments(db: Database) -> list[Live]:
     )
     out = []
     for run_id in dict.fromkeys(r[0] for r in rows):
-        run = await q.get_run(db, run_id)
+        run = await runs.get_run(db, run_id)
         if run is None:
             continue
         dep = next((r for r in await db.resources(run.id) if r.resource_id == ids.deployment_id(run.id)), None)

@@ -21,13 +21,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.platforms.base import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.domain.platform import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import CandidateState, Slot
 from pipeline.run.metrics import last_loss, no_validation_loss, read_points
 from pipeline.run.pruning import Pruner
-from pipeline.run.slots import CandidateState, Slot
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord
 
 Checkpoint = Callable[[str], Awaitable[None]]
 Changed = Callable[[list[CandidateRecord]], Awaitable[None]]
@@ -85,7 +85,7 @@ class JobWatch:
         )
 
     async def _mine(self, requests: dict[Slot, JobRequest]) -> list[CandidateRecord]:
-        return [c for c in await q.candidates(self.db, self.run_id) if c.slot in requests]
+        return [c for c in await runs.candidates(self.db, self.run_id) if c.slot in requests]
 
     async def run(self, requests: dict[Slot, JobRequest], *, max_active: int) -> list[CandidateRecord]:
         """Submit and poll until every slot in ``requests`` is finished."""
@@ -114,7 +114,7 @@ class JobWatch:
             changed = await self._poll_once(before)
             if self.pruner is not None and await self.pruner.round(await self._mine(requests)):
                 changed = True
-                await self.changed(await q.candidates(self.db, self.run_id))
+                await self.changed(await runs.candidates(self.db, self.run_id))
             # Back off while nothing moves (no retry storms on a slow platform); snap back on change.
             delay = self.poll if changed else min(delay * 1.5, self.poll * 4)
             after = await self._mine(requests)
@@ -127,26 +127,26 @@ class JobWatch:
         """The refused job goes back in the queue; every queued job says why it waits."""
         note = waiting_note(exc, running)
         async with self.db.write() as tx:
-            await q.set_state(tx, self.run_id, c.slot, CandidateState.WAITING)
+            await runs.set_state(tx, self.run_id, c.slot, CandidateState.WAITING)
             await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="queued")
             for other in await self._mine(requests):
                 if other.state is CandidateState.WAITING or other.slot == c.slot:
-                    await q.set_note(tx, self.run_id, other.slot, note)
+                    await runs.set_note(tx, self.run_id, other.slot, note)
             await tx.audit(
                 run_id=self.run_id, actor="sftbot", action="job_queued", details={"job_id": c.job_id, "reason": str(exc)}
             )
-        await self.on_queued(await q.candidates(self.db, self.run_id), running, str(exc))
+        await self.on_queued(await runs.candidates(self.db, self.run_id), running, str(exc))
 
     async def _submit(self, c: CandidateRecord, req: JobRequest) -> None:
         async with self.db.write() as tx:
-            await q.set_state(tx, self.run_id, c.slot, CandidateState.SUBMITTING)
+            await runs.set_state(tx, self.run_id, c.slot, CandidateState.SUBMITTING)
             await self.db.record_resource(tx, kind="job", resource_id=req.job_id, run_id=self.run_id, state="submitting")
             await tx.audit(run_id=self.run_id, actor="sftbot", action="job_submitting", details={"job_id": req.job_id})
         await self.cp(f"job:{req.job_id}:recorded")
         status = await self.platform.create_job(req)
         async with self.db.write() as tx:
-            await q.set_note(tx, self.run_id, c.slot, None)
-            await q.update_candidate(
+            await runs.set_note(tx, self.run_id, c.slot, None)
+            await runs.update_candidate(
                 tx, self.run_id, c.slot, status, state=CandidateState.of(status.state), progressed=True, stalled=False
             )
             await self.db.record_resource(tx, kind="job", resource_id=req.job_id, run_id=self.run_id, state="created")
@@ -168,7 +168,7 @@ class JobWatch:
                     raise
                 # A crash between recording and creating: the platform never heard of it.
                 async with self.db.write() as tx:
-                    await q.set_state(tx, self.run_id, c.slot, CandidateState.WAITING)
+                    await runs.set_state(tx, self.run_id, c.slot, CandidateState.WAITING)
                 changed = True
                 continue
             except PlatformError as exc:
@@ -177,7 +177,7 @@ class JobWatch:
                 continue
             changed |= await self._record(c, status)
         if changed:
-            await self.changed(await q.candidates(self.db, self.run_id))
+            await self.changed(await runs.candidates(self.db, self.run_id))
         return changed
 
     async def _record(self, c: CandidateRecord, status: JobStatus) -> bool:
@@ -197,9 +197,9 @@ class JobWatch:
             if status.val_loss is None:
                 note = no_validation_loss(self.ws / "metrics" / f"{c.job_id}.raw.jsonl")
         async with self.db.write() as tx:
-            await q.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=progressed, stalled=stalled)
+            await runs.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=progressed, stalled=stalled)
             if note is not None:
-                await q.set_note(tx, self.run_id, c.slot, note)
+                await runs.set_note(tx, self.run_id, c.slot, note)
             if state.is_finished():
                 await tx.audit(
                     run_id=self.run_id,

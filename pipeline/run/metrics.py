@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.fsio import json_lines, write_atomic
-from pipeline.platforms.base import LossPoint, Platform, PlatformError
+from pipeline.domain.fsio import json_lines, write_atomic
+from pipeline.domain.platform import LossPoint, Platform, PlatformError
 
 
 async def read_points(platform: Platform, workspace: Path, job_id: str) -> list[LossPoint] | None:

@@ -1,4 +1,4 @@
-"""Pruning's effects in a sweep (the rule itself is pure, in pipeline/run/prune.py).
+"""Pruning's effects in a sweep (the rule itself is pure, in pipeline/run/prune_rule.py).
 
 Reads each training candidate's epoch validation losses as rarely as possible, asks the rule
 whom to stop, and stops them the way submits are made: the decision is recorded first (state
@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.platforms.base import JobState, JobStatus, LossPoint, Platform, PlatformError
-from pipeline.run import prune as rule
+from pipeline.domain.platform import JobState, JobStatus, LossPoint, Platform, PlatformError
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.run import prune_rule
 from pipeline.run.metrics import load_points, read_points
-from pipeline.run.slots import CandidateState
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord
 
 Checkpoint = Callable[[str], Awaitable[None]]
 REFUSED = "prune_refused"  # a job's resource state when the platform refused to cancel it: never pruned again
@@ -44,7 +44,7 @@ class Pruner:
 
     def seen(self, job_id: str, points: list[LossPoint]) -> None:
         """The watch read a job's metrics (at its end): keep its epoch losses."""
-        self._losses[job_id] = rule.epoch_losses([(p.epoch, p.val_loss) for p in points])
+        self._losses[job_id] = prune_rule.epoch_losses([(p.epoch, p.val_loss) for p in points])
 
     async def _read(self, job_id: str) -> None:
         points = await read_points(self.platform, self.ws, job_id)
@@ -60,7 +60,7 @@ class Pruner:
         shows no mid-job validation loss is asked once per epoch and pruning does nothing.
         """
         if c.job_id not in self._losses and (c.state.is_finished() or c.state is CandidateState.PRUNING):
-            self._losses[c.job_id] = rule.epoch_losses([(p.epoch, p.val_loss) for p in load_points(self.ws, c.job_id)])
+            self._losses[c.job_id] = prune_rule.epoch_losses([(p.epoch, p.val_loss) for p in load_points(self.ws, c.job_id)])
         known = self._losses.get(c.job_id, {})
         if c.state is not CandidateState.RUNNING or c.epoch is None:
             return known
@@ -75,27 +75,27 @@ class Pruner:
         """Ask the rule whom to stop now, and stop them (decision recorded first)."""
         refused = {r.resource_id for r in await self.db.resources(self.run_id) if r.kind == "job" and r.state == REFUSED}
         entries = [
-            rule.Entry(
+            prune_rule.Entry(
                 slot=c.slot,
                 base_model=c.base_model,
                 epochs=c.epochs,
                 losses=await self._epoch_losses(c),
                 # One the platform would not stop trains on to the end: in the race, never tried again.
-                standing=_standing(c) if c.job_id not in refused else rule.Standing.DONE,
+                standing=_standing(c) if c.job_id not in refused else prune_rule.Standing.DONE,
             )
             for c in cands
         ]
-        decisions = rule.decide(entries)
+        decisions = prune_rule.decide(entries)
         by_slot = {c.slot: c for c in cands}
         for d in decisions:
             await self._prune(by_slot[d.slot], d)
         return bool(decisions)
 
-    async def _prune(self, c: CandidateRecord, d: rule.Prune) -> None:
+    async def _prune(self, c: CandidateRecord, d: prune_rule.Prune) -> None:
         """Record the decision and its reason, then cancel through the platform's own path."""
         async with self.db.write() as tx:
-            await q.set_state(tx, self.run_id, c.slot, CandidateState.PRUNING)
-            await q.set_note(tx, self.run_id, c.slot, d.reason)
+            await runs.set_state(tx, self.run_id, c.slot, CandidateState.PRUNING)
+            await runs.set_note(tx, self.run_id, c.slot, d.reason)
             await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="pruning")
             await tx.audit(
                 run_id=self.run_id,
@@ -110,7 +110,7 @@ class Pruner:
                     "best_slot": str(d.best_slot),
                     "rank": d.rank,
                     "rung": d.rung,
-                    "rule": rule.RULE,
+                    "rule": prune_rule.RULE,
                     "reason": d.reason,
                 },
             )
@@ -126,8 +126,8 @@ class Pruner:
             # The platform will not stop it: it trains on, the reason stays on record, and the
             # resource row keeps the rule from trying again (also after a restart).
             async with self.db.write() as tx:
-                await q.set_state(tx, self.run_id, c.slot, CandidateState.RUNNING)
-                await q.set_note(tx, self.run_id, c.slot, f"could not be pruned: {exc}")
+                await runs.set_state(tx, self.run_id, c.slot, CandidateState.RUNNING)
+                await runs.set_note(tx, self.run_id, c.slot, f"could not be pruned: {exc}")
                 await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=REFUSED)
                 await tx.audit(
                     run_id=self.run_id,
@@ -165,13 +165,13 @@ class Pruner:
             # It finished before the cancel reached it: it keeps its model (and cost the full price).
             await self.record(c, status)
             async with self.db.write() as tx:
-                await q.set_note(tx, self.run_id, c.slot, "finished before it could be pruned")
+                await runs.set_note(tx, self.run_id, c.slot, "finished before it could be pruned")
             return True
         state = CandidateState.PRUNED  # cancelled, or failed on its way down: either way no model
         await self._read(c.job_id)  # its curve up to the stop, for the report
         saved = max(0.0, c.epochs - (status.epoch or 0.0))
         async with self.db.write() as tx:
-            await q.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=True, stalled=False)
+            await runs.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=True, stalled=False)
             await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=state.value)
             await tx.audit(
                 run_id=self.run_id,
@@ -186,11 +186,11 @@ class Pruner:
         return next((r.state for r in await self.db.resources(self.run_id) if r.kind == "job" and r.resource_id == job_id), None)
 
 
-def _standing(c: CandidateRecord) -> rule.Standing:
+def _standing(c: CandidateRecord) -> prune_rule.Standing:
     if c.state is CandidateState.RUNNING:
-        return rule.Standing.TRAINING
+        return prune_rule.Standing.TRAINING
     if c.state is CandidateState.COMPLETED:
-        return rule.Standing.DONE
+        return prune_rule.Standing.DONE
     if c.state in (CandidateState.WAITING, CandidateState.SUBMITTING, CandidateState.PENDING):
-        return rule.Standing.WAITING
-    return rule.Standing.OUT  # failed, cancelled, pruned or being pruned
+        return prune_rule.Standing.WAITING
+    return prune_rule.Standing.OUT  # failed, cancelled, pruned or being pruned

@@ -16,10 +16,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.access import LocalFiles, check_use
-from pipeline.authz import Action, Policy, Subject, authorize
-from pipeline.instructions import parse_instruction
-from pipeline.platforms.base import Platform, PlatformError
+from pipeline.dataset.access import LocalFiles, check_use
+from pipeline.domain.authz import Action, Policy, Subject, authorize
+from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
+from pipeline.domain.platform import Platform, PlatformError
+from pipeline.domain.records import BOT, Actor, GateDecision, RunRecord
+from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.run import decisions, teardown
 from pipeline.run.authorship import evaluator_file
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
@@ -33,21 +36,17 @@ from pipeline.run.events import (
     RunCreated,
     StoragePaused,
 )
-from pipeline.run.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
+from pipeline.run.steps.announce import ask, propose, request_promotion
 from pipeline.run.steps.budget import request_budget
 from pipeline.run.steps.deploy import deploy
 from pipeline.run.steps.evaluate import evaluate
 from pipeline.run.steps.final import final
-from pipeline.run.steps.gates import ask, propose, request_promotion
 from pipeline.run.steps.inspect import inspect
 from pipeline.run.steps.report import report
 from pipeline.run.steps.stop import cancel_jobs, finish
 from pipeline.run.steps.sweep import sweep
-from pipeline.spec import RunSpec, SpecError
-from pipeline.store import runs as q
-from pipeline.store import uploads
+from pipeline.store import runs, uploads
 from pipeline.store.db import Database, StorageError, StorageFull, storage_problem
-from pipeline.store.records import BOT, Actor, GateDecision, RunRecord
 from pipeline.store.runs import RunChanges
 
 log = logging.getLogger("sftbot.runner")
@@ -121,7 +120,7 @@ class Runner:
         await check_use(spec, channel=channel, files=self.config.files, origin=lambda r: uploads.origin(self.db, r))
         await uploads.used(self.db, [r for r in (spec.dataset, spec.eval_dataset) if r])
         async with self.db.write() as tx:
-            run = await q.insert_run(
+            run = await runs.insert_run(
                 tx,
                 requester=actor.id,
                 requester_name=actor.name,
@@ -160,7 +159,7 @@ class Runner:
         return await teardown.teardown(self.db, self.platform, self.policy, key, actor, channel=channel)
 
     async def get(self, key: str | int) -> RunRecord:
-        run = await q.get_run(self.db, key)
+        run = await runs.get_run(self.db, key)
         if run is None:
             raise RunNotFound(f"no run {str(key)[:20]}")
         return run
@@ -172,11 +171,11 @@ class Runner:
         run that still has active jobs (stopped between its end and its cancels) cancels them.
         """
         resumed = []
-        for run in await q.list_runs(self.db, unfinished=True, limit=10_000):
+        for run in await runs.list_runs(self.db, unfinished=True, limit=10_000):
             await self._enter(run, ENTRY[run.phase])
             if not run.phase.gate:
                 resumed.append(run)
-        for run_id in await q.finished_runs_with_active_jobs(self.db):
+        for run_id in await runs.finished_runs_with_active_jobs(self.db):
             await cancel_jobs(self.ctx, await self.get(run_id))
         return resumed
 
@@ -215,10 +214,10 @@ class Runner:
     ) -> RunRecord:
         """Apply one event: the phase change, the gate decision and the audit event commit together."""
         async with self.db.write() as tx:
-            run = await q.read_run(tx, run_id)
+            run = await runs.read_run(tx, run_id)
             if gate is not None:
                 await self.db.decide_gate(tx, gate)
-            plan = await q.get_plan(self.db, run_id, run.plan_version) if run.plan_version else None
+            plan = await runs.get_plan(self.db, run_id, run.plan_version) if run.plan_version else None
             ctx = Context(
                 final_run=plan.final is not None if plan else True,
                 deploy=plan.deploy if plan else True,
@@ -226,14 +225,14 @@ class Runner:
                 answer_deploys=run.question is not None and run.question.kind.blocks_deploy,
             )
             nxt, effects = advance(run.phase, event, ctx)
-            await q.update_run(tx, run_id, changes or RunChanges(), phase=nxt)
+            await runs.update_run(tx, run_id, changes or RunChanges(), phase=nxt)
             if event is Event.APPROVE:
-                await q.set_plan_status(tx, run_id, run.plan_version, "approved")
+                await runs.set_plan_status(tx, run_id, run.plan_version, "approved")
             elif event is Event.REVISE:
-                await q.set_plan_status(tx, run_id, run.plan_version, "superseded")
+                await runs.set_plan_status(tx, run_id, run.plan_version, "superseded")
             elif event is Event.CANCEL and run.phase is Phase.AWAITING_PLAN_APPROVAL:
-                await q.set_plan_status(tx, run_id, run.plan_version, "cancelled")
-            after = await q.read_run(tx, run_id)
+                await runs.set_plan_status(tx, run_id, run.plan_version, "cancelled")
+            after = await runs.read_run(tx, run_id)
             await tx.audit(
                 run_id=run_id,
                 actor=actor.id,

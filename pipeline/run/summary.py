@@ -13,22 +13,22 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.domain import ids
+from pipeline.domain.gates import PROMOTION
+from pipeline.domain.platform import DeploymentStatus, Platform
+from pipeline.domain.records import CandidateRecord, GateDecision, Resource, RunRecord
+from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.ledger import DEFAULT_MARGIN, ledger
-from pipeline.lifecycle import serving_note
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import DeploymentStatus, Platform
-from pipeline.run import prune
-from pipeline.run.gates import PROMOTION
+from pipeline.planning.ledger import DEFAULT_MARGIN, ledger
+from pipeline.planning.plan_types import Plan
+from pipeline.platforms.lifecycle import serving_note
+from pipeline.run import prune_rule
+from pipeline.run.answers import comparison
 from pipeline.run.metrics import load_points
-from pipeline.run.slots import FINAL, CandidateState
-from pipeline.run.steps.baseline import comparison
-from pipeline.scoreboard import rank
-from pipeline.store import runs as q
+from pipeline.run.scoreboard import rank
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, GateDecision, Resource, RunRecord
 
 
 class CostSummary(BaseModel):
@@ -38,7 +38,7 @@ class CostSummary(BaseModel):
     training_actual: float | None = None  # the platform's own per-job figures, summed
     training_delta_pct: float | None = None
     compute_minutes: float | None = None  # local platform: estimated training minutes
-    # The run's ledger at the time of the summary (pipeline/ledger.py; ``sftbot spend`` reads the same).
+    # The run's ledger at the time of the summary (pipeline/planning/ledger.py; ``sftbot spend`` reads the same).
     deployments_usd: float = 0.0  # the deployments it created, GPU-hours x rate so far (an upper bound)
     actual_usd: float | None = None  # jobs + deployments; None on the local platform (nothing billed)
     approved_usd: float | None = None
@@ -113,7 +113,7 @@ def evaluation_sentence(plan: Plan | None, shipped: CandidateRecord | None, *, e
     return f"Final model: mean evaluator score {shipped.score:.3f} on {plan.eval_examples} held-out examples{failed}; {loss}."
 
 
-def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: Path) -> prune.Savings | None:
+def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: Path) -> prune_rule.Savings | None:
     """What the run's pruned candidates did not spend: epochs, and their price or time.
 
     Money (billing platforms): the plan's own price of that candidate, per epoch. Time (the
@@ -130,14 +130,14 @@ def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: 
         at_epoch = [p for p in load_points(workspace, c.job_id) if p.elapsed_s is not None and p.val_loss is not None and p.epoch]
         pace = at_epoch[-1].elapsed_s / at_epoch[-1].epoch if at_epoch and at_epoch[-1].elapsed_s and at_epoch[-1].epoch else None
         pruned.append(
-            prune.Pruned(
+            prune_rule.Pruned(
                 epochs=c.epochs,
                 reached=c.epoch or 0.0,
                 usd_per_epoch=usd / c.epochs if usd is not None and c.epochs else None,
                 seconds_per_epoch=pace,
             )
         )
-    return prune.savings(pruned)
+    return prune_rule.savings(pruned)
 
 
 def production_deployment(run: RunRecord, resources: list[Resource]) -> DeploymentStatus | None:
@@ -150,8 +150,8 @@ def production_deployment(run: RunRecord, resources: list[Resource]) -> Deployme
 
 async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin: float = DEFAULT_MARGIN) -> RunSummary:
     """Everything the run's final messages and report show, as plain values."""
-    plan = await q.get_plan(db, run.id, run.plan_version) if run.plan_version else None
-    cands = await q.candidates(db, run.id)
+    plan = await runs.get_plan(db, run.id, run.plan_version) if run.plan_version else None
+    cands = await runs.candidates(db, run.id)
     by_slot = {c.slot: c for c in cands}
     final = by_slot.get(FINAL)
     shipped = final or (by_slot.get(run.promoted) if run.promoted else None)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline import ids
-from pipeline.authz import Action, Policy, Subject, authorize
-from pipeline.platforms.base import NotFound, Platform, PlatformError
+from pipeline.domain import ids
+from pipeline.domain.authz import Action, Policy, Subject, authorize
+from pipeline.domain.platform import NotFound, Platform, PlatformError
+from pipeline.domain.records import Actor, Resource, RunRecord
 from pipeline.run.decisions import Refusal, RefusalKind
 from pipeline.run.events import DeploymentTornDown
-from pipeline.store import runs as q
+from pipeline.store import runs
 from pipeline.store.db import Database
-from pipeline.store.records import Actor, Resource, RunRecord
 
 GONE = ("deleted", "deleting")
 
@@ -32,7 +32,7 @@ class Target:
 
 async def target(db: Database, policy: Policy, key: str | int, actor: Actor, *, channel: str | None) -> Target:
     """The run's deployment this person may tear down; ``Refusal`` (audited when denied) otherwise."""
-    run = await q.get_run(db, key)
+    run = await runs.get_run(db, key)
     if run is None:
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.")
     verdict = authorize(actor, Action.TEARDOWN, policy=policy, channel=channel, about=Subject(requester=run.requester))

@@ -12,9 +12,9 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from pipeline.run.machine import Phase
-from pipeline.run.slots import CandidateState
-from pipeline.store.records import CandidateRecord
+from pipeline.domain.machine import Phase
+from pipeline.domain.records import CandidateRecord
+from pipeline.domain.slots import CandidateState
 
 TOTAL_STEPS = 7
 # The seven phases of DESIGN.md as people count them; a gate belongs to the step it decides.

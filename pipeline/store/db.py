@@ -23,7 +23,7 @@ from typing import Any
 
 import aiosqlite
 
-from pipeline.store.records import AuditEvent, GateDecision, Resource
+from pipeline.domain.records import AuditEvent, GateDecision, Resource
 
 Publish = Callable[[Any], Awaitable[None]]
 log = logging.getLogger("sftbot.store")

@@ -9,14 +9,14 @@ from typing import Any, TypedDict
 
 import aiosqlite
 
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import JobStatus
-from pipeline.run.gates import BudgetRequest, Question
-from pipeline.run.machine import Phase
-from pipeline.run.slots import CandidateState, Slot
-from pipeline.spec import RunSpec
+from pipeline.domain.gates import BudgetRequest, Question
+from pipeline.domain.machine import Phase
+from pipeline.domain.platform import JobStatus
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.domain.spec import RunSpec
+from pipeline.planning.plan_types import Plan
 from pipeline.store.db import Database, Tx
-from pipeline.store.records import CandidateRecord, RunRecord
 
 
 class RunChanges(TypedDict, total=False):

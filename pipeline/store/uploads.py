@@ -1,7 +1,7 @@
 """Reads and writes of the uploads table, and where a dataset a run names was given.
 
 The rules (who may use which data, the quotas, how long an unused upload is kept) are
-``pipeline.access``'s; this module only answers its questions from the store.
+``pipeline.dataset.access``'s; this module only answers its questions from the store.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 
-from pipeline.access import UPLOAD_PREFIX, LocalFiles, Origin, expired, kind_of
+from pipeline.dataset.access import UPLOAD_PREFIX, LocalFiles, Origin, expired, kind_of
 from pipeline.store.db import Database
 
 _UNFINISHED = "phase NOT IN ('succeeded','failed','cancelled')"

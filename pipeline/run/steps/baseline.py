@@ -10,29 +10,26 @@ no answers), the row says why instead; no loss is made up for an untrained base.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluation.compare import BaseScore, Comparison, Outputs, compare, rows_of
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.gates import Question, QuestionKind
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.evaluation.compare import BaseScore, Comparison
 from pipeline.evaluation.prompts import prompt_text
-from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import with_failures
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.scores import with_failures
 from pipeline.evaluation.strategy import examples_for
-from pipeline.fsio import write_atomic
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import PlatformError
+from pipeline.planning.plan_types import Plan
+from pipeline.run.answers import base_path, read_detail
 from pipeline.run.context import RunContext
-from pipeline.run.gates import Question, QuestionKind
-from pipeline.run.slots import CandidateState
 from pipeline.run.steps import data
-from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
+from pipeline.run.steps.heldout import clip, held_out
 from pipeline.run.steps.outputs import base_outputs
-from pipeline.scoreboard import rank
-from pipeline.store import baselines
-from pipeline.store import runs as q
-from pipeline.store.db import Database
-from pipeline.store.records import CandidateRecord, RunRecord
+from pipeline.store import baselines, runs
 
 
 async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
@@ -40,7 +37,7 @@ async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None
     platform computes it as it computes a candidate's (the local platform). Where it cannot,
     no row: the plan said so up front, and the gate shows no number rather than a made-up one."""
     done = await baselines.scores(ctx.db, run.id)
-    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+    cands = [c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
     staged = Path(run.workspace) / data.EVAL_SOURCE
     held = staged if plan.eval_dataset and staged.is_file() else Path((await data.split(run, plan)).test_path)
     for base in dict.fromkeys(c.base_model for c in cands):
@@ -59,18 +56,13 @@ async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None
             await tx.audit(run_id=run.id, actor="sftbot", action="base_scored", details=scored.model_dump())
 
 
-def base_path(run: RunRecord, base_model: str) -> Path:
-    """``eval/base-<model>.json`` (the model's id made safe for a file name)."""
-    return eval_dir(run) / f"base-{re.sub(r'[^A-Za-z0-9._-]+', '_', base_model)[-100:]}.json"
-
-
 async def score_bases(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
     """Score each base model of the completed candidates that has no row yet. Never fails the
     run: the candidates are scored already, and a base that cannot be scored says why."""
     if plan.evaluator is None or (await ctx.reload(run)).evaluator_error:
         return  # a broken evaluator ranks by loss: scoring the base with it would fail the same way
     done = await baselines.scores(ctx.db, run.id)
-    cands = [c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
+    cands = [c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
     for base in dict.fromkeys(c.base_model for c in cands):
         if base in done:
             continue
@@ -124,37 +116,8 @@ async def _score_base(ctx: RunContext, run: RunRecord, plan: Plan, base: str) ->
 
 def _kept(run: RunRecord, base: str) -> BaseScore | None:
     """The base's score from its answers file, when a stop came between the file and its row."""
-    kept = _read(base_path(run, base)).get("base_score")
+    kept = read_detail(base_path(run, base)).get("base_score")
     return BaseScore.model_validate(kept) if isinstance(kept, dict) else None
-
-
-def _outputs(detail: dict[str, Any]) -> Outputs:
-    failed = {int(i) for i in detail.get("failed_answers", {})}
-    texts = [None if i in failed else str(t) for i, t in enumerate(detail.get("outputs", []))]
-    by_index = {int(s["index"]): s.get("score") for s in detail.get("scores", []) if isinstance(s, dict)}
-    return Outputs(texts=texts, scores=[by_index.get(i) for i in range(len(texts))])
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-async def comparison(db: Database, run: RunRecord, tuned: CandidateRecord) -> Comparison | None:
-    """Base vs ``tuned`` from what is on disk and in the store; None when the base was not scored."""
-    base = (await baselines.scores(db, run.id)).get(tuned.base_model)
-    if base is None:
-        return None
-    base_detail, tuned_detail = _read(base_path(run, tuned.base_model)), _read(detail_path(run, tuned.slot))
-    rows = []
-    if base_detail and tuned_detail.get("outputs") is not None:
-        prompts = [str(p) for p in base_detail.get("prompts", [])]
-        expected = [None if r is None else str(r) for r in base_detail.get("references", [])]
-        rows = rows_of(prompts, expected, _outputs(base_detail), _outputs(tuned_detail))
-    return compare(base, tuned=tuned.label, tuned_score=tuned.score, tuned_val_loss=tuned.val_loss, rows=rows)
 
 
 def deploy_block(comp: Comparison, number: int, *, billing: bool) -> Question:
@@ -168,16 +131,3 @@ def deploy_block(comp: Comparison, number: int, *, billing: bool) -> Question:
     if billing:  # the final model was scored on its production deployment, which stays up while a person decides
         text += " Its deployment is up and billing meanwhile: /sft teardown stops it."
     return Question(kind=QuestionKind.IDENTICAL_OUTPUTS, text=text, choices=["deploy anyway"], number=number)
-
-
-async def run_comparison(db: Database, run: RunRecord) -> tuple[str, Comparison] | None:
-    """Base vs the model that ships, else vs the sweep's leader (``sftbot show``), with which it is."""
-    cands = await q.candidates(db, run.id)
-    by_slot = {c.slot: c for c in cands}
-    shipped = next((c for c in cands if c.slot.is_final), None) or (by_slot.get(run.promoted) if run.promoted else None)
-    if shipped is not None and (comp := await comparison(db, run, shipped)) is not None:
-        return "shipped", comp
-    done = rank(c for c in cands if not c.slot.is_final and c.state is CandidateState.COMPLETED)
-    if done and (comp := await comparison(db, run, done[0])) is not None:
-        return "leader", comp
-    return None

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import time
 
-from pipeline import ids
-from pipeline.ledger import ledger, overrun, shortfall, step_estimate
+from pipeline.domain import ids
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Event
+from pipeline.domain.records import RunRecord
+from pipeline.domain.slots import FINAL
+from pipeline.planning.ledger import ledger, overrun, shortfall, step_estimate
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import BudgetRequested
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Event
-from pipeline.run.slots import FINAL
-from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
+from pipeline.store import runs
 from pipeline.store.runs import RunChanges
 
 
@@ -27,7 +27,7 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
     """OVER_BUDGET when this step would take the run past its cap; None when it may start."""
     if run.approved_usd is None or run.platform == "local":
         return None  # nothing was approved in dollars (a free local run, or a run from before the guard)
-    cands = await q.candidates(ctx.db, run.id)
+    cands = await runs.candidates(ctx.db, run.id)
     resources = await ctx.db.resources(run.id)
     if step is BudgetStep.FINAL and any(c.slot == FINAL for c in cands):
         return None  # its job was created before a restart: it runs on
@@ -35,7 +35,7 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
         r.kind == "deployment" and r.resource_id == ids.deployment_id(run.id) and r.state != "recorded" for r in resources
     ):
         return None
-    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    plan = await runs.get_plan(ctx.db, run.id, run.plan_version)
     if plan is None:
         return None
     book = ledger(

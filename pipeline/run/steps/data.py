@@ -9,17 +9,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline import ids
-from pipeline.access import check_origins, copy_checked, dataset_file
+from pipeline.dataset.access import check_origins, copy_checked, dataset_file
 from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.inspect import inspect_dataset
-from pipeline.dataset.report import InspectionReport
+from pipeline.dataset.inspection import InspectionReport
+from pipeline.dataset.inspector import inspect_dataset
 from pipeline.dataset.split import SplitResult, split_dataset
-from pipeline.fsio import atomic_output, write_atomic
-from pipeline.planning.models import Plan
+from pipeline.domain import ids
+from pipeline.domain.fsio import atomic_output, write_atomic
+from pipeline.domain.records import RunRecord
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext, workspace
 from pipeline.store import uploads
-from pipeline.store.records import RunRecord
 
 SOURCE = "source.jsonl"
 EVAL_SOURCE = "eval_source.jsonl"
@@ -30,7 +30,7 @@ INSPECTION = "inspection.json"
 async def stage_file(ctx: RunContext, ref: str, dest: Path, *, channel: str | None) -> Path:
     """A user-named dataset as a local file, fetched once per run (cached in the workspace).
 
-    A local file is checked against what this bot may read (``pipeline.access``) and copied
+    A local file is checked against what this bot may read (``pipeline.dataset.access``) and copied
     from the descriptor it checked; anything else is the platform's dataset. Either must have
     been given where the run is (``channel``): checked here, where the data is read.
     """

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import ids
 from pipeline.dataset.system import run_system_prompt
+from pipeline.domain import ids
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import ChatMessage, PlatformError
+from pipeline.domain.records import RunRecord
 from pipeline.evaluation.prompts import reasoning_effort
-from pipeline.platforms.base import ChatMessage, PlatformError
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import Deployed
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Event
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
 from pipeline.run.steps.serving import production, production_rate, tear_down
-from pipeline.store.records import RunRecord
 
 
 async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from pipeline import ids
+from pipeline.domain import ids
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Event
+from pipeline.domain.records import RunRecord
+from pipeline.run.answers import comparison
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import EvaluationDone
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Event
-from pipeline.run.steps.baseline import comparison, deploy_block
+from pipeline.run.steps.baseline import deploy_block
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
 from pipeline.run.steps.scoring import score_final
 from pipeline.run.steps.sweep import current_plan
 from pipeline.run.summary import evaluation_sentence, evaluator_failure
-from pipeline.store.records import RunRecord
 from pipeline.store.runs import RunChanges
 
 

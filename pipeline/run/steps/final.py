@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from pipeline.platforms.base import PlatformError
+from pipeline.domain.gates import BudgetStep
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.run.context import Outcome, RunContext
-from pipeline.run.gates import BudgetStep
-from pipeline.run.machine import Event
-from pipeline.run.slots import FINAL, CandidateState
 from pipeline.run.steps import data
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.sweep import current_plan, record, request, watch
-from pipeline.store import runs as q
-from pipeline.store.records import CandidateRecord, RunRecord
+from pipeline.store import runs
 
 
 async def shipped(ctx: RunContext, run: RunRecord) -> CandidateRecord:
     """The model that ships: the final run, or the promoted candidate when it was skipped."""
-    by_slot = {c.slot: c for c in await q.candidates(ctx.db, run.id)}
+    by_slot = {c.slot: c for c in await runs.candidates(ctx.db, run.id)}
     chosen = by_slot.get(FINAL) or (by_slot.get(run.promoted) if run.promoted else None)
     if chosen is None:
         raise ValueError(f"run #{run.number} has no promoted candidate")
@@ -29,7 +29,7 @@ async def final(ctx: RunContext, run: RunRecord) -> Outcome:
         return held
     plan = await current_plan(ctx, run)
     assert plan.final is not None and run.promoted is not None
-    winner = next(c for c in await q.candidates(ctx.db, run.id) if c.slot == run.promoted)
+    winner = next(c for c in await runs.candidates(ctx.db, run.id) if c.slot == run.promoted)
     planned = next((j for j in plan.candidates if j.slot == winner.slot), None)
     job = plan.final.model_copy(
         update={
@@ -41,7 +41,7 @@ async def final(ctx: RunContext, run: RunRecord) -> Outcome:
     )
     names = await data.upload(ctx, run, plan)
     async with ctx.db.write() as tx:
-        await q.insert_candidate(tx, record(run, job))
+        await runs.insert_candidate(tx, record(run, job))
     req = request(run, job, dataset=names["train"], eval_dataset=names.get("eval"), what="final")
     (done,) = await watch(ctx, run, final=True).run({FINAL: req}, max_active=1)
     if done.state is not CandidateState.COMPLETED:

@@ -1,27 +1,14 @@
-"""Where held-out answers and their scores are kept, and the held-out rows themselves."""
+"""The held-out rows a run scores on (where their answers are kept: ``pipeline.run.answers``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from pipeline.domain.records import RunRecord
 from pipeline.evaluation.strategy import held_out_rows
-from pipeline.planning.models import Plan
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext, workspace
-from pipeline.run.slots import Slot
 from pipeline.run.steps import data
-from pipeline.store.records import RunRecord
-
-
-def eval_dir(run: RunRecord) -> Path:
-    path = workspace(run) / "eval"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def detail_path(run: RunRecord, slot: Slot) -> Path:
-    """Where a slot's outputs and per-example scores are kept (``eval/c2.json``, ``eval/final.json``)."""
-    return eval_dir(run) / f"{slot}.json"
 
 
 async def held_out(ctx: RunContext, run: RunRecord, plan: Plan) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Scoring answers with an evaluator hosted on the platform (Fireworks ``evaluationJobs``).
 
 The answered examples are uploaded as a dataset, an evaluation job scores them into an output
-dataset it creates, and the per-row scores are read back from that (pipeline/evaluation/hosted.py
+dataset it creates, and the per-row scores are read back from that (pipeline/evaluation/hosted_rows.py
 says how, defensively). Every id — input dataset, job, output dataset — is derived from the run
 and recorded before its create call; the raw output file is kept beside the candidate's scores.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 
-from pipeline import ids
-from pipeline.evaluation.hosted import input_rows, read_scores
-from pipeline.evaluation.models import EvalExample, EvalRun, EvaluatorInfo
-from pipeline.fsio import write_atomic
-from pipeline.platforms.base import EvaluationJobStatus, JobState, PlatformError
-from pipeline.poll import PollTimeout, poll_until
+from pipeline.domain import ids
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import EvaluationJobStatus, JobState, PlatformError
+from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.spec import SpecError
+from pipeline.evaluation.eval_types import EvalExample, EvalRun, EvaluatorInfo
+from pipeline.evaluation.hosted_rows import input_rows, read_scores
 from pipeline.run.context import RunContext, workspace
-from pipeline.spec import SpecError
-from pipeline.store.records import CandidateRecord, RunRecord
 
 
 async def check_hosted(ctx: RunContext, ref: str) -> EvaluatorInfo:

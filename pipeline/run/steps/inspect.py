@@ -4,27 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import ids
-from pipeline.catalog import BaseModelInfo, find_model, price_table
-from pipeline.dataset.report import InspectionReport
-from pipeline.evaluation.models import EvaluatorInfo
+from pipeline.dataset.inspection import InspectionReport
+from pipeline.domain import ids
+from pipeline.domain.catalog import BaseModelInfo, find_model, price_table
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.gates import Question, QuestionKind
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import RunRecord
+from pipeline.domain.spec import EvalKind, Evaluation, SpecError
+from pipeline.evaluation.eval_types import EvaluatorInfo
 from pipeline.evaluation.strategy import EvaluatorBroken, Fallback, setup_evaluator
-from pipeline.fsio import write_atomic
-from pipeline.lifecycle import serving_note
 from pipeline.planning import history
-from pipeline.planning.models import Plan
 from pipeline.planning.plan import make_plan
-from pipeline.platforms.base import PlatformError
+from pipeline.planning.plan_types import Plan
+from pipeline.platforms.lifecycle import serving_note
 from pipeline.run.authorship import supplier
 from pipeline.run.context import Outcome, RunContext, workspace
-from pipeline.run.gates import Question, QuestionKind
-from pipeline.run.machine import Event
 from pipeline.run.steps import data, shapes
 from pipeline.run.steps.hosted import check_hosted
-from pipeline.spec import EvalKind, Evaluation, SpecError
-from pipeline.store import outcomes
-from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
+from pipeline.store import outcomes, runs
 from pipeline.store.runs import RunChanges
 
 DEFAULT_PARALLEL = 6
@@ -182,7 +181,7 @@ async def inspect(ctx: RunContext, run: RunRecord) -> Outcome:
         }
     )
     async with ctx.db.write() as tx:
-        await q.save_plan(tx, run.id, plan)
+        await runs.save_plan(tx, run.id, plan)
     write_atomic(ws / f"plan-v{plan.version}.json", plan.model_dump_json(indent=1))
     return Outcome(Event.PLANNED, RunChanges(plan_version=plan.version, estimated_usd=plan.cost.total_usd, question=None))
 

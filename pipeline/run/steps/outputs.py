@@ -22,15 +22,15 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import ids
+from pipeline.domain import ids
+from pipeline.domain.platform import ChatMessage, PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.evaluation.prompts import prompt_messages, reasoning_effort, tools_of
-from pipeline.evaluation.scoring import strip_thinking
+from pipeline.evaluation.scores import strip_thinking
 from pipeline.planning.cost import usd_per_hour
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import ChatMessage, PlatformError
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext
 from pipeline.run.steps.serving import create_recorded, production, tear_down, until_ready
-from pipeline.store.records import CandidateRecord, RunRecord
 
 CONCURRENCY = 4  # completions in flight per dedicated deployment: steady, not a burst
 SHARED_CONCURRENCY = 8  # a multi-LoRA deployment serves every candidate: it can take more

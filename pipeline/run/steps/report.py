@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pipeline.catalog import find_model
-from pipeline.curves import labels, plot_losses
-from pipeline.fsio import write_atomic
-from pipeline.ledger import priced
+from pipeline.domain.catalog import find_model
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.machine import Event
+from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.planning import history
-from pipeline.planning.models import Plan
-from pipeline.report import render_report
+from pipeline.planning.ledger import priced
+from pipeline.planning.plan_types import Plan
 from pipeline.run.context import Outcome, RunContext, workspace
+from pipeline.run.curves import labels, plot_losses
 from pipeline.run.events import ReportReady
-from pipeline.run.machine import Event
+from pipeline.run.final_report import render_report
 from pipeline.run.metrics import load_points
 from pipeline.run.summary import summarize
 from pipeline.store import outcomes
-from pipeline.store.records import CandidateRecord, RunRecord
 from pipeline.store.runs import RunChanges
 
 

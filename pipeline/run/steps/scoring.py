@@ -11,23 +11,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.evaluation.models import EvalRun
+from pipeline.domain.fsio import write_atomic
+from pipeline.domain.platform import PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
+from pipeline.evaluation.eval_types import EvalRun
 from pipeline.evaluation.prompts import prompt_text
-from pipeline.evaluation.sandbox import run_evaluator
-from pipeline.evaluation.scoring import with_failures, worst_examples
+from pipeline.evaluation.sandbox.batch import run_evaluator
+from pipeline.evaluation.scores import with_failures, worst_examples
 from pipeline.evaluation.strategy import examples_for
-from pipeline.fsio import write_atomic
-from pipeline.planning.models import Plan
-from pipeline.platforms.base import PlatformError
+from pipeline.planning.plan_types import Plan
+from pipeline.run.answers import detail_path, eval_dir
 from pipeline.run.context import RunContext
 from pipeline.run.events import EvaluatorFailed, ScoreboardChanged
-from pipeline.run.slots import CandidateState
 from pipeline.run.steps.baseline import score_base_losses, score_bases
-from pipeline.run.steps.heldout import clip, detail_path, eval_dir, held_out
+from pipeline.run.steps.heldout import clip, held_out
 from pipeline.run.steps.hosted import score_hosted
 from pipeline.run.steps.outputs import generate_outputs, release_shared
-from pipeline.store import runs as q
-from pipeline.store.records import CandidateRecord, RunRecord
+from pipeline.store import runs
 from pipeline.store.runs import RunChanges
 
 WORST = 5  # examples listed in the report
@@ -85,7 +86,7 @@ async def score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
 
 
 async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None:
-    for cand in await q.candidates(ctx.db, run.id):
+    for cand in await runs.candidates(ctx.db, run.id):
         if cand.slot.is_final or cand.state is not CandidateState.COMPLETED or cand.score is not None:
             continue
         failed = 0
@@ -101,11 +102,11 @@ async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None
                 "The promotion gate ranks by validation loss instead: proceed with it, or cancel."
             )
             async with ctx.db.write() as tx:
-                await q.update_run(tx, run.id, RunChanges(evaluator_error=note))
-                tx.emit(EvaluatorFailed(run=await q.read_run(tx, run.id), slot=cand.slot, reason=note))
+                await runs.update_run(tx, run.id, RunChanges(evaluator_error=note))
+                tx.emit(EvaluatorFailed(run=await runs.read_run(tx, run.id), slot=cand.slot, reason=note))
             return
         async with ctx.db.write() as tx:
-            await q.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
+            await runs.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
             await tx.audit(
                 run_id=run.id,
                 actor="sftbot",
@@ -114,7 +115,7 @@ async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None
             )
         await ctx.checkpoint(f"score:{cand.job_id}")
         fresh = await ctx.reload(run)
-        sweep = tuple(c for c in await q.candidates(ctx.db, run.id) if not c.slot.is_final)
+        sweep = tuple(c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final)
         await ctx.emit(ScoreboardChanged(run=fresh, candidates=sweep))
 
 
@@ -132,7 +133,7 @@ async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: Candid
     if result.fatal:
         return result
     async with ctx.db.write() as tx:
-        await q.set_candidate_metrics(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
+        await runs.set_candidate_metrics(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
     worst = worst_examples(result, WORST)
     write_atomic(eval_dir(run) / "final_worst.json", json.dumps([w.model_dump() for w in worst]))
     return result

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pipeline import ids
+from pipeline.domain import ids
+from pipeline.domain.platform import DeploymentState, DeploymentStatus, PlatformError
+from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.records import RunRecord
 from pipeline.planning.cost import usd_per_hour
-from pipeline.platforms.base import DeploymentState, DeploymentStatus, PlatformError
-from pipeline.poll import PollTimeout, poll_until
 from pipeline.run.context import RunContext
-from pipeline.store import runs as q
-from pipeline.store.records import RunRecord
+from pipeline.store import runs
 
 
 async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -> DeploymentStatus:
@@ -69,7 +69,7 @@ async def tear_down(ctx: RunContext, run: RunRecord, dep_id: str) -> str:
 async def production_rate(ctx: RunContext, run: RunRecord, base: str | None) -> float | None:
     """What the production deployment bills per hour: the shape matched for its base at plan
     time (the plan's dearest shape when the base is not known here)."""
-    plan = await q.get_plan(ctx.db, run.id, run.plan_version) if run.plan_version else None
+    plan = await runs.get_plan(ctx.db, run.id, run.plan_version) if run.plan_version else None
     if plan is None:
         return None
     shape = plan.shapes.get(base) if base else None

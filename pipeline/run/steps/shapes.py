@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.platforms.base import PlatformError, ShapeInfo
+from pipeline.domain.platform import PlatformError, ShapeInfo
+from pipeline.domain.spec import EvalKind, Evaluation, RunSpec
 from pipeline.run.context import RunContext
-from pipeline.spec import EvalKind, Evaluation, RunSpec
 
 
 @dataclass

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.platforms.base import JobStatus, NotFound, PlatformError
-from pipeline.poll import PollTimeout, poll_until
+from pipeline.domain.machine import Event, Phase
+from pipeline.domain.platform import JobStatus, NotFound, PlatformError
+from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.records import Actor, CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
 from pipeline.run.context import RunContext
 from pipeline.run.events import RunCancelled, RunFailed, RunSucceeded
-from pipeline.run.machine import Event, Phase
-from pipeline.run.slots import CandidateState
-from pipeline.store import runs as q
-from pipeline.store.records import Actor, CandidateRecord, RunRecord
+from pipeline.store import runs
 
 
 async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
@@ -26,7 +26,7 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
     """
     asked: list[tuple[CandidateRecord, JobStatus]] = []
     sent = {r.resource_id for r in await ctx.db.resources(run.id) if r.kind == "job" and r.state == "cancel_sent"}
-    for c in await q.candidates(ctx.db, run.id):
+    for c in await runs.candidates(ctx.db, run.id):
         if not c.state.is_active():
             continue
         try:
@@ -37,7 +37,7 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
         except NotFound:
             # Recorded but never created (the run stopped between the two): nothing to cancel.
             async with ctx.db.write() as tx:
-                await q.set_state(tx, run.id, c.slot, CandidateState.CANCELLED, message="never created")
+                await runs.set_state(tx, run.id, c.slot, CandidateState.CANCELLED, message="never created")
         except PlatformError as exc:
             await ctx.db.audit(
                 run_id=run.id, actor="sftbot", action="cancel_job_failed", details={"job_id": c.job_id, "error": str(exc)}
@@ -49,9 +49,9 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
         if c.state is CandidateState.PRUNING and state in (CandidateState.CANCELLED, CandidateState.FAILED):
             state = CandidateState.PRUNED
         async with ctx.db.write() as tx:
-            await q.update_candidate(tx, run.id, c.slot, status, state=state, progressed=True, stalled=False)
+            await runs.update_candidate(tx, run.id, c.slot, status, state=state, progressed=True, stalled=False)
             if state is not CandidateState.PRUNED:  # a pruned one keeps its reason
-                await q.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
+                await runs.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
             if state is CandidateState.COMPLETED and status.model:
                 await ctx.db.record_resource(
                     tx, kind="model", resource_id=status.model, run_id=run.id, name=status.model, state="ready"

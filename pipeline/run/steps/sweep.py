@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pipeline import ids
-from pipeline.planning.models import Plan, PlannedJob
-from pipeline.platforms.base import JobRequest, PlatformError
+from pipeline.domain import ids
+from pipeline.domain.machine import Event
+from pipeline.domain.platform import JobRequest, PlatformError
+from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState, Slot
+from pipeline.planning.plan_types import Plan, PlannedJob
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.events import FinalProgress, QuotaWait, ScoreboardChanged, StallWarning
 from pipeline.run.jobs import JobWatch
-from pipeline.run.machine import Event
-from pipeline.run.slots import CandidateState, Slot
 from pipeline.run.steps import data
 from pipeline.run.steps.scoring import score_candidates
-from pipeline.store import runs as q
-from pipeline.store.records import CandidateRecord, RunRecord
+from pipeline.store import runs
 
 
 async def current_plan(ctx: RunContext, run: RunRecord) -> Plan:
-    plan = await q.get_plan(ctx.db, run.id, run.plan_version)
+    plan = await runs.get_plan(ctx.db, run.id, run.plan_version)
     if plan is None:
         raise ValueError(f"run #{run.number} has no plan v{run.plan_version}")
     return plan
@@ -100,7 +100,7 @@ async def sweep(ctx: RunContext, run: RunRecord) -> Outcome:
     requests: dict[Slot, JobRequest] = {}
     async with ctx.db.write() as tx:
         for job in plan.candidates:
-            await q.insert_candidate(tx, record(run, job))
+            await runs.insert_candidate(tx, record(run, job))
             requests[job.slot] = request(
                 run, job, dataset=train, eval_dataset=names.get("eval"), what=f"candidate {job.slot.number}"
             )

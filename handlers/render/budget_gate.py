@@ -1,0 +1,94 @@
+"""The budget gate: a paid step would take the run past its cap, so it waits for a person.
+
+Short proportional lines (it is read on phones): what the step needs, what was spent and
+approved, why (this run's jobs cost N x their estimate), and three choices. The amount on
+the button is the whole decision, so nobody approves an unnamed sum.
+"""
+
+from __future__ import annotations
+
+from handlers.render.action_ids import BUDGET_RAISE, BUDGET_SKIP, CANCEL
+from handlers.render.mrkdwn import Message, actions, button, confirm, context, encode, section
+from handlers.render.people import who_can
+from pipeline.domain.authz import Deciders
+from pipeline.domain.gates import BudgetRequest, BudgetStep
+from pipeline.domain.money import money
+from pipeline.domain.records import RunRecord
+from pipeline.planning.ledger import Ledger
+
+_SKIP = {BudgetStep.FINAL: "Skip the final run", BudgetStep.DEPLOY: "Skip the deployment"}
+_SKIPPED = {
+    BudgetStep.FINAL: "the promoted candidate ships as it is (trained on the sweep's sample), evaluated and deployed",
+    BudgetStep.DEPLOY: "the model is kept but not deployed; the report says how to deploy it later",
+}
+
+
+def _skipped(req: BudgetRequest) -> str:
+    if req.step is BudgetStep.DEPLOY and req.held == "evaluating":  # it would have been scored on that deployment
+        return "the model is kept but neither deployed nor scored on the held-out set"
+    return _SKIPPED[req.step]
+
+
+def _facts(req: BudgetRequest) -> str:
+    why = f" · this run's jobs cost {req.overrun:.1f}× their estimate" if req.overrun and req.overrun > 1.05 else ""
+    return (
+        f"spent {money(req.spent_usd)} · approved {money(req.approved_usd)} · cap {money(req.cap_usd)} "
+        f"(approved × {req.margin:g}) · {req.step.label} ≈ {money(req.next_usd)}{why}"
+    )
+
+
+def headline(run: RunRecord, req: BudgetRequest) -> str:
+    return f"💸 *Budget gate — run #{run.number}*: {req.step.label} needs ≈ {money(req.more_usd)} more than approved"
+
+
+def budget_gate(run: RunRecord, req: BudgetRequest, *, deciders: Deciders | None = None) -> Message:
+    value = encode(run=run.id, b=req.number)
+    ask = f"\n👉 *Decide:* {who_can(deciders)}" if deciders is not None else ""
+    blocks = [
+        section(
+            f"{headline(run, req)}. It has not started; nothing new is created until someone decides. Running work goes on.{ask}"
+        ),
+        context(_facts(req)),
+        actions(
+            button(
+                f"Approve {money(req.more_usd)} more",
+                BUDGET_RAISE,
+                value,
+                style="primary",
+                confirm_=confirm(
+                    f"Approve {money(req.more_usd)} more?",
+                    f"Run #{run.number} may then spend up to {money((req.approved_usd + req.more_usd) * req.margin)} in all.",
+                    "Approve",
+                ),
+            ),
+            button(
+                _SKIP[req.step],
+                BUDGET_SKIP,
+                value,
+                confirm_=confirm(f"{_SKIP[req.step]}?", f"Then {_skipped(req)}.", "Skip it"),
+            ),
+            button(
+                "Cancel run",
+                CANCEL,
+                encode(run=run.id, v=run.plan_version),
+                style="danger",
+                confirm_=confirm("Cancel this run?", f"Run #{run.number} stops here.", "Cancel run", "Keep it"),
+            ),
+            block_id=f"budget|{run.id}|{req.number}",
+        ),
+    ]
+    return Message(text=f"Run #{run.number}: {req.step.label} needs ≈ {money(req.more_usd)} more than approved", blocks=blocks)
+
+
+def budget_stamped(run: RunRecord, req: BudgetRequest, stamp_text: str) -> Message:
+    blocks = [section(headline(run, req)), context(_facts(req)), section(stamp_text)]
+    return Message(text=f"Run #{run.number} budget gate: {stamp_text}", blocks=blocks)
+
+
+def warning_text(run: RunRecord, book: Ledger) -> str:
+    """Said once in the thread when what was spent passes 80% of the cap."""
+    return (
+        f"Run #{run.number} has spent ≈ {money(book.spent_usd)} of its {money(book.cap_usd)} cap "
+        f"({money(book.approved_usd)} approved × {book.margin:g}). Running jobs go on; the final run and the "
+        "deployment wait at a budget gate if they would pass the cap."
+    )

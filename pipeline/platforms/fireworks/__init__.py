@@ -1,0 +1,1 @@
+"""The Fireworks platform, through the official ``fireworks-ai`` SDK."""

@@ -1,6 +1,0 @@
-"""A stateful fake of the Fireworks API over real HTTP (see server.py)."""
-
-from .server import FakeFireworks, fake_fireworks
-from .wire import Faults
-
-__all__ = ["FakeFireworks", "Faults", "fake_fireworks"]

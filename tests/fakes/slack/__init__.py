@@ -1,6 +1,0 @@
-"""A stateful fake of the Slack Web API over real HTTP (see server.py)."""
-
-from .server import FakeSlack, fake_slack
-from .state import Msg, Upload, render
-
-__all__ = ["FakeSlack", "Msg", "Upload", "fake_slack", "render"]
