@@ -24,10 +24,10 @@ from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
+from pipeline.domain.records import RunRecord
 from pipeline.evaluation.sandbox.batch import sandbox_problem
 from pipeline.platforms.local.platform import LocalPlatform
 from pipeline.run.idle import flag_idle
-from pipeline.store.records import RunRecord
 
 log = logging.getLogger("sftbot.app")
 EVENTS_PATH = "/slack/events"
@@ -237,9 +237,9 @@ def describe_platform(engine: Engine) -> str:
 
 
 async def list_unfinished(engine: Engine) -> list[RunRecord]:
-    from pipeline.store import runs as q
+    from pipeline.store import runs
 
-    return await q.list_runs(engine.db, unfinished=True, limit=10_000)
+    return await runs.list_runs(engine.db, unfinished=True, limit=10_000)
 
 
 async def _listen_http(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bot.engine import Engine
     from bot.settings import Settings
     from bot.terminal import Terminal
-    from pipeline.store.records import Actor, RunRecord
+    from pipeline.domain.records import Actor, RunRecord
 
 
 def quiet_progress_bars() -> None:
@@ -77,7 +77,7 @@ async def remembered_yes(engine: Engine, run: RunRecord) -> bool:
 async def find_run(settings: Settings, key: str | None) -> RunRecord:
     """The run named ``key`` (number or id), or the latest unfinished one; read before the engine
     opens, so the engine drives the platform the run was made on."""
-    from pipeline.store import runs as q
+    from pipeline.store import runs
     from pipeline.store.db import Database
 
     if not settings.db_path.exists():
@@ -85,11 +85,11 @@ async def find_run(settings: Settings, key: str | None) -> RunRecord:
     db = await Database.open(settings.db_path)
     try:
         if key is None:
-            unfinished = await q.list_runs(db, unfinished=True, limit=1)
+            unfinished = await runs.list_runs(db, unfinished=True, limit=1)
             if not unfinished:
                 raise Refused("no unfinished run to resume")
             return unfinished[0]
-        found = await q.get_run(db, key)
+        found = await runs.get_run(db, key)
     finally:
         await db.close()
     if found is None:

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.cli_process import Cli, clean_env, sftbot
-from tests.fakes.slack import FakeSlack
-from tests.local_demo import free_port
-from tests.slack_helpers import SECRET
+from bot.testing.slack import FakeSlack
+from bot.testing.slack_app import SECRET
+from tests.bot.cli_support import Cli, clean_env, sftbot_process
+from tests.bot.local_demo import free_port
 
 STOP_WITHIN = 5.0  # seconds from SIGTERM to exit (issue #24)
 
@@ -50,7 +50,7 @@ async def stopped_cleanly(cli: Cli) -> None:
 async def test_a_wrong_token_ends_serve_with_one_line_naming_it(
     fake_slack: FakeSlack, tmp_path: object, bot: str, app: str, says: str
 ) -> None:
-    async with sftbot("serve", env=serve_env(fake_slack.base_url, str(tmp_path), bot=bot, app=app)) as cli:
+    async with sftbot_process("serve", env=serve_env(fake_slack.base_url, str(tmp_path), bot=bot, app=app)) as cli:
         code = await cli.finish(timeout=60)
     assert code == 1, cli.text()
     assert cli.err[-1].startswith(f"sftbot: {says}"), cli.text()
@@ -79,7 +79,7 @@ async def black_hole() -> AsyncIterator[int]:
 
 async def test_serve_with_slack_unreachable_retries_in_one_line_and_stops_on_sigterm(closed_port: int, tmp_path: object) -> None:
     env = serve_env(f"http://127.0.0.1:{closed_port}/api/", str(tmp_path), bot="xoxb-test-token", app="xapp-test-token")
-    async with sftbot("serve", env=env) as cli:
+    async with sftbot_process("serve", env=env) as cli:
         first = await cli.line(lambda ln: "Slack is unreachable" in ln, stream="err")
         assert "checking SLACK_BOT_TOKEN again in 1 s" in first
         await cli.line(lambda ln: "checking SLACK_BOT_TOKEN again in 2 s" in ln, stream="err")  # back-off
@@ -89,7 +89,7 @@ async def test_serve_with_slack_unreachable_retries_in_one_line_and_stops_on_sig
 
 async def test_serve_waiting_on_a_slack_that_never_answers_stops_on_sigterm(black_hole: int, tmp_path: object) -> None:
     env = serve_env(f"http://127.0.0.1:{black_hole}/api/", str(tmp_path), bot="xoxb-test-token", app="xapp-test-token")
-    async with sftbot("serve", env=env) as cli:
+    async with sftbot_process("serve", env=env) as cli:
         await cli.line(lambda ln: "settings: socket mode" in ln, stream="err")  # then auth.test hangs
         await stopped_cleanly(cli)
 
@@ -97,7 +97,7 @@ async def test_serve_waiting_on_a_slack_that_never_answers_stops_on_sigterm(blac
 async def test_serve_whose_socket_mode_cannot_connect_stops_on_sigterm(fake_slack: FakeSlack, tmp_path: object) -> None:
     fake_slack.refuse_sockets = True
     env = serve_env(fake_slack.base_url, str(tmp_path), bot=fake_slack.bot_token, app=fake_slack.app_token)
-    async with sftbot("serve", env=env) as cli:
+    async with sftbot_process("serve", env=env) as cli:
         await fake_slack.wait_for(lambda: fake_slack.calls_to("socket_refused"), timeout=60)
         failed = await cli.line(lambda ln: "Failed to connect" in ln, stream="err", timeout=60)
         assert "403" in failed  # the refusal, said in the same line
@@ -113,7 +113,7 @@ async def test_serve_whose_socket_mode_cannot_connect_stops_on_sigterm(fake_slac
 async def test_serve_in_http_mode_logs_what_it_checked_and_stops_on_sigterm(fake_slack: FakeSlack, tmp_path: object) -> None:
     env = serve_env(fake_slack.base_url, str(tmp_path), bot=fake_slack.bot_token, app="")
     env.update(SFTBOT_MODE="http", SFTBOT_HTTP_PORT=str(free_port()))
-    async with sftbot("serve", env=env) as cli:
+    async with sftbot_process("serve", env=env) as cli:
         await cli.line(lambda ln: "HTTP: listening on :" in ln, stream="err", timeout=60)
         assert not fake_slack.calls_to("apps.connections.open")  # HTTP mode needs no app-level token
         await stopped_cleanly(cli)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.inspect import inspect_dataset
-from pipeline.dataset.report import Shape
-from tests.cli_process import clean_env, run_sftbot
+from pipeline.dataset.inspection import Shape
+from pipeline.dataset.inspector import inspect_dataset
+from tests.bot.cli_support import clean_env, sftbot
 
 SYSTEM = "Answer in one word."
 
@@ -118,9 +118,9 @@ async def test_sftbot_inspect_offers_both_conversions(tmp_path: Path) -> None:
         ("sg", [sharegpt(i) for i in range(3)], "ShareGPT"),
         ("al", [alpaca(i) for i in range(3)], "Alpaca"),
     ):
-        code, out, err = await run_sftbot("inspect", str(write(tmp_path / f"{name}.jsonl", rows)), env=clean_env())
+        code, out, err = await sftbot("inspect", str(write(tmp_path / f"{name}.jsonl", rows)), env=clean_env())
         assert code == 0, err
         assert f"conversion offered: each {kind}" in out and "(3 rows)" in out and "=> can be trained on" in out
-        code, out, _ = await run_sftbot("inspect", str(tmp_path / f"{name}.jsonl"), "--json", env=clean_env())
+        code, out, _ = await sftbot("inspect", str(tmp_path / f"{name}.jsonl"), "--json", env=clean_env())
         shown = json.loads(out)
         assert code == 0 and shown["trainable"] and shown["conversions"][0]["rows"] == 3
