@@ -93,15 +93,16 @@ class LiveBoard:
         )
         columns = COLUMNS if wide else NARROW
         widths = {**WIDTHS, "progress": WIDTHS["progress"] if wide else 4}
-        # Every column but the job's gets its width (rich counts the padding in it: 2 a column); the
-        # job's label takes what is left of the line, less one separator a column and the two edges.
-        others = sum(widths[name] + 2 for name in columns) + STATE + 2
-        room = self.console.width - others - (len(columns) + 1) - 2
-        table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=max(12, room))
-        table.add_column("state", no_wrap=True, overflow="ellipsis", width=STATE + 2)
+        # Every column but the job's gets its width; the job's label takes what is left of the line
+        # once rich's padding (one space each side, none at the table's edges), the one-space
+        # dividers and the two edges are counted.
+        n = len(columns) + 2
+        fixed = sum(widths[name] for name in columns) + STATE + (2 * n - 2) + (n - 1) + 2
+        table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=max(12, self.console.width - fixed - 1))
+        table.add_column("state", no_wrap=True, overflow="ellipsis", width=STATE)
         for name in columns:
             header = name if wide or name != "progress" else "%"
-            table.add_column(header, justify="right", no_wrap=True, width=widths[name] + 2)
+            table.add_column(header, justify="right", no_wrap=True, width=widths[name])
         for c in rows:
             cells = self._cells(c, now, bar=wide)
             mark = " ★" if top is not None and c.slot == top.slot else ""
@@ -122,9 +123,9 @@ class LiveBoard:
         }
 
 
-# From 100 columns the table has room for everything; below, it keeps what a person checks
-# at a glance, which at 80 columns leaves ~30 for the job's label.
-WIDE = 100
+# From 120 columns the table has room for everything with ~35 columns left for the job's
+# label; below, it keeps what a person checks at a glance, which at 80 leaves ~29 for it.
+WIDE = 120
 COLUMNS = ("progress", "epoch", "val loss", "score", "elapsed", "left")
 NARROW = ("progress", "val loss", "score", "left")
 STATE = 9  # "completed"
