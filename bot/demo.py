@@ -121,7 +121,8 @@ async def run_demo(
         term = foreground.terminal(engine, yes=yes, quiet=quiet)
         actor = terminal_actor()
         run = await engine.runner.start(instruction, actor)
-        await foreground.remember_yes(engine, run, actor, on=yes)
+        if yes:
+            await foreground.remember_yes(engine, run, actor, on=True)
         print(f"Run #{run.number} ({run.id}); workspace {run.workspace}", flush=True)
         code = await foreground.follow(engine, term, run, stop)
         if code != 0:

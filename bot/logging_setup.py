@@ -36,16 +36,20 @@ class OneLineFormatter(logging.Formatter):
 
 def configure(*, serving: bool, quiet: bool = False) -> None:
     """sftbot's own records at INFO while serving (its start-up lines, what it does), WARNING
-    otherwise or with --quiet; the libraries' at WARNING (their errors still show)."""
+    otherwise or with --quiet; the libraries' at WARNING (their errors still show).
+
+    Like ``logging.basicConfig``, it leaves a process whose logging is already set up alone
+    (a program or a test runner that calls ``bot.cli.main``)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     if serving:
         handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        handler.addFilter(_unused_token_warning)
     else:
         handler.setFormatter(OneLineFormatter("sftbot: %(levelname)s: %(message)s"))
-    if serving:
-        handler.addFilter(_unused_token_warning)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("sftbot").setLevel(logging.INFO if serving and not quiet else logging.WARNING)
 

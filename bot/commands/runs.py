@@ -41,7 +41,8 @@ async def run(args: Namespace) -> int:
         term = foreground.terminal(engine, yes=args.yes, quiet=args.quiet)
         actor = terminal_actor()
         started = await engine.runner.start(args.instruction, actor)
-        await foreground.remember_yes(engine, started, actor, on=args.yes)
+        if args.yes:
+            await foreground.remember_yes(engine, started, actor, on=True)
         foreground.say(f"Run #{started.number} ({started.id}) on {engine.platform.name}; workspace {started.workspace}")
         code = await foreground.follow(engine, term, started, stop)
         report = Path(started.workspace) / "final_report.md"
@@ -80,8 +81,9 @@ async def resume(args: Namespace) -> int:
     foreground.quiet_progress_bars()
     quiet_ml_libraries()
     async with Stop() as stop, open_engine(settings, platform_name=args.platform or found.platform) as engine:
-        yes = args.yes or (not args.ask and await foreground.remembered_yes(engine, found))
-        if yes != args.yes or args.ask:
+        remembered = await foreground.remembered_yes(engine, found)
+        yes = args.yes or (remembered and not args.ask)
+        if yes != remembered:  # --yes on a run started without it, or --ask on one started with it
             await foreground.remember_yes(engine, found, terminal_actor(), on=yes)
         term = foreground.terminal(engine, yes=yes, quiet=args.quiet)
         kept = " with --yes, as it was started" if yes and not args.yes else ""
