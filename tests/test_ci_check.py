@@ -26,7 +26,7 @@ def test_without_the_dev_tools_check_names_them_and_the_setup_that_adds_them(tmp
     done = check_in(tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "ruff, mypy, pytest, pytest-asyncio, hypothesis not installed: run `bash .ci/setup --dev` "
+        "ruff, mypy, import-linter, pytest, pytest-asyncio, hypothesis not installed: run `bash .ci/setup --dev` "
         "(the dev tools; `bash .ci/setup` leaves them out)"
     )
 

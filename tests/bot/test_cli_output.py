@@ -58,11 +58,11 @@ def test_the_top_help_lists_every_command_with_examples_and_exit_codes(capsys: p
 
 async def test_a_gate_with_nobody_at_a_terminal_leaves_the_run_waiting_with_exit_4() -> None:
     async with FakeFireworks(job_seconds=0.5, deployment_seconds=0.05) as fake:
-        code, out, err = await run_sftbot("run", TEXT2SQL, env=fireworks_env(fake))  # no --yes, stdin not a TTY
+        code, out, err = await sftbot("run", TEXT2SQL, env=fireworks_env(fake))  # no --yes, stdin not a TTY
         assert code == 4, out + err
         assert out.splitlines()[-1] == (
             "Run #1 waits: a decision is needed but there is no terminal to ask on (--yes decides plans and "
             "promotions); `sftbot resume 1` at a terminal continues it."
         )
-        code, out, _ = await run_sftbot("wait", "1", env=fireworks_env(fake))
+        code, out, _ = await sftbot("wait", "1", env=fireworks_env(fake))
     assert code == 4 and out.strip() == "Run #1: awaiting_plan_approval"

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.cli_process import Cli, clean_env
+from tests.bot.cli_support import Cli, clean_env
 
 # A command whose clean-up hangs after the first Ctrl-C (a worker that never answers).
 HANGS = """
