@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import cast
 
 import aiohttp
@@ -25,6 +24,7 @@ from handlers.messages import RunMessages
 from handlers.notifier import Notifier
 from handlers.slack_client import ChannelLimiter, make_client
 from handlers.surface import Surface
+from pipeline.domain.records import RunRecord
 from pipeline.evaluation.sandbox.batch import sandbox_problem
 from pipeline.evaluation.sandbox.rlimits import budget_problem
 from pipeline.platforms.local.platform import LocalPlatform
@@ -131,23 +131,21 @@ async def start_http(app: AsyncApp, *, host: str = "0.0.0.0", port: int = 3000) 
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run the bot until SIGINT/SIGTERM (or ``stop``): resume unfinished runs, then listen."""
+    """Run the bot until stopped: check the Slack tokens, resume unfinished runs, then listen.
+
+    ``stop`` ends it (`sftbot serve` sets it on the first Ctrl-C or SIGTERM); without one the
+    bot installs those signal handlers itself. Nothing here waits on Slack without also
+    waiting on ``stop``: a token Slack never answers for, or a Socket Mode connection that
+    cannot be made, never holds the shutdown."""
     settings.require_for_slack()
     settings.require_for_platform()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            signals.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-            pass
-    try:
-        await _serve(settings, stop)
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    if stop is None:
+        from bot.stopping import Stop
+
+        async with Stop() as own:
+            await _serve(settings, own.event)
+        return
+    await _serve(settings, stop)
 
 
 async def _say_how_evaluators_run(settings: Settings) -> None:
@@ -216,8 +214,22 @@ async def guard_uploads(engine: Engine, stop: asyncio.Event, *, every: float | N
 
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    from bot.slack_tokens import check_tokens
+
+    channels = ", ".join(settings.channels) or "every channel it is in"
+    log.info(
+        "settings: %s mode, platform %s, data in %s, runs from %s",
+        settings.mode,
+        settings.resolved_platform,
+        settings.data_dir,
+        channels,
+    )
+    if not await check_tokens(settings, stop):
+        return
     # The bot asks how to judge candidates when a /sft run does not say (loss, own or generated evaluator).
     async with open_engine(settings, ask_evaluation=True) as engine:
+        log.info("database: %s", settings.db_path)
+        log.info("platform: %s", describe_platform(engine))
         app = create_app(engine, settings)
         guards: list[asyncio.Task[None]] = []
         try:
@@ -226,26 +238,54 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             log.info("resumed %d unfinished run(s)", len(resumed))
             await _host_local_deployments(engine)
             guards = [asyncio.create_task(guard_idle(engine, settings, stop)), asyncio.create_task(guard_uploads(engine, stop))]
-            if settings.mode == "http":
-                runner, port = await start_http(app, port=settings.http_port)
-                log.info("sftbot listening on :%d%s (HTTP mode)", port, EVENTS_PATH)
-                try:
-                    await stop.wait()
-                finally:
-                    await runner.cleanup()
-            else:
-                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-                assert settings.slack_app_token is not None
-                handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
-                await handler.connect_async()  # type: ignore[no-untyped-call]
-                log.info("sftbot connected (Socket Mode)")
-                try:
-                    await stop.wait()
-                finally:
-                    await handler.close_async()  # type: ignore[no-untyped-call]
+            await (_listen_http if settings.mode == "http" else _listen_socket)(app, settings, stop)
         finally:
             for guard in guards:
                 guard.cancel()
             await asyncio.gather(*guards, return_exceptions=True)
+            if stop.is_set():  # this machine's trainers stop with the bot; the next start resumes them
+                await engine.stop_runs([r.id for r in await list_unfinished(engine)])
             await aclose(app)
+    log.info("stopped; unfinished runs go on when sftbot serve starts again")
+
+
+def describe_platform(engine: Engine) -> str:
+    platform = engine.platform
+    if isinstance(platform, LocalPlatform):
+        return f"local, this machine ({platform.device}, at most {platform.max_parallel} job(s) at once)"
+    account = engine.settings.fireworks_account_id
+    return f"{platform.name}" + (f", account {account}" if account else "")
+
+
+async def list_unfinished(engine: Engine) -> list[RunRecord]:
+    from pipeline.store import runs
+
+    return await runs.list_runs(engine.db, unfinished=True, limit=10_000)
+
+
+async def _listen_http(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:
+    runner, port = await start_http(app, port=settings.http_port)
+    log.info("HTTP: listening on :%d%s", port, EVENTS_PATH)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def _listen_socket(app: AsyncApp, settings: Settings, stop: asyncio.Event) -> None:
+    """Connect Socket Mode and listen until stopped. The SDK's client retries a connection it
+    cannot make for as long as it is open (one line each time: bot/logging_setup.py); closing it on
+    the stop ends those retries too."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.stopping import unless
+
+    assert settings.slack_app_token is not None
+    handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    try:
+        await unless(stop, handler.connect_async())  # type: ignore[no-untyped-call]
+        if not stop.is_set():
+            log.info("Socket Mode: connected; listening")
+            await stop.wait()
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]

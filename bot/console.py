@@ -1,14 +1,19 @@
-"""Plain-text rendering for the terminal surface (CLI, `sftbot run`, `sftbot demo`)."""
+"""Plain-text rendering for the terminal surface (CLI, `sftbot run`, `sftbot demo`).
+
+The planning modules are imported where a plan is rendered, not at the top: `sftbot inspect`
+renders only the inspection and must start in a blink.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.dataset.inspection import InspectionReport
 from pipeline.domain.money import money
-from pipeline.evaluation.compare import Comparison
-from pipeline.planning.duration import minutes
-from pipeline.planning.plan_types import Plan, PlannedJob, Source
+
+if TYPE_CHECKING:
+    from pipeline.dataset.inspection import InspectionReport
+    from pipeline.evaluation.compare import Comparison
+    from pipeline.planning.plan_types import Plan, PlannedJob
 
 
 def inspection_text(report: InspectionReport) -> str:
@@ -35,10 +40,14 @@ def inspection_text(report: InspectionReport) -> str:
 
 
 def _mark(plan: Plan, key: str) -> str:
+    from pipeline.planning.plan_types import Source
+
     return " (default)" if plan.sources.get(key) is Source.DEFAULT else " (you set)"
 
 
 def _job_row(job: PlannedJob) -> str:
+    from pipeline.planning.duration import minutes
+
     took = f"  {minutes(job.duration)}" if job.duration else ""
     return (
         f"  {job.slot.name:>5}  {job.base_model:<28} rank {job.lora_rank:<3} "
@@ -48,6 +57,8 @@ def _job_row(job: PlannedJob) -> str:
 
 def _time_lines(plan: Plan) -> list[str]:
     """The local platform's cost: time on this machine, in total and how it was estimated."""
+    from pipeline.planning.duration import minutes
+
     c = plan.cost
     if plan.duration is None:
         return ["Time estimate: unknown", *(f"    {u}" for u in c.unknown), "  nothing is billed on this machine"]

@@ -18,16 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.engine import open_engine
-from bot.live import LiveBoard, wants_live
+from bot import foreground
+from bot.engine import Engine, open_engine
 from bot.local_commands import curl_line, local_platform, quiet_ml_libraries
 from bot.settings import Settings
-from bot.terminal import Terminal, terminal_actor
+from bot.stopping import Stop
+from bot.terminal import terminal_actor
 from pipeline.dataset.demo_data import SYSTEM
 from pipeline.domain.fsio import write_atomic
 from pipeline.domain.platform import ChatMessage, DeploymentStatus
 from pipeline.evaluation.sandbox.batch import run_evaluator
 from pipeline.evaluation.strategy import examples_for, held_out_rows, prompt_of, reference
+from pipeline.platforms.local.platform import LocalPlatform
 from pipeline.run.final_report import BEFORE_AFTER, render_report
 from pipeline.run.summary import production_deployment, summarize
 from pipeline.store import runs
@@ -103,42 +105,55 @@ async def _call_endpoint(status: DeploymentStatus, sentence: str) -> str:
     return resp.choices[0].message.content or ""
 
 
-async def run_demo(settings: Settings, *, yes: bool, instruction: str = DEMO_INSTRUCTION, batch_size: int = 8) -> int:
+async def run_demo(
+    settings: Settings, *, yes: bool, instruction: str = DEMO_INSTRUCTION, batch_size: int = 8, quiet: bool = False
+) -> int:
     started = time.monotonic()
+    foreground.quiet_progress_bars()
     quiet_ml_libraries()
     print("sftbot demo: fine-tune SmolLM2-135M-Instruct on this machine to extract facts as JSON.")
     print("First use converts the bundled model and times a few training steps for the plan's estimate.\n")
     # Batch 8: on 32 rows that is 4 optimizer steps instead of 2; fewer, larger steps learned
     # the format less reliably at about the same time.
     platform = local_platform(settings, batch_size=batch_size)
-    async with open_engine(settings, platform=platform) as engine:
+    async with Stop() as stop, open_engine(settings, platform=platform) as engine:
         engine.runner.config.eval_max_tokens = ANSWER_TOKENS
-        live = LiveBoard() if wants_live() else None
-        term = Terminal(engine.runner, yes=yes, live=live)
-        run = await engine.runner.start(instruction, terminal_actor())
-        print(f"Run #{run.number} ({run.id}); workspace {run.workspace}")
-        code = await term.follow(run.id)
+        term = foreground.terminal(engine, yes=yes, quiet=quiet)
+        actor = terminal_actor()
+        run = await engine.runner.start(instruction, actor)
+        if yes:
+            await foreground.remember_yes(engine, run, actor, on=True)
+        print(f"Run #{run.number} ({run.id}); workspace {run.workspace}", flush=True)
+        code = await foreground.follow(engine, term, run, stop)
         if code != 0:
             return code
         await engine.runner.wait(run.id)
-        result = await before_and_after(engine, run.id)
-        fresh = await engine.runner.get(run.id)
-        ws = Path(fresh.workspace)
-        write_atomic(ws / BEFORE_AFTER, json.dumps(before_after_record(result), indent=1))
-        summary = await summarize(engine.db, engine.platform, fresh)
-        report = ws / "final_report.md"
-        write_atomic(report, render_report(summary, audit=await engine.db.audit_trail(run.id), platform=engine.platform.name))
-        status: DeploymentStatus = result["deployment"]
-        answer = await _call_endpoint(status, "Ines Costa, 41, works as a pilot in Porto.")
-        print(f"\nEndpoint {status.endpoint} (model {status.model_string!r}) answered: {_clip(answer, 100)}")
-        print(f"Report:      {report}")
-        print(f"Loss curves: {ws / 'loss_curves.png'}")
-        print(f"Demo took {(time.monotonic() - started) / 60:.1f} minutes.")
-        print_before_after(result)
-        print_how_to_call(status, run.number, keyed=platform.api_key is not None, messages=platform.example_prompt(status.model))
-        if not yes and sys.stdin.isatty():
-            await asyncio.to_thread(input, "The endpoint is up while this runs. Press Enter to stop it. ")
-        return 0
+        shown = await stop.until(show_result(engine, run.id, started, yes=yes))
+        return stop.code if shown is None else 0
+
+
+async def show_result(engine: Engine, run_id: str, started: float, *, yes: bool) -> bool:
+    """The before/after comparison, the report, a call to the endpoint and how to call it again."""
+    result = await before_and_after(engine, run_id)
+    fresh = await engine.runner.get(run_id)
+    ws = Path(fresh.workspace)
+    write_atomic(ws / BEFORE_AFTER, json.dumps(before_after_record(result), indent=1))
+    summary = await summarize(engine.db, engine.platform, fresh)
+    report = ws / "final_report.md"
+    write_atomic(report, render_report(summary, audit=await engine.db.audit_trail(run_id), platform=engine.platform.name))
+    status: DeploymentStatus = result["deployment"]
+    answer = await _call_endpoint(status, "Ines Costa, 41, works as a pilot in Porto.")
+    print(f"\nEndpoint {status.endpoint} (model {status.model_string!r}) answered: {_clip(answer, 100)}")
+    print(f"Report:      {report}")
+    print(f"Loss curves: {ws / 'loss_curves.png'}")
+    print(f"Demo took {(time.monotonic() - started) / 60:.1f} minutes.")
+    print_before_after(result)
+    platform = engine.platform
+    assert isinstance(platform, LocalPlatform)
+    print_how_to_call(status, fresh.number, keyed=platform.api_key is not None, messages=platform.example_prompt(status.model))
+    if not yes and sys.stdin.isatty():
+        await asyncio.to_thread(input, "The endpoint is up while this runs. Press Enter to stop it. ")
+    return True
 
 
 def print_before_after(result: dict[str, Any]) -> None:

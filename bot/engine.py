@@ -66,6 +66,31 @@ class Engine:
     runner: Runner
     bus: EventBus
 
+    async def stop_runs(self, run_ids: list[str]) -> list[str]:
+        """Stop the work of these runs in this process, leaving each resumable where it stands:
+        the runner's tasks end, and this machine's trainers are stopped (the resume starts those
+        jobs again). Returns the ids of jobs still running elsewhere (on a cloud platform they
+        go on, and bill, until the run is resumed or cancelled)."""
+        from pipeline.platforms.local.platform import LocalPlatform
+        from pipeline.store import runs
+
+        await self.runner.close()
+        active = [
+            c.job_id for run_id in run_ids for c in await runs.candidates(self.db, run_id) if c.job_id and c.state.is_active()
+        ]
+        if isinstance(self.platform, LocalPlatform):
+            await self.platform.jobs.stop(active)
+            return []
+        return active
+
+    def kill_local_jobs(self) -> None:
+        """A forced stop: this machine's trainers are killed at once (no clean-up)."""
+        from pipeline.platforms.local.platform import LocalPlatform
+
+        if isinstance(self.platform, LocalPlatform):
+            jobs = self.platform.jobs
+            jobs.kill_now([spec.request.job_id for spec in jobs.specs()])
+
 
 @asynccontextmanager
 async def open_engine(

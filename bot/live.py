@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -72,6 +73,8 @@ class LiveBoard:
         self.start()
 
     def render(self) -> Table:
+        """The table, fitted to the terminal's width: a narrow one drops the bars and the epoch and
+        elapsed columns, and each job stays on one line (its label is cut with an ellipsis)."""
         now = self._now()
         cands = list(self.jobs.values())
         top = leader(cands)
@@ -80,29 +83,53 @@ class LiveBoard:
         # Jobs the plan has that have not started (the final run during the sweep) count too.
         left += [(d.low_seconds + d.high_seconds) / 2 for slot, d in self.planned.items() if slot not in self.jobs]
         eta = None if not left or any(r is None for r in left) else sum(r for r in left if r is not None)
+        wide = self.console.width >= WIDE
         table = Table(
             title=f"{self.title} — {self.phase} — elapsed {clock(now - self.started)}, remaining ~{clock(eta)}",
             title_justify="left",
             expand=False,
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-        for name, justify in (("job", "left"), ("state", "left"), ("progress", "right"), ("epoch", "right")):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        for name in ("val loss", "score", "elapsed", "remaining"):
-            table.add_column(name, justify="right")
+        columns = COLUMNS if wide else NARROW
+        widths = {**WIDTHS, "progress": WIDTHS["progress"] if wide else 4}
+        # Every column but the job's gets its width; the job's label takes what is left of the line
+        # once rich's padding (one space each side, none at the table's edges), the one-space
+        # dividers and the two edges are counted.
+        n = len(columns) + 2
+        fixed = sum(widths[name] for name in columns) + STATE + (2 * n - 2) + (n - 1) + 2
+        table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=max(12, self.console.width - fixed - 1))
+        table.add_column("state", no_wrap=True, overflow="ellipsis", width=STATE)
+        for name in columns:
+            header = name if wide or name != "progress" else "%"
+            table.add_column(header, justify="right", no_wrap=True, width=widths[name])
         for c in rows:
-            elapsed, remaining = timing(c, now, self.planned.get(str(c.slot)))
+            cells = self._cells(c, now, bar=wide)
             mark = " ★" if top is not None and c.slot == top.slot else ""
-            table.add_row(
-                c.label + mark,
-                c.state.value + (" (no progress)" if c.stalled else ""),
-                _bar(c.progress),
-                f"{c.epoch:g}" if c.epoch is not None else "-",
-                f"{c.val_loss:.4f}" if c.val_loss is not None else "-",
-                f"{c.score:.3f}" if c.score is not None else "-",
-                clock(elapsed),
-                clock(remaining) if not c.state.is_finished() else "done",
-            )
+            state = c.state.value + (" (no progress)" if c.stalled else "")
+            label = f"{c.slot.name} {c.base_model.rsplit('/', 1)[-1]} r{c.lora_rank} lr{c.learning_rate:g}"
+            table.add_row(label + mark, state, *(cells[name] for name in columns))
         return table
+
+    def _cells(self, c: CandidateRecord, now: float, *, bar: bool) -> dict[str, str]:
+        elapsed, remaining = timing(c, now, self.planned.get(str(c.slot)))
+        return {
+            "progress": _bar(c.progress) if bar else f"{c.progress:.0f}%",
+            "epoch": f"{c.epoch:g}" if c.epoch is not None else "-",
+            "val loss": f"{c.val_loss:.4f}" if c.val_loss is not None else "-",
+            "score": f"{c.score:.3f}" if c.score is not None else "-",
+            "elapsed": clock(elapsed),
+            "left": clock(remaining) if not c.state.is_finished() else "done",
+        }
+
+
+# From 120 columns the table has room for everything with ~35 columns left for the job's
+# label; below, it keeps what a person checks at a glance, which at 80 leaves ~29 for it.
+WIDE = 120
+COLUMNS = ("progress", "epoch", "val loss", "score", "elapsed", "left")
+NARROW = ("progress", "val loss", "score", "left")
+STATE = 9  # "completed"
+WIDTHS = {"progress": 19, "epoch": 5, "val loss": 8, "score": 5, "elapsed": 7, "left": 7}
 
 
 def _bar(percent: float, width: int = 12) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.console import comparison_lines, plan_text
+from bot.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_NEEDS_PERSON, NeedsPerson
 from bot.live import LiveBoard
 from pipeline.domain.gates import QuestionKind
 from pipeline.domain.instructions import parse_instruction
@@ -46,8 +48,33 @@ def scoreboard_lines(cands: list[CandidateRecord]) -> list[str]:
     return out
 
 
+def job_line(c: CandidateRecord) -> str:
+    """One job as a log line: what a person reading a pipe or CI log needs, with progress in
+    steps of 10% so that a job reporting every few seconds adds a line per tenth, not per tick."""
+    parts = [f"{c.label}: {c.state.value}"]
+    if not c.state.is_finished() and c.progress:
+        parts.append(f"{int(c.progress // 10) * 10}%")
+    if c.epoch is not None:
+        parts.append(f"epoch {c.epoch:g}")
+    if c.val_loss is not None:
+        parts.append(f"val {c.val_loss:.4f}")
+    if c.score is not None:
+        parts.append(f"score {c.score:.3f}")
+    if c.stalled:
+        parts.append("(no progress)")
+    if c.note:
+        parts.append(f"({c.note})")
+    return " ".join(parts)
+
+
 class Terminal:
-    """Follows one run in the terminal until it finishes."""
+    """Follows one run in the terminal until it finishes.
+
+    Output fits where it goes: with ``live`` (a person at a TTY) the jobs are one table
+    redrawn in place; otherwise one line per change — a job's line only when it reads
+    differently from the last one printed, the phase only when it changed. ``quiet`` keeps
+    only what needs the person and how the run ended.
+    """
 
     def __init__(
         self,
@@ -57,98 +84,129 @@ class Terminal:
         ask: Ask | None = None,
         out: Callable[[str], None] = print,
         live: LiveBoard | None = None,
+        quiet: bool = False,
     ) -> None:
         self.runner = runner
         self.yes = yes
+        self.quiet = quiet
         self.ask = ask or (lambda prompt: input(prompt))
         self.live = live  # in a TTY: the scoreboard is one table redrawn in place
         self.out = live.say if live is not None else out
         self.actor = terminal_actor()
         self.queue: asyncio.Queue[events.RunEvent] = asyncio.Queue()
-        self._last_board = ""
+        self._jobs: dict[str, str] = {}  # slot -> the line last printed for it
+        self._phase = ""
         runner.bus.subscribe(self._on_event)
 
     async def _on_event(self, event: events.RunEvent) -> None:
         await self.queue.put(event)
 
     async def follow(self, run_id: str) -> int:
-        """Handle events for ``run_id`` until it succeeds (0), fails (1) or is cancelled (1)."""
+        """Handle events for ``run_id`` until it succeeds (0), fails (1), is cancelled (3) or waits
+        for a person this terminal cannot stand in for (4)."""
         while True:
             event = await self.queue.get()
             if event.run.id != run_id:
                 continue
-            done = await self._handle(event)
+            try:
+                done = await self._handle(event)
+            except NeedsPerson as exc:
+                n = event.run.number
+                self.out(f"Run #{n} waits: {exc}; `sftbot resume {n}` at a terminal continues it.")
+                return EXIT_NEEDS_PERSON
             if done is not None:
                 return done
 
-    def _board(self, cands: list[CandidateRecord]) -> None:
+    def progress(self, line: str) -> None:
+        """A line only a watcher wants (left out with --quiet)."""
+        if not self.quiet:
+            self.out(line)
+
+    def _board(self, n: int, cands: list[CandidateRecord]) -> None:
+        if self.quiet:
+            return
         if self.live is not None:
             self.live.update(cands)
             return
-        board = "\n".join(scoreboard_lines(cands))
-        if board != self._last_board:
-            self.out(board)
-            self._last_board = board
+        for c in cands:
+            line = job_line(c)
+            if self._jobs.get(str(c.slot)) != line:
+                self._jobs[str(c.slot)] = line
+                self.out(f"[run #{n}] {line}")
 
     async def _handle(self, e: events.RunEvent) -> int | None:
-        n = e.run.number
         if self.live is not None:
-            self.live.title, self.live.phase = f"Run #{n}", e.run.phase.value
+            self.live.title, self.live.phase = f"Run #{e.run.number}", e.run.phase.value
             if isinstance(e, (events.RunSucceeded, events.RunFailed, events.RunCancelled)):
                 self.live.stop()
-        match e:
-            case events.PhaseChanged():
-                self.out(f"[run #{n}] {e.run.phase.value}")
-            case events.QuestionAsked():
-                return await self._answer(e)
-            case events.PlanProposed():
-                self.out(plan_text(e.plan))
-                if self.live is not None:
-                    jobs = [*e.plan.candidates, *([e.plan.final] if e.plan.final else [])]
-                    self.live.planned = {str(j.slot): j.duration for j in jobs if j.duration is not None}
-                await self._approve(e)
-            case events.ScoreboardChanged():
-                self._board(list(e.candidates))
-            case events.FinalProgress():
-                self._board([e.candidate])
-            case events.StallWarning():
-                self.out(f"  warning: {e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)")
-            case events.PromotionRequested():
-                self.out("Promotion gate — " + e.summary)
-                self.out("\n".join(scoreboard_lines(list(e.ranked))))
-                if e.curves is not None:
-                    self.out(f"  loss curves: {e.curves}")
-                if e.comparison is not None:
-                    self.out("\n".join(comparison_lines(e.comparison)))
-                await self._promote(e)
-            case events.EvaluatorFailed():
-                self.out(f"  {e.reason}")
-            case events.EvaluationDone():
-                if self.live is not None:
-                    self.live.update([e.candidate])  # with its score
-                self.out(f"  {e.summary}")
-            case events.Deployed():
-                self.out(f"  Deployed {e.deployment.model} as {e.deployment.deployment_id}")
-                self.out("Use it:\n" + e.snippet)
-            case events.ReportReady():
-                self.out(f"  Report ready: {e.report}")
-            case events.StoragePaused():
-                self.out(f"  paused: {e.reason} (it goes on by itself when the storage is back)")
-            case events.RunSucceeded():
-                self.out(f"Run #{n} succeeded.")
-                return 0
-            case events.RunFailed():
-                self.out(f"Run #{n} failed: {e.reason}")
-                return 1
-            case events.RunCancelled():
-                who = f" by {e.actor.label}" if e.actor else ""
-                self.out(f"Run #{n} cancelled{who}.")
-                return 1
-        return None
+        handler = next((h for kind in type(e).__mro__ if (h := _HANDLERS.get(kind)) is not None), None)
+        return None if handler is None else await handler(self, e)
+
+    async def _phase_changed(self, e: events.PhaseChanged) -> None:
+        if e.run.phase.value != self._phase:
+            self._phase = e.run.phase.value
+            self.progress(f"[run #{e.run.number}] {self._phase}")
+
+    async def _plan(self, e: events.PlanProposed) -> None:
+        if not (self.quiet and self.yes):
+            self.out(plan_text(e.plan))
+        if self.live is not None:
+            jobs = [*e.plan.candidates, *([e.plan.final] if e.plan.final else [])]
+            self.live.planned = {str(j.slot): j.duration for j in jobs if j.duration is not None}
+        await self._approve(e)
+
+    async def _scoreboard(self, e: events.ScoreboardChanged) -> None:
+        self._board(e.run.number, list(e.candidates))
+
+    async def _final_progress(self, e: events.FinalProgress) -> None:
+        self._board(e.run.number, [e.candidate])
+
+    async def _stall(self, e: events.StallWarning) -> None:
+        self.progress(f"  warning: {e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)")
+
+    async def _promotion(self, e: events.PromotionRequested) -> None:
+        if not (self.quiet and self.yes):
+            self.out("Promotion gate — " + e.summary)
+            self.out("\n".join(scoreboard_lines(list(e.ranked))))
+            if e.curves is not None:
+                self.out(f"  loss curves: {e.curves}")
+            if e.comparison is not None:
+                self.out("\n".join(comparison_lines(e.comparison)))
+        await self._promote(e)
+
+    async def _note(self, e: events.EvaluatorFailed | events.StoragePaused) -> None:
+        if isinstance(e, events.StoragePaused):
+            self.out(f"  paused: {e.reason} (it goes on by itself when the storage is back)")
+        else:
+            self.out(f"  {e.reason}")
+
+    async def _evaluated(self, e: events.EvaluationDone) -> None:
+        if self.live is not None:
+            self.live.update([e.candidate])  # with its score
+        self.progress(f"  {e.summary}")
+
+    async def _deployed(self, e: events.Deployed) -> None:
+        self.out(f"  Deployed {e.deployment.model} as {e.deployment.deployment_id}")
+        self.out("Use it:\n" + e.snippet)
+
+    async def _report(self, e: events.ReportReady) -> None:
+        self.progress(f"  Report ready: {e.report}")
+
+    async def _ended(self, e: events.RunSucceeded | events.RunFailed | events.RunCancelled) -> int:
+        n = e.run.number
+        if isinstance(e, events.RunSucceeded):
+            self.out(f"Run #{n} succeeded.")
+            return 0
+        if isinstance(e, events.RunFailed):
+            self.out(f"Run #{n} failed: {e.reason}")
+            return EXIT_FAILED
+        who = f" by {e.actor.label}" if e.actor else ""
+        self.out(f"Run #{n} cancelled{who}.")
+        return EXIT_CANCELLED
 
     async def _prompt(self, text: str) -> str:
         if (not sys.stdin or not sys.stdin.isatty()) and self.ask.__name__ == "<lambda>":
-            raise SystemExit("sftbot: a decision is needed but there is no terminal; use --yes")
+            raise NeedsPerson("a decision is needed but there is no terminal to ask on (--yes decides plans and promotions)")
         if self.live is not None:
             self.live.stop()  # a redrawing table and a prompt cannot share the screen; it comes back with the next update
         return (await asyncio.to_thread(self.ask, text)).strip()
@@ -191,7 +249,7 @@ class Terminal:
                 f"  --yes never deploys anyway; run #{e.run.number} waits here: "
                 f"`sftbot resume {e.run.number}` to deploy anyway or cancel."
             )
-            return 1
+            return EXIT_NEEDS_PERSON
         while True:
             answer = await self._prompt("Type 'deploy anyway' to deploy it, or [c]ancel: ")
             if answer.lower() in ("c", "cancel"):
@@ -244,3 +302,22 @@ class Terminal:
                 continue
             if await self._decide(e.run.id, Promote(slot)):
                 return
+
+
+_HANDLERS: dict[type[events.RunEvent], Callable[[Terminal, Any], Awaitable[int | None]]] = {
+    events.PhaseChanged: Terminal._phase_changed,
+    events.QuestionAsked: Terminal._answer,
+    events.PlanProposed: Terminal._plan,
+    events.ScoreboardChanged: Terminal._scoreboard,
+    events.FinalProgress: Terminal._final_progress,
+    events.StallWarning: Terminal._stall,
+    events.PromotionRequested: Terminal._promotion,
+    events.EvaluatorFailed: Terminal._note,
+    events.StoragePaused: Terminal._note,
+    events.EvaluationDone: Terminal._evaluated,
+    events.Deployed: Terminal._deployed,
+    events.ReportReady: Terminal._report,
+    events.RunSucceeded: Terminal._ended,
+    events.RunFailed: Terminal._ended,
+    events.RunCancelled: Terminal._ended,
+}

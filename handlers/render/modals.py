@@ -13,12 +13,11 @@ from typing import Any
 from handlers.render.mrkdwn import Block, clip, decode, encode, plain
 from handlers.render.plan_message import plan_pairs
 from pipeline.domain.instructions import normalise_model, parse_instruction
+from pipeline.domain.limits import MAX_SAMPLES, MIN_SAMPLES
 from pipeline.domain.records import RunRecord
 from pipeline.domain.spec import (
     MAX_EPOCHS,
     MAX_PARALLEL,
-    MAX_SAMPLES,
-    MIN_SAMPLES,
     CandidateSpec,
     RunSpec,
     SpecError,

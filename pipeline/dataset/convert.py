@@ -8,10 +8,9 @@ re-run of a plan uploads an identical dataset and caching by content hash works.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, Field
 
 from pipeline.dataset.tokens import answer_text, content_text
 from pipeline.domain.fsio import atomic_output
@@ -29,6 +28,14 @@ CONVERSIONS: dict[str, str] = {
         "chat rows with no assistant turn get their `ground_truth` (or `answer`) as the "
         "assistant turn; `ground_truth` stays on the row for evaluators"
     ),
+    "sharegpt_to_chat": (
+        "each ShareGPT `conversations` row becomes `messages`: `from` human/user -> user, gpt/assistant -> assistant, "
+        "system -> system, observation/tool -> a tool result; `value` becomes `content`; a row's `system` leads"
+    ),
+    "alpaca_to_chat": (
+        "each Alpaca {instruction, input, output} row becomes a user turn (the instruction, then the input) and an "
+        "assistant turn (the output, also kept as `ground_truth`); `system` and `history` pairs become turns before them"
+    ),
     "tool_role": (
         "`tool` messages become user messages starting 'Tool result:' (the platform only "
         "takes system/user/assistant; the model still sees the result but is not trained on it)"
@@ -39,18 +46,33 @@ FLAT_SHAPES = (
     ("question_answer_to_chat", "question", "answer"),
     ("prompt_completion_to_chat", "prompt", "completion"),
 )
+# ShareGPT's speaker tags -> chat roles. The tags are those of the ShareGPT dumps (human, gpt),
+# axolotl's sharegpt loader (also user/assistant/system/tool) and LLaMA-Factory's data format
+# (observation for a tool's result). Others (function_call, ...) have no chat role here and
+# are reported by line as an unknown role.
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "system": "system",
+    "observation": "tool",
+    "tool": "tool",
+}
 _MAX_EXAMPLES = 5
 
 
-class ConvertResult(BaseModel):
+@dataclass
+class ConvertResult:
     """What a conversion wrote; skipped lines could not be parsed into a JSON object."""
 
     src: str
     dst: str
     rows_written: int = 0
     rows_skipped: int = 0
-    skipped_lines: list[int] = Field(default_factory=list)  # first few, 1-based
-    converted: dict[str, int] = Field(default_factory=dict)  # conversion kind -> rows
+    skipped_lines: list[int] = field(default_factory=list)  # first few, 1-based
+    converted: dict[str, int] = field(default_factory=dict)  # conversion kind -> rows
 
 
 def convert_dataset(src: str | Path, dst: str | Path, conversions: list[str] | None = None) -> ConvertResult:
@@ -100,17 +122,8 @@ def _reject_constant(name: str) -> object:
 
 def convert_row(row: dict[str, Any], enabled: frozenset[str]) -> list[str]:
     """Apply the ``enabled`` conversions to ``row`` in place; return the kinds applied."""
-    applied: list[str] = []
-    if "messages" not in row:
-        flat = flat_shape(row)
-        if flat is not None and flat[0] in enabled:
-            kind, q_key, a_key = flat
-            question, answer = row[q_key], answer_text(row[a_key])
-            if isinstance(question, str) and answer is not None:
-                _flat_to_chat(row, q_key, a_key, question, answer)
-                applied.append(kind)
-        return applied
-    messages = row["messages"]
+    applied = _to_messages(row, enabled)
+    messages = row.get("messages")
     if not isinstance(messages, list):
         return applied
     if "tool_role" in enabled and any(_is_tool(m) for m in messages):
@@ -125,12 +138,98 @@ def convert_row(row: dict[str, Any], enabled: frozenset[str]) -> list[str]:
     return applied
 
 
+def _to_messages(row: dict[str, Any], enabled: frozenset[str]) -> list[str]:
+    """A row of another whole-row shape rewritten as chat ``messages`` in place: the kind applied."""
+    if "messages" in row:
+        return []
+    if "conversations" in row:
+        return ["sharegpt_to_chat"] if "sharegpt_to_chat" in enabled and sharegpt_to_chat(row) else []
+    if is_alpaca(row):
+        return ["alpaca_to_chat"] if "alpaca_to_chat" in enabled and alpaca_to_chat(row) else []
+    flat = flat_shape(row)
+    if flat is None or flat[0] not in enabled:
+        return []
+    kind, q_key, a_key = flat
+    question, answer = row[q_key], answer_text(row[a_key])
+    if not isinstance(question, str) or answer is None:
+        return []
+    _flat_to_chat(row, q_key, a_key, question, answer)
+    return [kind]
+
+
 def flat_shape(row: dict[str, Any]) -> tuple[str, str, str] | None:
     """(conversion kind, prompt key, answer key) of a row without ``messages``, if any."""
     for kind, q_key, a_key in FLAT_SHAPES:
         if q_key in row and a_key in row:
             return kind, q_key, a_key
     return None
+
+
+def is_alpaca(row: dict[str, Any]) -> bool:
+    return "instruction" in row and "output" in row
+
+
+def sharegpt_messages(row: dict[str, Any]) -> list[Any] | None:
+    """The chat messages of a ShareGPT row (``conversations`` of ``{from, value}``), or None when
+    ``conversations`` is not a list. A turn that is not an object is kept as it is, and an
+    unknown ``from`` becomes the role as written, so the row's checks name them by turn."""
+    turns = row.get("conversations")
+    if not isinstance(turns, list):
+        return None
+    system = row.get("system")
+    out: list[Any] = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
+    for turn in turns:
+        if isinstance(turn, dict):
+            who = turn.get("from")
+            out.append({"role": SHAREGPT_ROLES.get(who, who) if isinstance(who, str) else who, "content": turn.get("value")})
+        else:
+            out.append(turn)
+    return out
+
+
+def sharegpt_to_chat(row: dict[str, Any]) -> bool:
+    messages = sharegpt_messages(row)
+    if messages is None:
+        return False
+    rest = {k: v for k, v in row.items() if k not in ("conversations", "system")}
+    row.clear()
+    row["messages"] = messages
+    row.update(rest)
+    return True
+
+
+def alpaca_messages(row: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The chat turns of an Alpaca row, or None when a part is not text (the checks say which).
+
+    ``history`` is LLaMA-Factory's earlier turns as [question, answer] pairs; the instruction
+    and the input are joined by a blank line, as the Alpaca prompt template separates them."""
+    instruction, given, output = row.get("instruction"), row.get("input", ""), answer_text(row.get("output"))
+    if not isinstance(instruction, str) or not isinstance(given, (str, type(None))) or output is None:
+        return None
+    system, history = row.get("system"), row.get("history") or []
+    if not isinstance(history, list) or not all(alpaca_pair(h) for h in history):
+        return None
+    out = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
+    for question, answer in history:
+        out += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    prompt = f"{instruction}\n\n{given}" if given else instruction
+    return [*out, {"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+
+
+def alpaca_pair(item: object) -> bool:
+    return isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+
+
+def alpaca_to_chat(row: dict[str, Any]) -> bool:
+    messages = alpaca_messages(row)
+    if messages is None:
+        return False
+    rest = {k: v for k, v in row.items() if k not in ("instruction", "input", "output", "system", "history")}
+    row.clear()
+    row["messages"] = messages
+    row["ground_truth"] = rest.pop("ground_truth", messages[-1]["content"])
+    row.update(rest)
+    return True
 
 
 def _flat_to_chat(row: dict[str, Any], q_key: str, a_key: str, question: str, answer: str) -> None:

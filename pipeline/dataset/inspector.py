@@ -49,7 +49,7 @@ from pipeline.dataset.tokens import (
     estimate_tokens,
     estimate_tokens_many,
 )
-from pipeline.domain.spec import MAX_SAMPLES, MIN_SAMPLES
+from pipeline.domain.limits import MAX_SAMPLES, MIN_SAMPLES
 
 _BLANK = b" \t\r"
 _BOM = b"\xef\xbb\xbf"

@@ -4,16 +4,17 @@ and name every problem it has. ``inspect.py`` runs these over a whole file."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any, Literal
 
 import msgspec
 
-from pipeline.dataset.convert import flat_shape
+from pipeline.dataset.convert import alpaca_messages, alpaca_pair, flat_shape, is_alpaca, sharegpt_messages
 from pipeline.dataset.inspection import Shape
 from pipeline.dataset.tokens import answer_text, content_chars
-from pipeline.domain.spec import MAX_SAMPLES, MIN_SAMPLES
+from pipeline.domain.limits import MAX_SAMPLES, MIN_SAMPLES
 
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -175,6 +176,10 @@ def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
 
 
 def check_flat(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
+    if "conversations" in obj:
+        return check_sharegpt(obj, found)
+    if is_alpaca(obj):
+        return check_alpaca(obj, found)
     flat = flat_shape(obj)
     if flat is None:
         keys = ", ".join(list(obj)[:5]) or "none"
@@ -188,6 +193,61 @@ def check_flat(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
     return Row({"user": 1, "assistant": 1}, len(question) + len(answer), 2, [kind])
 
 
+_MESSAGE_N = re.compile(r"^message (\d+)")
+
+
+def check_sharegpt(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
+    """A ShareGPT row is checked as the chat row its conversion makes; problems name its own
+    fields (``conversations`` turn N, ``from``) so the person finds them in the file."""
+    messages = sharegpt_messages(obj)
+    if not messages:
+        what = "empty" if messages is not None else kind_of(obj["conversations"])
+        found.append(("empty_messages" if messages is not None else "messages_not_list", f"`conversations` is {what}"))
+        return None
+    offset = 1 if len(messages) > len(obj["conversations"]) else 0  # a `system` field leads as message 1
+    mark = len(found)
+    chat = {k: v for k, v in obj.items() if k not in ("conversations", "system")}
+    row = check_row({**chat, "messages": messages}, found)
+
+    def turn(m: re.Match[str]) -> str:
+        n = int(m.group(1)) - offset
+        return f"conversations turn {n}" if n > 0 else "`system`"
+
+    for i in range(mark, len(found)):
+        kind, message = found[i]
+        found[i] = (kind, _MESSAGE_N.sub(turn, message).replace(" has role ", " has from "))
+    if row is not None:
+        row.conversions.insert(0, "sharegpt_to_chat")
+    return row
+
+
+def check_alpaca(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
+    messages = alpaca_messages(obj)
+    if messages is None:
+        found.append(("bad_content", _alpaca_problem(obj)))
+        return None
+    roles: dict[str, int] = {}
+    for m in messages:
+        roles[m["role"]] = roles.get(m["role"], 0) + 1
+    return Row(roles, sum(len(m["content"]) for m in messages), len(messages), ["alpaca_to_chat"])
+
+
+def _alpaca_problem(obj: dict[str, Any]) -> str:
+    """Which part of an Alpaca row is not text (``alpaca_messages`` refused it)."""
+    instruction, given, output = obj.get("instruction"), obj.get("input"), obj.get("output")
+    if not isinstance(instruction, str):
+        return f"`instruction` is {kind_of(instruction)}"
+    if given is not None and not isinstance(given, str):
+        return f"`input` is {kind_of(given)}"
+    if answer_text(output) is None:
+        return f"`output` is {kind_of(output)}"
+    history = obj.get("history") or []
+    if not isinstance(history, list):
+        return f"`history` is {kind_of(history)}, not a list of [question, answer] pairs"
+    bad = next((i for i, h in enumerate(history, 1) if not alpaca_pair(h)), 0)
+    return f"`history` item {bad} is not a [question, answer] pair of texts"
+
+
 def kind_of(value: object) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"a number ({value!r})"
@@ -198,6 +258,10 @@ def kind_of(value: object) -> str:
 def shape_of(obj: dict[str, Any]) -> Shape:
     if "messages" in obj:
         return Shape.CHAT
+    if "conversations" in obj:
+        return Shape.SHAREGPT
+    if is_alpaca(obj):
+        return Shape.ALPACA
     flat = flat_shape(obj)
     if flat is None:
         return Shape.UNKNOWN

@@ -24,7 +24,7 @@ from typing import BinaryIO
 from pydantic import BaseModel
 
 from pipeline.domain.fsio import atomic_output
-from pipeline.domain.spec import MIN_SAMPLES
+from pipeline.domain.limits import MIN_SAMPLES
 
 TEST_FRACTION = 0.1
 MIN_TEST = 1

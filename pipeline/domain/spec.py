@@ -10,14 +10,14 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.domain.limits import MAX_SAMPLES, MIN_SAMPLES
+
 # Fireworks managed SFT: "LoRA rank must be a power of 2 up to 32" (reference/fireworks.md §4).
 # 4 is the smallest rank the platform's PEFT details accept; 64 is refused by managed SFT.
 ALLOWED_RANKS: tuple[int, ...] = (4, 8, 16, 32)
 # Learning rates above 1e-2 destroy a pretrained model under LoRA; 0 or negative is meaningless.
 MAX_LEARNING_RATE = 1e-2
 MAX_EPOCHS = 50
-MIN_SAMPLES = 3  # the platform's minimum dataset size (reference/fireworks.md §2.1)
-MAX_SAMPLES = 3_000_000
 MAX_PARALLEL = 64
 
 

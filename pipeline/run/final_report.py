@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.dataset.inspection import InspectionReport
+from pipeline.dataset.inspection import read_report
 from pipeline.domain.records import AuditEvent, CandidateRecord
 from pipeline.planning.plan_types import Plan
 from pipeline.run.prune_rule import RULE
@@ -48,9 +48,7 @@ def render_report(summary: RunSummary, *, audit: list[AuditEvent], platform: str
     run = summary.run
     ws = Path(run.workspace)
     inspection_path = ws / "inspection.json"
-    inspection = (
-        InspectionReport.model_validate_json(inspection_path.read_text(encoding="utf-8")) if inspection_path.exists() else None
-    )
+    inspection = read_report(inspection_path.read_bytes()) if inspection_path.exists() else None
     before_after_path = ws / BEFORE_AFTER
     before_after = json.loads(before_after_path.read_text(encoding="utf-8")) if before_after_path.exists() else None
     return render(

@@ -251,8 +251,9 @@ class Database:
         rows = await self.fetchall("SELECT * FROM gate_decisions WHERE run_id=? ORDER BY decided_at", (run_id,))
         return [_gate(r) for r in rows]
 
-    async def audit_trail(self, run_id: str) -> list[AuditEvent]:
-        rows = await self.fetchall("SELECT * FROM audit_events WHERE run_id=? ORDER BY id", (run_id,))
+    async def audit_trail(self, run_id: str, *, after: int = 0) -> list[AuditEvent]:
+        """The run's audit events in order; ``after`` an event id, only those recorded since."""
+        rows = await self.fetchall("SELECT * FROM audit_events WHERE run_id=? AND id>? ORDER BY id", (run_id, after))
         return [
             AuditEvent(
                 id=r["id"],

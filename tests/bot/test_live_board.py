@@ -76,3 +76,21 @@ def test_plain_lines_in_a_pipe_and_in_ci(monkeypatch: pytest.MonkeyPatch) -> Non
     assert wants_live(Tty()) and not wants_live(io.StringIO())
     monkeypatch.setenv("CI", "true")
     assert not wants_live(Tty())
+
+
+@pytest.mark.parametrize("width", [80, 60, 120])
+def test_at_any_width_each_job_is_one_line_that_fits(width: int) -> None:
+    out = io.StringIO()
+    board = LiveBoard(Console(file=out, width=width, force_terminal=False, color_system=None), now=lambda: NOW)
+    board.title, board.phase = "Run #12", "sweeping"
+    long_base = "accounts/fireworks/models/qwen3-30b-a3b-instruct-2507"
+    board.jobs = {
+        f"c{i}": job(Slot.candidate(i), CandidateState.RUNNING, 10.0 * i, NOW - 30).model_copy(update={"base_model": long_base})
+        for i in range(1, 4)
+    }
+    board.console.print(board.render())
+    lines = out.getvalue().splitlines()
+    assert all(len(line.rstrip()) <= width for line in lines)
+    for i in range(1, 4):  # one line per job, with its state and progress on it
+        rows = [line for line in lines if line.lstrip().startswith(f"#{i} ")]
+        assert len(rows) == 1 and "running" in rows[0] and f"{10 * i}" in rows[0], out.getvalue()

@@ -40,6 +40,7 @@ class FakeSlack(WebApiMethods):
         self.rate_429 = 0.0
         self.rate_5xx = 0.0
         self.retry_after = 0
+        self.refuse_sockets = False  # WebSocket upgrades refused (a proxy in the way): Socket Mode cannot connect
         self.fail_next: deque[tuple[str | None, int]] = deque()  # (method or None for any, status)
         self.messages: dict[str, list[Msg]] = {}
         self.ephemeral: list[JSON] = []
@@ -259,7 +260,11 @@ class FakeSlack(WebApiMethods):
         await self._touch()
         return web.Response(text="ok")
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_sockets:
+            self.calls.append({"method": "socket_refused", "args": {}, "at": time.monotonic(), "status": 403})
+            await self._touch()
+            return web.Response(status=403, text="WebSocket upgrades are not allowed here")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._ws.append(ws)

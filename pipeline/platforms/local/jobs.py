@@ -187,16 +187,46 @@ class LocalJobs:
         record = self._launch(job_id)
         self._save(job_id, record.model_copy(update={"state": "cancelled", "message": "cancelled on request"}))
         if record.state == "started" and record.pid is not None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL only if still alive after 5 s
+            await self._kill(job_id, record.pid)
+        return self.status(job_id)
+
+    async def _kill(self, job_id: str, pid: int) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL only if still alive after 5 s
+            if not self._alive(job_id):
+                break
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)  # its own session: the group is the trainer and any children
+            for _ in range(100):
                 if not self._alive(job_id):
                     break
+                await asyncio.sleep(0.05)
+
+    async def stop(self, job_ids: list[str]) -> list[str]:
+        """Stop these jobs' trainers with the command running them (Ctrl-C, SIGTERM): each is queued
+        again, its attempt not counted, for the run's resume to start anew. The ids stopped."""
+        await self.close()  # nothing may start a queued job meanwhile
+        stopped = []
+        for job_id in job_ids:
+            record = self._launch(job_id) if self.exists(job_id) else None
+            trainer = self._trainer(job_id) if record is not None else None
+            if record is None or record.state != "started" or (trainer is not None and trainer.state.terminal):
+                continue
+            message = "stopped with sftbot (Ctrl-C or SIGTERM); it starts again from the beginning on resume"
+            update = {"state": "pending", "attempts": max(0, record.attempts - 1), "message": message}
+            self._save(job_id, record.model_copy(update=update))
+            if record.pid is not None:
+                await self._kill(job_id, record.pid)
+            self._watched.discard(job_id)
+            self._reset(job_id)
+            stopped.append(job_id)
+        return stopped
+
+    def kill_now(self, job_ids: list[str]) -> None:
+        """SIGKILL these jobs' trainers at once (a second Ctrl-C: no time to wait)."""
+        for job_id in job_ids:
+            if self.exists(job_id) and (pid := self._launch(job_id).pid) is not None and self._alive(job_id):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(record.pid, sig)  # its own session: the group is the trainer and any children
-                for _ in range(100):
-                    if not self._alive(job_id):
-                        break
-                    await asyncio.sleep(0.05)
-        return self.status(job_id)
+                    os.killpg(pid, signal.SIGKILL)
 
     def resume(self) -> None:
         """First use of a root: pick up every unfinished job (adopt live trainers, re-run interrupted ones)."""
@@ -235,16 +265,19 @@ class LocalJobs:
             self._save(job_id, record.model_copy(update={"state": "failed", "message": message}))
             return job_status(job_id, spec, JobState.FAILED, trainer, message)
         # Found dead on start-up without a final status: a restart interrupted it. Re-run from scratch.
-        for stale in ("status.json", "metrics.jsonl"):
-            (self.dir / job_id / stale).unlink(missing_ok=True)
-        for stale in ("adapter", ".adapter.tmp"):
-            shutil.rmtree(self.dir / job_id / stale, ignore_errors=True)
+        self._reset(job_id)
         message = (
             f"attempt {record.attempts} was interrupted by a restart; restarted from scratch "
             f"(attempt {record.attempts + 1} of {MAX_ATTEMPTS})"
         )
         self._save(job_id, record.model_copy(update={"state": "pending", "pid": None, "message": message}))
         return job_status(job_id, spec, JobState.PENDING, None, message)
+
+    def _reset(self, job_id: str) -> None:  # what an unfinished attempt left: the next starts anew
+        for stale in ("status.json", "metrics.jsonl"):
+            (self.dir / job_id / stale).unlink(missing_ok=True)
+        for stale in ("adapter", ".adapter.tmp"):
+            shutil.rmtree(self.dir / job_id / stale, ignore_errors=True)
 
     def _alive(self, job_id: str) -> bool:
         proc = self._procs.get(job_id)

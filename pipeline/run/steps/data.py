@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.dataset.access import check_origins, copy_checked, dataset_file
 from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.inspection import InspectionReport
+from pipeline.dataset.inspection import InspectionReport, read_report, report_json
 from pipeline.dataset.inspector import inspect_dataset
 from pipeline.dataset.split import SplitResult, split_dataset
 from pipeline.domain import ids
@@ -62,9 +62,9 @@ async def inspection(ws: Path, source: str = SOURCE) -> InspectionReport:
     """The inspection of a staged file (computed once, cached beside it)."""
     cached = ws / (INSPECTION if source == SOURCE else f"{Path(source).stem}.inspection.json")
     if cached.exists():
-        return InspectionReport.model_validate_json(cached.read_text(encoding="utf-8"))
+        return read_report(cached.read_bytes())
     report = await asyncio.to_thread(inspect_dataset, ws / source)
-    write_atomic(cached, report.model_dump_json(indent=1))
+    write_atomic(cached, report_json(report))
     return report
 
 

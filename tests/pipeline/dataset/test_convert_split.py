@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_gsm8k_converts_to_valid_chat_deterministically(tmp_path: Path) -> None:
     second = convert_dataset(src, tmp_path / "b.jsonl")
     assert digest(src) == before  # the original is never touched
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
-    assert (first.rows_written, first.rows_skipped) == (200, 0) and first == second.model_copy(update={"dst": first.dst})
+    assert (first.rows_written, first.rows_skipped) == (200, 0) and first == dataclasses.replace(second, dst=first.dst)
     assert first.converted == {"question_answer_to_chat": 200}
     report = inspect_dataset(tmp_path / "a.jsonl")
     assert (report.shape, report.samples, report.problems, report.conversions) == (Shape.CHAT, 200, [], [])

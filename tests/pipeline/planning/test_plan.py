@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import msgspec
 import pytest
 
 from pipeline.domain.catalog import price_table
@@ -137,7 +138,7 @@ def test_candidate_outputs_share_one_multi_lora_deployment_per_base() -> None:
 
 
 def test_a_long_example_asks_for_more_context_and_says_which_line() -> None:
-    long = report(500).model_copy(update={"max_sample_tokens": 40_000, "longest_line": 17})
+    long = msgspec.structs.replace(report(500), max_sample_tokens=40_000, longest_line=17)
     plan = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long)
     assert {c.max_context_length for c in plan.candidates} == {44_000} and plan.final is not None
     assert plan.final.max_context_length == 44_000 and 44_000 % 16 == 0
@@ -146,7 +147,9 @@ def test_a_long_example_asks_for_more_context_and_says_which_line() -> None:
     assert all(c.max_context_length is None for c in short.candidates)  # the default fits: nothing sent
     local = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long, platform="local")
     assert all(c.max_context_length is None for c in local.candidates)
-    capped = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-4b"), long.model_copy(update={"max_sample_tokens": 64_000}))
+    capped = make_plan(
+        parse_instruction("dataset=d.jsonl model=qwen3-4b"), msgspec.structs.replace(long, max_sample_tokens=64_000)
+    )
     assert {c.max_context_length for c in capped.candidates} == {65_536}  # the model's own maximum, a multiple of 16
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot import settings
+from bot.commands import records
 from bot.terminal import Terminal
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.runs import drive_to_end
@@ -207,7 +208,7 @@ async def test_yes_never_deploys_anyway(make_runner) -> None:
     said: list[str] = []
     term = Terminal(runner, yes=True, out=said.append)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
-    assert await term.follow(run.id) == 1
+    assert await term.follow(run.id) == 4  # the run waits for a person (bot/errors.py)
     assert (await runner.get(run.id)).phase is Phase.AWAITING_INPUT
     assert f"--yes never deploys anyway; run #{run.number} waits here" in "\n".join(said)
 
@@ -217,8 +218,8 @@ async def test_show_json_has_the_base_comparison(make_runner, db, tmp_path: Path
     runner, log = await make_runner(platform)
     run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
     await drive_to_end(runner, log, run.id, actor=BOB)
-    monkeypatch.setattr(cli, "load_settings", lambda: _Settings(db_path=tmp_path / "test.sqlite3"))
-    assert await cli._show(argparse.Namespace(run=run.id, json=True)) == 0
+    monkeypatch.setattr(settings, "load_settings", lambda: _Settings(db_path=tmp_path / "test.sqlite3"))
+    assert await records.show(argparse.Namespace(run=run.id, json=True)) == 0
     shown = json.loads(capsys.readouterr().out)
     comp = shown["base_comparison"]
     assert comp["against"] == "shipped" and comp["tuned"].startswith("final ") and comp["base"]["score"] == 0.0
