@@ -5,15 +5,29 @@ about, training loss a faint line behind it; the leader is drawn strongest and n
 end of its line (direct labels, no legend to match colours against); rendered at 2x so
 text stays sharp on a phone. Per-epoch summary rows are not mixed into the per-step
 training curve (a mean appended at the last step drew a vertical line).
+
+Every run draws its chart at its promotion gate, and a gate announces itself again on each
+restart, so ``draw_losses`` draws only when the inputs differ from those the picture on disk
+was drawn from, and all drawing happens in one thread of its own (see ``_drawer``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
+import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pipeline.domain.fsio import atomic_output, write_atomic
 from pipeline.domain.platform import LossPoint
 from pipeline.domain.records import CandidateRecord
+
+Series = dict[str, list[LossPoint]]
+_DRAWER: ThreadPoolExecutor | None = None
+_DRAWING: dict[tuple[Path, str], asyncio.Future[Path]] = {}  # pictures being drawn: a second ask waits for the first
 
 
 def _train(points: list[LossPoint]) -> list[tuple[float, float]]:
@@ -36,16 +50,58 @@ def labels(jobs: Sequence[CandidateRecord]) -> dict[str, str]:
     }
 
 
-def plot_losses(series: dict[str, list[LossPoint]], dest: Path, *, title: str, winner: str | None = None) -> Path:
-    """Validation loss (thick, labelled) and training loss (faint) per candidate, into a PNG."""
-    import matplotlib
+def _drawer() -> ThreadPoolExecutor:
+    """The one thread that draws charts, bounded to one on purpose.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawing is CPU work under the GIL (matplotlib is mostly Python, ~0.1 s a chart), so more
+    threads draw no faster; handed to the default pool, 50 runs' charts took all its workers
+    and the GIL from the event loop, and every run's database round trips waited behind them
+    (bench/bench_orchestration.py). matplotlib is not thread-safe either: one thread also
+    keeps two charts from ever being drawn at once.
+    """
+    global _DRAWER
+    if _DRAWER is None:
+        _DRAWER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftbot-chart")
+    return _DRAWER
+
+
+def _key(series: Series, title: str, winner: str | None) -> str:
+    """What the picture is drawn from, as a digest (the same inputs draw the same picture)."""
+    data = {"title": title, "winner": winner, "series": {k: [p.model_dump() for p in v] for k, v in series.items()}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+async def draw_losses(series: Series, dest: Path, *, title: str, winner: str | None = None) -> Path:
+    """The chart of ``series`` at ``dest``, drawn in the chart thread unless ``dest`` already shows it.
+
+    The digest of the inputs is kept beside the picture (written after it, so a crash between
+    the two only costs a redraw).
+    """
+    key = _key(series, title, winner)
+    stamp = dest.with_name(dest.name + ".key")
+    if dest.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == key:
+        return dest
+    loop = asyncio.get_running_loop()
+    pending = _DRAWING.get((dest, key))
+    if pending is None or pending.get_loop() is not loop:
+        draw = functools.partial(plot_losses, series, dest, title=title, winner=winner)
+        pending = loop.run_in_executor(_drawer(), draw)
+        _DRAWING[(dest, key)] = pending
+        pending.add_done_callback(lambda done: _DRAWING.pop((dest, key)) if _DRAWING.get((dest, key)) is done else None)
+    await asyncio.shield(pending)
+    write_atomic(stamp, key)
+    return dest
+
+
+def plot_losses(series: Series, dest: Path, *, title: str, winner: str | None = None) -> Path:
+    """Validation loss (thick, labelled) and training loss (faint) per candidate, into a PNG."""
+    # A Figure without pyplot, as matplotlib advises for servers: pyplot keeps global state
+    # (https://matplotlib.org/stable/gallery/user_interfaces/web_application_server_sgskip.html).
+    from matplotlib.figure import Figure
 
     # A fixed layout instead of tight_layout(): half the cost, and the same picture every time;
     # the right margin holds the line labels.
-    fig = plt.figure(figsize=(6.4, 3.6), dpi=200)
+    fig = Figure(figsize=(6.4, 3.6), dpi=200)
     ax = fig.add_axes((0.1, 0.14, 0.6, 0.74))
     drawn = False
     for i, (label, points) in enumerate(series.items()):
@@ -84,7 +140,6 @@ def plot_losses(series: dict[str, list[LossPoint]], dest: Path, *, title: str, w
     ax.grid(alpha=0.2)
     if not drawn:
         ax.text(0.5, 0.5, "no validation loss reported", ha="center", va="center", transform=ax.transAxes)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(dest)
-    plt.close(fig)
+    with atomic_output(dest) as tmp:
+        fig.savefig(tmp, format="png")
     return dest

@@ -6,13 +6,11 @@ These run again on resume, so surfaces must treat an announcement they have show
 
 from __future__ import annotations
 
-import asyncio
-
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
 from pipeline.run.answers import comparison
 from pipeline.run.context import RunContext, workspace
-from pipeline.run.curves import labels, plot_losses
+from pipeline.run.curves import draw_losses, labels
 from pipeline.run.events import PlanProposed, PromotionRequested, QuestionAsked
 from pipeline.run.metrics import load_points
 from pipeline.run.scoreboard import rank
@@ -50,7 +48,7 @@ async def request_promotion(ctx: RunContext, run: RunRecord) -> None:
     names = labels(cands)
     series = {names[c.job_id]: load_points(ws, c.job_id) for c in cands}
     best = names[ranked[0].job_id] if ranked and (ranked[0].val_loss is not None or ranked[0].score is not None) else None
-    await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number} sweep", winner=best)
+    await draw_losses(series, png, title=f"Run #{run.number} sweep", winner=best)
     text = gate_summary(ranked[0] if ranked else None)
     if run.evaluator_error:
         text = f"{run.evaluator_error}\n{text}"

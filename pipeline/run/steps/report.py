@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from pipeline.domain.catalog import find_model
@@ -13,7 +12,7 @@ from pipeline.planning import history
 from pipeline.planning.ledger import priced
 from pipeline.planning.plan_types import Plan
 from pipeline.run.context import Outcome, RunContext, workspace
-from pipeline.run.curves import labels, plot_losses
+from pipeline.run.curves import draw_losses, labels
 from pipeline.run.events import ReportReady
 from pipeline.run.final_report import render_report
 from pipeline.run.metrics import load_points
@@ -33,7 +32,7 @@ async def report(ctx: RunContext, run: RunRecord) -> Outcome:
         series = {names[c.job_id]: load_points(ws, c.job_id) for c in jobs}
         shipped = summary.final or summary.shipped
         best = names.get(shipped.job_id) if shipped else None
-        await asyncio.to_thread(plot_losses, series, png, title=f"Run #{run.number}", winner=best)
+        await draw_losses(series, png, title=f"Run #{run.number}", winner=best)
     text = render_report(summary, audit=await ctx.db.audit_trail(run.id), platform=ctx.platform.name)
     path = ws / "final_report.md"
     write_atomic(path, text)
