@@ -68,6 +68,9 @@ async def drive_to_end(
         elif run.phase is Phase.AWAITING_PROMOTION:
             await runner.decide(run_id, Promote(Slot.candidate(promote)), actor)
         else:
-            # Work phases move on by themselves; after a restart, resuming is idempotent.
-            await runner.resume_all()
+            # Work phases move on by themselves. A runner that does not drive the run (it was
+            # restarted) resumes it; resuming is idempotent. Not on every wait: a gate announces
+            # itself on each resume, and with many runs that was quadratic work no bot does.
+            if not runner.working(run_id):
+                await runner.resume_all()
             await log.wait_for(lambda e: e.run.id == run_id, timeout=timeout, since=mark)

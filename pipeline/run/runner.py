@@ -179,6 +179,11 @@ class Runner:
             await cancel_jobs(self.ctx, await self.get(run_id))
         return resumed
 
+    def working(self, run_id: str) -> bool:
+        """True while this process works on the run in the background (a step is under way)."""
+        task = self._tasks.get(run_id)
+        return task is not None and not task.done()
+
     async def wait(self, run_id: str) -> None:
         """Wait for the run's current background work (not for a person at a gate)."""
         task = self._tasks.get(run_id)
