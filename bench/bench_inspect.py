@@ -137,7 +137,8 @@ def _floor_msgspec(path: str, *, skeleton: bool = False) -> Timed:
     still reads every row's structure."""
     import msgspec
 
-    from pipeline.dataset.inspector import _BLOCK, CHAT
+    from pipeline.dataset.inspector import _BLOCK
+    from pipeline.dataset.rows import CHAT
 
     decoder: Any = CHAT
     if skeleton:  # defstruct: class statements here would leave string annotations unresolved
