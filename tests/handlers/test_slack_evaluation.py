@@ -184,7 +184,7 @@ async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(
     await bot.driver.event({**said, "type": "app_mention"})
     await bot.driver.event(said)  # the same message as a channel message event
     posted = await in_thread(fake_slack, root, has("Plan v1"))
-    assert f"<@{BOB}>'s evaluator file `team_exact.py`" in text_of(posted)  # BOB named it: his, not the requester's
+    assert "u0bob's evaluator file `team_exact.py`" in text_of(posted)  # BOB named it: his, not the requester's
     await bot.settle()
     assert len(await bot.runner.db.gate_decisions((await bot.runner.get(1)).id)) == 1
 
