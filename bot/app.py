@@ -19,6 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.engine import Engine, open_engine
 from bot.settings import Settings
 from handlers.actors import Directory
+from handlers.asking import Asker
 from handlers.listeners import register
 from handlers.messages import RunMessages
 from handlers.notifier import Notifier
@@ -68,21 +69,17 @@ def create_app(
         engine.runner.config.evaluator_dir = settings.evaluator_dir or settings.data_dir / "evaluators"
     messages = RunMessages(client, engine.db, ChannelLimiter(post_interval))
     directory = Directory(client, engine.runner.config.policy, membership_ttl=settings.membership_ttl_seconds)
-    notifier = Notifier(
+    asker = Asker(
         engine.db,
-        engine.platform,
         messages,
-        live_interval=live_interval,
-        policy=lambda: engine.runner.policy,
-        dm_approvers=directory.in_channel if settings.dm_approvers else None,
+        policy=lambda: engine.runner.policy,  # read at each ask: the policy may change between gates
+        names=directory.name,  # the root and edits name people (users.info, cached) instead of pinging them
+        # SFTBOT_DM_APPROVERS: a DM names the run, so only to those who can see its channel.
+        dm=directory.in_channel if settings.dm_approvers else None,
     )
+    notifier = Notifier(engine.db, engine.platform, messages, live_interval=live_interval, asker=asker)
     engine.bus.subscribe(notifier)
-    surface = Surface(
-        runner=engine.runner,
-        notifier=notifier,
-        directory=directory,
-        messages=messages,
-    )
+    surface = Surface(runner=engine.runner, notifier=notifier, directory=directory, messages=messages)
     register(app, surface)
     app.sftbot = surface  # type: ignore[attr-defined]  # tests and shutdown reach the notifier here
     return app

@@ -15,15 +15,19 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import intake
+from handlers import home, intake
+from handlers.commands import CommandError, parse_slash
+from handlers.details import DETAIL_ACTIONS, view_for
 from handlers.messages import ROOT
 from handlers.render import action_ids, replies
 from handlers.render.modals import CALLBACK_ID, OTHER, modal_target, parse_revision, revise_modal
 from handlers.render.mrkdwn import Message, decode
 from handlers.surface import Surface, refusal_message
+from pipeline.domain.authz import Action, authorize
 from pipeline.domain.gates import Question, QuestionKind
 from pipeline.domain.records import RunRecord
 from pipeline.domain.slots import Slot
+from pipeline.domain.spec import SpecError
 from pipeline.run.decisions import (
     Answer,
     Approve,
@@ -32,6 +36,7 @@ from pipeline.run.decisions import (
     Promote,
     RaiseBudget,
     Refusal,
+    RefusalKind,
     Revise,
     SkipStep,
     check_open,
@@ -52,6 +57,10 @@ def _who(body: dict[str, Any]) -> tuple[str, str | None]:
 
 def _channel(body: dict[str, Any]) -> str | None:
     return (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
+
+
+def _from_home(body: dict[str, Any]) -> bool:
+    return (body.get("container") or {}).get("type") == "view" or (body.get("view") or {}).get("type") == "home"
 
 
 def _selected(body: dict[str, Any]) -> list[str]:
@@ -96,11 +105,9 @@ def register(app: AsyncApp, s: Surface) -> None:
         if not await s.fresh(f"act:{body.get('trigger_id')}:{key}"):
             return False  # a retried delivery of a click we already handled
         user, name = _who(body)
-        _, problem = await s.decide(run, decision, user=user, name=name, channel=_channel(body))
-        if problem is not None:
-            await _tell(respond, problem)
-            return False
-        return True
+        channel = await s.judged_in(run, _channel(body))
+        _, problem = await s.decide(run, decision, user=user, name=name, channel=channel)
+        return await _answered(s, body, respond, problem)
 
     def on_button(make: Callable[[dict[str, Any]], Decision | None], key: str) -> Callable[..., Awaitable[None]]:
         """A decision button: its value names the run and what it decides (a version, a candidate, a request)."""
@@ -190,6 +197,7 @@ def register(app: AsyncApp, s: Surface) -> None:
     app.action(action_ids.CONFIRM_TEARDOWN)(
         in_place("teardown", lambda run, user, name, body: s.teardown(run, user=user, name=name, channel=_channel(body)))
     )
+    register_evidence(app, s)
 
     def idle(choice: str) -> InPlace:
         """Keep / Scale to zero / Delete in the idle-deployment DM."""
@@ -219,7 +227,8 @@ def register(app: AsyncApp, s: Surface) -> None:
             await _tell(respond, refusal_message(exc))
             return
         user, name = _who(body)
-        denied = await s.refused(run, Revise(run.spec, plan_version=version), user=user, name=name, channel=_channel(body))
+        where = await s.judged_in(run.id, _channel(body))  # Revise from a DM is judged in the run's channel
+        denied = await s.refused(run, Revise(run.spec, plan_version=version), user=user, name=name, channel=where)
         if denied is not None:  # say so now, not after they have filled in the form
             await _tell(respond, denied)
             return
@@ -285,6 +294,95 @@ async def _ask_for_file(s: Surface, body: dict[str, Any], respond: Any, run: Run
                 "(or reply `evaluator: my_eval.py`), or pick another option."
             ),
         )
+
+
+async def _answered(s: Surface, body: dict[str, Any], respond: Any, problem: Message | None) -> bool:
+    """After a decision: the refusal to the clicker, and a click on the App Home refreshes it."""
+    if _from_home(body):
+        await home.publish(s, _who(body)[0], s.messages.client, note=problem)
+    if problem is not None:
+        await _tell(respond, problem)
+        return False
+    return True
+
+
+def register_evidence(app: AsyncApp, s: Surface) -> None:
+    """The evidence buttons (a modal each), Retry on a failed run, and Delete deployment."""
+
+    async def on_details(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await open_details(s, body, action, client)
+
+    for action_id in DETAIL_ACTIONS:
+        app.action(action_id)(on_details)
+
+    @app.action(action_ids.RETRY)
+    async def on_retry(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        if await s.fresh(f"act:{body.get('trigger_id')}:retry"):
+            await retry(s, body, action)
+
+    @app.action(action_ids.TEARDOWN)
+    async def on_teardown(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        if await s.fresh(f"act:{body.get('trigger_id')}:teardown"):
+            await delete_deployment(s, body, action)
+
+
+async def retry(s: Surface, body: dict[str, Any], action: dict[str, Any]) -> None:
+    """The failed run's own request again, for whoever pressed Retry: a new run, a new plan to approve."""
+    respond = s.responder(body)
+    try:
+        run = await s.runner.get(str(decode(action.get("value")).get("run") or ""))
+        cmd = parse_slash(f"run {run.instruction}")
+    except RunNotFound:
+        await _tell(respond, replies.problem_message("This run no longer exists."))
+        return
+    except (CommandError, SpecError) as exc:
+        await _tell(respond, replies.problem_message(f"{exc} Start it again with `/sft run …`."))
+        return
+    user, name = _who(body)
+    started = await s.execute(cmd, user=user, name=name, channel=run.channel or "", reply=lambda m: _tell(respond, m))
+    if started is not None:
+        await _tell(respond, replies.note_message(f"🔁 Retrying run #{run.number} as run #{started.number}."))
+
+
+async def delete_deployment(s: Surface, body: dict[str, Any], action: dict[str, Any]) -> None:
+    """Delete deployment (Slack's confirm dialog came first): answered to the clicker alone; the
+    thread's note and the edited final message tell everyone else."""
+    user, name = _who(body)
+    run_id = str(decode(action.get("value")).get("run") or "")
+    msg = await s.teardown(run_id, user=user, name=name, channel=await s.judged_in(run_id, _channel(body)))
+    if _from_home(body):
+        await home.publish(s, user, s.messages.client, note=msg)
+    else:
+        await _tell(s.responder(body), msg)
+
+
+async def open_details(s: Surface, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+    """An evidence button's modal, for whoever may see the run (the run's channel rule)."""
+    respond = s.responder(body)
+    v = decode(action.get("value"))
+    try:
+        run = await s.runner.get(str(v.get("run") or ""))
+    except RunNotFound:
+        await _tell(respond, replies.problem_message("This run no longer exists."))
+        return
+    user, name = _who(body)
+    actor = await s.directory.actor(user, name)
+    verdict = authorize(actor, Action.VIEW, policy=s.runner.policy, channel=run.channel)
+    if verdict.denied:
+        await _tell(respond, refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=s.runner.policy)))
+        return
+    if not await s.sees(actor, run):  # the evidence names data and prompts: members of the run's channel only
+        await _tell(respond, replies.problem_message("There is no such run in your channels."))
+        return
+    view = await view_for(s.db, str(action.get("action_id")), run, _int(v.get("v")))
+    try:
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+    except SlackApiError as exc:  # trigger ids live 3 s and work once
+        err = exc.response.get("error")
+        await _tell(respond, replies.problem_message(f"Slack would not open the details ({err}); click again."))
 
 
 async def _tell(respond: Any, msg: Message) -> None:

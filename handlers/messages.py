@@ -36,6 +36,15 @@ class MessageKey:
         return MessageKey(f"upload:{name}")
 
     @staticmethod
+    def dm(gate: GateKey, user: str) -> MessageKey:
+        return MessageKey(f"dm:{gate}:{user}")  # one DM per decider per gate
+
+    @staticmethod
+    def dms(gate: GateKey) -> str:
+        """The key prefix of every DM about ``gate``."""
+        return f"dm:{gate}:"
+
+    @staticmethod
     def evaluator_request(question: int) -> MessageKey:
         return MessageKey(f"evaluator_request:{question}")
 
@@ -191,19 +200,36 @@ class RunMessages:
         await self.limiter.wait(root.channel)
         await self.client.chat_postMessage(channel=root.channel, thread_ts=root.ts, unfurl_links=False, **msg.kwargs())
 
-    async def adopt(self, run_id: str, key: MessageKey, source: MessageKey) -> bool:
-        """Make the message ``source`` also the message ``key`` (the scoreboard becoming the
-        gate: edited, not repeated). False when ``source`` was never posted or ``key`` exists."""
-        posted = await self.get(run_id, source)
-        if posted is None or await self.get(run_id, key) is not None:
-            return False
-        await self._save(run_id, key, channel=posted.channel, ts=posted.ts, open_=True, digest=posted.digest)
-        return True
-
     async def direct(self, user: str, msg: Message) -> None:
         """A DM to ``user`` (posting to a user id opens the DM)."""
         await self.limiter.wait(user)
         await self.client.chat_postMessage(channel=user, unfurl_links=False, **msg.kwargs())
+
+    async def direct_once(self, run_id: str, key: MessageKey, user: str, msg: Message, **meta: Any) -> bool:
+        """A DM to ``user`` remembered as ``key`` (sent once, across restarts; edited later by
+        ``edit``). True when it was sent now."""
+        if await self.get(run_id, key) is not None:
+            return False
+        await self.limiter.wait(user)
+        resp = await self.client.chat_postMessage(channel=user, unfurl_links=False, **msg.kwargs())
+        # Posting to a user id answers with the DM's own channel id (D…): edits need it.
+        await self._save(run_id, key, channel=str(resp["channel"]), ts=str(resp["ts"]), digest=_digest(msg))
+        if meta:
+            await self.set_meta(run_id, key, **meta)
+        return True
+
+    async def edit(self, run_id: str, key: MessageKey, msg: Message) -> None:
+        """Edit the message ``key`` in place (nothing when it was never sent or is unchanged)."""
+        posted = await self.get(run_id, key)
+        if posted is not None:
+            await self._update(run_id, key, posted, msg)
+
+    async def keys(self, run_id: str, prefix: str) -> list[MessageKey]:
+        """The run's messages whose key starts with ``prefix`` (e.g. every DM about one gate)."""
+        rows = await self.db.fetchall(
+            "SELECT key FROM slack_messages WHERE run_id=? AND substr(key, 1, ?)=? ORDER BY rowid", (run_id, len(prefix), prefix)
+        )
+        return [MessageKey(str(r[0])) for r in rows]
 
     async def permalink(self, run_id: str) -> str | None:
         """A link to the run's thread (chat.getPermalink, asked once and remembered)."""

@@ -3,8 +3,11 @@
 The bus calls the notifier inline in the runner's task, so it only queues: one worker per
 run sends that run's messages in order, and a slow or rate-limited Slack never slows
 training. Scoreboard edits are coalesced per run: the latest state waits in ``_pending``
-and a timer flushes it at most once per ``live_interval`` seconds. What each kind of event
-becomes is one handler per event class (``HANDLERS``).
+and a timer flushes it at most once per ``live_interval`` seconds; when the sweep or the run
+ends, the boards get one last edit from the store (every job's final state) and are closed.
+Each decision is a new thread message that asks its deciders once (``asking``); the root
+and every edit only name people. What each kind of event becomes is one handler per event
+class (``handlers``).
 """
 
 from __future__ import annotations
@@ -19,18 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from handlers import stamps
+from handlers.asking import Asker
 from handlers.messages import FINAL, FINAL_BOARD, ROOT, SCOREBOARD, MessageKey, RunMessages
 from handlers.render import board, budget_gate, final_message, idle_notice, plan_message, questions, replies, root_message
 from handlers.render.mrkdwn import Message, clip, escape, user
-from handlers.render.review import spec_excerpt
-from pipeline.domain.authz import Action, Deciders, Policy, deciders
+from pipeline.domain.authz import Action, Policy
 from pipeline.domain.gates import PROMOTION, GateKey
 from pipeline.domain.machine import Phase
 from pipeline.domain.platform import Platform
-from pipeline.domain.records import RunRecord
+from pipeline.domain.records import Actor, CandidateRecord, RunRecord
 from pipeline.planning.plan_types import Plan
 from pipeline.run import events
-from pipeline.run.authorship import authors_of
 from pipeline.run.scoreboard import rank
 from pipeline.run.spending import run_ledger
 from pipeline.run.summary import summarize
@@ -65,20 +67,20 @@ class Notifier:
         out: RunMessages,
         *,
         live_interval: float = 3.0,
-        policy: Callable[[], Policy] = Policy,
-        dm_approvers: Callable[[str, str | None], Awaitable[bool]] | None = None,
+        asker: Asker | None = None,
     ) -> None:
+        """``asker``: who decides and how they are reached (default: anyone, by mention, ids as names)."""
         self.db = db
         self.platform = platform
         self.out = out
-        self.policy = policy  # read at each message: who can decide is said with the ask
-        self.dm_approvers = dm_approvers  # SFTBOT_DM_APPROVERS: is a person in a channel (only they are DMed)
+        self.asker = asker or Asker(db, out, policy=Policy)
         self.live_interval = live_interval
         self._queues: dict[str, deque[Item]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[tuple[str, MessageKey], events.RunEvent] = {}
         self._last: dict[tuple[str, MessageKey], float] = {}
         self._timers: dict[tuple[str, MessageKey], asyncio.Task[None]] = {}
+        self._quota: dict[str, int] = {}  # run id -> jobs the platform let run when it last refused one
         self.handlers: dict[type[events.RunEvent], Callable[[Any], Awaitable[None]]] = {
             events.RunCreated: self._created,
             events.PhaseChanged: self._phase_changed,
@@ -151,6 +153,8 @@ class Notifier:
     # --- one event -------------------------------------------------------------------
 
     async def _handle(self, e: events.RunEvent) -> None:
+        if isinstance(e, events.QuotaWait):
+            await self._quota_wait(e)
         if type(e) in LIVE:
             await self._live(e.run.id, e)
             return
@@ -165,17 +169,19 @@ class Notifier:
         # business only (told privately); the root appears with the first question or plan.
         return None
 
-    async def _deciders(self, run: RunRecord, action: Action) -> Deciders:
-        authors = await authors_of(self.db, run, run.plan_version) if action is Action.APPROVE else frozenset()
-        usd = run.estimated_usd
-        if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
-            usd = run.budget.approved_usd + run.budget.more_usd  # what would be approved in all
-        return deciders(action, policy=self.policy(), requester=run.requester, authors=authors, estimated_usd=usd)
-
     async def _phase_changed(self, e: events.PhaseChanged) -> None:
         await self._root(e.run, actor=e.actor.id if e.actor else None)
         if e.previous is Phase.AWAITING_INPUT:
             await stamps.stamp_decided(self.db, self.out, e.run)
+
+    def _gate_action(self, run: RunRecord) -> Action:
+        """Who decides the run's open gate: deploying anyway and skipping are promotions' people."""
+        q = run.question
+        if run.phase is Phase.AWAITING_PROMOTION or (
+            run.phase is Phase.AWAITING_INPUT and q is not None and q.kind.blocks_deploy
+        ):
+            return Action.PROMOTE
+        return Action.APPROVE
 
     async def _root(self, run: RunRecord, *, actor: str | None = None) -> None:
         if run.channel is None:
@@ -184,99 +190,109 @@ class Notifier:
             return  # not shown until there is something for the channel to see
         if run.phase.finished and await self.out.get(run.id, ROOT) is None:
             return  # ended before the channel saw it: the requester was told privately
-        model = (await summarize(self.db, self.platform, run)).model if run.phase is Phase.SUCCEEDED else None
-        action = Action.PROMOTE if run.phase is Phase.AWAITING_PROMOTION else Action.APPROVE
         every = await runs.candidates(self.db, run.id) if run.plan_version else []
-        msg = root_message.root(
-            run,
+        plan = await runs.get_plan(self.db, run.id, run.plan_version) if run.plan_version else None
+        cands = [c for c in every if not c.slot.is_final]
+        summary = await summarize(self.db, self.platform, run) if run.phase is Phase.SUCCEEDED else None
+        ask = await self.asker.ask(run, self._gate_action(run), extra=[actor] if actor else []) if run.phase.gate else None
+        facts = root_message.RootFacts(
+            ask=ask,
+            names=ask.names if ask is not None else await self.asker.names([run.requester, *([actor] if actor else [])]),
+            cands=cands,
             book=await run_ledger(self.db, run),
-            cands=[c for c in every if not c.slot.is_final],
-            deciders=await self._deciders(run, action) if run.phase.gate else None,
-            model=model,
+            model=summary.model if summary is not None else None,
+            torn_down=summary is not None and final_message.torn_down(summary),
+            result=board.short_result(summary.shipped, summary.comparison) if summary and summary.shipped else None,
             actor=actor,
+            max_parallel=self._parallel(run.id, cands, plan),
+            plan_seconds=plan.duration.middle_seconds if plan is not None and plan.duration is not None else None,
         )
-        await self.out.root(run.id, run.channel, msg)
+        await self.out.root(run.id, run.channel, root_message.root(run, facts))
+
+    def _parallel(self, run_id: str, cands: list[CandidateRecord], plan: Plan | None) -> int:
+        """Jobs that can run at once now: the plan's limit, or the platform's quota while it holds jobs back."""
+        limit = plan.max_parallel if plan is not None else 6
+        quota = self._quota.get(run_id)
+        held = any((c.note or "").startswith("waiting for quota") for c in cands)
+        return max(1, min(limit, quota)) if quota is not None and held else limit
+
+    async def _quota_wait(self, e: events.QuotaWait) -> None:
+        changed = self._quota.get(e.run.id) != e.running
+        self._quota[e.run.id] = e.running
+        if changed:
+            await self._root(e.run)  # the root says how many jobs wait for the quota
 
     async def _question(self, e: events.QuestionAsked) -> None:
         await self._root(e.run)
         key = MessageKey.gate(e.question.gate)
-        # Deploying anyway spends like a promotion: the message names who may decide it.
-        who = await self._deciders(e.run, Action.PROMOTE) if e.question.kind.blocks_deploy else None
-        new = await self.out.put(e.run.id, key, questions.question(e.run, e.question, deciders=who), gate=True)
+        # Deploying anyway spends like a promotion: the message asks whoever may decide it.
+        ask = await self.asker.ask(e.run, Action.PROMOTE) if e.question.kind.blocks_deploy else None
+        msg = questions.question(e.run, e.question, ask=ask)
+        new = await self.out.put(e.run.id, key, msg, gate=True)
         await self.out.set_meta(e.run.id, key, text=e.question.text)
+        if ask is not None:
+            head = f"*Run #{e.run.number}* by {ask.plain_name(e.run.requester)}: deploy blocked. {escape(clip(e.question.text, 300))}"
+            await self.asker.dm(e.run, e.question.gate, ask, head, msg)
         if new and e.question.detail and e.question.detail_for:
             await self.out.private(e.run.id, e.question.detail_for, replies.problem_message(e.question.detail))
 
     async def _plan(self, e: events.PlanProposed) -> None:
         await self._root(e.run)
-        key = MessageKey.gate(GateKey.plan(e.plan.version))
+        gate = GateKey.plan(e.plan.version)
         previous = await runs.get_plan(self.db, e.run.id, e.plan.version - 1) if e.plan.version > 1 else None
-        msg = plan_message.plan_message(
-            e.run,
-            e.plan,
-            deciders=await self._deciders(e.run, Action.APPROVE),
-            previous=previous,
-            spec_excerpt=spec_excerpt(e.plan),
+        owner = e.plan.evaluator.owner if e.plan.evaluator is not None else None  # named in "Judged by"
+        ask = await self.asker.ask(e.run, Action.APPROVE, extra=[i for i in (e.plan.author, owner) if i])
+        author = ask.names.get(e.plan.author, e.plan.author) if e.plan.author else None
+        msg = plan_message.plan_message(e.run, e.plan, ask=ask, previous=previous, author=author)
+        await self.out.put(e.run.id, MessageKey.gate(gate), msg, gate=True)
+        head = (
+            f"*Plan v{e.plan.version} of run #{e.run.number}* by {ask.plain_name(e.run.requester)} waits for your approval: "
+            f"{plan_message.title(e.run, e.plan).split(' · ', 2)[-1]} · {len(e.plan.candidates)} candidates"
         )
-        await self.out.put(e.run.id, key, msg, gate=True)
-        await self._dm(e.run, key, f"plan v{e.plan.version} of run #{e.run.number} waits for your approval", Action.APPROVE)
+        await self.asker.dm(e.run, gate, ask, head, msg)
         await self._upload_review_files(e.run, e.plan)
         await stamps.stamp_decided(self.db, self.out, e.run)
 
-    async def _dm(self, run: RunRecord, key: MessageKey, what: str, action: Action) -> None:
-        """With SFTBOT_DM_APPROVERS, a DM with a link to each person (not group) who can decide; once per gate."""
-        in_channel = self.dm_approvers
-        if in_channel is None or not await self.out.mark(run.id, MessageKey(f"dm:{key}")):
-            return
-        link = await self.out.permalink(run.id)
-        where = f"<{link}|open the thread>" if link else f"see <#{run.channel}>"
-        people = [i for i in (await self._deciders(run, action)).ids if i[:1] in ("U", "W")]
-        # A DM names the run: only to those who can see its channel (they are the ones who can act there).
-        for person in [p for p in people[:20] if await in_channel(p, run.channel)]:
-            await self.out.direct(person, replies.note_message(f"👋 {what[:1].upper()}{what[1:]} ({where})."))
-
     async def _upload_review_files(self, run: RunRecord, plan: Plan) -> None:
-        """A generated evaluator's ``evaluator.py`` and ``eval_spec.md``, once per distinct content."""
+        """A generated ``evaluator.py``, once per distinct content: its code, to read before approving.
+        Its ``eval_spec.md`` is the plan's "Evaluation spec" modal (as mrkdwn), not a second file."""
         ev_info = plan.evaluator
         if ev_info is None or ev_info.kind == "user":  # the person's own file: they have it already
             return
-        for raw in (ev_info.evaluator_path, ev_info.spec_path):
-            path = Path(raw) if raw else None
-            if path is None or not path.is_file():
-                continue
-            digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()[:16]
-            title = f"Run #{run.number} {path.name} (generated evaluator, plan v{plan.version})"
-            await self.out.upload(run.id, f"evaluator:{path.name}:{digest}", path, title=title)
+        path = Path(ev_info.evaluator_path) if ev_info.evaluator_path else None
+        if path is None or not path.is_file():
+            return
+        digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()[:16]
+        title = f"evaluator.py · run #{run.number}, plan v{plan.version}"
+        await self.out.upload(run.id, f"evaluator:{path.name}:{digest}", path, title=title)
 
     async def _stamp(self, e: events.RunEvent) -> None:
         await stamps.stamp_decided(self.db, self.out, e.run)
 
     async def _promotion(self, e: events.PromotionRequested) -> None:
+        """The scoreboard's last edit (every job's final state), then the gate as a new message."""
+        await self._close_boards(e.run, board.Ended.DONE)
         key = MessageKey.gate(PROMOTION)
-        # The scoreboard becomes the gate (edited, not repeated just below itself).
-        await self.out.adopt(e.run.id, key, SCOREBOARD)
         plan = await runs.get_plan(self.db, e.run.id, e.run.plan_version) if e.run.plan_version else None
-        msg = board.promotion_gate(
-            e.run,
-            list(e.ranked),
-            summary=e.summary,
-            deciders=await self._deciders(e.run, Action.PROMOTE),
-            plan=plan,
-            comparison=e.comparison,
-        )
+        ask = await self.asker.ask(e.run, Action.PROMOTE)
+        msg = board.promotion_gate(e.run, list(e.ranked), ask=ask, plan=plan, comparison=e.comparison, note=e.run.evaluator_error)
         await self.out.put(e.run.id, key, msg, gate=True)
-        await self.out.set_meta(e.run.id, key, summary=e.summary)
-        await self._dm(e.run, key, f"the sweep of run #{e.run.number} is done: promote a candidate", Action.PROMOTE)
+        head = f"*Run #{e.run.number}* by {ask.plain_name(e.run.requester)}: the sweep is done. " + msg.blocks[0]["text"][
+            "text"
+        ].split("\n")[0].replace(f"{ask.mentions()}: ", "")
+        await self.asker.dm(e.run, PROMOTION, ask, clip(head, 1500), msg)
         if e.curves is not None:
             await self.out.upload(e.run.id, "sweep_curves", e.curves, title=f"Run #{e.run.number} sweep loss curves")
 
     async def _budget(self, e: events.BudgetRequested) -> None:
         await self._root(e.run)
-        key = MessageKey.gate(e.request.gate)
-        msg = budget_gate.budget_gate(e.run, e.request, deciders=await self._deciders(e.run, Action.APPROVE))
-        await self.out.put(e.run.id, key, msg, gate=True)
-        await self.out.set_meta(e.run.id, key, request=e.request.model_dump_json())
-        await self._dm(e.run, key, f"run #{e.run.number} needs more money approved before {e.request.step.label}", Action.APPROVE)
+        gate = e.request.gate
+        ask = await self.asker.ask(e.run, Action.APPROVE)
+        msg = budget_gate.budget_gate(e.run, e.request, ask=ask)
+        await self.out.put(e.run.id, MessageKey.gate(gate), msg, gate=True)
+        await self.out.set_meta(e.run.id, MessageKey.gate(gate), request=e.request.model_dump_json())
+        head = f"*Run #{e.run.number}* by {ask.plain_name(e.run.requester)}: {budget_gate.headline(e.run, e.request).split(': ', 1)[-1]}"
+        await self.asker.dm(e.run, gate, ask, head, msg)
 
     async def _stall(self, e: events.StallWarning) -> None:
         text = f"{e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)"
@@ -289,25 +305,38 @@ class Notifier:
         """Evaluated, deployed: the root says where the run is, the final message says the rest."""
         return None
 
+    async def _actor_name(self, actor: Actor | None, fallback: str) -> str:
+        if actor is None:
+            return fallback
+        if actor.id[:1] in ("U", "W"):
+            return escape((await self.asker.names([actor.id])).get(actor.id, actor.id))
+        return escape(actor.label)
+
     async def _torn_down(self, e: events.DeploymentTornDown) -> None:
-        who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else None)
+        """A note (naming who, no ping), and the root and final message made true again."""
+        who = await self._actor_name(e.actor, "sftbot")
         await self.out.reply(e.run.id, replies.note_message(replies.torn_down_text(e.run, e.deployment_id, e.state, who=who)))
+        await self._root(e.run)
+        if await self.out.get(e.run.id, FINAL) is not None:
+            await self.out.put(e.run.id, FINAL, final_message.final_message(await summarize(self.db, self.platform, e.run)))
 
     async def _idle(self, e: events.DeploymentIdle) -> None:
         """The requester is asked in a DM (the buttons); the thread says that they were."""
         link = await self.out.permalink(e.run.id)
         dm = idle_notice.idle_dm(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour, link=link)
         await self.out.direct(e.run.requester, dm)
-        note = idle_notice.idle_note(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour)
+        name = (await self.asker.names([e.run.requester])).get(e.run.requester, e.run.requester)
+        note = idle_notice.idle_note(e.run, e.deployment_id, hours=e.hours, usd_per_hour=e.usd_per_hour, asked=escape(name))
         await self.out.reply(e.run.id, replies.note_message(note))
 
     async def _kept(self, e: events.DeploymentKept) -> None:
-        who = user(e.actor.id) if e.actor and e.actor.id[:1] in ("U", "W") else (escape(e.actor.label) if e.actor else "sftbot")
+        who = await self._actor_name(e.actor, "sftbot")
         await self.out.reply(
             e.run.id, replies.note_message(idle_notice.kept_text(e.run, e.deployment_id, scaled=e.scaled, who=who))
         )
 
     async def _report(self, e: events.ReportReady) -> None:
+        await self._close_boards(e.run, board.Ended.DONE)
         # Uploads first, so the thread ends with the answer, not with a file.
         await self.out.upload(e.run.id, "final_report", e.report, title=f"Run #{e.run.number} final report")
         await self.out.put(e.run.id, FINAL, final_message.final_message(await summarize(self.db, self.platform, e.run)))
@@ -328,15 +357,45 @@ class Notifier:
             await self.out.tell(run.channel, run.requester, msg)
 
     async def _failed(self, e: events.RunFailed) -> None:
+        await self._close_boards(e.run, board.Ended.FAILED)
         left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
-        await self._ending(e.run, root_message.failure(e.run, reason=e.reason, left_running=left, started_jobs=started))
+        private = await self.out.get(e.run.id, ROOT) is None  # only the requester reads it: the reason whole
+        msg = root_message.failure(e.run, reason=e.reason, left_running=left, started_jobs=started, whole=private)
+        await self._ending(e.run, msg)
 
     async def _cancelled(self, e: events.RunCancelled) -> None:
+        await self._close_boards(e.run, board.Ended.CANCELLED)
         left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
         actor = e.actor.id if e.actor else None
-        await self._ending(e.run, root_message.cancelled(e.run, actor=actor, left_running=left, started_jobs=started))
+        names = await self.asker.names([a for a in (actor, e.run.requester) if a])
+        msg = root_message.cancelled(e.run, actor=actor, left_running=left, started_jobs=started, names=names)
+        await self._ending(e.run, msg)
 
-    # --- coalesced live messages -----------------------------------------------------
+    # --- live messages: coalesced while the run goes on, closed when it ends ---------------
+
+    async def _close_boards(self, run: RunRecord, ended: board.Ended) -> None:
+        """The last edit of the scoreboard and the final run's line: every job's final state, from the store."""
+        every = await runs.candidates(self.db, run.id)
+        sweep = rank([c for c in every if not c.slot.is_final])
+        final = next((c for c in every if c.slot.is_final), None)
+        closing: list[tuple[MessageKey, Message]] = []
+        if sweep:
+            closing.append((SCOREBOARD, board.scoreboard(run, sweep, ended=ended)))
+        if final is not None:
+            closing.append((FINAL_BOARD, board.final_board(run, final, ended=True)))
+        for key, msg in closing:
+            self._drop_pending(run.id, key)
+            posted = await self.out.get(run.id, key)
+            if posted is None or posted.meta.get("ended"):
+                continue  # never shown, or closed before (a restart announcing again)
+            await self.out.put(run.id, key, msg)
+            await self.out.set_meta(run.id, key, ended=ended.value)
+
+    def _drop_pending(self, run_id: str, key: MessageKey) -> None:
+        self._pending.pop((run_id, key), None)
+        timer = self._timers.pop((run_id, key), None)
+        if timer is not None:
+            timer.cancel()
 
     async def _live(self, run_id: str, e: events.RunEvent) -> None:
         key = LIVE[type(e)]
@@ -359,10 +418,12 @@ class Notifier:
         if e is None:
             return
         self._last[(run_id, key)] = time.monotonic()
-        if key == SCOREBOARD and await self.out.get(run_id, MessageKey.gate(PROMOTION)) is not None:
-            return  # the scoreboard is the gate now: a late tick must not overwrite it
+        posted = await self.out.get(run_id, key)
+        if posted is not None and posted.meta.get("ended"):
+            return  # the board was closed with every job's final state: a late tick must not reopen it
         plan = await runs.get_plan(self.db, run_id, e.run.plan_version) if e.run.plan_version else None
-        await self.out.put(run_id, key, live_message(e, max_parallel=plan.max_parallel if plan else 6))
+        cands = list(e.candidates) if isinstance(e, events.ScoreboardChanged) else []
+        await self.out.put(run_id, key, live_message(e, max_parallel=self._parallel(run_id, cands, plan)))
         await self._spend_warning(e.run)
 
     async def _spend_warning(self, run: RunRecord) -> None:

@@ -1,15 +1,15 @@
 """Closing decided gate messages: the buttons are replaced by who decided what, and when.
 
 Stamps are derived from the recorded gate decisions, not from the click that caused them,
-so a restarted bot (or a decision made in the terminal) still stamps the right message.
+so a restarted bot (or a decision made in the terminal) still stamps the right message —
+and every DM that asked a decider about the same gate ("✅ Approved by @carol").
 """
 
 from __future__ import annotations
 
 from handlers.messages import MessageKey, RunMessages
-from handlers.render import board, budget_gate, plan_message, questions
+from handlers.render import board, budget_gate, direct, plan_message, questions
 from handlers.render.mrkdwn import Message, at_time, escape, user
-from handlers.render.review import spec_excerpt
 from pipeline.domain.gates import BudgetRequest, GateKey, Question, QuestionKind
 from pipeline.domain.money import money
 from pipeline.domain.records import GateDecision, RunRecord
@@ -61,16 +61,13 @@ async def _render(
             return None
         if superseded:  # the thread shows the plan that counts; the old one shrinks to a line
             return plan_message.plan_superseded(run, plan, text)
-        previous = await runs.get_plan(db, run.id, gate.number - 1) if gate.number > 1 else None
-        return plan_message.plan_stamped(run, plan, text, previous=previous, spec_excerpt=spec_excerpt(plan))
+        return plan_message.plan_stamped(run, plan, text)
     if gate.kind == "promotion":
-        posted = await out.get(run.id, key)
-        summary = str(posted.meta.get("summary", "")) if posted else ""
         plan = await runs.get_plan(db, run.id, run.plan_version) if run.plan_version else None
         ranked = rank(await runs.candidates(db, run.id))
         done = [c for c in ranked if not c.slot.is_final and c.state is CandidateState.COMPLETED]
         comp = await comparison(db, run, done[0]) if done else None  # the verdict stays once the buttons go
-        return board.promotion_stamped(run, ranked, summary=summary, stamp_text=text, plan=plan, comparison=comp)
+        return board.promotion_stamped(run, ranked, stamp_text=text, plan=plan, comparison=comp)
     if gate.kind == "budget":
         posted = await out.get(run.id, key)
         raw = posted.meta.get("request") if posted else None
@@ -103,3 +100,17 @@ async def stamp_decided(db: Database, out: RunMessages, run: RunRecord) -> None:
         msg = await _render(db, out, fresh, key, text, superseded=old_plan or revised)
         if msg is not None:
             await out.stamp(run.id, key, msg)
+        if gate is not None:
+            await _stamp_dms(out, run, gate, text)
+
+
+async def _stamp_dms(out: RunMessages, run: RunRecord, gate: GateKey, text: str) -> None:
+    """Every decider's DM about ``gate``: its buttons replaced by who decided (an edit: no ping)."""
+    keys = await out.keys(run.id, MessageKey.dms(gate))
+    if not keys:
+        return
+    link = await out.permalink(run.id)
+    for key in keys:
+        posted = await out.get(run.id, key)
+        head = str(posted.meta.get("head", f"Run #{run.number}")) if posted else f"Run #{run.number}"
+        await out.edit(run.id, key, direct.decided_dm(head, text, link=link))

@@ -86,6 +86,16 @@ class Surface:
         """The runs of ``found`` this person may see, in order."""
         return [r for r in found if await self.sees(actor, r)]
 
+    async def judged_in(self, run_key: str, channel: str | None) -> str | None:
+        """Where a click is judged: its channel, or the run's own channel for a click in a DM or
+        on the App Home (the channel rule is about where runs happen, and the run happens there)."""
+        if channel and not channel.startswith("D"):
+            return channel
+        try:
+            return (await self.runner.get(run_key)).channel
+        except RunNotFound:
+            return channel
+
     async def fresh(self, key: str) -> bool:
         """True the first time a delivery key is seen: Slack retries must not act twice."""
         return await self.db.mark_processed(key)

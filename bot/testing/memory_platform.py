@@ -60,6 +60,8 @@ class MemoryPlatform(PlatformDefaults):
         self.generated: Counter[str] = Counter()  # model -> prompts answered
         # A serving bug: every tuned model answers as its base (the adapter is never applied).
         self.ignores_adapter = False
+        # The untrained base already answers right: fine-tuning cannot beat it (the gate's evidence tests).
+        self.base_knows = False
 
     def _active(self) -> int:
         return sum(1 for j in self.jobs if self._state(j) in (JobState.PENDING, JobState.RUNNING))
@@ -187,8 +189,10 @@ class MemoryPlatform(PlatformDefaults):
             self.generated[model] += 1
             question = next((m.content for m in reversed(p) if m.role == "user"), "")
             answer = self.answers.get(question, "")
-            if base:  # the untrained base: it talks instead of answering in SQL
+            if base and not (self.base_knows and job is None):  # the untrained base talks instead of answering in SQL
                 out.append(f"Here is how I would write that: {question[:40]}")
+            elif base:
+                out.append(answer)
             else:
                 out.append(f"<think>let me see</think>{answer}" if good else "SELECT nothing FROM nowhere")
         return out

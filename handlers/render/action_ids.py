@@ -12,6 +12,11 @@ CONFIRM_TEARDOWN, KEEP_DEPLOYMENT = "sft_confirm_teardown", "sft_keep_deployment
 BUDGET_RAISE, BUDGET_SKIP = "sft_budget_raise", "sft_budget_skip"  # the budget gate
 # The idle-deployment DM: keep it, scale it to zero, delete it.
 IDLE_KEEP, IDLE_SCALE, IDLE_DELETE = "sft_idle_keep", "sft_idle_scale_to_zero", "sft_idle_delete"
+# Evidence behind a button: each opens a modal (one id each: ids are unique within a block).
+DETAILS_PRICE, DETAILS_SPEC = "sft_details_price", "sft_details_spec"
+DETAILS_EXAMPLES, DETAILS_ERROR = "sft_details_examples", "sft_details_error"
+RETRY = "sft_retry"  # a failed run's "Retry": the same request again, as a new run
+TEARDOWN = "sft_teardown"  # "Delete deployment" on the final message and the App Home (confirmed by Slack's dialog)
 ACTION_IDS = (
     APPROVE,
     REVISE,
@@ -30,4 +35,10 @@ ACTION_IDS = (
     IDLE_KEEP,
     IDLE_SCALE,
     IDLE_DELETE,
+    DETAILS_PRICE,
+    DETAILS_SPEC,
+    DETAILS_EXAMPLES,
+    DETAILS_ERROR,
+    RETRY,
+    TEARDOWN,
 )

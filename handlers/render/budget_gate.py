@@ -8,9 +8,8 @@ the button is the whole decision, so nobody approves an unnamed sum.
 from __future__ import annotations
 
 from handlers.render.action_ids import BUDGET_RAISE, BUDGET_SKIP, CANCEL
-from handlers.render.mrkdwn import Message, actions, button, confirm, context, encode, section
-from handlers.render.people import who_can
-from pipeline.domain.authz import Deciders
+from handlers.render.mrkdwn import Block, Message, actions, button, confirm, context, encode, section
+from handlers.render.people import Ask
 from pipeline.domain.gates import BudgetRequest, BudgetStep
 from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
@@ -41,32 +40,34 @@ def headline(run: RunRecord, req: BudgetRequest) -> str:
     return f"💸 *Budget gate — run #{run.number}*: {req.step.label} needs ≈ {money(req.more_usd)} more than approved"
 
 
-def budget_gate(run: RunRecord, req: BudgetRequest, *, deciders: Deciders | None = None) -> Message:
+def decision_buttons(run: RunRecord, req: BudgetRequest) -> list[Block]:
+    """Approve $X more (the amount on the button) and Skip the step: the gate's two decisions."""
     value = encode(run=run.id, b=req.number)
-    ask = f"\n👉 *Decide:* {who_can(deciders)}" if deciders is not None else ""
+    return [
+        button(
+            f"Approve {money(req.more_usd)} more",
+            BUDGET_RAISE,
+            value,
+            style="primary",
+            confirm_=confirm(
+                f"Approve {money(req.more_usd)} more?",
+                f"Run #{run.number} may then spend up to {money((req.approved_usd + req.more_usd) * req.margin)} in all.",
+                "Approve",
+            ),
+        ),
+        button(_SKIP[req.step], BUDGET_SKIP, value, confirm_=confirm(f"{_SKIP[req.step]}?", f"Then {_skipped(req)}.", "Skip it")),
+    ]
+
+
+def budget_gate(run: RunRecord, req: BudgetRequest, *, ask: Ask | None = None) -> Message:
+    who = f"\n👉 *Decide:* {ask.mentions()}" if ask is not None else ""
     blocks = [
         section(
-            f"{headline(run, req)}. It has not started; nothing new is created until someone decides. Running work goes on.{ask}"
+            f"{headline(run, req)}. It has not started; nothing new is created until someone decides. Running work goes on.{who}"
         ),
         context(_facts(req)),
         actions(
-            button(
-                f"Approve {money(req.more_usd)} more",
-                BUDGET_RAISE,
-                value,
-                style="primary",
-                confirm_=confirm(
-                    f"Approve {money(req.more_usd)} more?",
-                    f"Run #{run.number} may then spend up to {money((req.approved_usd + req.more_usd) * req.margin)} in all.",
-                    "Approve",
-                ),
-            ),
-            button(
-                _SKIP[req.step],
-                BUDGET_SKIP,
-                value,
-                confirm_=confirm(f"{_SKIP[req.step]}?", f"Then {_skipped(req)}.", "Skip it"),
-            ),
+            *decision_buttons(run, req),
             button(
                 "Cancel run",
                 CANCEL,

@@ -1,21 +1,41 @@
-"""The message a run's thread ends with: the model, how to call it, what it cost, what keeps billing.
+"""The message a run's thread ends with: the result first, then what it cost, what bills now
+and how to stop it, and a call of at most six lines.
 
-Posted after the report and chart uploads, so the last thing in the thread is the answer.
-The snippet is code and goes in a preformatted rich-text block; everything else is short
-proportional text that reads at 480 px.
+Posted after the report upload, so the last thing in the thread is the answer. The full
+snippet (retries for a cold start, the system prompt) is in ``final_report.md``; here a
+short ``curl`` that fits a phone. Code goes in a preformatted rich-text block; everything
+else is short proportional text.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from handlers.render.mrkdwn import Block, Message, clip, code, context, escape, fields, section, user
-from pipeline.domain.money import money
+from handlers.render import figures
+from handlers.render.action_ids import TEARDOWN
+from handlers.render.mrkdwn import (
+    Block,
+    Message,
+    actions,
+    button,
+    clip,
+    code,
+    confirm,
+    context,
+    encode,
+    escape,
+    section,
+    user,
+)
+from pipeline.domain import ids
+from pipeline.domain.platform import DeploymentStatus
 from pipeline.platforms.lifecycle import gpus
 from pipeline.run.summary import RunSummary
 from pipeline.run.timing import minutes
 
 SNIPPET_MAX = 2900
+SNIPPET_LINES = 6
 
 
 def preformatted(body: str) -> Block:
@@ -25,49 +45,104 @@ def preformatted(body: str) -> Block:
     return {"type": "rich_text", "elements": [element]}
 
 
-def _cost(s: RunSummary) -> str:
-    c = s.cost
-    if s.run.platform == "local":
-        return "free (this machine)"
-    actual = f"training {money(c.training_actual)}" if c.training_actual is not None else "training cost not reported yet"
-    est = f" (estimated {money(c.training_est)})" if c.training_est is not None else ""
-    return actual + est
-
-
-def _billing(s: RunSummary, teardown: str | None) -> str | None:
-    """What keeps costing money after the run, and how to stop it."""
-    dep = s.deployment
-    if dep is None or s.run.platform == "local":
-        return None
-    rate = s.plan.cost.deployment_usd_per_hour if s.plan is not None else None
-    per_hour = f"{money(rate)}/hour" if rate else "by the hour"
-    shape = s.plan.shapes.get(s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
-    on = f" on {gpus(shape)}" if shape is not None else ""
-    stop = teardown or f"`/sft teardown {s.run.number}`"
-    return (
-        f"💸 *Keeps billing:* deployment {code(dep.deployment_id)}{on} costs {per_hour} while a replica is up; "
-        f"it scales to zero when idle (the first call after that waits for a cold start). Stop it: {stop}"
+def short_snippet(dep: DeploymentStatus, *, platform: str) -> str:
+    """One OpenAI-compatible chat call with curl, five lines (the report has the full program)."""
+    key = "SFTBOT_LOCAL_API_KEY" if platform == "local" else "FIREWORKS_API_KEY"
+    model = json.dumps(dep.model_string)
+    return "\n".join(
+        [
+            f"curl {dep.endpoint.rstrip('/')}/chat/completions \\",
+            f'  -H "Authorization: Bearer ${key}" \\',
+            '  -H "Content-Type: application/json" \\',
+            f'  -d \'{{"model": {model},',
+            '       "messages": [{"role": "user", "content": "Hello!"}]}\'',
+        ]
     )
 
 
-def final_message(s: RunSummary, *, teardown: str | None = None) -> Message:
-    """✅ to the requester: the model and its endpoint, held-out result, cost, the snippet."""
+def _result(s: RunSummary) -> str:
+    """ "score *0.910* on held-out prompts (base 0.400)" or "val loss 0.6821" ."""
+    shipped = s.shipped
+    if shipped is None:
+        return "no model was trained"
+    base = s.comparison.base if s.comparison is not None else None
+    if shipped.score is not None:
+        vs = f" (base {base.score:.3f})" if base is not None and base.score is not None else ""
+        return f"score *{shipped.score:.3f}* on held-out prompts{vs}"
+    if shipped.val_loss is not None:
+        vs = f" (base {base.val_loss:.4f})" if base is not None and base.val_loss is not None else ""
+        return f"validation loss *{shipped.val_loss:.4f}*{vs}"
+    return "no held-out metric was reported"
+
+
+def torn_down(s: RunSummary) -> bool:
+    """The run's production deployment was deleted (by a teardown or the idle guard)."""
+    dep_id = ids.deployment_id(s.run.id)
+    return any(r.kind == "deployment" and r.resource_id == dep_id and r.state == "deleted" for r in s.resources)
+
+
+def _billing(s: RunSummary) -> str:
+    """What keeps costing money now, and how to stop it."""
+    if torn_down(s):
+        return "nothing: the deployment was torn down"
+    dep = s.deployment
+    if dep is None:
+        return "nothing (no deployment)"
+    if s.run.platform == "local":
+        return "nothing: it runs on this machine"
+    rate = figures.deployment_rate(s.plan, s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
+    shape = s.plan.shapes.get(s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
+    on = f" on {gpus(shape)}" if shape is not None else ""
+    return f"{figures.per_hour(rate)}{on} while a replica is up (it scales to zero when idle)"
+
+
+def _cost(s: RunSummary) -> str:
+    if s.run.platform == "local":
+        return "free (this machine)"
+    return figures.actual_training(s.cost.training_actual, s.cost.training_est)
+
+
+def final_message(s: RunSummary) -> Message:
+    """✅ to the requester: the result vs base, what it cost, what bills now and how to stop it, a short call."""
     run, dep = s.run, s.deployment
     took = minutes(max(0.0, run.updated_at - run.created_at))
-    what = f"{code(s.model or '?')} is deployed." if dep else f"{code(s.model or '?')} is ready (not deployed, as planned)."
-    result = escape(clip(s.evaluation, 400)).removeprefix("Final model: ")
-    blocks: list[Block] = [section(f"✅ *SFT run #{run.number} is done*, {user(run.requester)} ({took}): {what}")]
-    if dep is not None:  # long ids: full-width lines (a field column would break them every few characters)
-        blocks.append(
-            section(f"*Model string* {code(clip(dep.model_string, 600))}\n*Endpoint* {escape(clip(dep.endpoint, 300))}")
-        )
-    blocks.append(fields(("Held-out result", result), ("Cost", _cost(s))))
+    gone = torn_down(s)
+    live = dep is not None and not gone
+    state = "your model is live" if live else "your model is ready" + ("" if dep or gone else " (not deployed, as planned)")
+    lines = [
+        f"✅ {user(run.requester)}, *{state}* · {_result(s)}",
+        f"💸 *Billing now:* {_billing(s)}",
+        f"*Cost so far:* {_cost(s)} · took {took}",
+    ]
+    if not live:
+        lines.append(f"*Model:* {code(clip(s.model or '?', 300))}")
+    blocks: list[Block] = [section("\n".join(lines))]
+    if live and dep is not None:
+        blocks.append(preformatted(short_snippet(dep, platform=run.platform)))
+    notes = []
     if s.pruning:
-        blocks.append(context(f"✂️ {escape(s.pruning)}"))
-    billing = _billing(s, teardown)
-    if billing:
-        blocks.append(section(billing))
-    if s.snippet:
-        blocks += [section("*Use it:*"), preformatted(s.snippet)]
-    blocks.append(context("The full report (`final_report.md`) is attached just above."))
-    return Message(text=clip(f"✅ SFT run #{run.number} is done: {escape(s.model or '')}", 3000), blocks=blocks)
+        notes.append(f"✂️ {escape(s.pruning)}")
+    if s.start_command and live:
+        notes.append(f"Nothing answering? `{escape(s.start_command)}` starts the endpoint.")
+    notes.append("The full snippet and every number: `final_report.md`, just above.")
+    if live and run.platform != "local":
+        notes.append(f"Or `/sft teardown {run.number}`.")
+        blocks.append(actions(_delete_button(run.id), block_id=f"final|{run.id}"))
+    blocks.append(context(*notes))
+    plain = f"✅ SFT run #{run.number} is done: {escape(s.model or '')}"
+    return Message(text=clip(plain, 3000), blocks=blocks)
+
+
+def _delete_button(run_id: str) -> Block:
+    return button(
+        "Delete deployment",
+        TEARDOWN,
+        encode(run=run_id),
+        style="danger",
+        confirm_=confirm(
+            "Delete this deployment?",
+            "It stops billing at once and requests to it fail; the model stays and can be deployed again.",
+            "Delete",
+            "Keep it",
+        ),
+    )

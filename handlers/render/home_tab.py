@@ -4,39 +4,51 @@ and who may decide — in people's names; the settings' variable names only for 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.render.action_ids import START
+from handlers.render.action_ids import START, TEARDOWN
 from handlers.render.mrkdwn import (
     VIEW_BLOCKS_MAX,
     Block,
     actions,
     button,
     code,
+    confirm,
     context,
     divider,
+    encode,
     fit,
     header,
     section,
     user,
 )
-from handlers.render.people import either
+from handlers.render.people import either, mention
 from handlers.render.replies import HELP_LINES, run_line
 from pipeline.domain.authz import Policy
-from pipeline.domain.machine import Phase
 from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
 from pipeline.run.idle import Live
 
-_ASK = {
-    Phase.AWAITING_PLAN_APPROVAL: "approve or revise its plan",
-    Phase.AWAITING_PROMOTION: "promote a candidate",
-    Phase.AWAITING_INPUT: "answer its question",
-}
+
+@dataclass(frozen=True)
+class Waiting:
+    """An open decision this person may make, with its buttons (the thread's own)."""
+
+    run: RunRecord
+    what: str  # "approve or revise its plan", "deploy anyway or cancel"
+    buttons: list[Block] = field(default_factory=list)
 
 
 def _who(ids: Sequence[str]) -> str:
-    return either(list(ids)) if ids else "anyone"
+    return either([mention(i) for i in ids]) if ids else "anyone"
+
+
+def _waiting_blocks(w: Waiting, link: str | None) -> list[Block]:
+    out = [section(f"{run_line(w.run, link)}\n👉 {w.what}")]
+    if w.buttons:
+        out.append(actions(*w.buttons, block_id=f"home|{w.run.id}"))
+    return out
 
 
 def policy_lines(policy: Policy, *, admin: bool) -> list[str]:
@@ -73,13 +85,30 @@ def _deployment_line(d: Live, link: str | None) -> str:
         else "rate unknown"
     )
     run = f"<{link}|run #{d.run.number}>" if link else f"run #{d.run.number}"
-    return f"{code(d.deployment.resource_id)} · {run} by {user(d.run.requester)} · {rate} · `/sft teardown {d.run.number}`"
+    return f"{code(d.deployment.resource_id)} · {run} by {user(d.run.requester)} · {rate}"
+
+
+def _deployment_block(d: Live, link: str | None) -> Block:
+    """One live deployment with Delete (Slack's confirm dialog first; the same rules as /sft teardown)."""
+    delete = button(
+        "Delete",
+        TEARDOWN,
+        encode(run=d.run.id),
+        style="danger",
+        confirm_=confirm(
+            "Delete this deployment?",
+            f"Run #{d.run.number}'s deployment stops billing at once; the model stays and can be deployed again.",
+            "Delete",
+            "Keep it",
+        ),
+    )
+    return section(_deployment_line(d, link), accessory=delete)
 
 
 def home_view(
     user_id: str,
     *,
-    waiting: Sequence[RunRecord] = (),
+    waiting: Sequence[Waiting] = (),
     mine: Sequence[RunRecord],
     active: Sequence[RunRecord],
     policy: Policy,
@@ -99,10 +128,7 @@ def home_view(
         actions(button("Start a run", START, "{}", style="primary"), block_id="home_start"),
         divider(),
         section("*Waiting for you*"),
-        *(
-            [section(f"{run_line(r, links.get(r.id))}\n👉 {_ASK.get(r.phase, 'decide')}") for r in waiting[:10]]
-            or [context("Nothing waits for you.")]
-        ),
+        *([b for w in waiting[:10] for b in _waiting_blocks(w, links.get(w.run.id))] or [context("Nothing waits for you.")]),
         divider(),
         section("*Your recent runs*"),
         *(
@@ -114,9 +140,15 @@ def home_view(
         *([section(run_line(r, links.get(r.id))) for r in active[:10]] or [context("Nothing running.")]),
         divider(),
         section(_deployments_head(deployments)),
-        *([section(_deployment_line(d, links.get(d.run.id))) for d in deployments[:10]] or [context("No deployment is up.")]),
+        *([_deployment_block(d, links.get(d.run.id)) for d in deployments[:10]] or [context("No deployment is up.")]),
         divider(),
         section("*Commands*\n" + "\n".join(HELP_LINES)),
         section("*Who may do what*\n" + "\n".join(policy_lines(policy, admin=admin))),
     ]
     return {"type": "home", "blocks": fit(blocks, VIEW_BLOCKS_MAX, budget=200_000)}
+
+
+def with_note(view: dict[str, Any], note: str) -> dict[str, Any]:
+    """The view with the answer to a click made on it, under the Start button (Home has no ephemerals)."""
+    blocks = [*view["blocks"][:3], context(note), *view["blocks"][3:]]
+    return {**view, "blocks": fit(blocks, VIEW_BLOCKS_MAX, budget=200_000)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.render.action_ids import IDLE_DELETE, IDLE_KEEP, IDLE_SCALE
-from handlers.render.mrkdwn import Message, actions, button, code, confirm, context, encode, section, user
+from handlers.render.mrkdwn import Message, actions, button, code, confirm, context, encode, section
 from handlers.render.root_message import run_title
 from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
@@ -48,10 +48,11 @@ def idle_dm(run: RunRecord, deployment_id: str, *, hours: float, usd_per_hour: f
     return Message(text=f"Deployment {deployment_id} of run #{run.number} has been up {hours:.0f} h: keep it?", blocks=blocks)
 
 
-def idle_note(run: RunRecord, deployment_id: str, *, hours: float, usd_per_hour: float | None) -> str:
+def idle_note(run: RunRecord, deployment_id: str, *, hours: float, usd_per_hour: float | None, asked: str) -> str:
+    """The thread's note; ``asked`` names the requester (their DM already notified them)."""
     return (
         f"⏰ Deployment {code(deployment_id)} has been up {hours:.0f} h ({_per_day(usd_per_hour)}); "
-        f"I asked {user(run.requester)} whether to keep it."
+        f"I asked {asked} by DM whether to keep it."
     )
 
 

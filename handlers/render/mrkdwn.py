@@ -68,6 +68,12 @@ def code_block(body: str, limit: int = SECTION_MAX) -> str:
     return f"```\n{body}\n```"
 
 
+def lr_text(lr: float) -> str:
+    """ "1e-4", "1.5e-4", "5e-5": a learning rate as people write it (0.0001 wraps a phone line)."""
+    mantissa, exponent = f"{lr:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def user(user_id: str) -> str:
     """A mention that renders the person's current name (ids only; never trust a name)."""
     return f"<@{user_id}>" if re.fullmatch(r"[UW][A-Z0-9]+", user_id or "") else code(user_id)

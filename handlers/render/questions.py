@@ -20,8 +20,7 @@ from handlers.render.mrkdwn import (
     text_size,
     user,
 )
-from handlers.render.people import who_can
-from pipeline.domain.authz import Deciders
+from handlers.render.people import Ask
 from pipeline.domain.gates import Question, QuestionKind
 from pipeline.domain.records import RunRecord
 
@@ -68,25 +67,27 @@ def _evaluation_question(run: RunRecord, q: Question) -> Message:
 DEPLOY_ANYWAY = "deploy anyway"
 
 
-def _deploy_block(run: RunRecord, q: Question, deciders: Deciders | None) -> Message:
-    """The run stopped before deploy: deploy anyway (approvers, confirmed, audited) or cancel."""
-    ask = f"\n👉 *Decide:* {who_can(deciders)}" if deciders is not None else ""
-    why = q.text.removeprefix("Deploy blocked: ")
-    body = section(f"🛑 *Run #{run.number}: deploy blocked.* {escape(why[:1].upper() + why[1:])}{ask}")
-    elements = [
-        button(
+def deploy_anyway(run: RunRecord, q: Question) -> Block:
+    """The deploy block's one decision (red, confirmed, audited)."""
+    return button(
+        "Deploy anyway",
+        ANSWER,
+        encode(run=run.id, q=q.number, a=DEPLOY_ANYWAY),
+        style="danger",
+        confirm_=confirm(
+            "Deploy anyway?",
+            "Its answers match the base model's on every held-out prompt. Your name goes in the audit trail.",
             "Deploy anyway",
-            ANSWER,
-            encode(run=run.id, q=q.number, a=DEPLOY_ANYWAY),
-            style="danger",
-            confirm_=confirm(
-                "Deploy anyway?",
-                "Its answers match the base model's on every held-out prompt. Your name goes in the audit trail.",
-                "Deploy anyway",
-            ),
         ),
-        _cancel_button(run, spent=True),
-    ]
+    )
+
+
+def _deploy_block(run: RunRecord, q: Question, ask: Ask | None) -> Message:
+    """The run stopped before deploy: deploy anyway (approvers, confirmed, audited) or cancel."""
+    who = f"\n👉 *Decide:* {ask.mentions()}" if ask is not None else ""
+    why = q.text.removeprefix("Deploy blocked: ")
+    body = section(f"🛑 *Run #{run.number}: deploy blocked.* {escape(why[:1].upper() + why[1:])}{who}")
+    elements = [deploy_anyway(run, q), _cancel_button(run, spent=True)]
     help_ = context("Same answers as the base usually mean the adapter was never applied: the base model would ship.")
     return Message(
         text=f"Run #{run.number}: deploy blocked: {escape(clip(q.text, 1000))}",
@@ -94,10 +95,10 @@ def _deploy_block(run: RunRecord, q: Question, deciders: Deciders | None) -> Mes
     )
 
 
-def question(run: RunRecord, q: Question, *, deciders: Deciders | None = None) -> Message:
+def question(run: RunRecord, q: Question, *, ask: Ask | None = None) -> Message:
     """A question the run needs answered (a select for many choices, buttons for a few)."""
     if q.kind.blocks_deploy:
-        return _deploy_block(run, q, deciders)
+        return _deploy_block(run, q, ask)
     if q.kind.about_evaluation:
         return _evaluation_question(run, q)
     body = section(f"❓ {user(run.requester)}, *run #{run.number} needs an answer:* {escape(q.text)}")

@@ -23,6 +23,7 @@ from handlers.render.mrkdwn import (
     section,
     user,
 )
+from handlers.render.people import mentions_in
 from handlers.render.root_message import run_title, short_name
 from pipeline.domain.catalog import BaseModelInfo
 from pipeline.domain.money import money
@@ -178,7 +179,8 @@ def _what(a: AuditEvent) -> str:
     if a.action.startswith("denied_") and a.action != "denied_start":
         verb = a.action.removeprefix("denied_")
         reason = str(a.details.get("reason") or a.details.get("rule") or "")
-        return f"was refused ({escape(clip(verb, 40))}): {escape(clip(reason, 200))}"
+        # The reason was worded for any surface (raw ids): here the ids become mentions.
+        return f"was refused ({escape(clip(verb, 40))}): {mentions_in(escape(clip(reason, 200)))}"
     template = _VERBS.get(a.action)
     if template is None:
         return escape(clip(a.action.replace("_", " "), 100))

@@ -1,23 +1,24 @@
-"""The plan's evaluator, shown for review before approval: what it checks, how it was tried,
-and the start of its contract (``eval_spec.md``)."""
+"""The plan's evaluator, shown for review before approval (the "Evaluation spec" modal): what
+it checks, how it was tried, and its contract (``eval_spec.md``, converted from Markdown)."""
 
 from __future__ import annotations
 
+from handlers.render.markdown import markdown_sections
 from handlers.render.mrkdwn import Block, clip, code, context, escape, section, user
 from pipeline.planning.plan_types import Plan
 
 _KIND_TITLES = {"numbers": "final-number", "json": "JSON", "labels": "label", "exact": "exact-answer", "sql": "SQL"}
-SPEC_EXCERPT_CHARS = 1200
+SPEC_CHARS = 20_000  # a modal holds 100 blocks; a generated spec is ~1-3k characters
 
 
-def spec_excerpt(plan: Plan) -> str | None:
-    """The beginning of the generated ``eval_spec.md`` (None without one); a bounded read."""
+def spec_text(plan: Plan) -> str | None:
+    """The generated ``eval_spec.md`` (None without one); a bounded read."""
     ev = plan.evaluator
     if ev is None or not ev.spec_path:
         return None
     try:
         with open(ev.spec_path, encoding="utf-8", errors="replace") as fh:
-            return fh.read(SPEC_EXCERPT_CHARS * 2) or None
+            return fh.read(SPEC_CHARS) or None
     except OSError:
         return None
 
@@ -33,7 +34,7 @@ def judged_by(plan: Plan) -> str:
     return f"{user(owner)}'s evaluator file {code(clip(ref, 200))}" if owner else f"the evaluator file {code(clip(ref, 200))}"
 
 
-def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Block]:
+def evaluator_review(plan: Plan, *, spec: str | None = None) -> list[Block]:
     """What the plan's evaluator checks, for review before approval (empty for plain loss)."""
     ev = plan.evaluator
     if ev is None:
@@ -60,26 +61,13 @@ def evaluator_review(plan: Plan, *, spec_excerpt: str | None = None) -> list[Blo
     if plan.baseline:
         how += f" {escape(clip(plan.baseline, 400))}"
     blocks = [section(f"📏 *How candidates are judged:* {what}\n{how} {tried}")]
-    if spec_excerpt:
-        # A quote, not a code block: it is prose, and a fence would not wrap at 480 px.
-        # Its own code fences become ''': inside a quote they would still open a code block.
-        excerpt = clip_lines(spec_excerpt, SPEC_EXCERPT_CHARS).replace("```", "'''")
-        quoted = "\n".join(f"> {escape(line)}" if line.strip() else ">" for line in excerpt.splitlines())
-        blocks.append(section(quoted))
+    if spec:
+        blocks += markdown_sections(spec)  # Markdown → mrkdwn: Slack would show # and ** as typed
     if ev.kind not in ("user", "hosted"):
         blocks.append(
             context(
-                "`evaluator.py` and `eval_spec.md` are attached in this thread: read them before you approve. "
+                "`evaluator.py` is attached in the run's thread; this spec is its `eval_spec.md`. "
                 "Revise with “use my own evaluator” or “eval=loss” to change how candidates are judged."
             )
         )
     return blocks
-
-
-def clip_lines(text: str, limit: int) -> str:
-    """The first whole lines of ``text`` within ``limit`` characters (… when cut)."""
-    if len(text) <= limit:
-        return text.rstrip()
-    cut = text[:limit]
-    head = cut.rsplit("\n", 1)[0] if "\n" in cut else cut
-    return head.rstrip() + "\n…"

@@ -1,23 +1,31 @@
 """Pure Block Kit renderers of a run's channel message (the root) and its endings.
 
-The plan is in ``plan``, the scoreboard and gate in ``board``, the final message in ``final``.
+The root states the run's status in words and never pings: it is posted once (when the
+first question or plan appears, where the decision's own message already mentions whoever
+must act) and edited after that, so it names people rather than mentioning them. It says
+whom a gate waits for by the same rules as the buttons, quota waits and teardowns, and
+times as clock times (Slack date tokens), which stay true between edits.
 
-Every function takes plain domain values and returns a :class:`Message` with a text
-fallback; user and platform text is escaped and clipped, so each message fits Slack's
-limits whatever the data (tests render each one with extreme values).
+The plan is in ``plan_message``, the scoreboard and gate in ``board``, the final message in
+``final_message``. Every function takes plain domain values and returns a :class:`Message`
+with a text fallback; user and platform text is escaped and clipped.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from handlers.render.mrkdwn import Message, at_time, clip, code, context, escape, section, user
-from handlers.render.people import who_can
-from pipeline.domain.authz import Deciders
+from handlers.render import figures
+from handlers.render.action_ids import DETAILS_ERROR, RETRY
+from handlers.render.mrkdwn import Block, Message, actions, at_time, button, clip, code, context, encode, escape, section, user
+from handlers.render.people import Ask, name
 from pipeline.domain.machine import Phase
-from pipeline.domain.money import money
 from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.slots import CandidateState
 from pipeline.planning.ledger import Ledger
 from pipeline.run import timing
 
@@ -39,74 +47,114 @@ def short_name(ref: str | None) -> str:
 
 
 def run_title(run: RunRecord) -> str:
+    """For replies to one person (ephemerals, DMs about a deployment): the requester mentioned."""
     return f"SFT run #{run.number} by {user(run.requester)}"
 
 
-def _waiting(run: RunRecord, deciders: Deciders | None) -> str:
-    who = who_can(deciders) if deciders is not None else "someone"
+@dataclass(frozen=True)
+class RootFacts:
+    """What the root says beyond the run record: whom a gate waits for (``ask``, by name),
+    the jobs, the spend, the shipped model and whether its deployment was torn down."""
+
+    ask: Ask | None = None
+    names: Mapping[str, str] = field(default_factory=dict)
+    cands: list[CandidateRecord] = field(default_factory=list)
+    book: Ledger | None = None
+    model: str | None = None
+    torn_down: bool = False
+    result: str | None = None  # "score 0.910 vs base 0.400"
+    actor: str | None = None  # who cancelled
+    max_parallel: int = 6  # jobs that can run at once now: the plan's limit, or the platform's quota when lower
+    plan_seconds: float | None = None  # the plan's middle estimate, approval to deployed model
+
+
+def _waiting(run: RunRecord, f: RootFacts) -> str:
+    who = f.ask.plain() if f.ask is not None else "someone"
+    q = run.question
+    if run.phase is Phase.AWAITING_INPUT and q is not None and q.kind.blocks_deploy:
+        return f"deploy blocked: waiting for {who} to deploy anyway or cancel"
     if run.phase is Phase.AWAITING_INPUT:
-        return f"waiting for {user(run.requester)} to answer a question in the thread"
+        return f"waiting for {name(run.requester, f.names)} to answer a question in the thread"
     if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
-        return f"waiting for {who} to approve ≈ {money(run.budget.more_usd)} more for {run.budget.step.label}, or skip it"
+        more = figures.estimate(run.budget.more_usd)
+        return f"waiting for {who} to approve {more} more for {run.budget.step.label}, or skip it"
     if run.phase is Phase.AWAITING_PLAN_APPROVAL:
-        est = f" (≈ {money(run.estimated_usd)})" if run.estimated_usd is not None else ""
+        est = f" ({figures.estimate(run.estimated_usd)})" if run.estimated_usd is not None else ""
         return f"waiting for {who} to approve plan v{run.plan_version}{est}"
     return f"waiting for {who} to promote a candidate"
 
 
-def root(
-    run: RunRecord,
-    *,
-    cands: list[CandidateRecord] | None = None,
-    deciders: Deciders | None = None,
-    model: str | None = None,
-    actor: str | None = None,
-    now: float | None = None,
-    book: Ledger | None = None,
-) -> Message:
-    """The run's one channel message, edited in place: where it is, whom it waits for, time and money."""
-    now = time.time() if now is None else now
-    cands = cands or []
-    ds = code(short_name(run.spec.dataset))
-    took = timing.minutes((run.updated_at if run.phase.finished else now) - run.created_at)
+def _sweeping(f: RootFacts, now: float) -> str:
+    cands = f.cands
+    if not cands:
+        return "sweeping"
+    running = sum(1 for c in cands if c.state is CandidateState.RUNNING)
+    queued = [c for c in cands if c.state is CandidateState.WAITING]
+    quota = [c for c in queued if (c.note or "").startswith("waiting for quota")]
+    parts = [f"sweeping {len(cands)} candidates"]
+    if quota:
+        parts.append(f"{running} running, {len(quota)} waiting for the platform's quota")
+    left = timing.remaining(cands, max_parallel=max(1, f.max_parallel), now=now)
+    if left is not None:
+        parts.append(f"sweep done ≈ {at_time(now + left)}")
+    return " · ".join(parts)
+
+
+def _status(run: RunRecord, f: RootFacts, now: float) -> tuple[str, str]:
+    """(the root's first line, its plain-text fallback)."""
     step = timing.STEP.get(run.phase)
     if run.phase is Phase.AWAITING_BUDGET and run.budget is not None:
         step = timing.STEP[Phase.FINAL_TRAINING if run.budget.step.value == "final" else Phase.DEPLOYING]
+    if run.question is not None and run.question.kind.blocks_deploy:
+        step = timing.STEP[Phase.DEPLOYING]
     where = f"step {step} of {timing.TOTAL_STEPS}: " if step else ""
+    took = timing.minutes((run.updated_at if run.phase.finished else now) - run.created_at)
+    head = f"SFT run #{run.number} by {name(run.requester, f.names)}"
     if run.phase is Phase.SUCCEEDED:
-        line = f"✅ *{run_title(run)}* · done in {took}: {code(model) if model else 'finished'}"
-        plain_line = f"✅ SFT run #{run.number} done" + (f": {escape(clip(model, 500))}" if model else "")
-    elif run.phase is Phase.FAILED:
-        line = f"❌ *{run_title(run)}* · failed after {took}: {escape(clip(run.error or 'unknown error', 1500))}"
-        plain_line = f"❌ SFT run #{run.number} failed"
-    elif run.phase is Phase.CANCELLED:
-        line = f"🚫 *{run_title(run)}* · cancelled" + (f" by {user(actor)}" if actor else "")
-        plain_line = f"🚫 SFT run #{run.number} cancelled"
-    elif run.phase.gate:
-        line = f"⏸️ *{run_title(run)}* · {where}{_waiting(run, deciders)}"
-        plain_line = f"SFT run #{run.number}: {_waiting(run, deciders)}"
-    else:
-        doing = _DOING[run.phase].format(dataset=ds)
-        if run.phase is Phase.SWEEPING and cands:
-            doing += f" {len(cands)} candidates (progress on the scoreboard in the thread)"
-        line = f"⏳ *{run_title(run)}* · {where}{doing}"
-        plain_line = f"SFT run #{run.number}: {run.phase.value.replace('_', ' ')}"
-    models = ", ".join(code(m) for m in run.spec.base_models[:3]) or "model to be chosen"
-    facts = [ds, models]
+        what = code(short_name(f.model)) if f.model else "finished"
+        what += f", {f.result}" if f.result else ""
+        gone = " · deployment torn down, nothing bills" if f.torn_down else ""
+        return f"✅ *{head}* · done in {took}: {what}{gone}", f"✅ SFT run #{run.number} done"
+    if run.phase is Phase.FAILED:
+        return f"❌ *{head}* · failed after {took} (why, and Retry, in the thread)", f"❌ SFT run #{run.number} failed"
+    if run.phase is Phase.CANCELLED:
+        by = f" by {name(f.actor, f.names)}" if f.actor else ""
+        return f"🚫 *{head}* · cancelled{by} after {took}", f"🚫 SFT run #{run.number} cancelled"
+    if run.phase.gate:
+        waiting = _waiting(run, f)
+        return f"⏸️ *{head}* · {where}{waiting}", f"SFT run #{run.number}: {waiting}"
+    doing = (
+        _sweeping(f, now) if run.phase is Phase.SWEEPING else _DOING[run.phase].format(dataset=code(short_name(run.spec.dataset)))
+    )
+    return f"⏳ *{head}* · {where}{doing}", f"SFT run #{run.number}: {run.phase.value.replace('_', ' ')}"
+
+
+def _facts(run: RunRecord, f: RootFacts, now: float) -> list[str]:
+    facts = [code(short_name(run.spec.dataset)), ", ".join(code(m) for m in run.spec.base_models[:3]) or "model to be chosen"]
     if not run.phase.finished:
-        # A start time, not "12 min so far": the root is edited only when the phase changes,
+        # A start time, not "12 min so far": the root is edited only when something changes,
         # so an elapsed time would be stale in between (and would make every re-render an edit).
         facts.append(f"started {at_time(run.created_at)}")
-    spent = book.spent_usd if book is not None and book.lines else timing.spent(cands)
+    spent = f.book.spent_usd if f.book is not None and f.book.lines else timing.spent(f.cands)
+    warn = f.book is not None and f.book.warning
     if spent is not None and run.approved_usd is not None:
-        warn = "⚠️ " if book is not None and book.warning else ""
-        facts.append(f"{warn}≈ {money(spent)} of {money(run.approved_usd)} approved")
+        facts.append(figures.spent_of(spent, run.approved_usd, warn=warn) or "")
     elif spent is not None and run.estimated_usd is not None:
-        facts.append(f"≈ {money(spent)} of {money(run.estimated_usd)} spent")
+        facts.append(f"≈ {figures.money(spent)} of {figures.money(run.estimated_usd)} spent")
     elif run.estimated_usd is not None:
-        facts.append(f"estimate {money(run.estimated_usd)}")
+        facts.append(f"estimate {figures.money(run.estimated_usd)}")
+    if run.phase is Phase.AWAITING_PLAN_APPROVAL and f.plan_seconds is not None:
+        facts.append(f"done ≈ {at_time(now + f.plan_seconds)} if approved now")
     facts.append("details in the thread")
-    return Message(text=clip(plain_line, 3000), blocks=[section(line), context(" · ".join(facts))])
+    return facts
+
+
+def root(run: RunRecord, facts: RootFacts | None = None, *, now: float | None = None) -> Message:
+    """The run's one channel message, edited in place: where it is, whom it waits for, time and money."""
+    now = time.time() if now is None else now
+    f = facts or RootFacts()
+    line, plain_line = _status(run, f, now)
+    return Message(text=clip(plain_line, 3000), blocks=[section(line), context(" · ".join(_facts(run, f, now)))])
 
 
 def notice(text: str, *, icon: str = "ℹ️") -> Message:
@@ -122,20 +170,56 @@ def _left(left_running: list[str], started_jobs: int) -> str:
     return "Nothing was started or spent."
 
 
-def failure(run: RunRecord, *, reason: str, left_running: list[str], started_jobs: int = 0) -> Message:
-    """❌ to the requester: the reason, what (if anything) still runs, and how to try again."""
-    left = _left(left_running, started_jobs)
-    again = f"\nTo try again after fixing it: `/sft run {escape(clip(run.instruction, 300))}`" if run.instruction else ""
-    return Message(
-        text=f"❌ SFT run #{run.number} failed: {escape(clip(reason, 1000))}",
-        blocks=[section(f"❌ *SFT run #{run.number} failed*, {user(run.requester)}: {escape(reason)}"), section(left + again)],
-    )
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 
 
-def cancelled(run: RunRecord, *, actor: str | None, left_running: list[str], started_jobs: int = 0) -> Message:
-    who = f" by {user(actor)}" if actor else ""
+def cause(reason: str, limit: int = 240) -> str:
+    """A failure's cause in one sentence: its first, cut at a nested platform quote and clipped.
+
+    The full text stays in the run's record (the "Error details" modal, `/sft status`).
+    """
+    first = " ".join(reason.split())
+    first = _SENTENCE.split(first, maxsplit=1)[0]
+    # "…, so the run stops here (The platform refused…: 9 lines)": the clause in brackets says
+    # the same again, in the platform's words; the details button has it.
+    if " (" in first and len(first) > limit // 2:
+        first = first.split(" (", 1)[0]
+    return clip(first.rstrip(". "), limit) + "."
+
+
+def _retry_value(run: RunRecord) -> str:
+    return encode(run=run.id)
+
+
+def failure(run: RunRecord, *, reason: str, left_running: list[str], started_jobs: int = 0, whole: bool = False) -> Message:
+    """❌ in two sentences and a button: the cause, what to do (and what is left), Retry.
+
+    ``whole``: told to the requester alone (the data could not be used, nothing was posted):
+    the reason is theirs to read whole, with its excerpt of the offending line.
+    """
     left = _left(left_running, started_jobs)
-    return Message(
-        text=f"🚫 SFT run #{run.number} cancelled",
-        blocks=[section(f"🚫 *Run #{run.number} cancelled{who}*, {user(run.requester)}. {left}")],
-    )
+    todo = "Fix what it names, then press *Retry* (the same request, a new plan to approve)" if run.instruction else ""
+    why = escape(clip(reason, 2000)) if whole else escape(cause(reason))
+    body = f"❌ {user(run.requester)}, *run #{run.number} failed:* {why}\n{todo}{'. ' if todo else ''}{left}"
+    elements: list[Block] = []
+    if run.instruction:
+        elements.append(button("Retry", RETRY, _retry_value(run), style="primary"))
+    elements.append(button("Error details", DETAILS_ERROR, encode(run=run.id)))
+    blocks: list[Block] = [section(body), actions(*elements, block_id=f"failed|{run.id}")]
+    if run.instruction:
+        blocks.append(context(f"Or by hand: `/sft run {escape(clip(run.instruction, 300))}`"))
+    return Message(text=f"❌ SFT run #{run.number} failed: {escape(cause(reason, 300))}", blocks=blocks)
+
+
+def cancelled(
+    run: RunRecord, *, actor: str | None, left_running: list[str], started_jobs: int = 0, names: Mapping[str, str] | None = None
+) -> Message:
+    """🚫 once: by whom; the requester is told (mentioned) only when someone else cancelled."""
+    names = names or {}
+    left = _left(left_running, started_jobs)
+    if actor is None or actor == run.requester:
+        by = f" by {name(actor, names)}" if actor else ""
+        head = f"🚫 *Run #{run.number} cancelled{by}.*"
+    else:
+        head = f"🚫 {user(run.requester)}, *your run #{run.number} was cancelled by {name(actor, names)}.*"
+    return Message(text=f"🚫 SFT run #{run.number} cancelled", blocks=[section(f"{head} {left}")])

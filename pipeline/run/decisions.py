@@ -173,7 +173,7 @@ class Refusal(Exception):
             return f"only {who(p.approvers, 'the approvers')} can {verb} this run; they were asked in its thread."
         if self.rule is Rule.SELF_APPROVAL:
             return (
-                "you asked for this run or wrote part of its plan, so someone else has to approve it: "
+                "you asked for this run or wrote part of its plan; someone else must approve it: "
                 f"{who(p.approvers, 'another teammate')} (asked in its thread)."
             )
         if self.rule is Rule.EVALUATOR_CODE:

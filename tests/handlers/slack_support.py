@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
+from bot.testing.slack.state import render
 from bot.testing.slack_app import (
     ALICE,
     BOB,
@@ -20,6 +21,7 @@ from bot.testing.slack_app import (
     has,
     in_thread,
     make_bot,
+    press,
     root_of,
 )
 from pipeline.store.db import Database
@@ -86,3 +88,15 @@ def answer_to(slack: FakeSlack, channel: str, event: dict[str, Any], expect: str
 async def refusal(fake_slack: FakeSlack, user: str, fragment: str) -> str:
     said = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(user) if fragment in e["rendered"]])
     return str(said[-1]["rendered"])
+
+
+async def opened(bot: Bot, slack: FakeSlack, message: dict[str, Any], label: str, *, user: str = BOB) -> str:
+    """Press an evidence button and read the modal it opens (its text, as Slack shows it)."""
+    before = len(slack.views)
+    await press(bot, message, label, user=user)
+    view = await slack.wait_for(lambda: len(slack.views) > before and list(slack.views.values())[-1])
+    return render("", view["blocks"])
+
+
+def scoreboard_of(slack: FakeSlack, root: dict[str, Any]) -> dict[str, Any]:
+    return next(m for m in slack.thread(CHANNEL, root["ts"]) if "Sweep — run #" in m["rendered"])

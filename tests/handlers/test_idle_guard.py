@@ -71,7 +71,7 @@ async def test_one_dm_with_three_buttons_and_delete_removes_only_that_deployment
     dm = (await fake_slack.wait_for(lambda: dms(fake_slack, ALICE)))[0]
     assert buttons(dm) == ["Keep it", "Scale to zero", "Delete it"]
     assert f"Deployment `{dep_id}` of SFT run #1" in dm["rendered"] and "has been up 24 h" in dm["rendered"]
-    await in_thread(fake_slack, root, has("⏰", f"I asked <@{ALICE}> whether to keep it"))
+    await in_thread(fake_slack, root, has("⏰", "I asked u0alice by DM whether to keep it"))  # her DM was the ping
     # Asked once: another check, and a restarted bot on the same database, stay quiet.
     assert await flag_idle(db, idle_seconds=DAY, now=later + 3600) == []
     await bot.settle()

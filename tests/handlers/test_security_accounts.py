@@ -13,9 +13,10 @@ from bot.engine import policy_from
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, has, in_thread, press, root_of, settings_for, text_of
+from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, has, in_thread, press, root_of, settings_for
 from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.store import runs
+from tests.handlers.slack_support import opened
 from tests.handlers.test_slack_evaluation import EXACT
 from tests.paths import TEXT2SQL
 
@@ -66,13 +67,14 @@ async def test_the_plan_says_whose_evaluator_it_is(
         f"run dataset={TEXT2SQL.name} model=qwen3-8b eval=evaluator:accounts/partner/evaluators/judge", user=ALICE
     )
     plan = await in_thread(fake_slack, await root_of(fake_slack, 1), has("Plan v1"))
-    assert "in the account 'partner' (allowed by SFTBOT_FOREIGN_ACCOUNTS)" in text_of(plan)
-    assert "your" not in text_of(plan).split("How candidates are judged")[1].split("\n")[0]
+    spec = await opened(bot, fake_slack, plan, "Evaluation spec")  # how candidates are judged: one click away
+    assert "in the account 'partner' (allowed by SFTBOT_FOREIGN_ACCOUNTS)" in spec
+    assert "your" not in spec.split("How candidates are judged")[1].split("\n")[0]
     await bot.driver.command(
         f"run dataset={TEXT2SQL.name} model=qwen3-8b eval=evaluator:accounts/acme/evaluators/exact", user=BOB
     )
     plan = await in_thread(fake_slack, await root_of(fake_slack, 2), has("Plan v1"))
-    assert "in this bot's account 'acme'" in text_of(plan)
+    assert "in this bot's account 'acme'" in await opened(bot, fake_slack, plan, "Evaluation spec")
 
 
 async def test_with_unsafe_evaluators_only_an_admin_supplies_an_evaluator_file(

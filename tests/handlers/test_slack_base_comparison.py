@@ -13,7 +13,7 @@ from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, buttons, has, in_thread, press, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
-from tests.handlers.slack_support import refusal
+from tests.handlers.slack_support import opened, refusal
 from tests.paths import TEXT2SQL
 from tests.pipeline.run.evaluation_support import sql_platform
 
@@ -42,25 +42,28 @@ async def _gate(
     await bot.driver.command(EVAL_RUN, user=ALICE)
     root = await root_of(fake_slack)
     plan = await in_thread(fake_slack, root, has("Plan v1"))
-    assert "The base model answers the same" in text_of(plan)  # said before anyone approves the spend
+    spec = await opened(bot, fake_slack, plan, "Evaluation spec")
+    assert "The base model answers the same" in spec  # said before anyone approves the spend
     await press(bot, plan, "Approve", user=BOB)
-    gate = await in_thread(fake_slack, root, has("Sweep done", "Base vs leader"))
+    gate = await in_thread(fake_slack, root, lambda m: "sft_promote" in json.dumps(m["blocks"]))
     return bot, root, gate
 
 
 async def test_the_gate_shows_base_vs_leader_and_three_examples(
     bot_factory: MakeBot, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
-    _bot, root, gate = await _gate(bot_factory, fake_slack, sql_platform())
+    bot, root, gate = await _gate(bot_factory, fake_slack, sql_platform())
     shown = text_of(gate)
-    assert "*Base vs leader* on" in shown and "Base `qwen3-8b`: score *0.000*" in shown
-    assert "score *1.000* (+1.000)" in shown and "✅ The leader beats the base model." in shown and "⚠️" not in shown
-    examples = [b for b in gate["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("*Example ")]
-    assert len(examples) == 3
-    for block in examples:
-        lines = block["text"]["text"].splitlines()
-        assert [ln.split(":*", 1)[0] for ln in lines[1:]] == ["*Prompt", "*Base", "*Leader", "*Expected"]
-        assert "base 0.000 → leader 1.000" in lines[0]
+    assert "It scores *1.000* on 10 held-out prompts; the base model scores 0.000 (+1.000)" in shown
+    assert "⚠️" not in shown and buttons(gate)[:2] == ["Promote #3", "Compare examples"]
+    assert next(b for b in gate["blocks"] if b["type"] == "actions")["elements"][0].get("style") == "primary"
+    examples = await opened(bot, fake_slack, gate, "Compare examples")  # three rows, one click away
+    assert "*Base vs leader* on" in examples and "Base `qwen3-8b`: score *0.000*" in examples
+    assert "score *1.000* (+1.000)" in examples and "✅ The leader beats the base model." in examples
+    rows = [ln for ln in examples.splitlines() if ln.startswith("*Example ")]
+    assert len(rows) == 3 and all("base 0.000 → leader 1.000" in ln for ln in rows)
+    for label in ("*Prompt:*", "*Base:*", "*Leader:*", "*Expected:*"):
+        assert examples.count(label) == 3
     assert "```" not in shown  # no monospace table: it would wrap on a phone
     (tmp_path / "slackview_gate.json").write_text(json.dumps(slackview_state(fake_slack, root)))
     print(f"slackview state: {tmp_path / 'slackview_gate.json'}")
@@ -72,11 +75,16 @@ async def test_identical_answers_block_the_deploy_until_an_approver_presses_depl
     platform = sql_platform()
     platform.ignores_adapter = True  # the adapter is never applied
     bot, root, gate = await _gate(bot_factory, fake_slack, platform)
-    assert "⚠️ The leader answers exactly like the base model on every prompt" in text_of(gate)
+    assert "⚠️ *Check first:* #" in text_of(gate) and "answers exactly like the base model on every prompt" in text_of(gate)
+    primary = [el["text"]["text"] for b in gate["blocks"] if b["type"] == "actions" for el in b["elements"] if el.get("style")]
+    assert primary == ["Compare examples"]  # the evidence is the primary button, not Promote
     await press(bot, gate, next(b for b in buttons(gate) if b.startswith("Promote")), user=BOB)
     blocked = await in_thread(fake_slack, root, has("deploy blocked"))
     stamped = await in_thread(fake_slack, root, lambda m: m["ts"] == gate["ts"] and f"by <@{BOB}>" in text_of(m))
     assert "⚠️ The leader answers exactly like the base model" in text_of(stamped)  # the verdict outlives the buttons
+    said = "deploy blocked: waiting for u0bob to deploy anyway or cancel"  # the approver, not the requester
+    waiting = await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if said in text_of(m)), None))
+    assert "<@" not in text_of(waiting) and "alice" not in text_of(waiting).split("·", 1)[1]
     assert buttons(blocked) == ["Deploy anyway", "Cancel run"]
     assert "adapter was probably not loaded" in text_of(blocked) and f"*Decide:* <@{BOB}>" in text_of(blocked)
     run = await bot.runner.get(1)

@@ -27,7 +27,7 @@ from bot.testing.slack_app import (
     root_of,
     text_of,
 )
-from handlers.render import board, plan_message, questions
+from handlers.render import board, details, plan_message, questions
 from handlers.stamps import stamp_text
 from pipeline.domain.gates import GateKey, Question, QuestionKind
 from pipeline.domain.machine import Phase
@@ -38,8 +38,8 @@ from pipeline.run import events
 from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.handlers.render.samples import NASTY, cands, plan, run
-from tests.handlers.slack_checks import check_message
-from tests.handlers.slack_support import attach
+from tests.handlers.slack_checks import check_blocks, check_message
+from tests.handlers.slack_support import attach, opened, scoreboard_of
 from tests.paths import RUN
 from tests.pipeline.run.evaluation_support import sql_platform
 
@@ -84,17 +84,19 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     )
     posted = await in_thread(fake_slack, root, has("Plan v1"))
     shown = text_of(posted)
-    assert "How candidates are judged:* an evaluator I generated from your data (SQL check)" in shown
-    assert "I tried it on 3 reference answers from your data" in shown and "held-out prompts" in shown
-    assert "> # Evaluation spec (SQL query)" in shown  # the start of eval_spec.md, quoted (prose wraps; a fence would not)
-    assert "*Judged by*\nan evaluator generated from the data" in shown
+    assert "*Judged by*\nan evaluator generated from the data" in shown and "tried on 3 rows ✓" in shown
+    spec = await opened(bot, fake_slack, posted, "Evaluation spec")  # the evidence, one click away
+    assert "How candidates are judged:* an evaluator I generated from your data (SQL check)" in spec
+    assert "I tried it on 3 reference answers from your data" in spec and "held-out prompts" in spec
+    assert "*Evaluation spec (SQL query)*" in spec  # eval_spec.md as mrkdwn: the heading bold, not "# …"
+    assert "# Evaluation" not in spec and "**Detected" not in spec, spec
 
     run_ = await bot.runner.get(1)
     proposed = await runs.get_plan(db, run_.id, 1)
     assert proposed is not None and proposed.evaluator is not None
-    files = {"evaluator.py": Path(proposed.evaluator.evaluator_path), "eval_spec.md": Path(proposed.evaluator.spec_path or "")}
+    files = {"evaluator.py": Path(proposed.evaluator.evaluator_path)}  # the spec is the modal, not a second file
     ups = await fake_slack.wait_for(
-        lambda: (got := [u for u in fake_slack.uploads() if u.thread_ts == root["ts"]]) and len(got) == 2 and got
+        lambda: (got := [u for u in fake_slack.uploads() if u.thread_ts == root["ts"]]) and len(got) == 1 and got
     )
     assert {u.filename: u.data for u in ups} == {name: path.read_bytes() for name, path in files.items()}
     await bot.settle()
@@ -106,12 +108,12 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     bot = await bot_factory(platform, ask_evaluation=True)
     assert await bot.runner.resume_all() == []  # at a gate: it announces itself again, nothing is redone
     await bot.settle()
-    assert len(fake_slack.uploads()) == 2
+    assert len(fake_slack.uploads()) == 1
     assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
 
     await press(bot, posted, "Approve", user=BOB)
-    gate = await in_thread(fake_slack, root, has("Sweep done"))
-    assert "Winner by evaluator score" in text_of(gate) and "ranked by mean evaluator score" in text_of(gate)
+    gate = await in_thread(fake_slack, root, lambda m: find_element(m["blocks"], "sft_promote") is not None)
+    assert "It scores *1.000*" in text_of(gate) and "ranked by mean evaluator score" in text_of(gate)
     cs = {c.slot: c for c in await runs.candidates(db, run_.id)}
     good = next(c for c in cs.values() if c.learning_rate == platform.good_lr)
     lowest_loss = min(cs.values(), key=lambda c: c.val_loss or 0.0)
@@ -120,7 +122,7 @@ async def test_generated_evaluator_reviewed_with_the_plan_and_ranking_the_gate(
     assert best is not None and best["text"]["text"] == f"Promote #{good.slot.number}"
     select = find_element(gate["blocks"], "sft_choose_candidate")
     assert select is not None and all("score 0.000" in o["text"]["text"] for o in select["options"])
-    row = next(line for line in text_of(gate).splitlines() if f"*#{good.slot.number}*" in line)
+    row = next(line for line in text_of(scoreboard_of(fake_slack, root)).splitlines() if f"*#{good.slot.number}*" in line)
     assert row.startswith("🏆") and "score *1.000*" in row  # the leader by score, marked
 
 
@@ -149,9 +151,9 @@ async def test_use_my_evaluator_asks_for_the_file_and_the_attachment_answers(
     # <data dir>/evaluators without SFTBOT_EVALUATOR_DIR, under a name of its own
     (saved,) = (tmp_path / "data" / "evaluators").glob(f"{run_.id}-*-my_exact_eval.py")
     assert saved.read_text() == EXACT
-    assert f"<@{ALICE}>'s evaluator file `{saved.name}`" in text_of(posted) and "I tried it on 3 reference answers" in text_of(
-        posted
-    )
+    spec = await opened(bot, fake_slack, posted, "Evaluation spec")
+    assert f"u0alice's evaluator file `{saved.name}`" in text_of(posted)  # named: the plan does not ping its owner
+    assert f"<@{ALICE}>'s evaluator file `{saved.name}`" in spec and "I tried it on 3 reference answers" in spec
     await in_thread(
         fake_slack,
         root,
@@ -182,7 +184,7 @@ async def test_a_reply_naming_a_file_in_the_evaluator_folder_answers(
     await bot.driver.event({**said, "type": "app_mention"})
     await bot.driver.event(said)  # the same message as a channel message event
     posted = await in_thread(fake_slack, root, has("Plan v1"))
-    assert f"<@{BOB}>'s evaluator file `team_exact.py`" in text_of(posted)  # BOB named it: his, not the requester's
+    assert "u0bob's evaluator file `team_exact.py`" in text_of(posted)  # BOB named it: his, not the requester's
     await bot.settle()
     assert len(await bot.runner.db.gate_decisions((await bot.runner.get(1)).id)) == 1
 
@@ -236,8 +238,8 @@ async def test_an_evaluator_failing_on_candidates_is_noticed_in_the_thread(
     await press(bot, posted, "Approve", user=BOB)
     notice = await in_thread(fake_slack, root, has("The evaluator failed on"))
     assert text_of(notice).startswith("⚠️") and "cannot parse this answer" in text_of(notice)
-    gate = await in_thread(fake_slack, root, has("Sweep done"))
-    assert "Winner by validation loss" in text_of(gate) and "The evaluator failed on" in text_of(gate)
+    gate = await in_thread(fake_slack, root, lambda m: find_element(m["blocks"], "sft_promote") is not None)
+    assert "It has the lowest validation loss" in text_of(gate) and "The evaluator failed on" in text_of(gate)
 
 
 async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(
@@ -258,7 +260,7 @@ async def test_free_text_falls_back_to_validation_loss_and_the_plan_says_so(
     root, question = await asked(bot, fake_slack, f"run dataset={data} model=qwen3-8b")
     await press(bot, question, "Generate one for me", user=ALICE)
     posted = await in_thread(fake_slack, root, has("Plan v1"))
-    assert "How candidates are judged:* validation loss." in text_of(posted) and "validation loss instead" in text_of(posted)
+    assert "*Judged by*\nvalidation loss" in text_of(posted) and "validation loss instead" in text_of(posted)
     await bot.settle()
     assert not fake_slack.uploads()
 
@@ -308,20 +310,22 @@ def test_evaluation_messages_fit_slack_limits(text: str, n: int) -> None:
             r, Question(kind=QuestionKind.EVALUATOR_FAILED, text=f"Broken: {text}", choices=["loss", "cancel"], number=5)
         ),
         "request": questions.evaluator_request(r),
-        "plan_generated": plan_message.plan_message(r, _review_plan(text, n), spec_excerpt=excerpt),
+        "plan_generated": plan_message.plan_message(r, _review_plan(text, n)),
         "plan_user": plan_message.plan_message(r, user_plan),
         "plan_fallback": plan_message.plan_message(r, fallback),
-        "plan_stamped": plan_message.plan_stamped(r, _review_plan(text, n), stamp, spec_excerpt=excerpt),
+        "plan_stamped": plan_message.plan_stamped(r, _review_plan(text, n), stamp),
         "board": board.scoreboard(r, scored),
-        "gate": board.promotion_gate(r, scored, summary=f"Winner by evaluator score {text}"),
+        "gate": board.promotion_gate(r, scored),
     }
+    spec_view = details.evaluation_spec(r, _review_plan(text, n), excerpt)
+    check_blocks(spec_view["blocks"], max_blocks=100)
     for name, msg in msgs.items():
         try:
             check_message(msg)
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from exc
     if not text:
-        assert "How candidates are judged" in json.dumps(msgs["plan_generated"].blocks)
+        assert "How candidates are judged" in json.dumps(spec_view["blocks"])
         assert "validation loss instead" in json.dumps(msgs["plan_fallback"].blocks)
     assert questions.answer_label(QuestionKind.EVALUATION, "generate") == "*Generate one for me*"
     assert questions.answer_label(QuestionKind.EVALUATOR_FAILED, "loss") == "*Continue with validation loss*"

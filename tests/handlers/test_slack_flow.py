@@ -47,13 +47,13 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
 
     root = await root_of(fake_slack)
     plan = await in_thread(fake_slack, root, has("Plan v1"))
-    assert f"<@{BOB}> or <@{CAROL}>" in text_of(plan)  # the people who can approve are asked by name
-    assert f"waiting for <@{BOB}> or <@{CAROL}> to approve plan v1" in text_of(
-        await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "waiting for" in text_of(m)), None))
-    )
+    assert f"<@{BOB}> or <@{CAROL}>, please approve" in text_of(plan)  # the people who can approve are asked by name
+    waiting = await fake_slack.wait_for(lambda: next((m for m in fake_slack.roots(CHANNEL) if "waiting for" in text_of(m)), None))
+    assert "waiting for u0bob or u0carol to approve plan v1" in text_of(waiting)  # named, not pinged again
+    assert "<@" not in text_of(waiting)  # the root never pings
     heading = plan["blocks"][0]["text"]["text"]
     assert re.search(r"^Plan v1 · run #1 · ≈ \$\d+\.\d\d · ~\d+ min$", heading), heading  # the total and the time
-    for word in ("Training", "Deployment", "/hour while up", "Judged by", "range", "prices as of"):
+    for word in ("Training", "Deployment", "/hour while up", "Judged by", "range", "prices of", "Price details"):
         assert word in text_of(plan)
     assert find_element(plan["blocks"], "sft_approve") is not None
 
@@ -63,10 +63,10 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     assert find_element(stamped["blocks"], "sft_approve") is None  # the stamp replaced the buttons
 
     gate = await in_thread(fake_slack, root, lambda m: find_element(m["blocks"], "sft_promote") is not None)
-    assert "Sweep done" in text_of(gate) and f"<@{BOB}> or <@{CAROL}>" in text_of(gate)
-    boards = [m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep" in text_of(m) and "run #1" in text_of(m)]
-    assert len(boards) == 1 and boards[0]["ts"] == gate["ts"] and boards[0]["edits"] >= 1  # the scoreboard became the gate
-    assert "3/3 done" in text_of(gate)
+    assert f"<@{BOB}> or <@{CAROL}>: *promote #" in text_of(gate)  # a new message: it notifies the deciders
+    boards = [m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep — run #1" in text_of(m)]
+    assert len(boards) == 1 and boards[0]["ts"] != gate["ts"] and float(boards[0]["ts"]) < float(gate["ts"])
+    assert "3/3 done in" in text_of(boards[0]) and "%" not in text_of(boards[0])  # the table's last edit: final states
     await fake_slack.wait_for(
         lambda: any(u.filename == "loss_curves.png" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
     )
@@ -75,13 +75,14 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     await bot.driver.click(gate, "sft_choose_candidate", user=BOB, option=0)  # the second-best
     await in_thread(fake_slack, root, lambda m: m["ts"] == gate["ts"] and f"Promoted #{ranked[1]} by <@{BOB}>" in text_of(m))
 
-    final = await in_thread(fake_slack, root, has("is done"))
+    final = await in_thread(fake_slack, root, has("your model is live"))
     run = await bot.runner.get(1)
     assert f"<@{ALICE}>" in text_of(final)  # the requester learns the model is live
     snippet = next(b for b in final["blocks"] if b["type"] == "rich_text")  # code as code, not a mrkdwn fence
     code = snippet["elements"][0]["elements"][0]["text"]
     assert f"sftbot-{run.id}-dep" in code and "FIREWORKS_API_KEY" in code
-    assert "Keeps billing" in text_of(final) and "/hour while a replica is up" in text_of(final)
+    assert "Billing now" in text_of(final) and "/hour" in text_of(final) and "while a replica is up" in text_of(final)
+    assert len(code.splitlines()) <= 6  # a call that fits a phone; the full snippet is in the report
     assert fireworks.api_key not in str(fake_slack.calls)  # secrets never reach Slack
     assert any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
     await bot.settle()
@@ -150,9 +151,9 @@ async def test_revise_in_the_modal_with_inline_errors_then_plan_v2(bot_factory: 
     ok = await bot.driver.submit(view, user=BOB, epochs="2")
     assert ok.status == 200 and not ok.body
     v2 = await in_thread(fake_slack, root, has("Plan v2"))
-    assert f"Changed by <@{BOB}>:* epochs 5 → 2" in text_of(v2)
+    assert "Changed by u0bob:* epochs 5 → 2" in text_of(v2)  # named: a revision does not ping its reviser
     v1 = await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "plan v2 below" in text_of(m))
-    assert f"revised by <@{BOB}>" in text_of(v1) and find_element(v1["blocks"], "sft_approve") is None
+    assert f"revised by <@{BOB}>" in text_of(v1) and find_element(v1["blocks"], "sft_approve") is None  # an edit: no ping
     assert len(v1["blocks"]) == 1  # the superseded plan shrinks to one line
     run = await bot.runner.get(1)
     assert (await runs.plan_statuses(bot.runner.db, run.id)) == {1: "superseded", 2: "proposed"}
@@ -202,7 +203,7 @@ async def test_a_click_on_the_plan_still_works_after_a_restart(
         assert await second.runner.resume_all() == []  # waiting at a gate: nothing to redo
         await second.driver.click(plan, "sft_approve", user=BOB)
         await in_thread(fake_slack, root, lambda m: m["ts"] == plan["ts"] and "Approved by" in text_of(m))
-        await in_thread(fake_slack, root, has("Sweep done"))
+        await in_thread(fake_slack, root, lambda m: find_element(m["blocks"], "sft_promote") is not None)
         assert len(fake_slack.roots(CHANNEL)) == 1  # the same root, edited; no new one
         assert sum("Plan v1" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])) == 1
     finally:
@@ -219,11 +220,15 @@ async def test_a_broken_dataset_is_told_to_the_requester_only_and_spends_nothing
     failed = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "failed" in e["rendered"]])
     text = failed[-1]["rendered"]
     assert "❌" in text and "fewer than 3 examples" in text and "Nothing was started or spent" in text
-    assert "To try again after fixing it: `/sft run dataset=" in text
+    assert "Or by hand: `/sft run dataset=" in text and "Retry" in text
     await bot.log.wait_kind(events.RunFailed, (await bot.runner.get(1)).id)
     await bot.settle()
     assert not fake_slack.roots(CHANNEL)  # a run that never had a plan stays the requester's business
     assert not platform.jobs and not platform.datasets
+    await bot.driver.click(failed[-1], "sft_retry", user=ALICE, ephemeral=True)  # the same request, as a new run
+    again = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "run #2 failed" in e["rendered"]])
+    assert "fewer than 3 examples" in again[-1]["rendered"]
+    assert (await bot.runner.get(2)).instruction == (await bot.runner.get(1)).instruction
 
 
 async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -252,7 +257,7 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
         await bot.runner.bus.publish(events.ScoreboardChanged(run=run, candidates=tuple(cands)))
     await bot.runner.bus.publish(events.PromotionRequested(run=run, ranked=tuple(cands), summary="winner #1"))
     await bot.settle()
-    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep done" in m["rendered"])
+    board = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "Sweep — run #1" in m["rendered"])
     writes = [
         c
         for c in fake_slack.calls
@@ -260,7 +265,9 @@ async def test_scoreboard_edits_are_coalesced_per_run(bot_factory: MakeBot, fake
     ]
     assert len(writes) == 2  # the first state at once, the last one flushed before the gate
     assert "100%" in str(writes[-1]["args"]["blocks"])
-    assert board["edits"] == 2  # ...and then the same message became the gate
+    assert board["edits"] == 1
+    gate = next(m for m in fake_slack.thread(CHANNEL, root["ts"]) if "nothing can be promoted" in m["rendered"])
+    assert gate["ts"] != board["ts"]  # the gate is a message of its own (it notifies); the table stays a table
 
 
 async def test_rate_limits_and_server_errors_are_retried(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:

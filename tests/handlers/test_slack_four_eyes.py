@@ -31,7 +31,7 @@ async def test_the_approver_who_revised_the_plan_cannot_approve_it(bot_factory: 
     v2 = await in_thread(fake_slack, root, has("Plan v2"))
 
     await bot.driver.click(v2, "sft_approve", user=BOB)  # BOB wrote v2: not his to approve
-    said = await refusal(fake_slack, BOB, "someone else has to approve it")
+    said = await refusal(fake_slack, BOB, "someone else must approve it")
     assert f"<@{CAROL}>" in said
     assert (await bot.runner.get(1)).phase.value == "awaiting_plan_approval"
 
@@ -119,7 +119,7 @@ async def test_an_approver_who_chose_the_base_model_in_an_answer_cannot_approve_
     plan = await in_thread(fake_slack, root, has("Plan v1"))
 
     await bot.driver.click(plan, "sft_approve", user=BOB)
-    said = await refusal(fake_slack, BOB, "someone else has to approve it")
+    said = await refusal(fake_slack, BOB, "someone else must approve it")
     assert f"<@{CAROL}>" in said
     assert (await bot.runner.get(1)).phase.value == "awaiting_plan_approval" and not platform.jobs
     denied = await bot.runner.db.fetchall("SELECT actor FROM audit_events WHERE action='denied_approve'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, MakeBot, find_element, root_of
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, MakeBot, buttons, find_element, press, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.run import events
 from pipeline.store import runs
@@ -74,14 +74,20 @@ async def test_a_run_started_from_the_home_tab_form(bot_factory: MakeBot, fake_s
 
 async def test_approvers_can_be_told_by_dm_once_per_gate(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
     bot = await bot_factory(MemoryPlatform(polls_to_finish=10_000), policy=Policy(approvers=[BOB, CAROL]), dm_approvers=True)
-    await plan_posted(bot, fake_slack, user=ALICE)
+    _root, plan = await plan_posted(bot, fake_slack, user=ALICE)
     await bot.settle()
     for person in ("D0BOB", "D0CAROL"):
-        dms = [m.view()["rendered"] for m in fake_slack.messages.get(person, [])]
-        assert len(dms) == 1 and "Plan v1 of run #1 waits for your approval" in dms[0] and "fake.slack.com/archives" in dms[0]
+        dms = [m.view() for m in fake_slack.messages.get(person, [])]
+        assert len(dms) == 1 and "*Plan v1 of run #1* by u0alice waits for your approval: ≈ $" in dms[0]["rendered"]
+        assert buttons(dms[0])[:2] == ["Approve", "Revise"] and "fake.slack.com/archives" in dms[0]["rendered"]
+    assert "<@" not in text_of(plan).split("please approve")[0]  # the thread names them: the DM was their ping
     assert await bot.runner.resume_all() == []  # a restart re-announces the plan...
     await bot.runner.bus.publish(
         events.PlanProposed(run=(run := await bot.runner.get(1)), plan=await runs.get_plan(bot.runner.db, run.id, 1))
     )  # type: ignore[arg-type]
     await bot.settle()
     assert len(fake_slack.messages.get("D0BOB", [])) == 1  # ...but nobody is DMed twice
+    dm = fake_slack.messages["D0CAROL"][0].view()
+    await press(bot, dm, "Approve", user=BOB)  # BOB decides from his DM; CAROL's DM says so
+    await fake_slack.wait_for(lambda: "Approved by <@U0BOB>" in fake_slack.messages["D0CAROL"][0].view()["rendered"])
+    assert not buttons(fake_slack.messages["D0CAROL"][0].view())

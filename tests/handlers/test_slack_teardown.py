@@ -52,7 +52,13 @@ async def test_teardown_confirms_then_deletes_only_this_runs_deployment_audited(
     assert (last.action, last.actor, last.details) == ("teardown", ALICE, {"deployment_id": dep, "state": "deleted"})
     resource = next(r for r in await bot.runner.db.resources(run.id) if r.resource_id == dep)
     assert resource.state == "deleted"
-    await in_thread(fake_slack, root, has("🧹", f"torn down by <@{ALICE}>", "it no longer bills"))
+    await in_thread(fake_slack, root, has("🧹", "torn down by u0alice", "it no longer bills"))
+    final = await in_thread(fake_slack, root, has("Billing now", "nothing: the deployment was torn down"))  # ends true
+    assert "Delete deployment" not in text_of(final) and final["edits"] >= 1
+    ended = await fake_slack.wait_for(
+        lambda: next((m for m in fake_slack.roots(CHANNEL) if "deployment torn down" in text_of(m)), None)
+    )
+    assert "nothing bills" in text_of(ended)
 
     await bot.driver.command("teardown 1", user=ALICE)  # twice: nothing left to do, said plainly
     await fake_slack.wait_for(lambda: any("is already deleted" in e["rendered"] for e in fake_slack.ephemerals(ALICE)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from handlers.render.board import scoreboard
 from handlers.render.final_message import final_message
-from handlers.render.plan_message import plan_message
+from handlers.render.plan_message import plan_message, price_blocks
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.planning.plan_types import CostLine, Source
 from pipeline.run.prune_rule import RULE
@@ -32,8 +32,8 @@ def test_prune_on_is_planned_and_on_fireworks_the_plan_says_it_may_save_nothing(
 def test_the_plan_message_states_the_rule_and_still_fits() -> None:
     p = plan(3).model_copy(update={"prune": True, "sources": {"prune": Source.USER}})
     msg = plan_message(run(), p)
-    text = str(msg.blocks)
-    assert f"✂️ *Pruning* (you set): {RULE}." in text
+    assert "✂️ *Pruning* (you set): hopeless candidates stop after an epoch" in str(msg.blocks)
+    assert f"✂️ *Pruning* (you set): {RULE}." in str(price_blocks(run(), p))  # the rule itself, one click away
     check_message(msg)
     assert "Pruning" not in str(plan_message(run(), plan(3)).blocks)
 
@@ -45,7 +45,7 @@ def test_a_pruned_candidate_on_the_scoreboard_says_why() -> None:
     )
     msg = scoreboard(run(), board)
     text = str(msg.blocks)
-    assert "*#3* r8 · lr 0.0003 — ✂️ pruned" in text
+    assert "*#3* lr 3e-4 — ✂️ pruned" in text and "rank 8" in text  # what every row shares is said once
     assert "✂️ #3: pruned after epoch 1: val loss 2.31 vs best 0.41 (#1)" in text
     check_message(msg)
 
@@ -88,3 +88,18 @@ def test_the_final_message_says_what_pruning_saved() -> None:
     assert "✂️ Pruning stopped 1 candidate early and saved 2.0 candidate-epochs" in str(msg.blocks)
     check_message(msg)
     assert "Pruning" not in str(final_message(summary.model_copy(update={"pruning": None})).blocks)
+
+
+def test_the_scoreboard_says_a_clock_time_counting_the_quotas_waves() -> None:
+    """Four queued jobs behind a quota of two are two more waves, not one (six could run)."""
+    now = 1_800_000_000.0
+    board = [c.model_copy(update={"state": CandidateState.RUNNING, "progress": 50.0, "started_at": now - 60}) for c in cands(2)]
+    board += [
+        c.model_copy(update={"slot": Slot.candidate(i + 3), "state": CandidateState.WAITING}) for i, c in enumerate(cands(4))
+    ]
+    # Each job takes ~120 s (half done after 60 s): 60 s left for the running ones, then the queue.
+    by_quota = str(scoreboard(run(), board, max_parallel=2, now=now).blocks)
+    unlimited = str(scoreboard(run(), board, max_parallel=6, now=now).blocks)
+    assert f"done ≈ <!date^{int(now + 60 + 2 * 120)}^{{time}}|" in by_quota
+    assert f"done ≈ <!date^{int(now + 60 + 1 * 120)}^{{time}}|" in unlimited
+    assert "left" not in by_quota and "%" in by_quota

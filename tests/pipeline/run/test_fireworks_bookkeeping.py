@@ -14,7 +14,7 @@ from bot.engine import make_platform
 from bot.settings import SettingsError, load_settings
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.runs import drive_to_end
-from handlers.render.board import promotion_gate
+from handlers.render.board import Ended, scoreboard
 from pipeline.domain.machine import Phase
 from pipeline.domain.platform import DeploymentState
 from pipeline.domain.slots import CandidateState
@@ -68,8 +68,8 @@ async def test_a_job_without_a_recognisable_validation_loss_is_said_plainly_with
     assert notes == {"no validation loss recognised in its metrics (keys seen: epoch, eval/nll, step, timestamp, train/epoch, "
                      "train/learning_rate, train/loss)"}  # fmt: skip
     assert gate.summary == "No candidate reported a validation loss."
-    shown = " ".join(b["elements"][0]["text"] for b in promotion_gate(run, list(gate.ranked), summary=gate.summary).blocks
-                     if b["type"] == "context")  # fmt: skip
+    board = scoreboard(run, list(gate.ranked), ended=Ended.DONE)  # the sweep's last table, above the gate
+    shown = " ".join(b["elements"][0]["text"] for b in board.blocks if b["type"] == "context")
     assert "#1, #2, #3: no validation loss recognised" in shown and "eval/nll" in shown
     report = (Path(after.workspace) / "final_report.md").read_text()
     assert "- #1: no validation loss recognised in its metrics (keys seen: epoch, eval/nll," in report
