@@ -23,6 +23,7 @@ from bot.settings import Settings
 from pipeline.domain import ids
 from pipeline.domain.fsio import write_atomic
 from pipeline.domain.platform import DeploymentState
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
 from pipeline.platforms.local.deploy import DeploymentRecord
@@ -247,10 +248,8 @@ async def export(settings: Settings, key: str, *, fmt: ExportFormat, to: Path | 
         except ExportUnavailable as exc:
             raise Refused(str(exc)) from None
         async with db.write() as tx:
-            details = result.model_dump(mode="json")
-            await db.record_resource(
-                tx, kind="export", resource_id=str(dest), run_id=run.id, name=fmt, state="written", details=details
-            )
+            written = Change(name=fmt, details=result.model_dump(mode="json"))
+            await db.move_resource(tx, run.id, Ref(kind=ResourceKind.EXPORT, id=str(dest)), ResourceState.WRITTEN, written)
             await tx.audit(run_id=run.id, actor="sftbot", action="exported", details={"format": fmt, "path": str(dest)})
         if report.exists():  # list the export in the report (re-rendered from the store, like the run wrote it)
             fresh = await runs.get_run(db, run.id)

@@ -30,6 +30,7 @@ from pipeline.domain.authz import Action, Policy
 from pipeline.domain.gates import PROMOTION, GateKey
 from pipeline.domain.machine import Phase
 from pipeline.domain.platform import Platform
+from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import Actor, CandidateRecord, RunRecord
 from pipeline.planning.plan_types import Plan
 from pipeline.run import events
@@ -452,7 +453,7 @@ async def left_running(db: Database, run: RunRecord) -> list[str]:
     """What of this run still exists and may cost money (after the runner's own cancels)."""
     out: list[str] = []
     for res in await db.resources(run.id):
-        if res.kind == "deployment" and res.state not in ("deleted", "recorded"):
+        if res.kind is ResourceKind.DEPLOYMENT and res.state not in (ResourceState.DELETED, ResourceState.RECORDED):
             out.append(f"deployment `{res.resource_id}` is still up (billed while up; delete it when done)")
     for c in await runs.candidates(db, run.id):
         if c.state.is_active():

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.domain.gates import BudgetRequest, GateKeyField, Question
 from pipeline.domain.machine import Phase
+from pipeline.domain.provenance import DeploymentRate, Ref, ResourceKind, ResourceState
 from pipeline.domain.slots import CandidateState, SlotField
 from pipeline.domain.spec import RunSpec
 
@@ -109,11 +110,27 @@ class AuditEvent(BaseModel):
 
 
 class Resource(BaseModel):
-    kind: str
+    """A platform resource of a run (or an export) as provenance has it: pipeline/domain/provenance.py."""
+
+    kind: ResourceKind
     resource_id: str
     run_id: str
     name: str = ""
-    state: str = "recorded"
-    details: dict[str, Any] = Field(default_factory=dict)
+    state: ResourceState = ResourceState.RECORDED
+    error: str | None = None  # why the last move went wrong (a failed delete), never in the state
+    rate: DeploymentRate | None = None  # deployments: what they bill per hour while up
+    estimated_usd: float | None = None  # jobs: the platform's own estimate
+    kept_at: float | None = None
+    idle_asked_at: float | None = None
+    scaled_to_zero_at: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)  # what it is for, for people and the report
     created_at: float
     updated_at: float
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(kind=self.kind, id=self.resource_id)
+
+    @property
+    def usd_per_hour(self) -> float | None:
+        return self.rate.usd_per_hour if self.rate is not None else None

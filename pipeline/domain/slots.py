@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
 from pipeline.domain.platform import JobState
+from pipeline.domain.provenance import IllegalMove
 
 _SLOT = re.compile(r"c([1-9][0-9]{0,5})|final")
 
@@ -96,6 +97,28 @@ class CandidateState(str, Enum):
     def of(job: JobState) -> CandidateState:
         """The state of a job the platform reported."""
         return CandidateState(job.value)
+
+    def check_move(self, to: CandidateState) -> None:
+        """Raise IllegalMove unless a candidate in this state may move to ``to`` (the same state
+        again is always allowed: a poll records what it saw before). A finished candidate never
+        moves: its model, its cost and its place on the scoreboard are settled."""
+        if to is not self and to not in _MOVES.get(self, frozenset()):
+            raise IllegalMove(f"a candidate cannot move from {self.value} to {to.value}")
+
+
+C = CandidateState
+_SETTLED = frozenset({C.PENDING, C.RUNNING, C.COMPLETED, C.FAILED, C.CANCELLED})
+# Where each state may go next (finished states are absent: they go nowhere).
+# SUBMITTING -> WAITING: the platform refused the create (quota) or never heard of it (a crash
+# between recording and creating). PRUNING -> RUNNING: the platform refused the cancel, or is
+# still stopping the job when the run ends. A job read back may jump states between two polls.
+_MOVES: dict[CandidateState, frozenset[CandidateState]] = {
+    C.WAITING: frozenset({C.SUBMITTING}),
+    C.SUBMITTING: frozenset({C.WAITING, *_SETTLED}),
+    C.PENDING: _SETTLED,
+    C.RUNNING: frozenset({C.PRUNING, *_SETTLED}),
+    C.PRUNING: frozenset({C.PENDING, C.RUNNING, C.COMPLETED, C.PRUNED}),
+}
 
 
 def _coerce(value: object) -> Slot:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pipeline.domain.catalog import BaseModelInfo, PriceTable, price_table
 from pipeline.domain.platform import ShapeInfo
+from pipeline.domain.provenance import DeploymentRate
 from pipeline.domain.spec import EvalKind, Evaluation
 from pipeline.planning.duration import minutes
 from pipeline.planning.plan_types import CostEstimate, CostLine, Duration, PlannedJob
@@ -184,6 +185,17 @@ def usd_per_hour(shape: ShapeInfo | None) -> float | None:
     """What a replica of this shape bills per hour at the dated rate; None when unknown."""
     hourly = _hourly(shape, price_table())
     return None if hourly == float("inf") else round(hourly, 6)
+
+
+def deployment_rate(shape: ShapeInfo) -> DeploymentRate:
+    """A deployment's typed rate on this shape: $/hour per replica (None without a dated price
+    for its GPU type), the GPUs it stands on and the date of the prices."""
+    return DeploymentRate(
+        usd_per_hour=usd_per_hour(shape),
+        gpu_count=shape.count,
+        accelerator=shape.accelerator,
+        priced_at=price_table().as_of,
+    )
 
 
 def _hourly(shape: ShapeInfo | None, prices: PriceTable) -> float:

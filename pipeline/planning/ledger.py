@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from pipeline.domain.gates import BudgetRequest, BudgetStep
+from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, Resource
 from pipeline.planning.plan_types import Plan
 
 DEFAULT_MARGIN = 1.2
 WARN_AT = 0.8  # of the cap: the root and the scoreboard warn from here on
-GONE = ("deleted", "deleting", "failed")
 
 
 class LedgerLine(BaseModel):
@@ -109,22 +109,23 @@ def ledger(
             lines.append(LedgerLine(label=_label(c), usd=round(c.cost_usd, 6), running=running))
         elif (est := estimates.get(_label(c))) is not None and (running or c.state.is_finished()):
             lines.append(LedgerLine(label=_label(c), usd=round(est, 6), estimated=True, running=running))
-    for r in resources:
-        rate = r.details.get("usd_per_hour") if r.kind == "deployment" else None
-        if not isinstance(rate, int | float) or r.state == "recorded":
-            continue
-        live = r.state.lower() not in GONE
-        end = now if live else r.updated_at
-        paused = r.details.get("scaled_to_zero_at")
-        if live and isinstance(paused, int | float):  # no replica since then; it bills again only while serving
-            live, end = False, float(paused)
-        hours = max(0.0, end - r.created_at) / 3600
-        lines.append(
-            LedgerLine(
-                label=f"deployment {r.resource_id}", usd=round(hours * float(rate), 6), running=live, usd_per_hour=float(rate)
-            )
-        )
+    lines += [line for r in resources if (line := _deployment_line(r, now)) is not None]
     return Ledger(lines=lines, approved_usd=approved_usd, margin=margin)
+
+
+def _deployment_line(r: Resource, now: float) -> LedgerLine | None:
+    """A deployment's GPU-hours x its rate, from its creation until it was gone (or now); None
+    for anything that is not a priced deployment the platform answered the create of."""
+    rate = r.usd_per_hour
+    if r.kind is not ResourceKind.DEPLOYMENT or rate is None or r.state is ResourceState.RECORDED:
+        return None
+    # A FAILED deployment holds no replica; DELETE_FAILED is still up as far as anyone knows.
+    live = not r.state.gone and r.state is not ResourceState.FAILED
+    end = now if live else r.updated_at
+    if live and r.scaled_to_zero_at is not None:  # no replica since then; it bills again only while serving
+        live, end = False, r.scaled_to_zero_at
+    hours = max(0.0, end - r.created_at) / 3600
+    return LedgerLine(label=f"deployment {r.resource_id}", usd=round(hours * rate, 6), running=live, usd_per_hour=rate)
 
 
 def priced(cands: Sequence[CandidateRecord], plan: Plan | None) -> tuple[float, float] | None:

@@ -20,23 +20,23 @@ from typing import Any
 from pipeline.domain import ids
 from pipeline.domain.authz import Policy
 from pipeline.domain.platform import Platform
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import Actor, Resource, RunRecord
 from pipeline.run.events import DeploymentIdle, DeploymentKept
 from pipeline.run.teardown import Target, target
 from pipeline.store import runs
 from pipeline.store.db import Database
 
-LIVE = ("ready", "created")
+LIVE = (ResourceState.READY, ResourceState.CREATED)
 
 
 def due(r: Resource, *, now: float, idle_seconds: float) -> bool:
     """Whether this deployment should ask now: live, up for the idle time, not asked this period."""
-    if r.kind != "deployment" or r.state not in LIVE:
+    if r.kind is not ResourceKind.DEPLOYMENT or r.state not in LIVE:
         return False
-    kept = float(r.details.get("kept_at") or 0.0)
-    asked = r.details.get("idle_asked_at")
+    kept = r.kept_at or 0.0
     since = max(r.created_at, kept)
-    return now - since >= idle_seconds and (asked is None or float(asked) < kept)
+    return now - since >= idle_seconds and (r.idle_asked_at is None or r.idle_asked_at < kept)
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,21 @@ class Live:
 
     @property
     def usd_per_hour(self) -> float | None:
-        rate = self.deployment.details.get("usd_per_hour")
-        return float(rate) if isinstance(rate, int | float) else None
+        return self.deployment.usd_per_hour
 
 
 async def live_deployments(db: Database) -> list[Live]:
     """Every production deployment the bot created that is still up, newest run first."""
     rows = await db.fetchall(
-        "SELECT run_id FROM resources WHERE kind='deployment' AND state IN ('ready','created') ORDER BY created_at DESC"
+        "SELECT run_id FROM resources WHERE kind=? AND state IN (?, ?) ORDER BY created_at DESC",
+        (ResourceKind.DEPLOYMENT.value, *(s.value for s in LIVE)),
     )
     out = []
     for run_id in dict.fromkeys(r[0] for r in rows):
         run = await runs.get_run(db, run_id)
         if run is None:
             continue
-        dep = next((r for r in await db.resources(run.id) if r.resource_id == ids.deployment_id(run.id)), None)
+        dep = await db.resource(Ref(kind=ResourceKind.DEPLOYMENT, id=ids.deployment_id(run.id)))
         if dep is not None and dep.state in LIVE:
             out.append(Live(run=run, deployment=dep))
     return out
@@ -74,16 +74,9 @@ async def flag_idle(db: Database, *, idle_seconds: float, now: float | None = No
         dep, run = live.deployment, live.run
         if not due(dep, now=now, idle_seconds=idle_seconds):
             continue
-        hours = (now - max(dep.created_at, float(dep.details.get("kept_at") or 0.0))) / 3600
+        hours = (now - max(dep.created_at, dep.kept_at or 0.0)) / 3600
         async with db.write() as tx:
-            await db.record_resource(
-                tx,
-                kind="deployment",
-                resource_id=dep.resource_id,
-                run_id=run.id,
-                state=dep.state,
-                details={**dep.details, "idle_asked_at": now},
-            )
+            await db.move_resource(tx, run.id, dep.ref, dep.state, Change(idle_asked_at=now))
             await tx.audit(
                 run_id=run.id,
                 actor="sftbot",
@@ -114,16 +107,9 @@ async def scale_to_zero(
 async def _kept(db: Database, found: Target, actor: Actor, *, scaled: bool, details: dict[str, Any]) -> RunRecord:
     """Record the choice on the deployment (a new idle period starts now) and audit it."""
     dep, now = found.deployment, time.time()
-    marks = {"kept_at": now, **({"scaled_to_zero_at": now} if scaled else {})}
+    marks = Change(kept_at=now, scaled_to_zero_at=now if scaled else None)
     async with db.write() as tx:
-        await db.record_resource(
-            tx,
-            kind="deployment",
-            resource_id=dep.resource_id,
-            run_id=found.run.id,
-            state=dep.state,
-            details={**dep.details, **marks},
-        )
+        await db.move_resource(tx, found.run.id, dep.ref, dep.state, marks)
         action = "deployment_scaled_to_zero" if scaled else "deployment_kept"
         await tx.audit(run_id=found.run.id, actor=actor.id, actor_name=actor.name, action=action, details=details)
         tx.emit(DeploymentKept(run=found.run, actor=actor, deployment_id=dep.resource_id, scaled=scaled))

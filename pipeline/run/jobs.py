@@ -22,12 +22,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pipeline.domain.platform import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.run.metrics import last_loss, no_validation_loss, read_points
+from pipeline.run.once import Create, create_once, job_finished
 from pipeline.run.pruning import Pruner
 from pipeline.store import runs
-from pipeline.store.db import Database
+from pipeline.store.db import Database, Tx
 
 Checkpoint = Callable[[str], Awaitable[None]]
 Changed = Callable[[list[CandidateRecord]], Awaitable[None]]
@@ -128,7 +130,7 @@ class JobWatch:
         note = waiting_note(exc, running)
         async with self.db.write() as tx:
             await runs.set_state(tx, self.run_id, c.slot, CandidateState.WAITING)
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="queued")
+            await self.db.move_resource(tx, self.run_id, Ref(kind=ResourceKind.JOB, id=c.job_id), ResourceState.QUEUED)
             for other in await self._mine(requests):
                 if other.state is CandidateState.WAITING or other.slot == c.slot:
                     await runs.set_note(tx, self.run_id, other.slot, note)
@@ -138,20 +140,28 @@ class JobWatch:
         await self.on_queued(await runs.candidates(self.db, self.run_id), running, str(exc))
 
     async def _submit(self, c: CandidateRecord, req: JobRequest) -> None:
-        async with self.db.write() as tx:
+        """Create the job once: its id and SUBMITTING recorded first, the candidate updated from the answer."""
+
+        async def submitting(tx: Tx) -> None:
             await runs.set_state(tx, self.run_id, c.slot, CandidateState.SUBMITTING)
-            await self.db.record_resource(tx, kind="job", resource_id=req.job_id, run_id=self.run_id, state="submitting")
             await tx.audit(run_id=self.run_id, actor="sftbot", action="job_submitting", details={"job_id": req.job_id})
-        await self.cp(f"job:{req.job_id}:recorded")
-        status = await self.platform.create_job(req)
-        async with self.db.write() as tx:
+
+        async def created(tx: Tx, status: JobStatus) -> None:
             await runs.set_note(tx, self.run_id, c.slot, None)
             await runs.update_candidate(
                 tx, self.run_id, c.slot, status, state=CandidateState.of(status.state), progressed=True, stalled=False
             )
-            await self.db.record_resource(tx, kind="job", resource_id=req.job_id, run_id=self.run_id, state="created")
             await tx.audit(run_id=self.run_id, actor="sftbot", action="job_created", details={"job_id": req.job_id})
-        await self.cp(f"job:{req.job_id}:created")
+
+        create = Create(
+            run_id=self.run_id,
+            ref=Ref(kind=ResourceKind.JOB, id=req.job_id),
+            call=lambda: self.platform.create_job(req),
+            answer=lambda status: Change(estimated_usd=status.cost_usd),
+            before=submitting,
+            after=created,
+        )
+        await create_once(self.db, self.cp, create)
 
     async def _poll_once(self, cands: list[CandidateRecord]) -> bool:
         changed = False
@@ -207,15 +217,11 @@ class JobWatch:
                     action=f"job_{state.value}",
                     details={"job_id": c.job_id, "message": status.message, "val_loss": status.val_loss},
                 )
-                await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=state.value)
-                if state is CandidateState.COMPLETED and status.model:
-                    await self.db.record_resource(
-                        tx, kind="model", resource_id=status.model, run_id=self.run_id, name=status.model, state="ready"
-                    )
+                await job_finished(self.db, tx, self.run_id, status, state)
         if stalled and not c.stalled:
             await self.on_stall(c, (now - (c.last_progress_at or now)) / 60)
         if state.is_finished():
-            await self.cp(f"job:{c.job_id}:{state.value}")
+            await self.cp(Ref(kind=ResourceKind.JOB, id=c.job_id).checkpoint(ResourceState.of(state)))
         return progressed or (stalled and not c.stalled)
 
     async def _metrics(self, job_id: str) -> tuple[float | None, float | None]:

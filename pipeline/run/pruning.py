@@ -15,15 +15,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pipeline.domain.platform import JobState, JobStatus, LossPoint, Platform, PlatformError
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord
 from pipeline.domain.slots import CandidateState
 from pipeline.run import prune_rule
 from pipeline.run.metrics import load_points, read_points
+from pipeline.run.once import job_finished
 from pipeline.store import runs
 from pipeline.store.db import Database
 
 Checkpoint = Callable[[str], Awaitable[None]]
-REFUSED = "prune_refused"  # a job's resource state when the platform refused to cancel it: never pruned again
 Record = Callable[[CandidateRecord, JobStatus], Awaitable[bool]]  # the watch's own bookkeeping of a job seen
 
 
@@ -73,7 +74,11 @@ class Pruner:
 
     async def round(self, cands: list[CandidateRecord]) -> bool:
         """Ask the rule whom to stop now, and stop them (decision recorded first)."""
-        refused = {r.resource_id for r in await self.db.resources(self.run_id) if r.kind == "job" and r.state == REFUSED}
+        refused = {
+            r.resource_id
+            for r in await self.db.resources(self.run_id)
+            if r.kind is ResourceKind.JOB and r.state is ResourceState.PRUNE_REFUSED
+        }
         entries = [
             prune_rule.Entry(
                 slot=c.slot,
@@ -96,7 +101,7 @@ class Pruner:
         async with self.db.write() as tx:
             await runs.set_state(tx, self.run_id, c.slot, CandidateState.PRUNING)
             await runs.set_note(tx, self.run_id, c.slot, d.reason)
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="pruning")
+            await self.db.move_resource(tx, self.run_id, _job(c), ResourceState.PRUNING)
             await tx.audit(
                 run_id=self.run_id,
                 actor="sftbot",
@@ -114,7 +119,7 @@ class Pruner:
                     "reason": d.reason,
                 },
             )
-        await self.cp(f"job:{c.job_id}:pruning")
+        await self.cp(_job(c).checkpoint(ResourceState.PRUNING))
         await self._cancel_pruned(c, d.reason)
 
     async def _cancel_pruned(self, c: CandidateRecord, reason: str) -> bool:
@@ -128,7 +133,8 @@ class Pruner:
             async with self.db.write() as tx:
                 await runs.set_state(tx, self.run_id, c.slot, CandidateState.RUNNING)
                 await runs.set_note(tx, self.run_id, c.slot, f"could not be pruned: {exc}")
-                await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=REFUSED)
+                # Never pruned again (also after a restart): the rule reads this state.
+                await self.db.move_resource(tx, self.run_id, _job(c), ResourceState.PRUNE_REFUSED, Change(error=str(exc)))
                 await tx.audit(
                     run_id=self.run_id,
                     actor="sftbot",
@@ -137,14 +143,14 @@ class Pruner:
                 )
             return True
         async with self.db.write() as tx:
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state="cancel_sent")
+            await self.db.move_resource(tx, self.run_id, _job(c), ResourceState.CANCEL_SENT)
             await tx.audit(
                 run_id=self.run_id,
                 actor="sftbot",
                 action="job_cancelled",
                 details={"job_id": c.job_id, "state": status.state.value, "reason": reason},
             )
-        await self.cp(f"job:{c.job_id}:cancel_sent")
+        await self.cp(_job(c).checkpoint(ResourceState.CANCEL_SENT))
         return await self.settle(c, status)
 
     async def settle(self, c: CandidateRecord, status: JobStatus | None = None) -> bool:
@@ -156,7 +162,7 @@ class Pruner:
                 if not exc.retryable:
                     raise
                 return False
-            if not status.state.terminal and await self._job_resource_state(c.job_id) != "cancel_sent":
+            if not status.state.terminal and await self._job_resource_state(c) is not ResourceState.CANCEL_SENT:
                 # A restart came between the decision and the cancel: the note is the recorded reason.
                 return await self._cancel_pruned(c, c.note or "pruned")
         if not status.state.terminal:
@@ -172,18 +178,23 @@ class Pruner:
         saved = max(0.0, c.epochs - (status.epoch or 0.0))
         async with self.db.write() as tx:
             await runs.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=True, stalled=False)
-            await self.db.record_resource(tx, kind="job", resource_id=c.job_id, run_id=self.run_id, state=state.value)
+            await job_finished(self.db, tx, self.run_id, status, state)
             await tx.audit(
                 run_id=self.run_id,
                 actor="sftbot",
                 action=f"job_{state.value}",
                 details={"job_id": c.job_id, "epoch": status.epoch, "saved_epochs": round(saved, 2)},
             )
-        await self.cp(f"job:{c.job_id}:{state.value}")
+        await self.cp(_job(c).checkpoint(ResourceState.of(state)))
         return True
 
-    async def _job_resource_state(self, job_id: str) -> str | None:
-        return next((r.state for r in await self.db.resources(self.run_id) if r.kind == "job" and r.resource_id == job_id), None)
+    async def _job_resource_state(self, c: CandidateRecord) -> ResourceState | None:
+        found = await self.db.resource(_job(c))
+        return found.state if found is not None else None
+
+
+def _job(c: CandidateRecord) -> Ref:
+    return Ref(kind=ResourceKind.JOB, id=c.job_id)
 
 
 def _standing(c: CandidateRecord) -> prune_rule.Standing:

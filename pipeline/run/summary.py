@@ -17,6 +17,7 @@ from pipeline.dataset.system import run_system_prompt
 from pipeline.domain import ids
 from pipeline.domain.gates import PROMOTION
 from pipeline.domain.platform import DeploymentStatus, Platform
+from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, GateDecision, Resource, RunRecord
 from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.evaluation.compare import Comparison
@@ -143,7 +144,8 @@ def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: 
 def production_deployment(run: RunRecord, resources: list[Resource]) -> DeploymentStatus | None:
     dep_id = ids.deployment_id(run.id)
     for res in resources:
-        if res.kind == "deployment" and res.resource_id == dep_id and res.state == "ready" and res.details.get("model_string"):
+        ready = res.kind is ResourceKind.DEPLOYMENT and res.resource_id == dep_id and res.state is ResourceState.READY
+        if ready and res.details.get("model_string"):
             return DeploymentStatus.model_validate(res.details)
     return None
 
@@ -201,7 +203,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
         evaluation=evaluation_sentence(plan, shipped, evaluator_failure=evaluator_failure(run)),
         # Locally "deployed" is a record any sftbot process can serve; say which command does.
         start_command=f"sftbot endpoint {run.number}" if deployment is not None and run.platform == "local" else None,
-        exports=[r for r in resources if r.kind == "export"],
+        exports=[r for r in resources if r.kind is ResourceKind.EXPORT],
         timing={
             c.slot.name: round(c.finished_at - c.started_at, 1)
             for c in cands

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pipeline.domain import ids
 from pipeline.domain.authz import Action, Policy, Subject, authorize
 from pipeline.domain.platform import NotFound, Platform, PlatformError
+from pipeline.domain.provenance import Ref, ResourceKind, ResourceState
 from pipeline.domain.records import Actor, Resource, RunRecord
 from pipeline.run.decisions import Refusal, RefusalKind
 from pipeline.run.events import DeploymentTornDown
 from pipeline.store import runs
 from pipeline.store.db import Database
-
-GONE = ("deleted", "deleting")
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,12 @@ async def target(db: Database, policy: Policy, key: str | int, actor: Actor, *, 
         await db.audit(run_id=run.id, actor=actor.id, actor_name=actor.name, action="denied_teardown", details=details)
         raise refusal
     dep_id = ids.deployment_id(run.id)
-    found = next((r for r in await db.resources(run.id) if r.kind == "deployment" and r.resource_id == dep_id), None)
-    if found is None or found.state == "recorded":
+    found = await db.resource(Ref(kind=ResourceKind.DEPLOYMENT, id=dep_id))
+    if found is None or found.state is ResourceState.RECORDED:
         raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has no deployment to tear down: it never deployed a model.")
-    if found.state in GONE:
-        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number}'s deployment {dep_id} is already {found.state}; nothing to do.")
+    if found.state.gone:
+        said = found.state.value
+        raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number}'s deployment {dep_id} is already {said}; nothing to do.")
     return Target(run=run, deployment=found)
 
 
@@ -65,22 +65,22 @@ async def teardown(
     if run.platform != platform.name:
         raise Refusal(RefusalKind.INVALID, f"Run #{run.number} ran on {run.platform}, not {platform.name}: use that platform.")
     try:
-        state = (await platform.delete_deployment(dep_id)).state.value
+        state = ResourceState.of((await platform.delete_deployment(dep_id)).state)
     except NotFound:
-        state = "deleted"  # gone already (Fireworks deletes idle min-0 deployments after 7 days)
+        state = ResourceState.DELETED  # gone already (Fireworks deletes idle min-0 deployments after 7 days)
     except PlatformError as exc:
         await db.audit(
             run_id=run.id, actor=actor.id, actor_name=actor.name, action="teardown_failed", details={"error": str(exc)}
         )
         raise Refusal(RefusalKind.INVALID, f"Deployment {dep_id} could not be torn down: {exc}") from None
     async with db.write() as tx:
-        await db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+        await db.move_resource(tx, run.id, found.deployment.ref, state)
         await tx.audit(
             run_id=run.id,
             actor=actor.id,
             actor_name=actor.name,
             action="teardown",
-            details={"deployment_id": dep_id, "state": state},
+            details={"deployment_id": dep_id, "state": state.value},
         )
-        tx.emit(DeploymentTornDown(run=run, actor=actor, deployment_id=dep_id, state=state))
-    return run, state
+        tx.emit(DeploymentTornDown(run=run, actor=actor, deployment_id=dep_id, state=state.value))
+    return run, state.value

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 
+from pipeline.domain.provenance import Change, DeploymentRate, Ref, ResourceState, check_move
 from pipeline.domain.records import AuditEvent, GateDecision, Resource
 
 Publish = Callable[[Any], Awaitable[None]]
@@ -285,46 +286,57 @@ class Database:
             )
             return cur.rowcount == 1
 
-    async def record_resource(
-        self,
-        tx: Tx,
-        *,
-        kind: str,
-        resource_id: str,
-        run_id: str,
-        name: str = "",
-        state: str = "recorded",
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        """Provenance: every platform resource this bot created, recorded before its create call.
-
-        ``details`` given later replace the stored ones (None keeps them).
-        """
+    async def move_resource(self, tx: Tx, run_id: str, ref: Ref, to: ResourceState, change: Change | None = None) -> None:
+        """Provenance: the one way a resource row is written. Every platform resource this bot
+        creates is recorded before its create call (``pipeline/run/once.py``); each later state
+        passes the lifecycle's guard (IllegalMove otherwise). Fields ``change`` leaves None keep
+        what the row has; its details are merged in; the error is that of this move."""
+        row = await tx.fetchone("SELECT state FROM resources WHERE kind=? AND resource_id=?", (ref.kind.value, ref.id))
+        check_move(ref.kind, ResourceState(row[0]) if row is not None else None, to)
+        c = change or Change()
+        rate = c.rate or DeploymentRate()
         now = time.time()
         await tx.execute(
-            "INSERT INTO resources(kind, resource_id, run_id, name, state, details_json, created_at, updated_at)"
-            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(kind, resource_id) DO UPDATE SET"
-            " name=CASE WHEN excluded.name != '' THEN excluded.name ELSE resources.name END,"
-            " details_json=CASE WHEN ? THEN excluded.details_json ELSE resources.details_json END,"
-            " state=excluded.state, updated_at=excluded.updated_at",
-            (kind, resource_id, run_id, name, state, json.dumps(details or {}, default=str), now, now, details is not None),
+            "INSERT INTO resources(kind, resource_id, run_id, name, state, error, usd_per_hour, gpu_count, accelerator,"
+            " priced_at, estimated_usd, kept_at, idle_asked_at, scaled_to_zero_at, details_json, created_at, updated_at)"
+            " VALUES (:kind, :id, :run, :name, :state, :error, :usd_per_hour, :gpu_count, :accelerator, :priced_at,"
+            " :estimated_usd, :kept_at, :idle_asked_at, :scaled_to_zero_at, :details, :now, :now)"
+            " ON CONFLICT(kind, resource_id) DO UPDATE SET"
+            " name=CASE WHEN excluded.name != '' THEN excluded.name ELSE resources.name END, state=excluded.state,"
+            " error=excluded.error, usd_per_hour=COALESCE(excluded.usd_per_hour, resources.usd_per_hour),"
+            " gpu_count=COALESCE(excluded.gpu_count, resources.gpu_count),"
+            " accelerator=COALESCE(excluded.accelerator, resources.accelerator),"
+            " priced_at=COALESCE(excluded.priced_at, resources.priced_at),"
+            " estimated_usd=COALESCE(excluded.estimated_usd, resources.estimated_usd),"
+            " kept_at=COALESCE(excluded.kept_at, resources.kept_at),"
+            " idle_asked_at=COALESCE(excluded.idle_asked_at, resources.idle_asked_at),"
+            " scaled_to_zero_at=COALESCE(excluded.scaled_to_zero_at, resources.scaled_to_zero_at),"
+            " details_json=json_patch(resources.details_json, excluded.details_json), updated_at=excluded.updated_at",
+            {
+                "kind": ref.kind.value,
+                "id": ref.id,
+                "run": run_id,
+                "name": c.name or "",
+                "state": to.value,
+                "error": c.error,
+                **rate.model_dump(),
+                "estimated_usd": c.estimated_usd,
+                "kept_at": c.kept_at,
+                "idle_asked_at": c.idle_asked_at,
+                "scaled_to_zero_at": c.scaled_to_zero_at,
+                "details": json.dumps(c.details, default=str),
+                "now": now,
+            },
         )
 
+    async def resource(self, ref: Ref) -> Resource | None:
+        row = await self.fetchone("SELECT * FROM resources WHERE kind=? AND resource_id=?", (ref.kind.value, ref.id))
+        return _resource(row) if row is not None else None
+
     async def resources(self, run_id: str) -> list[Resource]:
+        """Every resource of the run, in the order it was recorded."""
         rows = await self.fetchall("SELECT * FROM resources WHERE run_id=? ORDER BY created_at, kind", (run_id,))
-        return [
-            Resource(
-                kind=r["kind"],
-                resource_id=r["resource_id"],
-                run_id=r["run_id"],
-                name=r["name"],
-                state=r["state"],
-                details=json.loads(r["details_json"]),
-                created_at=r["created_at"],
-                updated_at=r["updated_at"],
-            )
-            for r in rows
-        ]
+        return [_resource(r) for r in rows]
 
 
 def statements(script: str) -> list[str]:
@@ -351,4 +363,26 @@ def _gate(r: aiosqlite.Row) -> GateDecision:
         plan_version=r["plan_version"],
         details=json.loads(r["details_json"]),
         decided_at=r["decided_at"],
+    )
+
+
+def _resource(r: aiosqlite.Row) -> Resource:
+    rate = DeploymentRate(
+        usd_per_hour=r["usd_per_hour"], gpu_count=r["gpu_count"], accelerator=r["accelerator"], priced_at=r["priced_at"]
+    )
+    return Resource(
+        kind=r["kind"],
+        resource_id=r["resource_id"],
+        run_id=r["run_id"],
+        name=r["name"],
+        state=r["state"],
+        error=r["error"],
+        rate=rate if rate != DeploymentRate() else None,
+        estimated_usd=r["estimated_usd"],
+        kept_at=r["kept_at"],
+        idle_asked_at=r["idle_asked_at"],
+        scaled_to_zero_at=r["scaled_to_zero_at"],
+        details=json.loads(r["details_json"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
     )

@@ -231,7 +231,15 @@ async def candidates(db: Database, run_id: str) -> list[CandidateRecord]:
     return sorted(rows, key=lambda c: c.slot.order)
 
 
+async def _guard(tx: Tx, run_id: str, slot: Slot, to: CandidateState) -> None:
+    """The one gate every candidate state change passes: IllegalMove unless the move is allowed."""
+    row = await tx.fetchone("SELECT state FROM candidates WHERE run_id=? AND slot=?", (run_id, str(slot)))
+    if row is not None:
+        CandidateState(row[0]).check_move(to)
+
+
 async def set_state(tx: Tx, run_id: str, slot: Slot, state: CandidateState, *, message: str | None = None) -> None:
+    await _guard(tx, run_id, slot, state)
     await tx.execute(
         "UPDATE candidates SET state=?, message=COALESCE(?, message), updated_at=? WHERE run_id=? AND slot=?",
         (state.value, message, time.time(), run_id, str(slot)),
@@ -241,6 +249,7 @@ async def set_state(tx: Tx, run_id: str, slot: Slot, state: CandidateState, *, m
 async def update_candidate(
     tx: Tx, run_id: str, slot: Slot, status: JobStatus, *, state: CandidateState, progressed: bool, stalled: bool
 ) -> None:
+    await _guard(tx, run_id, slot, state)
     now = time.time()
     await tx.execute(
         "UPDATE candidates SET state=?, raw_state=?, progress=?, epoch=COALESCE(?, epoch), train_loss=COALESCE(?, train_loss),"

@@ -20,6 +20,7 @@ from handlers.commands import CommandError, parse_slash
 from handlers.render.spend_summary import spend_message
 from pipeline.domain.machine import Phase
 from pipeline.domain.money import money
+from pipeline.domain.provenance import DeploymentRate, ResourceState
 from pipeline.domain.records import Resource
 from pipeline.planning.ledger import ledger
 from pipeline.run.decisions import RaiseBudget
@@ -43,9 +44,9 @@ def test_windows_are_days_hours_or_weeks_and_anything_else_says_what_to_type() -
 
 
 def test_a_live_deployment_bills_by_the_hour_until_it_is_deleted() -> None:
-    up = Resource(kind="deployment", resource_id="d1", run_id="r", state="ready", details={"usd_per_hour": 9.0},
+    up = Resource(kind="deployment", resource_id="d1", run_id="r", state="ready", rate=DeploymentRate(usd_per_hour=9.0),
                   created_at=0.0, updated_at=0.0)  # fmt: skip
-    gone = up.model_copy(update={"resource_id": "d2", "state": "deleted", "updated_at": 1800.0})
+    gone = up.model_copy(update={"resource_id": "d2", "state": ResourceState.DELETED, "updated_at": 1800.0})
     book = ledger([], [up, gone], None, approved_usd=10.0, now=7200.0)
     assert book.deployments_usd == 18.0 + 4.5 and book.live_usd_per_hour == 9.0
     assert [ln.running for ln in book.lines] == [True, False] and book.cap_usd == 12.0 and book.warning

@@ -12,6 +12,7 @@ from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, CAROL, MakeBot, buttons, has, in_thread
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
+from pipeline.domain.provenance import ResourceState
 from pipeline.domain.records import Actor, Resource
 from pipeline.run import events
 from pipeline.run.idle import due, flag_idle, live_deployments
@@ -20,9 +21,9 @@ from tests.handlers.slack_support import plan_posted
 DAY = 24 * 3600.0
 
 
-def dep(**details: object) -> Resource:
-    return Resource(kind="deployment", resource_id="sftbot-r-dep", run_id="r", state="ready", details=dict(details),
-                    created_at=0.0, updated_at=0.0)  # fmt: skip
+def dep(**marks: float) -> Resource:
+    return Resource(kind="deployment", resource_id="sftbot-r-dep", run_id="r", state="ready", created_at=0.0,
+                    updated_at=0.0, **marks)  # type: ignore[arg-type]  # fmt: skip
 
 
 def test_due_once_per_idle_period_and_never_for_what_is_gone() -> None:
@@ -31,7 +32,7 @@ def test_due_once_per_idle_period_and_never_for_what_is_gone() -> None:
     assert not due(dep(idle_asked_at=DAY), now=3 * DAY, idle_seconds=DAY)  # asked: quiet until someone keeps it
     assert not due(dep(idle_asked_at=DAY, kept_at=DAY + 10), now=2 * DAY, idle_seconds=DAY)
     assert due(dep(idle_asked_at=DAY, kept_at=DAY + 10), now=2 * DAY + 10, idle_seconds=DAY)  # a new period
-    assert not due(dep().model_copy(update={"state": "deleted"}), now=9 * DAY, idle_seconds=DAY)
+    assert not due(dep().model_copy(update={"state": ResourceState.DELETED}), now=9 * DAY, idle_seconds=DAY)
 
 
 async def _deployed(bot_factory: MakeBot, fake_slack: FakeSlack, platform: MemoryPlatform):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ import time
 from pipeline.domain import ids
 from pipeline.domain.gates import BudgetStep
 from pipeline.domain.machine import Event
+from pipeline.domain.provenance import Ref, ResourceKind, ResourceState
 from pipeline.domain.records import RunRecord
 from pipeline.domain.slots import FINAL
 from pipeline.planning.ledger import ledger, overrun, shortfall, step_estimate
@@ -31,9 +32,8 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
     resources = await ctx.db.resources(run.id)
     if step is BudgetStep.FINAL and any(c.slot == FINAL for c in cands):
         return None  # its job was created before a restart: it runs on
-    if step is BudgetStep.DEPLOY and any(
-        r.kind == "deployment" and r.resource_id == ids.deployment_id(run.id) and r.state != "recorded" for r in resources
-    ):
+    production = Ref(kind=ResourceKind.DEPLOYMENT, id=ids.deployment_id(run.id))
+    if step is BudgetStep.DEPLOY and any(r.ref == production and r.state is not ResourceState.RECORDED for r in resources):
         return None
     plan = await runs.get_plan(ctx.db, run.id, run.plan_version)
     if plan is None:

@@ -16,9 +16,12 @@ from pipeline.dataset.inspector import inspect_dataset
 from pipeline.dataset.split import SplitResult, split_dataset
 from pipeline.domain import ids
 from pipeline.domain.fsio import atomic_output, write_atomic
-from pipeline.domain.records import RunRecord
+from pipeline.domain.platform import DatasetInfo
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
+from pipeline.domain.records import Resource, RunRecord
 from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext, workspace
+from pipeline.run.once import Create, create_once
 from pipeline.store import uploads
 
 SOURCE = "source.jsonl"
@@ -91,6 +94,23 @@ async def split(run: RunRecord, plan: Plan) -> SplitResult:
     return SplitResult.model_validate(json.loads(marker.read_text(encoding="utf-8")))
 
 
+async def upload_once(ctx: RunContext, run: RunRecord, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
+    """A dataset of the run on the platform, uploaded once (its id recorded before the upload)."""
+
+    async def found(known: Resource) -> DatasetInfo:
+        return DatasetInfo(id=dataset_id, name=known.name, ready=True)
+
+    create = Create(
+        run_id=run.id,
+        ref=Ref(kind=ResourceKind.DATASET, id=dataset_id),
+        call=lambda: ctx.platform.upload_dataset(dataset_id, path, examples=examples),
+        then=ResourceState.READY,  # the upload returns once the platform says READY
+        answer=lambda info: Change(name=info.name),
+        found=found,
+    )
+    return await create_once(ctx.db, ctx.checkpoint, create)
+
+
 async def upload(ctx: RunContext, run: RunRecord, plan: Plan) -> dict[str, str]:
     """The run's datasets on the platform by role (train, hp, test, eval), uploaded once each.
 
@@ -100,31 +120,16 @@ async def upload(ctx: RunContext, run: RunRecord, plan: Plan) -> dict[str, str]:
     parts = await split(run, plan)
     files = {"train": parts.train_path, "hp": parts.hp_train_path if parts.hp_subsampled else None, "test": parts.test_path}
     counts = {"train": parts.train, "hp": parts.hp_train if parts.hp_subsampled else 0, "test": parts.test}
-    uploaded = {r.resource_id: r for r in await ctx.db.resources(run.id) if r.kind == "dataset" and r.state == "ready"}
     names: dict[str, str] = {}
     for role, path in files.items():
-        if not path or not counts[role]:
-            continue
-        dataset_id = ids.dataset_id(run.id, role)
-        if dataset_id in uploaded and uploaded[dataset_id].name:
-            names[role] = uploaded[dataset_id].name
-            continue
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="dataset", resource_id=dataset_id, run_id=run.id, state="recorded")
-        await ctx.checkpoint(f"dataset:{dataset_id}:recorded")
-        info = await ctx.platform.upload_dataset(dataset_id, Path(path), examples=counts[role])
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="dataset", resource_id=dataset_id, run_id=run.id, name=info.name, state="ready")
-        await ctx.checkpoint(f"dataset:{dataset_id}:ready")
-        names[role] = info.name
+        if path and counts[role]:
+            names[role] = (await upload_once(ctx, run, ids.dataset_id(run.id, role), Path(path), examples=counts[role])).name
     if plan.eval_dataset:
         if dataset_file(plan.eval_dataset, ctx.config.files) is None:
             names["eval"] = (await ctx.platform.check_dataset(plan.eval_dataset)).name
         else:  # the staged, inspected copy (inspect.py), not the file as it may be now
-            dataset_id = ids.dataset_id(run.id, "eval")
             staged = await stage_file(ctx, plan.eval_dataset, workspace(run) / EVAL_SOURCE, channel=run.channel)
-            info = await ctx.platform.upload_dataset(dataset_id, staged, examples=0)
-            names["eval"] = info.name
+            names["eval"] = (await upload_once(ctx, run, ids.dataset_id(run.id, "eval"), staged, examples=0)).name
     else:
         names["eval"] = names.get("test", "")
     return names

@@ -13,13 +13,14 @@ from pipeline.domain import ids
 from pipeline.domain.gates import BudgetStep
 from pipeline.domain.machine import Event
 from pipeline.domain.platform import ChatMessage, PlatformError
+from pipeline.domain.provenance import Change, ResourceState
 from pipeline.domain.records import RunRecord
 from pipeline.evaluation.prompts import reasoning_effort
 from pipeline.run.context import Outcome, RunContext
 from pipeline.run.events import Deployed
 from pipeline.run.steps.budget import hold
 from pipeline.run.steps.final import shipped
-from pipeline.run.steps.serving import production, production_rate, tear_down
+from pipeline.run.steps.serving import deployment_ref, production, production_rate, tear_down
 
 
 async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
@@ -41,20 +42,21 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
     except PlatformError as exc:
         state = await tear_down(ctx, run, dep_id)
         async with ctx.db.write() as tx:
-            await tx.audit(run_id=run.id, actor="sftbot", action="smoke_test_failed", details={"error": str(exc), "state": state})
+            await tx.audit(
+                run_id=run.id, actor="sftbot", action="smoke_test_failed", details={"error": str(exc), "state": state.value}
+            )
         raise PlatformError(
             f"deployment {dep_id} was READY but failed its smoke test ({str(exc).rstrip('.')}); "
-            f"it was torn down so it does not bill (state read back: {state})."
+            f"it was torn down so it does not bill (state read back: {state.value})."
         ) from None
-    details = {
-        **status.model_dump(mode="json"),
-        "smoke_test": reply[:200],
-        "usd_per_hour": await production_rate(ctx, run, model.base_model),
-    }
+    # The summary, the report and the idle guard read how to call it from here.
+    serving = Change(
+        name=status.model_string,
+        rate=await production_rate(ctx, run, model.base_model),
+        details={**status.model_dump(mode="json"), "smoke_test": reply[:200]},
+    )
     snippet = ctx.platform.snippet(status, system_prompt=run_system_prompt(Path(run.workspace)))
     async with ctx.db.write() as tx:
-        await ctx.db.record_resource(
-            tx, kind="deployment", resource_id=dep_id, run_id=run.id, name=status.model_string, state="ready", details=details
-        )
+        await ctx.db.move_resource(tx, run.id, deployment_ref(dep_id), ResourceState.READY, serving)
     await ctx.emit(Deployed(run=await ctx.reload(run), deployment=status, snippet=snippet.code))
     return Outcome(Event.DEPLOYED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.domain import ids
 from pipeline.domain.gates import BudgetStep
 from pipeline.domain.machine import Event
+from pipeline.domain.provenance import Ref, ResourceKind, ResourceState
 from pipeline.domain.records import RunRecord
 from pipeline.run.answers import comparison
 from pipeline.run.context import Outcome, RunContext
@@ -32,8 +33,8 @@ async def evaluate(ctx: RunContext, run: RunRecord) -> Outcome:
     if plan.deploy and comp is not None and comp.identical:
         # An adapter that was not loaded answers like the base: shipping it ships the base.
         number = (run.question.number + 1) if run.question else len(await ctx.db.gate_decisions(run.id)) + 1
-        up = {r.resource_id for r in await ctx.db.resources(run.id) if r.kind == "deployment" and r.state != "deleted"}
-        question = deploy_block(comp, number, billing=ids.deployment_id(run.id) in up)
+        production = await ctx.db.resource(Ref(kind=ResourceKind.DEPLOYMENT, id=ids.deployment_id(run.id)))
+        question = deploy_block(comp, number, billing=production is not None and production.state is not ResourceState.DELETED)
         async with ctx.db.write() as tx:
             await tx.audit(run_id=run.id, actor="sftbot", action="deploy_blocked", details={"reason": question.text})
         return Outcome(Event.NEEDS_INPUT, RunChanges(question=question))

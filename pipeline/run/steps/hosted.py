@@ -14,11 +14,15 @@ from pipeline.domain import ids
 from pipeline.domain.fsio import write_atomic
 from pipeline.domain.platform import EvaluationJobStatus, JobState, PlatformError
 from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.spec import SpecError
 from pipeline.evaluation.eval_types import EvalExample, EvalRun, EvaluatorInfo
 from pipeline.evaluation.hosted_rows import input_rows, read_scores
 from pipeline.run.context import RunContext, workspace
+from pipeline.run.once import Create, create_once
+from pipeline.run.steps.data import upload_once
+from pipeline.store.db import Tx
 
 
 async def check_hosted(ctx: RunContext, ref: str) -> EvaluatorInfo:
@@ -62,35 +66,12 @@ async def score_hosted(
     folder = workspace(run) / "eval"
     folder.mkdir(parents=True, exist_ok=True)
     in_id, job_id, out_id = ids.evaluation_ids(run.id, cand.slot)
-    known = {(r.kind, r.resource_id): r for r in await ctx.db.resources(run.id)}
     source = folder / f"{slot}.hosted-input.jsonl"
     write_atomic(source, "".join(json.dumps(row) + "\n" for row in input_rows(slot, examples)))
-    if known.get(("dataset", in_id)) is None or known[("dataset", in_id)].state != "ready":
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="dataset", resource_id=in_id, run_id=run.id, state="recorded")
-        await ctx.checkpoint(f"dataset:{in_id}:recorded")
-        info = await ctx.platform.upload_dataset(in_id, source, examples=len(examples))
-        async with ctx.db.write() as tx:
-            await ctx.db.record_resource(tx, kind="dataset", resource_id=in_id, run_id=run.id, name=info.name, state="ready")
-        await ctx.checkpoint(f"dataset:{in_id}:ready")
-        in_name = info.name
-    else:
-        in_name = known[("dataset", in_id)].name
-    if ("evaluation_job", job_id) not in known:
-        async with ctx.db.write() as tx:
-            details = {"evaluator": evaluator, "input": in_name, "output": out_id}
-            await ctx.db.record_resource(
-                tx, kind="evaluation_job", resource_id=job_id, run_id=run.id, state="recorded", details=details
-            )
-            # Created by the job, not by a call of ours: recorded so provenance lists it.
-            await ctx.db.record_resource(tx, kind="dataset", resource_id=out_id, run_id=run.id, state="recorded")
-        await ctx.checkpoint(f"evaluation_job:{job_id}:recorded")
-    status = await ctx.platform.create_evaluation_job(job_id, evaluator=evaluator, input_dataset=in_name, output_dataset=out_id)
-    status = await _until_done(ctx, status)
+    answers = await upload_once(ctx, run, in_id, source, examples=len(examples))
+    status = await _until_done(ctx, await _create_job(ctx, run, job_id, evaluator, answers.name, out_id))
     async with ctx.db.write() as tx:
-        await ctx.db.record_resource(
-            tx, kind="evaluation_job", resource_id=job_id, run_id=run.id, state=status.state.value, details=None
-        )
+        await ctx.db.move_resource(tx, run.id, Ref(kind=ResourceKind.EVALUATION_JOB, id=job_id), ResourceState.of(status.state))
     if status.state is not JobState.COMPLETED:
         why = status.message or status.raw_state
         return EvalRun(scores=[], mean=None, errors=0, fatal=f"the evaluation job {job_id} {status.state.value}: {why}")
@@ -98,14 +79,34 @@ async def score_hosted(
     raw.unlink(missing_ok=True)  # a fresh copy of what the job wrote
     await ctx.platform.stage_dataset(status.output_dataset, raw)
     async with ctx.db.write() as tx:
-        await ctx.db.record_resource(
-            tx, kind="dataset", resource_id=out_id, run_id=run.id, name=status.output_dataset, state="ready"
-        )
+        output = Ref(kind=ResourceKind.DATASET, id=out_id)
+        await ctx.db.move_resource(tx, run.id, output, ResourceState.READY, Change(name=status.output_dataset))
     result, reading = read_scores(slot, examples, raw.read_text(encoding="utf-8", errors="replace").splitlines())
     said = reading.sentence(status.output_dataset)
     metrics = ", ".join(f"{k} {v:g}" for k, v in sorted(status.metrics.items()))
     note = f"{said} The job's own metrics: {metrics or 'none'}. Raw rows kept in eval/{raw.name}."
     return result.model_copy(update={"output": note})
+
+
+async def _create_job(
+    ctx: RunContext, run: RunRecord, job_id: str, evaluator: str, answers: str, out_id: str
+) -> EvaluationJobStatus:
+    """The evaluation job, created once; the dataset it writes is recorded with its id."""
+
+    async def output(tx: Tx) -> None:
+        # Created by the job, not by a call of ours: recorded so provenance lists it.
+        await ctx.db.move_resource(tx, run.id, Ref(kind=ResourceKind.DATASET, id=out_id), ResourceState.RECORDED)
+
+    create = Create(
+        run_id=run.id,
+        ref=Ref(kind=ResourceKind.EVALUATION_JOB, id=job_id),
+        call=lambda: ctx.platform.create_evaluation_job(
+            job_id, evaluator=evaluator, input_dataset=answers, output_dataset=out_id
+        ),
+        intent=Change(details={"evaluator": evaluator, "input": answers, "output": out_id}),
+        before=output,
+    )
+    return await create_once(ctx.db, ctx.checkpoint, create)
 
 
 async def _until_done(ctx: RunContext, status: EvaluationJobStatus) -> EvaluationJobStatus:

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.domain import ids
-from pipeline.domain.platform import ChatMessage, PlatformError
+from pipeline.domain.platform import ChatMessage, DeploymentStatus, PlatformError
+from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.evaluation.prompts import prompt_messages, reasoning_effort, tools_of
 from pipeline.evaluation.scores import strip_thinking
-from pipeline.planning.cost import usd_per_hour
+from pipeline.planning.cost import deployment_rate
 from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext
-from pipeline.run.steps.serving import create_recorded, production, tear_down, until_ready
+from pipeline.run.once import Create, create_once
+from pipeline.run.steps.serving import create_deployment, deployment_ref, production, tear_down, until_ready
 
 CONCURRENCY = 4  # completions in flight per dedicated deployment: steady, not a burst
 SHARED_CONCURRENCY = 8  # a multi-LoRA deployment serves every candidate: it can take more
@@ -81,8 +83,8 @@ async def base_outputs(ctx: RunContext, run: RunRecord, plan: Plan, base_model: 
         return Answers(texts=[strip_thinking(t) for t in texts])
     number = base_number(plan, base_model)
     shared = ids.shared_eval_deployment_id(run.id, number)
-    known = {r.resource_id: r for r in await ctx.db.resources(run.id)}
-    if shared in known and known[shared].state == "created":
+    known = await ctx.db.resource(deployment_ref(shared))
+    if known is not None and known.state is ResourceState.CREATED:
         status = await until_ready(ctx, await ctx.platform.get_deployment(shared), what=f"evaluation deployment {shared}")
         return await _ask_all(ctx, status.model_string, rows, base_model, SHARED_CONCURRENCY)
     info = await ctx.platform.model_info(base_model)  # a deployment needs the platform's own name for it
@@ -122,42 +124,41 @@ async def _ask_all(ctx: RunContext, model_string: str, rows: list[dict[str, Any]
 async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord, model: str) -> str | None:
     """The model string of ``cand`` loaded onto its base's shared deployment; None: no addon shape."""
     dep_id = ids.shared_eval_deployment_id(run.id, base_number(plan, cand.base_model))
-    known = {r.resource_id: r for r in await ctx.db.resources(run.id)}
-    if dep_id not in known or known[dep_id].state == "recorded":
-        shape = await ctx.platform.deployment_shape(cand.base_model, addons=True)
-        if shape is None:
-            return None  # no multi-LoRA shape for this base on the account: live merge instead
-        details = {
-            "base": cand.base_model,
-            "purpose": "evaluation",
-            "addons": True,
-            "shape": shape.name,
-            "usd_per_hour": usd_per_hour(shape),  # the run's ledger counts it while it is up
-        }
-        create = ctx.platform.create_addon_deployment
-        status = await create_recorded(ctx, run, dep_id, details, lambda: create(dep_id, cand.base_model, shape=shape.name))
-    else:
-        status = await ctx.platform.get_deployment(dep_id)
+    status = await _shared_deployment(ctx, run, dep_id, cand.base_model)
+    if status is None:
+        return None  # no multi-LoRA shape for this base on the account: live merge instead
     await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
-    load_id = ids.adapter_id(run.id, cand.slot)
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(
-            tx,
-            kind="adapter",
-            resource_id=load_id,
-            run_id=run.id,
-            state="recorded",
-            details={"model": model, "deployment": dep_id},
-        )
-    await ctx.checkpoint(f"adapter:{load_id}:recorded")
-    loaded = await ctx.platform.load_adapter(model, dep_id, label=load_id)  # finds an earlier load first
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(tx, kind="adapter", resource_id=load_id, run_id=run.id, name=loaded.name, state="loading")
-    await ctx.checkpoint(f"adapter:{load_id}:loading")
+    load = Ref(kind=ResourceKind.ADAPTER, id=ids.adapter_id(run.id, cand.slot))
+    create = Create(
+        run_id=run.id,
+        ref=load,
+        # Fireworks names a load itself: the platform looks the (model, deployment) pair up first.
+        call=lambda: ctx.platform.load_adapter(model, dep_id, label=load.id),
+        then=ResourceState.LOADING,
+        intent=Change(details={"model": model, "deployment": dep_id}),
+        answer=lambda loaded: Change(name=loaded.name),
+    )
+    loaded = await create_once(ctx.db, ctx.checkpoint, create)
     string = loaded.model_string if loaded.ready else await _until_loaded(ctx, model, dep_id)
     async with ctx.db.write() as tx:
-        await ctx.db.record_resource(tx, kind="adapter", resource_id=load_id, run_id=run.id, state="ready")
+        await ctx.db.move_resource(tx, run.id, load, ResourceState.READY)
     return string
+
+
+async def _shared_deployment(ctx: RunContext, run: RunRecord, dep_id: str, base: str) -> DeploymentStatus | None:
+    """The base's multi-LoRA evaluation deployment, created once; None when no addon shape fits it."""
+    known = await ctx.db.resource(deployment_ref(dep_id))
+    if known is not None and known.state is not ResourceState.RECORDED:
+        return await ctx.platform.get_deployment(dep_id)
+    shape = await ctx.platform.deployment_shape(base, addons=True)
+    if shape is None:
+        return None
+    create = ctx.platform.create_addon_deployment
+    # The run's ledger counts it while it is up, at its shape's rate.
+    intent = Change(
+        rate=deployment_rate(shape), details={"base": base, "purpose": "evaluation", "addons": True, "shape": shape.name}
+    )
+    return await create_deployment(ctx, run, dep_id, intent, lambda: create(dep_id, base, shape=shape.name))
 
 
 async def _until_loaded(ctx: RunContext, model: str, dep_id: str) -> str:
@@ -180,9 +181,10 @@ async def _until_loaded(ctx: RunContext, model: str, dep_id: str) -> str:
 async def release_shared(ctx: RunContext, run: RunRecord) -> None:
     """Tear the shared evaluation deployments down (their adapters go with them)."""
     for res in await ctx.db.resources(run.id):
-        if res.kind != "deployment" or not res.details.get("addons") or res.state in ("deleted", "recorded"):
+        if res.kind is not ResourceKind.DEPLOYMENT or not res.details.get("addons"):
             continue
-        await tear_down(ctx, run, res.resource_id)
+        if res.state not in (ResourceState.DELETED, ResourceState.RECORDED):
+            await tear_down(ctx, run, res.resource_id)
 
 
 async def _via_live_merge(
@@ -195,8 +197,8 @@ async def _short_lived(
     ctx: RunContext, run: RunRecord, dep_id: str, model: str, rows: list[dict[str, Any]], base: str
 ) -> Answers:
     """``model`` on its own deployment (id recorded before the create), torn down once its answers are in."""
-    details = {"model": model, "purpose": "evaluation"}
-    status = await create_recorded(ctx, run, dep_id, details, lambda: ctx.platform.create_deployment(dep_id, model))
+    intent = Change(details={"model": model, "purpose": "evaluation"})
+    status = await create_deployment(ctx, run, dep_id, intent, lambda: ctx.platform.create_deployment(dep_id, model))
     try:
         status = await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
         return await _ask_all(ctx, status.model_string, rows, base, CONCURRENCY)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from pipeline.domain import ids
-from pipeline.domain.platform import DeploymentState, DeploymentStatus, PlatformError
+from pipeline.domain.platform import DeploymentState, DeploymentStatus, NotFound, PlatformError
 from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.provenance import Change, DeploymentRate, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import RunRecord
-from pipeline.planning.cost import usd_per_hour
+from pipeline.planning.cost import deployment_rate
 from pipeline.run.context import RunContext
+from pipeline.run.once import Create, create_once
 from pipeline.store import runs
 
 
@@ -35,45 +36,49 @@ async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -
     return settled.model_copy(update={"model": status.model, "model_string": status.model_string})
 
 
-async def create_recorded(
+def deployment_ref(dep_id: str) -> Ref:
+    return Ref(kind=ResourceKind.DEPLOYMENT, id=dep_id)
+
+
+async def create_deployment(
     ctx: RunContext,
     run: RunRecord,
     dep_id: str,
-    details: dict[str, Any],
-    create: Callable[[], Awaitable[DeploymentStatus]],
+    intent: Change,
+    call: Callable[[], Awaitable[DeploymentStatus]],
 ) -> DeploymentStatus:
-    """Every deployment a step creates: its id (and what it is for) recorded before the create
-    call, "created" after it, with the checkpoints a crash test stops the process at. A resumed
-    step asks again with the same id and the platform answers with the one it made."""
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="recorded", details=details)
-    await ctx.checkpoint(f"deployment:{dep_id}:recorded")
-    status = await create()
-    async with ctx.db.write() as tx:
-        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state="created")
-    await ctx.checkpoint(f"deployment:{dep_id}:created")
-    return status
+    """Every deployment a step creates, through ``create_once``: its id, what it is for and its
+    rate recorded before the create call. One created before is asked again with the same id:
+    the platform answers with the one it made (and learns which model it serves)."""
+    create = Create(run_id=run.id, ref=deployment_ref(dep_id), call=call, intent=intent)
+    return await create_once(ctx.db, ctx.checkpoint, create)
 
 
-async def tear_down(ctx: RunContext, run: RunRecord, dep_id: str) -> str:
-    """Delete a deployment the run created and record the state read back (or why it failed)."""
+async def tear_down(ctx: RunContext, run: RunRecord, dep_id: str) -> ResourceState:
+    """Delete a deployment the run created and record the state read back (or why it failed:
+    then it is DELETE_FAILED, still up as far as anyone knows, and the error is kept beside it)."""
+    error = None
     try:
-        state = (await ctx.platform.delete_deployment(dep_id)).state.value
+        state = ResourceState.of((await ctx.platform.delete_deployment(dep_id)).state)
+    except NotFound:
+        state = ResourceState.DELETED  # gone already: a hard delete reads back as 404
     except PlatformError as exc:
-        state = f"teardown failed: {exc}"
+        state, error = ResourceState.DELETE_FAILED, str(exc)
     async with ctx.db.write() as tx:
-        await ctx.db.record_resource(tx, kind="deployment", resource_id=dep_id, run_id=run.id, state=state)
+        await ctx.db.move_resource(tx, run.id, deployment_ref(dep_id), state, Change(error=error))
     return state
 
 
-async def production_rate(ctx: RunContext, run: RunRecord, base: str | None) -> float | None:
+async def production_rate(ctx: RunContext, run: RunRecord, base: str | None) -> DeploymentRate | None:
     """What the production deployment bills per hour: the shape matched for its base at plan
     time (the plan's dearest shape when the base is not known here)."""
     plan = await runs.get_plan(ctx.db, run.id, run.plan_version) if run.plan_version else None
     if plan is None:
         return None
     shape = plan.shapes.get(base) if base else None
-    return usd_per_hour(shape) if shape is not None else plan.cost.deployment_usd_per_hour
+    if shape is not None:
+        return deployment_rate(shape)
+    return DeploymentRate(usd_per_hour=plan.cost.deployment_usd_per_hour, priced_at=plan.cost.prices_as_of)
 
 
 async def production(ctx: RunContext, run: RunRecord, model: str, *, base: str | None = None) -> DeploymentStatus:
@@ -83,12 +88,6 @@ async def production(ctx: RunContext, run: RunRecord, model: str, *, base: str |
     comes first creates it, the other finds it.
     """
     dep_id = ids.deployment_id(run.id)
-    known = {r.resource_id: r for r in await ctx.db.resources(run.id) if r.kind == "deployment"}
-    if dep_id not in known or known[dep_id].state == "recorded":
-        details = {"model": model, "usd_per_hour": await production_rate(ctx, run, base)}
-        status = await create_recorded(ctx, run, dep_id, details, lambda: ctx.platform.create_deployment(dep_id, model))
-    else:
-        # Created before (by evaluation, or before a restart): asking again reads it back, and
-        # tells the platform which model it serves (its model string is built from that).
-        status = await ctx.platform.create_deployment(dep_id, model)
+    intent = Change(rate=await production_rate(ctx, run, base), details={"model": model, "purpose": "production"})
+    status = await create_deployment(ctx, run, dep_id, intent, lambda: ctx.platform.create_deployment(dep_id, model))
     return await until_ready(ctx, status, what=f"deployment {dep_id}")

@@ -7,10 +7,12 @@ import asyncio
 from pipeline.domain.machine import Event, Phase
 from pipeline.domain.platform import JobStatus, NotFound, PlatformError
 from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import Actor, CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
 from pipeline.run.context import RunContext
 from pipeline.run.events import RunCancelled, RunFailed, RunSucceeded
+from pipeline.run.once import job_finished
 from pipeline.store import runs
 
 
@@ -25,7 +27,11 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
     stays pruned rather than becoming "cancelled".
     """
     asked: list[tuple[CandidateRecord, JobStatus]] = []
-    sent = {r.resource_id for r in await ctx.db.resources(run.id) if r.kind == "job" and r.state == "cancel_sent"}
+    sent = {
+        r.resource_id
+        for r in await ctx.db.resources(run.id)
+        if r.kind is ResourceKind.JOB and r.state is ResourceState.CANCEL_SENT
+    }
     for c in await runs.candidates(ctx.db, run.id):
         if not c.state.is_active():
             continue
@@ -52,10 +58,8 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
             await runs.update_candidate(tx, run.id, c.slot, status, state=state, progressed=True, stalled=False)
             if state is not CandidateState.PRUNED:  # a pruned one keeps its reason
                 await runs.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
-            if state is CandidateState.COMPLETED and status.model:
-                await ctx.db.record_resource(
-                    tx, kind="model", resource_id=status.model, run_id=run.id, name=status.model, state="ready"
-                )
+            if state.is_finished():  # what the cancel left: the job's end (and a model, if it finished first)
+                await job_finished(ctx.db, tx, run.id, status, state)
             await tx.audit(
                 run_id=run.id,
                 actor="sftbot",

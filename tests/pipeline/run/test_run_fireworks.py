@@ -17,6 +17,7 @@ from bot.testing.fireworks import FakeFireworks, Faults
 from bot.testing.runs import EventLog
 from bot.testing.runs import drive_to_end as drive
 from pipeline.domain.machine import Phase
+from pipeline.domain.provenance import ResourceKind
 from pipeline.run import events
 from pipeline.run.context import CheckpointStop
 from pipeline.run.decisions import Approve, Promote
@@ -152,9 +153,26 @@ async def test_crash_and_restart_around_hosted_evaluation_jobs(tmp_path: Path) -
         probe.add_evaluator("exact")
         names = await _boundaries(tmp_path / "probe.sqlite3", probe, tmp_path / "probe-runs", hosted)
     chosen = [n for n in names if ("evalin-c1" in n or "evaljob-c1" in n or "evalin-final" in n or "evaljob-final" in n)]
-    assert len(chosen) == 6  # per slot: dataset recorded, dataset ready, job recorded
+    assert len(chosen) == 8  # per slot: dataset recorded, dataset ready, job recorded, job created
     for i, boundary in enumerate(chosen):
         await _crash_and_resume(tmp_path, f"hosted{i}", boundary, hosted, evaluator="exact")
+
+
+async def test_every_kind_the_platform_creates_goes_through_create_once_with_both_checkpoints(tmp_path: Path) -> None:
+    """The three crash tests above stop at every boundary of these runs; between them every kind
+    of resource a run creates passes create_once's two checkpoints (recorded, then its answer)."""
+    hosted = f"{INSTRUCTION} eval=evaluator:accounts/test-acct/evaluators/exact eval_examples=2"
+    seen: dict[str, set[str]] = {}
+    for tag, instruction in (("plain", INSTRUCTION), ("eval", EVAL_INSTRUCTION), ("hosted", hosted)):
+        async with FakeFireworks(job_seconds=0.05, deployment_seconds=0.01) as probe:
+            probe.add_evaluator("exact")
+            for name in await _boundaries(tmp_path / f"{tag}.sqlite3", probe, tmp_path / f"{tag}-runs", instruction):
+                seen.setdefault(name.split(":", 1)[0], set()).add(name.rsplit(":", 1)[-1])
+    created_here = {k.value for k in ResourceKind if k.created_by_us}
+    assert created_here == {"dataset", "job", "deployment", "adapter", "evaluation_job"}
+    for kind in created_here:
+        assert "recorded" in seen.get(kind, set()) and len(seen[kind]) >= 2, (kind, seen.get(kind))
+    assert seen["adapter"] >= {"recorded", "loading"} and seen["evaluation_job"] >= {"recorded", "created"}
 
 
 async def _crash_and_resume(
