@@ -81,12 +81,16 @@ class DeploymentRoutes:
 
     async def _deployment_get(self, ctx: Ctx) -> web.Response:
         dep = self.deployments.get(ctx.groups[1])
-        if dep is None:
+        # After a hard delete the GET is 404, not DELETED: the SDK's own helper deletes with
+        # hard=true and polls "until the deployment is gone (404) or in DELETED state"
+        # (fireworks-ai training/sdk/deployment.py:352-370, 484-507; DOC create-deployment 5.10.0).
+        if dep is None or dep.purged(ctx.now):
             return rpc_error("NOT_FOUND", f"deployment accounts/{ctx.groups[0]}/deployments/{ctx.groups[1]} not found")
         return web.json_response(self._dep_wire(dep, ctx.now))
 
     async def _deployment_list(self, ctx: Ctx) -> web.Response:
-        items = [self._dep_wire(d, ctx.now) for d in sorted(self.deployments.values(), key=lambda d: d.id)]
+        listed = [d for d in sorted(self.deployments.values(), key=lambda d: d.id) if not d.purged(ctx.now)]
+        items = [self._dep_wire(d, ctx.now) for d in listed]
         return page(items, "deployments", ctx.query, self.max_page_size)
 
     async def _deployment_delete(self, ctx: Ctx) -> web.Response:
@@ -100,6 +104,7 @@ class DeploymentRoutes:
             )
         if dep.deleted_at is None:
             dep.deleted_at = ctx.now
+            dep.hard = ctx.query.get("hard") == "true"
             for load in self.live_loads():
                 if load.deployment == dep.name:
                     load.unloaded_at = ctx.now  # its adapters go with it

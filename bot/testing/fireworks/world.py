@@ -281,12 +281,16 @@ class DeploymentRecord:
     cold_errors_left: int = 0
     served: bool = False  # answered a chat request (the real API then refuses a plain delete)
     deleted_at: float | None = None
+    hard: bool = False  # deleted with hard=true: gone (GET 404) once the delete is through
     scaled_to: int | None = None  # the last ``:scale`` replica count asked for
     delete_seconds: float = 0.0
 
     @property
     def name(self) -> str:
         return f"accounts/{self.account}/deployments/{self.id}"
+
+    def purged(self, now: float) -> bool:
+        return self.hard and self.state(now) == "DELETED"
 
     def state(self, now: float) -> str:
         if self.deleted_at is not None:

@@ -156,11 +156,24 @@ class FireworksServing:
         await self._calls.run(
             f"delete deployment {deployment_id}",
             # The smoke test and evaluation just sent traffic; without ignore_checks the API
-            # refuses to delete for an hour. The bot created this deployment and owns it.
-            lambda: self._control.deployments.delete(deployment_id, ignore_checks=True),
+            # refuses to delete for an hour. The bot created this deployment and owns it. Hard,
+            # as the SDK's own helper deletes (training/sdk/deployment.py:360-370): gone, not
+            # soft-deleted and restorable.
+            lambda: self._control.deployments.delete(deployment_id, hard=True, ignore_checks=True),
             missing=f"deployment {self.dep_name(deployment_id)}",
         )
-        return await self.get(deployment_id)
+        try:
+            return await self.get(deployment_id)
+        except NotFound:
+            # Read back after a hard delete: 404 is gone ("gone (404) or in DELETED state",
+            # training/sdk/deployment.py:484-507), not a failed teardown that bills on.
+            return DeploymentStatus(
+                deployment_id=deployment_id,
+                state=DeploymentState.DELETED,
+                model=self._requested.get(deployment_id, ""),
+                endpoint=self.endpoint,
+                model_string="",
+            )
 
     async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
         """No replica until the next request (SDK ``deployments.scale``: "Scale Deployment to a

@@ -33,6 +33,11 @@ JOB_STATES: dict[str, JobState] = {
     "JOB_STATE_EXPIRED": JobState.FAILED,
     "JOB_STATE_DELETING": JobState.FAILED,
     "JOB_STATE_DELETING_CLEANING_UP": JobState.FAILED,
+    # In the API's enum (DOC create-supervised-fine-tuning-job, Gateway REST API 5.10.0) but not
+    # in SDK 1.2.30's: "Job has been deleted", and ARCHIVED for a row kept after the delete
+    # ("a retention tombstone: no resources/billing", fw-ai/cookbook provision.py:61-68).
+    "JOB_STATE_DELETED": JobState.FAILED,
+    "JOB_STATE_ARCHIVED": JobState.FAILED,
     "JOB_STATE_CANCELLED": JobState.CANCELLED,
 }
 _STATE_NOTES = {
@@ -41,6 +46,8 @@ _STATE_NOTES = {
     "JOB_STATE_EXPIRED": "the job expired on Fireworks",
     "JOB_STATE_DELETING": "the job is being deleted on Fireworks",
     "JOB_STATE_DELETING_CLEANING_UP": "the job is being deleted on Fireworks",
+    "JOB_STATE_DELETED": "the job was deleted on Fireworks",
+    "JOB_STATE_ARCHIVED": "the job was deleted on Fireworks (archived)",
 }
 DEPLOYMENT_STATES: dict[str, DeploymentState] = {
     "READY": DeploymentState.READY,

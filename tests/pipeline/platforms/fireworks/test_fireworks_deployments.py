@@ -67,8 +67,13 @@ async def test_deploy_chat_snippet_and_teardown(fake: FakeFireworks, platform: F
     with pytest.raises(PlatformError, match="refusing to delete deployment prod-dep"):
         await platform.delete_deployment("prod-dep")
     gone = await platform.delete_deployment("sftbot-r1-dep")
-    assert gone.state in (DeploymentState.DELETING, DeploymentState.DELETED)
-    assert fake.calls("DELETE", r"/deployments/sftbot-r1-dep$")[0].query.get("ignoreChecks") == "true"
+    # A hard delete reads back as 404 once it is through: that is gone, not a failed teardown.
+    assert gone.state is DeploymentState.DELETED and gone.deployment_id == "sftbot-r1-dep"
+    assert [c.status for c in fake.calls("GET", r"/deployments/sftbot-r1-dep$")][-1] == 404
+    delete = fake.calls("DELETE", r"/deployments/sftbot-r1-dep$")[0]
+    assert (delete.query.get("ignoreChecks"), delete.query.get("hard")) == ("true", "true")
+    with pytest.raises(NotFound):
+        await platform.get_deployment("sftbot-r1-dep")
 
 
 async def test_default_snippet_targets_the_public_api(

@@ -98,6 +98,8 @@ async def test_failed_job_carries_the_platform_message(fake: FakeFireworks, plat
         ("JOB_STATE_EARLY_STOPPED", JobState.COMPLETED, None),
         ("JOB_STATE_EXPIRED", JobState.FAILED, "expired"),
         ("JOB_STATE_DELETING_CLEANING_UP", JobState.FAILED, "deleted"),
+        ("JOB_STATE_DELETED", JobState.FAILED, "deleted"),  # in the API's enum, not SDK 1.2.30's: terminal
+        ("JOB_STATE_ARCHIVED", JobState.FAILED, "archived"),
         ("JOB_STATE_CANCELLED", JobState.CANCELLED, None),
         ("JOB_STATE_SOMETHING_NEW", JobState.RUNNING, "unknown job state"),
     ],
