@@ -43,7 +43,7 @@ async def one(model: str, rows: int, batch: int, run: int) -> None:
     try:
         load0 = os.getloadavg()[0]
         t0 = time.monotonic()
-        tp = await platform.throughput(model, sample=demo_path())
+        tp = await platform.training.throughput(model, sample=demo_path())
         probe = time.monotonic() - t0
         assert tp is not None, "the throughput could not be measured"
         train = inspect_dataset(root / "datasets" / "train.jsonl")
@@ -69,8 +69,8 @@ async def one(model: str, rows: int, batch: int, run: int) -> None:
             learning_rate=1e-3,
             output_model="bench-job",
         )
-        await platform.create_job(request)
-        while not (status := await platform.get_job("bench-job")).state.terminal:  # noqa: ASYNC110
+        await platform.training.create(request)
+        while not (status := await platform.training.get("bench-job")).state.terminal:  # noqa: ASYNC110
             await asyncio.sleep(0.5)  # a child process's status file has no event to await
         actual = time.monotonic() - t1
         assert status.state.value == "completed", status.message

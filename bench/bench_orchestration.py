@@ -27,6 +27,7 @@ from bot.testing.runs import EventLog, drive_to_end
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import Actor
 from pipeline.platforms.fireworks.platform import FireworksPlatform
+from pipeline.platforms.fireworks.settings import FireworksSettings
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
@@ -69,7 +70,8 @@ async def measure(runs: int, poll: float, job_seconds: float) -> Result:
     load_before = os.getloadavg()[0]
     async with FakeFireworks(job_seconds=job_seconds, deployment_seconds=0.01) as fake:
         db = await Database.open(tmp / "bench.sqlite3")
-        platform = FireworksPlatform(fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01)
+        settings = FireworksSettings(fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01)
+        platform = FireworksPlatform(settings)
         runner = Runner(db, platform, RunnerConfig(runs_dir=tmp / "runs", poll_seconds=poll))
         log = EventLog()
         runner.bus.subscribe(log)

@@ -44,6 +44,7 @@ from bot.testing.slack import FakeSlack  # noqa: E402
 from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, Bot, has, in_thread, make_bot, root_of, text_of  # noqa: E402
 from pipeline.domain.authz import Policy  # noqa: E402
 from pipeline.platforms.fireworks.platform import FireworksPlatform  # noqa: E402
+from pipeline.platforms.fireworks.settings import FireworksSettings  # noqa: E402
 from pipeline.store.db import Database  # noqa: E402
 
 # The repository's bundled datasets (read as data: bench code imports nothing from tests/).
@@ -87,7 +88,9 @@ async def one_run(workdir: Path, scenario: str) -> dict[str, Any]:
         if scenario == "realistic":
             fireworks.chat_responder = sql_answers()
         platform = FireworksPlatform(
-            fireworks.api_key, fireworks.account, base_url=fireworks.base_url, poll_seconds=0.01, retry_base_delay=0.01
+            FireworksSettings(
+                fireworks.api_key, fireworks.account, base_url=fireworks.base_url, poll_seconds=0.01, retry_base_delay=0.01
+            )
         )
         db = await Database.open(workdir / "bot.sqlite3")
         policy = Policy(approvers=[BOB, CAROL], allow_self_approval=False)

@@ -251,7 +251,7 @@ def describe_platform(engine: Engine) -> str:
     if isinstance(platform, LocalPlatform):
         return f"local, this machine ({platform.device}, at most {platform.max_parallel} job(s) at once)"
     account = engine.settings.fireworks_account_id
-    return f"{platform.name}" + (f", account {account}" if account else "")
+    return f"{platform.facts.name}" + (f", account {account}" if account else "")
 
 
 async def list_unfinished(engine: Engine) -> list[RunRecord]:

@@ -88,7 +88,7 @@ def plan_text(plan: Plan) -> str:
         f"  final run: {'on' if plan.final else 'skipped'}{_mark(plan, 'final_run')}; "
         f"deploy: {'yes' if plan.deploy else 'no'}{_mark(plan, 'deploy')}",
     ]
-    if plan.platform == "local":
+    if not plan.billed:
         out += _time_lines(plan)
     else:
         out += [

@@ -68,8 +68,10 @@ async def before_and_after(engine: Any, run_id: str) -> dict[str, Any]:
     model = next(c for c in by_slot.values() if c.slot.is_final) if any(s.is_final for s in by_slot) else by_slot[run.promoted]
     kept = ws / "eval" / f"{model.slot}.json"
     detail = json.loads(kept.read_text(encoding="utf-8")) if kept.exists() else {}
-    tuned_out = detail.get("outputs") or await engine.platform.generate(status.deployment_id, prompts, max_tokens=ANSWER_TOKENS)
-    base_out = await engine.platform.generate(run.spec.base_models[0], prompts, max_tokens=ANSWER_TOKENS)
+    tuned_out = detail.get("outputs") or await engine.platform.inference.generate(
+        status.deployment_id, prompts, max_tokens=ANSWER_TOKENS
+    )
+    base_out = await engine.platform.inference.generate(run.spec.base_models[0], prompts, max_tokens=ANSWER_TOKENS)
     scores: dict[str, float | None] = {"base": None, "tuned": detail.get("mean")}
     if plan is not None and plan.evaluator is not None:
         evaluator = Path(plan.evaluator.evaluator_path)
@@ -140,7 +142,7 @@ async def show_result(engine: Engine, run_id: str, started: float, *, yes: bool)
     write_atomic(ws / BEFORE_AFTER, json.dumps(before_after_record(result), indent=1))
     summary = await summarize(engine.db, engine.platform, fresh)
     report = ws / "final_report.md"
-    write_atomic(report, render_report(summary, audit=await engine.db.audit_trail(run_id), platform=engine.platform.name))
+    write_atomic(report, render_report(summary, audit=await engine.db.audit_trail(run_id)))
     status: DeploymentStatus = result["deployment"]
     answer = await _call_endpoint(status, "Ines Costa, 41, works as a pilot in Porto.")
     print(f"\nEndpoint {status.endpoint} (model {status.model_string!r}) answered: {_clip(answer, 100)}")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.settings import Settings, prepare_data_dir
 from pipeline.domain.authz import Policy
 from pipeline.domain.platform import Platform
+from pipeline.planning.history import Outcome
+from pipeline.planning.planner import History, Planner
+from pipeline.platforms.fireworks.facts import declared
 from pipeline.run.context import RunnerConfig
 from pipeline.run.events import EventBus
 from pipeline.run.runner import Runner
+from pipeline.store import outcomes
 from pipeline.store.db import Database
 
 
@@ -23,6 +27,7 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
         settings.check_wandb()
         from pipeline.platforms.fireworks.jobs import WandbSettings
         from pipeline.platforms.fireworks.platform import FireworksPlatform
+        from pipeline.platforms.fireworks.settings import FireworksSettings
 
         assert settings.fireworks_api_key is not None and settings.fireworks_account_id is not None
         wandb = (
@@ -33,17 +38,64 @@ def make_platform(settings: Settings, name: str | None = None) -> Platform:
             else None
         )
         return FireworksPlatform(
-            api_key=settings.fireworks_api_key.get_secret_value(),
-            account_id=settings.fireworks_account_id,
-            base_url=settings.fireworks_base_url,
-            inference_url=settings.fireworks_inference_url,
-            warmup_seconds=settings.warmup_minutes * 60,
-            large_warmup_seconds=settings.warmup_minutes_large * 60,
-            wandb=wandb,
+            FireworksSettings(
+                api_key=settings.fireworks_api_key.get_secret_value(),
+                account_id=settings.fireworks_account_id,
+                base_url=settings.fireworks_base_url,
+                inference_url=settings.fireworks_inference_url,
+                warmup_seconds=settings.warmup_minutes * 60,
+                large_warmup_seconds=settings.warmup_minutes_large * 60,
+                wandb=wandb,
+            )
         )
     from bot.local_commands import local_platform
 
     return local_platform(settings)
+
+
+def runner_config(settings: Settings, *, poll_seconds: float | None = None, ask_evaluation: bool = False) -> RunnerConfig:
+    """The runner's settings from the bot's (the planner takes its part: ``RunnerConfig.planning``)."""
+    return RunnerConfig(
+        runs_dir=settings.runs_dir,
+        poll_seconds=settings.poll_seconds if poll_seconds is None else poll_seconds,
+        stall_minutes=settings.stall_minutes,
+        ask_evaluation=ask_evaluation,
+        policy=policy_from(settings),
+        evaluator_dir=settings.evaluator_dir,
+        files=settings.local_files(slack=False),
+        sandbox=settings.sandbox_limits(),
+        eval_max_tokens=settings.answer_max_tokens,
+        quota_give_up_seconds=settings.quota_give_up_minutes * 60,
+        spend_margin=settings.spend_margin,
+    )
+
+
+@asynccontextmanager
+async def planning(settings: Settings, platform_name: str | None = None) -> AsyncIterator[Planner]:
+    """The one planner for `sftbot plan`: on the configured platform, asking it what the run
+    would ask; for Fireworks without an account, from its declared facts alone (serving is then
+    priced "not looked up" and only local files can be inspected). Recent runs in the data dir
+    set the range, as they do for a run."""
+    which = platform_name or settings.resolved_platform
+    config = runner_config(settings).planning()
+    if which == "fireworks" and not (settings.fireworks_api_key and settings.fireworks_account_id):
+        yield Planner(declared(), config)
+        return
+    platform = make_platform(settings, which)
+    db = await Database.open(settings.db_path) if settings.db_path.exists() else None
+    try:
+        yield Planner.on(platform, config, history=_history(db) if db is not None else None)
+    finally:
+        await platform.close()
+        if db is not None:
+            await db.close()
+
+
+def _history(db: Database) -> History:
+    async def recent(platform: str, band: str) -> Sequence[Outcome]:
+        return await outcomes.recent(db, platform=platform, band=band, phase="training")
+
+    return recent
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -105,25 +157,8 @@ async def open_engine(
     bus = EventBus()
     # Reading a local job's status is a file read, not an API call: poll every second unless
     # SFTBOT_POLL_SECONDS says otherwise, so a finished job hands over at once.
-    poll = settings.poll_seconds if plat.name != "local" or "poll_seconds" in settings.model_fields_set else 1.0
-    runner = Runner(
-        db,
-        plat,
-        RunnerConfig(
-            runs_dir=settings.runs_dir,
-            poll_seconds=poll,
-            stall_minutes=settings.stall_minutes,
-            ask_evaluation=ask_evaluation,
-            policy=policy_from(settings),
-            evaluator_dir=settings.evaluator_dir,
-            files=settings.local_files(slack=False),
-            sandbox=settings.sandbox_limits(),
-            eval_max_tokens=settings.answer_max_tokens,
-            quota_give_up_seconds=settings.quota_give_up_minutes * 60,
-            spend_margin=settings.spend_margin,
-        ),
-        bus=bus,
-    )
+    poll = settings.poll_seconds if plat.facts.name != "local" or "poll_seconds" in settings.model_fields_set else 1.0
+    runner = Runner(db, plat, runner_config(settings, poll_seconds=poll, ask_evaluation=ask_evaluation), bus=bus)
     try:
         yield Engine(settings=settings, db=db, platform=plat, runner=runner, bus=bus)
     finally:

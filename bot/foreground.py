@@ -55,7 +55,7 @@ async def follow(engine: Engine, term: Terminal, run: RunRecord, stop: Stop) -> 
     say(f"Run #{run.number} stopped; `sftbot resume {run.number}` continues it.")
     if elsewhere:
         say(
-            f"  {len(elsewhere)} job(s) of it keep running on {engine.platform.name} (and billing) meanwhile; "
+            f"  {len(elsewhere)} job(s) of it keep running on {engine.platform.facts.name} (and billing) meanwhile; "
             f"`sftbot cancel {run.number}` stops them."
         )
     return stop.code

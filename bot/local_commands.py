@@ -180,7 +180,7 @@ async def _start_serving(platform: LocalPlatform, run: RunRecord, record: Deploy
             f"process {platform.deployments.shared_with} (it hosts this data dir's endpoint); nothing to start."
         )
         return False
-    status = await platform.get_deployment(record.deployment_id)
+    status = await platform.serving.get(record.deployment_id)
     if status.state is not DeploymentState.READY:
         raise Refused(f"run #{run.number}'s model cannot be served: {status.message}")
     out(
@@ -255,7 +255,7 @@ async def export(settings: Settings, key: str, *, fmt: ExportFormat, to: Path | 
             fresh = await runs.get_run(db, run.id)
             assert fresh is not None
             summary = await summarize(db, platform, fresh)
-            write_atomic(report, render_report(summary, audit=await db.audit_trail(run.id), platform="local"))
+            write_atomic(report, render_report(summary, audit=await db.audit_trail(run.id)))
     finally:
         await db.close()
         await platform.close()

@@ -99,7 +99,7 @@ async def publish(s: Surface, user: str, client: AsyncWebClient, *, note: Messag
         mine=mine,
         active=active[:10],
         policy=policy,
-        platform=s.runner.platform.name,
+        platform=s.runner.platform.facts.name,
         admin=member(actor, policy.admins),
         links=links,
         deployments=[d for d in await live_deployments(s.db) if await s.sees(actor, d.run)],

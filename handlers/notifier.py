@@ -429,7 +429,7 @@ class Notifier:
 
     async def _spend_warning(self, run: RunRecord) -> None:
         """Once per run, in the thread, when what was spent passes 80% of the cap."""
-        if run.approved_usd is None or run.platform == "local" or run.channel is None:
+        if run.approved_usd is None or not run.billed or run.channel is None:
             return
         book = await run_ledger(self.db, run)
         if book.warning and await self.out.mark(run.id, MessageKey("warn:spend80")):

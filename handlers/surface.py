@@ -110,10 +110,10 @@ class Surface:
             return await self._start(cmd, actor, channel, reply)
         if cmd.kind == "models":
             try:
-                models = await self.runner.platform.list_models()
+                models = await self.runner.platform.models.list_models()
             except PlatformError:
                 models = list(known_models())
-            await reply(replies.models_message(models, platform=self.runner.platform.name))
+            await reply(replies.models_message(models, platform=self.runner.platform.facts.name))
             return None
         verdict = authorize(actor, Action.VIEW, policy=self.runner.policy, channel=channel)
         if verdict.denied:

@@ -11,9 +11,8 @@ from bot.errors import Refused, UsageError
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from pipeline.dataset.inspection import InspectionReport
-    from pipeline.domain.spec import RunSpec
     from pipeline.planning.plan_types import Plan
+    from pipeline.planning.planner import Needs
 
 
 @command(
@@ -43,56 +42,40 @@ def inspect(args: Namespace) -> int:
     return 0 if report.trainable else 1
 
 
-def build_plan(instruction: str, *, platform: str, settings: Settings | None = None) -> Plan:
-    """Parse, inspect a local dataset and plan; starts nothing and spends nothing."""
-    import asyncio
+async def build_plan(instruction: str, *, platform: str | None, settings: Settings) -> Plan:
+    """The one planner's plan for ``instruction``: the run's read-only lookups on the platform
+    (a platform dataset is staged to a scratch folder to inspect it); starts nothing, spends nothing."""
+    import tempfile
 
-    from bot.settings import load_settings
-    from pipeline.dataset.demo_data import resolve_dataset_ref
-    from pipeline.dataset.inspector import inspect_dataset
+    from bot.engine import planning
     from pipeline.domain.instructions import parse_instruction
-    from pipeline.planning.plan import make_plan
+    from pipeline.planning.planner import Needs, Unusable
 
     spec = parse_instruction(instruction)
-    if not spec.dataset:
-        raise Refused("no dataset named: add dataset=<id or path to a .jsonl file>")
-    path = Path(resolve_dataset_ref(spec.dataset))
-    if not path.is_file():
-        raise Refused(
-            f"dataset {spec.dataset} is not a local file; `sftbot plan` inspects local files "
-            "(platform datasets are staged by `sftbot run`)"
-        )
-    report = inspect_dataset(path)
-    if report.blocking:
-        first = report.problems[0] if report.problems else None
-        where = f" (line {first.examples[0].line}: {first.examples[0].message})" if first and first.examples else ""
-        raise Refused(f"dataset {spec.dataset} cannot be trained on: {first.title if first else 'problems found'}{where}")
-    if platform == "local":
-        return asyncio.run(_local_plan(spec, report, path, settings or load_settings()))
-    return make_plan(spec, report, platform=platform)
+    async with planning(settings, platform) as planner:
+        with tempfile.TemporaryDirectory(prefix="sftbot-plan-") as scratch:
+            try:
+                made = await planner.propose(spec, Path(scratch))
+            except Unusable as exc:
+                raise Refused(exc.line()) from None
+    if isinstance(made, Needs):
+        raise Refused(needs_sentence(made))
+    return made
 
 
-async def _local_plan(spec: RunSpec, report: InspectionReport, path: Path, settings: Settings) -> Plan:
-    """The local platform's plan: its models, its parallelism, and time measured on this machine
-    (a few timed steps the first time, then the cache: a second plan starts at once)."""
-    from bot.local_commands import local_platform
-    from pipeline.domain.catalog import find_model
-    from pipeline.planning.plan import make_plan
+def needs_sentence(needs: Needs) -> str:
+    """What a plan still needs, said for the command line (the fix goes in the instruction)."""
+    from pipeline.domain.gates import QuestionKind
 
-    local = local_platform(settings)
-    try:
-        infos = {m: await local.model_info(m) for m in spec.base_models}
-        measured = {m: tp for m in dict.fromkeys(spec.base_models) if (tp := await local.throughput(m, sample=path))}
-        return make_plan(
-            spec,
-            report,
-            platform="local",
-            model_info=lambda m: infos.get(m) or find_model(m),
-            default_parallel=local.max_parallel,
-            throughput=measured or None,
-        )
-    finally:
-        await local.close()
+    if needs.kind is QuestionKind.DATASET:
+        return "no dataset named: add dataset=<id or path to a .jsonl file>"
+    text = needs.detail or needs.text
+    if needs.kind is QuestionKind.BASE_MODEL:
+        known = f" (one of: {', '.join(needs.choices[:8])})" if needs.choices else ""
+        return f"{text.rstrip('?')}: add model=<id>{known}"
+    if needs.kind is QuestionKind.EVALUATION:
+        return f"{text.rstrip('?')}: add eval=loss, eval=generate or eval=evaluator:<file>"
+    return text
 
 
 @command(
@@ -100,16 +83,18 @@ async def _local_plan(spec: RunSpec, report: InspectionReport, path: Path, setti
     "parse an instruction, inspect the data, plan and cost the run; starts nothing",
     examples=[
         'sftbot plan "dataset=data.jsonl model=qwen3-8b"',
+        'sftbot plan "dataset=accounts/acme/datasets/support model=qwen3-8b" --json',
         'sftbot plan "dataset=sftbot:demo model=smollm2-135m" --platform local --json',
     ],
     args=[INSTRUCTION, PLATFORM, JSON],
+    description="With a Fireworks account it makes the lookups a run makes (a platform dataset is staged to inspect it, "
+    "the deployment shape is matched), so its total is the one the run's plan shows.",
 )
-def plan(args: Namespace) -> int:
+async def plan(args: Namespace) -> int:
     from bot.console import plan_json, plan_text
     from bot.settings import load_settings
 
-    settings = load_settings()
-    planned = build_plan(args.instruction, platform=args.platform or settings.resolved_platform, settings=settings)
+    planned = await build_plan(args.instruction, platform=args.platform, settings=load_settings())
     if args.json:
         print_json(plan_json(planned))
     else:
@@ -131,18 +116,17 @@ async def models(args: Namespace) -> int:
 
     platform = make_platform(load_settings(), args.platform)
     try:
-        found = await platform.list_models()
-        source = platform.name
+        found = await platform.models.list_models()
+        source = name = platform.facts.name
     except PlatformError as exc:  # the bundled catalogue, as /sft models falls back to it
-        found, source = list(known_models()), f"the bundled catalogue ({platform.name} did not answer: {exc})"
+        name = platform.facts.name
+        found, source = list(known_models()), f"the bundled catalogue ({name} did not answer: {exc})"
     finally:
         await platform.close()
     if args.json:
-        print_json({"platform": platform.name, "source": source, "models": [m.model_dump(mode="json") for m in found]})
+        print_json({"platform": name, "source": source, "models": [m.model_dump(mode="json") for m in found]})
         return 0
-    print(
-        f"Base models you can fine-tune on {platform.name} ({len(found)}){'' if source == platform.name else ', from ' + source}:"
-    )
+    print(f"Base models you can fine-tune on {name} ({len(found)}){'' if source == name else ', from ' + source}:")
     for m in found:
         size = f"{m.params_b:g}B" if m.params_b else "size unknown"
         ctx = f", context {m.max_context:,}" if m.max_context else ""

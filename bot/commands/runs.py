@@ -43,7 +43,7 @@ async def run(args: Namespace) -> int:
         started = await engine.runner.start(args.instruction, actor)
         if args.yes:
             await foreground.remember_yes(engine, started, actor, on=True)
-        foreground.say(f"Run #{started.number} ({started.id}) on {engine.platform.name}; workspace {started.workspace}")
+        foreground.say(f"Run #{started.number} ({started.id}) on {engine.platform.facts.name}; workspace {started.workspace}")
         code = await foreground.follow(engine, term, started, stop)
         report = Path(started.workspace) / "final_report.md"
         if report.exists() and not stop.requested:

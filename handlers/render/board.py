@@ -323,7 +323,7 @@ def _promotion_starts(best: CandidateRecord, plan: Plan | None) -> str:
     name = f"#{best.slot.number}"
     if plan is None:
         return ""
-    local = plan.platform == "local"
+    local = not plan.billed
     steps = []
     if plan.final is not None:
         usd = figures.final_run(plan)
@@ -341,7 +341,7 @@ def _promotion_starts(best: CandidateRecord, plan: Plan | None) -> str:
 def promote_button(run: RunRecord, best: CandidateRecord, plan: Plan | None, *, primary: bool) -> Block:
     """Promote #N, with a confirm that says what it starts to cost (billing platforms)."""
     starts = _promotion_starts(best, plan)
-    paid = bool(starts) and plan is not None and plan.platform != "local"
+    paid = bool(starts) and plan is not None and plan.billed
     return button(
         f"Promote #{best.slot.number}",
         PROMOTE,

@@ -45,7 +45,7 @@ def price_range(plan: Plan) -> str:
 
 
 def training(plan: Plan) -> str:
-    return "free (this machine)" if plan.platform == "local" else money(plan.cost.training_usd)
+    return money(plan.cost.training_usd) if plan.billed else "free (this machine)"
 
 
 def deployment_rate(plan: Plan, base_model: str) -> float | None:

@@ -30,6 +30,7 @@ from handlers.render.mrkdwn import (
 )
 from pipeline.domain import ids
 from pipeline.domain.platform import DeploymentStatus
+from pipeline.domain.provenance import Ref, ResourceKind, ResourceState
 from pipeline.platforms.lifecycle import gpus
 from pipeline.run.summary import RunSummary
 from pipeline.run.timing import minutes
@@ -45,9 +46,10 @@ def preformatted(body: str) -> Block:
     return {"type": "rich_text", "elements": [element]}
 
 
-def short_snippet(dep: DeploymentStatus, *, platform: str) -> str:
-    """One OpenAI-compatible chat call with curl, five lines (the report has the full program)."""
-    key = "SFTBOT_LOCAL_API_KEY" if platform == "local" else "FIREWORKS_API_KEY"
+def short_snippet(dep: DeploymentStatus, *, key_env: str | None) -> str:
+    """One OpenAI-compatible chat call with curl, five lines (the report has the full program);
+    ``key_env``: the variable the platform's clients keep their key in."""
+    key = key_env or "API_KEY"
     model = json.dumps(dep.model_string)
     return "\n".join(
         [
@@ -78,7 +80,8 @@ def _result(s: RunSummary) -> str:
 def torn_down(s: RunSummary) -> bool:
     """The run's production deployment was deleted (by a teardown or the idle guard)."""
     dep_id = ids.deployment_id(s.run.id)
-    return any(r.kind == "deployment" and r.resource_id == dep_id and r.state == "deleted" for r in s.resources)
+    production = Ref(kind=ResourceKind.DEPLOYMENT, id=dep_id)
+    return any(r.ref == production and r.state is ResourceState.DELETED for r in s.resources)
 
 
 def _billing(s: RunSummary) -> str:
@@ -88,7 +91,7 @@ def _billing(s: RunSummary) -> str:
     dep = s.deployment
     if dep is None:
         return "nothing (no deployment)"
-    if s.run.platform == "local":
+    if not s.run.billed:
         return "nothing: it runs on this machine"
     rate = figures.deployment_rate(s.plan, s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
     shape = s.plan.shapes.get(s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
@@ -97,7 +100,7 @@ def _billing(s: RunSummary) -> str:
 
 
 def _cost(s: RunSummary) -> str:
-    if s.run.platform == "local":
+    if not s.run.billed:
         return "free (this machine)"
     return figures.actual_training(s.cost.training_actual, s.cost.training_est)
 
@@ -118,14 +121,14 @@ def final_message(s: RunSummary) -> Message:
         lines.append(f"*Model:* {code(clip(s.model or '?', 300))}")
     blocks: list[Block] = [section("\n".join(lines))]
     if live and dep is not None:
-        blocks.append(preformatted(short_snippet(dep, platform=run.platform)))
+        blocks.append(preformatted(short_snippet(dep, key_env=s.api_key_env)))
     notes = []
     if s.pruning:
         notes.append(f"✂️ {escape(s.pruning)}")
     if s.start_command and live:
         notes.append(f"Nothing answering? `{escape(s.start_command)}` starts the endpoint.")
     notes.append("The full snippet and every number: `final_report.md`, just above.")
-    if live and run.platform != "local":
+    if live and run.billed:
         notes.append(f"Or `/sft teardown {run.number}`.")
         blocks.append(actions(_delete_button(run.id), block_id=f"final|{run.id}"))
     blocks.append(context(*notes))

@@ -81,7 +81,7 @@ def _deployment_line(d: Live, link: str | None) -> str:
         f"up to {money(d.usd_per_hour * 24)}/day"
         if d.usd_per_hour
         else "free (this machine)"
-        if d.run.platform == "local"
+        if not d.run.billed
         else "rate unknown"
     )
     run = f"<{link}|run #{d.run.number}>" if link else f"run #{d.run.number}"

@@ -111,7 +111,7 @@ def _deployment(plan: Plan) -> str:
     c = plan.cost
     if not plan.deploy:
         return "none"
-    if plan.platform == "local":
+    if not plan.billed:
         return "on this machine, free"
     if c.deployment_usd_per_hour is None:
         return "price unknown"
@@ -159,7 +159,7 @@ def _changed(plan: Plan, previous: Plan | None, author: str | None) -> str:
 
 def title(run: RunRecord, plan: Plan) -> str:
     parts = [f"Plan v{plan.version} · run #{run.number}"]
-    if plan.platform != "local" or plan.cost.total_usd:
+    if plan.billed or plan.cost.total_usd:
         parts.append(figures.estimate(plan.cost.total_usd))
     if (t := duration(plan)) is not None:
         parts.append(t)
@@ -168,7 +168,7 @@ def title(run: RunRecord, plan: Plan) -> str:
 
 def _footer(plan: Plan) -> Block | None:
     notes = []
-    if plan.platform != "local":
+    if plan.billed:
         first_hour = " incl. the first deployment hour" if plan.deploy else ""
         notes.append(f"range {figures.price_range(plan)}{first_hour} · prices of {escape(plan.cost.prices_as_of)}")
     if plan.fallback_note:  # asked for an evaluator, judged by loss: the approver must see why
@@ -262,7 +262,7 @@ def candidates_text(plan: Plan) -> str:
     epochs = sorted({j.epochs for j in plan.candidates})
     each = f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''} each" if len(epochs) == 1 else "epochs vary"
     prices = {ln.label: ln.usd for ln in plan.cost.lines}
-    local = plan.platform == "local"
+    local = not plan.billed
     lines = [f"*Candidates*{_you(plan, 'grid')} · {each}{_you(plan, 'epochs')}"]
     if plan.prune:
         lines.append(f"✂️ *Pruning*{_you(plan, 'prune')}: {prune_rule.RULE}.")
@@ -294,13 +294,13 @@ def price_blocks(run: RunRecord, plan: Plan) -> list[Block]:
         for ln in c.lines[:30]
         if not ln.label.startswith("candidate ")
     ]
-    if cost_lines and plan.platform != "local":
+    if cost_lines and plan.billed:
         blocks.append(section("*Cost lines*\n" + "\n".join(cost_lines)))
     notes = [
         f"{plan.samples:,} samples · ~{plan.tokens:,} tokens · {plan.train_samples:,} train / {held}{hp} · "
         f"at most {plan.max_parallel} jobs at once{_you(plan, 'max_parallel')}",
     ]
-    if plan.platform != "local":
+    if plan.billed:
         notes.append(
             f"range {figures.price_range(plan)} · prices as of {escape(c.prices_as_of)}, {escape(clip(c.price_source, 200))}"
         )

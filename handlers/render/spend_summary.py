@@ -18,7 +18,7 @@ def _run_line(r: RunSpend) -> str:
     est = money(r.estimated_usd) if r.estimated_usd is not None else "no estimate"
     approved = f" · approved {money(r.approved_usd)}" if r.approved_usd is not None else ""
     live = f" · 💸 {money(r.usd_per_hour)}/h now" if r.usd_per_hour else ""
-    cost = "free (this machine)" if r.platform == "local" else f"{money(r.actual_usd)} of est {est}{approved}"
+    cost = f"{money(r.actual_usd)} of est {est}{approved}" if r.billed else "free (this machine)"
     return f"*#{r.number}* {user(r.requester)} · {r.phase.replace('_', ' ')} · {cost}{live}"
 
 

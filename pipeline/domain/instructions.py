@@ -102,9 +102,8 @@ def normalise_model(raw: str) -> str:
     """
     s = raw.strip().strip("'\"")
     if s.startswith("accounts/"):
-        parts = s.split("/")
-        fireworks = len(parts) == 4 and parts[1] == "fireworks" and parts[2] == "models"
-        return parts[3] if fireworks else s
+        public = _PUBLIC_MODEL.fullmatch(s)  # a model Fireworks publishes: its short id
+        return public.group(1) if public else s
     if s.startswith(("/", "./", "../", "~")) or s.lower().endswith(".gguf"):
         return s
     if not re.fullmatch(MODEL, s, re.IGNORECASE):
@@ -209,6 +208,7 @@ _BY_KEY: dict[str, _KeyHandler] = {
     "evaluator": lambda d, v: d.set("evaluation", Evaluation(kind=EvalKind.EVALUATOR, ref=_path_value(v, "evaluator"))),
     "eval_examples": lambda d, v: d.set("eval_examples", _int(v, "eval_examples")),
 }
+_PUBLIC_MODEL = re.compile(r"accounts/fireworks/models/([^/]+)")  # the base models Fireworks publishes
 _ALIASES = {
     "data": "dataset", "models": "model", "base_model": "model", "base_models": "model",
     "lrs": "lr", "learning_rate": "lr", "learning_rates": "lr", "ranks": "rank", "lora_rank": "rank",

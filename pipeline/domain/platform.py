@@ -1,8 +1,8 @@
-"""The training-platform interface every platform implements (Fireworks, local).
+"""What the engine asks of a training platform (Fireworks, local): the roles it plays, what it
+offers and what it costs, and the values that cross between them.
 
-The runner only talks to this. Every create call takes an id the runner derived and
-recorded first; implementations must treat "already exists" as success and return the
-existing resource (a get), never create a second one.
+The engine only talks to these roles. Which platform plays them is chosen by name in one place,
+the composition root (``bot/``); everywhere else a platform is asked what it offers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from pipeline.domain.catalog import BaseModelInfo
+from pipeline.domain.catalog import BaseModelInfo, PriceTable
 
 
 class PlatformError(RuntimeError):
@@ -43,7 +43,7 @@ class Busy(PlatformError):
 
 
 class JobState(str, Enum):
-    """Platform-neutral job states (the Fireworks mapping is in platforms/fireworks.py)."""
+    """Platform-neutral job states (the Fireworks mapping is in platforms/fireworks/wire.py)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -207,26 +207,61 @@ class Throughput(BaseModel):
 
 
 class Capabilities(BaseModel):
-    """What a platform can do beyond the common calls (declared, never probed for)."""
+    """What a platform does beyond its roles' common calls (declared, never probed for).
 
-    generates_in_process: bool = False  # `generate` answers without a deployment (the local platform)
+    Whole sets of calls a platform may lack are roles that are None (``adapters``,
+    ``evaluators``); these flags are behaviours within the roles it has.
+    """
+
+    generates_in_process: bool = False  # `inference.generate` answers without a deployment (the local platform)
     default_parallel: int | None = None  # jobs the platform can run at once by default (None: the plan's 6)
-    deployment_shapes: bool = False  # `deployment_shape` says what a deployment runs on and whether it can
-    addon_deployments: bool = False  # adapters can share one deployment (`create_addon_deployment`, `load_adapter`)
-    hosted_evaluators: bool = False  # evaluators that live on the platform (`check_evaluator`, evaluation jobs)
+    deployment_shapes: bool = False  # `serving.shape` says what a deployment runs on and whether it can
     replicas: tuple[int, int] | None = None  # (min, max) replicas of the deployments it creates; None: no replicas
-    # `job_metrics` holds each finished epoch's validation loss while the job still runs, so a
+    # `training.metrics` holds each finished epoch's validation loss while the job still runs, so a
     # sweep can prune at epoch boundaries (the local trainer writes it; Fireworks' job status
     # carries no validation loss and its metrics file is not known to be readable mid-job).
     epoch_validation_loss: bool = False
+    base_loss: bool = False  # `training.base_loss` computes an untrained base's validation loss (None otherwise)
+    # Examples longer than this many tokens are cut off unless a job asks for more
+    # (`JobRequest.max_context_length`); None: the platform trains on whole examples.
+    training_context: int | None = None
+    # A deployment is answered by an sftbot process on this machine: `sftbot endpoint N` serves it again.
+    serves_here: bool = False
+    exports_models: bool = False  # a fine-tuned model can be written to this machine's disk (`sftbot export`)
 
 
-@runtime_checkable
-class Platform(Protocol):
-    """What a training platform offers the runner. All ids are chosen by the caller."""
+class PriceFacts(BaseModel):
+    """What work on a platform costs, as the platform declares it."""
+
+    table: PriceTable | None = None  # the dated prices it bills by; None: nothing is billed
+
+    @property
+    def billed(self) -> bool:
+        """Work costs money (tokens, GPU-hours); False: compute on this machine, paid in time."""
+        return self.table is not None
+
+
+class PlatformFacts(BaseModel):
+    """What a plan needs to know about a platform without calling it: its name (to say where),
+    what it offers and what it costs."""
 
     name: str
     capabilities: Capabilities
+    prices: PriceFacts
+    api_key_env: str | None = None  # the environment variable a client of its deployments reads its key from
+
+    @property
+    def billed(self) -> bool:
+        return self.prices.billed
+
+
+# --- the roles a platform plays for the engine ------------------------------------------------
+# Every create takes an id the engine derived and recorded first (pipeline/run/once.py); an
+# implementation answers "already exists" with the existing resource (a get), never a second one.
+
+
+class Catalog(Protocol):
+    """The base models a platform can fine-tune."""
 
     async def list_models(self) -> list[BaseModelInfo]:
         """Tunable base models (cached by the implementation)."""
@@ -236,37 +271,64 @@ class Platform(Protocol):
         """One base model's info, or None when the platform does not know it."""
         ...
 
-    async def check_dataset(self, ref: str) -> DatasetInfo:
+
+class Datasets(Protocol):
+    """Datasets a person names, and the ones a run uploads."""
+
+    async def check(self, ref: str) -> DatasetInfo:
         """Confirm a user-named dataset exists and is ready (raise PlatformError naming it)."""
         ...
 
-    async def stage_dataset(self, ref: str, dest: Path) -> Path:
+    async def stage(self, ref: str, dest: Path) -> Path:
         """Bring a user-named dataset to a local file once (cached at ``dest``)."""
         ...
 
-    async def upload_dataset(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
+    async def upload(self, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
         """Create dataset ``dataset_id`` from a local file and wait until it is ready."""
         ...
 
-    async def create_job(self, request: JobRequest) -> JobStatus:
+
+class Training(Protocol):
+    """SFT jobs: created once, read back, cancelled, their loss history, their speed."""
+
+    async def create(self, request: JobRequest) -> JobStatus:
         """Create the job with ``request.job_id``; an existing job of that id is returned as is."""
         ...
 
-    async def get_job(self, job_id: str) -> JobStatus: ...
+    async def get(self, job_id: str) -> JobStatus: ...
 
-    async def cancel_job(self, job_id: str) -> JobStatus: ...
+    async def cancel(self, job_id: str) -> JobStatus: ...
 
-    async def job_metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
+    async def metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
         """The job's loss history; the raw file is kept at ``dest``."""
         ...
 
-    async def create_deployment(self, deployment_id: str, model: str) -> DeploymentStatus:
-        """Deploy ``model`` (live merge) as ``deployment_id``; existing -> returned as is."""
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
+        """Training speed of ``model`` for time estimates, measured on first use with a few steps on
+        rows of ``sample`` and cached (None: the platform does not estimate time this way)."""
         ...
 
-    async def get_deployment(self, deployment_id: str) -> DeploymentStatus: ...
+    async def base_loss(self, model: str, eval_path: Path) -> float | None:
+        """The untrained base's validation loss on these rows, computed as a candidate's is;
+        None where the platform cannot (``capabilities.base_loss`` says which)."""
+        ...
 
-    async def delete_deployment(self, deployment_id: str) -> DeploymentStatus:
+
+class Serving(Protocol):
+    """Deployments of one model each (live merge), and how to call them."""
+
+    async def shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
+        """The shape a deployment of ``model`` would run on (``addons``: a multi-LoRA one); None
+        when no shape fits it on this account. Only with ``capabilities.deployment_shapes``."""
+        ...
+
+    async def create(self, deployment_id: str, model: str) -> DeploymentStatus:
+        """Deploy ``model`` as ``deployment_id``; existing -> returned as is."""
+        ...
+
+    async def get(self, deployment_id: str) -> DeploymentStatus: ...
+
+    async def delete(self, deployment_id: str) -> DeploymentStatus:
         """Tear down a deployment this bot created; returns the state read back."""
         ...
 
@@ -275,10 +337,29 @@ class Platform(Protocol):
         for a replica (or, locally, for the model to load again)."""
         ...
 
-    async def base_loss(self, model: str, eval_path: Path) -> float | None:
-        """The untrained base's validation loss on these rows, computed as a candidate's is;
-        None where the platform cannot (then no number is shown, and the plan says why)."""
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
+        """A copy-paste client snippet that calls the deployment (with the task's system prompt)."""
         ...
+
+
+class Adapters(Protocol):
+    """Many fine-tuned adapters on one deployment of their base (multi-LoRA)."""
+
+    async def create_shared(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
+        """A deployment of ``base_model`` that adapters can be loaded onto; existing -> returned as is."""
+        ...
+
+    async def load(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
+        """Load a fine-tuned adapter onto a shared deployment; an existing load is returned as is."""
+        ...
+
+    async def find(self, model: str, deployment_id: str) -> AdapterStatus | None:
+        """The load of ``model`` on ``deployment_id``, or None when it was never made."""
+        ...
+
+
+class Inference(Protocol):
+    """Answers from a model."""
 
     async def chat(
         self,
@@ -293,80 +374,55 @@ class Platform(Protocol):
         ``reasoning_effort`` ("none" switches thinking off) is sent only when given."""
         ...
 
-    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
-        """The shape a deployment of ``model`` would run on (``addons``: a multi-LoRA one);
-        None when no shape fits it on this account. Only with ``capabilities.deployment_shapes``."""
+    async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
+        """Greedy answers without a deployment; only with ``capabilities.generates_in_process``."""
         ...
 
-    async def create_addon_deployment(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
-        """A deployment of ``base_model`` that adapters can be loaded onto; existing -> returned as is."""
-        ...
 
-    async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
-        """Load a fine-tuned adapter onto an addon deployment; an existing load is returned as is."""
-        ...
+class Evaluators(Protocol):
+    """Evaluators hosted on the platform, and the jobs that score a dataset of answers with one."""
 
-    async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
-        """The load of ``model`` on ``deployment_id``, or None when it was never made."""
-        ...
-
-    async def check_evaluator(self, ref: str) -> HostedEvaluator:
+    async def check(self, ref: str) -> HostedEvaluator:
         """A hosted evaluator, checked to exist and be usable (raises PlatformError naming it)."""
         ...
 
-    async def create_evaluation_job(
-        self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str
-    ) -> EvaluationJobStatus:
+    async def create_job(self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str) -> EvaluationJobStatus:
         """Score ``input_dataset`` with a hosted evaluator; an existing job of that id is returned as is."""
         ...
 
-    async def get_evaluation_job(self, job_id: str) -> EvaluationJobStatus: ...
+    async def get_job(self, job_id: str) -> EvaluationJobStatus: ...
 
-    async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
-        """Greedy answers without a deployment; only when ``capabilities.generates_in_process``."""
-        ...
 
-    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
-        """Training speed of ``model`` on this platform for time estimates, measured on first use
-        with a few steps on rows of ``sample`` and cached (None: the platform does not estimate time)."""
-        ...
+@runtime_checkable
+class Platform(Protocol):
+    """A training platform: the roles it plays for the engine, what it offers and what it costs.
 
-    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
-        """A copy-paste client snippet that calls the deployment (with the task's system prompt)."""
-        ...
+    ``adapters`` and ``evaluators`` are None where the platform has none (the local one): a
+    step asks "does it serve adapters?" by looking, never by the platform's name.
+    """
+
+    @property
+    def facts(self) -> PlatformFacts: ...
+
+    @property
+    def models(self) -> Catalog: ...
+
+    @property
+    def datasets(self) -> Datasets: ...
+
+    @property
+    def training(self) -> Training: ...
+
+    @property
+    def serving(self) -> Serving: ...
+
+    @property
+    def inference(self) -> Inference: ...
+
+    @property
+    def adapters(self) -> Adapters | None: ...
+
+    @property
+    def evaluators(self) -> Evaluators | None: ...
 
     async def close(self) -> None: ...
-
-
-class PlatformDefaults:
-    """What a platform without deployment shapes, shared adapter deployments or hosted
-    evaluators answers (the local one). Their capabilities say they are absent, so the
-    runner never calls these; a call anyway gets one sentence, not an AttributeError."""
-
-    name: str
-
-    def _lacks(self, what: str) -> PlatformError:
-        return PlatformError(f"the {self.name} platform has no {what}.")
-
-    async def deployment_shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
-        raise self._lacks("deployment shapes")
-
-    async def create_addon_deployment(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
-        raise self._lacks("shared adapter deployments")
-
-    async def load_adapter(self, model: str, deployment_id: str, *, label: str) -> AdapterStatus:
-        raise self._lacks("shared adapter deployments")
-
-    async def find_adapter(self, model: str, deployment_id: str) -> AdapterStatus | None:
-        raise self._lacks("shared adapter deployments")
-
-    async def check_evaluator(self, ref: str) -> HostedEvaluator:
-        raise self._lacks(f"hosted evaluators (evaluator {ref} lives on Fireworks)")
-
-    async def create_evaluation_job(
-        self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str
-    ) -> EvaluationJobStatus:
-        raise self._lacks("hosted evaluation jobs")
-
-    async def get_evaluation_job(self, job_id: str) -> EvaluationJobStatus:
-        raise self._lacks("hosted evaluation jobs")

@@ -29,6 +29,18 @@ class Actor(BaseModel):
 BOT = Actor(id="sftbot", name="sftbot")
 
 
+class NewRun(BaseModel):
+    """What a run starts from: who asked for what, on which platform, where its files go."""
+
+    requester: Actor
+    instruction: str
+    spec: RunSpec
+    platform: str
+    billed: bool = True  # the platform bills money (the local one: time on this machine)
+    workspace_root: str
+    channel: str | None = None
+
+
 class RunRecord(BaseModel):
     id: str
     number: int
@@ -36,7 +48,8 @@ class RunRecord(BaseModel):
     requester_name: str = ""
     instruction: str
     spec: RunSpec
-    platform: str
+    platform: str  # its name, to say where it ran (what it offers and costs is asked of the platform)
+    billed: bool = True  # the platform bills money: the run has a spend, a cap and budget gates
     phase: Phase
     channel: str | None = None  # where it was asked for (a Slack channel id); None: the terminal
     plan_version: int = 0

@@ -10,16 +10,15 @@ are 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from pipeline.domain.catalog import BaseModelInfo, PriceTable, price_table
-from pipeline.domain.platform import ShapeInfo
+from pipeline.domain.platform import PriceFacts, ShapeInfo
 from pipeline.domain.provenance import DeploymentRate
-from pipeline.domain.spec import EvalKind, Evaluation
+from pipeline.domain.spec import EvalKind
 from pipeline.planning.duration import minutes
-from pipeline.planning.plan_types import CostEstimate, CostLine, Duration, PlannedJob
-
-Shapes = Mapping[str, ShapeInfo | None]
+from pipeline.planning.plan_types import CostEstimate, CostLine, Duration, Lookups, PlannedJob, Shapes, Work
 
 
 def _sum(values: Sequence[float | None]) -> float | None:
@@ -29,65 +28,30 @@ def _sum(values: Sequence[float | None]) -> float | None:
 
 
 def estimate_cost(
+    work: Work,
+    prices: PriceFacts,
+    found: Lookups,
     *,
-    candidates: Sequence[PlannedJob],
-    final: PlannedJob | None,
-    evaluation: Evaluation,
-    eval_examples: int,
-    deploy: bool,
-    platform: str,
-    model_info: Callable[[str], BaseModelInfo | None],
-    shapes: Shapes | None = None,
-    addon_shapes: Shapes | None = None,
-    hosted_evaluator: bool = False,
     duration: Duration | None = None,
     time_unknown: list[str] | None = None,
 ) -> CostEstimate:
     """Cost the plan's jobs and deployments; an unknown model size or deployment shape gives an
-    "unknown" line, never a guess.
-
-    ``shapes``: base model -> the shape its live-merge deployment runs on (None: not looked
-    up); ``addon_shapes``: base -> the multi-LoRA shape candidates' outputs are served from.
-    """
-    prices = price_table()
-    jobs = [*candidates, *([final] if final else [])]
-    billed = sum(j.train_tokens * j.epochs for j in jobs)
-    if platform == "local":
-        return _local_estimate(billed, duration, time_unknown or [], prices.as_of)
+    "unknown" line, never a guess. A platform that bills nothing costs time (``duration``)."""
+    billed = sum(j.train_tokens * j.epochs for j in work.jobs)
+    if prices.table is None:
+        return _local_estimate(billed, duration, time_unknown or [], price_table().as_of)
+    table = prices.table
     lines: list[CostLine] = []
     unknown: list[str] = []
-    for job in jobs:
-        tier = prices.sft_tier(_params(model_info(job.base_model)))
-        tokens = job.train_tokens * job.epochs
-        name = "final run" if job.slot.is_final else f"candidate {job.slot.number}"
-        if tier is None:
-            unknown.append(f"{name}: price band of {job.base_model} unknown (model size not known)")
-            lines.append(CostLine(phase="training", label=name, usd=None, detail=f"{tokens:,} tokens, band unknown"))
-            continue
-        usd = tokens / 1e6 * tier.usd
-        lines.append(
-            CostLine(
-                phase="training",
-                label=name,
-                usd=round(usd, 6),
-                detail=f"{job.train_tokens:,} tokens x {job.epochs} epochs at ${tier.usd:.2f}/1M ({tier.label})",
-            )
-        )
-    serving, high = _serving_lines(
-        candidates=candidates,
-        final=final,
-        evaluation=evaluation,
-        eval_examples=eval_examples,
-        deploy=deploy,
-        shapes=shapes,
-        addon_shapes=addon_shapes,
-        prices=prices,
-    )
+    for job in work.jobs:
+        lines.append(line := _training_line(job, table, found))
+        if line.usd is None:
+            unknown.append(f"{line.label}: price band of {job.base_model} unknown (model size not known)")
+    serving, high = _serving_lines(work, found, table)
     lines += serving
-    bases = list(dict.fromkeys(c.base_model for c in candidates))
-    hourly = max((_hourly(shapes.get(b) if shapes else None, prices) for b in bases), default=float("inf"))
+    hourly = max((_hourly(found.shapes.get(b) if found.shapes else None, table) for b in work.bases), default=float("inf"))
     unknown += [f"{ln.label}: {ln.detail}" for ln in lines if ln.phase == "inference" and ln.usd is None]
-    if hosted_evaluator and candidates:
+    if work.evaluation.hosted and work.candidates:
         unknown.append("hosted evaluation jobs: Fireworks publishes no price for them, so they are not in the total")
     training = _sum([ln.usd for ln in lines if ln.phase == "training"])
     inference = _sum([ln.usd for ln in lines if ln.phase == "inference"])
@@ -97,82 +61,103 @@ def estimate_cost(
         training_usd=training,
         inference_usd=inference,
         total_usd=total,
-        low_usd=None if total is None else round(total * prices.range.low, 6),
+        low_usd=None if total is None else round(total * table.range.low, 6),
         # GPU-hour sources disagree, so the high end also uses each GPU's higher rate.
         high_usd=None
         if total is None or high_inference is None
-        else round(((training or 0.0) + high_inference) * prices.range.high, 6),
-        prices_as_of=prices.as_of,
-        price_source=prices.source,
+        else round(((training or 0.0) + high_inference) * table.range.high, 6),
+        prices_as_of=table.as_of,
+        price_source=table.source,
         billed_tokens=billed,
-        deployment_usd_per_hour=hourly if deploy and hourly != float("inf") else None,
+        deployment_usd_per_hour=hourly if work.deploy and hourly != float("inf") else None,
         lines=lines,
         unknown=unknown,
     )
 
 
-def _serving_lines(
-    *,
-    candidates: Sequence[PlannedJob],
-    final: PlannedJob | None,
-    evaluation: Evaluation,
-    eval_examples: int,
-    deploy: bool,
-    shapes: Shapes | None,
-    addon_shapes: Shapes | None,
-    prices: PriceTable,
-) -> tuple[list[CostLine], list[float | None]]:
+def _training_line(job: PlannedJob, table: PriceTable, found: Lookups) -> CostLine:
+    """One job's tokens x epochs at its base's size band (usd None when the size is not known)."""
+    tier = table.sft_tier(_params(found.model_info(job.base_model)))
+    tokens = job.train_tokens * job.epochs
+    name = "final run" if job.slot.is_final else f"candidate {job.slot.number}"
+    if tier is None:
+        return CostLine(phase="training", label=name, usd=None, detail=f"{tokens:,} tokens, band unknown")
+    return CostLine(
+        phase="training",
+        label=name,
+        usd=round(tokens / 1e6 * tier.usd, 6),
+        detail=f"{job.train_tokens:,} tokens x {job.epochs} epochs at ${tier.usd:.2f}/1M ({tier.label})",
+    )
+
+
+def _serving_lines(work: Work, found: Lookups, prices: PriceTable) -> tuple[list[CostLine], list[float | None]]:
     """Deployment lines (usd None when unknown) and each line's high-end price."""
     lines: list[CostLine] = []
     high: list[float | None] = []
+    shapes, addon_shapes = found.shapes, found.addon_shapes
 
     def add(label: str, shape: ShapeInfo | None, hours: float, copies: int, what: str) -> None:
-        if shape is None:
-            why = "deployment shape not looked up (it needs the Fireworks account)" if shapes is None else "no deployment shape"
-            lines.append(CostLine(phase="inference", label=label, usd=None, detail=f"{what}; {why}"))
-            high.append(None)
-            return
-        rate = prices.gpu_rate(shape.accelerator)
-        gpus = f"{shape.count} x {rate.label if rate else shape.accelerator}"
-        if rate is None:
-            detail = f"{what} on {gpus}: no dated price for this GPU type"
-            lines.append(CostLine(phase="inference", label=label, usd=None, detail=detail))
-            high.append(None)
-            return
-        usd = copies * hours * shape.count * rate.usd
-        detail = f"{what}: {copies} x ~{hours:g} h x {gpus} at ${rate.usd:.2f}/GPU-h (shape {_shape_id(shape.name)})"
-        lines.append(CostLine(phase="inference", label=label, usd=round(usd, 6), detail=detail))
-        high.append(round(copies * hours * shape.count * rate.usd_high, 6))
+        line, top = _serving_line(_Deployed(label, what, copies, hours), shape, prices, looked_up=shapes is not None)
+        lines.append(line)
+        high.append(top)
 
     def shape_of(base: str, table: Shapes | None) -> ShapeInfo | None:
         return table.get(base) if table is not None else None
 
-    bases = list(dict.fromkeys(c.base_model for c in candidates))
     # The shipped model's base is chosen at the gate: price the dearest one.
-    priciest = max(bases, key=lambda b: _hourly(shape_of(b, shapes), prices), default=None)
+    priciest = max(work.bases, key=lambda b: _hourly(shape_of(b, shapes), prices), default=None)
     eval_hours = prices.evaluation_deployment_hours
-    if evaluation.kind is not EvalKind.LOSS and candidates:
-        for base in bases:
-            n = sum(1 for c in candidates if c.base_model == base)
+    n_examples = work.eval_examples
+    if work.evaluation.kind is not EvalKind.LOSS and work.candidates:
+        for base in work.bases:
+            n = sum(1 for c in work.candidates if c.base_model == base)
             addon = shape_of(base, addon_shapes)
             if addon is not None:
                 # The base answers from the same deployment (its own model string): no extra hours.
                 what = (
-                    f"candidate outputs ({n} adapters on one multi-LoRA deployment of {base}, {eval_examples} examples each, "
+                    f"candidate outputs ({n} adapters on one multi-LoRA deployment of {base}, {n_examples} examples each, "
                     "and the base model's own answers on it)"
                 )
                 add(f"evaluation outputs ({base})", addon, eval_hours, 1, what)
             else:
-                what = f"candidate outputs ({n} short-lived live-merge deployments of {base}, {eval_examples} examples each)"
+                what = f"candidate outputs ({n} short-lived live-merge deployments of {base}, {n_examples} examples each)"
                 add(f"evaluation outputs ({base})", shape_of(base, shapes), eval_hours, n, what)
-                what = f"the base model's answers to the same {eval_examples} examples (one short-lived deployment)"
+                what = f"the base model's answers to the same {n_examples} examples (one short-lived deployment)"
                 add(f"base model outputs ({base})", shape_of(base, shapes), eval_hours, 1, what)
-        if final is not None and not deploy and priciest is not None:
+        if work.final is not None and not work.deploy and priciest is not None:
             add("evaluation outputs (final model)", shape_of(priciest, shapes), eval_hours, 1, "the final model's outputs")
-    if deploy and priciest is not None:
+    if work.deploy and priciest is not None:
         hours = prices.deployment_hours_in_estimate
         add("deployment (first hour)", shape_of(priciest, shapes), hours, 1, "billed per second while a replica is up")
     return lines, high
+
+
+class _Deployed(NamedTuple):
+    """Deployments a plan line pays for: ``copies`` of them, up ``hours`` each."""
+
+    label: str
+    what: str
+    copies: int
+    hours: float
+
+
+def _serving_line(
+    item: _Deployed, shape: ShapeInfo | None, prices: PriceTable, *, looked_up: bool
+) -> tuple[CostLine, float | None]:
+    """One deployment line and its high-end price (None when the shape or its GPU's rate is unknown)."""
+    label, what = item.label, item.what
+    if shape is None:
+        why = "no deployment shape" if looked_up else "deployment shape not looked up (it needs the Fireworks account)"
+        return CostLine(phase="inference", label=label, usd=None, detail=f"{what}; {why}"), None
+    rate = prices.gpu_rate(shape.accelerator)
+    gpus = f"{shape.count} x {rate.label if rate else shape.accelerator}"
+    if rate is None:
+        detail = f"{what} on {gpus}: no dated price for this GPU type"
+        return CostLine(phase="inference", label=label, usd=None, detail=detail), None
+    gpu_hours = item.copies * item.hours * shape.count
+    detail = f"{what}: {item.copies} x ~{item.hours:g} h x {gpus} at ${rate.usd:.2f}/GPU-h (shape {_shape_id(shape.name)})"
+    line = CostLine(phase="inference", label=label, usd=round(gpu_hours * rate.usd, 6), detail=detail)
+    return line, round(gpu_hours * rate.usd_high, 6)
 
 
 def _shape_id(name: str) -> str:

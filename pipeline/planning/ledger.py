@@ -9,7 +9,8 @@ budget gate, the report and ``sftbot spend`` — so they cannot disagree.
 - **Deployments** the bot created: GPU-hours x the shape's rate, from creation until they
   were deleted (or now). Deployments that scale to zero bill nothing while down, so this is
   an upper bound, and the ledger says so.
-- **Local** runs cost nothing: the ledger is empty and surfaces say "free (this machine)".
+- **Free** runs (a platform that bills nothing: the local one) cost nothing: the ledger is
+  empty and surfaces say "free (this machine)".
 
 The cap is the approved amount x a margin (``SFTBOT_SPEND_MARGIN``, 1.2 by default).
 ``shortfall`` is the one decision about it: before a paid step starts, does what was spent
@@ -96,10 +97,10 @@ def ledger(
     approved_usd: float | None,
     now: float,
     margin: float = DEFAULT_MARGIN,
-    platform: str = "fireworks",
+    billed: bool = True,
 ) -> Ledger:
-    """The run's ledger as of ``now``."""
-    if platform == "local":
+    """The run's ledger as of ``now`` (empty where the platform bills nothing)."""
+    if not billed:
         return Ledger(approved_usd=approved_usd, margin=margin)
     estimates = _job_estimates(plan)
     lines: list[LedgerLine] = []

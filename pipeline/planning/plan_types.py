@@ -5,12 +5,15 @@ A leaf module: planning and costing both use these types, neither imports the ot
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from pipeline.domain.platform import ShapeInfo
+from pipeline.domain.catalog import BaseModelInfo, find_model
+from pipeline.domain.platform import ShapeInfo, Throughput
 from pipeline.domain.slots import FINAL, Slot, SlotField
 from pipeline.domain.spec import Evaluation, RunSpec
 from pipeline.evaluation.eval_types import EvaluatorInfo
@@ -106,7 +109,8 @@ class Plan(BaseModel):
     """A resolved, costed plan. A revision yields a new plan with ``version + 1``."""
 
     version: int = 1
-    platform: str
+    platform: str  # its name, to say where it runs
+    billed: bool = True  # the platform bills money; False: free, the cost is time on this machine
     spec: RunSpec
     dataset: str
     eval_dataset: str | None
@@ -137,4 +141,45 @@ class Plan(BaseModel):
     serving_note: str | None = None  # what keeps billing once deployed, and how it scales (the platform's words)
 
 
-__all__ = ["FINAL", "CostEstimate", "CostLine", "Duration", "Plan", "PlannedJob", "Slot", "Source"]
+Shapes = Mapping[str, ShapeInfo | None]
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the planner's read-only lookups found (pipeline/planning/planner.py asks them).
+
+    ``shapes`` / ``addon_shapes``: what the platform would deploy each base on (live merge /
+    multi-LoRA), for pricing; None when not looked up (those lines say "unknown").
+    ``throughput`` (per base model, measured by the platform) gives every job and the whole run a
+    duration. ``answer_tokens`` is the evaluator's answer budget per held-out example;
+    ``parallel`` the bot's own default for jobs at once (None: the platform's).
+    """
+
+    model_info: Callable[[str], BaseModelInfo | None] = find_model
+    shapes: Shapes | None = None
+    addon_shapes: Shapes | None = None
+    throughput: Mapping[str, Throughput] | None = None
+    answer_tokens: int = 512
+    parallel: int | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a plan will do, as far as its cost and time go."""
+
+    candidates: Sequence[PlannedJob]
+    final: PlannedJob | None
+    evaluation: Evaluation
+    eval_examples: int  # held-out examples each model answers (0 when judged by loss)
+    deploy: bool
+
+    @property
+    def jobs(self) -> list[PlannedJob]:
+        return [*self.candidates, *([self.final] if self.final else [])]
+
+    @property
+    def bases(self) -> list[str]:
+        return list(dict.fromkeys(c.base_model for c in self.candidates))
+
+
+__all__ = ["FINAL", "CostEstimate", "CostLine", "Duration", "Lookups", "Plan", "PlannedJob", "Shapes", "Slot", "Source", "Work"]

@@ -18,6 +18,7 @@ from pipeline.domain.machine import Event
 from pipeline.domain.platform import Platform
 from pipeline.domain.records import RunRecord
 from pipeline.evaluation.eval_types import SandboxLimits
+from pipeline.planning.planner import PlannerSettings
 from pipeline.run.events import RunEvent
 from pipeline.store import runs
 from pipeline.store.db import Database
@@ -45,6 +46,17 @@ class RunnerConfig(BaseModel):
     quota_give_up_seconds: float = 3600.0  # a sweep nothing of which can start for this long fails (SFTBOT_QUOTA_GIVE_UP_MINUTES)
     cancel_settle_seconds: float = 60.0  # after a cancel, how long to read a job back until it has stopped
     spend_margin: float = 1.2  # the run's cap is what was approved x this (SFTBOT_SPEND_MARGIN)
+
+    def planning(self) -> PlannerSettings:
+        """What the planner takes from these settings (`sftbot plan` builds the same)."""
+        return PlannerSettings(
+            files=self.files,
+            evaluator_dir=self.evaluator_dir,
+            sandbox=self.sandbox,
+            answer_tokens=self.eval_max_tokens,
+            parallel=self.default_parallel,
+            ask_evaluation=self.ask_evaluation,
+        )
 
 
 class CheckpointStop(BaseException):

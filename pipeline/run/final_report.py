@@ -43,7 +43,7 @@ def evaluation_section(ws: Path, plan: Plan | None, shipped: CandidateRecord | N
     return out
 
 
-def render_report(summary: RunSummary, *, audit: list[AuditEvent], platform: str) -> str:
+def render_report(summary: RunSummary, *, audit: list[AuditEvent]) -> str:
     """The whole report as Markdown."""
     run = summary.run
     ws = Path(run.workspace)
@@ -60,7 +60,6 @@ def render_report(summary: RunSummary, *, audit: list[AuditEvent], platform: str
         plan=summary.plan,
         inspection=inspection,
         audit=audit,
-        platform=platform,
         evaluation=evaluation_section(ws, summary.plan, summary.shipped, run.evaluator_error),
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         prune_rule=RULE,

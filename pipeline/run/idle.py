@@ -99,7 +99,7 @@ async def scale_to_zero(
 ) -> RunRecord:
     """No replica until the next request: it stops billing and stays deployed (audited)."""
     found = await target(db, policy, key, actor, channel=channel)
-    status = await platform.scale_to_zero(found.deployment.resource_id)
+    status = await platform.serving.scale_to_zero(found.deployment.resource_id)
     details = {"deployment_id": found.deployment.resource_id, "state": status.state.value}
     return await _kept(db, found, actor, scaled=True, details=details)
 

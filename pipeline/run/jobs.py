@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.domain.platform import Busy, JobRequest, JobStatus, NotFound, Platform, PlatformError
+from pipeline.domain.platform import Busy, JobRequest, JobStatus, NotFound, PlatformError, Training
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord
 from pipeline.domain.slots import CandidateState, Slot
@@ -55,7 +55,7 @@ class JobWatch:
         self,
         *,
         db: Database,
-        platform: Platform,
+        training: Training,
         run_id: str,
         workspace: Path,
         checkpoint: Checkpoint,
@@ -69,7 +69,7 @@ class JobWatch:
         prune: bool = False,
     ) -> None:
         self.db = db
-        self.platform = platform
+        self.training = training
         self.run_id = run_id
         self.ws = workspace
         self.cp = checkpoint
@@ -81,7 +81,7 @@ class JobWatch:
         self.on_queued = queued
         self.clock = clock
         self.pruner = (
-            Pruner(db=db, platform=platform, run_id=run_id, workspace=workspace, checkpoint=checkpoint, record=self._record)
+            Pruner(db=db, training=training, run_id=run_id, workspace=workspace, checkpoint=checkpoint, record=self._record)
             if prune
             else None
         )
@@ -156,7 +156,7 @@ class JobWatch:
         create = Create(
             run_id=self.run_id,
             ref=Ref(kind=ResourceKind.JOB, id=req.job_id),
-            call=lambda: self.platform.create_job(req),
+            call=lambda: self.training.create(req),
             answer=lambda status: Change(estimated_usd=status.cost_usd),
             before=submitting,
             after=created,
@@ -172,7 +172,7 @@ class JobWatch:
                 changed |= await self.pruner.settle(c)
                 continue
             try:
-                status = await self.platform.get_job(c.job_id)
+                status = await self.training.get(c.job_id)
             except NotFound:
                 if c.state is not CandidateState.SUBMITTING:
                     raise
@@ -226,7 +226,7 @@ class JobWatch:
 
     async def _metrics(self, job_id: str) -> tuple[float | None, float | None]:
         """Final train and validation loss from the job's metrics file (kept in the workspace)."""
-        points = await read_points(self.platform, self.ws, job_id)
+        points = await read_points(self.training, self.ws, job_id)
         if points is None:
             return None, None
         if self.pruner is not None:

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 
 from pipeline.domain.fsio import json_lines, write_atomic
-from pipeline.domain.platform import LossPoint, Platform, PlatformError
+from pipeline.domain.platform import LossPoint, PlatformError, Training
 
 
-async def read_points(platform: Platform, workspace: Path, job_id: str) -> list[LossPoint] | None:
+async def read_points(training: Training, workspace: Path, job_id: str) -> list[LossPoint] | None:
     """The job's loss history as the platform has it now, kept as ``metrics/<job>.json`` (and the
     raw file beside it); None when the platform could not give it."""
     folder = workspace / "metrics"
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        points = await platform.job_metrics(job_id, folder / f"{job_id}.raw.jsonl")
+        points = await training.metrics(job_id, folder / f"{job_id}.raw.jsonl")
     except PlatformError:
         return None
     write_atomic(folder / f"{job_id}.json", json.dumps([p.model_dump() for p in points]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from pipeline.domain.platform import JobState, JobStatus, LossPoint, Platform, PlatformError
+from pipeline.domain.platform import JobState, JobStatus, LossPoint, PlatformError, Training
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord
 from pipeline.domain.slots import CandidateState
@@ -32,10 +32,10 @@ class Pruner:
     """Stops a sweep's hopeless candidates at epoch boundaries; one per job watch."""
 
     def __init__(
-        self, *, db: Database, platform: Platform, run_id: str, workspace: Path, checkpoint: Checkpoint, record: Record
+        self, *, db: Database, training: Training, run_id: str, workspace: Path, checkpoint: Checkpoint, record: Record
     ) -> None:
         self.db = db
-        self.platform = platform
+        self.training = training
         self.run_id = run_id
         self.ws = workspace
         self.cp = checkpoint
@@ -48,7 +48,7 @@ class Pruner:
         self._losses[job_id] = prune_rule.epoch_losses([(p.epoch, p.val_loss) for p in points])
 
     async def _read(self, job_id: str) -> None:
-        points = await read_points(self.platform, self.ws, job_id)
+        points = await read_points(self.training, self.ws, job_id)
         if points is not None:
             self.seen(job_id, points)
 
@@ -124,7 +124,7 @@ class Pruner:
 
     async def _cancel_pruned(self, c: CandidateRecord, reason: str) -> bool:
         try:
-            status = await self.platform.cancel_job(c.job_id)
+            status = await self.training.cancel(c.job_id)
         except PlatformError as exc:
             if exc.retryable:
                 return False  # still PRUNING: the next poll tries again
@@ -157,7 +157,7 @@ class Pruner:
         """A PRUNING job read back: PRUNED once stopped; cancelled now only if it never was."""
         if status is None:
             try:
-                status = await self.platform.get_job(c.job_id)
+                status = await self.training.get(c.job_id)
             except PlatformError as exc:
                 if not exc.retryable:
                     raise

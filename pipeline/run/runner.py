@@ -21,7 +21,7 @@ from pipeline.domain.authz import Action, Policy, Subject, authorize
 from pipeline.domain.instructions import parse_instruction
 from pipeline.domain.machine import ENTRY, Context, Effect, Event, Phase, Refused, advance
 from pipeline.domain.platform import Platform, PlatformError
-from pipeline.domain.records import BOT, Actor, GateDecision, RunRecord
+from pipeline.domain.records import BOT, Actor, GateDecision, NewRun, RunRecord
 from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.run import decisions, teardown
 from pipeline.run.authorship import evaluator_file
@@ -120,16 +120,17 @@ class Runner:
         await check_use(spec, channel=channel, files=self.config.files, origin=lambda r: uploads.origin(self.db, r))
         await uploads.used(self.db, [r for r in (spec.dataset, spec.eval_dataset) if r])
         async with self.db.write() as tx:
-            run = await runs.insert_run(
-                tx,
-                requester=actor.id,
-                requester_name=actor.name,
+            facts = self.platform.facts
+            new = NewRun(
+                requester=actor,
                 instruction=instruction,
                 spec=spec,
-                platform=self.platform.name,
+                platform=facts.name,
+                billed=facts.billed,
                 workspace_root=str(self.config.runs_dir),
                 channel=channel,
             )
+            run = await runs.insert_run(tx, new)
             await tx.audit(
                 run_id=run.id, actor=actor.id, actor_name=actor.name, action="run_created", details={"instruction": instruction}
             )

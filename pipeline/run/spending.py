@@ -34,6 +34,7 @@ class RunSpend(BaseModel):
     requester_name: str = ""
     channel: str | None
     platform: str
+    billed: bool = True  # its platform bills money (False: free, on this machine)
     phase: str
     created_at: float
     estimated_usd: float | None
@@ -55,6 +56,7 @@ class RunSpend(BaseModel):
             requester_name=run.requester_name,
             channel=run.channel,
             platform=run.platform,
+            billed=run.billed,
             phase=run.phase.value,
             created_at=run.created_at,
             estimated_usd=run.estimated_usd,
@@ -102,7 +104,7 @@ async def run_ledger(db: Database, run: RunRecord, *, now: float | None = None, 
         approved_usd=run.approved_usd,
         now=time.time() if now is None else now,
         margin=margin,
-        platform=run.platform,
+        billed=run.billed,
     )
 
 

@@ -62,6 +62,8 @@ class RunSummary(BaseModel):
     cost: CostSummary
     evaluation: str
     start_command: str | None = None  # a local deployment: the command that serves it when nothing answers
+    exportable: bool = False  # the shipped model can be written to this machine's disk (`sftbot export`)
+    api_key_env: str | None = None  # where a client of the deployment keeps its key (the platform's words)
     exports: list[Resource] = []  # what `sftbot export` wrote for this run
     timing: dict[str, float] = {}  # slot name -> seconds the job ran (first seen running to finished)
     pruning: str | None = None  # what pruning saved, one sentence (None: nothing was pruned)
@@ -159,16 +161,21 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
     shipped = final or (by_slot.get(run.promoted) if run.promoted else None)
     resources = await db.resources(run.id)
     deployment = production_deployment(run, resources)
+    offers = platform.facts.capabilities
     system = run_system_prompt(Path(run.workspace))
-    snippet = platform.snippet(deployment, system_prompt=system).code if deployment is not None else None
+    snippet = platform.serving.snippet(deployment, system_prompt=system).code if deployment is not None else None
     note = None
     if deployment is not None:
         shape = plan.shapes.get(shipped.base_model) if plan is not None and shipped is not None else None
         note = serving_note(
-            platform.name, platform.capabilities, deployment_id=deployment.deployment_id, run_number=run.number, shape=shape
+            platform.facts.name,
+            offers,
+            deployment_id=deployment.deployment_id,
+            run_number=run.number,
+            shape=shape,
         )
     now = time.time()
-    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=margin, platform=run.platform)
+    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=margin, billed=run.billed)
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None
@@ -194,7 +201,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
             training_delta_pct=delta_pct(est.training_usd if est else None, actual),
             compute_minutes=est.compute_minutes if est else None,
             deployments_usd=book.deployments_usd,
-            actual_usd=None if run.platform == "local" else book.spent_usd,
+            actual_usd=book.spent_usd if run.billed else None,
             approved_usd=run.approved_usd,
             cap_usd=book.cap_usd,
             live_usd_per_hour=book.live_usd_per_hour,
@@ -202,13 +209,15 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
         ),
         evaluation=evaluation_sentence(plan, shipped, evaluator_failure=evaluator_failure(run)),
         # Locally "deployed" is a record any sftbot process can serve; say which command does.
-        start_command=f"sftbot endpoint {run.number}" if deployment is not None and run.platform == "local" else None,
+        start_command=f"sftbot endpoint {run.number}" if deployment is not None and offers.serves_here else None,
+        exportable=offers.exports_models and shipped is not None,
+        api_key_env=platform.facts.api_key_env,
         exports=[r for r in resources if r.kind is ResourceKind.EXPORT],
         timing={
             c.slot.name: round(c.finished_at - c.started_at, 1)
             for c in cands
             if c.started_at is not None and c.finished_at is not None
         },
-        pruning=saved.sentence(local=run.platform == "local") if saved is not None else None,
+        pruning=saved.sentence(local=not run.billed) if saved is not None else None,
         comparison=comp,
     )

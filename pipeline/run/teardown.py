@@ -62,10 +62,12 @@ async def teardown(
     """Delete the run's deployment; returns the run and the state read back."""
     found = await target(db, policy, key, actor, channel=channel)
     run, dep_id = found.run, found.deployment.resource_id
-    if run.platform != platform.name:
-        raise Refusal(RefusalKind.INVALID, f"Run #{run.number} ran on {run.platform}, not {platform.name}: use that platform.")
+    if run.platform != platform.facts.name:
+        raise Refusal(
+            RefusalKind.INVALID, f"Run #{run.number} ran on {run.platform}, not {platform.facts.name}: use that platform."
+        )
     try:
-        state = ResourceState.of((await platform.delete_deployment(dep_id)).state)
+        state = ResourceState.of((await platform.serving.delete(dep_id)).state)
     except NotFound:
         state = ResourceState.DELETED  # gone already (Fireworks deletes idle min-0 deployments after 7 days)
     except PlatformError as exc:

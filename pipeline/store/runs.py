@@ -12,7 +12,7 @@ import aiosqlite
 from pipeline.domain.gates import BudgetRequest, Question
 from pipeline.domain.machine import Phase
 from pipeline.domain.platform import JobStatus
-from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.records import CandidateRecord, NewRun, RunRecord
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.domain.spec import RunSpec
 from pipeline.planning.plan_types import Plan
@@ -43,6 +43,7 @@ def _run(r: aiosqlite.Row) -> RunRecord:
         instruction=r["instruction"],
         spec=RunSpec.model_validate_json(r["spec_json"]),
         platform=r["platform"],
+        billed=bool(r["billed"]),
         phase=Phase(r["phase"]),
         channel=r["channel"],
         plan_version=r["plan_version"],
@@ -66,39 +67,31 @@ def _cand(r: aiosqlite.Row) -> CandidateRecord:
     return CandidateRecord.model_validate(d)
 
 
-async def insert_run(
-    tx: Tx,
-    *,
-    requester: str,
-    requester_name: str,
-    instruction: str,
-    spec: RunSpec,
-    platform: str,
-    workspace_root: str,
-    channel: str | None,
-) -> RunRecord:
+async def insert_run(tx: Tx, new: NewRun) -> RunRecord:
     """A new run in ``inspecting``; its id is random so resource ids never collide across bots."""
     row = await tx.fetchone("SELECT COALESCE(MAX(number), 0) + 1 FROM runs")
     number = int(row[0]) if row else 1
     run_id = secrets.token_hex(4)
     now = time.time()
-    workspace = f"{workspace_root}/{number:04d}-{run_id}"
+    workspace = f"{new.workspace_root}/{number:04d}-{run_id}"
+    who = new.requester
     await tx.execute(
-        "INSERT INTO runs(id, number, requester, requester_name, instruction, spec_json, platform, phase, channel, workspace,"
-        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (run_id, number, requester, requester_name, instruction, spec.model_dump_json(), platform, Phase.INSPECTING.value,
-         channel, workspace, now, now),
+        "INSERT INTO runs(id, number, requester, requester_name, instruction, spec_json, platform, billed, phase, channel,"
+        " workspace, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (run_id, number, who.id, who.name, new.instruction, new.spec.model_dump_json(), new.platform, int(new.billed),
+         Phase.INSPECTING.value, new.channel, workspace, now, now),
     )  # fmt: skip
     return RunRecord(
         id=run_id,
         number=number,
-        requester=requester,
-        requester_name=requester_name,
-        instruction=instruction,
-        spec=spec,
-        platform=platform,
+        requester=who.id,
+        requester_name=who.name,
+        instruction=new.instruction,
+        spec=new.spec,
+        platform=new.platform,
+        billed=new.billed,
         phase=Phase.INSPECTING,
-        channel=channel,
+        channel=new.channel,
         workspace=workspace,
         created_at=now,
         updated_at=now,

@@ -47,7 +47,7 @@ async def test_version_is_the_packages_own() -> None:
 async def test_models_lists_the_catalogue_slack_shows(fake: FakeFireworks) -> None:
     platform = platform_for(fake)
     try:
-        expected = [m.id for m in await platform.list_models()]  # what /sft models lists (handlers/surface.py)
+        expected = [m.id for m in await platform.models.list_models()]  # what /sft models lists (handlers/surface.py)
     finally:
         await platform.close()
     code, out, err = await sftbot("models", "--json", env=fireworks_env(fake))

@@ -89,8 +89,8 @@ async def test_after_the_demo_exits_sftbot_endpoint_answers_the_reports_snippet_
         assert record is not None and record.port == demo.port
         prompt = [ChatMessage.model_validate(m) for m in platform.example_prompt(record.model)]
         assert prompt[-1].role == "user" and prompt[-1].content != "Hello!"
-        tuned = (await platform.generate(record.model, [prompt], max_tokens=256))[0]
-        base = (await platform.generate("tiny-llama", [prompt], max_tokens=256))[0]
+        tuned = (await platform.inference.generate(record.model, [prompt], max_tokens=256))[0]
+        base = (await platform.inference.generate("tiny-llama", [prompt], max_tokens=256))[0]
     finally:
         await platform.close()
     assert answer == tuned and answer != base
@@ -123,13 +123,13 @@ async def test_a_host_serves_other_processes_deployments_lazily_and_sees_a_teard
         assert await host.host() is None and host.deployments.loaded == {}  # nothing loaded before a request
         # Another process deploys a model: the port is held by the host, so it relies on it.
         job = ids.job_id(run_id, Slot.candidate(1))
-        made = await maker.create_deployment("extra-dep", job)
+        made = await maker.serving.create("extra-dep", job)
         assert made.state is DeploymentState.READY and maker.deployments.shared_with is not None
         async with AsyncOpenAI(base_url=made.endpoint, api_key="local") as client:
             hello = [{"role": "user", "content": "Hello!"}]
             reply = await client.chat.completions.create(model="extra-dep", max_tokens=8, messages=hello)  # type: ignore[arg-type]
             assert reply.choices[0].message.content is not None and "extra-dep" in host.deployments.loaded
-            torn = await maker.delete_deployment("extra-dep")  # `sftbot teardown`, from yet another process
+            torn = await maker.serving.delete("extra-dep")  # `sftbot teardown`, from yet another process
             assert torn.state is DeploymentState.DELETED
             with pytest.raises(NotFoundError, match="torn down"):
                 await client.chat.completions.create(model="extra-dep", max_tokens=8, messages=hello)  # type: ignore[arg-type]
@@ -176,10 +176,10 @@ async def test_teardown_is_recorded_and_endpoint_then_says_so(local_demo_run: De
     run_id = await _run_id(demo)
     platform = local_platform(settings)
     try:
-        gone = await platform.delete_deployment(ids.deployment_id(run_id))
-        again = await platform.delete_deployment(ids.deployment_id(run_id))  # idempotent
+        gone = await platform.serving.delete(ids.deployment_id(run_id))
+        again = await platform.serving.delete(ids.deployment_id(run_id))  # idempotent
         assert gone.state is again.state is DeploymentState.DELETED
-        assert (await platform.get_deployment(ids.deployment_id(run_id))).state is DeploymentState.DELETED
+        assert (await platform.serving.get(ids.deployment_id(run_id))).state is DeploymentState.DELETED
     finally:
         await platform.close()
     with pytest.raises(Refused, match=rf"run #{demo.number}'s deployment .* was torn down at .*sftbot export {demo.number}"):

@@ -53,8 +53,8 @@ async def test_merged_export_loads_in_transformers_and_answers_like_the_fine_tun
     platform = LocalPlatform(demo.data_dir / "local", port=0)
     try:
         messages = [ChatMessage.model_validate(m) for m in prompt]
-        tuned = (await platform.generate(shipped, [messages], max_tokens=24))[0]
-        base = (await platform.generate("tiny-llama", [messages], max_tokens=24))[0]
+        tuned = (await platform.inference.generate(shipped, [messages], max_tokens=24))[0]
+        base = (await platform.inference.generate("tiny-llama", [messages], max_tokens=24))[0]
     finally:
         await platform.close()
     assert text == tuned and text != base

@@ -224,7 +224,7 @@ async def test_a_broken_dataset_is_told_to_the_requester_only_and_spends_nothing
     await bot.log.wait_kind(events.RunFailed, (await bot.runner.get(1)).id)
     await bot.settle()
     assert not fake_slack.roots(CHANNEL)  # a run that never had a plan stays the requester's business
-    assert not platform.jobs and not platform.datasets
+    assert not platform.jobs and not platform.uploaded
     await bot.driver.click(failed[-1], "sft_retry", user=ALICE, ephemeral=True)  # the same request, as a new run
     again = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "run #2 failed" in e["rendered"]])
     assert "fewer than 3 examples" in again[-1]["rendered"]

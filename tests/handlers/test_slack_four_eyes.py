@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.testing.memory_platform import MemoryPlatform
+from bot.testing.memory_platform import MemoryModels, MemoryPlatform
 from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, MakeBot, find_element, has, in_thread, press, root_of, text_of
 from pipeline.domain.authz import Policy
@@ -62,11 +62,17 @@ async def test_a_member_cannot_revise_or_answer_someone_elses_run(bot_factory: M
     assert not fake_slack.views  # no modal opened for him
 
 
-class UnpricedPlatform(MemoryPlatform):
+class UnpricedModels(MemoryModels):
     """A model whose size the platform does not report, so no price band applies."""
 
     async def list_models(self) -> list[BaseModelInfo]:
         return [m.model_copy(update={"params_b": None}) for m in await super().list_models()]
+
+
+class UnpricedPlatform(MemoryPlatform):
+    def __init__(self) -> None:
+        super().__init__()
+        self.models = UnpricedModels()
 
 
 async def test_an_unknown_estimate_under_a_budget_needs_an_admin(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:

@@ -20,6 +20,7 @@ from pipeline.domain.platform import (
 )
 from pipeline.domain.records import Actor
 from pipeline.platforms.fireworks.platform import FireworksPlatform
+from pipeline.platforms.fireworks.settings import FireworksSettings
 from pipeline.run.context import RunnerConfig
 from pipeline.run.runner import Runner
 from pipeline.store.db import Database
@@ -64,7 +65,7 @@ async def make_platform(fake: FakeFireworks) -> AsyncIterator[Callable[..., Fire
         }
         options.update(overrides)
         api_key = options.pop("api_key", fake.api_key)
-        platform = FireworksPlatform(api_key, ACCT, **options)
+        platform = FireworksPlatform(FireworksSettings(api_key, ACCT, **options))
         made.append(platform)
         return platform
 
@@ -117,7 +118,7 @@ def platform_for(fake: FakeFireworks, **options: Any) -> FireworksPlatform:
     """A platform on the fake with waits shrunk for tests (``options`` override)."""
     settings: dict[str, Any] = {"base_url": fake.base_url, "poll_seconds": 0.01, "retry_base_delay": 0.01, "quota_delay": 0.05}
     settings.update(options)
-    return FireworksPlatform(fake.api_key, fake.account, **settings)
+    return FireworksPlatform(FireworksSettings(fake.api_key, fake.account, **settings))
 
 
 def open_runner(

@@ -94,3 +94,33 @@ async def complete(
         text = json.dumps(calls_made)
     # Reasoning models put their thinking first; callers want the answer.
     return _THINK.sub("", text, count=1)
+
+
+class FireworksInference:
+    """The ``inference`` role on Fireworks: chat with a deployment (nothing answers in process)."""
+
+    def __init__(self, inference: AsyncFireworks, calls: Caller, serving: FireworksServing) -> None:
+        self._inference, self._calls, self._serving = inference, calls, serving
+
+    async def chat(
+        self,
+        model_string: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        tools: list[dict[str, Any]] | None = None,
+        reasoning_effort: str | None = None,
+    ) -> str:
+        return await complete(
+            self._inference,
+            self._calls,
+            self._serving,
+            model_string,
+            messages,
+            max_tokens=max_tokens,
+            tools=tools,
+            reasoning_effort=reasoning_effort,
+        )
+
+    async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
+        raise PlatformError("Fireworks serves fine-tuned models only from a deployment; sftbot deploys them to get outputs.")

@@ -18,6 +18,7 @@ from fireworks.types import EvaluationJobCreateResponse, EvaluationJobGetRespons
 from pipeline.domain.platform import EvaluationJobStatus, HostedEvaluator, JobState, NotFound, PlatformError
 from pipeline.platforms.fireworks import wire
 from pipeline.platforms.fireworks.calls import Caller
+from pipeline.platforms.fireworks.datasets import FireworksDatasets
 
 _EVALUATOR = re.compile(r"accounts/([^/\s]+)/evaluators/([^/\s]+)")
 
@@ -31,8 +32,10 @@ def evaluator_ref(ref: str) -> tuple[str, str]:
 
 
 class FireworksEvaluations:
-    def __init__(self, control: AsyncFireworks, calls: Caller, *, account: str) -> None:
-        self._control, self._calls = control, calls
+    """The ``evaluators`` role on Fireworks."""
+
+    def __init__(self, control: AsyncFireworks, calls: Caller, datasets: FireworksDatasets, *, account: str) -> None:
+        self._control, self._calls, self._datasets = control, calls, datasets
         self._account = account
 
     async def check(self, ref: str) -> HostedEvaluator:
@@ -63,17 +66,19 @@ class FireworksEvaluations:
         )
 
     async def create_job(self, job_id: str, *, evaluator: str, input_dataset: str, output_dataset: str) -> EvaluationJobStatus:
+        input_name, output_name = self._datasets.name(input_dataset), self._datasets.name(output_dataset)
+
         async def create() -> EvaluationJobCreateResponse | EvaluationJobGetResponse:
             return await self._control.evaluation_jobs.create(
                 evaluation_job_id=job_id,
-                evaluation_job={"evaluator": evaluator, "input_dataset": input_dataset, "output_dataset": output_dataset},
+                evaluation_job={"evaluator": evaluator, "input_dataset": input_name, "output_dataset": output_name},
             )
 
         async def read_back() -> EvaluationJobCreateResponse | EvaluationJobGetResponse:
             return await self._control.evaluation_jobs.get(job_id)
 
         job = await self._calls.run(f"create evaluation job {job_id}", create, on_conflict=read_back)
-        return self._status(job, job_id, output_dataset)
+        return self._status(job, job_id, output_name)
 
     async def get_job(self, job_id: str) -> EvaluationJobStatus:
         job = await self._calls.run(

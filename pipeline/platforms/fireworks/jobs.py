@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from pipeline.domain.fsio import write_atomic
 from pipeline.domain.ids import PREFIX, owned
-from pipeline.domain.platform import JobRequest, JobStatus, LossPoint, NotFound, PlatformError
+from pipeline.domain.platform import JobRequest, JobStatus, LossPoint, NotFound, PlatformError, Throughput
 from pipeline.platforms.fireworks import wire
 from pipeline.platforms.fireworks.calls import Caller, FireworksError, StorageError
 from pipeline.platforms.fireworks.datasets import FireworksDatasets
@@ -31,6 +31,8 @@ class WandbSettings(BaseModel):
 
 
 class FireworksJobs:
+    """The ``training`` role on Fireworks."""
+
     def __init__(
         self,
         control: AsyncFireworks,
@@ -111,6 +113,12 @@ class FireworksJobs:
                 return status  # it finished or failed before the cancel arrived
             raise
         return await self.get(job_id)
+
+    async def throughput(self, model: str, *, sample: Path) -> Throughput | None:
+        return None  # billed per token: the estimate is in dollars; queue and GPU speed are not known here
+
+    async def base_loss(self, model: str, eval_path: Path) -> float | None:
+        return None  # an SFT job reports loss only for what it trains; an untrained base has no job
 
     async def metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
         job = await self._get_job(job_id)

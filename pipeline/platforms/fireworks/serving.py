@@ -22,9 +22,20 @@ from fireworks.types.shared.deployed_model import DeployedModel
 
 from pipeline.domain.catalog import BaseModelInfo, price_table
 from pipeline.domain.ids import PREFIX, owned
-from pipeline.domain.platform import AdapterStatus, DeploymentState, DeploymentStatus, NotFound, PlatformError, ShapeInfo
+from pipeline.domain.platform import (
+    AdapterStatus,
+    DeploymentState,
+    DeploymentStatus,
+    NotFound,
+    PlatformError,
+    ShapeInfo,
+    Snippet,
+)
 from pipeline.platforms.fireworks import wire
 from pipeline.platforms.fireworks.calls import Caller
+from pipeline.platforms.fireworks.catalog import PUBLIC_ACCOUNT
+from pipeline.platforms.fireworks.settings import DEFAULT_INFERENCE_ROOT, FireworksSettings
+from templates import render
 
 LARGE_PARAMS_B = 70.0  # bases this size and up get the longer warm-up window
 
@@ -32,27 +43,17 @@ ModelInfo = Callable[[str], Awaitable[BaseModelInfo | None]]
 
 
 class FireworksServing:
-    """Deployment, shape and adapter calls of the Fireworks platform (one per platform instance)."""
+    """The ``serving`` and ``adapters`` roles on Fireworks: deployments, shapes and adapter loads."""
 
-    def __init__(
-        self,
-        control: AsyncFireworks,
-        calls: Caller,
-        *,
-        account: str,
-        endpoint: str,
-        min_replicas: int,
-        warmup_seconds: float,
-        large_warmup_seconds: float,
-        model_info: ModelInfo,
-    ) -> None:
+    def __init__(self, control: AsyncFireworks, calls: Caller, settings: FireworksSettings, *, model_info: ModelInfo) -> None:
         self._control, self._calls = control, calls
-        self._account = account
-        self.endpoint = endpoint
-        self.min_replicas = min_replicas
-        self.max_replicas = max(1, min_replicas)
-        self.warmup_seconds = warmup_seconds
-        self._large_warmup = large_warmup_seconds
+        self._settings = settings
+        self._account = settings.account_id
+        self.endpoint = settings.endpoint
+        self.min_replicas = settings.min_replicas
+        self.max_replicas = max(1, settings.min_replicas)
+        self.warmup_seconds = settings.warmup_seconds
+        self._large_warmup = settings.large_warmup_seconds
         self._model_info = model_info
         self._requested: dict[str, str] = {}  # deployment id -> the model sftbot asked it to serve
         self._warmup: dict[str, float] = {}  # deployment id -> its warm-up window (seconds)
@@ -71,7 +72,7 @@ class FireworksServing:
 
     # -- shapes ---------------------------------------------------------------------------------
 
-    async def shape(self, model: str, *, addons: bool) -> ShapeInfo | None:
+    async def shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
         """The cheapest validated shape a deployment of ``model`` would use; None when none fits."""
         name = wire.base_model_name(model) if "/" not in model else model
         found = await self._calls.run(
@@ -116,7 +117,7 @@ class FireworksServing:
         )
         return self.status(deployment, deployment_id)
 
-    async def create_addons(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
+    async def create_shared(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
         """A deployment of ``base_model`` with addons enabled, for loading many adapters onto."""
         base = wire.base_model_name(base_model)
         self._requested[deployment_id] = base
@@ -188,6 +189,20 @@ class FireworksServing:
         )
         return await self.get(deployment_id)
 
+    def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:
+        root = self._settings.inference_root
+        code = render(
+            "fireworks_snippet.py.j2",
+            model=deployment.model,
+            deployment_id=deployment.deployment_id,
+            model_string=deployment.model_string,
+            base_url=None if root == DEFAULT_INFERENCE_ROOT else root,
+            system_prompt=system_prompt,
+            # Up to the warm-up window: a scaled-to-zero deployment answers 503 until a replica is up.
+            retry_minutes=max(1, round(self.warmup_seconds / 60)),
+        )
+        return Snippet(language="python", code=code, env=["FIREWORKS_API_KEY"])
+
     def status(self, deployment: Deployment, deployment_id: str) -> DeploymentStatus:
         # The model string is built from the model sftbot asked for, not the server's echo of
         # `baseModel` (which may be the resolved base, or another spelling of the same model).
@@ -242,7 +257,7 @@ class FireworksServing:
     async def _base_of(self, model_name: str) -> str:
         """The base of a fine-tuned model (its PEFT details), or the model itself."""
         account, short = wire.model_ref(model_name)
-        if account == "fireworks":
+        if account == PUBLIC_ACCOUNT:
             return model_name
         try:
             found = await self._calls.run(

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.dataset.staging import EVAL_SOURCE
 from pipeline.domain.fsio import write_atomic
 from pipeline.domain.gates import Question, QuestionKind
 from pipeline.domain.platform import PlatformError
@@ -38,14 +39,14 @@ async def score_base_losses(ctx: RunContext, run: RunRecord, plan: Plan) -> None
     no row: the plan said so up front, and the gate shows no number rather than a made-up one."""
     done = await baselines.scores(ctx.db, run.id)
     cands = [c for c in await runs.candidates(ctx.db, run.id) if not c.slot.is_final and c.state is CandidateState.COMPLETED]
-    staged = Path(run.workspace) / data.EVAL_SOURCE
+    staged = Path(run.workspace) / EVAL_SOURCE
     held = staged if plan.eval_dataset and staged.is_file() else Path((await data.split(run, plan)).test_path)
     for base in dict.fromkeys(c.base_model for c in cands):
         if base in done:
             continue
         note = None
         try:
-            loss = await ctx.platform.base_loss(base, held)
+            loss = await ctx.platform.training.base_loss(base, held)
         except (PlatformError, OSError, ValueError) as exc:
             loss, note = None, f"the base's validation loss could not be computed: {clip(str(exc), 300)}"
         if loss is None and note is None:

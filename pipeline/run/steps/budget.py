@@ -26,8 +26,8 @@ from pipeline.store.runs import RunChanges
 
 async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | None:
     """OVER_BUDGET when this step would take the run past its cap; None when it may start."""
-    if run.approved_usd is None or run.platform == "local":
-        return None  # nothing was approved in dollars (a free local run, or a run from before the guard)
+    if run.approved_usd is None or not run.billed:
+        return None  # nothing was approved in dollars (a free run, or a run from before the guard)
     cands = await runs.candidates(ctx.db, run.id)
     resources = await ctx.db.resources(run.id)
     if step is BudgetStep.FINAL and any(c.slot == FINAL for c in cands):
@@ -45,7 +45,7 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
         approved_usd=run.approved_usd,
         now=time.time(),
         margin=ctx.config.spend_margin,
-        platform=run.platform,
+        billed=run.billed,
     )
     ratio = overrun(cands, plan)
     number = 1 + sum(1 for g in await ctx.db.gate_decisions(run.id) if g.gate.kind == "budget")

@@ -1,21 +1,18 @@
-"""The run's data on disk and on the platform: staged once, inspected once, converted, split
-and uploaded under run-derived ids (every step that needs data goes through here)."""
+"""The run's data on the platform: split once and uploaded under run-derived ids (staging and
+inspecting it is pipeline/dataset/staging.py, shared with the planner)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline.dataset.access import check_origins, copy_checked, dataset_file
-from pipeline.dataset.convert import convert_dataset
-from pipeline.dataset.inspection import InspectionReport, read_report, report_json
-from pipeline.dataset.inspector import inspect_dataset
+from pipeline.dataset.access import check_origins, dataset_file
 from pipeline.dataset.split import SplitResult, split_dataset
+from pipeline.dataset.staging import EVAL_SOURCE, Admit, inspection, stage_file, training_data
 from pipeline.domain import ids
-from pipeline.domain.fsio import atomic_output, write_atomic
+from pipeline.domain.fsio import write_atomic
 from pipeline.domain.platform import DatasetInfo
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import Resource, RunRecord
@@ -23,63 +20,6 @@ from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.once import Create, create_once
 from pipeline.store import uploads
-
-SOURCE = "source.jsonl"
-EVAL_SOURCE = "eval_source.jsonl"
-BOM = b"\xef\xbb\xbf"
-INSPECTION = "inspection.json"
-
-
-async def stage_file(ctx: RunContext, ref: str, dest: Path, *, channel: str | None) -> Path:
-    """A user-named dataset as a local file, fetched once per run (cached in the workspace).
-
-    A local file is checked against what this bot may read (``pipeline.dataset.access``) and copied
-    from the descriptor it checked; anything else is the platform's dataset. Either must have
-    been given where the run is (``channel``): checked here, where the data is read.
-    """
-    if dest.exists():
-        return dest
-    await check_origins([ref], channel=channel, files=ctx.config.files, origin=lambda r: uploads.origin(ctx.db, r))
-    await uploads.used(ctx.db, [ref])
-    local = dataset_file(ref, ctx.config.files)
-    if local is not None:
-        await asyncio.to_thread(copy_checked, local, dest, ctx.config.files)
-    else:
-        await ctx.platform.check_dataset(ref)
-        await ctx.platform.stage_dataset(ref, dest)
-    await asyncio.to_thread(drop_bom, dest)
-    return dest
-
-
-def drop_bom(path: Path) -> None:
-    """A UTF-8 byte-order mark at the start (Windows editors write one) is not data: remove it
-    from the staged copy, so conversion, splitting and training never meet it."""
-    with path.open("rb") as f:
-        if f.read(3) != BOM:
-            return
-        with atomic_output(path) as tmp, tmp.open("wb") as out:
-            shutil.copyfileobj(f, out, length=1 << 20)
-
-
-async def inspection(ws: Path, source: str = SOURCE) -> InspectionReport:
-    """The inspection of a staged file (computed once, cached beside it)."""
-    cached = ws / (INSPECTION if source == SOURCE else f"{Path(source).stem}.inspection.json")
-    if cached.exists():
-        return read_report(cached.read_bytes())
-    report = await asyncio.to_thread(inspect_dataset, ws / source)
-    write_atomic(cached, report_json(report))
-    return report
-
-
-async def training_data(ws: Path, report: InspectionReport, convert: bool | None) -> Path:
-    """The file training uses: the source, or its conversion (written once, never in place)."""
-    source = ws / SOURCE
-    if not report.conversions or convert is False:
-        return source
-    data = ws / "converted.jsonl"
-    if not data.exists():
-        await asyncio.to_thread(convert_dataset, source, data)
-    return data
 
 
 async def split(run: RunRecord, plan: Plan) -> SplitResult:
@@ -94,6 +34,17 @@ async def split(run: RunRecord, plan: Plan) -> SplitResult:
     return SplitResult.model_validate(json.loads(marker.read_text(encoding="utf-8")))
 
 
+def admit(ctx: RunContext, run: RunRecord) -> Admit:
+    """Whether the run may read a dataset a person named: it must have been given where the run
+    is (its channel), checked where the data is read; a named upload's retention starts again."""
+
+    async def check(ref: str) -> None:
+        await check_origins([ref], channel=run.channel, files=ctx.config.files, origin=lambda r: uploads.origin(ctx.db, r))
+        await uploads.used(ctx.db, [ref])
+
+    return check
+
+
 async def upload_once(ctx: RunContext, run: RunRecord, dataset_id: str, path: Path, *, examples: int) -> DatasetInfo:
     """A dataset of the run on the platform, uploaded once (its id recorded before the upload)."""
 
@@ -103,7 +54,7 @@ async def upload_once(ctx: RunContext, run: RunRecord, dataset_id: str, path: Pa
     create = Create(
         run_id=run.id,
         ref=Ref(kind=ResourceKind.DATASET, id=dataset_id),
-        call=lambda: ctx.platform.upload_dataset(dataset_id, path, examples=examples),
+        call=lambda: ctx.platform.datasets.upload(dataset_id, path, examples=examples),
         then=ResourceState.READY,  # the upload returns once the platform says READY
         answer=lambda info: Change(name=info.name),
         found=found,
@@ -126,9 +77,10 @@ async def upload(ctx: RunContext, run: RunRecord, plan: Plan) -> dict[str, str]:
             names[role] = (await upload_once(ctx, run, ids.dataset_id(run.id, role), Path(path), examples=counts[role])).name
     if plan.eval_dataset:
         if dataset_file(plan.eval_dataset, ctx.config.files) is None:
-            names["eval"] = (await ctx.platform.check_dataset(plan.eval_dataset)).name
+            names["eval"] = (await ctx.platform.datasets.check(plan.eval_dataset)).name
         else:  # the staged, inspected copy (inspect.py), not the file as it may be now
-            staged = await stage_file(ctx, plan.eval_dataset, workspace(run) / EVAL_SOURCE, channel=run.channel)
+            dest = workspace(run) / EVAL_SOURCE
+            staged = await stage_file(ctx.platform.datasets, ctx.config.files, plan.eval_dataset, dest, admit=admit(ctx, run))
             names["eval"] = (await upload_once(ctx, run, ids.dataset_id(run.id, "eval"), staged, examples=0)).name
     else:
         names["eval"] = names.get("test", "")

@@ -33,7 +33,7 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
     status = await production(ctx, run, name, base=model.base_model)
     # READY is not proof of serving (reference/fireworks.md §7.3): send one real completion.
     try:
-        reply = await ctx.platform.chat(
+        reply = await ctx.platform.inference.chat(
             status.model_string,
             [ChatMessage(role="user", content="Say OK.")],
             max_tokens=16,
@@ -55,7 +55,7 @@ async def deploy(ctx: RunContext, run: RunRecord) -> Outcome:
         rate=await production_rate(ctx, run, model.base_model),
         details={**status.model_dump(mode="json"), "smoke_test": reply[:200]},
     )
-    snippet = ctx.platform.snippet(status, system_prompt=run_system_prompt(Path(run.workspace)))
+    snippet = ctx.platform.serving.snippet(status, system_prompt=run_system_prompt(Path(run.workspace)))
     async with ctx.db.write() as tx:
         await ctx.db.move_resource(tx, run.id, deployment_ref(dep_id), ResourceState.READY, serving)
     await ctx.emit(Deployed(run=await ctx.reload(run), deployment=status, snippet=snippet.code))

@@ -12,12 +12,12 @@ import json
 
 from pipeline.domain import ids
 from pipeline.domain.fsio import write_atomic
-from pipeline.domain.platform import EvaluationJobStatus, JobState, PlatformError
+from pipeline.domain.platform import EvaluationJobStatus, Evaluators, JobState
 from pipeline.domain.poll import PollTimeout, poll_until
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.spec import SpecError
-from pipeline.evaluation.eval_types import EvalExample, EvalRun, EvaluatorInfo
+from pipeline.evaluation.eval_types import EvalExample, EvalRun
 from pipeline.evaluation.hosted_rows import input_rows, read_scores
 from pipeline.run.context import RunContext, workspace
 from pipeline.run.once import Create, create_once
@@ -25,37 +25,14 @@ from pipeline.run.steps.data import upload_once
 from pipeline.store.db import Tx
 
 
-async def check_hosted(ctx: RunContext, ref: str) -> EvaluatorInfo:
-    """The plan's hosted evaluator, checked to exist and be ACTIVE before approval (SpecError otherwise)."""
-    if not ctx.platform.capabilities.hosted_evaluators:
+def _evaluators(ctx: RunContext, ref: str) -> Evaluators:
+    """The platform's hosted evaluators; SpecError naming the fix where it has none."""
+    if ctx.platform.evaluators is None:
         raise SpecError(
-            f"evaluator {ref} lives on Fireworks, and this bot trains on the {ctx.platform.name} platform: put the "
+            f"evaluator {ref} lives on Fireworks, and this bot trains on the {ctx.platform.facts.name} platform: put the "
             "evaluator's .py file in SFTBOT_EVALUATOR_DIR and use eval=evaluator:<file>"
         )
-    try:
-        found = await ctx.platform.check_evaluator(ref)
-    except PlatformError as exc:
-        raise SpecError(str(exc).rstrip(".")) from None
-    checks = f" (checks: {', '.join(found.criteria[:5])})" if found.criteria else ""
-    about = f": {found.description}" if found.description else ""
-    whose = _whose(found.name, ctx.config.files.account)
-    return EvaluatorInfo(
-        kind="hosted",
-        summary=f"the Fireworks evaluator {found.display_name} ({found.name}){whose}{about}{checks}",
-        evaluator_path=found.name,
-        hosted=found.name,
-    )
-
-
-def _whose(name: str, own: str | None) -> str:
-    """Whose account a hosted evaluator is in (the held-out rows and answers go there)."""
-    parts = name.split("/")
-    if len(parts) < 2 or parts[0] != "accounts":
-        return ""
-    if parts[1] == own:
-        return f" in this bot's account {parts[1]!r}"
-    allowed = " (allowed by SFTBOT_FOREIGN_ACCOUNTS)" if own is not None else ""
-    return f" in the account {parts[1]!r}{allowed}"
+    return ctx.platform.evaluators
 
 
 async def score_hosted(
@@ -77,7 +54,7 @@ async def score_hosted(
         return EvalRun(scores=[], mean=None, errors=0, fatal=f"the evaluation job {job_id} {status.state.value}: {why}")
     raw = folder / f"{slot}.hosted-output.jsonl"
     raw.unlink(missing_ok=True)  # a fresh copy of what the job wrote
-    await ctx.platform.stage_dataset(status.output_dataset, raw)
+    await ctx.platform.datasets.stage(status.output_dataset, raw)
     async with ctx.db.write() as tx:
         output = Ref(kind=ResourceKind.DATASET, id=out_id)
         await ctx.db.move_resource(tx, run.id, output, ResourceState.READY, Change(name=status.output_dataset))
@@ -100,7 +77,7 @@ async def _create_job(
     create = Create(
         run_id=run.id,
         ref=Ref(kind=ResourceKind.EVALUATION_JOB, id=job_id),
-        call=lambda: ctx.platform.create_evaluation_job(
+        call=lambda: _evaluators(ctx, evaluator).create_job(
             job_id, evaluator=evaluator, input_dataset=answers, output_dataset=out_id
         ),
         intent=Change(details={"evaluator": evaluator, "input": answers, "output": out_id}),
@@ -112,7 +89,7 @@ async def _create_job(
 async def _until_done(ctx: RunContext, status: EvaluationJobStatus) -> EvaluationJobStatus:
     try:
         return await poll_until(
-            lambda: ctx.platform.get_evaluation_job(status.job_id),
+            lambda: _evaluators(ctx, status.job_id).get_job(status.job_id),
             lambda s: s.state.terminal,
             first=status,
             timeout=ctx.config.deploy_timeout_seconds,

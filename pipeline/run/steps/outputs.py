@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.domain import ids
-from pipeline.domain.platform import ChatMessage, DeploymentStatus, PlatformError
+from pipeline.domain.platform import Adapters, ChatMessage, DeploymentStatus, PlatformError
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.evaluation.prompts import prompt_messages, reasoning_effort, tools_of
@@ -56,14 +56,14 @@ async def generate_outputs(
     """The model's answers to the held-out prompts, with thinking blocks stripped."""
     prompts = prompts_of(rows)
     model = cand.model or cand.job_id
-    if ctx.platform.capabilities.generates_in_process:
-        texts = await ctx.platform.generate(model, prompts, max_tokens=ctx.config.eval_max_tokens)
+    if ctx.platform.facts.capabilities.generates_in_process:
+        texts = await ctx.platform.inference.generate(model, prompts, max_tokens=ctx.config.eval_max_tokens)
         return Answers(texts=[strip_thinking(t) for t in texts])
     if cand.slot.is_final and plan.deploy:
         status = await production(ctx, run, model)
         return await _ask_all(ctx, status.model_string, rows, cand.base_model, CONCURRENCY)
-    if not cand.slot.is_final and ctx.platform.capabilities.addon_deployments:
-        string = await _on_shared(ctx, run, plan, cand, model)
+    if not cand.slot.is_final and (adapters := ctx.platform.adapters) is not None:
+        string = await _on_shared(ctx, adapters, run, plan, cand, model)
         if string is not None:
             return await _ask_all(ctx, string, rows, cand.base_model, SHARED_CONCURRENCY)
     return await _via_live_merge(ctx, run, cand, model, rows)
@@ -78,16 +78,16 @@ async def base_outputs(ctx: RunContext, run: RunRecord, plan: Plan, base_model: 
     """The base model's own answers to the held-out prompts, from where they cost least: in
     process; on the candidates' shared multi-LoRA deployment (it serves its base under the
     deployment's own model string, no extra hours); else one short-lived deployment of the base."""
-    if ctx.platform.capabilities.generates_in_process:
-        texts = await ctx.platform.generate(base_model, prompts_of(rows), max_tokens=ctx.config.eval_max_tokens)
+    if ctx.platform.facts.capabilities.generates_in_process:
+        texts = await ctx.platform.inference.generate(base_model, prompts_of(rows), max_tokens=ctx.config.eval_max_tokens)
         return Answers(texts=[strip_thinking(t) for t in texts])
     number = base_number(plan, base_model)
     shared = ids.shared_eval_deployment_id(run.id, number)
     known = await ctx.db.resource(deployment_ref(shared))
     if known is not None and known.state is ResourceState.CREATED:
-        status = await until_ready(ctx, await ctx.platform.get_deployment(shared), what=f"evaluation deployment {shared}")
+        status = await until_ready(ctx, await ctx.platform.serving.get(shared), what=f"evaluation deployment {shared}")
         return await _ask_all(ctx, status.model_string, rows, base_model, SHARED_CONCURRENCY)
-    info = await ctx.platform.model_info(base_model)  # a deployment needs the platform's own name for it
+    info = await ctx.platform.models.model_info(base_model)  # a deployment needs the platform's own name for it
     name = info.name if info is not None and info.name else base_model
     return await _short_lived(ctx, run, ids.base_eval_deployment_id(run.id, number), name, rows, base_model)
 
@@ -101,7 +101,7 @@ async def _ask_all(ctx: RunContext, model_string: str, rows: list[dict[str, Any]
     async def one(i: int) -> None:
         async with sem:
             try:
-                text = await ctx.platform.chat(
+                text = await ctx.platform.inference.chat(
                     model_string,
                     prompt_messages(rows[i]),
                     max_tokens=ctx.config.eval_max_tokens,
@@ -121,10 +121,12 @@ async def _ask_all(ctx: RunContext, model_string: str, rows: list[dict[str, Any]
     return answers
 
 
-async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: CandidateRecord, model: str) -> str | None:
+async def _on_shared(
+    ctx: RunContext, adapters: Adapters, run: RunRecord, plan: Plan, cand: CandidateRecord, model: str
+) -> str | None:
     """The model string of ``cand`` loaded onto its base's shared deployment; None: no addon shape."""
     dep_id = ids.shared_eval_deployment_id(run.id, base_number(plan, cand.base_model))
-    status = await _shared_deployment(ctx, run, dep_id, cand.base_model)
+    status = await _shared_deployment(ctx, adapters, run, dep_id, cand.base_model)
     if status is None:
         return None  # no multi-LoRA shape for this base on the account: live merge instead
     await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
@@ -133,27 +135,29 @@ async def _on_shared(ctx: RunContext, run: RunRecord, plan: Plan, cand: Candidat
         run_id=run.id,
         ref=load,
         # Fireworks names a load itself: the platform looks the (model, deployment) pair up first.
-        call=lambda: ctx.platform.load_adapter(model, dep_id, label=load.id),
+        call=lambda: adapters.load(model, dep_id, label=load.id),
         then=ResourceState.LOADING,
         intent=Change(details={"model": model, "deployment": dep_id}),
         answer=lambda loaded: Change(name=loaded.name),
     )
     loaded = await create_once(ctx.db, ctx.checkpoint, create)
-    string = loaded.model_string if loaded.ready else await _until_loaded(ctx, model, dep_id)
+    string = loaded.model_string if loaded.ready else await _until_loaded(ctx, adapters, model, dep_id)
     async with ctx.db.write() as tx:
         await ctx.db.move_resource(tx, run.id, load, ResourceState.READY)
     return string
 
 
-async def _shared_deployment(ctx: RunContext, run: RunRecord, dep_id: str, base: str) -> DeploymentStatus | None:
+async def _shared_deployment(
+    ctx: RunContext, adapters: Adapters, run: RunRecord, dep_id: str, base: str
+) -> DeploymentStatus | None:
     """The base's multi-LoRA evaluation deployment, created once; None when no addon shape fits it."""
     known = await ctx.db.resource(deployment_ref(dep_id))
     if known is not None and known.state is not ResourceState.RECORDED:
-        return await ctx.platform.get_deployment(dep_id)
-    shape = await ctx.platform.deployment_shape(base, addons=True)
+        return await ctx.platform.serving.get(dep_id)
+    shape = await ctx.platform.serving.shape(base, addons=True)
     if shape is None:
         return None
-    create = ctx.platform.create_addon_deployment
+    create = adapters.create_shared
     # The run's ledger counts it while it is up, at its shape's rate.
     intent = Change(
         rate=deployment_rate(shape), details={"base": base, "purpose": "evaluation", "addons": True, "shape": shape.name}
@@ -161,12 +165,12 @@ async def _shared_deployment(ctx: RunContext, run: RunRecord, dep_id: str, base:
     return await create_deployment(ctx, run, dep_id, intent, lambda: create(dep_id, base, shape=shape.name))
 
 
-async def _until_loaded(ctx: RunContext, model: str, dep_id: str) -> str:
+async def _until_loaded(ctx: RunContext, adapters: Adapters, model: str, dep_id: str) -> str:
     """Poll the load until it is DEPLOYED ("approximately 10-11 minutes", field notes §7)."""
     waited = 0.0
     delay = ctx.config.poll_seconds
     while True:
-        found = await ctx.platform.find_adapter(model, dep_id)
+        found = await adapters.find(model, dep_id)
         if found is None:
             raise PlatformError(f"the load of {model} onto {dep_id} disappeared before it was ready")
         if found.ready:
@@ -198,7 +202,7 @@ async def _short_lived(
 ) -> Answers:
     """``model`` on its own deployment (id recorded before the create), torn down once its answers are in."""
     intent = Change(details={"model": model, "purpose": "evaluation"})
-    status = await create_deployment(ctx, run, dep_id, intent, lambda: ctx.platform.create_deployment(dep_id, model))
+    status = await create_deployment(ctx, run, dep_id, intent, lambda: ctx.platform.serving.create(dep_id, model))
     try:
         status = await until_ready(ctx, status, what=f"evaluation deployment {dep_id}")
         return await _ask_all(ctx, status.model_string, rows, base, CONCURRENCY)

@@ -33,7 +33,7 @@ async def report(ctx: RunContext, run: RunRecord) -> Outcome:
         shipped = summary.final or summary.shipped
         best = names.get(shipped.job_id) if shipped else None
         await draw_losses(series, png, title=f"Run #{run.number}", winner=best)
-    text = render_report(summary, audit=await ctx.db.audit_trail(run.id), platform=ctx.platform.name)
+    text = render_report(summary, audit=await ctx.db.audit_trail(run.id))
     path = ws / "final_report.md"
     write_atomic(path, text)
     await _learn(ctx, run, summary.plan, [*summary.ranked, *([summary.final] if summary.final else [])])
@@ -44,7 +44,7 @@ async def report(ctx: RunContext, run: RunRecord) -> Outcome:
 async def _learn(ctx: RunContext, run: RunRecord, plan: Plan | None, jobs: list[CandidateRecord]) -> None:
     """Leave this run's training estimate vs actual for the next plan of the same size band."""
     both = priced(jobs, plan)
-    if plan is None or both is None or run.platform == "local" or both[0] <= 0:
+    if plan is None or both is None or not run.billed or both[0] <= 0:
         return
     outcome = history.Outcome(
         platform=run.platform,

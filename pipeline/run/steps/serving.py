@@ -22,7 +22,7 @@ async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -
     """
     try:
         settled = await poll_until(
-            lambda: ctx.platform.get_deployment(status.deployment_id),
+            lambda: ctx.platform.serving.get(status.deployment_id),
             lambda s: s.state is not DeploymentState.CREATING,
             first=status,
             timeout=ctx.config.deploy_timeout_seconds,
@@ -59,7 +59,7 @@ async def tear_down(ctx: RunContext, run: RunRecord, dep_id: str) -> ResourceSta
     then it is DELETE_FAILED, still up as far as anyone knows, and the error is kept beside it)."""
     error = None
     try:
-        state = ResourceState.of((await ctx.platform.delete_deployment(dep_id)).state)
+        state = ResourceState.of((await ctx.platform.serving.delete(dep_id)).state)
     except NotFound:
         state = ResourceState.DELETED  # gone already: a hard delete reads back as 404
     except PlatformError as exc:
@@ -89,5 +89,5 @@ async def production(ctx: RunContext, run: RunRecord, model: str, *, base: str |
     """
     dep_id = ids.deployment_id(run.id)
     intent = Change(rate=await production_rate(ctx, run, base), details={"model": model, "purpose": "production"})
-    status = await create_deployment(ctx, run, dep_id, intent, lambda: ctx.platform.create_deployment(dep_id, model))
+    status = await create_deployment(ctx, run, dep_id, intent, lambda: ctx.platform.serving.create(dep_id, model))
     return await until_ready(ctx, status, what=f"deployment {dep_id}")

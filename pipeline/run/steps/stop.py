@@ -37,9 +37,9 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
             continue
         try:
             if c.state is CandidateState.PRUNING and c.job_id in sent:
-                asked.append((c, await ctx.platform.get_job(c.job_id)))
+                asked.append((c, await ctx.platform.training.get(c.job_id)))
                 continue
-            asked.append((c, await ctx.platform.cancel_job(c.job_id)))
+            asked.append((c, await ctx.platform.training.cancel(c.job_id)))
         except NotFound:
             # Recorded but never created (the run stopped between the two): nothing to cancel.
             async with ctx.db.write() as tx:
@@ -72,7 +72,7 @@ async def _settled(ctx: RunContext, status: JobStatus) -> JobStatus:
     """The job read back until it has stopped, for at most ``cancel_settle_seconds``."""
     try:
         return await poll_until(
-            lambda: ctx.platform.get_job(status.job_id),
+            lambda: ctx.platform.training.get(status.job_id),
             lambda s: s.state.terminal,
             first=status,
             timeout=ctx.config.cancel_settle_seconds,

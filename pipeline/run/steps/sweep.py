@@ -49,7 +49,7 @@ def watch(ctx: RunContext, run: RunRecord, *, final: bool = False, prune: bool =
 
     return JobWatch(
         db=ctx.db,
-        platform=ctx.platform,
+        training=ctx.platform.training,
         run_id=run.id,
         workspace=workspace(run),
         checkpoint=ctx.checkpoint,

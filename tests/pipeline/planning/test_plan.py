@@ -16,7 +16,7 @@ from pipeline.domain.platform import ShapeInfo, Throughput
 from pipeline.domain.spec import EvalKind
 from pipeline.planning.plan import default_epochs, make_plan
 from tests.paths import DATASETS
-from tests.pipeline.planning.plan_support import plan_for, report
+from tests.pipeline.planning.plan_support import FACTS, plan_for, report
 
 
 def test_defaults_follow_the_workflow() -> None:
@@ -139,16 +139,18 @@ def test_candidate_outputs_share_one_multi_lora_deployment_per_base() -> None:
 
 def test_a_long_example_asks_for_more_context_and_says_which_line() -> None:
     long = msgspec.structs.replace(report(500), max_sample_tokens=40_000, longest_line=17)
-    plan = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long)
+    plan = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long, FACTS["fireworks"])
     assert {c.max_context_length for c in plan.candidates} == {44_000} and plan.final is not None
     assert plan.final.max_context_length == 44_000 and 44_000 % 16 == 0
     assert any("~40,000 tokens, line 17" in w and "maxContextLength=44,000" in w for w in plan.warnings)
-    short = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), report(500))
+    short = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), report(500), FACTS["fireworks"])
     assert all(c.max_context_length is None for c in short.candidates)  # the default fits: nothing sent
-    local = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long, platform="local")
+    local = make_plan(parse_instruction("dataset=d.jsonl model=qwen3-8b"), long, FACTS["local"])
     assert all(c.max_context_length is None for c in local.candidates)
     capped = make_plan(
-        parse_instruction("dataset=d.jsonl model=qwen3-4b"), msgspec.structs.replace(long, max_sample_tokens=64_000)
+        parse_instruction("dataset=d.jsonl model=qwen3-4b"),
+        msgspec.structs.replace(long, max_sample_tokens=64_000),
+        FACTS["fireworks"],
     )
     assert {c.max_context_length for c in capped.candidates} == {65_536}  # the model's own maximum, a multiple of 16
 

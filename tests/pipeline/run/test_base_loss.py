@@ -7,6 +7,8 @@ from handlers.render.comparison import comparison_blocks
 from pipeline.domain.spec import EvalKind, Evaluation
 from pipeline.evaluation.compare import BaseScore, compare
 from pipeline.planning.plan import baseline_sentence
+from pipeline.platforms.fireworks import facts as fireworks
+from pipeline.platforms.local import facts as local
 
 
 def test_the_gate_sets_the_base_loss_beside_the_leaders_lower_is_better() -> None:
@@ -23,5 +25,5 @@ def test_the_gate_sets_the_base_loss_beside_the_leaders_lower_is_better() -> Non
 
 def test_the_plan_says_where_a_base_loss_is_computed_and_where_it_cannot_be() -> None:
     loss = Evaluation(kind=EvalKind.LOSS)
-    assert "computed on this machine" in baseline_sentence(loss, 0, "local")
-    assert "fireworks reports no loss for an untrained base" in baseline_sentence(loss, 0, "fireworks")
+    assert "computed on this machine" in baseline_sentence(loss, 0, local.declared(max_parallel=1))
+    assert "fireworks reports no loss for an untrained base" in baseline_sentence(loss, 0, fireworks.declared())

@@ -137,7 +137,7 @@ async def test_blocking_dataset_fails_before_anything_is_spent(make_runner) -> N
     run = await runner.start(f"dataset={DATASETS / 'chat_minimal.jsonl'} model=qwen3-8b", ALICE)
     failed = await log.wait_kind(RunFailed, run.id)
     assert "fewer than 3" in failed.reason.lower() or "minimum" in failed.reason.lower()
-    assert not platform.jobs and not platform.datasets
+    assert not platform.jobs and not platform.uploaded
 
 
 async def test_missing_model_asks_and_answer_continues(make_runner) -> None:

@@ -77,18 +77,18 @@ async def test_a_job_without_a_recognisable_validation_loss_is_said_plainly_with
 
 async def test_the_model_string_is_built_from_the_model_asked_for(fake: FakeFireworks, platform: FireworksPlatform) -> None:
     await seed_datasets(fake)
-    await platform.create_job(request("sftbot-r1-final"))
+    await platform.training.create(request("sftbot-r1-final"))
     fake.clock.advance(10)
-    model = (await platform.get_job("sftbot-r1-final")).model
+    model = (await platform.training.get("sftbot-r1-final")).model
     assert model is not None
     fake.echo_resolved_base = True  # the server answers with the base, not the fine-tuned model
-    created = await platform.create_deployment("sftbot-r1-dep", model)
+    created = await platform.serving.create("sftbot-r1-dep", model)
 
     async def ready() -> bool:
-        return (await platform.get_deployment("sftbot-r1-dep")).state is DeploymentState.READY
+        return (await platform.serving.get("sftbot-r1-dep")).state is DeploymentState.READY
 
     await until(ready)
-    status = await platform.get_deployment("sftbot-r1-dep")
+    status = await platform.serving.get("sftbot-r1-dep")
     assert fake.calls("GET", r"/deployments/sftbot-r1-dep$")[-1].status == 200
     assert created.model == status.model == model
     assert status.model_string == f"{model}#accounts/{ACCT}/deployments/sftbot-r1-dep"
@@ -97,12 +97,12 @@ async def test_the_model_string_is_built_from_the_model_asked_for(fake: FakeFire
 async def test_wandb_logging_is_sent_with_each_job(fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]) -> None:
     await seed_datasets(fake)
     platform = make_platform(wandb=WandbSettings(api_key="wandb-SECRET-123", project="sft", entity="acme"))
-    await platform.create_job(request("sftbot-r1-c1"))
+    await platform.training.create(request("sftbot-r1-c1"))
     sent = fake.calls("POST", r"/supervisedFineTuningJobs$")[0].json
     assert sent["wandbConfig"] == {"enabled": True, "apiKey": "wandb-SECRET-123", "project": "sft", "entity": "acme",
                                    "runId": "sftbot-r1-c1"}  # fmt: skip
     plain = make_platform()
-    await plain.create_job(request("sftbot-r1-c2"))
+    await plain.training.create(request("sftbot-r1-c2"))
     assert "wandbConfig" not in fake.calls("POST", r"/supervisedFineTuningJobs$")[1].json
 
 

@@ -72,11 +72,11 @@ async def test_no_deployment_and_validation_loss_need_no_shape(db: Database, tmp
 
 async def test_max_context_length_is_sent_in_multiples_of_16(fake: FakeFireworks, platform: FireworksPlatform) -> None:
     await seed_datasets(fake)
-    await platform.create_job(request("sftbot-r1-c1").model_copy(update={"max_context_length": 44_000}))
+    await platform.training.create(request("sftbot-r1-c1").model_copy(update={"max_context_length": 44_000}))
     assert fake.calls("POST", r"/supervisedFineTuningJobs$")[0].json["maxContextLength"] == 44_000
     with pytest.raises(PlatformError, match="must be divisible by 16"):  # the fake holds the bot to the rule
-        await platform.create_job(request("sftbot-r1-c2").model_copy(update={"max_context_length": 44_001}))
-    await platform.create_job(request("sftbot-r1-c3"))
+        await platform.training.create(request("sftbot-r1-c2").model_copy(update={"max_context_length": 44_001}))
+    await platform.training.create(request("sftbot-r1-c3"))
     assert "maxContextLength" not in fake.calls("POST", r"/supervisedFineTuningJobs$")[-1].json
     assert fake.account == ACCT
 

@@ -76,21 +76,22 @@ async def test_a_scaled_to_zero_deployment_is_waited_for_until_the_warm_up_windo
 ) -> None:
     platform = platform_for(fake, warmup_seconds=10 * 60, **simulated_time(fake))
     try:
-        await platform.create_deployment("sftbot-r1-dep", BASE)
+        await platform.serving.create("sftbot-r1-dep", BASE)
 
         async def ready() -> bool:
-            return (await platform.get_deployment("sftbot-r1-dep")).state is DeploymentState.READY
+            return (await platform.serving.get("sftbot-r1-dep")).state is DeploymentState.READY
 
         await until(ready)
-        status = await platform.get_deployment("sftbot-r1-dep")
+        status = await platform.serving.get("sftbot-r1-dep")
         fake.cold_start_seconds = 5 * 60
         assert (
-            await platform.chat(status.model_string, [ChatMessage(role="user", content="hi")]) == "echo: hi (as the base model)"
+            await platform.inference.chat(status.model_string, [ChatMessage(role="user", content="hi")])
+            == "echo: hi (as the base model)"
         )
         fake.cold_start_seconds = 60 * 60  # longer than the window: give up, with the platform's words
         fake.deployments["sftbot-r1-dep"].ready_at = fake.clock.now()
         with pytest.raises(PlatformError, match="scaled to zero and is scaling up") as err:
-            await platform.chat(status.model_string, [ChatMessage(role="user", content="hi")])
+            await platform.inference.chat(status.model_string, [ChatMessage(role="user", content="hi")])
         assert err.value.retryable and "HTTP 503" in str(err.value)
     finally:
         await platform.close()
@@ -103,12 +104,12 @@ async def test_thinking_bases_answer_with_reasoning_off_and_refusals_of_none_are
     fake.chat_responder = lambda model, messages: "42"
     fake.reasoning_models = {BASE}  # serverless base, to keep this about the request
     asked = [ChatMessage(role="user", content="6*7?")]
-    thought = await platform.chat(BASE, asked, max_tokens=512)
+    thought = await platform.inference.chat(BASE, asked, max_tokens=512)
     assert thought.startswith("<think>") and strip_thinking(thought) == ""  # thinking ate the whole budget
-    assert await platform.chat(BASE, asked, max_tokens=512, reasoning_effort="none") == "42"
+    assert await platform.inference.chat(BASE, asked, max_tokens=512, reasoning_effort="none") == "42"
     fake.rejects_reasoning_none = {BASE}  # GPT-OSS style: "Invalid reasoning effort: none"
     fake.reasoning_models = set()
-    assert await platform.chat(BASE, asked, max_tokens=512, reasoning_effort="none") == "42"
+    assert await platform.inference.chat(BASE, asked, max_tokens=512, reasoning_effort="none") == "42"
     sent = [r.json.get("reasoning_effort") for r in fake.calls("POST", r"/chat/completions$")]
     assert sent == [None, "none", "none", None]
 
@@ -127,13 +128,13 @@ async def test_tool_turns_go_with_their_tools_or_not_at_all(db: Database, fake: 
     platform = platform_for(fake)
     try:
         with_tools = {"messages": turns, "tools": tools}
-        answer = await platform.chat(BASE, prompt_messages(with_tools), tools=tools_of(with_tools))
+        answer = await platform.inference.chat(BASE, prompt_messages(with_tools), tools=tools_of(with_tools))
         sent = fake.calls("POST", r"/chat/completions$")[-1].json
         assert answer.startswith("echo:") and sent["tools"] == tools
         assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "tool"]
         assert sent["messages"][1]["tool_calls"] == call and sent["messages"][2]["tool_call_id"] == "call_1"
         without = {"messages": turns}  # tool turns but no tools: dropped, not refused
-        await platform.chat(BASE, prompt_messages(without), tools=tools_of(without))
+        await platform.inference.chat(BASE, prompt_messages(without), tools=tools_of(without))
         sent = fake.calls("POST", r"/chat/completions$")[-1].json
         assert [m["role"] for m in sent["messages"]] == ["user"] and "tools" not in sent
     finally:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.testing.memory_platform import MemoryPlatform
+from bot.testing.memory_platform import MemoryPlatform, MemoryTraining
 from pipeline.domain.platform import JobRequest, JobStatus, LossPoint, PlatformError
-from pipeline.domain.records import CandidateRecord, RunRecord
+from pipeline.domain.records import Actor, CandidateRecord, NewRun, RunRecord
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.domain.spec import RunSpec
 from pipeline.run.context import RunContext, RunnerConfig
@@ -34,28 +34,33 @@ class EpochPlatform(MemoryPlatform):
         super().__init__(polls_to_finish=EPOCHS * POLLS_PER_EPOCH)
         self.cancels: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []  # (what, job id): creates, cancels and completions in order
+        self.training = EpochTraining(self)
 
-    def _epoch(self, job_id: str) -> float:
+    def epoch(self, job_id: str) -> float:
         return min(float(EPOCHS), self.polls[job_id] / POLLS_PER_EPOCH)
 
-    async def create_job(self, request: JobRequest) -> JobStatus:
-        self.log.append(("create", request.job_id))
-        return await super().create_job(request)
 
-    async def get_job(self, job_id: str) -> JobStatus:
-        status = await super().get_job(job_id)
-        if status.state.value == "completed" and ("complete", job_id) not in self.log:
-            self.log.append(("complete", job_id))
-        return status.model_copy(update={"epoch": self._epoch(job_id)})
+class EpochTraining(MemoryTraining):
+    p: EpochPlatform
 
-    async def cancel_job(self, job_id: str) -> JobStatus:
-        self.cancels[job_id] += 1
-        self.log.append(("cancel", job_id))
-        return await super().cancel_job(job_id)
+    async def create(self, request: JobRequest) -> JobStatus:
+        self.p.log.append(("create", request.job_id))
+        return await super().create(request)
 
-    async def job_metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
-        loss = LOSS[self.jobs[job_id].learning_rate]
-        done = int(self._epoch(job_id))
+    async def get(self, job_id: str) -> JobStatus:
+        status = await super().get(job_id)
+        if status.state.value == "completed" and ("complete", job_id) not in self.p.log:
+            self.p.log.append(("complete", job_id))
+        return status.model_copy(update={"epoch": self.p.epoch(job_id)})
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        self.p.cancels[job_id] += 1
+        self.p.log.append(("cancel", job_id))
+        return await super().cancel(job_id)
+
+    async def metrics(self, job_id: str, dest: Path) -> list[LossPoint]:
+        loss = LOSS[self.p.jobs[job_id].learning_rate]
+        done = int(self.p.epoch(job_id))
         return [LossPoint(step=e * POLLS_PER_EPOCH, epoch=float(e), val_loss=loss, elapsed_s=2.0 * e) for e in range(1, done + 1)]
 
 
@@ -66,14 +71,7 @@ class SimulatedCrash(Exception):
 async def _run(db: Database, tmp_path: Path, *, candidates: int = 3) -> tuple[RunRecord, dict[Slot, JobRequest]]:
     async with db.write() as tx:
         run = await runs.insert_run(
-            tx,
-            requester="U1",
-            requester_name="",
-            instruction="",
-            spec=RunSpec(),
-            platform="memory",
-            workspace_root=str(tmp_path),
-            channel=None,
+            tx, NewRun(requester=Actor(id="U1"), instruction="", spec=RunSpec(), platform="memory", workspace_root=str(tmp_path))
         )
         requests = {}
         for n, lr in enumerate(list(LOSS)[:candidates], start=1):
@@ -115,7 +113,7 @@ def _watch(db: Database, platform: EpochPlatform, run: RunRecord, crash_at: str 
 
     return JobWatch(
         db=db,
-        platform=platform,
+        training=platform.training,
         run_id=run.id,
         workspace=Path(run.workspace),
         checkpoint=checkpoint,
@@ -220,10 +218,16 @@ async def test_the_slot_a_prune_frees_starts_a_waiting_candidate_at_once(db: Dat
     assert [cands[Slot.candidate(n)].state for n in (1, 2, 4)] == [CandidateState.COMPLETED] * 3
 
 
-class RefusingPlatform(EpochPlatform):
-    async def cancel_job(self, job_id: str) -> JobStatus:
-        self.cancels[job_id] += 1
+class RefusingTraining(EpochTraining):
+    async def cancel(self, job_id: str) -> JobStatus:
+        self.p.cancels[job_id] += 1
         raise PlatformError(f"job {job_id} cannot be cancelled in its state")
+
+
+class RefusingPlatform(EpochPlatform):
+    def __init__(self) -> None:
+        super().__init__()
+        self.training = RefusingTraining(self)
 
 
 async def test_a_cancel_the_platform_refuses_is_tried_once_and_the_candidate_trains_on(db: Database, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.testing.memory_platform import MemoryPlatform
 from pipeline.domain.gates import Question, QuestionKind
 from pipeline.domain.machine import Event
-from pipeline.domain.records import RunRecord
+from pipeline.domain.records import Actor, NewRun, RunRecord
 from pipeline.domain.spec import RunSpec
 from pipeline.run.context import RunContext, RunnerConfig
 from pipeline.run.events import QuestionAsked, RunEvent
@@ -31,14 +31,7 @@ async def context(db: Database, tmp_path: Path) -> tuple[RunContext, list[RunEve
 async def new_run(db: Database, tmp_path: Path, spec: RunSpec) -> RunRecord:
     async with db.write() as tx:
         return await runs.insert_run(
-            tx,
-            requester="U1",
-            requester_name="",
-            instruction="",
-            spec=spec,
-            platform="memory",
-            workspace_root=str(tmp_path),
-            channel=None,
+            tx, NewRun(requester=Actor(id="U1"), instruction="", spec=spec, platform="memory", workspace_root=str(tmp_path))
         )
 
 
@@ -50,7 +43,7 @@ async def test_inspect_plans_without_spending(db: Database, tmp_path: Path) -> N
     plan = await runs.get_plan(db, run.id, 1)
     assert plan is not None and len(plan.candidates) == 3 and plan.samples == 100
     platform = ctx.platform
-    assert isinstance(platform, MemoryPlatform) and not platform.datasets and not platform.jobs  # nothing spent
+    assert isinstance(platform, MemoryPlatform) and not platform.uploaded and not platform.jobs  # nothing spent
 
 
 async def test_inspect_asks_for_what_is_missing(db: Database, tmp_path: Path) -> None:

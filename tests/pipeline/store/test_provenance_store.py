@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.provenance import Change, DeploymentRate, IllegalMove, Ref, ResourceKind, ResourceState
-from pipeline.domain.records import CandidateRecord
+from pipeline.domain.records import Actor, CandidateRecord, NewRun
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.domain.spec import RunSpec
 from pipeline.store import runs
 from pipeline.store.db import Database, statements
 
 TYPED = 8  # the migration that made provenance typed
+NEW = NewRun(requester=Actor(id="U1"), instruction="x", spec=RunSpec(), platform="fireworks", workspace_root="/w")
 
 
 def _old_database(path: Path) -> None:
@@ -70,7 +71,7 @@ async def test_a_database_from_before_typed_provenance_is_carried_forward(tmp_pa
     _old_database(path)
     db = await Database.open(path)
     try:
-        assert (await db.applied_migrations())[TYPED - 1] == "008_typed_provenance.sql"
+        assert (await db.applied_migrations())[TYPED - 1] == "008_provenance_and_platform_facts.sql"
         found = {r.resource_id: r for r in await db.resources("r1")}
         dep = found["sftbot-r1-dep"]
         assert dep.rate == DeploymentRate(usd_per_hour=4.0) and dep.usd_per_hour == 4.0
@@ -92,10 +93,7 @@ async def test_a_database_from_before_typed_provenance_is_carried_forward(tmp_pa
 
 async def test_a_refused_move_raises_and_writes_nothing_of_its_transaction(db: Database) -> None:
     async with db.write() as tx:
-        await runs.insert_run(
-            tx, requester="U1", requester_name="", instruction="x", spec=RunSpec(), platform="fireworks",
-            workspace_root="/w", channel=None,
-        )  # fmt: skip
+        await runs.insert_run(tx, NEW)
     run_id = (await runs.list_runs(db))[0].id
     dep = Ref(kind=ResourceKind.DEPLOYMENT, id=f"sftbot-{run_id}-dep")
     rate = DeploymentRate(usd_per_hour=2.5, gpu_count=1, accelerator="NVIDIA_H100_80GB", priced_at="2026-10-08")
@@ -118,10 +116,7 @@ async def test_a_refused_move_raises_and_writes_nothing_of_its_transaction(db: D
 
 async def test_a_candidate_moves_only_through_the_guard(db: Database) -> None:
     async with db.write() as tx:
-        run = await runs.insert_run(
-            tx, requester="U1", requester_name="", instruction="x", spec=RunSpec(), platform="fireworks",
-            workspace_root="/w", channel=None,
-        )  # fmt: skip
+        run = await runs.insert_run(tx, NEW)
         cand = CandidateRecord(
             run_id=run.id, slot=Slot.candidate(1), job_id="j", base_model="b", lora_rank=8, learning_rate=1e-4, epochs=1,
             train_samples=1,

@@ -17,6 +17,7 @@ from pipeline.domain.platform import (
     PlatformError,
 )
 from pipeline.platforms.fireworks.platform import FireworksPlatform
+from pipeline.platforms.fireworks.settings import FireworksSettings
 from tests.pipeline.fireworks_support import ACCT, CHAT_ROWS, request, seed_datasets, until, write_jsonl
 
 
@@ -28,7 +29,7 @@ async def test_a_lost_create_response_is_reconciled_not_duplicated(fake: FakeFir
     await seed_datasets(fake)
     # The create takes effect, then the connection drops before the answer arrives.
     fake.faults = Faults(drop_rate=1.0, after_commit=1.0, limit=1, scope=f"/v1/accounts/{ACCT}/supervisedFineTuningJobs")
-    status = await platform.create_job(request("sftbot-r1-c1"))
+    status = await platform.training.create(request("sftbot-r1-c1"))
     assert status.job_id == "sftbot-r1-c1"
     assert list(fake.jobs) == ["sftbot-r1-c1"]
     assert [(r.status, r.fault) for r in fake.calls("POST", r"/supervisedFineTuningJobs$")] == [(200, "drop"), (409, None)]
@@ -42,22 +43,22 @@ async def test_faults_do_not_duplicate_anything(
     platform = make_platform(max_retries=8)
     fake.faults = Faults(error_rate=0.3, statuses=(500, 429, 503), drop_rate=0.05)
     path = write_jsonl(tmp_path / "train.jsonl", CHAT_ROWS)
-    await platform.upload_dataset("sftbot-r1-train", path, examples=12)
-    await platform.upload_dataset("sftbot-r1-test", path, examples=12)
+    await platform.datasets.upload("sftbot-r1-train", path, examples=12)
+    await platform.datasets.upload("sftbot-r1-test", path, examples=12)
     grid = {"sftbot-r1-c1": (8, 1.5e-4), "sftbot-r1-c2": (16, 1e-4), "sftbot-r1-c3": (32, 5e-5)}
-    await asyncio.gather(*(platform.create_job(request(j, lr=lr, rank=r)) for j, (r, lr) in grid.items()))
+    await asyncio.gather(*(platform.training.create(request(j, lr=lr, rank=r)) for j, (r, lr) in grid.items()))
 
     async def all_done() -> bool:
         fake.clock.advance(1.0)
-        statuses = await asyncio.gather(*(platform.get_job(j) for j in grid))
+        statuses = await asyncio.gather(*(platform.training.get(j) for j in grid))
         return all(s.state.terminal for s in statuses)
 
     await until(all_done, timeout=10)
-    points = await platform.job_metrics("sftbot-r1-c2", tmp_path / "m.jsonl")
+    points = await platform.training.metrics("sftbot-r1-c2", tmp_path / "m.jsonl")
     assert points
-    model = (await platform.get_job("sftbot-r1-c2")).model
+    model = (await platform.training.get("sftbot-r1-c2")).model
     assert model is not None
-    await platform.create_deployment("sftbot-r1-dep", model)
+    await platform.serving.create("sftbot-r1-dep", model)
 
     assert sorted(fake.jobs) == sorted(grid)
     assert all(n == 1 for n in fake.create_counts("supervisedFineTuningJobs").values())
@@ -71,16 +72,16 @@ async def test_faults_do_not_duplicate_anything(
 async def test_a_job_refused_for_quota_or_capacity_is_busy_at_once(fake: FakeFireworks, platform: FireworksPlatform) -> None:
     await seed_datasets(fake)
     fake.job_quota = 1
-    await platform.create_job(request("sftbot-r1-c1"))
+    await platform.training.create(request("sftbot-r1-c1"))
     with pytest.raises(Busy, match="quota is exhausted: quota_exceeded") as err:
-        await platform.create_job(request("sftbot-r1-c2"))
+        await platform.training.create(request("sftbot-r1-c2"))
     assert err.value.retryable
     refused = [r for r in fake.calls("POST", r"/supervisedFineTuningJobs$") if r.status == 429]
     assert len(refused) == 1  # no waiting here: the sweep queues the job and tries when one finishes
     assert list(fake.jobs) == ["sftbot-r1-c1"] and fake.max_active_jobs == 1
     fake.job_quota, fake.job_capacity_refusals = None, 1
     with pytest.raises(Busy, match="no capacity right now: no available capacity"):
-        await platform.create_job(request("sftbot-r1-c2"))
+        await platform.training.create(request("sftbot-r1-c2"))
     assert not [r for r in fake.requests if r.path.endswith(":cancel")]  # nothing running was touched
 
 
@@ -96,7 +97,7 @@ async def test_slow_responses_time_out_and_are_retried(
         fake.faults = Faults()
 
     restore = asyncio.create_task(fast_again())
-    info = await platform.check_dataset("slow-data")
+    info = await platform.datasets.check("slow-data")
     await restore
     assert info.ready
     assert fake.calls("GET", r"/datasets/slow-data$")[0].fault == "slow"
@@ -112,7 +113,7 @@ async def test_rate_limits_exhaust_into_a_retryable_error(
     fake.faults = Faults(error_rate=1.0, statuses=(429,), retry_after_ms=5)
     platform = make_platform(max_retries=3)
     with pytest.raises(PlatformError, match="HTTP 429") as err:
-        await platform.get_job("sftbot-r1-c1")
+        await platform.training.get("sftbot-r1-c1")
     assert err.value.retryable
     assert len(fake.calls("GET", r"/supervisedFineTuningJobs/")) == 4
 
@@ -122,7 +123,7 @@ async def test_an_auth_error_never_contains_the_key(fake: FakeFireworks, make_pl
     fake.echo_bad_key_in_401 = True  # even a server that echoes the key must not leak it
     platform = make_platform(api_key=secret)
     with pytest.raises(PlatformError) as err:
-        await platform.check_dataset("anything")
+        await platform.datasets.check("anything")
     message = str(err.value)
     assert "401" in message and "FIREWORKS_API_KEY" in message and "invalid API key" in message
     assert secret not in message and secret not in repr(err.value)
@@ -130,15 +131,15 @@ async def test_an_auth_error_never_contains_the_key(fake: FakeFireworks, make_pl
     # Nor in a logged traceback: the SDK's exception (whose body echoed the key) is not chained.
     assert secret not in "".join(traceback.format_exception(err.value))
     with pytest.raises(PlatformError) as chat_err:
-        await platform.chat("accounts/fireworks/models/qwen3-8b", [ChatMessage(role="user", content="hi")])
+        await platform.inference.chat("accounts/fireworks/models/qwen3-8b", [ChatMessage(role="user", content="hi")])
     assert secret not in str(chat_err.value) and "401" in str(chat_err.value)
 
 
 async def test_constructor_rejects_missing_credentials() -> None:
     with pytest.raises(PlatformError, match="FIREWORKS_API_KEY"):
-        FireworksPlatform("", ACCT)
+        FireworksPlatform(FireworksSettings("", ACCT))
     with pytest.raises(PlatformError, match="FIREWORKS_ACCOUNT_ID"):
-        FireworksPlatform("key", "")
+        FireworksPlatform(FireworksSettings("key", ""))
 
 
 async def test_a_saturated_deployment_slows_only_its_own_requests() -> None:

@@ -85,7 +85,7 @@ async def test_a_gguf_file_is_converted_once_into_the_same_model(tmp_path: Path)
     original = _write_tiny_gguf(tmp_path, tmp_path / "tiny.gguf")
     platform = LocalPlatform(tmp_path, port=0)
     try:
-        info = await platform.model_info(str(tmp_path / "tiny.gguf"))
+        info = await platform.models.model_info(str(tmp_path / "tiny.gguf"))
         assert info is not None and info.max_context == 512 and info.params_b is not None and info.params_b > 0.0008
         resolved = resolve(str(tmp_path / "tiny.gguf"), tmp_path)
         assert resolved is not None and resolved.kind == "gguf"

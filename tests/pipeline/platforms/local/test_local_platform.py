@@ -65,7 +65,7 @@ def _request(job_id: str, train: str, val: str, *, epochs: int = 3, lr: float = 
 async def _wait(platform: LocalPlatform, job_id: str, *, until: Any, timeout: float = 120) -> JobStatus:
     deadline = time.monotonic() + timeout
     while True:
-        status = await platform.get_job(job_id)
+        status = await platform.training.get(job_id)
         if until(status):
             return status
         assert time.monotonic() < deadline, f"timed out waiting on {job_id}: {status}"
@@ -92,8 +92,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Jo
     async def run() -> tuple[JobStatus, JobStatus]:
         platform = LocalPlatform(root, port=0)
         try:
-            first = await platform.create_job(_request("job-a", train, val))
-            again = await platform.create_job(_request("job-a", train, val))  # idempotent: same job
+            first = await platform.training.create(_request("job-a", train, val))
+            again = await platform.training.create(_request("job-a", train, val))  # idempotent: same job
             assert again.job_id == first.job_id
             final = await _wait(platform, "job-a", until=lambda s: s.state.terminal)
             return first, final
@@ -149,23 +149,23 @@ async def test_artifacts_metrics_and_throughput_survive_a_new_instance(
     root, _, _ = trained
     platform = LocalPlatform(root, port=0)
     try:
-        status = await platform.get_job("job-a")
+        status = await platform.training.get("job-a")
         assert status.state is JobState.COMPLETED
         art = platform.artifacts("job-a")
         assert art.adapter is not None and art.base_model == TINY_MODEL_ID
-        points = await platform.job_metrics("job-a", tmp_path / "m.jsonl")
+        points = await platform.training.metrics("job-a", tmp_path / "m.jsonl")
         assert (tmp_path / "m.jsonl").read_text() == art.metrics.read_text()
         assert [p.val_loss for p in points if p.val_loss is not None][-1] == status.val_loss
         sample = root / "datasets" / "train-data.jsonl"
-        measured = await platform.throughput(TINY_MODEL_ID, sample=sample)  # a few timed steps in a child process
+        measured = await platform.training.throughput(TINY_MODEL_ID, sample=sample)  # a few timed steps in a child process
         assert measured is not None and not measured.cached
         assert 0 < measured.tokens_per_second_low <= measured.tokens_per_second_high and measured.startup_seconds > 0
-        again = await LocalPlatform(root, port=0).throughput(TINY_MODEL_ID, sample=sample)  # another instance: the cache
+        again = await LocalPlatform(root, port=0).training.throughput(TINY_MODEL_ID, sample=sample)  # another instance: the cache
         assert again is not None and again.cached and again.tokens_per_second_low == measured.tokens_per_second_low
-        assert await platform.throughput("nope", sample=sample) is None  # unknown model: no estimate, no error
-        again = await platform.create_job(_request("job-a", "train-data", "val-data"))
+        assert await platform.training.throughput("nope", sample=sample) is None  # unknown model: no estimate, no error
+        again = await platform.training.create(_request("job-a", "train-data", "val-data"))
         assert again.state is JobState.COMPLETED
-        info = await platform.model_info(TINY_MODEL_ID)
+        info = await platform.models.model_info(TINY_MODEL_ID)
         assert info is not None and info.params_b is not None and 0.0008 < info.params_b < 0.0009
     finally:
         await platform.close()
@@ -194,8 +194,8 @@ async def test_batched_generate_equals_one_by_one(trained: tuple[Path, JobStatus
     try:
         prompts = [[ChatMessage.model_validate(m) for m in row["messages"][:-1]] for row in generate(6, seed=21)]
         prompts[2] = [ChatMessage(role="user", content="Hi")]  # a much shorter prompt: real left padding
-        batched = await platform.generate("job-a", prompts, max_tokens=24)
-        single = [(await platform.generate("job-a", [p], max_tokens=24))[0] for p in prompts]
+        batched = await platform.inference.generate("job-a", prompts, max_tokens=24)
+        single = [(await platform.inference.generate("job-a", [p], max_tokens=24))[0] for p in prompts]
         assert batched == single
         assert len(batched) == len(prompts)
     finally:
@@ -208,22 +208,22 @@ async def test_endpoint_answers_the_openai_client_and_the_snippet_runs(trained: 
     root, _, _ = trained
     platform = LocalPlatform(root, port=0)
     try:
-        dep = await platform.create_deployment("dep-a", "job-a")
+        dep = await platform.serving.create("dep-a", "job-a")
         assert dep.state is DeploymentState.READY, dep.message
         assert dep.endpoint.startswith("http://127.0.0.1:") and dep.endpoint.endswith("/v1")
         assert dep.model_string == "dep-a"
-        assert (await platform.create_deployment("dep-a", "job-a")).endpoint == dep.endpoint  # idempotent
+        assert (await platform.serving.create("dep-a", "job-a")).endpoint == dep.endpoint  # idempotent
         messages = [ChatMessage.model_validate(m) for m in generate(1, seed=8)[0]["messages"][:-1]]
         client = AsyncOpenAI(base_url=dep.endpoint, api_key="local")
         reply = await client.chat.completions.create(
             model=dep.model_string, max_tokens=16, temperature=0, messages=[m.model_dump() for m in messages]
         )
         text = reply.choices[0].message.content or ""  # greedy: the platform's own answer, unstripped
-        assert text.strip() == await platform.chat("dep-a", messages, max_tokens=16)
+        assert text.strip() == await platform.inference.chat("dep-a", messages, max_tokens=16)
         assert reply.usage is not None and reply.usage.prompt_tokens > 0
         await client.close()
 
-        snippet = platform.snippet(dep)
+        snippet = platform.serving.snippet(dep)
         assert dep.endpoint in snippet.code and 'api_key="local"' in snippet.code
         out = io.StringIO()
         code = compile(snippet.code, "snippet.py", "exec")
@@ -232,9 +232,9 @@ async def test_endpoint_answers_the_openai_client_and_the_snippet_runs(trained: 
         # Its request is a held-out prompt of the job's own validation data: the task it was tuned for.
         example = [ChatMessage.model_validate(m) for m in platform.example_prompt(dep.model)]
         assert example[-1].content == generate(96, seed=11)[80]["messages"][1]["content"]  # val-data's first row
-        assert out.getvalue().strip() == await platform.chat("dep-a", example, max_tokens=256)
+        assert out.getvalue().strip() == await platform.inference.chat("dep-a", example, max_tokens=256)
 
-        deleted = await platform.delete_deployment("dep-a")
+        deleted = await platform.serving.delete("dep-a")
         assert deleted.state is DeploymentState.DELETED
     finally:
         await platform.close()
@@ -244,20 +244,20 @@ async def test_cap_queues_jobs_and_cancel_kills_the_trainer(tmp_path: Path) -> N
     train, val = _write_data(tmp_path)
     platform = LocalPlatform(tmp_path, port=0, max_parallel=1)
     try:
-        first = await platform.create_job(_request("job-1", train, val, epochs=50))
-        second = await platform.create_job(_request("job-2", train, val, epochs=50))
+        first = await platform.training.create(_request("job-1", train, val, epochs=50))
+        second = await platform.training.create(_request("job-2", train, val, epochs=50))
         assert first.state is JobState.RUNNING and second.state is JobState.PENDING  # the cap holds it back
         pid = _launch(tmp_path, "job-1").pid
         assert pid is not None and psutil.pid_exists(pid)
-        cancelled = await platform.cancel_job("job-1")
+        cancelled = await platform.training.cancel("job-1")
         assert cancelled.state is JobState.CANCELLED
         assert not psutil.pid_exists(pid)
         started = await _wait(platform, "job-2", until=lambda s: s.state is JobState.RUNNING)  # slot freed
         assert started.state is JobState.RUNNING
         pid2 = _launch(tmp_path, "job-2").pid
-        assert (await platform.cancel_job("job-2")).state is JobState.CANCELLED
+        assert (await platform.training.cancel("job-2")).state is JobState.CANCELLED
         assert pid2 is not None and not psutil.pid_exists(pid2)
-        assert (await platform.get_job("job-1")).state is JobState.CANCELLED
+        assert (await platform.training.get("job-1")).state is JobState.CANCELLED
     finally:
         await platform.close()
 
@@ -266,7 +266,7 @@ async def test_a_trainer_that_dies_under_a_running_bot_is_failed_clearly(tmp_pat
     train, val = _write_data(tmp_path)
     platform = LocalPlatform(tmp_path, port=0)
     try:
-        await platform.create_job(_request("job-d", train, val))
+        await platform.training.create(_request("job-d", train, val))
         pid = _launch(tmp_path, "job-d").pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # e.g. the OOM killer; the bot itself keeps running
@@ -281,7 +281,7 @@ async def test_a_trainer_that_dies_under_a_running_bot_is_failed_clearly(tmp_pat
 async def test_job_interrupted_by_a_restart_is_rerun_once(tmp_path: Path) -> None:
     train, val = _write_data(tmp_path)
     old = LocalPlatform(tmp_path, port=0)
-    await old.create_job(_request("job-r", train, val, epochs=6))
+    await old.training.create(_request("job-r", train, val, epochs=6))
     # Wait until it is mid-training (at least one step done, far from the last).
     deadline = time.monotonic() + 120
     while (status := _trainer(tmp_path, "job-r")) is None or status.step < 1:
@@ -296,7 +296,7 @@ async def test_job_interrupted_by_a_restart_is_rerun_once(tmp_path: Path) -> Non
 
     new = LocalPlatform(tmp_path, port=0)
     try:
-        resumed = await new.get_job("job-r")
+        resumed = await new.training.get("job-r")
         assert resumed.state in (JobState.PENDING, JobState.RUNNING)
         assert resumed.message is not None and "restarted" in resumed.message
         final = await _wait(new, "job-r", until=lambda s: s.state.terminal)
@@ -315,21 +315,21 @@ async def test_unknown_model_and_dataset_are_refused_clearly(tmp_path: Path) -> 
     train, val = _write_data(tmp_path)
     platform = LocalPlatform(tmp_path, port=0)
     assert isinstance(platform, Platform)
-    assert {m.id for m in await platform.list_models()} >= {TINY_MODEL_ID}
+    assert {m.id for m in await platform.models.list_models()} >= {TINY_MODEL_ID}
     try:
         with pytest.raises(PlatformError, match="base model 'nope'"):
-            await platform.create_job(_request("job-x", train, val).model_copy(update={"base_model": "nope"}))
+            await platform.training.create(_request("job-x", train, val).model_copy(update={"base_model": "nope"}))
         with pytest.raises(PlatformError, match="dataset"):
-            await platform.create_job(_request("job-y", str(tmp_path / "missing.jsonl"), val))
+            await platform.training.create(_request("job-y", str(tmp_path / "missing.jsonl"), val))
         assert not (tmp_path / "jobs" / "job-x").exists() and not (tmp_path / "jobs" / "job-y").exists()
         files = tmp_path / "datasets"
-        info = await platform.upload_dataset("ds-1", files / f"{train}.jsonl", examples=80)
-        assert (await platform.upload_dataset("ds-1", files / f"{val}.jsonl", examples=16)).name == info.name  # idempotent
+        info = await platform.datasets.upload("ds-1", files / f"{train}.jsonl", examples=80)
+        assert (await platform.datasets.upload("ds-1", files / f"{val}.jsonl", examples=16)).name == info.name  # idempotent
         elsewhere = tmp_path / "elsewhere.jsonl"
         elsewhere.write_text(render(generate(4, seed=1)), encoding="utf-8")
         with pytest.raises(PlatformError, match="not found on the local platform"):
-            await platform.check_dataset(str(elsewhere))  # a file outside its own folder is not its dataset
-        assert (await platform.check_dataset("ds-1")).examples == 80
+            await platform.datasets.check(str(elsewhere))  # a file outside its own folder is not its dataset
+        assert (await platform.datasets.check("ds-1")).examples == 80
     finally:
         await platform.close()
 
@@ -342,7 +342,7 @@ async def test_with_a_key_the_endpoint_refuses_requests_without_it(
     root, _, _ = trained
     platform = LocalPlatform(root, port=0, endpoint=EndpointConfig(api_key="s3cret-local-key"))
     try:
-        dep = await platform.create_deployment("dep-k", "job-a")
+        dep = await platform.serving.create("dep-k", "job-a")
         assert dep.endpoint.startswith("http://127.0.0.1:")  # loopback only
         hello = [{"role": "user", "content": "Hello!"}]
         async with AsyncOpenAI(base_url=dep.endpoint, api_key="local") as wrong:
@@ -351,7 +351,7 @@ async def test_with_a_key_the_endpoint_refuses_requests_without_it(
         async with AsyncOpenAI(base_url=dep.endpoint, api_key="s3cret-local-key") as right:
             reply = await right.chat.completions.create(model=dep.model_string, max_tokens=4, messages=hello)  # type: ignore[arg-type]
         assert reply.choices[0].message.content is not None
-        snippet = platform.snippet(dep)
+        snippet = platform.serving.snippet(dep)
         assert 'os.environ["SFTBOT_LOCAL_API_KEY"]' in snippet.code and "s3cret" not in snippet.code
     finally:
         await platform.close()

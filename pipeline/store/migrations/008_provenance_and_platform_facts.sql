@@ -35,3 +35,12 @@ UPDATE resources SET details_json = json_remove(details_json, '$.usd_per_hour', 
 UPDATE resources SET estimated_usd = (
     SELECT c.cost_usd FROM candidates c WHERE c.run_id = resources.run_id AND c.job_id = resources.resource_id
 ) WHERE kind = 'job';
+
+-- Platforms by role (#23): whether a run's platform bills money is a fact the platform declares,
+-- stored with the run and its plans so every surface asks it instead of comparing names. Before,
+-- a run was free exactly when its platform was the local one.
+ALTER TABLE runs ADD COLUMN billed INTEGER NOT NULL DEFAULT 1;
+UPDATE runs SET billed = 0 WHERE platform = 'local';
+UPDATE plan_versions SET plan_json = json_set(
+    plan_json, '$.billed', json(CASE WHEN json_extract(plan_json, '$.platform') = 'local' THEN 'false' ELSE 'true' END)
+) WHERE json_valid(plan_json);
