@@ -97,10 +97,9 @@ def ledger(
     approved_usd: float | None,
     now: float,
     margin: float = DEFAULT_MARGIN,
-    billed: bool = True,
 ) -> Ledger:
-    """The run's ledger as of ``now`` (empty where the platform bills nothing)."""
-    if not billed:
+    """The run's ledger as of ``now`` (empty where its plan says the platform bills nothing)."""
+    if plan is not None and not plan.billed:
         return Ledger(approved_usd=approved_usd, margin=margin)
     estimates = _job_estimates(plan)
     lines: list[LedgerLine] = []

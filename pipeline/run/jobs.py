@@ -148,9 +148,7 @@ class JobWatch:
 
         async def created(tx: Tx, status: JobStatus) -> None:
             await runs.set_note(tx, self.run_id, c.slot, None)
-            await runs.update_candidate(
-                tx, self.run_id, c.slot, status, state=CandidateState.of(status.state), progressed=True, stalled=False
-            )
+            await runs.update_candidate(tx, c, status, state=CandidateState.of(status.state), progressed=True, stalled=False)
             await tx.audit(run_id=self.run_id, actor="sftbot", action="job_created", details={"job_id": req.job_id})
 
         create = Create(
@@ -207,7 +205,7 @@ class JobWatch:
             if status.val_loss is None:
                 note = no_validation_loss(self.ws / "metrics" / f"{c.job_id}.raw.jsonl")
         async with self.db.write() as tx:
-            await runs.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=progressed, stalled=stalled)
+            await runs.update_candidate(tx, c, status, state=state, progressed=progressed, stalled=stalled)
             if note is not None:
                 await runs.set_note(tx, self.run_id, c.slot, note)
             if state.is_finished():

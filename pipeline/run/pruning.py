@@ -177,7 +177,7 @@ class Pruner:
         await self._read(c.job_id)  # its curve up to the stop, for the report
         saved = max(0.0, c.epochs - (status.epoch or 0.0))
         async with self.db.write() as tx:
-            await runs.update_candidate(tx, self.run_id, c.slot, status, state=state, progressed=True, stalled=False)
+            await runs.update_candidate(tx, c, status, state=state, progressed=True, stalled=False)
             await job_finished(self.db, tx, self.run_id, status, state)
             await tx.audit(
                 run_id=self.run_id,

@@ -104,7 +104,6 @@ async def run_ledger(db: Database, run: RunRecord, *, now: float | None = None, 
         approved_usd=run.approved_usd,
         now=time.time() if now is None else now,
         margin=margin,
-        billed=run.billed,
     )
 
 

@@ -175,7 +175,7 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
             shape=shape,
         )
     now = time.time()
-    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=margin, billed=run.billed)
+    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=margin)
     costs = [c.cost_usd for c in cands if c.cost_usd is not None]
     actual = round(sum(costs), 6) if costs else None
     est = plan.cost if plan else None

@@ -240,8 +240,10 @@ async def set_state(tx: Tx, run_id: str, slot: Slot, state: CandidateState, *, m
 
 
 async def update_candidate(
-    tx: Tx, run_id: str, slot: Slot, status: JobStatus, *, state: CandidateState, progressed: bool, stalled: bool
+    tx: Tx, c: CandidateRecord, status: JobStatus, *, state: CandidateState, progressed: bool, stalled: bool
 ) -> None:
+    """Candidate ``c`` as the platform reported its job (its state moved through the guard)."""
+    run_id, slot = c.run_id, c.slot
     await _guard(tx, run_id, slot, state)
     now = time.time()
     await tx.execute(

@@ -45,7 +45,6 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
         approved_usd=run.approved_usd,
         now=time.time(),
         margin=ctx.config.spend_margin,
-        billed=run.billed,
     )
     ratio = overrun(cands, plan)
     number = 1 + sum(1 for g in await ctx.db.gate_decisions(run.id) if g.gate.kind == "budget")

@@ -55,7 +55,7 @@ async def cancel_jobs(ctx: RunContext, run: RunRecord) -> None:
         if c.state is CandidateState.PRUNING and state in (CandidateState.CANCELLED, CandidateState.FAILED):
             state = CandidateState.PRUNED
         async with ctx.db.write() as tx:
-            await runs.update_candidate(tx, run.id, c.slot, status, state=state, progressed=True, stalled=False)
+            await runs.update_candidate(tx, c, status, state=state, progressed=True, stalled=False)
             if state is not CandidateState.PRUNED:  # a pruned one keeps its reason
                 await runs.set_note(tx, run.id, c.slot, None if state.is_finished() else f"cancel requested ({status.raw_state})")
             if state.is_finished():  # what the cancel left: the job's end (and a model, if it finished first)
