@@ -12,11 +12,10 @@ import json
 
 from pipeline.domain import ids
 from pipeline.domain.fsio import write_atomic
-from pipeline.domain.platform import EvaluationJobStatus, Evaluators, JobState
+from pipeline.domain.platform import EvaluationJobStatus, Evaluators, JobState, PlatformError
 from pipeline.domain.poll import PollTimeout, poll_until
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
-from pipeline.domain.spec import SpecError
 from pipeline.evaluation.eval_types import EvalExample, EvalRun
 from pipeline.evaluation.hosted_rows import input_rows, read_scores
 from pipeline.run.context import RunContext, workspace
@@ -25,13 +24,10 @@ from pipeline.run.steps.data import upload_once
 from pipeline.store.db import Tx
 
 
-def _evaluators(ctx: RunContext, ref: str) -> Evaluators:
-    """The platform's hosted evaluators; SpecError naming the fix where it has none."""
+def _evaluators(ctx: RunContext) -> Evaluators:
+    """The platform's hosted evaluators (the planner refused a hosted evaluator where there are none)."""
     if ctx.platform.evaluators is None:
-        raise SpecError(
-            f"evaluator {ref} lives on Fireworks, and this bot trains on the {ctx.platform.facts.name} platform: put the "
-            "evaluator's .py file in SFTBOT_EVALUATOR_DIR and use eval=evaluator:<file>"
-        )
+        raise PlatformError(f"the {ctx.platform.facts.name} platform has no hosted evaluators")
     return ctx.platform.evaluators
 
 
@@ -77,9 +73,7 @@ async def _create_job(
     create = Create(
         run_id=run.id,
         ref=Ref(kind=ResourceKind.EVALUATION_JOB, id=job_id),
-        call=lambda: _evaluators(ctx, evaluator).create_job(
-            job_id, evaluator=evaluator, input_dataset=answers, output_dataset=out_id
-        ),
+        call=lambda: _evaluators(ctx).create_job(job_id, evaluator=evaluator, input_dataset=answers, output_dataset=out_id),
         intent=Change(details={"evaluator": evaluator, "input": answers, "output": out_id}),
         before=output,
     )
@@ -89,7 +83,7 @@ async def _create_job(
 async def _until_done(ctx: RunContext, status: EvaluationJobStatus) -> EvaluationJobStatus:
     try:
         return await poll_until(
-            lambda: _evaluators(ctx, status.job_id).get_job(status.job_id),
+            lambda: _evaluators(ctx).get_job(status.job_id),
             lambda s: s.state.terminal,
             first=status,
             timeout=ctx.config.deploy_timeout_seconds,

@@ -34,11 +34,16 @@ def _old_database(path: Path) -> None:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (int(entry.name[:3]), entry.name))
     now = time.time()
-    conn.execute(
-        "INSERT INTO runs(id, number, requester, instruction, spec_json, platform, phase, workspace, created_at, updated_at)"
-        " VALUES ('r1', 1, 'U1', 'run', '{}', 'fireworks', 'succeeded', '/w', ?, ?)",
-        (now, now),
-    )
+    for run_id, number, platform in (("r1", 1, "fireworks"), ("r2", 2, "local")):
+        conn.execute(
+            "INSERT INTO runs(id, number, requester, instruction, spec_json, platform, phase, workspace, created_at, updated_at)"
+            " VALUES (?, ?, 'U1', 'run', '{}', ?, 'succeeded', '/w', ?, ?)",
+            (run_id, number, platform, now, now),
+        )
+        conn.execute(
+            "INSERT INTO plan_versions(run_id, version, plan_json, status, created_at) VALUES (?, 1, ?, 'approved', ?)",
+            (run_id, json.dumps({"version": 1, "platform": platform}), now),
+        )
     conn.execute(
         "INSERT INTO candidates(run_id, slot, job_id, base_model, lora_rank, learning_rate, epochs, train_samples, state,"
         " cost_usd, updated_at) VALUES ('r1', 'c1', 'sftbot-r1-c1', 'qwen3-8b', 8, 1e-4, 1, 10, 'completed', 0.42, ?)",
@@ -82,6 +87,10 @@ async def test_a_database_from_before_typed_provenance_is_carried_forward(tmp_pa
         assert found["sftbot-r1-c1"].estimated_usd == 0.42 and found["sftbot-r1-c1"].state is ResourceState.COMPLETED
         assert found["sftbot-r1-c2"].state is ResourceState.RECORDED
         assert found["sftbot-r1-train"].state is ResourceState.READY and found["sftbot-r1-train"].rate is None
+        # Whether a run's platform bills money is now stored, for the run and its plans: free exactly when it was local.
+        billed = {r.id: r.billed for r in await runs.list_runs(db)}
+        plans = await db.fetchall("SELECT run_id, json_extract(plan_json, '$.billed') FROM plan_versions ORDER BY run_id")
+        assert billed == {"r1": True, "r2": False} and [tuple(p) for p in plans] == [("r1", 1), ("r2", 0)]
         # The converted rows move on under the guard like new ones.
         async with db.write() as tx:
             await db.move_resource(tx, "r1", failed.ref, ResourceState.DELETED)
