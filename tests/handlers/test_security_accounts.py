@@ -15,6 +15,7 @@ from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, BOB, CHANNEL, MakeBot, has, in_thread, press, root_of, settings_for
 from pipeline.platforms.fireworks.platform import FireworksPlatform
+from pipeline.platforms.fireworks.settings import FireworksSettings
 from pipeline.store import runs
 from tests.handlers.slack_support import opened
 from tests.handlers.test_slack_evaluation import EXACT
@@ -26,7 +27,8 @@ ERIN = "U0ERIN"  # an admin
 @pytest.fixture
 async def fireworks() -> AsyncIterator[tuple[FakeFireworks, FireworksPlatform]]:
     async with FakeFireworks(account="acme", job_seconds=5.0, deployment_seconds=0.05) as fake:
-        platform = FireworksPlatform(fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01)
+        settings = FireworksSettings(fake.api_key, fake.account, base_url=fake.base_url, poll_seconds=0.01, retry_base_delay=0.01)
+        platform = FireworksPlatform(settings)
         try:
             yield fake, platform
         finally:

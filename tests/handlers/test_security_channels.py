@@ -110,7 +110,7 @@ async def test_a_platform_dataset_another_channels_run_used_is_refused(
     source = tmp_path / "payroll.jsonl"
     source.write_bytes(private_rows())
     platform = MemoryPlatform(polls_to_finish=10_000)
-    platform.datasets[PLATFORM_ID] = source
+    platform.uploaded[PLATFORM_ID] = source
     bot = await bot_factory(platform, policy=STRICT)
     await bot.driver.command(f"run dataset={PLATFORM_ID} model=qwen3-8b", user=ALICE, channel=PRIV)
     await plan_in(fake_slack, PRIV, 1)
