@@ -14,6 +14,7 @@ from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, Bot, MakeBot, find
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
 from pipeline.platforms.fireworks.platform import FireworksPlatform
+from pipeline.platforms.fireworks.settings import FireworksSettings
 from pipeline.run import events
 from pipeline.store import runs
 from pipeline.store.db import Database
@@ -25,12 +26,14 @@ async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeB
     """The one full run: the real Fireworks platform code (official SDK) against the fake Fireworks."""
     async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fireworks:
         platform = FireworksPlatform(
-            fireworks.api_key,
-            fireworks.account,
-            base_url=fireworks.base_url,
-            poll_seconds=0.01,
-            retry_base_delay=0.01,
-            quota_delay=0.05,
+            FireworksSettings(
+                fireworks.api_key,
+                fireworks.account,
+                base_url=fireworks.base_url,
+                poll_seconds=0.01,
+                retry_base_delay=0.01,
+                quota_delay=0.05,
+            )
         )
         try:
             bot = await bot_factory(platform, policy=Policy(approvers=[BOB, CAROL]))
