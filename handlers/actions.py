@@ -96,18 +96,30 @@ BUTTONS: dict[str, tuple[Callable[[dict[str, Any]], Decision | None], str]] = {
 
 
 def register(app: AsyncApp, s: Surface) -> None:
-    """Attach the interactive listeners to ``app``."""
+    """Attach the interactive listeners to ``app``, one small function per listener group."""
+    _register_decisions(app, s)
+    _register_answers(app, s)
+    _register_confirmations(app, s)
+    _register_deployment_clicks(app, s)
+    register_evidence(app, s)
+    _register_revise(app, s)
 
-    async def decide(body: dict[str, Any], respond: Any, run: str | None, decision: Decision | None, key: str) -> bool:
-        if not run or decision is None:
-            await _tell(respond, replies.problem_message("This button is missing its run; use `/sft status`."))
-            return False
-        if not await s.fresh(f"act:{body.get('trigger_id')}:{key}"):
-            return False  # a retried delivery of a click we already handled
-        user, name = _who(body)
-        channel = await s.judged_in(run, _channel(body))
-        _, problem = await s.decide(run, decision, user=user, name=name, channel=channel)
-        return await _answered(s, body, respond, problem)
+
+async def _decide(s: Surface, body: dict[str, Any], respond: Any, run: str | None, decision: Decision | None, key: str) -> bool:
+    """One click's decision through ``Surface.decide``, once per click; True when it was taken."""
+    if not run or decision is None:
+        await _tell(respond, replies.problem_message("This button is missing its run; use `/sft status`."))
+        return False
+    if not await s.fresh(f"act:{body.get('trigger_id')}:{key}"):
+        return False  # a retried delivery of a click we already handled
+    user, name = _who(body)
+    channel = await s.judged_in(run, _channel(body))
+    _, problem = await s.decide(run, decision, user=user, name=name, channel=channel)
+    return await _answered(s, body, respond, problem)
+
+
+def _register_decisions(app: AsyncApp, s: Surface) -> None:
+    """The decision buttons (Approve, Cancel, Promote, the budget's two) and the candidate select."""
 
     def on_button(make: Callable[[dict[str, Any]], Decision | None], key: str) -> Callable[..., Awaitable[None]]:
         """A decision button: its value names the run and what it decides (a version, a candidate, a request)."""
@@ -115,7 +127,7 @@ def register(app: AsyncApp, s: Surface) -> None:
         async def listener(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
             v = decode(action.get("value"))
-            await decide(body, s.responder(body), v.get("run"), make(v), key)
+            await _decide(s, body, s.responder(body), v.get("run"), make(v), key)
 
         return listener
 
@@ -127,43 +139,54 @@ def register(app: AsyncApp, s: Surface) -> None:
         await ack()
         parts = _selected(body)
         slot = _slot(parts[1]) if len(parts) > 1 else None
-        await decide(body, s.responder(body), parts[0], Promote(slot) if slot else None, "promote")
+        await _decide(s, body, s.responder(body), parts[0], Promote(slot) if slot else None, "promote")
 
-    async def answer(ack: Any, body: dict[str, Any], run_id: str | None, number: int | None, text: str) -> None:
-        await ack()
-        respond = s.responder(body)
-        try:
-            run = await s.runner.get(run_id or "")
-        except RunNotFound:
-            await _tell(respond, replies.problem_message("This run no longer exists."))
+
+async def _answer(s: Surface, body: dict[str, Any], run_id: str | None, number: int | None, text: str) -> None:
+    """A question's answer; on an evaluator question "cancel" cancels and "evaluator" asks for the file."""
+    respond = s.responder(body)
+    try:
+        run = await s.runner.get(run_id or "")
+    except RunNotFound:
+        await _tell(respond, replies.problem_message("This run no longer exists."))
+        return
+    question = run.question
+    if question is not None and question.number == number and question.kind.about_evaluation:
+        if text == "cancel":  # "Cancel run" on an evaluator question
+            await _decide(s, body, respond, run.id, Cancel(), "cancel")
             return
-        question = run.question
-        if question is not None and question.number == number and question.kind.about_evaluation:
-            if text == "cancel":  # "Cancel run" on an evaluator question
-                await decide(body, respond, run.id, Cancel(), "cancel")
-                return
-            if question.kind is QuestionKind.EVALUATION and text == "evaluator":
-                await _ask_for_file(s, body, respond, run, question)
-                return
-        await decide(body, respond, run.id, Answer(text, question=number), "answer")
+        if question.kind is QuestionKind.EVALUATION and text == "evaluator":
+            await _ask_for_file(s, body, respond, run, question)
+            return
+    await _decide(s, body, respond, run.id, Answer(text, question=number), "answer")
+
+
+def _register_answers(app: AsyncApp, s: Surface) -> None:
+    """A question's answer buttons and its select menu."""
 
     @app.action(action_ids.ANSWER)
     async def on_answer(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
         v = decode(action.get("value"))
-        await answer(ack, body, v.get("run"), _int(v.get("q")), str(v.get("a") or ""))
+        await _answer(s, body, v.get("run"), _int(v.get("q")), str(v.get("a") or ""))
 
     @app.action(action_ids.ANSWER_SELECT)
     async def on_answer_select(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
         parts = _selected(body)
         number = _int(parts[1]) if len(parts) > 2 else None
-        await answer(ack, body, parts[0], number, parts[2] if len(parts) > 2 else "")
+        await _answer(s, body, parts[0], number, parts[2] if len(parts) > 2 else "")
+
+
+def _register_confirmations(app: AsyncApp, s: Surface) -> None:
+    """The "are you sure?" prompts: confirm a cancel, or keep the run / the deployment."""
 
     @app.action(action_ids.CONFIRM_CANCEL)
     async def on_confirm_cancel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         respond = s.responder(body)
         run_id = str(decode(action.get("value")).get("run") or "")
-        if await decide(body, respond, run_id, Cancel(), "cancel"):
+        if await _decide(s, body, respond, run_id, Cancel(), "cancel"):
             run = await s.runner.get(run_id)
             await respond(replace_original=True, text=f"🚫 Run #{run.number} cancelled; its active jobs were cancelled.")
 
@@ -179,10 +202,12 @@ def register(app: AsyncApp, s: Surface) -> None:
             replace_original=True, text="OK, the deployment stays up (and keeps billing while a replica is up)."
         )
 
-    def in_place(tag: str, act: InPlace) -> Callable[..., Awaitable[None]]:
-        """A click on a run's deployment (teardown confirm, the idle DM's choices): acted on once
-        per click, for the run named in the button's value, and answered by replacing the message."""
 
+def _register_deployment_clicks(app: AsyncApp, s: Surface) -> None:
+    """Clicks on a run's deployment (teardown confirm, the idle DM's choices): acted on once
+    per click, for the run named in the button's value, and answered by replacing the message."""
+
+    def in_place(tag: str, act: InPlace) -> Callable[..., Awaitable[None]]:
         async def listener(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
             if not await s.fresh(f"act:{body.get('trigger_id')}:{tag}"):
@@ -197,7 +222,6 @@ def register(app: AsyncApp, s: Surface) -> None:
     app.action(action_ids.CONFIRM_TEARDOWN)(
         in_place("teardown", lambda run, user, name, body: s.teardown(run, user=user, name=name, channel=_channel(body)))
     )
-    register_evidence(app, s)
 
     def idle(choice: str) -> InPlace:
         """Keep / Scale to zero / Delete in the idle-deployment DM."""
@@ -210,69 +234,88 @@ def register(app: AsyncApp, s: Surface) -> None:
     ):
         app.action(action_id)(in_place("idle", idle(choice)))
 
+
+def _register_revise(app: AsyncApp, s: Surface) -> None:
+    """Revise: the button opens the plan's form, and the form's submission is the decision."""
+
     @app.action(action_ids.REVISE)
     async def on_revise(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        respond = s.responder(body)
-        v = decode(action.get("value"))
-        try:
-            run = await s.runner.get(v.get("run") or "")
-        except RunNotFound:
-            await _tell(respond, replies.problem_message("This run no longer exists."))
-            return
-        version = _int(v.get("v")) or run.plan_version
-        try:
-            await check_open(s.db, run, Approve(plan_version=version))
-        except Refusal as exc:
-            await _tell(respond, refusal_message(exc))
-            return
-        user, name = _who(body)
-        where = await s.judged_in(run.id, _channel(body))  # Revise from a DM is judged in the run's channel
-        denied = await s.refused(run, Revise(run.spec, plan_version=version), user=user, name=name, channel=where)
-        if denied is not None:  # say so now, not after they have filled in the form
-            await _tell(respond, denied)
-            return
-        plan = await runs.get_plan(s.db, run.id, version)
-        if plan is None:
-            return
-        try:
-            await client.views_open(trigger_id=body["trigger_id"], view=revise_modal(run, plan))
-        except SlackApiError as exc:
-            # trigger ids live 3 s and work once; a retry or a slow start cannot open the modal.
-            err = exc.response.get("error")
-            await _tell(respond, replies.problem_message(f"Slack would not open the form ({err}); click Revise again."))
+        await open_revise(s, body, action, client)
 
     @app.view(CALLBACK_ID)
     async def on_revise_submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
-        # Inline errors can only be given in the ack, so this validates first: local reads
-        # and pure parsing only, milliseconds; the decision itself comes after the ack.
-        run_id, version = modal_target(view)
-        try:
-            run = await s.runner.get(run_id or "")
-        except RunNotFound:
-            await ack(response_action="errors", errors={OTHER: "This run no longer exists."})
-            return
-        version = version or run.plan_version
-        plan = await runs.get_plan(s.db, run.id, version)
-        try:
-            await check_open(s.db, run, Approve(plan_version=version))
-        except Refusal as exc:
-            await ack(response_action="errors", errors={OTHER: exc.sentence()[:150]})
-            return
-        if plan is None:
-            await ack(response_action="errors", errors={OTHER: "The plan is gone."})
-            return
-        spec, errors = parse_revision(run, plan, view.get("state", {}).get("values", {}))
-        if errors or spec is None:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        user, name = _who(body)
-        channel = await s.messages.channel(run.id)
-        _, problem = await s.decide(run.id, Revise(spec, plan_version=version), user=user, name=name, channel=channel)
-        if problem is not None and channel is not None:
-            root = await s.messages.get(run.id, ROOT)
-            await client.chat_postEphemeral(channel=channel, user=user, thread_ts=root.ts if root else None, **problem.kwargs())
+        await submit_revision(s, ack, body, view, client)
+
+
+async def open_revise(s: Surface, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+    """The Revise form for the plan the button belongs to, unless the click would be refused anyway."""
+    respond = s.responder(body)
+    v = decode(action.get("value"))
+    try:
+        run = await s.runner.get(v.get("run") or "")
+    except RunNotFound:
+        await _tell(respond, replies.problem_message("This run no longer exists."))
+        return
+    version = _int(v.get("v")) or run.plan_version
+    try:
+        await check_open(s.db, run, Approve(plan_version=version))
+    except Refusal as exc:
+        await _tell(respond, refusal_message(exc))
+        return
+    user, name = _who(body)
+    where = await s.judged_in(run.id, _channel(body))  # Revise from a DM is judged in the run's channel
+    denied = await s.refused(run, Revise(run.spec, plan_version=version), user=user, name=name, channel=where)
+    if denied is not None:  # say so now, not after they have filled in the form
+        await _tell(respond, denied)
+        return
+    plan = await runs.get_plan(s.db, run.id, version)
+    if plan is None:
+        return
+    try:
+        await client.views_open(trigger_id=body["trigger_id"], view=revise_modal(run, plan))
+    except SlackApiError as exc:
+        # trigger ids live 3 s and work once; a retry or a slow start cannot open the modal.
+        err = exc.response.get("error")
+        await _tell(respond, replies.problem_message(f"Slack would not open the form ({err}); click Revise again."))
+
+
+async def _revision(s: Surface, view: dict[str, Any]) -> tuple[Revise | None, RunRecord | None, dict[str, str]]:
+    """The submitted form as a Revise decision on its run, or the inline errors to show."""
+    run_id, version = modal_target(view)
+    try:
+        run = await s.runner.get(run_id or "")
+    except RunNotFound:
+        return None, None, {OTHER: "This run no longer exists."}
+    version = version or run.plan_version
+    plan = await runs.get_plan(s.db, run.id, version)
+    try:
+        await check_open(s.db, run, Approve(plan_version=version))
+    except Refusal as exc:
+        return None, run, {OTHER: exc.sentence()[:150]}
+    if plan is None:
+        return None, run, {OTHER: "The plan is gone."}
+    spec, errors = parse_revision(run, plan, view.get("state", {}).get("values", {}))
+    if errors or spec is None:
+        return None, run, errors
+    return Revise(spec, plan_version=version), run, {}
+
+
+async def submit_revision(s: Surface, ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
+    """The Revise form submitted: inline errors in the ack, else the decision after it."""
+    # Inline errors can only be given in the ack, so this validates first: local reads
+    # and pure parsing only, milliseconds; the decision itself comes after the ack.
+    decision, run, errors = await _revision(s, view)
+    if decision is None or run is None:
+        await ack(response_action="errors", errors=errors)
+        return
+    await ack()
+    user, name = _who(body)
+    channel = await s.messages.channel(run.id)
+    _, problem = await s.decide(run.id, decision, user=user, name=name, channel=channel)
+    if problem is not None and channel is not None:
+        root = await s.messages.get(run.id, ROOT)
+        await client.chat_postEphemeral(channel=channel, user=user, thread_ts=root.ts if root else None, **problem.kwargs())
 
 
 async def _ask_for_file(s: Surface, body: dict[str, Any], respond: Any, run: RunRecord, question: Question) -> None:

@@ -7,6 +7,7 @@ the command's own ephemeral reply and no run is ever half-created.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +81,43 @@ def too_long(n: int) -> str:
     return f"that is {n:,} characters long; I read instructions up to {MAX_TEXT:,} (key=value is the short way: `/sft help`)"
 
 
+def _runs(rest: str) -> Command:
+    scope = rest.lower() or "channel"
+    if scope not in ("mine", "all", "channel"):
+        raise CommandError(f"`/sft runs` takes `mine` or `all` (or nothing: this channel's runs), not `{rest[:40]}`")
+    return Command(kind="runs", scope=scope)  # type: ignore[arg-type]
+
+
+def _spend(rest: str) -> Command:
+    window = rest.split()[0] if rest else "30d"
+    try:
+        parse_since(window)
+    except ValueError:
+        raise CommandError(f"`/sft spend` takes a window such as `7d`, `30d` or `12h`, not `{rest[:40]}`") from None
+    return Command(kind="spend", window=window)
+
+
+def _about_run(verb: str) -> Callable[[str], Command]:
+    """``status`` / ``cancel`` / ``audit`` / ``teardown``: a verb whose argument names a run."""
+
+    def parse(rest: str) -> Command:
+        first = rest.split()[0] if rest else None
+        return Command(kind=verb, run=_run_ref(first, verb))  # type: ignore[arg-type]
+
+    return parse
+
+
+# Each /sft verb (and its aliases) -> the parser of the rest of the command line.
+_VERBS: dict[str, Callable[[str], Command]] = {
+    "run": _run,
+    **dict.fromkeys(("help", "?"), lambda _: Command(kind="help")),
+    **dict.fromkeys(("models", "model"), lambda _: Command(kind="models")),
+    **dict.fromkeys(("runs", "list", "ls"), _runs),
+    **dict.fromkeys(("spend", "spending", "costs"), _spend),
+    **{verb: _about_run(verb) for verb in ("status", "cancel", "audit", "teardown")},
+}
+
+
 def parse_slash(text: str) -> Command:
     """``/sft <subcommand> ...``; raises CommandError, InstructionError or SpecError."""
     if len(text) > MAX_TEXT:
@@ -88,29 +126,10 @@ def parse_slash(text: str) -> Command:
     if not words:
         return Command(kind="help")
     verb = words[0].lower()
-    rest = words[1].strip() if len(words) > 1 else ""
-    if verb == "run":
-        return _run(rest)
-    if verb in ("help", "?"):
-        return Command(kind="help")
-    if verb in ("models", "model"):
-        return Command(kind="models")
-    if verb in ("runs", "list", "ls"):
-        scope = rest.lower() or "channel"
-        if scope not in ("mine", "all", "channel"):
-            raise CommandError(f"`/sft runs` takes `mine` or `all` (or nothing: this channel's runs), not `{rest[:40]}`")
-        return Command(kind="runs", scope=scope)  # type: ignore[arg-type]
-    if verb in ("spend", "spending", "costs"):
-        window = rest.split()[0] if rest else "30d"
-        try:
-            parse_since(window)
-        except ValueError:
-            raise CommandError(f"`/sft spend` takes a window such as `7d`, `30d` or `12h`, not `{rest[:40]}`") from None
-        return Command(kind="spend", window=window)
-    if verb in ("status", "cancel", "audit", "teardown"):
-        first = rest.split()[0] if rest else None
-        return Command(kind=verb, run=_run_ref(first, verb))  # type: ignore[arg-type]
-    raise CommandError(f"unknown subcommand `{verb[:40]}`: use one of {', '.join(SUBCOMMANDS)} (`/sft help`)")
+    parse = _VERBS.get(verb)
+    if parse is None:
+        raise CommandError(f"unknown subcommand `{verb[:40]}`: use one of {', '.join(SUBCOMMANDS)} (`/sft help`)")
+    return parse(words[1].strip() if len(words) > 1 else "")
 
 
 _MSG_HELP = re.compile(r"^(?:help|\?|usage|commands|what can you do)\b", re.I)

@@ -74,15 +74,7 @@ async def save_dataset(
         return path
 
     try:
-        _, path = await attachments.fetch(
-            client,
-            files,
-            suffix=".jsonl",
-            kind="dataset",
-            max_bytes=rules.max_dataset_bytes,
-            dest=admit,
-            seconds=attachments.DATASET_DOWNLOAD_SECONDS,
-        )
+        _, path = await attachments.fetch(client, files, attachments.dataset(rules.max_dataset_bytes), dest=admit)
     except BaseException:
         await uploads.forget(s.db, reserved)
         raise
@@ -113,7 +105,16 @@ def _bot_user(body: dict[str, Any]) -> str | None:
 
 
 def register(app: AsyncApp, s: Surface) -> None:
-    """Attach all listeners to ``app``."""
+    """Attach all listeners to ``app``, one small function per listener group."""
+    _register_command(app, s)
+    _register_events(app, s)
+    _register_errors(app, s)
+    actions.register(app, s)
+    home.register(app, s)
+
+
+def _register_command(app: AsyncApp, s: Surface) -> None:
+    """``/sft``."""
 
     @app.command(COMMAND)
     async def on_sft(ack: Any, command: dict[str, Any]) -> None:
@@ -121,60 +122,73 @@ def register(app: AsyncApp, s: Surface) -> None:
         # response_url as an ephemeral, so even parsing never delays the ack.
         await ack()
         await asyncio.sleep(ACK_FLUSH_SECONDS)
-        if not await s.fresh(f"cmd:{command.get('trigger_id') or command.get('response_url')}"):
-            return
+        if await s.fresh(f"cmd:{command.get('trigger_id') or command.get('response_url')}"):
+            await on_command(s, command)
 
-        respond = s.responder(command)
 
-        async def reply(msg: Message) -> None:
-            await respond(response_type="ephemeral", replace_original=False, **msg.kwargs())
+async def on_command(s: Surface, command: dict[str, Any]) -> None:
+    """A fresh ``/sft`` delivery, acknowledged: parse it, act, and answer on its response_url."""
+    respond = s.responder(command)
 
-        # Parsing is pure but not free: off the event loop, so other requests' acks never wait on it.
-        cmd, problem = await asyncio.to_thread(_parse_slash, command.get("text") or "")
-        if problem is not None or cmd is None:
-            await reply(problem or replies.help_message())
-            return
-        run = await s.execute(
-            cmd, user=command["user_id"], name=command.get("user_name"), channel=command["channel_id"], reply=reply
-        )
-        if run is not None and cmd.kind == "run":  # a refused start already got its one answer
-            dataset = code(short_name(run.spec.dataset))  # code() escapes: a dataset name is user text
-            await reply(
-                replies.note_message(
-                    f"⏳ Inspecting {dataset} for run #{run.number}. The plan appears in this channel; "
-                    "if the data has a problem, I'll tell you here."
-                )
+    async def reply(msg: Message) -> None:
+        await respond(response_type="ephemeral", replace_original=False, **msg.kwargs())
+
+    # Parsing is pure but not free: off the event loop, so other requests' acks never wait on it.
+    cmd, problem = await asyncio.to_thread(_parse_slash, command.get("text") or "")
+    if problem is not None or cmd is None:
+        await reply(problem or replies.help_message())
+        return
+    run = await s.execute(cmd, user=command["user_id"], name=command.get("user_name"), channel=command["channel_id"], reply=reply)
+    if run is not None and cmd.kind == "run":  # a refused start already got its one answer
+        dataset = code(short_name(run.spec.dataset))  # code() escapes: a dataset name is user text
+        await reply(
+            replies.note_message(
+                f"⏳ Inspecting {dataset} for run #{run.number}. The plan appears in this channel; "
+                "if the data has a problem, I'll tell you here."
             )
+        )
 
-    async def converse(event: dict[str, Any], client: AsyncWebClient, *, thread: bool) -> None:
-        """A mention or DM: parse the English, answer in the thread (channel) or inline (DM)."""
-        channel, ts = event["channel"], event["ts"]
-        if not await s.fresh(f"msg:{channel}:{ts}"):
-            return  # the same message as app_mention and as message.im, or a retry
-        thread_ts = (event.get("thread_ts") or ts) if thread else None
 
-        async def reply(msg: Message) -> None:
-            await s.messages.limiter.wait(channel)
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, **msg.kwargs())
+async def converse(s: Surface, event: dict[str, Any], client: AsyncWebClient, *, thread: bool) -> None:
+    """A mention or DM: parse the English, answer in the thread (channel) or inline (DM)."""
+    channel, ts = event["channel"], event["ts"]
+    if not await s.fresh(f"msg:{channel}:{ts}"):
+        return  # the same message as app_mention and as message.im, or a retry
+    thread_ts = (event.get("thread_ts") or ts) if thread else None
 
-        text = event.get("text") or ""
-        if len(text) > MAX_TEXT:  # the same cap as a slash command: a paste, not an instruction
-            await reply(replies.problem_message(too_long(len(text))))
-            return
-        attached = attachments.named(event.get("files"), ".jsonl")
-        try:
-            cmd = await asyncio.to_thread(parse_message, text, attached)  # off the event loop, like the slash command
-        except (CommandError, SpecError) as exc:
-            await reply(replies.problem_message(str(exc)))
-            return
-        if attached and cmd.spec is not None and cmd.spec.dataset == UPLOAD_PREFIX + attached:
-            saved = await _with_attachment(s, client, cmd, event, reply)
-            if saved is None:
-                return
-            cmd = saved
-        run = await s.execute(cmd, user=event["user"], name=None, channel=channel, reply=reply)
-        if run is not None and cmd.kind == "run":
-            await reply(replies.note_message(run_started_text(run)))
+    async def reply(msg: Message) -> None:
+        await s.messages.limiter.wait(channel)
+        await client.chat_postMessage(channel=channel, thread_ts=thread_ts, **msg.kwargs())
+
+    cmd = await _conversation_command(s, client, event, reply)
+    if cmd is None:
+        return
+    run = await s.execute(cmd, user=event["user"], name=None, channel=channel, reply=reply)
+    if run is not None and cmd.kind == "run":
+        await reply(replies.note_message(run_started_text(run)))
+
+
+async def _conversation_command(
+    s: Surface, client: AsyncWebClient, event: dict[str, Any], reply: Callable[[Message], Awaitable[None]]
+) -> Command | None:
+    """What a mention or DM asks for, with its attached dataset saved; None when refused (told through ``reply``)."""
+    text = event.get("text") or ""
+    if len(text) > MAX_TEXT:  # the same cap as a slash command: a paste, not an instruction
+        await reply(replies.problem_message(too_long(len(text))))
+        return None
+    attached = attachments.named(event.get("files"), ".jsonl")
+    try:
+        cmd = await asyncio.to_thread(parse_message, text, attached)  # off the event loop, like the slash command
+    except (CommandError, SpecError) as exc:
+        await reply(replies.problem_message(str(exc)))
+        return None
+    if attached and cmd.spec is not None and cmd.spec.dataset == UPLOAD_PREFIX + attached:
+        return await _with_attachment(s, client, cmd, event, reply)
+    return cmd
+
+
+def _register_events(app: AsyncApp, s: Surface) -> None:
+    """Mentions and messages (a run's thread, DMs); app_home_opened is :mod:`handlers.home`'s."""
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -182,29 +196,38 @@ def register(app: AsyncApp, s: Surface) -> None:
             return
         if intake.maybe_for_a_run(event) and await intake.on_thread_message(s, event, bot_user=_bot_user(body)):
             return  # "@sftbot evaluator: x.py" or an evaluator file in a run's thread
-        await converse(event, client, thread=True)
+        await converse(s, event, client, thread=True)
 
     @app.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
-        # A run's thread may carry an evaluator (a file, or "evaluator: x.py"); otherwise only
-        # DMs are conversations. Edits, deletions, joins and bot posts: acknowledged, ignored.
-        for_run = intake.maybe_for_a_run(event)
-        mention_with_file = event.get("subtype") == "file_share" and "<@" in (event.get("text") or "")
-        # In a DM a file comes as subtype file_share: "train on this" with the dataset attached.
-        plain = event.get("subtype") in (None, "file_share")
-        dm = plain and not event.get("bot_id") and event.get("channel_type") == "im"
-        if not (for_run or dm or mention_with_file):
-            return
-        if not await s.fresh(f"ev:{body.get('event_id')}"):
-            return
-        if for_run and await intake.on_thread_message(s, event, bot_user=_bot_user(body)):
-            return
-        if dm:
-            await converse(event, client, thread=False)
-        elif plain and event.get("files") and f"<@{_bot_user(body)}>" in (event.get("text") or ""):
-            # A mention sent with a file sometimes arrives only as this message event, without
-            # its app_mention (slackapi/bolt-python#925); converse() acts once per message.
-            await converse(event, client, thread=True)
+        await on_message_event(s, event, body, client)
+
+
+async def on_message_event(s: Surface, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
+    """A message event: an evaluator in a run's thread, a DM, or a mention that came only as a message."""
+    # A run's thread may carry an evaluator (a file, or "evaluator: x.py"); otherwise only
+    # DMs are conversations. Edits, deletions, joins and bot posts: acknowledged, ignored.
+    for_run = intake.maybe_for_a_run(event)
+    mention_with_file = event.get("subtype") == "file_share" and "<@" in (event.get("text") or "")
+    # In a DM a file comes as subtype file_share: "train on this" with the dataset attached.
+    plain = event.get("subtype") in (None, "file_share")
+    dm = plain and not event.get("bot_id") and event.get("channel_type") == "im"
+    if not (for_run or dm or mention_with_file):
+        return
+    if not await s.fresh(f"ev:{body.get('event_id')}"):
+        return
+    if for_run and await intake.on_thread_message(s, event, bot_user=_bot_user(body)):
+        return
+    if dm:
+        await converse(s, event, client, thread=False)
+    elif plain and event.get("files") and f"<@{_bot_user(body)}>" in (event.get("text") or ""):
+        # A mention sent with a file sometimes arrives only as this message event, without
+        # its app_mention (slackapi/bolt-python#925); converse() acts once per message.
+        await converse(s, event, client, thread=True)
+
+
+def _register_errors(app: AsyncApp, s: Surface) -> None:
+    """A listener that raised: the bot's own storage failing is told to the person who asked."""
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -220,6 +243,3 @@ def register(app: AsyncApp, s: Surface) -> None:
             await s.responder(body)(response_type="ephemeral", replace_original=False, **replies.problem_message(text).kwargs())
         except Exception:
             log.warning("could not answer during a storage fault")
-
-    actions.register(app, s)
-    home.register(app, s)

@@ -8,6 +8,7 @@ Slack shows inline when the submission is answered with ``response_action="error
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from handlers.render.mrkdwn import Block, clip, decode, encode, plain
@@ -140,55 +141,69 @@ def _pairs(text: str) -> list[tuple[int, float]]:
     return list(dict.fromkeys(pairs))
 
 
-def parse_revision(run: RunRecord, plan: Plan, values: dict[str, Any]) -> tuple[RunSpec | None, dict[str, str]]:
-    """The revised spec, or the errors by input block (never both)."""
+def _models(run: RunRecord, plan: Plan, text: str) -> dict[str, Any]:
+    names = tuple(dict.fromkeys(normalise_model(m) for m in re.split(r"[,\s]+", text) if m))
+    if not names:
+        raise SpecError("name at least one base model")
+    return {"base_models": names} if names != tuple(run.spec.base_models) else {}
+
+
+def _grid(run: RunRecord, plan: Plan, text: str) -> dict[str, Any]:
+    pairs = _pairs(text)
+    if pairs == plan_pairs(plan):
+        return {}
+    candidates = tuple(CandidateSpec(lora_rank=r, learning_rate=lr) for r, lr in pairs)
+    return {"candidates": candidates, "learning_rates": None, "lora_ranks": None}
+
+
+def _epochs(run: RunRecord, plan: Plan, text: str) -> dict[str, Any]:
+    n = _int(text, "epochs", 1, MAX_EPOCHS)
+    return {"epochs": n} if not plan.candidates or n != plan.candidates[0].epochs else {}
+
+
+def _hp(run: RunRecord, plan: Plan, text: str) -> dict[str, Any]:
+    if text and (n := _int(text, "HP-tuning samples", MIN_SAMPLES, MAX_SAMPLES)) != plan.hp_samples:
+        return {"hp_samples": n}
+    return {}
+
+
+def _parallel(run: RunRecord, plan: Plan, text: str) -> dict[str, Any]:
+    n = _int(text, "jobs in parallel", 1, MAX_PARALLEL)
+    return {"max_parallel": n} if n != plan.max_parallel else {}
+
+
+def _final(run: RunRecord, plan: Plan, text: str) -> dict[str, Any]:
+    on = text != "off"
+    return {"final_run": on} if on != (plan.final is not None) else {}
+
+
+# Each form field -> the spec updates its value makes (only what differs from the plan), or a
+# SpecError / ValueError that is shown on that field.
+_FIELDS: tuple[tuple[str, Callable[[RunRecord, Plan, str], dict[str, Any]]], ...] = (
+    (MODELS, _models),
+    (GRID, _grid),
+    (EPOCHS, _epochs),
+    (HP, _hp),
+    (PARALLEL, _parallel),
+    (FINAL, _final),
+)
+
+
+def _field_updates(run: RunRecord, plan: Plan, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The updates every field makes, and the errors by input block."""
     updates: dict[str, Any] = {}
     errors: dict[str, str] = {}
-
-    def attempt(block_id: str, fn: Any) -> None:
+    for block_id, parse in _FIELDS:
         try:
-            fn()
+            updates.update(parse(run, plan, _value(values, block_id)))
         except (SpecError, ValueError) as exc:
             errors[block_id] = clip(str(exc), 2000)
+    return updates, errors
 
-    def models() -> None:
-        names = tuple(dict.fromkeys(normalise_model(m) for m in re.split(r"[,\s]+", _value(values, MODELS)) if m))
-        if not names:
-            raise SpecError("name at least one base model")
-        if names != tuple(run.spec.base_models):
-            updates["base_models"] = names
 
-    def grid() -> None:
-        pairs = _pairs(_value(values, GRID))
-        if pairs != plan_pairs(plan):
-            updates.update(
-                candidates=tuple(CandidateSpec(lora_rank=r, learning_rate=lr) for r, lr in pairs),
-                learning_rates=None,
-                lora_ranks=None,
-            )
-
-    def epochs() -> None:
-        n = _int(_value(values, EPOCHS), "epochs", 1, MAX_EPOCHS)
-        if not plan.candidates or n != plan.candidates[0].epochs:
-            updates["epochs"] = n
-
-    def hp() -> None:
-        text = _value(values, HP)
-        if text and (n := _int(text, "HP-tuning samples", MIN_SAMPLES, MAX_SAMPLES)) != plan.hp_samples:
-            updates["hp_samples"] = n
-
-    def parallel() -> None:
-        n = _int(_value(values, PARALLEL), "jobs in parallel", 1, MAX_PARALLEL)
-        if n != plan.max_parallel:
-            updates["max_parallel"] = n
-
-    def final() -> None:
-        on = _value(values, FINAL) != "off"
-        if on != (plan.final is not None):
-            updates["final_run"] = on
-
-    for block_id, fn in ((MODELS, models), (GRID, grid), (EPOCHS, epochs), (HP, hp), (PARALLEL, parallel), (FINAL, final)):
-        attempt(block_id, fn)
+def parse_revision(run: RunRecord, plan: Plan, values: dict[str, Any]) -> tuple[RunSpec | None, dict[str, str]]:
+    """The revised spec, or the errors by input block (never both)."""
+    updates, errors = _field_updates(run, plan, values)
     other = _value(values, OTHER)
     extra: RunSpec | None = None
     if other:
