@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +47,24 @@ def safe_stem(name: str, suffix: str, fallback: str) -> str:
     return _UNSAFE.sub("_", stem).strip("_")[:60] or fallback
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """The file a fetch looks for: its suffix, what it is called in messages, its limits."""
+
+    suffix: str
+    kind: str  # "evaluator", "dataset": as the person is told
+    max_bytes: int
+    seconds: float = DOWNLOAD_SECONDS
+
+
+EVALUATOR = Wanted(".py", "evaluator", MAX_EVALUATOR_BYTES)
+
+
+def dataset(max_bytes: int) -> Wanted:
+    """A ``.jsonl`` dataset of at most ``max_bytes`` (the deployment's setting); big ones take long."""
+    return Wanted(".jsonl", "dataset", max_bytes, DATASET_DOWNLOAD_SECONDS)
+
+
 class FetchError(Exception):
     """One sentence for the person who attached the file."""
 
@@ -67,21 +86,15 @@ async def _file_info(client: AsyncWebClient, files: list[dict[str, Any]], suffix
 
 
 async def fetch(
-    client: AsyncWebClient,
-    files: list[dict[str, Any]],
-    *,
-    suffix: str,
-    kind: str,
-    max_bytes: int,
-    dest: Callable[[str, int], Awaitable[Path]],
-    seconds: float = DOWNLOAD_SECONDS,
+    client: AsyncWebClient, files: list[dict[str, Any]], wanted: Wanted, *, dest: Callable[[str, int], Awaitable[Path]]
 ) -> tuple[str, Path]:
-    """Download the first ``suffix`` file of ``files`` to ``await dest(its name, its size)``: (its
-    name, the saved path). ``dest`` is asked before any byte is fetched, with the size Slack gives,
-    and may refuse (a quota) by raising FetchError.
+    """Download the first ``wanted.suffix`` file of ``files`` to ``await dest(its name, its size)``:
+    (its name, the saved path). ``dest`` is asked before any byte is fetched, with the size Slack
+    gives, and may refuse (a quota) by raising FetchError.
 
     Raises FetchError with one sentence naming the problem and what to do.
     """
+    suffix, kind, max_bytes = wanted.suffix, wanted.kind, wanted.max_bytes
     info = await _file_info(client, files, suffix, kind)
     name = str(info["name"])
     size = int(info.get("size") or 0)
@@ -93,7 +106,7 @@ async def fetch(
     path = await dest(name, size)
     try:
         with atomic_output(path) as tmp, tmp.open("wb") as out:
-            got = await _download(client, url, out, max_bytes=max_bytes, seconds=seconds)
+            got = await _download(client, url, out, max_bytes=max_bytes, seconds=wanted.seconds)
             if got == 0:
                 raise FetchError(f"{code(name)} is empty.")
     except _TooBig:

@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.commands import Command, parse_start
 from handlers.render import action_ids, board, budget_gate, plan_message, questions, replies
-from handlers.render.home_tab import Waiting, home_view, with_note
+from handlers.render.home_tab import HomeLists, Waiting, home_view, with_note
 from handlers.render.mrkdwn import Block, Message
 from handlers.render.start import START_CALLBACK, start_modal
 from handlers.surface import Surface, run_started_text
@@ -93,17 +93,14 @@ async def publish(s: Surface, user: str, client: AsyncWebClient, *, note: Messag
     active = (await s.visible(actor, await runs.list_runs(s.db, unfinished=True, channels=channels, limit=200)))[:30]
     waiting = await waiting_for(s, user, active)
     links = {r.id: link for r in [*(w.run for w in waiting), *mine, *active] if (link := await s.messages.permalink(r.id))}
-    view = home_view(
-        user,
-        waiting=waiting,
+    lists = HomeLists(
         mine=mine,
         active=active[:10],
-        policy=policy,
-        platform=s.runner.platform.facts.name,
-        admin=member(actor, policy.admins),
-        links=links,
+        waiting=waiting,
         deployments=[d for d in await live_deployments(s.db) if await s.sees(actor, d.run)],
+        links=links,
     )
+    view = home_view(user, lists, policy=policy, platform=s.runner.platform.facts.name, admin=member(actor, policy.admins))
     await client.views_publish(user_id=user, view=with_note(view, note.text) if note is not None else view)
 
 

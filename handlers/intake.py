@@ -151,9 +151,7 @@ async def fetch_evaluator(
         return folder / f"{run_id}-{secrets.token_hex(3)}-{attachments.safe_stem(name, '.py', 'evaluator')}.py"
 
     try:
-        name, path = await attachments.fetch(
-            client, files, suffix=".py", kind="evaluator", max_bytes=attachments.MAX_EVALUATOR_BYTES, dest=dest
-        )
+        name, path = await attachments.fetch(client, files, attachments.EVALUATOR, dest=dest)
     except attachments.FetchError as exc:
         return None, str(exc)
     try:

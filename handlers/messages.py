@@ -59,6 +59,17 @@ class MessageKey:
         return self.name
 
 
+@dataclass(frozen=True)
+class _Row:
+    """A ``slack_messages`` row as written: a posted message has a ts, an upload a file id."""
+
+    channel: str
+    ts: str = ""
+    file_id: str = ""
+    open: bool = False
+    digest: str = ""
+
+
 ROOT = MessageKey("root")
 SCOREBOARD = MessageKey("scoreboard")
 FINAL_BOARD = MessageKey("final_board")
@@ -100,23 +111,13 @@ class RunMessages:
             )
         return self._cache[(run_id, key.name)]
 
-    async def _save(
-        self,
-        run_id: str,
-        key: MessageKey,
-        *,
-        channel: str,
-        ts: str = "",
-        file_id: str = "",
-        open_: bool = False,
-        digest: str = "",
-    ) -> None:
+    async def _save(self, run_id: str, key: MessageKey, row: _Row) -> None:
         async with self.db.write() as tx:
             await tx.execute(
                 "INSERT INTO slack_messages(run_id, key, channel, ts, file_id, open, digest) VALUES (?,?,?,?,?,?,?)"
                 " ON CONFLICT(run_id, key) DO UPDATE SET ts=excluded.ts, file_id=excluded.file_id, open=excluded.open,"
                 " digest=excluded.digest",
-                (run_id, key.name, channel, ts, file_id, int(open_), digest),
+                (run_id, key.name, row.channel, row.ts, row.file_id, int(row.open), row.digest),
             )
         self._cache.pop((run_id, key.name), None)
 
@@ -152,7 +153,7 @@ class RunMessages:
         await self.limiter.wait(channel)
         resp = await self.client.chat_postMessage(channel=channel, unfurl_links=False, **msg.kwargs())
         # A DM given as a user id comes back as the D-id; edits need the real channel id.
-        await self._save(run_id, ROOT, channel=str(resp["channel"]), ts=str(resp["ts"]), digest=_digest(msg))
+        await self._save(run_id, ROOT, _Row(str(resp["channel"]), ts=str(resp["ts"]), digest=_digest(msg)))
 
     async def _update(self, run_id: str, key: MessageKey, posted: Posted, msg: Message, *, open_: bool | None = None) -> bool:
         digest = _digest(msg)
@@ -161,7 +162,7 @@ class RunMessages:
         if digest != posted.digest:
             await self.client.chat_update(channel=posted.channel, ts=posted.ts, **msg.kwargs())
         await self._save(
-            run_id, key, channel=posted.channel, ts=posted.ts, open_=posted.open if open_ is None else open_, digest=digest
+            run_id, key, _Row(posted.channel, ts=posted.ts, open=posted.open if open_ is None else open_, digest=digest)
         )
         return True
 
@@ -179,7 +180,7 @@ class RunMessages:
             return False
         await self.limiter.wait(root.channel)
         resp = await self.client.chat_postMessage(channel=root.channel, thread_ts=root.ts, unfurl_links=False, **msg.kwargs())
-        await self._save(run_id, key, channel=root.channel, ts=str(resp["ts"]), open_=gate, digest=_digest(msg))
+        await self._save(run_id, key, _Row(root.channel, ts=str(resp["ts"]), open=gate, digest=_digest(msg)))
         return True
 
     async def stamp(self, run_id: str, key: MessageKey, msg: Message) -> None:
@@ -213,7 +214,7 @@ class RunMessages:
         await self.limiter.wait(user)
         resp = await self.client.chat_postMessage(channel=user, unfurl_links=False, **msg.kwargs())
         # Posting to a user id answers with the DM's own channel id (D…): edits need it.
-        await self._save(run_id, key, channel=str(resp["channel"]), ts=str(resp["ts"]), digest=_digest(msg))
+        await self._save(run_id, key, _Row(str(resp["channel"]), ts=str(resp["ts"]), digest=_digest(msg)))
         if meta:
             await self.set_meta(run_id, key, **meta)
         return True
@@ -269,11 +270,11 @@ class RunMessages:
             file=str(path), filename=path.name, title=title, channel=root.channel, thread_ts=root.ts, initial_comment=comment
         )
         file_id = (resp.get("file") or {}).get("id") or "uploaded"
-        await self._save(run_id, key, channel=root.channel, file_id=str(file_id))
+        await self._save(run_id, key, _Row(root.channel, file_id=str(file_id)))
 
     async def mark(self, run_id: str, key: MessageKey) -> bool:
         """Remember that something was done once for this run (True the first time)."""
         if await self.get(run_id, key) is not None:
             return False
-        await self._save(run_id, key, channel=await self.channel(run_id) or "")
+        await self._save(run_id, key, _Row(await self.channel(run_id) or ""))
         return True

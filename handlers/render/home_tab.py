@@ -105,20 +105,20 @@ def _deployment_block(d: Live, link: str | None) -> Block:
     return section(_deployment_line(d, link), accessory=delete)
 
 
-def home_view(
-    user_id: str,
-    *,
-    waiting: Sequence[Waiting] = (),
-    mine: Sequence[RunRecord],
-    active: Sequence[RunRecord],
-    policy: Policy,
-    platform: str,
-    admin: bool = False,
-    links: dict[str, str] | None = None,
-    deployments: Sequence[Live] = (),
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HomeLists:
+    """What the Home tab lists for one person, and the thread link of each run it names."""
+
+    mine: Sequence[RunRecord]
+    active: Sequence[RunRecord]
+    waiting: Sequence[Waiting] = ()
+    deployments: Sequence[Live] = ()
+    links: dict[str, str] = field(default_factory=dict)
+
+
+def home_view(user_id: str, lists: HomeLists, *, policy: Policy, platform: str, admin: bool = False) -> dict[str, Any]:
     """The Home tab view for ``views.publish`` (≤ 100 blocks)."""
-    links = links or {}
+    waiting, mine, active, deployments, links = lists.waiting, lists.mine, lists.active, lists.deployments, lists.links
     blocks: list[Block] = [
         header("sftbot — fine-tuning from Slack"),
         section(

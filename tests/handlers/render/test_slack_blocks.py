@@ -12,7 +12,7 @@ import pytest
 from slack_sdk.models.views import View
 
 from handlers.render import board, details, final_message, plan_message, questions, replies, root_message
-from handlers.render.home_tab import home_view
+from handlers.render.home_tab import HomeLists, home_view
 from handlers.render.modals import revise_modal
 from handlers.render.mrkdwn import Message, code_block, escape
 from handlers.render.people import Ask
@@ -123,7 +123,10 @@ def test_every_message_fits_slack_limits(text: str, n: int) -> None:
 def test_views_fit(n: int) -> None:
     r = run(text=NASTY * (n // 10 + 1))
     home = home_view(
-        "U0ALICE", mine=[r] * n, active=[r] * n, policy=Policy(approvers=["S0GROUP", "U0BOB"] * n), platform="fireworks"
+        "U0ALICE",
+        HomeLists(mine=[r] * n, active=[r] * n),
+        policy=Policy(approvers=["S0GROUP", "U0BOB"] * n),
+        platform="fireworks",
     )
     check_blocks(home["blocks"], max_blocks=100)
     View(**home).validate_json()
