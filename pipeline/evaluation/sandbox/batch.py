@@ -81,6 +81,52 @@ def _death(code: int | None, signum: int | None, limits: SandboxLimits) -> str:
     return f"exited with code {code}"
 
 
+class _Child:
+    """One evaluator process of a batch: its pipes, read against the batch's deadline."""
+
+    def __init__(self, box: Contained, deadline: float, limits: SandboxLimits) -> None:
+        proc = box.proc
+        assert proc.stdin and proc.stdout and proc.stderr
+        self.box, self.proc, self.deadline, self.limits = box, proc, deadline, limits
+        self.stdin, self.stdout, self.stderr = proc.stdin, proc.stdout, proc.stderr
+        self.loop = asyncio.get_running_loop()
+
+    async def feed(self, lines: list[str]) -> None:
+        try:
+            for line in lines:
+                self.stdin.write(line.encode() + b"\n")
+                await self.stdin.drain()
+            self.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the child died; its exit is reported by the reader
+
+    async def drain_stderr(self, capture: Capture) -> None:
+        while chunk := await self.stderr.read(65536):
+            capture.add(chunk)
+
+    async def next_message(self, seconds: float) -> Message | str:
+        """The child's next message, or what happened instead: "batch" (the batch's time is up),
+        "hang" (this wait's), "garbled" or "eof"."""
+        wait = min(seconds, self.deadline - self.loop.time())
+        try:
+            line = await asyncio.wait_for(self.stdout.readline(), max(wait, 0.001))
+        except TimeoutError:
+            return "batch" if self.loop.time() >= self.deadline else "hang"
+        except (ValueError, asyncio.LimitOverrunError):  # a line over protocol.LINE_LIMIT
+            return "garbled"
+        if not line:
+            return "eof"
+        return decode(line) or "garbled"
+
+    async def exit_status(self) -> str:
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), 2)
+        except TimeoutError:
+            await self.box.stop(grace=0)
+            code = await self.proc.wait()
+        return _death(code, self.box.killed_by(code), self.limits)
+
+
 class _Batch:
     def __init__(self, name: str, mode: _Mode, limits: SandboxLimits):
         self.name, self.mode, self.limits = name, mode, limits
@@ -102,89 +148,67 @@ class _Batch:
         Returns without a fatal sentence after the child dies, hangs or breaks the protocol on
         an example (which is recorded as errored); the caller starts a fresh child for the rest.
         """
-        loop = asyncio.get_running_loop()
-        box = await self.mode.start()
-        proc = box.proc
-        assert proc.stdin and proc.stdout and proc.stderr
-        stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-        lim, cap = self.limits, self.limits.max_output_chars
+        child = _Child(await self.mode.start(), self.deadline, self.limits)
+        lines = [json.dumps(self._config())] + [ex.model_dump_json() for ex in todo]
+        tasks = [asyncio.create_task(child.feed(lines)), asyncio.create_task(child.drain_stderr(self.capture))]
         finished = False
-
-        async def feed() -> None:
-            lines = [json.dumps(self._config())] + [ex.model_dump_json() for ex in todo]
-            try:
-                for line in lines:
-                    stdin.write(line.encode() + b"\n")
-                    await stdin.drain()
-                stdin.close()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the child died; its exit is reported by the reader
-
-        async def drain_stderr() -> None:
-            while chunk := await stderr.read(65536):
-                self.capture.add(chunk)
-
-        async def next_message(seconds: float) -> Message | str:
-            wait = min(seconds, self.deadline - loop.time())
-            try:
-                line = await asyncio.wait_for(stdout.readline(), max(wait, 0.001))
-            except TimeoutError:
-                return "batch" if loop.time() >= self.deadline else "hang"
-            except (ValueError, asyncio.LimitOverrunError):  # a line over protocol.LINE_LIMIT
-                return "garbled"
-            if not line:
-                return "eof"
-            return decode(line) or "garbled"
-
-        async def exit_status() -> str:
-            try:
-                code = await asyncio.wait_for(proc.wait(), 2)
-            except TimeoutError:
-                await box.stop(grace=0)
-                code = await proc.wait()
-            return _death(code, box.killed_by(code), lim)
-
-        tasks = [asyncio.create_task(feed()), asyncio.create_task(drain_stderr())]
         try:
-            ready = await next_message(lim.import_seconds + _GRACE)
-            if isinstance(ready, LoadFailed):
-                return f"The evaluator {self.name} could not be loaded: {clip(ready.error, cap)}"
-            if ready == "batch":
-                return f"The evaluator did not start within the batch limit of {lim.batch_seconds} s"
-            if ready == "hang":
-                return f"The evaluator did not load within {lim.import_seconds} s"
-            if ready == "eof":
-                return f"The evaluator process {await exit_status()} before it was ready"
-            if not isinstance(ready, Ready):
-                return (
-                    f"The evaluator {self.name} broke the sandbox protocol before it was ready (it wrote to its result channel)"
-                )
-            for ex in todo:
-                msg = await next_message(lim.per_example_seconds + _GRACE)
-                score = scored(msg if not isinstance(msg, str) else None, ex.index, cap)
-                if score is not None:
-                    got.append(score)
-                    continue
-                if msg == "batch":
-                    return f"The evaluator did not finish the batch within {lim.batch_seconds} s (stopped at example {ex.index})"
-                if msg == "hang":
-                    why = f"did not finish within {lim.per_example_seconds} s and was killed"
-                elif msg == "eof":
-                    why = f"crashed the evaluator process, which {await exit_status()}"
-                else:
-                    why = "corrupted the sandbox protocol (the evaluator wrote to its result channel)"
-                got.append(ExampleScore(index=ex.index, score=None, error=f"example {ex.index}: evaluate() {why}"))
-                return None
-            finished = True
-            return None
+            fatal = await self._ready(child)
+            if fatal is None:
+                finished, fatal = await self._score(child, todo, got)
+            return fatal
         finally:
             # Every result in: let the child exit by itself (stdin is closed), so what it
             # printed is flushed and captured instead of lost to the kill.
-            await box.stop(grace=2.0 if finished else 0.0)
+            await child.box.stop(grace=2.0 if finished else 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
             for t in tasks:
                 t.cancel()
+
+    async def _ready(self, child: _Child) -> str | None:
+        """Wait for the child to load the evaluator; a fatal sentence when it does not."""
+        lim = self.limits
+        ready = await child.next_message(lim.import_seconds + _GRACE)
+        if isinstance(ready, LoadFailed):
+            return f"The evaluator {self.name} could not be loaded: {clip(ready.error, lim.max_output_chars)}"
+        if ready == "batch":
+            return f"The evaluator did not start within the batch limit of {lim.batch_seconds} s"
+        if ready == "hang":
+            return f"The evaluator did not load within {lim.import_seconds} s"
+        if ready == "eof":
+            return f"The evaluator process {await child.exit_status()} before it was ready"
+        if not isinstance(ready, Ready):
+            return f"The evaluator {self.name} broke the sandbox protocol before it was ready (it wrote to its result channel)"
+        return None
+
+    async def _score(self, child: _Child, todo: list[EvalExample], got: list[ExampleScore]) -> tuple[bool, str | None]:
+        """Score the examples in turn: (every one answered, a fatal sentence). An example the
+        child dies, hangs or breaks the protocol on is recorded as errored and ends this child."""
+        lim = self.limits
+        for ex in todo:
+            msg = await child.next_message(lim.per_example_seconds + _GRACE)
+            score = scored(msg if not isinstance(msg, str) else None, ex.index, lim.max_output_chars)
+            if score is not None:
+                got.append(score)
+                continue
+            if msg == "batch":
+                return (
+                    False,
+                    f"The evaluator did not finish the batch within {lim.batch_seconds} s (stopped at example {ex.index})",
+                )
+            why = await self._why(child, msg)
+            got.append(ExampleScore(index=ex.index, score=None, error=f"example {ex.index}: evaluate() {why}"))
+            return False, None
+        return True, None
+
+    async def _why(self, child: _Child, msg: Message | str) -> str:
+        """Why an example got no score (the child hung, died, or wrote garbage)."""
+        if msg == "hang":
+            return f"did not finish within {self.limits.per_example_seconds} s and was killed"
+        if msg == "eof":
+            return f"crashed the evaluator process, which {await child.exit_status()}"
+        return "corrupted the sandbox protocol (the evaluator wrote to its result channel)"
 
 
 def _finish(
