@@ -284,20 +284,12 @@ async def set_note(tx: Tx, run_id: str, slot: Slot, note: str | None) -> None:
     )
 
 
-async def set_candidate_metrics(
-    tx: Tx,
-    run_id: str,
-    slot: Slot,
-    *,
-    train_loss: float | None = None,
-    val_loss: float | None = None,
-    score: float | None = None,
-    eval_failures: int | None = None,
-) -> None:
+async def set_candidate_score(tx: Tx, run_id: str, slot: Slot, *, score: float | None, eval_failures: int) -> None:
+    """The evaluator's mean score of a candidate (None keeps the one recorded) and its failed answers.
+    Losses are not set here: they come with the job's status (``update_candidate``)."""
     await tx.execute(
-        "UPDATE candidates SET train_loss=COALESCE(?, train_loss), val_loss=COALESCE(?, val_loss), score=COALESCE(?, score),"
-        " eval_failures=COALESCE(?, eval_failures), updated_at=? WHERE run_id=? AND slot=?",
-        (train_loss, val_loss, score, eval_failures, time.time(), run_id, str(slot)),
+        "UPDATE candidates SET score=COALESCE(?, score), eval_failures=?, updated_at=? WHERE run_id=? AND slot=?",
+        (score, eval_failures, time.time(), run_id, str(slot)),
     )
 
 

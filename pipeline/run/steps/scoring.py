@@ -106,7 +106,7 @@ async def _score_candidates(ctx: RunContext, run: RunRecord, plan: Plan) -> None
                 tx.emit(EvaluatorFailed(run=await runs.read_run(tx, run.id), slot=cand.slot, reason=note))
             return
         async with ctx.db.write() as tx:
-            await runs.set_candidate_metrics(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
+            await runs.set_candidate_score(tx, run.id, cand.slot, score=result.mean, eval_failures=failed)
             await tx.audit(
                 run_id=run.id,
                 actor="sftbot",
@@ -133,7 +133,7 @@ async def score_final(ctx: RunContext, run: RunRecord, plan: Plan, final: Candid
     if result.fatal:
         return result
     async with ctx.db.write() as tx:
-        await runs.set_candidate_metrics(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
+        await runs.set_candidate_score(tx, run.id, final.slot, score=result.mean, eval_failures=failed)
     worst = worst_examples(result, WORST)
     write_atomic(eval_dir(run) / "final_worst.json", json.dumps([w.model_dump() for w in worst]))
     return result
