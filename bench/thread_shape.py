@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.slack_heights import heights, render  # noqa: E402
 from bot.testing.fireworks import FakeFireworks  # noqa: E402
 from bot.testing.slack import FakeSlack  # noqa: E402
-from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, Bot, has, in_thread, make_bot, root_of, text_of  # noqa: E402
+from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, Bot, fast_runner, has, in_thread, make_bot, root_of, text_of  # noqa: E402
 from pipeline.domain.authz import Policy  # noqa: E402
 from pipeline.platforms.fireworks.platform import FireworksPlatform  # noqa: E402
 from pipeline.platforms.fireworks.settings import FireworksSettings  # noqa: E402
@@ -95,7 +95,7 @@ async def one_run(workdir: Path, scenario: str) -> dict[str, Any]:
         db = await Database.open(workdir / "bot.sqlite3")
         policy = Policy(approvers=[BOB, CAROL], allow_self_approval=False)
         bot = await make_bot(
-            slack, db, platform, runs_dir=workdir / "runs", policy=policy, live_interval=0.05, dataset_dir=DATASETS
+            slack, db, platform, fast_runner(workdir / "runs", policy=policy), live_interval=0.05, dataset_dir=DATASETS
         )
         for user, name in NAMES.items():
             slack.users[user] = {"id": user, "name": name, "real_name": name, "profile": {"display_name": name}}

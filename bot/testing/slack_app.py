@@ -86,8 +86,9 @@ def block_actions(
     message: dict[str, Any] | None,
     response_url: str,
     trigger: str | None = None,
-    ephemeral: bool = False,
 ) -> dict[str, Any]:
+    """A click as Slack sends it; ``message=None``: on an ephemeral message, which the payload
+    does not carry (container.is_ephemeral says so)."""
     p = copy.deepcopy(fixture("block_actions_message_button.json")["payload"])
     ts = (message or {}).get("ts", "0.0")
     p.update(
@@ -97,7 +98,7 @@ def block_actions(
         channel={"id": channel},
         actions=[{**action, "action_ts": f"{time.time():.6f}"}],
     )
-    p["container"] = {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": ephemeral}
+    p["container"] = {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": message is None}
     if message is not None:
         p["message"] = {
             "type": "message",
@@ -221,9 +222,10 @@ class Driver:
         channel: str = CHANNEL,
         option: int | None = None,
         trigger: str | None = None,
-        ephemeral: bool = False,
     ) -> Reply:
-        """Click a button (or pick ``option`` in a select) on a message as the fake shows it."""
+        """Click a button (or pick ``option`` in a select) on a message as the fake shows it.
+        An ephemeral message (one without a ts: Slack gives it none) is clicked as Slack sends
+        such a click, without the message."""
         el = find_element(message["blocks"], action_id)
         assert el is not None, f"no {action_id} in {message.get('text')!r}"
         action = {"action_id": action_id, "block_id": "b", "type": el["type"]}
@@ -235,10 +237,9 @@ class Driver:
             action,
             user=user,
             channel=channel,
-            message=None if ephemeral else message,
+            message=message if "ts" in message else None,
             response_url=self.slack.response_url(user, channel),
             trigger=trigger,
-            ephemeral=ephemeral,
         )
         return await self.interact(payload)
 
@@ -291,23 +292,17 @@ def settings_for(slack: FakeSlack, **extra: Any) -> Settings:
     return Settings(slack_bot_token=slack.bot_token, slack_signing_secret=SECRET, slack_api_url=slack.base_url, **extra)
 
 
-async def make_bot(
-    slack: FakeSlack,
-    db: Database,
-    platform: Any,
-    *,
-    runs_dir: Path,
-    policy: Policy | None = None,
-    live_interval: float = 0.0,
-    ask_evaluation: bool = False,
-    **settings: Any,
-) -> Bot:
-    """The real app on a real runner (fast polling), talking to the fake Slack.
+def fast_runner(runs_dir: Path, *, policy: Policy | None = None, ask_evaluation: bool = False) -> RunnerConfig:
+    """The runner's configuration in tests: fast polling. ``ask_evaluation``: as `sftbot serve`
+    runs it, asking how to judge candidates when the instruction does not say (the evaluator
+    folder is left for create_app to choose)."""
+    return RunnerConfig(runs_dir=runs_dir, poll_seconds=0.01, policy=policy or Policy(), ask_evaluation=ask_evaluation)
 
-    ``ask_evaluation``: as `sftbot serve` runs it, asking how to judge candidates when the
-    instruction does not say (the evaluator folder is left for create_app to choose).
-    """
-    config = RunnerConfig(runs_dir=runs_dir, poll_seconds=0.01, policy=policy or Policy(), ask_evaluation=ask_evaluation)
+
+async def make_bot(
+    slack: FakeSlack, db: Database, platform: Any, config: RunnerConfig, *, live_interval: float = 0.0, **settings: Any
+) -> Bot:
+    """The real app on a real runner (``config``, see :func:`fast_runner`), talking to the fake Slack."""
     runner = Runner(db, platform, config)
     log = EventLog()
     runner.bus.subscribe(log)

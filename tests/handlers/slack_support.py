@@ -18,6 +18,7 @@ from bot.testing.slack_app import (
     CHANNEL,
     Bot,
     MakeBot,
+    fast_runner,
     has,
     in_thread,
     make_bot,
@@ -42,7 +43,8 @@ async def bot_factory(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> As
 
     async def make(platform: Any = None, **kw: Any) -> Bot:
         kw.setdefault("dataset_dir", DATASETS)  # the bundled datasets are the team's dataset folder
-        bot = await make_bot(fake_slack, kw.pop("db", db), platform or MemoryPlatform(), runs_dir=tmp_path / "runs", **kw)
+        config = fast_runner(tmp_path / "runs", policy=kw.pop("policy", None), ask_evaluation=kw.pop("ask_evaluation", False))
+        bot = await make_bot(fake_slack, kw.pop("db", db), platform or MemoryPlatform(), config, **kw)
         bots.append(bot)
         return bot
 

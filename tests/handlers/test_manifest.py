@@ -15,7 +15,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import block_actions, make_bot, slash_fields
+from bot.testing.slack_app import block_actions, fast_runner, make_bot, slash_fields
 from handlers.listeners import COMMAND, EVENTS
 from handlers.render import action_ids
 from handlers.render.modals import CALLBACK_ID
@@ -62,7 +62,7 @@ def test_manifest_declares_what_the_code_handles() -> None:
 
 
 async def test_every_interactive_id_and_event_has_a_listener(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> None:
-    bot = await make_bot(fake_slack, db, MemoryPlatform(), runs_dir=tmp_path / "runs", dataset_dir=DATASETS)
+    bot = await make_bot(fake_slack, db, MemoryPlatform(), fast_runner(tmp_path / "runs"), dataset_dir=DATASETS)
     try:
 
         async def status(body: dict[str, Any]) -> int:

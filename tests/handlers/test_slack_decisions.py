@@ -150,7 +150,7 @@ async def test_a_cancel_mid_sweep_leaves_every_job_in_its_final_state_on_the_sco
     confirm = await fake_slack.wait_for(
         lambda: [e for e in fake_slack.ephemerals(ALICE) if "Yes, cancel run #1" in e["rendered"]]
     )
-    await bot.driver.click(confirm[-1], "sft_confirm_cancel", user=ALICE, ephemeral=True)
+    await bot.driver.click(confirm[-1], "sft_confirm_cancel", user=ALICE)
     await bot.log.wait_kind(events.RunCancelled)
     await bot.settle()
     last = text_of(scoreboard_of(fake_slack, root))

@@ -178,7 +178,7 @@ async def test_cancel_mid_sweep_after_confirming(bot_factory: MakeBot, fake_slac
         lambda: [e for e in fake_slack.ephemerals(ALICE) if "Yes, cancel run #1" in e["rendered"]]
     )
     assert (await bot.runner.get(1)).phase is Phase.SWEEPING  # nothing happens before the confirmation
-    await bot.driver.click(confirm[-1], "sft_confirm_cancel", user=ALICE, ephemeral=True)
+    await bot.driver.click(confirm[-1], "sft_confirm_cancel", user=ALICE)
     await fake_slack.wait_for(
         lambda: any("cancelled" in e["rendered"] and e.get("replace_original") for e in fake_slack.ephemerals(ALICE))
     )
@@ -228,7 +228,7 @@ async def test_a_broken_dataset_is_told_to_the_requester_only_and_spends_nothing
     await bot.settle()
     assert not fake_slack.roots(CHANNEL)  # a run that never had a plan stays the requester's business
     assert not platform.jobs and not platform.uploaded
-    await bot.driver.click(failed[-1], "sft_retry", user=ALICE, ephemeral=True)  # the same request, as a new run
+    await bot.driver.click(failed[-1], "sft_retry", user=ALICE)  # the same request, as a new run
     again = await fake_slack.wait_for(lambda: [e for e in fake_slack.ephemerals(ALICE) if "run #2 failed" in e["rendered"]])
     assert "fewer than 3 examples" in again[-1]["rendered"]
     assert (await bot.runner.get(2)).instruction == (await bot.runner.get(1)).instruction

@@ -40,7 +40,7 @@ async def test_teardown_confirms_then_deletes_only_this_runs_deployment_audited(
     assert dep in platform.deployments  # nothing happens before the confirmation
     assert find_element(confirm[-1]["blocks"], "sft_keep_deployment") is not None
 
-    await bot.driver.click(confirm[-1], "sft_confirm_teardown", user=ALICE, ephemeral=True)
+    await bot.driver.click(confirm[-1], "sft_confirm_teardown", user=ALICE)
     done = await fake_slack.wait_for(
         lambda: [e for e in fake_slack.ephemerals(ALICE) if "torn down" in e["rendered"] and e.get("replace_original")]
     )

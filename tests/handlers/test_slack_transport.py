@@ -15,7 +15,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot.app import start_http
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
-from bot.testing.slack_app import CHANNEL, Bot, Driver, fixture, make_bot
+from bot.testing.slack_app import CHANNEL, Bot, Driver, fast_runner, fixture, make_bot
 from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.paths import DATASETS
@@ -25,7 +25,9 @@ RUN = f"run dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b"
 
 @pytest.fixture
 async def bot(fake_slack: FakeSlack, db: Database, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await make_bot(fake_slack, db, MemoryPlatform(polls_to_finish=10_000), runs_dir=tmp_path / "runs", dataset_dir=DATASETS)
+    b = await make_bot(
+        fake_slack, db, MemoryPlatform(polls_to_finish=10_000), fast_runner(tmp_path / "runs"), dataset_dir=DATASETS
+    )
     yield b
     await b.close()
 
