@@ -18,6 +18,7 @@ import hashlib
 import heapq
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -84,16 +85,26 @@ def split_rule(
     return rule + f"; seed {seed}"
 
 
-def split_dataset(
-    src: str | Path,
-    *,
-    out_dir: str | Path,
-    test_fraction: float = TEST_FRACTION,
-    min_test: int = MIN_TEST,
-    max_test: int = MAX_TEST,
-    hp_samples: int | None = HP_SAMPLES,
-    seed: int = SEED,
-) -> SplitResult:
+@dataclass(frozen=True)
+class SplitRule:
+    """How a dataset is split (the defaults are the rule in this module's docstring)."""
+
+    test_fraction: float = TEST_FRACTION
+    min_test: int = MIN_TEST
+    max_test: int = MAX_TEST
+    hp_samples: int | None = HP_SAMPLES
+    seed: int = SEED
+
+    def sizes(self, n: int) -> tuple[int, int, int]:
+        return split_sizes(
+            n, test_fraction=self.test_fraction, min_test=self.min_test, max_test=self.max_test, hp_samples=self.hp_samples
+        )
+
+    def sentence(self) -> str:
+        return split_rule(self.test_fraction, self.min_test, self.max_test, self.hp_samples, self.seed)
+
+
+def split_dataset(src: str | Path, *, out_dir: str | Path, rule: SplitRule = SplitRule()) -> SplitResult:
     """Write train.jsonl, test.jsonl and (when subsampled) hp_train.jsonl into ``out_dir``.
 
     Every non-blank line is one sample and is copied byte for byte (line ends become
@@ -103,12 +114,10 @@ def split_dataset(
     out.mkdir(parents=True, exist_ok=True)
     with src_p.open("rb") as f:
         n = sum(1 for _ in _samples(f))
-    train_n, test_n, hp_n = split_sizes(
-        n, test_fraction=test_fraction, min_test=min_test, max_test=max_test, hp_samples=hp_samples
-    )
-    test_idx = _pick(test_n, n, seed, b"test")
+    train_n, test_n, hp_n = rule.sizes(n)
+    test_idx = _pick(test_n, n, rule.seed, b"test")
     subsample = hp_n < train_n
-    hp_pos = _pick(hp_n, train_n, seed, b"hp") if subsample else set()
+    hp_pos = _pick(hp_n, train_n, rule.seed, b"hp") if subsample else set()
     paths = {name: out / f"{name}.jsonl" for name in ("train", "test", "hp_train")}
     names = ("train", "test", "hp_train") if subsample else ("train", "test")
     # Each file is written beside its final name and renamed only when all are complete,
@@ -137,8 +146,8 @@ def split_dataset(
         train=train_n,
         test=test_n,
         hp_train=hp_n,
-        seed=seed,
-        rule=split_rule(test_fraction, min_test, max_test, hp_samples, seed),
+        seed=rule.seed,
+        rule=rule.sentence(),
     )
 
 

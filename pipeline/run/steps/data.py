@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pipeline.dataset.access import check_origins, dataset_file
-from pipeline.dataset.split import SplitResult, split_dataset
+from pipeline.dataset.split import SplitResult, SplitRule, split_dataset
 from pipeline.dataset.staging import EVAL_SOURCE, Admit, inspection, stage_file, training_data
 from pipeline.domain import ids
 from pipeline.domain.fsio import write_atomic
@@ -28,8 +28,10 @@ async def split(run: RunRecord, plan: Plan) -> SplitResult:
     data = await training_data(ws, await inspection(ws), run.spec.convert)
     marker = ws / "split" / "split.json"
     if not marker.exists():
-        carve: dict[str, Any] = {} if plan.eval_dataset is None else {"test_fraction": 0.0, "min_test": 0}
-        result = await asyncio.to_thread(split_dataset, data, out_dir=ws / "split", hp_samples=plan.hp_samples, **carve)
+        rule = SplitRule(hp_samples=plan.hp_samples)
+        if plan.eval_dataset is not None:  # a named eval dataset replaces the held-out carve-out
+            rule = replace(rule, test_fraction=0.0, min_test=0)
+        result = await asyncio.to_thread(split_dataset, data, out_dir=ws / "split", rule=rule)
         write_atomic(marker, result.model_dump_json())
     return SplitResult.model_validate(json.loads(marker.read_text(encoding="utf-8")))
 

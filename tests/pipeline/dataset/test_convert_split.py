@@ -13,7 +13,7 @@ import pytest
 from pipeline.dataset.convert import convert_dataset
 from pipeline.dataset.inspection import Shape
 from pipeline.dataset.inspector import inspect_dataset
-from pipeline.dataset.split import split_dataset, split_sizes
+from pipeline.dataset.split import SplitRule, split_dataset, split_sizes
 from tests.paths import DATASETS
 
 
@@ -161,7 +161,7 @@ def test_split_is_deterministic_disjoint_and_counted(tmp_path: Path) -> None:
     assert not set(train) & set(test) and set(train) | set(test) == set(rows)
     assert set(hp) <= set(train)
     assert train == [r for r in rows if r in set(train)]  # file order is kept
-    other = split_dataset(src, out_dir=tmp_path / "c", seed=7)
+    other = split_dataset(src, out_dir=tmp_path / "c", rule=SplitRule(seed=7))
     assert set(Path(other.test_path).read_text().splitlines()) != set(test)
 
 
