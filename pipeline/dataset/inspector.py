@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from operator import countOf, sub
 from pathlib import Path
+from typing import Any
 
 from pipeline.dataset.convert import CONVERSIONS
 from pipeline.dataset.inspection import Conversion, InspectionReport, Problem, ProblemGroup, Shape, excerpt
@@ -37,6 +38,7 @@ from pipeline.dataset.rows import (
     ROLE,
     WEIGHT,
     ChatRow,
+    Part,
     check_row,
     has_lone_surrogate,
     kind_of,
@@ -105,35 +107,13 @@ class _Totals:
             self.problem("over_context", line, f"~{tokens} tokens > {self.context_tokens}")
 
     def slow(self, line: int, raw: bytes) -> None:
-        try:
-            obj = DECODE(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            where = f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
-            self.problem("non_utf8", line, where)
-            return
-        except json.JSONDecodeError as exc:
-            self.problem("invalid_json", line, f"{exc.msg} at column {exc.colno}", text=exc.doc, pos=exc.pos)
-            return
-        except (ValueError, RecursionError) as exc:  # NaN, huge ints, absurd nesting
-            self.problem("invalid_json", line, str(exc) or type(exc).__name__)
-            return
-        if not isinstance(obj, dict):
-            self.problem("not_object", line, f"the line is {kind_of(obj)}")
-            return
-        if has_lone_surrogate(obj):
-            self.problem("lone_surrogate", line, "an escape such as \\ud800 without its pair")
+        """A line the fast path did not take: decode it with the reference decoder and name every problem."""
+        obj = self._decode(line, raw)
+        if obj is None:
             return
         shape = shape_of(obj)
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
-        if "weight" not in obj:
-            self.unweighted += 1
-            if len(self.unweighted_lines) < self.limit:
-                self.unweighted_lines.append(line)
-        else:
-            self.weighted += 1
-            w = obj["weight"]
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
-                self.problem("bad_sample_weight", line, f"weight is {kind_of(w)}")
+        self._weight(line, obj)
         found: list[tuple[str, str]] = []
         row = check_row(obj, found)
         kinds = dict(found)  # one problem per kind per line, so counts are rows
@@ -144,6 +124,40 @@ class _Totals:
             for kind in row.conversions:
                 self.conversions[kind] = self.conversions.get(kind, 0) + 1
             self.add(line, row.roles, row.chars, row.messages)
+
+    def _decode(self, line: int, raw: bytes) -> dict[str, Any] | None:
+        """The line as a JSON object, or None with its problem recorded."""
+        try:
+            obj = DECODE(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            where = f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+            self.problem("non_utf8", line, where)
+            return None
+        except json.JSONDecodeError as exc:
+            self.problem("invalid_json", line, f"{exc.msg} at column {exc.colno}", text=exc.doc, pos=exc.pos)
+            return None
+        except (ValueError, RecursionError) as exc:  # NaN, huge ints, absurd nesting
+            self.problem("invalid_json", line, str(exc) or type(exc).__name__)
+            return None
+        if not isinstance(obj, dict):
+            self.problem("not_object", line, f"the line is {kind_of(obj)}")
+            return None
+        if has_lone_surrogate(obj):
+            self.problem("lone_surrogate", line, "an escape such as \\ud800 without its pair")
+            return None
+        return obj
+
+    def _weight(self, line: int, obj: dict[str, Any]) -> None:
+        """Count the row as weighted or not (a file must be one or the other), and check the weight."""
+        if "weight" not in obj:
+            self.unweighted += 1
+            if len(self.unweighted_lines) < self.limit:
+                self.unweighted_lines.append(line)
+            return
+        self.weighted += 1
+        w = obj["weight"]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            self.problem("bad_sample_weight", line, f"weight is {kind_of(w)}")
 
 
 class _Scan:
@@ -205,14 +219,7 @@ class _Scan:
         system = roles.count("system")
         if system and countOf(map(ROLE, map(FIRST, msgs)), "system") != system:
             return False
-        contents = list(map(CONTENT, flat))
-        chars = list(map(len, contents))
-        if list in map(type, contents):  # text parts count their texts' characters
-            kinds = list(map(type, contents))
-            i = -1
-            for _ in range(kinds.count(list)):
-                i = kinds.index(list, i + 1)
-                chars[i] = text_chars(contents[i])
+        chars = _chars(list(map(CONTENT, flat)))
         # Characters per row: running totals over the messages, read at each row's end.
         running = list(accumulate(chars, initial=0))
         ends = list(map(running.__getitem__, accumulate(counts)))
@@ -296,6 +303,42 @@ class _Scan:
             t.unweighted_lines.append(line)
 
 
+def _chars(contents: list[str | list[Part]]) -> list[int]:
+    """The characters of each message's content: one C-level pass, and Python code only for
+    the contents that are text parts (they count their texts' characters)."""
+    chars = list(map(len, contents))
+    if list in map(type, contents):
+        kinds = list(map(type, contents))
+        i = -1
+        for _ in range(kinds.count(list)):
+            i = kinds.index(list, i + 1)
+            chars[i] = text_chars(contents[i])
+    return chars
+
+
+def _drop_long_line(buf: bytearray, end: int) -> int:
+    """While skipping a line longer than MAX_LINE: move what follows its end to the front of
+    ``buf[:end]`` and return its length, or -1 when ``buf[:end]`` is still inside the line."""
+    nl = buf.find(b"\n", 0, end)
+    if nl < 0:
+        return -1
+    end -= nl + 1
+    buf[:end] = buf[nl + 1 : nl + 1 + end]
+    return end
+
+
+def _full_buffer(scan: _Scan, buf: bytearray, view: memoryview, lineno: int) -> tuple[memoryview, int, bool]:
+    """``buf`` is full and holds no line end: (the view, the line number, whether to skip the
+    rest of the line). A line over MAX_LINE is a problem and skipped; a shorter one doubles the buffer."""
+    if len(buf) >= MAX_LINE:
+        scan.nonblank += 1
+        scan.t.problem("line_too_long", lineno + 1, f"more than {MAX_LINE // (1 << 20)} MB without a line break")
+        return view, lineno + 1, True
+    view.release()
+    buf.extend(bytes(len(buf)))
+    return memoryview(buf), lineno, False
+
+
 def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, block: int = _BLOCK) -> _Totals:
     """Read ``path`` once into one reused buffer; ``fast=False`` sends every line to the
     slow path (the reference the fast path is tested against)."""
@@ -311,24 +354,16 @@ def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, blo
             if lineno == 0 and filled == 0 and buf.startswith(_BOM):
                 buf[:3] = b"   "  # Windows editors start UTF-8 files with a BOM: it is not data
             if skipping:
-                nl = buf.find(b"\n", 0, end)
-                if nl < 0:
+                end = _drop_long_line(buf, end)
+                if end < 0:
                     continue  # still inside the long line: what was read is dropped
-                end -= nl + 1
-                buf[:end] = buf[nl + 1 : nl + 1 + end]
                 filled, skipping = 0, False
             cut = buf.rfind(b"\n", filled, end)
             if cut < 0:
                 filled = end
-                if filled == len(buf) and len(buf) >= MAX_LINE:
-                    lineno += 1
-                    scan.nonblank += 1
-                    t.problem("line_too_long", lineno, f"more than {MAX_LINE // (1 << 20)} MB without a line break")
-                    filled, skipping = 0, True
-                elif filled == len(buf):  # one line longer than the buffer: double it
-                    view.release()
-                    buf.extend(bytes(len(buf)))
-                    view = memoryview(buf)
+                if filled == len(buf):
+                    view, lineno, skipping = _full_buffer(scan, buf, view, lineno)
+                    filled = 0 if skipping else filled
                 continue
             lineno = scan.block(buf, view, cut, lineno)
             filled = end - cut - 1
@@ -336,6 +371,12 @@ def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, blo
     if filled:  # the last line has no newline
         scan.block(buf, view, filled, lineno)
     view.release()
+    _merge(t, scan)
+    return t
+
+
+def _merge(t: _Totals, scan: _Scan) -> None:
+    """Add what the fast path summed to the slow path's totals."""
     t.nonblank = scan.nonblank
     t.samples += scan.clean
     t.unweighted += scan.clean
@@ -348,7 +389,6 @@ def _scan(path: Path, limit: int, context_tokens: int, *, fast: bool = True, blo
     for role, count in (("system", scan.system), ("user", scan.user), ("assistant", scan.assistant)):
         if count:
             t.roles[role] = t.roles.get(role, 0) + count
-    return t
 
 
 def inspect_dataset(path: str | Path, *, max_examples_per_kind: int = 5, context_tokens: int = 32768) -> InspectionReport:

@@ -133,34 +133,46 @@ def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
         if not isinstance(m, dict):
             found.append(("message_not_object", f"message {i} is {kind_of(m)}"))
             continue
-        role = m.get("role")
-        if isinstance(role, str) and (role in ROLES or role == "tool"):  # tool: a conversion
-            row.roles[role] = row.roles.get(role, 0) + 1
-        else:
-            found.append(("unknown_role", f"message {i} has role {role!r}"))
-        if role == "system" and i > 1:
-            found.append(("system_not_first", f"message {i} is a system message"))
-        content, reasoning = m.get("content"), m.get("reasoning_content")
-        n = content_chars(content)
-        if n is not None:
-            row.chars += n
-        elif not (content is None and role == "assistant" and m.get("tool_calls")):
-            found.append(("bad_content", f"message {i} content is {kind_of(content)}"))
-        if isinstance(reasoning, str):
-            row.chars += len(reasoning)
-        elif reasoning is not None:
-            what = f"message {i} reasoning_content is {kind_of(reasoning)}"
-            found.append(("bad_content", what))
-        weight = m.get("weight", 1)
-        if isinstance(weight, bool) or weight not in (0, 1):
-            found.append(("bad_message_weight", f"message {i} weight is {weight!r}"))
-        if role == "assistant":
+        weight = _check_message(i, m, row, found, has_tools=has_tools)
+        if m.get("role") == "assistant":
             assistant += 1
             trainable += weight != 0
-        if m.get("tool_calls") and not has_tools:
-            found.append(("tool_calls_without_tools", f"message {i} has tool_calls"))
     if "tool" in row.roles:
         row.conversions.append("tool_role")
+    _check_trains(obj, row, found, assistant=assistant, trainable=trainable)
+    return row
+
+
+def _check_message(i: int, m: dict[str, Any], row: Row, found: list[tuple[str, str]], *, has_tools: bool) -> object:
+    """Add message ``i`` to ``row`` and append its problems; its weight. (The slow path calls
+    this once per message: one function, not one per check.)"""
+    role = m.get("role")
+    if isinstance(role, str) and (role in ROLES or role == "tool"):  # tool: a conversion
+        row.roles[role] = row.roles.get(role, 0) + 1
+    else:
+        found.append(("unknown_role", f"message {i} has role {role!r}"))
+    if role == "system" and i > 1:
+        found.append(("system_not_first", f"message {i} is a system message"))
+    content, reasoning = m.get("content"), m.get("reasoning_content")
+    n = content_chars(content)
+    if n is not None:
+        row.chars += n
+    elif not (content is None and role == "assistant" and m.get("tool_calls")):
+        found.append(("bad_content", f"message {i} content is {kind_of(content)}"))
+    if isinstance(reasoning, str):
+        row.chars += len(reasoning)
+    elif reasoning is not None:
+        found.append(("bad_content", f"message {i} reasoning_content is {kind_of(reasoning)}"))
+    weight = m.get("weight", 1)
+    if isinstance(weight, bool) or weight not in (0, 1):
+        found.append(("bad_message_weight", f"message {i} weight is {weight!r}"))
+    if m.get("tool_calls") and not has_tools:
+        found.append(("tool_calls_without_tools", f"message {i} has tool_calls"))
+    return weight
+
+
+def _check_trains(obj: dict[str, Any], row: Row, found: list[tuple[str, str]], *, assistant: int, trainable: int) -> None:
+    """A row must train on something: an assistant turn of weight 1, or a ground truth to append as one."""
     if assistant == 0:
         truth = answer_text(obj.get("ground_truth", obj.get("answer")))
         if truth is None:
@@ -172,7 +184,6 @@ def check_row(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
             row.messages += 1
     elif trainable == 0:
         found.append(("no_assistant", "every assistant message has weight 0"))
-    return row
 
 
 def check_flat(obj: dict[str, Any], found: list[tuple[str, str]]) -> Row | None:
