@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import httpx
 from fireworks import AsyncFireworks
@@ -18,7 +18,7 @@ from fireworks.types.dataset_param import DatasetParam
 
 from pipeline.domain.fsio import atomic_output
 from pipeline.domain.platform import DatasetInfo, PlatformError
-from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.poll import Pace, PollTimeout, poll_until
 from pipeline.platforms.fireworks import wire
 from pipeline.platforms.fireworks.calls import Caller, StorageError
 
@@ -26,27 +26,31 @@ DIRECT_UPLOAD_LIMIT = 150 * 1024 * 1024  # `datasets.upload` handles up to 150 M
 _CHUNK = 1024 * 1024
 
 
+class DatasetSettings(Protocol):
+    """What the datasets role reads of FireworksSettings (which imports this module's limit)."""
+
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def poll_seconds(self) -> float: ...
+    @property
+    def dataset_ready_timeout(self) -> float: ...
+    @property
+    def direct_upload_limit(self) -> int: ...
+
+
 class FireworksDatasets:
     """Dataset calls of the Fireworks platform (one per platform instance)."""
 
-    def __init__(
-        self,
-        control: AsyncFireworks,
-        storage: httpx.AsyncClient,
-        calls: Caller,
-        *,
-        account: str,
-        timeout: float,
-        poll_seconds: float,
-        ready_timeout: float,
-        direct_upload_limit: int = DIRECT_UPLOAD_LIMIT,
-    ) -> None:
+    def __init__(self, control: AsyncFireworks, storage: httpx.AsyncClient, calls: Caller, settings: DatasetSettings) -> None:
         self._control, self._storage, self._calls = control, storage, calls
-        self._account = account
-        self._timeout = timeout
-        self._poll_seconds = poll_seconds
-        self._ready_timeout = ready_timeout
-        self._direct_upload_limit = direct_upload_limit
+        self._account = settings.account_id
+        self._timeout = settings.timeout
+        self._poll_seconds = settings.poll_seconds
+        self._ready_timeout = settings.dataset_ready_timeout
+        self._direct_upload_limit = settings.direct_upload_limit
 
     async def check(self, ref: str) -> DatasetInfo:
         account, ds_id = self.ref(ref)
@@ -126,9 +130,7 @@ class FireworksDatasets:
             ds = await poll_until(
                 lambda: self._get_dataset(self._account, dataset_id),
                 lambda d: d.state == "READY",
-                timeout=self._ready_timeout,
-                interval=self._poll_seconds,
-                backoff=1.0,
+                Pace(timeout=self._ready_timeout, interval=self._poll_seconds, backoff=1.0),
                 what=f"dataset {name}",
             )
         except PollTimeout as exc:

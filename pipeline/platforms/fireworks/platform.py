@@ -59,16 +59,7 @@ class FireworksPlatform:
         calls = Caller(policy, secrets=secrets, clock=settings.clock, sleep=settings.sleep)
         account = settings.account_id
         self.models = FireworksCatalog(self._control, calls, ttl=settings.models_ttl, clock=settings.clock)
-        self.datasets = FireworksDatasets(
-            self._control,
-            self._storage,
-            calls,
-            account=account,
-            timeout=settings.timeout,
-            poll_seconds=settings.poll_seconds,
-            ready_timeout=settings.dataset_ready_timeout,
-            direct_upload_limit=settings.direct_upload_limit,
-        )
+        self.datasets = FireworksDatasets(self._control, self._storage, calls, settings)
         self.training = FireworksJobs(self._control, self._storage, calls, self.datasets, account=account, wandb=settings.wandb)
         self.serving = FireworksServing(self._control, calls, settings, model_info=self.models.model_info)
         self.adapters = self.serving  # multi-LoRA deployments are deployments too: one object, two roles

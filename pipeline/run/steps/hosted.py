@@ -13,7 +13,7 @@ import json
 from pipeline.domain import ids
 from pipeline.domain.fsio import write_atomic
 from pipeline.domain.platform import EvaluationJobStatus, Evaluators, JobState, PlatformError
-from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.poll import Pace, PollTimeout, poll_until
 from pipeline.domain.provenance import Change, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.evaluation.eval_types import EvalExample, EvalRun
@@ -85,9 +85,8 @@ async def _until_done(ctx: RunContext, status: EvaluationJobStatus) -> Evaluatio
         return await poll_until(
             lambda: _evaluators(ctx).get_job(status.job_id),
             lambda s: s.state.terminal,
+            Pace(timeout=ctx.config.deploy_timeout_seconds, interval=ctx.config.poll_seconds),
             first=status,
-            timeout=ctx.config.deploy_timeout_seconds,
-            interval=ctx.config.poll_seconds,
             what=f"evaluation job {status.job_id}",
         )
     except PollTimeout as exc:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from pipeline.domain import ids
 from pipeline.domain.platform import DeploymentState, DeploymentStatus, NotFound, PlatformError
-from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.poll import Pace, PollTimeout, poll_until
 from pipeline.domain.provenance import Change, DeploymentRate, Ref, ResourceKind, ResourceState
 from pipeline.domain.records import RunRecord
 from pipeline.planning.cost import deployment_rate
@@ -24,9 +24,8 @@ async def until_ready(ctx: RunContext, status: DeploymentStatus, *, what: str) -
         settled = await poll_until(
             lambda: ctx.platform.serving.get(status.deployment_id),
             lambda s: s.state is not DeploymentState.CREATING,
+            Pace(timeout=ctx.config.deploy_timeout_seconds, interval=ctx.config.poll_seconds),
             first=status,
-            timeout=ctx.config.deploy_timeout_seconds,
-            interval=ctx.config.poll_seconds,
             what=what,
         )
     except PollTimeout as exc:

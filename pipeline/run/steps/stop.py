@@ -6,7 +6,7 @@ import asyncio
 
 from pipeline.domain.machine import Event, Phase
 from pipeline.domain.platform import JobStatus, NotFound, PlatformError
-from pipeline.domain.poll import PollTimeout, poll_until
+from pipeline.domain.poll import Pace, PollTimeout, poll_until
 from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import Actor, CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
@@ -74,9 +74,8 @@ async def _settled(ctx: RunContext, status: JobStatus) -> JobStatus:
         return await poll_until(
             lambda: ctx.platform.training.get(status.job_id),
             lambda s: s.state.terminal,
+            Pace(timeout=ctx.config.cancel_settle_seconds, interval=min(ctx.config.poll_seconds, 2.0)),
             first=status,
-            timeout=ctx.config.cancel_settle_seconds,
-            interval=min(ctx.config.poll_seconds, 2.0),
             what=f"job {status.job_id}",
         )
     except PollTimeout as exc:
