@@ -65,6 +65,17 @@ class RetryPolicy:
     quota_retries: int = 1  # quota/capacity 429s absorbed before raising Busy (the runner can retry later)
 
 
+@dataclass(frozen=True)
+class Inference:
+    """A call to a deployment rather than the control plane. Errors ``warming_up`` is true of
+    are retried until ``patience`` seconds have passed (a fresh deployment answering 404/503
+    while it warms up); a 429 is the deployment's own saturation, not the account's request
+    limit (DOC guides/inference-error-codes), so it slows this call only, not every call."""
+
+    warming_up: Callable[[BaseException], bool] = lambda _: False
+    patience: float = 0.0
+
+
 class Caller:
     """Runs API operations with the retry policy and turns failures into PlatformError."""
 
@@ -86,22 +97,16 @@ class Caller:
         *,
         on_conflict: Callable[[], Awaitable[T]] | None = None,
         missing: str | None = None,
-        patient: Callable[[BaseException], bool] | None = None,
-        patience: float = 0.0,
         busy_retries: int | None = None,
-        account_wide: bool = True,
+        inference: Inference | None = None,
     ) -> T:
         """Run ``op``; ``action`` completes "Fireworks could not ..." in error messages.
 
         ``on_conflict`` reads the resource back when a create answers ALREADY_EXISTS.
         ``missing`` names the resource for a NotFound on 404 ("dataset accounts/a/datasets/b").
-        Errors for which ``patient`` is true are retried until ``patience`` seconds have
-        passed (e.g. a fresh deployment answering 404/503 while it warms up).
         ``busy_retries`` overrides how many quota/capacity refusals are waited out before
         ``Busy`` is raised (0: at once, for a caller that queues the work itself).
-        ``account_wide=False``: a 429 here is not the account's request limit (a dedicated
-        deployment answers 429 when *it* is saturated, DOC guides/inference-error-codes), so
-        it slows this call only, not every call of the platform.
+        ``inference``: the call goes to a deployment, not the control plane (see Inference).
         """
         started = self.clock()
         attempts = quota_hits = patient_tries = 0
@@ -117,28 +122,36 @@ class Caller:
                         return await self.run(action, on_conflict, missing=missing)
                     except NotFound:
                         kind = "transient"  # "exists" yet unreadable: let the create try again
-                if patient is not None and patient(exc) and self.clock() - started < patience:
+                if inference is not None and inference.warming_up(exc) and self.clock() - started < inference.patience:
                     patient_tries += 1
                     await self.sleep(self._backoff(patient_tries))
                     continue
                 if kind in ("quota", "capacity"):
                     quota_hits += 1
-                    if quota_hits > busy_limit:
-                        raise self.error(exc, action, retryable=True) from None
-                    wait = self.policy.quota_delay * 2.0 ** (quota_hits - 1)
-                    await self.sleep(max(wait, retry_after(exc) or 0.0))
+                    await self._wait_busy(exc, action, quota_hits, busy_limit)
                     continue
                 if kind in ("throttle", "transient"):
                     attempts += 1
-                    if attempts > self.policy.max_retries:
-                        raise self.error(exc, action, retryable=True) from None
-                    delay = retry_after(exc) or self._backoff(attempts)
-                    if kind == "throttle" and account_wide:
-                        # The request limit is account-wide: pause every call, not just this one.
-                        self._paused_until = max(self._paused_until, self.clock() + delay)
-                    await self.sleep(delay)
+                    await self._wait_retry(exc, action, attempts, pause_all=kind == "throttle" and inference is None)
                     continue
                 raise self.error(exc, action, missing=missing) from None
+
+    async def _wait_busy(self, exc: BaseException, action: str, hits: int, limit: int) -> None:
+        """Wait out the ``hits``-th quota/capacity refusal, or raise Busy past ``limit``."""
+        if hits > limit:
+            raise self.error(exc, action, retryable=True) from None
+        wait = self.policy.quota_delay * 2.0 ** (hits - 1)
+        await self.sleep(max(wait, retry_after(exc) or 0.0))
+
+    async def _wait_retry(self, exc: BaseException, action: str, attempt: int, *, pause_all: bool) -> None:
+        """Back off before retry ``attempt`` of a transient failure or rate limit, or raise past max_retries."""
+        if attempt > self.policy.max_retries:
+            raise self.error(exc, action, retryable=True) from None
+        delay = retry_after(exc) or self._backoff(attempt)
+        if pause_all:
+            # The request limit is account-wide: pause every call, not just this one.
+            self._paused_until = max(self._paused_until, self.clock() + delay)
+        await self.sleep(delay)
 
     def error(
         self, exc: BaseException, action: str, *, missing: str | None = None, retryable: bool | None = None

@@ -17,7 +17,7 @@ from fireworks import AsyncFireworks, omit
 from fireworks.types.shared_params.chat_message import ChatMessage as WireMessage
 
 from pipeline.domain.platform import ChatMessage, PlatformError
-from pipeline.platforms.fireworks.calls import Caller, FireworksError, status_of
+from pipeline.platforms.fireworks.calls import Caller, FireworksError, Inference, status_of
 from pipeline.platforms.fireworks.serving import FireworksServing
 
 _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
@@ -35,52 +35,8 @@ def wire_messages(messages: list[ChatMessage]) -> list[WireMessage]:
     return out
 
 
-async def complete(
-    inference: AsyncFireworks,
-    calls: Caller,
-    serving: FireworksServing,
-    model_string: str,
-    messages: list[ChatMessage],
-    *,
-    max_tokens: int,
-    tools: list[dict[str, Any]] | None,
-    reasoning_effort: str | None,
-) -> str:
-    """The answer text (a tool call as JSON when the model answered with one)."""
-    warmup = serving.warmup_for(model_string)
-
-    def warming_up(exc: BaseException) -> bool:
-        status = status_of(exc)
-        if status == 503:
-            return True  # scaling up, or not serving yet: retried for the whole warm-up window
-        ready = serving.ready_since.get(model_string)
-        # A 404 is only "not routed yet" right after the deployment (or adapter) turned ready.
-        return status == 404 and ready is not None and calls.clock() - ready < warmup
-
-    async def ask(effort: str | None) -> Any:
-        return await calls.run(
-            f"get a chat completion from {model_string}",
-            lambda: inference.chat.completions.create(
-                model=model_string,
-                messages=wire_messages(messages),
-                max_tokens=max_tokens,
-                temperature=0.0,
-                tools=tools if tools else omit,  # type: ignore[arg-type]  # the row's own OpenAI tool definitions
-                reasoning_effort=effort if effort else omit,  # type: ignore[arg-type]
-            ),
-            patient=warming_up,
-            patience=warmup,
-            account_wide=False,
-        )
-
-    try:
-        response = await ask(reasoning_effort)
-    except FireworksError as exc:
-        # Some reasoning models refuse "none" ("Invalid reasoning effort: none", SDK
-        # completion_create_params.py:300-341): ask again the model's default way.
-        if not (reasoning_effort and exc.status == 400 and "reasoning" in str(exc).lower()):
-            raise
-        response = await ask(None)
+def _answer_text(response: Any, model_string: str) -> str:
+    """The completion's text, a tool call as JSON when the model answered with one, thinking removed."""
     if not response.choices:
         raise PlatformError(f"Fireworks returned no choices for {model_string}.")
     message = response.choices[0].message
@@ -111,16 +67,40 @@ class FireworksInference:
         tools: list[dict[str, Any]] | None = None,
         reasoning_effort: str | None = None,
     ) -> str:
-        return await complete(
-            self._inference,
-            self._calls,
-            self._serving,
-            model_string,
-            messages,
-            max_tokens=max_tokens,
-            tools=tools,
-            reasoning_effort=reasoning_effort,
-        )
+        """The answer text (a tool call as JSON when the model answered with one)."""
+        warmup = self._serving.warmup_for(model_string)
+
+        def warming_up(exc: BaseException) -> bool:
+            status = status_of(exc)
+            if status == 503:
+                return True  # scaling up, or not serving yet: retried for the whole warm-up window
+            ready = self._serving.ready_since.get(model_string)
+            # A 404 is only "not routed yet" right after the deployment (or adapter) turned ready.
+            return status == 404 and ready is not None and self._calls.clock() - ready < warmup
+
+        async def ask(effort: str | None) -> Any:
+            return await self._calls.run(
+                f"get a chat completion from {model_string}",
+                lambda: self._inference.chat.completions.create(
+                    model=model_string,
+                    messages=wire_messages(messages),
+                    max_tokens=max_tokens,
+                    temperature=0.0,
+                    tools=tools if tools else omit,  # type: ignore[arg-type]  # the row's own OpenAI tool definitions
+                    reasoning_effort=effort if effort else omit,  # type: ignore[arg-type]
+                ),
+                inference=Inference(warming_up, patience=warmup),
+            )
+
+        try:
+            response = await ask(reasoning_effort)
+        except FireworksError as exc:
+            # Some reasoning models refuse "none" ("Invalid reasoning effort: none", SDK
+            # completion_create_params.py:300-341): ask again the model's default way.
+            if not (reasoning_effort and exc.status == 400 and "reasoning" in str(exc).lower()):
+                raise
+            response = await ask(None)
+        return _answer_text(response, model_string)
 
     async def generate(self, model: str, prompts: list[list[ChatMessage]], *, max_tokens: int) -> list[str]:
         raise PlatformError("Fireworks serves fine-tuned models only from a deployment; sftbot deploys them to get outputs.")

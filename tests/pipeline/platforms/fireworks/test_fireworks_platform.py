@@ -146,7 +146,7 @@ async def test_a_saturated_deployment_slows_only_its_own_requests() -> None:
     import httpx
     from fireworks import RateLimitError
 
-    from pipeline.platforms.fireworks.calls import Caller, RetryPolicy
+    from pipeline.platforms.fireworks.calls import Caller, Inference, RetryPolicy
 
     def saturated() -> RateLimitError:
         response = httpx.Response(429, headers={"retry-after": "30"}, request=httpx.Request("POST", "http://x/v1/chat"))
@@ -172,7 +172,7 @@ async def test_a_saturated_deployment_slows_only_its_own_requests() -> None:
         async def control() -> str:
             return "read"
 
-        chatting = asyncio.create_task(caller.run("chat", chat, account_wide=account_wide))
+        chatting = asyncio.create_task(caller.run("chat", chat, inference=None if account_wide else Inference()))
         await asyncio.sleep(0)  # the chat got its 429 and waits 30 s
         assert await caller.run("read a job", control) == "read"  # meanwhile, a control-plane call
         assert await chatting == "ok"
