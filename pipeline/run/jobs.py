@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.domain.platform import Busy, JobRequest, JobStatus, NotFound, PlatformError, Training
@@ -48,40 +49,58 @@ def waiting_note(exc: PlatformError, running: int) -> str:
     return f"waiting for {why} ({running} running)"
 
 
+@dataclass(frozen=True)
+class JobScope:
+    """The run whose jobs a watch drives, and what it reads and writes for them."""
+
+    db: Database
+    training: Training
+    run_id: str
+    workspace: Path
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class WatchTiming:
+    """How often a watch polls, when a job counts as stalled, and how long nothing may run."""
+
+    poll_seconds: float
+    stall_seconds: float
+    give_up_seconds: float = 3600.0
+    clock: Callable[[], float] = time.monotonic
+
+
 class JobWatch:
     """Drives a set of a run's slots to finished states."""
 
     def __init__(
         self,
+        scope: JobScope,
+        timing: WatchTiming,
         *,
-        db: Database,
-        training: Training,
-        run_id: str,
-        workspace: Path,
-        checkpoint: Checkpoint,
         changed: Changed,
         stalled: Stalled,
-        poll_seconds: float,
-        stall_seconds: float,
-        give_up_seconds: float = 3600.0,
         queued: Queued = _nothing_queued,
-        clock: Callable[[], float] = time.monotonic,
         prune: bool = False,
     ) -> None:
-        self.db = db
-        self.training = training
-        self.run_id = run_id
-        self.ws = workspace
-        self.cp = checkpoint
+        self.db, self.training, self.run_id = scope.db, scope.training, scope.run_id
+        self.ws, self.cp = scope.workspace, scope.checkpoint
         self.changed = changed
         self.on_stall = stalled
-        self.poll = poll_seconds
-        self.stall = stall_seconds
-        self.give_up = give_up_seconds
+        self.poll = timing.poll_seconds
+        self.stall = timing.stall_seconds
+        self.give_up = timing.give_up_seconds
         self.on_queued = queued
-        self.clock = clock
+        self.clock = timing.clock
         self.pruner = (
-            Pruner(db=db, training=training, run_id=run_id, workspace=workspace, checkpoint=checkpoint, record=self._record)
+            Pruner(
+                db=scope.db,
+                training=scope.training,
+                run_id=scope.run_id,
+                workspace=scope.workspace,
+                checkpoint=scope.checkpoint,
+                record=self._record,
+            )
             if prune
             else None
         )

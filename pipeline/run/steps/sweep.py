@@ -10,7 +10,7 @@ from pipeline.domain.slots import CandidateState, Slot
 from pipeline.planning.plan_types import Plan, PlannedJob
 from pipeline.run.context import Outcome, RunContext, workspace
 from pipeline.run.events import FinalProgress, QuotaWait, ScoreboardChanged, StallWarning
-from pipeline.run.jobs import JobWatch
+from pipeline.run.jobs import JobScope, JobWatch, WatchTiming
 from pipeline.run.steps import data
 from pipeline.run.steps.scoring import score_candidates
 from pipeline.store import runs
@@ -48,16 +48,14 @@ def watch(ctx: RunContext, run: RunRecord, *, final: bool = False, prune: bool =
             await ctx.emit(QuotaWait(run=fresh, candidates=sweep, running=running, reason=reason))
 
     return JobWatch(
-        db=ctx.db,
-        training=ctx.platform.training,
-        run_id=run.id,
-        workspace=workspace(run),
-        checkpoint=ctx.checkpoint,
+        JobScope(db=ctx.db, training=ctx.platform.training, run_id=run.id, workspace=workspace(run), checkpoint=ctx.checkpoint),
+        WatchTiming(
+            poll_seconds=ctx.config.poll_seconds,
+            stall_seconds=ctx.config.stall_minutes * 60,
+            give_up_seconds=ctx.config.quota_give_up_seconds,
+        ),
         changed=changed,
         stalled=stalled,
-        poll_seconds=ctx.config.poll_seconds,
-        stall_seconds=ctx.config.stall_minutes * 60,
-        give_up_seconds=ctx.config.quota_give_up_seconds,
         queued=queued,
         prune=prune and not final,
     )

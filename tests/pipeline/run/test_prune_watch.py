@@ -16,7 +16,7 @@ from pipeline.domain.records import Actor, CandidateRecord, NewRun, RunRecord
 from pipeline.domain.slots import CandidateState, Slot
 from pipeline.domain.spec import RunSpec
 from pipeline.run.context import RunContext, RunnerConfig
-from pipeline.run.jobs import JobWatch
+from pipeline.run.jobs import JobScope, JobWatch, WatchTiming
 from pipeline.run.steps.stop import cancel_jobs
 from pipeline.store import runs
 from pipeline.store.db import Database
@@ -112,15 +112,10 @@ def _watch(db: Database, platform: EpochPlatform, run: RunRecord, crash_at: str 
         return None
 
     return JobWatch(
-        db=db,
-        training=platform.training,
-        run_id=run.id,
-        workspace=Path(run.workspace),
-        checkpoint=checkpoint,
+        JobScope(db=db, training=platform.training, run_id=run.id, workspace=Path(run.workspace), checkpoint=checkpoint),
+        WatchTiming(poll_seconds=0.0, stall_seconds=3600),
         changed=nothing,
         stalled=nothing,
-        poll_seconds=0.0,
-        stall_seconds=3600,
         prune=prune,
     )
 
