@@ -36,7 +36,6 @@ from pipeline.run.decisions import (
     Promote,
     RaiseBudget,
     Refusal,
-    RefusalKind,
     Revise,
     SkipStep,
     check_open,
@@ -415,7 +414,7 @@ async def open_details(s: Surface, body: dict[str, Any], action: dict[str, Any],
     actor = await s.directory.actor(user, name)
     verdict = authorize(actor, Action.VIEW, policy=s.runner.policy, channel=run.channel)
     if verdict.denied:
-        await _tell(respond, refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=s.runner.policy)))
+        await _tell(respond, refusal_message(Refusal.denied(verdict.rule, s.runner.policy)))
         return
     if not await s.sees(actor, run):  # the evidence names data and prompts: members of the run's channel only
         await _tell(respond, replies.problem_message("There is no such run in your channels."))

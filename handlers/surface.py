@@ -117,7 +117,7 @@ class Surface:
             return None
         verdict = authorize(actor, Action.VIEW, policy=self.runner.policy, channel=channel)
         if verdict.denied:
-            await reply(refusal_message(Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.runner.policy)))
+            await reply(refusal_message(Refusal.denied(verdict.rule, self.runner.policy)))
             return None
         if cmd.kind in ("spend", "runs"):
             await reply(await self._listing(cmd, actor, channel))

@@ -123,6 +123,18 @@ _UNSAFE = (
 )
 
 
+@dataclass(frozen=True)
+class Denial:
+    """What a DENIED refusal explains: the rule that said no, the policy it read, the estimate the
+    budget rule judged, and ``verb``: what the person tried, when the event's name would mislead
+    ("deploy", not "answer")."""
+
+    rule: Rule | None
+    policy: Policy
+    estimated_usd: float | None = None
+    verb: str | None = None
+
+
 class Refusal(Exception):
     """Nothing happened; ``sentence()`` says why and what to do instead."""
 
@@ -132,16 +144,26 @@ class Refusal(Exception):
         detail: str = "",
         *,
         event: Event | None = None,
-        rule: Rule | None = None,
         first: GateDecision | None = None,
-        policy: Policy | None = None,
+        denial: Denial | None = None,
+    ) -> None:
+        self.kind, self.detail, self.event, self.first = kind, detail, event, first
+        d = denial or Denial(None, Policy())
+        self.rule, self.policy, self.estimated_usd, self.verb = d.rule, d.policy, d.estimated_usd, d.verb
+        super().__init__(self.sentence())
+
+    @classmethod
+    def denied(
+        cls,
+        rule: Rule | None,
+        policy: Policy,
+        *,
+        event: Event | None = None,
         estimated_usd: float | None = None,
         verb: str | None = None,
-    ) -> None:
-        self.kind, self.detail, self.event, self.rule, self.first = kind, detail, event, rule, first
-        self.verb = verb  # what the person tried, when the event's name would mislead ("deploy", not "answer")
-        self.policy, self.estimated_usd = policy or Policy(), estimated_usd
-        super().__init__(self.sentence())
+    ) -> Refusal:
+        """Authorization said no (``rule``, read from ``policy``)."""
+        return cls(RefusalKind.DENIED, event=event, denial=Denial(rule, policy, estimated_usd, verb))
 
     def sentence(
         self,
@@ -288,7 +310,7 @@ async def permission(
     if not verdict.denied:
         return None
     verb = "deploy" if action is Action.PROMOTE and event is Event.ANSWER else None
-    return Refusal(RefusalKind.DENIED, event=event, rule=verdict.rule, policy=keeper.policy, estimated_usd=usd, verb=verb)
+    return Refusal.denied(verdict.rule, keeper.policy, event=event, estimated_usd=usd, verb=verb)
 
 
 def _target(run: RunRecord, decision: Decision) -> GateKey | None:
@@ -356,6 +378,11 @@ def _gate(run: RunRecord, decision: Decision, event: Event) -> tuple[GateKey | N
         return PROMOTION, RunChanges(promoted=decision.slot), {"candidate": str(decision.slot)}
     if isinstance(decision, RaiseBudget | SkipStep):
         return _budget(run, decision, event)
+    return _answer(run, decision, event)
+
+
+def _answer(run: RunRecord, decision: Answer, event: Event) -> tuple[GateKey, RunChanges, dict[str, Any]]:
+    """An answer closes the open question's gate and changes the spec as the question's kind says."""
     question = run.question
     if question is None or run.phase is not Phase.AWAITING_INPUT:
         raise Refusal(RefusalKind.NOT_NOW, f"Run #{run.number} has no open question.", event=event)

@@ -26,7 +26,7 @@ from pipeline.domain.spec import RunSpec, SpecError
 from pipeline.run import decisions, teardown
 from pipeline.run.authorship import evaluator_file
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
-from pipeline.run.decisions import Decision, Refusal, RefusalKind
+from pipeline.run.decisions import Decision, Refusal
 from pipeline.run.events import (
     BudgetDecided,
     EventBus,
@@ -146,7 +146,7 @@ class Runner:
             actor, Action.START, policy=self.policy, channel=channel, about=Subject(evaluator_code=evaluator_code)
         )
         if verdict.denied:
-            refusal = Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=self.policy)
+            refusal = Refusal.denied(verdict.rule, self.policy)
             details = {"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()}
             await self.db.audit(run_id=None, actor=actor.id, actor_name=actor.name, action="denied_start", details=details)
             raise refusal

@@ -36,7 +36,7 @@ async def target(db: Database, policy: Policy, key: str | int, actor: Actor, *, 
         raise Refusal(RefusalKind.NOT_FOUND, f"There is no run {str(key)[:20]}.")
     verdict = authorize(actor, Action.TEARDOWN, policy=policy, channel=channel, about=Subject(requester=run.requester))
     if verdict.denied:
-        refusal = Refusal(RefusalKind.DENIED, rule=verdict.rule, policy=policy)
+        refusal = Refusal.denied(verdict.rule, policy)
         details = {"rule": verdict.rule.value if verdict.rule else None, "reason": refusal.sentence()}
         await db.audit(run_id=run.id, actor=actor.id, actor_name=actor.name, action="denied_teardown", details=details)
         raise refusal
