@@ -124,59 +124,11 @@ class DeploymentRoutes:
         body = ctx.body or {}
         model = str(body.get("model") or "")
         messages = body.get("messages") or []
-        not_found = web.json_response(
-            {
-                "error": {
-                    "object": "error",
-                    "type": "invalid_request_error",
-                    "code": "NOT_FOUND",
-                    "message": f"Model not found, inaccessible, and/or not deployed: {model}",
-                }
-            },
-            status=404,
-        )
-        dep: DeploymentRecord | None = None
-        if "#" in model:
-            model_name, dep_name = model.split("#", 1)
-            dep = next((d for d in self.deployments.values() if d.name == dep_name), None)
-            if dep is None:
-                return not_found
-            if dep.base_model != model_name and not (
-                dep.body.get("enableAddons") and self.adapter_ready(model_name, dep_name, ctx.now)
-            ):
-                return web.json_response(
-                    {
-                        "error": {
-                            "message": f"The model `{model}` does not exist.",
-                            "type": "NotFoundError",
-                            "param": "model",
-                            "code": 404,
-                        }
-                    },
-                    status=404,
-                )
-        elif "/deployments/" in model:
-            dep = next((d for d in self.deployments.values() if d.name == model), None)
-            if dep is None:
-                return not_found
-        else:
-            m = self.models.get(model)
-            if m is None:
-                return not_found
-            if not m.body.get("supportsServerless"):
-                dep = next((d for d in self.deployments.values() if d.base_model == model and d.state(ctx.now) == "READY"), None)
-                if dep is None:
-                    return not_found
-        if dep is not None:
-            state = dep.state(ctx.now)
-            if state in ("DELETING", "DELETED", "FAILED"):
-                return not_found
-            if state == "CREATING" or ctx.now < dep.ready_at + self.cold_start_seconds:
-                return scaling_up(503)
-            if dep.cold_errors_left > 0:
-                dep.cold_errors_left -= 1
-                return scaling_up(self.cold_start_status)
-            dep.served = True
+        dep = self._chat_deployment(model, ctx.now)
+        if isinstance(dep, web.Response):
+            return dep
+        if dep is not None and (refused := self._not_serving(dep, model, ctx.now)) is not None:
+            return refused
         base = self.base_of(dep.base_model if dep is not None else model)
         if problem := self._chat_problem(body, messages, base):
             return problem
@@ -213,6 +165,55 @@ class DeploymentRoutes:
             }
         )
 
+    def _chat_deployment(self, model: str, now: float) -> DeploymentRecord | web.Response | None:
+        """The deployment a chat's ``model`` routes to (None: serverless), or its 404."""
+        not_found = model_not_found(model)
+        if "#" in model:
+            found = self._addon_deployment(model, now)
+        elif "/deployments/" in model:
+            found = next((d for d in self.deployments.values() if d.name == model), None)
+        elif (m := self.models.get(model)) is None:
+            return not_found
+        elif m.body.get("supportsServerless"):
+            return None
+        else:  # a base model without serverless: served by a READY deployment of it
+            found = next((d for d in self.deployments.values() if d.base_model == model and d.state(now) == "READY"), None)
+        return not_found if found is None else found
+
+    def _addon_deployment(self, model: str, now: float) -> DeploymentRecord | web.Response | None:
+        """``<model>#<deployment>``: the deployment, if it serves that model (its base, or a loaded addon)."""
+        model_name, dep_name = model.split("#", 1)
+        dep = next((d for d in self.deployments.values() if d.name == dep_name), None)
+        if dep is None:
+            return None
+        if dep.base_model != model_name and not (dep.body.get("enableAddons") and self.adapter_ready(model_name, dep_name, now)):
+            return web.json_response(
+                {
+                    "error": {
+                        "message": f"The model `{model}` does not exist.",
+                        "type": "NotFoundError",
+                        "param": "model",
+                        "code": 404,
+                    }
+                },
+                status=404,
+            )
+        return dep
+
+    def _not_serving(self, dep: DeploymentRecord, model: str, now: float) -> web.Response | None:
+        """Why ``dep`` cannot answer a chat for ``model`` now (gone, scaling up, a cold-start
+        error), or None: it serves."""
+        state = dep.state(now)
+        if state in ("DELETING", "DELETED", "FAILED"):
+            return model_not_found(model)
+        if state == "CREATING" or now < dep.ready_at + self.cold_start_seconds:
+            return scaling_up(503)
+        if dep.cold_errors_left > 0:
+            dep.cold_errors_left -= 1
+            return scaling_up(self.cold_start_status)
+        dep.served = True
+        return None
+
     def _chat_problem(self, body: JSON, messages: list[JSON], base: str) -> web.Response | None:
         """Per-request refusals: bad reasoning switches, tool turns without tools, bad examples."""
         effort = body.get("reasoning_effort")
@@ -247,4 +248,19 @@ def scaling_up(status: int) -> web.Response:
             }
         },
         status=status,
+    )
+
+
+def model_not_found(model: str) -> web.Response:
+    """The inference plane's 404 for a model nothing serves."""
+    return web.json_response(
+        {
+            "error": {
+                "object": "error",
+                "type": "invalid_request_error",
+                "code": "NOT_FOUND",
+                "message": f"Model not found, inaccessible, and/or not deployed: {model}",
+            }
+        },
+        status=404,
     )

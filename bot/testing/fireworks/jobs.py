@@ -54,62 +54,16 @@ class JobRoutes:
     async def _job_create(self, ctx: Ctx) -> web.Response:
         body: JSON = dict(ctx.body or {})
         job_id = ctx.query.get("supervisedFineTuningJobId") or str(uuid.uuid4())  # the real API picks a random id too
-        if not VALID_ID.match(job_id):
-            return rpc_error("INVALID_ARGUMENT", f"invalid job id {job_id!r}")
-        if job_id in self.jobs:
-            return rpc_error(
-                "ALREADY_EXISTS",
-                f"supervised fine-tuning job accounts/{self.account}/supervisedFineTuningJobs/{job_id} already exists",
-            )
-        ds = self._ready_dataset(body.get("dataset"), ctx.now, "dataset")
-        if isinstance(ds, web.Response):
-            return ds
-        if body.get("evaluationDataset") is not None:
-            ev = self._ready_dataset(body.get("evaluationDataset"), ctx.now, "evaluation dataset")
-            if isinstance(ev, web.Response):
-                return ev
-        base = self.models.get(str(body.get("baseModel")))
-        if base is None or not base.body.get("tunable"):
-            return rpc_error("INVALID_ARGUMENT", f"base model {body.get('baseModel')} not found or not tunable")
+        checked = self._check_job(body, job_id, ctx.now)
+        if isinstance(checked, web.Response):
+            return checked
+        ds, base = checked
+        refused = self._admission_refusal()
+        if refused is not None:
+            return refused
         rank = int(body.get("loraRank") or 8)
-        if rank not in VALID_RANKS:
-            return rpc_error("INVALID_ARGUMENT", f"loraRank must be a power of 2 between 4 and 64, got {rank}")
         epochs = int(body.get("epochs") or 1)
         lr = float(body.get("learningRate") or 1e-4)
-        out_id = str(body.get("outputModel") or job_id).rsplit("/", 1)[-1]
-        if f"accounts/{self.account}/models/{out_id}" in self.models:
-            return rpc_error("INVALID_ARGUMENT", f"output model accounts/{self.account}/models/{out_id} already exists")
-        context = body.get("maxContextLength")
-        if context is not None:
-            limit = int(base.body.get("contextLength") or 0)
-            if int(context) % 16:  # "must be divisible by 16" (CB error-reference, reference/fireworks.md §4)
-                return rpc_error("INVALID_ARGUMENT", f"max_context_length {context} must be divisible by 16")
-            if limit and int(context) > limit:
-                return rpc_error("INVALID_ARGUMENT", f"max_context_length {context} exceeds the model's {limit}")
-        if self.job_quota is not None and self.active_jobs() >= self.job_quota:
-            # DOC account-quotas: "rejected with HTTP 429 quota_exceeded". The ErrorInfo detail
-            # follows the training SDK's parser (training/sdk/errors.py:37-45); its `reason`
-            # string is INVENTED: the real one is undocumented.
-            return web.json_response(
-                {
-                    "code": 8,
-                    "message": f"quota_exceeded: training GPU quota exhausted ({self.active_jobs()} jobs active, quota {self.job_quota}); "
-                    "raise your tier or wait for active jobs",
-                    "details": [
-                        {
-                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                            "reason": "QUOTA_EXCEEDED",
-                            "domain": "training.fireworks.ai",
-                            "metadata": {"quota_required": "1", "quota_available": "0"},
-                        }
-                    ],
-                },
-                status=429,
-            )
-        if self.job_capacity_refusals > 0:
-            # A capacity shortage is platform-side, not quota (CB error-reference): wording INVENTED.
-            self.job_capacity_refusals -= 1
-            return rpc_error("RESOURCE_EXHAUSTED", "no available capacity for NVIDIA_H100_80GB right now; try again later")
         fail = self.fail_jobs.get(job_id)
         if fail is None and self.fail_lr_above is not None and lr > self.fail_lr_above:
             fail = f"training diverged: loss is NaN at step 3 (learning rate {lr:g} is too high)"
@@ -138,6 +92,62 @@ class JobRoutes:
         self.jobs[job_id] = job
         self.committed_creates["supervisedFineTuningJobs", job_id] += 1
         return web.json_response(self._job_wire(job, ctx.now))
+
+    def _check_job(self, body: JSON, job_id: str, now: float) -> web.Response | tuple[DatasetRecord, ModelRecord]:
+        """The create's refusal for a bad request, or its dataset and base model."""
+        if not VALID_ID.match(job_id):
+            return rpc_error("INVALID_ARGUMENT", f"invalid job id {job_id!r}")
+        if job_id in self.jobs:
+            return rpc_error(
+                "ALREADY_EXISTS",
+                f"supervised fine-tuning job accounts/{self.account}/supervisedFineTuningJobs/{job_id} already exists",
+            )
+        ds = self._ready_dataset(body.get("dataset"), now, "dataset")
+        if isinstance(ds, web.Response):
+            return ds
+        if body.get("evaluationDataset") is not None:
+            ev = self._ready_dataset(body.get("evaluationDataset"), now, "evaluation dataset")
+            if isinstance(ev, web.Response):
+                return ev
+        base = self.models.get(str(body.get("baseModel")))
+        if base is None or not base.body.get("tunable"):
+            return rpc_error("INVALID_ARGUMENT", f"base model {body.get('baseModel')} not found or not tunable")
+        rank = int(body.get("loraRank") or 8)
+        if rank not in VALID_RANKS:
+            return rpc_error("INVALID_ARGUMENT", f"loraRank must be a power of 2 between 4 and 64, got {rank}")
+        out_id = str(body.get("outputModel") or job_id).rsplit("/", 1)[-1]
+        if f"accounts/{self.account}/models/{out_id}" in self.models:
+            return rpc_error("INVALID_ARGUMENT", f"output model accounts/{self.account}/models/{out_id} already exists")
+        refused = _context_refusal(body.get("maxContextLength"), base)
+        return (ds, base) if refused is None else refused
+
+    def _admission_refusal(self) -> web.Response | None:
+        """A well-formed create the account cannot run now: quota, or the platform's capacity."""
+        if self.job_quota is not None and self.active_jobs() >= self.job_quota:
+            # DOC account-quotas: "rejected with HTTP 429 quota_exceeded". The ErrorInfo detail
+            # follows the training SDK's parser (training/sdk/errors.py:37-45); its `reason`
+            # string is INVENTED: the real one is undocumented.
+            return web.json_response(
+                {
+                    "code": 8,
+                    "message": f"quota_exceeded: training GPU quota exhausted ({self.active_jobs()} jobs active, quota {self.job_quota}); "
+                    "raise your tier or wait for active jobs",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "QUOTA_EXCEEDED",
+                            "domain": "training.fireworks.ai",
+                            "metadata": {"quota_required": "1", "quota_available": "0"},
+                        }
+                    ],
+                },
+                status=429,
+            )
+        if self.job_capacity_refusals > 0:
+            # A capacity shortage is platform-side, not quota (CB error-reference): wording INVENTED.
+            self.job_capacity_refusals -= 1
+            return rpc_error("RESOURCE_EXHAUSTED", "no available capacity for NVIDIA_H100_80GB right now; try again later")
+        return None
 
     def _job_wire(self, job: JobRecord, now: float) -> JSON:
         url = self._signer.sign(self.base_url, "GET", f"/signed/metrics/{job.account}/{job.id}/metrics.jsonl")
@@ -197,3 +207,15 @@ class JobRoutes:
         for old, new in self.metrics_renamed.items():  # metrics.jsonl has no published schema (reference §3.4)
             lines = [line.replace(f'"{old}"', f'"{new}"') for line in lines]
         return web.Response(text="".join(line + "\n" for line in lines), content_type="application/jsonl")
+
+
+def _context_refusal(context: Any, base: ModelRecord) -> web.Response | None:
+    """A ``maxContextLength`` the base model cannot take (None: fine, or not given)."""
+    if context is None:
+        return None
+    limit = int(base.body.get("contextLength") or 0)
+    if int(context) % 16:  # "must be divisible by 16" (CB error-reference, reference/fireworks.md §4)
+        return rpc_error("INVALID_ARGUMENT", f"max_context_length {context} must be divisible by 16")
+    if limit and int(context) > limit:
+        return rpc_error("INVALID_ARGUMENT", f"max_context_length {context} exceeds the model's {limit}")
+    return None

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 from aiohttp import web
@@ -57,40 +58,30 @@ from .world import (
 )
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, AdapterRoutes, EvaluatorRoutes):
-    """The fake server; see the module docstring. Every knob is a plain attribute."""
+    """The fake server; see the module docstring. Every knob is a plain attribute; these are
+    also keyword arguments of the constructor."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str = "fw-test-key-0123456789",
-        account: str = "test-acct",
-        job_seconds: float = 1.0,
-        deployment_seconds: float = 0.2,
-        deployment_delete_seconds: float = 0.0,
-        dataset_ready_seconds: float = 0.0,
-        steps_per_epoch: int = 10,
-        seed: int = 1234,
-        job_quota: int | None = None,
-        adapter_seconds: float = 0.1,
-        eval_job_seconds: float = 0.2,
-        cold_start_seconds: float = 0.0,
-        max_page_size: int = 200,
-        max_direct_upload_bytes: int = 150 * 1024 * 1024,
-        signed_url_ttl: float = 3600.0,
-    ) -> None:
-        self.api_key = api_key
-        self.account = account
-        self.job_seconds = job_seconds
-        self.deployment_seconds = deployment_seconds
-        self.deployment_delete_seconds = deployment_delete_seconds
-        self.dataset_ready_seconds = dataset_ready_seconds
-        self.steps_per_epoch = steps_per_epoch
-        self.job_quota = job_quota  # active jobs allowed; beyond it create answers 429 quota_exceeded
-        self.max_page_size = max_page_size
-        self.max_direct_upload_bytes = max_direct_upload_bytes
+    api_key: str = "fw-test-key-0123456789"
+    account: str = "test-acct"
+    job_seconds: float = 1.0
+    deployment_seconds: float = 0.2
+    deployment_delete_seconds: float = 0.0
+    dataset_ready_seconds: float = 0.0
+    steps_per_epoch: int = 10
+    seed: int = 1234
+    job_quota: int | None = None  # active jobs allowed; beyond it create answers 429 quota_exceeded
+    adapter_seconds: float = 0.1  # DEPLOYING -> DEPLOYED (field notes: ~10 min in reality)
+    eval_job_seconds: float = 0.2
+    # Seconds (fake clock) after READY during which chats answer 503 DEPLOYMENT_SCALING_UP.
+    cold_start_seconds: float = 0.0
+    max_page_size: int = 200
+    max_direct_upload_bytes: int = 150 * 1024 * 1024
+    signed_url_ttl: InitVar[float] = 3600.0
+
+    def __post_init__(self, signed_url_ttl: float) -> None:
         self.clock = Clock()
-        self.seed = seed
         self._occurrences: Counter[str] = Counter()
         self.faults = Faults()
         self.fail_jobs: dict[str, str] = {}  # job id -> failure message
@@ -102,8 +93,6 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self.forced_job_states: dict[str, str] = {}  # job id -> raw state to report (e.g. JOB_STATE_PAUSED)
         self.cold_start_errors = 0  # chat errors each new deployment answers before it serves
         self.cold_start_status = 503
-        # Seconds (fake clock) after READY during which chats answer 503 DEPLOYMENT_SCALING_UP.
-        self.cold_start_seconds = cold_start_seconds
         self.chat_error_rate = 0.0  # share of prompts that always fail with a 400 (per example, by content)
         self.reasoning_models: set[str] = set()  # bases that think first unless reasoning_effort is "none"
         self.thinking_words = 600  # how much they think: more than a 512-token answer budget
@@ -117,13 +106,11 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         # Deployment shapes per base (full name) overriding the defaults; bases with no shape here.
         self.shapes: dict[str, list[JSON]] = {}
         self.undeployable: set[str] = set()
-        self.adapter_seconds = adapter_seconds  # DEPLOYING -> DEPLOYED (field notes: ~10 min in reality)
         self.duplicate_loads = "second"  # what a second load of the same adapter does: "second" | "conflict"
         self.loads: dict[str, LoadRecord] = {}
         self.evaluators: dict[str, EvaluatorRecord] = {}
         self.readable_accounts: set[str] = set()  # other accounts that share resources with this key (add_evaluator)
         self.eval_jobs: dict[str, EvalJobRecord] = {}
-        self.eval_job_seconds = eval_job_seconds
         self.metrics_extra_lines: list[str] = []  # e.g. garbage, inserted into every metrics file
         self.metrics_renamed: dict[str, str] = {}  # metric key -> the name written instead (e.g. "eval/loss" -> "eval/nll")
         self.echo_resolved_base = False  # deployments echo their base model's name as `baseModel`
@@ -140,10 +127,14 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self._signer = Signer(uuid.uuid4().bytes, signed_url_ttl)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
-        self._routes: list[tuple[str, re.Pattern[str], Callable[[Ctx], Awaitable[web.StreamResponse]]]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Callable[[Ctx], Awaitable[web.StreamResponse]]]] = [
+            (method, re.compile(f"^{pattern}$"), handler) for method, pattern, handler in self._route_table()
+        ]
+
+    def _route_table(self) -> list[tuple[str, str, Callable[[Ctx], Awaitable[web.StreamResponse]]]]:
         acct = r"/v1/accounts/([^/]+)"
         rid = r"([^/:]+)"
-        for method, pattern, handler in [
+        return [
             ("POST", rf"{acct}/datasets", self._dataset_create),
             ("GET", rf"{acct}/datasets", self._dataset_list),
             ("GET", rf"{acct}/datasets/{rid}", self._dataset_get),
@@ -174,8 +165,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
             ("PUT", r"/signed/upload/([^/]+)/([^/]+)/([^/]+)", self._signed_put),
             ("GET", r"/signed/datasets/([^/]+)/([^/]+)/([^/]+)", self._signed_dataset_get),
             ("GET", r"/signed/metrics/([^/]+)/([^/]+)/metrics\.jsonl", self._signed_metrics_get),
-        ]:
-            self._routes.append((method, re.compile(f"^{pattern}$"), handler))
+        ]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -245,13 +235,9 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         now = self.clock.now()
-        body: Any = None
-        if request.method in ("POST", "PUT", "PATCH") and request.content_type == "application/json":
-            raw = await request.read()
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                return rpc_error("INVALID_ARGUMENT", "request body is not valid JSON")
+        body, malformed = await _json_body(request)
+        if malformed is not None:
+            return malformed
         rec = RecordedRequest(request.method, request.path, dict(request.query), body, now)
         self.requests.append(rec)
         f = self.faults
@@ -334,3 +320,14 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         if account == self.account or (shared and method == "GET"):
             return None
         return rpc_error("PERMISSION_DENIED", f"permission denied on account {account}")
+
+
+async def _json_body(request: web.Request) -> tuple[Any, web.Response | None]:
+    """The request's JSON body (None without one), or the error a malformed one is answered with."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.content_type != "application/json":
+        return None, None
+    raw = await request.read()
+    try:
+        return (json.loads(raw) if raw else None), None
+    except ValueError:
+        return None, rpc_error("INVALID_ARGUMENT", "request body is not valid JSON")
