@@ -208,9 +208,8 @@ def prepare_data_dir(path: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise SettingsError(
-            f"SFTBOT_DATA_DIR {path} cannot be used ({exc.strerror or exc}): point it at a folder this user can write"
-        ) from None
+        why = "it is a file, not a folder" if path.exists() and not path.is_dir() else (exc.strerror or str(exc))
+        raise SettingsError(f"SFTBOT_DATA_DIR {path} cannot be used ({why}): point it at a folder this user can write") from None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -218,9 +217,23 @@ def load_settings(**overrides: object) -> Settings:
     from pydantic import ValidationError
 
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = str(err["loc"][0]) if err.get("loc") else "setting"
         # Never echo the input: it may be a secret.
         raise SettingsError(f"invalid setting {loc.upper()}: {err['msg']}") from None
+    half_fireworks(settings)
+    # Every command that loads the settings reads or writes the data dir: an unusable one is
+    # one line here, not a traceback from whichever file it first touches.
+    prepare_data_dir(settings.data_dir)
+    return settings
+
+
+def half_fireworks(settings: Settings) -> None:
+    """An account id without a key is a half-made Fireworks set-up, not a wish to train locally."""
+    if settings.fireworks_account_id and not settings.fireworks_api_key and settings.platform != "local":
+        raise SettingsError(
+            "FIREWORKS_ACCOUNT_ID is set but FIREWORKS_API_KEY is not: set the key to use Fireworks, or unset "
+            "FIREWORKS_ACCOUNT_ID (or set SFTBOT_PLATFORM=local) to train on this machine"
+        )

@@ -50,9 +50,12 @@ async def build_plan(instruction: str, *, platform: str | None, settings: Settin
     from bot.engine import planning
     from pipeline.domain.instructions import parse_instruction
     from pipeline.planning.planner import Needs, Unusable
+    from pipeline.planning.preflight import preflight
 
     spec = parse_instruction(instruction)
     async with planning(settings, platform) as planner:
+        if planner.platform is not None:  # the same preflight a run gets (without an account: nothing to ask)
+            await preflight(planner.platform, spec, settings.local_files(slack=False))
         with tempfile.TemporaryDirectory(prefix="sftbot-plan-") as scratch:
             try:
                 made = await planner.propose(spec, Path(scratch))

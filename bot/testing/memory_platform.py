@@ -56,6 +56,7 @@ class MemoryPlatform:
         self.creates: Counter[str] = Counter()  # resource id -> create calls that made something
         self.max_active = 0
         self.hold = False  # while True, jobs never finish (for cancel tests)
+        self.not_ready: str | None = None  # what ready() refuses with (a preflight's platform half)
         self.finish_on_cancel: set[str] = set()  # these complete just as a cancel arrives
         # For evaluator tests: last user message -> the right answer; `good_lr` models answer it.
         self.answers: dict[str, str] = {}
@@ -89,6 +90,10 @@ class MemoryPlatform:
     def loss(self, job_id: str) -> float:
         req = self.jobs[job_id]
         return round(1.0 + abs(req.learning_rate - 1e-4) * 1000 + req.lora_rank / 1000, 4)
+
+    async def ready(self, *, deploys: bool) -> None:
+        if self.not_ready is not None:
+            raise PlatformError(self.not_ready)
 
     async def close(self) -> None:
         return None

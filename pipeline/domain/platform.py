@@ -425,4 +425,10 @@ class Platform(Protocol):
     @property
     def evaluators(self) -> Evaluators | None: ...
 
+    async def ready(self, *, deploys: bool) -> None:
+        """Raise PlatformError, one line with its fix, when a run could not start here now: the
+        credentials and account (one cheap authenticated call), this machine's serving port when
+        the run ``deploys``. Spends nothing and creates nothing (the preflight asks it)."""
+        ...
+
     async def close(self) -> None: ...

@@ -23,6 +23,7 @@ from pipeline.domain.machine import ENTRY, Context, Effect, Event, Phase, Refuse
 from pipeline.domain.platform import Platform, PlatformError
 from pipeline.domain.records import BOT, Actor, GateDecision, NewRun, RunRecord
 from pipeline.domain.spec import RunSpec, SpecError
+from pipeline.planning.preflight import preflight
 from pipeline.run import decisions, teardown
 from pipeline.run.authorship import evaluator_file
 from pipeline.run.context import CheckpointStop, Outcome, RunContext, RunnerConfig
@@ -119,6 +120,8 @@ class Runner:
         # A path this bot may not read, or data given elsewhere, is refused before a run exists.
         await check_use(spec, channel=channel, files=self.config.files, origin=lambda r: uploads.origin(self.db, r))
         await uploads.used(self.db, [r for r in (spec.dataset, spec.eval_dataset) if r])
+        # What can be known to fail is said now, privately, before a run number or a public message exists.
+        await preflight(self.platform, spec, self.config.files)
         async with self.db.write() as tx:
             facts = self.platform.facts
             new = NewRun(

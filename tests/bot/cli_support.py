@@ -134,11 +134,11 @@ async def sftbot_process(*args: str, env: dict[str, str]) -> AsyncIterator[Cli]:
 
 def fireworks_env(fake: FakeFireworks, **extra: str) -> dict[str, str]:
     """The environment of a command that drives the fake Fireworks, on the test's data dir."""
-    return clean_env(
-        FIREWORKS_API_KEY=fake.api_key,
-        FIREWORKS_ACCOUNT_ID=fake.account,
-        FIREWORKS_BASE_URL=fake.base_url,
-        SFTBOT_DATA_DIR=os.environ["SFTBOT_DATA_DIR"],
-        SFTBOT_POLL_SECONDS="0.05",
-        **extra,
-    )
+    defaults = {
+        "FIREWORKS_API_KEY": fake.api_key,
+        "FIREWORKS_ACCOUNT_ID": fake.account,
+        "FIREWORKS_BASE_URL": fake.base_url,
+        "SFTBOT_DATA_DIR": os.environ["SFTBOT_DATA_DIR"],
+        "SFTBOT_POLL_SECONDS": "0.05",
+    }
+    return clean_env(**{**defaults, **extra})

@@ -69,6 +69,7 @@ def test_the_security_settings_reach_the_rules(monkeypatch: pytest.MonkeyPatch) 
         "SFTBOT_UPLOAD_RETENTION_HOURS": "2",
         "SFTBOT_FOREIGN_ACCOUNTS": "partner, vendor",
         "FIREWORKS_ACCOUNT_ID": "acme",
+        "FIREWORKS_API_KEY": "fw-test-key",  # an account id alone is refused (test_cli_preflight)
         "SFTBOT_UNSAFE_EVALUATORS": "true",
     }.items():
         monkeypatch.setenv(key, value)

@@ -35,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .accounts import AccountRoutes
 from .adapters import AdapterRoutes, LoadRecord
 from .datasets import DatasetRoutes
 from .deployments import DeploymentRoutes
@@ -59,7 +60,7 @@ from .world import (
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
-class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, AdapterRoutes, EvaluatorRoutes):
+class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, AdapterRoutes, EvaluatorRoutes):
     """The fake server; see the module docstring. Every knob is a plain attribute; these are
     also keyword arguments of the constructor."""
 
@@ -118,6 +119,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         self.chat_responder: Responder = echo
         self.ignores_adapter = False  # a serving bug: tuned models answer exactly as their base does
         self.echo_bad_key_in_401 = False  # a careless server echoing the presented key
+        self.suspend_state = "UNSUSPENDED"  # the account's suspendState (accounts.py)
         self.requests: list[RecordedRequest] = []
         self.committed_creates: Counter[tuple[str, str]] = Counter()  # (collection, id) -> creates
         self.datasets: dict[str, DatasetRecord] = {}
@@ -135,6 +137,7 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         acct = r"/v1/accounts/([^/]+)"
         rid = r"([^/:]+)"
         return [
+            ("GET", acct, self._account_get),
             ("POST", rf"{acct}/datasets", self._dataset_create),
             ("GET", rf"{acct}/datasets", self._dataset_list),
             ("GET", rf"{acct}/datasets/{rid}", self._dataset_get),
@@ -310,7 +313,9 @@ class FakeFireworks(DatasetRoutes, JobRoutes, DeploymentRoutes, ShapeRoutes, Ada
         for method, pattern, handler in self._routes:
             m = pattern.match(path)
             if m and method == request.method:
-                if path.startswith("/v1/accounts/") and (err := self._check_account(m.group(1), method)):
+                # The account resource itself answers 404 for another account (accounts.py).
+                scoped = path.startswith("/v1/accounts/") and path != f"/v1/accounts/{m.group(1)}"
+                if scoped and (err := self._check_account(m.group(1), method)):
                     return err
                 return await handler(Ctx(request, m.groups(), dict(request.query), body, self.clock.now()))
         return rpc_error("NOT_FOUND", f"no route for {request.method} {path}")

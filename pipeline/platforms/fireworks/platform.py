@@ -19,6 +19,7 @@ import httpx
 from fireworks import AsyncFireworks, DefaultAsyncHttpxClient
 
 from pipeline.domain.platform import PlatformError
+from pipeline.platforms.fireworks.account import check_account
 from pipeline.platforms.fireworks.calls import Caller, RetryPolicy
 from pipeline.platforms.fireworks.catalog import FireworksCatalog
 from pipeline.platforms.fireworks.chat import FireworksInference
@@ -58,6 +59,7 @@ class FireworksPlatform:
         secrets = (settings.api_key, settings.wandb.api_key if settings.wandb else "")
         calls = Caller(policy, secrets=secrets, clock=settings.clock, sleep=settings.sleep)
         account = settings.account_id
+        self._calls = calls
         self.models = FireworksCatalog(self._control, calls, ttl=settings.models_ttl, clock=settings.clock)
         self.datasets = FireworksDatasets(self._control, self._storage, calls, settings)
         self.training = FireworksJobs(self._control, self._storage, calls, self.datasets, account=account, wandb=settings.wandb)
@@ -71,6 +73,10 @@ class FireworksPlatform:
     def endpoint(self) -> str:
         """Base URL of the OpenAI-compatible inference API."""
         return self.settings.endpoint
+
+    async def ready(self, *, deploys: bool) -> None:
+        """The key and account checked with one read (account.py); ``deploys`` changes nothing here."""
+        await check_account(self._control, self._calls, self.settings.account_id)
 
     async def close(self) -> None:
         await self._control.close()  # also closes the inference client: they share one pool

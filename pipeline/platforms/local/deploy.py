@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +145,19 @@ class LocalDeployments:
         self._hold_port()
         return None
 
+    def port_problem(self) -> str | None:
+        """Why this root could not serve on its port now (another program has it), naming a free
+        port to use instead; None when it is free, ours, or hosted by this root's sftbot."""
+        port = self.server.port
+        if self.server.running or host_pid(self.root, port) is not None or port_free(port):
+            return None
+        spare = next((p for p in range(port + 1, min(port + 100, 65536)) if port_free(p)), None)
+        instead = f"set SFTBOT_LOCAL_PORT={spare} (free now)" if spare is not None else "set SFTBOT_LOCAL_PORT to a free port"
+        return (
+            f"port 127.0.0.1:{port} is in use by another program, and this run's model would be served there after "
+            f"training: stop that program or {instead}"
+        )
+
     def _hold_port(self) -> None:
         fd = os.open(self.root / f"endpoint-{self.server.port}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -207,6 +221,18 @@ class LocalDeployments:
     async def close(self) -> None:
         await self.stop()
         self.loaded.clear()
+
+
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound now (bound and released at once, as the server
+    would bind it: SO_REUSEADDR, so a port in TIME_WAIT counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def host_pid(root: Path, port: int) -> int | None:

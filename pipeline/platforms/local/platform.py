@@ -441,6 +441,12 @@ class LocalPlatform:
         folder = await asyncio.to_thread(ensure_folder, resolved)
         return await asyncio.to_thread(export_model, fmt, base_folder=folder, adapter=adapter, dest=dest, name=name)
 
+    async def ready(self, *, deploys: bool) -> None:
+        """A run that deploys here serves on this root's port: taken by another program, it is said
+        now (with a free port to use instead), not after the training it would have wasted."""
+        if deploys and (problem := await asyncio.to_thread(self.deployments.port_problem)) is not None:
+            raise PlatformError(problem)
+
     async def close(self) -> None:
         """Stop serving; running trainers keep going (a new instance on this root adopts them)."""
         await self.jobs.close()

@@ -1,0 +1,99 @@
+"""Preflight in Slack, through the real Bolt app: a request that cannot start (a model typo, a
+refused key, another account, this machine's serving port taken) gets one private line with
+the fix, and nothing else happens: no message in the channel, no run row, no run number."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.testing.fireworks import FakeFireworks
+from bot.testing.memory_platform import MemoryPlatform
+from bot.testing.slack import FakeSlack
+from bot.testing.slack_app import ALICE, CHANNEL, MakeBot
+from pipeline.platforms.fireworks.platform import FireworksPlatform
+from pipeline.platforms.fireworks.settings import FireworksSettings
+from pipeline.platforms.local.platform import LocalPlatform
+from pipeline.store import runs
+from pipeline.store.db import Database
+from tests.handlers.slack_support import refusal
+from tests.paths import TEXT2SQL
+
+
+@pytest.fixture
+async def fireworks() -> AsyncIterator[FakeFireworks]:
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
+        yield fake
+
+
+def on_fake(fake: FakeFireworks, *, key: str | None = None, account: str | None = None) -> FireworksPlatform:
+    return FireworksPlatform(
+        FireworksSettings(key or fake.api_key, account or fake.account, base_url=fake.base_url, retry_base_delay=0.01)
+    )
+
+
+async def refused_privately(make: MakeBot, slack: FakeSlack, db: Database, platform: object, text: str, said: str) -> str:
+    bot = await make(platform)
+    await bot.driver.command(text, user=ALICE)
+    line = await refusal(slack, ALICE, said)
+    await bot.settle()
+    assert slack.roots(CHANNEL) == [] and not [
+        c for c in slack.calls_to("chat.postMessage") if c["args"].get("channel") == CHANNEL
+    ]
+    assert await runs.list_runs(db) == []  # no run row: no run number was spent
+    assert "\n" not in line.strip() and "Traceback" not in line
+    return line
+
+
+async def test_a_model_typo_is_one_private_line_with_did_you_mean(
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database
+) -> None:
+    line = await refused_privately(
+        bot_factory, fake_slack, db, MemoryPlatform(), f"run dataset={TEXT2SQL} model=qwen-8b", "is not a model"
+    )
+    assert "qwen-8b is not a model memory can fine-tune: did you mean qwen3-8b?" in line
+
+
+async def test_a_refused_key_is_one_private_line(
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database, fireworks: FakeFireworks
+) -> None:
+    platform = on_fake(fireworks, key="fw-not-the-key-000")
+    try:
+        line = await refused_privately(bot_factory, fake_slack, db, platform, f"run dataset={TEXT2SQL} model=qwen3-8b", "401")
+    finally:
+        await platform.close()
+    assert "Fireworks refused FIREWORKS_API_KEY (HTTP 401)" in line and "fw-not-the-key-000" not in str(fake_slack.calls)
+    assert not fireworks.calls("POST")  # nothing was created on the platform either
+
+
+async def test_another_account_is_one_private_line(
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database, fireworks: FakeFireworks
+) -> None:
+    platform = on_fake(fireworks, account="someone-else")
+    try:
+        line = await refused_privately(bot_factory, fake_slack, db, platform, f"run dataset={TEXT2SQL} model=qwen3-8b", "404")
+    finally:
+        await platform.close()
+    assert "FIREWORKS_ACCOUNT_ID someone-else is not this API key's account (HTTP 404" in line
+    assert not fireworks.calls("POST")
+
+
+async def test_a_taken_serving_port_is_one_private_line_naming_a_free_one(
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        platform = LocalPlatform(tmp_path / "local", port=port)
+        try:
+            line = await refused_privately(
+                bot_factory, fake_slack, db, platform, f"run dataset={TEXT2SQL} model=smollm2-135m", "in use"
+            )
+        finally:
+            await platform.close()
+    assert f"port 127.0.0.1:{port} is in use by another program" in line and "SFTBOT_LOCAL_PORT=" in line
+
