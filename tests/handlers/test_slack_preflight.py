@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.testing.fireworks import FakeFireworks
+from bot.testing.fireworks.world import base_model
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, CHANNEL, MakeBot
@@ -97,3 +98,24 @@ async def test_a_taken_serving_port_is_one_private_line_naming_a_free_one(
             await platform.close()
     assert f"port 127.0.0.1:{port} is in use by another program" in line and "SFTBOT_LOCAL_PORT=" in line
 
+
+async def test_sft_models_lists_what_supervised_lora_tunable_says(
+    bot_factory: MakeBot, fake_slack: FakeSlack, fireworks: FakeFireworks
+) -> None:
+    """The catalogue reads the current flag; the deprecated V1 flags only where it is absent."""
+    for record in (
+        base_model("only-v2-tunable-7b", 7e9, 32768, tunable=True, deprecated_tunable=False),
+        base_model("only-v1-tunable-7b", 7e9, 32768, tunable=False, deprecated_tunable=True),
+        base_model("v1-record-7b", 7e9, 32768),
+    ):
+        fireworks.models[record.name] = record
+    del fireworks.models["accounts/fireworks/models/v1-record-7b"].body["supervisedLoraTunable"]  # an older record
+    platform = on_fake(fireworks)
+    try:
+        bot = await bot_factory(platform)
+        await bot.driver.command("models", user=ALICE)
+        listing = await refusal(fake_slack, ALICE, "only-v2-tunable-7b")
+    finally:
+        await platform.close()
+    assert "`v1-record-7b`" in listing and "`qwen3-8b`" in listing and "`qwen3-4b-instruct-2507`" in listing
+    assert "`only-v1-tunable-7b`" not in listing and "`qwen3-4b`" not in listing  # deprecated-tunable only

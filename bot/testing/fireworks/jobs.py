@@ -110,7 +110,9 @@ class JobRoutes:
             if isinstance(ev, web.Response):
                 return ev
         base = self.models.get(str(body.get("baseModel")))
-        if base is None or not base.body.get("tunable"):
+        # The V2 flag decides (get-model 5.10.0: supervisedLoraTunable "True when a validated
+        # LORA_TRAINER training shape exists"); the deprecated V1 flag only for a record without it.
+        if base is None or not base.body.get("supervisedLoraTunable", base.body.get("tunable")):
             return rpc_error("INVALID_ARGUMENT", f"base model {body.get('baseModel')} not found or not tunable")
         rank = int(body.get("loraRank") or 8)
         if rank not in VALID_RANKS:

@@ -333,10 +333,23 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 # The public base-model catalogue (accounts/fireworks/models)
 
 
-def _base(
-    id_: str, params: float | None, ctx: int, *, tunable: bool = True, moe: bool = False, serverless: bool = False
+def base_model(
+    id_: str,
+    params: float | None,
+    ctx: int,
+    *,
+    tunable: bool = True,
+    deprecated_tunable: bool | None = None,
+    moe: bool = False,
+    serverless: bool = False,
 ) -> ModelRecord:
-    details: JSON = {"tunable": tunable, "moe": moe, "worldSize": 1, "modelType": "qwen3" if "qwen" in id_ else "llama"}
+    """A public base model as get-model answers it (Gateway REST API 5.10.0,
+    https://docs.fireworks.ai/api-reference/get-model): ``supervisedLoraTunable`` is the V2 flag
+    ("True when a validated LORA_TRAINER training shape exists"); ``tunable`` and
+    ``baseModelDetails.tunable`` are "Deprecated: V1 training stack only" and may disagree with it
+    (``deprecated_tunable``; by default they say the same)."""
+    v1 = tunable if deprecated_tunable is None else deprecated_tunable
+    details: JSON = {"tunable": v1, "moe": moe, "worldSize": 1, "modelType": "qwen3" if "qwen" in id_ else "llama"}
     if params is not None:
         details["parameterCount"] = str(int(params))
     return ModelRecord(
@@ -347,7 +360,9 @@ def _base(
             "kind": "HF_BASE_MODEL",
             "state": "READY",
             "public": True,
-            "tunable": tunable,
+            "tunable": v1,
+            "useTrainingV2": True,
+            "supervisedLoraTunable": tunable,
             "supportsLora": True,
             "supportsServerless": serverless,
             "contextLength": ctx,
@@ -358,15 +373,18 @@ def _base(
 
 def default_catalog() -> list[ModelRecord]:
     return [
-        _base("qwen3-4b", 4.0e9, 65536),
-        _base("qwen3-8b", 8.2e9, 256000, serverless=True),
-        _base("qwen3-32b", 32.8e9, 131072),
-        _base("llama-v3p3-70b-instruct", 70.6e9, 131072),
-        _base("qwen3-235b-a22b-instruct-2507", 235e9, 128000, moe=True),
+        # Not SFT-LoRA tunable in the docs' catalogue (https://docs.fireworks.ai/fine-tuning/models,
+        # generated 2026-08-28: supervisedLoraTunable false); the deprecated V1 flag still says yes.
+        base_model("qwen3-4b", 4.0e9, 65536, tunable=False, deprecated_tunable=True),
+        base_model("qwen3-4b-instruct-2507", 4.4e9, 262144),
+        base_model("qwen3-8b", 8.2e9, 256000, serverless=True),
+        base_model("qwen3-32b", 32.8e9, 131072),
+        base_model("llama-v3p3-70b-instruct", 70.6e9, 131072),
+        base_model("qwen3-235b-a22b-instruct-2507", 235e9, 128000, moe=True),
         # Known to the platform without a size: clients fall back to their own catalogue.
-        _base("qwen3p5-9b", None, 262144),
-        _base("llama-v3p1-8b-instruct", 8.0e9, 131072, tunable=False, serverless=True),
-        _base("deepseek-v3", 671e9, 163840, tunable=False, moe=True, serverless=True),
+        base_model("qwen3p5-9b", None, 262144),
+        base_model("llama-v3p1-8b-instruct", 8.0e9, 131072, tunable=False, serverless=True),
+        base_model("deepseek-v3", 671e9, 163840, tunable=False, moe=True, serverless=True),
     ]
 
 

@@ -136,6 +136,14 @@ def dataset_info(ds: Dataset, ds_id: str, account: str) -> DatasetInfo:
 
 
 def tunable(model: Model) -> bool:
+    """Whether Fireworks can SFT-LoRA tune ``model``: ``supervisedLoraTunable`` (get-model, Gateway
+    REST API 5.10.0: "V2 only ... True when a validated LORA_TRAINER training shape exists"), which
+    SDK 1.2.30 does not declare, so it arrives as an extra field (``BaseModel`` allows extras,
+    fireworks/_models.py:110). ``tunable`` / ``baseModelDetails.tunable`` are marked "Deprecated:
+    V1 training stack only" and read only when the current flag is absent."""
+    current = (model.model_extra or {}).get("supervisedLoraTunable")
+    if current is not None:
+        return bool(current)
     details = model.base_model_details
     return bool(model.tunable or (details is not None and details.tunable))
 
