@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.command import COMMANDS, Command
-from bot.commands import data, deployments, records, runs, serve  # noqa: F401  (each registers its commands)
+from bot.commands import data, deployments, doctor, records, runs, serve  # noqa: F401  (each registers its commands)
 from bot.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, Refused, UsageError
 
 # Refusals that end a command with one line and exit 1, by (module, class). They are looked up
@@ -52,7 +52,7 @@ class _Version(argparse.Action):
 # The order `sftbot --help` lists them in: a run's life from the data to its deployment.
 ORDER = (
     "inspect", "plan", "models", "run", "resume", "demo", "wait", "cancel", "runs", "show", "logs", "spend",
-    "serve", "teardown", "endpoint", "export",
+    "serve", "doctor", "teardown", "endpoint", "export",
 )  # fmt: skip
 
 

@@ -51,6 +51,10 @@ class DeploymentRoutes:
                 return rpc_error(
                     "INVALID_ARGUMENT", "invalid deployment: addons cannot be enabled with quantized precisions (FP8/FP4)"
                 )
+            if body.get("enableAddons") and base_of in self.addons_refused:
+                # Field report (Nemotron Nano 3 on Fireworks, 2026): "invalid deployment: addons are not
+                # supported for this model" at create; a validateOnly create answers the same.
+                return rpc_error("INVALID_ARGUMENT", "invalid deployment: addons are not supported for this model")
             body["deploymentShape"] = version["name"]  # the server stores the version it resolved
             body.update({k: snap[k] for k in ("acceleratorType", "acceleratorCount", "precision")})
         rec = DeploymentRecord(

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .wire import VALID_ID, Ctx, rpc_error
+from .wire import VALID_ID, Ctx, page, rpc_error
 from .world import JSON, DatasetRecord, rfc3339
 
 Scorer = Callable[[str, Any], float]  # (the row's answer, its ground truth) -> score 0..1
@@ -193,3 +193,8 @@ class EvaluatorRoutes:
         if job is None:
             return rpc_error("NOT_FOUND", f"evaluation job {ctx.groups[1]} not found")
         return web.json_response(job.wire(ctx.now))
+
+    async def _eval_job_list(self, ctx: Ctx) -> web.Response:
+        """``GET .../evaluationJobs`` (SDK resources/evaluation_jobs.py:97, paged like every list)."""
+        items = [j.wire(ctx.now) for j in sorted(self.eval_jobs.values(), key=lambda j: j.id)]
+        return page(items, "evaluationJobs", ctx.query, self.max_page_size)

@@ -107,6 +107,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
         # Deployment shapes per base (full name) overriding the defaults; bases with no shape here.
         self.shapes: dict[str, list[JSON]] = {}
         self.undeployable: set[str] = set()
+        self.addons_refused: set[str] = set()  # bases (full names) whose addon deployments are refused
         self.duplicate_loads = "second"  # what a second load of the same adapter does: "second" | "conflict"
         self.loads: dict[str, LoadRecord] = {}
         self.evaluators: dict[str, EvaluatorRecord] = {}
@@ -163,6 +164,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
             ("DELETE", rf"{acct}/deployedModels/{rid}", self._lora_unload),
             ("GET", rf"{acct}/evaluators/{rid}", self._evaluator_get),
             ("POST", rf"{acct}/evaluationJobs", self._eval_job_create),
+            ("GET", rf"{acct}/evaluationJobs", self._eval_job_list),
             ("GET", rf"{acct}/evaluationJobs/{rid}", self._eval_job_get),
             ("POST", r"(?:/inference)?/v1/chat/completions", self._chat),
             ("PUT", r"/signed/upload/([^/]+)/([^/]+)/([^/]+)", self._signed_put),

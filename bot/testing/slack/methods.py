@@ -246,8 +246,18 @@ class WebApiMethods:
         return {"ok": True, "users": self.groups[group]}
 
     def _m_conversations_info(self, args: JSON) -> JSON:
+        """``is_member``: whether the bot is in the channel (https://docs.slack.dev/reference/methods/conversations.info);
+        every channel unless ``bot_channels`` lists the ones it was invited to."""
         cid = str(args.get("channel") or "")
-        return {"ok": True, "channel": {"id": cid, "name": cid.lower(), "is_im": cid.startswith("D"), "is_member": True}}
+        member = self.bot_channels is None or cid in self.bot_channels
+        return {"ok": True, "channel": {"id": cid, "name": cid.lower(), "is_im": cid.startswith("D"), "is_member": member}}
+
+    def _m_usergroups_list(self, args: JSON) -> JSON:
+        """https://docs.slack.dev/reference/methods/usergroups.list: needs usergroups:read, else
+        ``missing_scope`` (the documented error for a token without the method's scope)."""
+        if "usergroups:read" not in self.granted_scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "usergroups:read"}
+        return {"ok": True, "usergroups": [{"id": g, "handle": g.lower(), "user_count": len(u)} for g, u in self.groups.items()]}
 
     def members_of(self, channel: str) -> list[str] | None:
         """Who is in ``channel``: as set in ``channel_members``; a DM's person and the bot; else the

@@ -27,6 +27,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.slack_scopes import MANIFEST_BOT_SCOPES
+
 from .methods import WebApiMethods
 from .state import JSON, Msg, Upload, render
 
@@ -58,6 +60,11 @@ class FakeSlack(WebApiMethods):
         self.channel_members: dict[str, list[str]] = {}
         self.workspace: list[str] = ["U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN", "U0MALLORY", "U0X", "UBOT"]
         self.responses: dict[str, JSON] = {}
+        # The bot token's scopes, sent as every Web API answer's x-oauth-scopes header
+        # (https://docs.slack.dev/authentication/tokens: "the x-oauth-scopes HTTP header lists the
+        # scopes a token has"); by default the ones manifest.yml asks for.
+        self.granted_scopes: list[str] = list(MANIFEST_BOT_SCOPES)
+        self.bot_channels: set[str] | None = None  # channels the bot is a member of (None: all)
         self.acks: dict[str, JSON] = {}
         self._ws: list[web.WebSocketResponse] = []
         self._ids = itertools.count(1)
@@ -212,7 +219,7 @@ class FakeSlack(WebApiMethods):
                 return self._err("unknown_method")
             body = handler(args)
             call["response"] = body
-            return web.json_response(body)
+            return web.json_response(body, headers={"x-oauth-scopes": ",".join(self.granted_scopes)})
         finally:
             await self._touch()
 

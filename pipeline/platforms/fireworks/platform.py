@@ -27,6 +27,7 @@ from pipeline.platforms.fireworks.datasets import FireworksDatasets
 from pipeline.platforms.fireworks.evals import FireworksEvaluations
 from pipeline.platforms.fireworks.facts import declared
 from pipeline.platforms.fireworks.jobs import FireworksJobs
+from pipeline.platforms.fireworks.probes import FreeProbes
 from pipeline.platforms.fireworks.serving import FireworksServing
 from pipeline.platforms.fireworks.settings import FireworksSettings
 
@@ -73,6 +74,10 @@ class FireworksPlatform:
     def endpoint(self) -> str:
         """Base URL of the OpenAI-compatible inference API."""
         return self.settings.endpoint
+
+    def probes(self) -> FreeProbes:
+        """`sftbot doctor`'s free-tier checks on this account (probes.py)."""
+        return FreeProbes(self._control, self._calls, self.serving, account=self.settings.account_id)
 
     async def ready(self, *, deploys: bool) -> None:
         """The key and account checked with one read (account.py); ``deploys`` changes nothing here."""
