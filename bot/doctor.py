@@ -12,10 +12,8 @@ account refuses is evaluated by live merge from then on (``live_merge_bases``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,8 @@ from bot.settings import Settings
 from bot.slack_scopes import MANIFEST_BOT_SCOPES
 from bot.slack_tokens import APP_FIX, BOT_FIX, swapped
 from pipeline.domain.checks import Check
-from pipeline.domain.fsio import write_atomic
 
 log = logging.getLogger("sftbot.doctor")
-RESULTS = "doctor.json"
 DEFAULT_BASE = "qwen3-8b"  # probed when no run has named a base yet
 
 # What each paid tier does and costs, said before it is asked for (prices: pipeline/data/prices.json).
@@ -45,32 +41,6 @@ TIERS = {
         "hosted evaluation job, all torn down: about 30 GPU-minutes on 1 x H100, about $4 at $8 per GPU-hour"
     ),
 }
-
-
-def saved(data_dir: Path) -> dict[str, Any] | None:
-    """The last doctor results, or None when doctor never ran (or its file is unreadable)."""
-    try:
-        found = json.loads((data_dir / RESULTS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def live_merge_bases(data_dir: Path) -> frozenset[str]:
-    """Bases whose addon deployments the account refused when doctor last looked."""
-    found = saved(data_dir) or {}
-    listed = found.get("checks")
-    checks: list[Any] = listed if isinstance(listed, list) else []
-    return frozenset(
-        str(c["facts"]["base"]) for c in checks if isinstance(c, dict) and (c.get("facts") or {}).get("addons_refused")
-    )
-
-
-def save(data_dir: Path, tier: str, checks: Sequence[Check]) -> Path:
-    path = data_dir / RESULTS
-    body = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "tier": tier, "checks": [c.model_dump() for c in checks]}
-    write_atomic(path, json.dumps(body, indent=2) + "\n")
-    return path
 
 
 async def free_tier(settings: Settings, bases: Sequence[str]) -> list[Check]:

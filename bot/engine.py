@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from bot import doctor_results
 from bot.settings import Settings, prepare_data_dir
 from pipeline.domain.authz import Policy
 from pipeline.domain.platform import Platform
@@ -67,6 +68,7 @@ def runner_config(settings: Settings, *, poll_seconds: float | None = None, ask_
         eval_max_tokens=settings.answer_max_tokens,
         quota_give_up_seconds=settings.quota_give_up_minutes * 60,
         spend_margin=settings.spend_margin,
+        live_merge_bases=doctor_results.live_merge_bases(settings.data_dir),
     )
 
 

@@ -41,13 +41,14 @@ if TYPE_CHECKING:
 )
 async def doctor(args: Namespace) -> int:
     from bot import doctor as probe
+    from bot.doctor_results import save
     from bot.settings import load_settings
 
     settings = load_settings()
     if args.tier != "free":
         return _paid(args.tier, yes=args.yes)
     checks = await probe.free_tier(settings, args.model or await _recent_bases(settings))
-    path = probe.save(settings.data_dir, args.tier, checks)
+    path = save(settings.data_dir, args.tier, checks)
     if args.json:
         print_json({"tier": args.tier, "saved": str(path), "checks": [c.model_dump() for c in checks]})
     else:

@@ -23,6 +23,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import aclose, create_app, surface_of
+from bot.doctor_results import live_merge_bases
 from bot.engine import Engine
 from bot.settings import Settings
 from bot.testing.runs import EventLog
@@ -302,11 +303,14 @@ def fast_runner(runs_dir: Path, *, policy: Policy | None = None, ask_evaluation:
 async def make_bot(
     slack: FakeSlack, db: Database, platform: Any, config: RunnerConfig, *, live_interval: float = 0.0, **settings: Any
 ) -> Bot:
-    """The real app on a real runner (``config``, see :func:`fast_runner`), talking to the fake Slack."""
+    """The real app on a real runner (``config``, see :func:`fast_runner`), talking to the fake Slack;
+    what `sftbot doctor` saved in the data dir is read as serve reads it."""
+    bot_settings = settings_for(slack, **settings)
+    if not config.live_merge_bases:
+        config = config.model_copy(update={"live_merge_bases": live_merge_bases(bot_settings.data_dir)})
     runner = Runner(db, platform, config)
     log = EventLog()
     runner.bus.subscribe(log)
-    bot_settings = settings_for(slack, **settings)
     engine = Engine(settings=bot_settings, db=db, platform=platform, runner=runner, bus=runner.bus)
     app = create_app(engine, bot_settings, live_interval=live_interval, post_interval=0.0, retry_jitter=0.0)
     return Bot(app=app, runner=runner, log=log, driver=Driver(app, slack), slack=slack)

@@ -66,6 +66,7 @@ class PlannerSettings:
     answer_tokens: int = 512  # per held-out answer
     parallel: int | None = None  # jobs at once by default (None: the platform's, else 6)
     ask_evaluation: bool = False  # ask "how should I judge the candidates?" when the instruction did not say
+    live_merge_bases: frozenset[str] = frozenset()  # addon deployments refused here (sftbot doctor): live merge
 
 
 @dataclass(frozen=True)
@@ -255,11 +256,18 @@ class Planner:
                     return _Serving(undeployable=base)
                 out.shapes[base] = shape
             if outputs and platform.adapters is not None:
-                out.addon_shapes = {b: await platform.serving.shape(b, addons=True) for b in spec.base_models}
+                out.addon_shapes = {b: await self._addon_shape(b, out.warnings) for b in spec.base_models}
         except PlatformError as exc:
             # Not a refusal: the platform could not say. The plan shows serving as unknown.
             return _Serving(warnings=[f"Could not ask {self.facts.name} which GPUs the models would be served on ({exc})"])
         return out
+
+    async def _addon_shape(self, base: str, warnings: list[str]) -> ShapeInfo | None:
+        """The base's multi-LoRA shape; None (priced and run as live merge) where doctor saw addons refused."""
+        if base in self.settings.live_merge_bases:
+            warnings.append(live_merge_note(base))
+            return None
+        return await self.platform.serving.shape(base, addons=True) if self.platform is not None else None
 
     async def _throughput(self, spec: RunSpec, training: Path) -> dict[str, Throughput] | None:
         """Training speed per base: the local platform measures it on these rows the first time
@@ -315,6 +323,14 @@ def _whose(name: str, own: str | None) -> str:
         return f" in this bot's account {parts[1]!r}"
     allowed = " (allowed by SFTBOT_FOREIGN_ACCOUNTS)" if own is not None else ""
     return f" in the account {parts[1]!r}{allowed}"
+
+
+def live_merge_note(base: str) -> str:
+    """The plan's line for a base whose addon deployments the account refuses."""
+    return (
+        f"sftbot doctor found that this account refuses addon (multi-LoRA) deployments of {base}: each {base} candidate "
+        "is evaluated by live merge instead, one short-lived deployment each (priced above)"
+    )
 
 
 def undeployable(base: str, platform: str) -> str:

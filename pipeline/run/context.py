@@ -46,6 +46,9 @@ class RunnerConfig(BaseModel):
     quota_give_up_seconds: float = 3600.0  # a sweep nothing of which can start for this long fails (SFTBOT_QUOTA_GIVE_UP_MINUTES)
     cancel_settle_seconds: float = 60.0  # after a cancel, how long to read a job back until it has stopped
     spend_margin: float = 1.2  # the run's cap is what was approved x this (SFTBOT_SPEND_MARGIN)
+    # Bases whose addon deployments this account refused when `sftbot doctor` last looked: their
+    # candidates are evaluated by live merge, and the plan says so.
+    live_merge_bases: frozenset[str] = frozenset()
 
     def planning(self) -> PlannerSettings:
         """What the planner takes from these settings (`sftbot plan` builds the same)."""
@@ -56,6 +59,7 @@ class RunnerConfig(BaseModel):
             answer_tokens=self.eval_max_tokens,
             parallel=self.default_parallel,
             ask_evaluation=self.ask_evaluation,
+            live_merge_bases=self.live_merge_bases,
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bot.doctor import live_merge_bases
+from bot.doctor_results import live_merge_bases
 from bot.slack_scopes import MANIFEST_BOT_SCOPES
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.slack import FakeSlack

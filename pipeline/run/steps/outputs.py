@@ -62,7 +62,8 @@ async def generate_outputs(
     if cand.slot.is_final and plan.deploy:
         status = await production(ctx, run, model)
         return await _ask_all(ctx, status.model_string, rows, cand.base_model, CONCURRENCY)
-    if not cand.slot.is_final and (adapters := ctx.platform.adapters) is not None:
+    shareable = cand.base_model not in ctx.config.live_merge_bases  # sftbot doctor saw its addons refused
+    if not cand.slot.is_final and shareable and (adapters := ctx.platform.adapters) is not None:
         string = await _on_shared(ctx, adapters, run, plan, cand, model)
         if string is not None:
             return await _ask_all(ctx, string, rows, cand.base_model, SHARED_CONCURRENCY)
