@@ -123,8 +123,11 @@ class JobWatch:
                 try:
                     await self._submit(c, requests[c.slot])
                 except PlatformError as exc:
+                    if not exc.retryable and c.slot.is_final:
+                        raise  # the final run's one job: the run fails with it
                     if not exc.retryable:
-                        raise
+                        await self._refused(c, exc)  # that candidate fails; the others' jobs train on
+                        continue
                     running = sum(1 for x in await self._mine(requests) if x.state.is_active() and x.slot != c.slot)
                     if gate.refused(running, now):
                         raise PlatformError(gate.sentence(exc, waiting=len(waiting))) from None
@@ -157,6 +160,17 @@ class JobWatch:
                 run_id=self.run_id, actor="sftbot", action="job_queued", details={"job_id": c.job_id, "reason": str(exc)}
             )
         await self.on_queued(await runs.candidates(self.db, self.run_id), running, str(exc))
+
+    async def _refused(self, c: CandidateRecord, exc: PlatformError) -> None:
+        """A create refused for good fails that candidate alone, with the platform's sentence."""
+        async with self.db.write() as tx:
+            await runs.set_state(tx, self.run_id, c.slot, CandidateState.FAILED, message=str(exc))
+            job = Ref(kind=ResourceKind.JOB, id=c.job_id)
+            await self.db.move_resource(tx, self.run_id, job, ResourceState.FAILED, Change(error=str(exc)))
+            await tx.audit(
+                run_id=self.run_id, actor="sftbot", action="job_create_refused", details={"job_id": c.job_id, "reason": str(exc)}
+            )
+        await self.changed(await runs.candidates(self.db, self.run_id))
 
     async def _submit(self, c: CandidateRecord, req: JobRequest) -> None:
         """Create the job once: its id and SUBMITTING recorded first, the candidate updated from the answer."""

@@ -109,6 +109,11 @@ class JobRoutes:
             ev = self._ready_dataset(body.get("evaluationDataset"), now, "evaluation dataset")
             if isinstance(ev, web.Response):
                 return ev
+        if (refusal := self.refused_job_creates.get(job_id)) is not None:
+            # A late refusal of one job's create: 400 INVALID_ARGUMENT is not retryable (the SDK's
+            # BadRequestError, _client.py:714-744), e.g. "Quota error masks an invalid model or rank"
+            # (cookbook error-reference.md:50) once validation catches up.
+            return rpc_error("INVALID_ARGUMENT", refusal)
         base = self.models.get(str(body.get("baseModel")))
         # The V2 flag decides (get-model 5.10.0: supervisedLoraTunable "True when a validated
         # LORA_TRAINER training shape exists"); the deprecated V1 flag only for a record without it.

@@ -104,6 +104,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
         self.cancel_arrives_late: set[str] = set()  # jobs a cancel no longer stops (they complete)
         self.late_cancels: dict[str, float] = {}
         self.cancels: list[str] = []  # job ids, one per accepted cancel call
+        self.refused_job_creates: dict[str, str] = {}  # job id -> the 400 its create answers (jobs.py)
         # Deployment shapes per base (full name) overriding the defaults; bases with no shape here.
         self.shapes: dict[str, list[JSON]] = {}
         self.undeployable: set[str] = set()

@@ -99,3 +99,18 @@ async def test_tuned_answers_identical_to_the_base_stop_the_run_before_deploy(db
     assert blocked.phase is Phase.AWAITING_INPUT and asked.question.kind is QuestionKind.IDENTICAL_OUTPUTS
     assert "/sft teardown" in asked.question.text  # the production deployment bills while a person decides
     assert smoke_tests == [] and not any(isinstance(e, events.Deployed) for e in log.events)
+
+
+async def test_a_create_refused_for_good_fails_that_candidate_only(db: Database, tmp_path: Path) -> None:
+    """A non-retryable create error (400) late in a sweep: that candidate fails with the platform's
+    sentence; the others' running jobs are never cancelled and the run goes on."""
+    async with FakeFireworks(job_seconds=0.3, deployment_seconds=0.05) as fake:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
+            run = await runner.start(f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b parallel=2", ALICE)
+            fake.refused_job_creates[f"sftbot-{run.id}-c3"] = "invalid loraRank for this base model"
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
+        cands = {str(c.slot): c for c in await runs.candidates(db, run.id)}
+    assert after.phase is Phase.SUCCEEDED, after.error
+    assert cands["c3"].state == "failed" and "invalid loraRank for this base model" in (cands["c3"].message or "")
+    assert cands["c1"].state == "completed" and cands["c2"].state == "completed"
+    assert fake.cancels == []
