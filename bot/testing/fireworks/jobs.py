@@ -150,6 +150,13 @@ class JobRoutes:
                 },
                 status=429,
             )
+        if self.job_refusal is not None:
+            # A 429 RESOURCE_EXHAUSTED whose ErrorInfo `reason` (training/sdk/errors.py:37-45) may
+            # contradict its message: the cookbook says the reason decides (error-reference.md:63-67).
+            reason, message = self.job_refusal
+            self.job_refusal = None
+            info = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "training.fireworks.ai"}]
+            return web.json_response({"code": 8, "message": message, "details": info if reason else []}, status=429)
         if self.job_capacity_refusals > 0:
             # A capacity shortage is platform-side, not quota (CB error-reference): wording INVENTED.
             self.job_capacity_refusals -= 1

@@ -101,6 +101,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
         self.tool_turns_need_tools = True  # a `tool` turn without `tools` is refused (undocumented: a knob)
         self.chat_log: list[JSON] | None = None  # set to [] to keep every served chat request body
         self.job_capacity_refusals = 0  # the next N job creates answer a capacity 429
+        self.job_refusal: tuple[str | None, str] | None = None  # the next job create: 429 (ErrorInfo reason, message)
         self.cancel_arrives_late: set[str] = set()  # jobs a cancel no longer stops (they complete)
         self.late_cancels: dict[str, float] = {}
         self.cancels: list[str] = []  # job ids, one per accepted cancel call

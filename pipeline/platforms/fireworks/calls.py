@@ -168,12 +168,8 @@ class Caller:
             text = f"Fireworks rejected the API key while trying to {action} (HTTP 401: {detail}); check FIREWORKS_API_KEY."
         elif isinstance(exc, PermissionDeniedError):
             text = f"Fireworks denied permission to {action} (HTTP 403: {detail}); check the API key's account and role."
-        elif kind == "quota":
-            text = f"Fireworks could not {action} because a quota is exhausted: {detail} (HTTP 429); raise the tier or wait for running jobs."
-            return Busy(self.redact(text))
-        elif kind == "capacity":
-            text = f"Fireworks could not {action} because it has no capacity right now: {detail} (HTTP 429)."
-            return Busy(self.redact(text))
+        elif kind in ("quota", "capacity"):
+            return Busy(self.redact(_busy_text(kind, action, detail, error_reason(getattr(exc, "body", None)))))
         elif status is not None:
             text = f"Fireworks could not {action}: {detail} (HTTP {status})."
         else:
@@ -212,16 +208,46 @@ def classify(exc: BaseException) -> Kind:
     if status == 409:
         return "transient" if _grpc_code(exc.body) == _ABORTED else "exists"
     if status == 429:
-        # Fireworks documents a training-quota 429 as `quota_exceeded` and GPU-quota refusals
-        # name the quota ("global--h100-count ... quota: 8"); capacity shortages say "no
-        # (available) capacity" (reference/fireworks.md §12). Anything else is a rate limit.
-        text = f"{exc.body}".lower()
-        if "quota" in text:
-            return "quota"
-        return "capacity" if "capacity" in text else "throttle"
+        return _busy_kind(exc.body)
     if hint == "true" or status == 408 or status >= 500:
         return "transient"
     return "fatal"
+
+
+def _busy_text(kind: Kind, action: str, detail: str, reason: str | None) -> str:
+    why = f"reason {reason}" if reason is not None else "read from its message: no structured reason given"
+    if kind == "quota":
+        return f"Fireworks could not {action} because a quota is exhausted: {detail} (HTTP 429, {why}); raise the tier or wait for running jobs."
+    return f"Fireworks could not {action} because it has no capacity right now: {detail} (HTTP 429, {why})."
+
+
+def _busy_kind(body: object) -> Kind:
+    """Quota or capacity from the structured ``google.rpc.ErrorInfo`` ``reason`` when the 429 carries
+    one: the cookbook says "Use a registered google.rpc.ErrorInfo detail as the only source for an
+    error_reason ... Do not parse the message string to infer quota" (fw-ai/cookbook
+    error-reference.md:23-26,63-67; the training SDK reads it the same way, training/sdk/errors.py:
+    347-415). Its values are undocumented: one naming a quota is quota, any other is a capacity
+    refusal (busy, cause unknown: waited out, never failing others). Only without ErrorInfo is the
+    text read, as the last resort: a training-quota 429 says `quota_exceeded` (DOC account-quotas),
+    a shortage "no (available) capacity"; anything else is a rate limit."""
+    reason = error_reason(body)
+    if reason is not None:
+        return "quota" if "QUOTA" in reason.upper() else "capacity"
+    text = f"{body}".lower()
+    if "quota" in text:
+        return "quota"
+    return "capacity" if "capacity" in text else "throttle"
+
+
+def error_reason(body: object) -> str | None:
+    """The ``reason`` of a google.rpc.ErrorInfo detail (the body may be wrapped in ``error``)."""
+    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+        body = body["error"]
+    details = body.get("details") if isinstance(body, Mapping) else None
+    for d in details if isinstance(details, list) else []:
+        if isinstance(d, Mapping) and str(d.get("@type", "")).endswith("google.rpc.ErrorInfo") and d.get("reason"):
+            return str(d["reason"])
+    return None
 
 
 def status_of(exc: BaseException) -> int | None:

@@ -85,6 +85,24 @@ async def test_a_job_refused_for_quota_or_capacity_is_busy_at_once(fake: FakeFir
     assert not [r for r in fake.requests if r.path.endswith(":cancel")]  # nothing running was touched
 
 
+@pytest.mark.parametrize(
+    ("reason", "message", "said"),
+    [
+        ("TRAINING_QUOTA_EXCEEDED", "no capacity for this shape", "a quota is exhausted"),  # the reason wins
+        ("ACCELERATOR_UNAVAILABLE", "quota exceeded", "no capacity right now"),  # the reason wins
+        (None, "no available capacity", "read from its message"),  # no ErrorInfo: the text, said as such
+    ],
+)
+async def test_quota_or_capacity_is_told_by_the_error_info_reason(
+    fake: FakeFireworks, platform: FireworksPlatform, reason: str | None, message: str, said: str
+) -> None:
+    await seed_datasets(fake)
+    fake.job_refusal = (reason, message)
+    with pytest.raises(Busy, match=said) as err:
+        await platform.training.create(request("sftbot-r1-c1"))
+    assert err.value.retryable and (reason is None or f"reason {reason}" in str(err.value))
+
+
 async def test_slow_responses_time_out_and_are_retried(
     fake: FakeFireworks, make_platform: Callable[..., FireworksPlatform]
 ) -> None:
