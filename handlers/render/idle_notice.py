@@ -58,5 +58,5 @@ def idle_note(run: RunRecord, deployment_id: str, *, hours: float, usd_per_hour:
 
 def kept_text(run: RunRecord, deployment_id: str, *, scaled: bool, who: str) -> str:
     if scaled:
-        return f"⏬ Deployment {code(deployment_id)} of run #{run.number} was scaled to zero by {who}: no bill until the next request."
+        return f"⏬ Deployment {code(deployment_id)} of run #{run.number} was scaled to zero by {who}: no replica bills from now."
     return f"👍 Deployment {code(deployment_id)} of run #{run.number} stays up ({who}); I'll ask again later."

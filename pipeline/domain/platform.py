@@ -333,8 +333,9 @@ class Serving(Protocol):
         ...
 
     async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
-        """Stop a deployment this bot created from billing but keep it: the next request waits
-        for a replica (or, locally, for the model to load again)."""
+        """Stop a deployment this bot created from billing but keep it: on Fireworks no replica
+        and no GPU quota is held until its maximum is raised again; locally the model loads again
+        on the next request."""
         ...
 
     def snippet(self, deployment: DeploymentStatus, *, system_prompt: str | None = None) -> Snippet:

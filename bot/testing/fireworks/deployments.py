@@ -122,6 +122,19 @@ class DeploymentRoutes:
         dep.scaled_to = int((ctx.body or {}).get("replicaCount", 0))
         return web.json_response({})
 
+    async def _deployment_update(self, ctx: Ctx) -> web.Response:
+        """``PATCH …/deployments/{id}`` with the fields to change, as the SDK's scale-to-zero helper
+        sends ``{"maxReplicaCount": 0, "minReplicaCount": 0}`` (training/sdk/deployment.py:637-658);
+        max 0 on a READY deployment is "Inactive" (DOC guides/ondemand-deployments): no replica."""
+        dep = self.deployments.get(ctx.groups[1])
+        if dep is None or dep.deleted_at is not None:
+            return rpc_error("NOT_FOUND", f"deployment accounts/{ctx.groups[0]}/deployments/{ctx.groups[1]} not found")
+        changes = {k: int(v) for k, v in (ctx.body or {}).items() if k in ("minReplicaCount", "maxReplicaCount")}
+        dep.body.update(changes)
+        if changes.get("maxReplicaCount") == 0:
+            dep.scaled_to = 0
+        return web.json_response(self._dep_wire(dep, ctx.now))
+
     # -- inference ------------------------------------------------------------------------------
 
     async def _chat(self, ctx: Ctx) -> web.Response:

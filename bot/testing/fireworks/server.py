@@ -159,6 +159,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
             ("GET", rf"{acct}/deployments/{rid}", self._deployment_get),
             ("DELETE", rf"{acct}/deployments/{rid}", self._deployment_delete),
             ("PATCH", rf"{acct}/deployments/{rid}:scale", self._deployment_scale),
+            ("PATCH", rf"{acct}/deployments/{rid}", self._deployment_update),
             ("POST", rf"{acct}/deploymentShapeVersions:match", self._shape_match),
             ("POST", rf"{acct}/deployedModels", self._lora_load),
             ("GET", rf"{acct}/deployedModels", self._lora_list),

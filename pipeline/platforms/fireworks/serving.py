@@ -177,14 +177,18 @@ class FireworksServing:
             )
 
     async def scale_to_zero(self, deployment_id: str) -> DeploymentStatus:
-        """No replica until the next request (SDK ``deployments.scale``: "Scale Deployment to a
-        specific number of replicas or to zero"): it stops billing, and the next request waits
-        for a cold start (503 DEPLOYMENT_SCALING_UP until a replica is up)."""
+        """Minimum and maximum replicas 0, as the SDK's own helper parks a deployment
+        (fireworks-ai training/sdk/deployment.py:637-658: ``PATCH …/deployments/{id}`` with
+        ``{"maxReplicaCount": 0, "minReplicaCount": 0}`` and nothing else, "releasing all
+        accelerators"). ``deployments.scale(replica_count=0)`` only sets the current count, and GPU
+        quota is held at ``maxReplicaCount`` (fw-ai/cookbook, GPU quota accounting notes); the docs
+        call a READY deployment with max 0 "Inactive" (guides/ondemand-deployments)."""
         if not owned(deployment_id):
             raise PlatformError(f"refusing to scale deployment {deployment_id}: sftbot only changes deployments it created.")
+        path = f"/v1/accounts/{self._account}/deployments/{deployment_id}"
         await self._calls.run(
             f"scale deployment {deployment_id} to zero",
-            lambda: self._control.deployments.scale(deployment_id, replica_count=0),
+            lambda: self._control.patch(path, cast_to=Deployment, body={"maxReplicaCount": 0, "minReplicaCount": 0}),
             missing=f"deployment {self.dep_name(deployment_id)}",
         )
         return await self.get(deployment_id)

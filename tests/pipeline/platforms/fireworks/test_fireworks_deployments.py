@@ -105,3 +105,18 @@ async def test_chat_with_an_unknown_model_fails_fast(platform: FireworksPlatform
 async def test_get_deployment_unknown_is_not_found(platform: FireworksPlatform) -> None:
     with pytest.raises(NotFound):
         await platform.serving.get("sftbot-none")
+
+
+async def test_scale_to_zero_parks_the_deployment_as_the_sdk_helper_does(
+    fake: FakeFireworks, platform: FireworksPlatform
+) -> None:
+    """min = max = 0 in one PATCH of the deployment (SDK training/sdk/deployment.py:637-658), not
+    ``:scale`` with a replica count, which leaves the GPU quota held at maxReplicaCount."""
+    created = await platform.serving.create("sftbot-r1-dep", "accounts/fireworks/models/qwen3-8b")
+    assert created.deployment_id == "sftbot-r1-dep"
+    await platform.serving.scale_to_zero("sftbot-r1-dep")
+    (patch,) = fake.calls("PATCH", r"/deployments/sftbot-r1-dep$")
+    assert patch.json == {"maxReplicaCount": 0, "minReplicaCount": 0}
+    assert not fake.calls("PATCH", r":scale$")
+    wire = fake.deployments["sftbot-r1-dep"].wire(fake.clock.now())
+    assert (wire["minReplicaCount"], wire["maxReplicaCount"]) == (0, 0)
