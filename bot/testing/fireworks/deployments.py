@@ -51,6 +51,18 @@ class DeploymentRoutes:
                 return rpc_error(
                     "INVALID_ARGUMENT", "invalid deployment: addons cannot be enabled with quantized precisions (FP8/FP4)"
                 )
+            if (
+                not body.get("enableAddons")
+                and requested != "default"
+                and snap["name"].rsplit("/", 1)[-1] in self.live_merge_refused
+            ):
+                # Field report (Nemotron Nano 3, 2026): "live merge is not supported for this deployment
+                # configuration; choose a deployment shape that supports live merge ..." on a matched shape.
+                return rpc_error(
+                    "FAILED_PRECONDITION",
+                    "live merge is not supported for this deployment configuration; choose a deployment shape that "
+                    "supports live merge, or use multi-lora (enable_addons=true) instead",
+                )
             if body.get("enableAddons") and base_of in self.addons_refused:
                 # Field report (Nemotron Nano 3 on Fireworks, 2026): "invalid deployment: addons are not
                 # supported for this model" at create; a validateOnly create answers the same.

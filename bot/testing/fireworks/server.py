@@ -109,6 +109,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
         # Deployment shapes per base (full name) overriding the defaults; bases with no shape here.
         self.shapes: dict[str, list[JSON]] = {}
         self.undeployable: set[str] = set()
+        self.live_merge_refused: set[str] = set()  # shape slugs a live-merge create is refused on (by name)
         self.addons_refused: set[str] = set()  # bases (full names) whose addon deployments are refused
         self.duplicate_loads = "second"  # what a second load of the same adapter does: "second" | "conflict"
         self.loads: dict[str, LoadRecord] = {}

@@ -102,12 +102,24 @@ class FireworksServing:
             shape = await self.shape(model_name, addons=False)
         except PlatformError:
             shape = None  # the server's default validated shape is the next best thing
-        deployment = await self._calls.run(
+        try:
+            deployment = await self._create_merged(deployment_id, model_name, shape.name if shape is not None else "default")
+        except PlatformError as exc:
+            if exc.retryable or shape is None:
+                raise
+            # Live merge refused on the matched shape (field reports: "live merge is not supported for
+            # this deployment configuration"): once more on the base's default validated shape
+            # ("default": SDK resources/deployments.py:181), which the server picks itself.
+            deployment = await self._create_merged(deployment_id, model_name, "default")
+        return self.status(deployment, deployment_id)
+
+    async def _create_merged(self, deployment_id: str, model_name: str, shape: str) -> Deployment:
+        return await self._calls.run(
             f"create deployment {deployment_id} of {model_name}",
             lambda: self._control.deployments.create(
                 base_model=model_name,  # live merge: the fine-tuned LoRA is the deployment's model
                 deployment_id=deployment_id,
-                deployment_shape=shape.name if shape is not None else "default",
+                deployment_shape=shape,
                 # Scale to zero when idle (the default window is 1 h) so a forgotten deployment stops billing.
                 min_replica_count=self.min_replicas,
                 max_replica_count=self.max_replicas,
@@ -115,7 +127,6 @@ class FireworksServing:
             ),
             on_conflict=lambda: self._control.deployments.get(deployment_id),
         )
-        return self.status(deployment, deployment_id)
 
     async def create_shared(self, deployment_id: str, base_model: str, *, shape: str) -> DeploymentStatus:
         """A deployment of ``base_model`` with addons enabled, for loading many adapters onto."""

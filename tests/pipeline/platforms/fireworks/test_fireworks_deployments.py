@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.testing.fireworks import FakeFireworks
+from bot.testing.fireworks.shapes import shape
 from pipeline.domain.platform import (
     ChatMessage,
     DeploymentState,
@@ -120,3 +121,19 @@ async def test_scale_to_zero_parks_the_deployment_as_the_sdk_helper_does(
     assert not fake.calls("PATCH", r":scale$")
     wire = fake.deployments["sftbot-r1-dep"].wire(fake.clock.now())
     assert (wire["minReplicaCount"], wire["maxReplicaCount"]) == (0, 0)
+
+
+async def test_live_merge_refused_on_the_matched_shape_is_tried_on_the_default_one(
+    fake: FakeFireworks, platform: FireworksPlatform
+) -> None:
+    base = "accounts/fireworks/models/qwen3-8b"
+    fake.shapes[base] = [
+        shape("qwen3-8b-default", base, "NVIDIA_H100_80GB", 2, "FP8", addons=False),  # the server's default (first)
+        shape("qwen3-8b-cheap", base, "NVIDIA_H100_80GB", 1, "FP8", addons=False),  # the cheapest: matched first
+    ]
+    fake.live_merge_refused = {"qwen3-8b-cheap"}
+    created = await platform.serving.create("sftbot-r1-dep", base)
+    shapes = [r.json["deploymentShape"] for r in fake.calls("POST", r"/deployments$")]
+    assert shapes == ["accounts/fireworks/deploymentShapes/qwen3-8b-cheap", "default"]
+    assert created.deployment_id == "sftbot-r1-dep" and fake.create_counts("deployments") == {"sftbot-r1-dep": 1}
+    assert fake.deployments["sftbot-r1-dep"].body["deploymentShape"].endswith("qwen3-8b-default/versions/1")
