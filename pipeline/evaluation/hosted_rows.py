@@ -20,17 +20,30 @@ from pydantic import BaseModel
 
 from pipeline.evaluation.eval_types import EvalExample, EvalRun, ExampleScore
 
-# Where a row's score may be: the Eval Protocol name first, then camelCase, then flat keys.
+# Where a row's score may be: the Eval Protocol names first (the row's own ``evaluation_result``,
+# then the ``evals`` / ``eval_details`` Eval Protocol writes beside it when it uploads scored rows,
+# eval_protocol/pytest/handle_persist_flow.py), then camelCase, then flat keys.
 SCORE_PATHS: tuple[tuple[str, ...], ...] = (
     ("evaluation_result", "score"),
+    ("eval_details", "score"),
+    ("evals", "score"),
     ("evaluationResult", "score"),
     ("evaluation_result", "reward"),
     ("score",),
     ("reward",),
     ("result", "score"),
 )
-REASON_PATHS: tuple[tuple[str, ...], ...] = (("evaluation_result", "reason"), ("evaluationResult", "reason"), ("reason",))
-VALID_PATHS: tuple[tuple[str, ...], ...] = (("evaluation_result", "is_score_valid"), ("evaluationResult", "isScoreValid"))
+REASON_PATHS: tuple[tuple[str, ...], ...] = (
+    ("evaluation_result", "reason"),
+    ("eval_details", "reason"),
+    ("evaluationResult", "reason"),
+    ("reason",),
+)
+VALID_PATHS: tuple[tuple[str, ...], ...] = (
+    ("evaluation_result", "is_score_valid"),
+    ("eval_details", "is_score_valid"),
+    ("evaluationResult", "isScoreValid"),
+)
 
 
 def row_id(slot: str, index: int) -> str:

@@ -116,6 +116,7 @@ class FakeFireworks(AccountRoutes, DatasetRoutes, JobRoutes, DeploymentRoutes, S
         self.evaluators: dict[str, EvaluatorRecord] = {}
         self.readable_accounts: set[str] = set()  # other accounts that share resources with this key (add_evaluator)
         self.eval_jobs: dict[str, EvalJobRecord] = {}
+        self.eval_rows = "eval_protocol"  # "evals": output rows carry evals/eval_details only (evaluators.py)
         self.metrics_extra_lines: list[str] = []  # e.g. garbage, inserted into every metrics file
         self.metrics_renamed: dict[str, str] = {}  # metric key -> the name written instead (e.g. "eval/loss" -> "eval/nll")
         self.echo_resolved_base = False  # deployments echo their base model's name as `baseModel`

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.runs import drive_to_end
 from pipeline.domain.gates import QuestionKind
@@ -41,10 +43,15 @@ def test_the_seed_sentence_names_a_hosted_evaluator() -> None:
     assert same.evaluation == spec.evaluation
 
 
-async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db: Database, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("rows", "key"), [("eval_protocol", "evaluation_result.score"), ("evals", "eval_details.score")])
+async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(
+    db: Database, tmp_path: Path, rows: str, key: str
+) -> None:
+    """Output rows as Eval Protocol uploads them, or with only its evals / eval_details keys."""
     right = answers()
     async with FakeFireworks(account="acme", job_seconds=0.15, deployment_seconds=0.05) as fake:
         fake.add_evaluator("exact")
+        fake.eval_rows = rows
 
         def responder(model: str, messages: list[dict[str, object]]) -> str:
             # Only candidate 3 (the worst by validation loss) and the final run answer right.
@@ -78,9 +85,7 @@ async def test_use_evaluator_runs_end_to_end_and_the_gate_ranks_by_its_scores(db
     assert (ws / "eval" / "final.hosted-output.jsonl").exists()  # the raw rows are kept
     report = (ws / "final_report.md").read_text()
     assert "Final model score: 1.0000." in report
-    assert (
-        f"Read 10 rows of accounts/acme/datasets/sftbot-{run.id}-evalout-final: scores from `evaluation_result.score`" in report
-    )
+    assert f"Read 10 rows of accounts/acme/datasets/sftbot-{run.id}-evalout-final: scores from `{key}`" in report
     assert "checked to exist and be ACTIVE on Fireworks before approval" in report
 
 
