@@ -18,9 +18,14 @@ from typing import Any
 
 from pipeline.domain.platform import ChatMessage
 
-# Base models that think before answering unless told not to, and accept "none" to stop it.
-# Qwen3's "-instruct-2507" releases are the non-thinking ones; GPT-OSS and MiniMax refuse "none".
-_THINKS = re.compile(r"(?:^|/)(?:qwen3(?!.*instruct-2507)|qwq|deepseek-v3p[12]|glm-4p[5-9])", re.IGNORECASE)
+# Base models that think before answering unless told not to, and accept "none" to stop it. No
+# catalogue field marks a reasoning model (get-model 5.10.0 and SDK types/model.py have none), so
+# this is by name: Qwen3 (its "-instruct-2507" releases are the non-thinking ones), QwQ, DeepSeek
+# V3.1/V3.2 and GLM 4.5-4.7 (SDK completion_create_params.py:300-341); GLM 5 ("none", "high",
+# "max") and DeepSeek V4 ("none" ... "max"), per docs.fireworks.ai/guides/reasoning as quoted in
+# LangChain's deepagents reasoning_effort constants. Kimi K2 accepts only low/medium/high there, and
+# GPT-OSS and MiniMax refuse "none": nothing is sent for them (a refusal would be retried anyway).
+_THINKS = re.compile(r"(?:^|/)(?:qwen3(?!.*instruct-2507)|qwq|deepseek-v3p[12]|deepseek-v4|glm-4p[5-9]|glm-5)", re.IGNORECASE)
 _TRAINS_REASONING = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
 
 
