@@ -127,6 +127,8 @@ def final_message(s: RunSummary) -> Message:
         notes.append(f"✂️ {escape(s.pruning)}")
     if s.start_command and live:
         notes.append(f"Nothing answering? `{escape(s.start_command)}` starts the endpoint.")
+    if (tracked := tracking_url(s)) is not None:
+        notes.append(f"📈 <{tracked}|W&B run> of the shipped model's training.")
     notes.append("The full snippet and every number: `final_report.md`, just above.")
     if live and run.billed:
         notes.append(f"Or `/sft teardown {run.number}`.")
@@ -134,6 +136,16 @@ def final_message(s: RunSummary) -> Message:
     blocks.append(context(*notes))
     plain = f"✅ SFT run #{run.number} is done: {escape(s.model or '')}"
     return Message(text=clip(plain, 3000), blocks=blocks)
+
+
+def tracking_url(s: RunSummary) -> str | None:
+    """The shipped model's W&B run, when its job logged to one (never the key: only the url is kept)."""
+    job = s.shipped.job_id if s.shipped is not None else None
+    for res in s.resources:
+        url = res.details.get("tracking_url")
+        if res.resource_id == job and isinstance(url, str) and url.startswith("https://") and not any(c in url for c in "<>|"):
+            return url
+    return None
 
 
 def _delete_button(run_id: str) -> Block:

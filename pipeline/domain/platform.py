@@ -93,6 +93,7 @@ class JobStatus(BaseModel):
     message: str | None = None  # the platform's error message on failure
     cost_usd: float | None = None  # the platform's own estimate of the job's cost
     model: str | None = None  # full name of the output model once completed
+    tracking_url: str | None = None  # the job's experiment-tracking run (W&B) when it logs to one; never its key
 
 
 class LossPoint(BaseModel):

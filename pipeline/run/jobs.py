@@ -188,7 +188,9 @@ class JobWatch:
             run_id=self.run_id,
             ref=Ref(kind=ResourceKind.JOB, id=req.job_id),
             call=lambda: self.training.create(req),
-            answer=lambda status: Change(estimated_usd=status.cost_usd),
+            answer=lambda status: Change(
+                estimated_usd=status.cost_usd, details={"tracking_url": status.tracking_url} if status.tracking_url else {}
+            ),
             before=submitting,
             after=created,
         )

@@ -13,6 +13,7 @@ from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, BOB, CAROL, CHANNEL, Bot, MakeBot, find_element, has, in_thread, root_of, text_of
 from pipeline.domain.authz import Policy
 from pipeline.domain.machine import Phase
+from pipeline.platforms.fireworks.jobs import WandbSettings
 from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.platforms.fireworks.settings import FireworksSettings
 from pipeline.run import events
@@ -20,6 +21,8 @@ from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.handlers.slack_support import plan_posted
 from tests.paths import DATASETS, RUN
+
+WANDB_KEY = "wandb-key-0123456789abcdef0123"
 
 
 async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeBot, fake_slack: FakeSlack) -> None:
@@ -33,6 +36,7 @@ async def test_whole_run_from_slash_command_to_deployed_model(bot_factory: MakeB
                 poll_seconds=0.01,
                 retry_base_delay=0.01,
                 quota_delay=0.05,
+                wandb=WandbSettings(api_key=WANDB_KEY, project="team-sft"),  # echoed back on every job
             )
         )
         try:
@@ -86,7 +90,8 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     assert f"sftbot-{run.id}-dep" in code and "FIREWORKS_API_KEY" in code
     assert "Billing now" in text_of(final) and "/hour" in text_of(final) and "while a replica is up" in text_of(final)
     assert len(code.splitlines()) <= 6  # a call that fits a phone; the full snippet is in the report
-    assert fireworks.api_key not in str(fake_slack.calls)  # secrets never reach Slack
+    assert fireworks.api_key not in str(fake_slack.calls) and WANDB_KEY not in str(fake_slack.calls)  # secrets never reach Slack
+    assert f"<https://wandb.ai/team-sft/runs/sftbot-{run.id}-final|W&B run>" in text_of(final)  # its curves, one click away
     assert any(u.filename == "final_report.md" and u.thread_ts == root["ts"] for u in fake_slack.uploads())
     await bot.settle()
     assert fake_slack.thread(CHANNEL, root["ts"])[-1]["ts"] == final["ts"]  # the thread ends with the answer

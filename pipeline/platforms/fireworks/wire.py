@@ -86,6 +86,10 @@ def job_status(job: SupervisedFineTuningJob, job_id: str, account: str) -> JobSt
         epoch=float(progress.epoch) if progress and progress.epoch is not None else None,
         message=message,
         cost_usd=usd(job),
+        # The W&B run's address (SDK types/shared/wandb_config.py: `url`, "The URL for the wandb
+        # service", readOnly in the API). The echoed config may carry the W&B key back: only the
+        # url is kept.
+        tracking_url=job.wandb_config.url if job.wandb_config is not None and job.wandb_config.url else None,
         model=output_model(job, job_id, account) if state is JobState.COMPLETED else None,
     )
 
