@@ -329,7 +329,7 @@ def live_merge_note(base: str) -> str:
     """The plan's line for a base whose addon deployments the account refuses."""
     return (
         f"sftbot doctor found that this account refuses addon (multi-LoRA) deployments of {base}: each {base} candidate "
-        "is evaluated by live merge instead, one short-lived deployment each (priced above)"
+        "is evaluated by live merge instead, one short-lived deployment each, priced so in this plan"
     )
 
 
