@@ -33,6 +33,7 @@ from pipeline.planning.plan_types import Plan
 from pipeline.run.context import RunContext
 from pipeline.run.once import Create, create_once
 from pipeline.run.steps.serving import create_deployment, deployment_ref, production, tear_down, until_ready
+from pipeline.store import runs
 
 CONCURRENCY = 4  # completions in flight per dedicated deployment: steady, not a burst
 SHARED_CONCURRENCY = 8  # a multi-LoRA deployment serves every candidate: it can take more
@@ -64,10 +65,37 @@ async def generate_outputs(
         return await _ask_all(ctx, status.model_string, rows, cand.base_model, CONCURRENCY)
     shareable = cand.base_model not in ctx.config.live_merge_bases  # sftbot doctor saw its addons refused
     if not cand.slot.is_final and shareable and (adapters := ctx.platform.adapters) is not None:
-        string = await _on_shared(ctx, adapters, run, plan, cand, model)
+        string = await _shared_or_none(ctx, adapters, run, plan, cand, model)
         if string is not None:
             return await _ask_all(ctx, string, rows, cand.base_model, SHARED_CONCURRENCY)
     return await _via_live_merge(ctx, run, cand, model, rows)
+
+
+async def _shared_or_none(
+    ctx: RunContext, adapters: Adapters, run: RunRecord, plan: Plan, cand: CandidateRecord, model: str
+) -> str | None:
+    """The candidate's model string on the shared addon deployment; None to evaluate it by live merge
+    instead, when there is no addon shape, or the addon deployment or the adapter's load failed
+    for good (field reports: addon deployments refused or FAILED on some bases). The fallback is
+    audited and said on the scoreboard; the plan priced the shared deployment, and the short-lived
+    live-merge deployments are counted by the ledger as they run."""
+    try:
+        return await _on_shared(ctx, adapters, run, plan, cand, model)
+    except PlatformError as exc:
+        if exc.retryable:
+            raise
+        note = f"evaluated by live merge: the multi-LoRA evaluation deployment failed ({clip_reason(str(exc))})"
+        async with ctx.db.write() as tx:
+            await runs.set_note(tx, run.id, cand.slot, note)
+            await tx.audit(
+                run_id=run.id, actor="sftbot", action="addon_fallback", details={"slot": str(cand.slot), "reason": str(exc)}
+            )
+        return None
+
+
+def clip_reason(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def base_number(plan: Plan, base_model: str) -> int:

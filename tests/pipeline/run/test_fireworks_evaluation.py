@@ -114,3 +114,21 @@ async def test_a_create_refused_for_good_fails_that_candidate_only(db: Database,
     assert cands["c3"].state == "failed" and "invalid loraRank for this base model" in (cands["c3"].message or "")
     assert cands["c1"].state == "completed" and cands["c2"].state == "completed"
     assert fake.cancels == []
+
+
+async def test_a_failed_addon_deployment_falls_back_to_live_merge_per_candidate(db: Database, tmp_path: Path) -> None:
+    """Field reports: some bases' addon deployments go FAILED. Each candidate is then evaluated by
+    live merge, audited and said on its scoreboard line, and the run goes on."""
+    async with FakeFireworks(job_seconds=0.15, deployment_seconds=0.05) as fake:
+        async with running(db, fake, tmp_path / "runs") as (runner, log):
+            run = await runner.start(EVAL_RUN, ALICE)
+            fake.fail_deployments[f"sftbot-{run.id}-eval-b1"] = "INTERNAL: the BF16 addon shape failed to start"
+            after = await drive_to_end(runner, log, run.id, actor=BOB, timeout=60)
+        assert after.phase is Phase.SUCCEEDED, after.error
+        created = fake.create_counts("deployments")
+        assert {f"sftbot-{run.id}-eval-c{i}" for i in (1, 2, 3)} <= set(created)  # one live merge each
+        assert created[f"sftbot-{run.id}-eval-b1"] == 1  # the shared one was made once, not once per candidate
+    trail = [e for e in await db.audit_trail(run.id) if e.action == "addon_fallback"]
+    assert len(trail) == 3 and "failed to start" in str(trail[0].details["reason"])
+    notes = {str(c.slot): c.note for c in await runs.candidates(db, run.id)}
+    assert all((notes[f"c{i}"] or "").startswith("evaluated by live merge") for i in (1, 2, 3)), notes
