@@ -9,7 +9,8 @@ the problem and its fix, which the command line prints and Slack answers private
 - every named base model is one this platform can fine-tune (its live catalogue, or this
   machine's), with "did you mean" for a near miss and the models it could use;
 - the dataset is readable: a local file this request may read, or a platform dataset that exists
-  and is READY.
+  and is READY;
+- a run that deploys: each base has a deployment shape on this account.
 
 Slower questions (inspecting the rows, checking an evaluator, matching deployment shapes) stay in
 the planner's survey, which runs once the run exists and answers in its thread.
@@ -39,6 +40,8 @@ async def preflight(platform: Platform, spec: RunSpec, files: LocalFiles) -> Non
         for ref in (spec.dataset, spec.eval_dataset):
             if ref:
                 await _check_dataset(platform, ref, files)
+        if spec.deploy is not False and platform.facts.capabilities.deployment_shapes:
+            await check_shapes(platform, spec.base_models)
     except PlatformError as exc:
         raise PreflightFailed(str(exc).rstrip(".")) from None
 
@@ -52,6 +55,18 @@ async def check_models(platform: Platform, models: Sequence[str]) -> None:
         if model in listed or await platform.models.model_info(model) is not None:
             continue
         raise PreflightFailed(not_trainable(model, platform.facts.name, listed))
+
+
+async def check_shapes(platform: Platform, models: Sequence[str]) -> None:
+    """Each base has a deployment shape on this account, or the model it would train could not be
+    served: said now (the platform's validated shapes for the account, e.g. Fireworks'
+    match_for_model), not after the sweep."""
+    for model in dict.fromkeys(models):
+        if await platform.serving.shape(model) is None:
+            raise PreflightFailed(
+                f"{model} cannot be deployed on this {platform.facts.name} account (no deployment shape for it here), so the "
+                "model trained from it could not be served: choose another model=, or add deploy=no"
+            )
 
 
 def not_trainable(model: str, platform: str, listed: list[str]) -> str:

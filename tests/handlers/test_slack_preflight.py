@@ -119,3 +119,17 @@ async def test_sft_models_lists_what_supervised_lora_tunable_says(
         await platform.close()
     assert "`v1-record-7b`" in listing and "`qwen3-8b`" in listing and "`qwen3-4b-instruct-2507`" in listing
     assert "`only-v1-tunable-7b`" not in listing and "`qwen3-4b`" not in listing  # deprecated-tunable only
+
+
+async def test_a_base_with_no_deployment_shape_is_one_private_line(
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database, fireworks: FakeFireworks
+) -> None:
+    fireworks.undeployable = {"accounts/fireworks/models/qwen3-32b"}
+    platform = on_fake(fireworks)
+    try:
+        line = await refused_privately(
+            bot_factory, fake_slack, db, platform, f"run dataset={TEXT2SQL} model=qwen3-32b", "cannot be deployed"
+        )
+    finally:
+        await platform.close()
+    assert "qwen3-32b cannot be deployed on this fireworks account" in line and "deploy=no" in line

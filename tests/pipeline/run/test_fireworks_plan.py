@@ -11,11 +11,11 @@ import pytest
 from bot.testing.fireworks import FakeFireworks
 from bot.testing.fireworks.shapes import shape
 from pipeline.domain.catalog import price_table
-from pipeline.domain.gates import QuestionKind
 from pipeline.domain.platform import PlatformError
+from pipeline.planning.preflight import PreflightFailed
 from pipeline.platforms.fireworks.platform import FireworksPlatform
 from pipeline.run import events
-from pipeline.run.decisions import Answer
+from pipeline.store import runs
 from pipeline.store.db import Database
 from tests.paths import DATASETS
 from tests.pipeline.fireworks_support import ACCT, ALICE, request, running, seed_datasets
@@ -46,19 +46,15 @@ async def test_a_base_served_on_8_b200_is_priced_from_that_shape(db: Database, t
 
 
 async def test_a_base_this_account_cannot_deploy_is_refused_before_anything_is_spent(db: Database, tmp_path: Path) -> None:
+    """Preflight: refused in one line before a run exists (no run number, no upload, no job)."""
     async with FakeFireworks() as fake:
         fake.undeployable = {"accounts/fireworks/models/qwen3-32b"}
-        async with running(db, fake, tmp_path / "runs") as (runner, log):
-            run = await runner.start(f"dataset={DATA} model=qwen3-32b", ALICE)
-            asked = await log.wait_kind(events.QuestionAsked, run.id)
+        async with running(db, fake, tmp_path / "runs") as (runner, _log):
+            with pytest.raises(PreflightFailed, match=r"^qwen3-32b cannot be deployed on this fireworks account") as refused:
+                await runner.start(f"dataset={DATA} model=qwen3-32b", ALICE)
             spent = (dict(fake.create_counts("datasets")), dict(fake.create_counts("supervisedFineTuningJobs")))
-            await runner.decide(run.id, Answer("qwen3-8b", question=asked.question.number), ALICE)
-            proposed = await log.wait_kind(events.PlanProposed, run.id)
-    assert asked.question.kind is QuestionKind.BASE_MODEL
-    assert asked.question.text.startswith("qwen3-32b cannot be deployed on this fireworks account")
-    assert "qwen3-32b" not in asked.question.choices and "qwen3-8b" in asked.question.choices
-    assert spent == ({}, {})  # refused before any upload or job
-    assert proposed.plan.spec.base_models == ("qwen3-8b",)
+    assert "deploy=no" in str(refused.value)
+    assert spent == ({}, {}) and await runs.list_runs(db) == []
 
 
 async def test_no_deployment_and_validation_loss_need_no_shape(db: Database, tmp_path: Path) -> None:
