@@ -95,3 +95,15 @@ async def test_paid_tiers_ask_first_and_name_the_amount(fake: FakeFireworks, fak
 def test_the_scopes_doctor_compares_are_the_manifests() -> None:
     manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
     assert tuple(manifest["oauth_config"]["scopes"]["bot"]) == MANIFEST_BOT_SCOPES
+
+
+async def test_the_cents_tier_trains_20_rows_and_cancels_a_second_job(fake: FakeFireworks, fake_slack: FakeSlack) -> None:
+    fake.job_seconds = 0.3
+    code, found = await doctor_json(doctor_env(fake, fake_slack), "--tier", "cents", "--yes")
+    checks = {c["name"]: c for c in found["checks"]}
+    job = checks["a 20-row job on qwen3-4b-instruct-2507"]  # the smallest tunable base the fake lists
+    assert job["ok"] is True and job["observed"].startswith("JOB_STATE_COMPLETED after") and "$" in job["observed"]
+    assert checks["metrics keys"]["ok"] is True and "train/loss" in checks["metrics keys"]["observed"]
+    assert "JOB_STATE_CANCELLED" in checks["cancel of a pending job"]["observed"]
+    assert code == 0 and len(fake.jobs) == 2 and len(fake.cancels) == 1
+    assert sum(fake.create_counts("datasets").values()) == 1
