@@ -182,6 +182,9 @@ class MemoryServing:
     async def shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
         return ShapeInfo(name="memory-h100", accelerator="NVIDIA_H100_80GB", count=1, precision="BF16", addons=True)
 
+    async def validate(self, model: str, shape: ShapeInfo) -> str | None:
+        return None
+
     async def create(self, deployment_id: str, model: str) -> DeploymentStatus:
         if deployment_id not in self.p.deployments:
             self.p.creates[deployment_id] += 1

@@ -323,6 +323,11 @@ class Serving(Protocol):
         when no shape fits it on this account. Only with ``capabilities.deployment_shapes``."""
         ...
 
+    async def validate(self, model: str, shape: ShapeInfo) -> str | None:
+        """Why a deployment of ``model`` on ``shape`` would be refused now, or None when it would be
+        accepted; creates nothing and costs nothing. Only with ``capabilities.deployment_shapes``."""
+        ...
+
     async def create(self, deployment_id: str, model: str) -> DeploymentStatus:
         """Deploy ``model`` as ``deployment_id``; existing -> returned as is."""
         ...

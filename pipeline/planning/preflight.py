@@ -62,9 +62,11 @@ async def check_shapes(platform: Platform, models: Sequence[str]) -> None:
     served: said now (the platform's validated shapes for the account, e.g. Fireworks'
     match_for_model), not after the sweep."""
     for model in dict.fromkeys(models):
-        if await platform.serving.shape(model) is None:
+        shape = await platform.serving.shape(model)
+        why = "no deployment shape for it here" if shape is None else await platform.serving.validate(model, shape)
+        if why is not None:
             raise PreflightFailed(
-                f"{model} cannot be deployed on this {platform.facts.name} account (no deployment shape for it here), so the "
+                f"{model} cannot be deployed on this {platform.facts.name} account ({why}), so the "
                 "model trained from it could not be served: choose another model=, or add deploy=no"
             )
 

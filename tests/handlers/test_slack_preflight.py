@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.testing.fireworks import FakeFireworks
+from bot.testing.fireworks.shapes import shape
 from bot.testing.fireworks.world import base_model
 from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
@@ -133,3 +134,22 @@ async def test_a_base_with_no_deployment_shape_is_one_private_line(
     finally:
         await platform.close()
     assert "qwen3-32b cannot be deployed on this fireworks account" in line and "deploy=no" in line
+
+
+async def test_a_deployment_fireworks_would_refuse_is_found_by_a_validate_only_create(
+    bot_factory: MakeBot, fake_slack: FakeSlack, db: Database, fireworks: FakeFireworks
+) -> None:
+    """validateOnly (SDK resources/deployments.py:168-169) creates nothing: the refusal is said first."""
+    base = "accounts/fireworks/models/qwen3-8b"
+    fireworks.shapes[base] = [shape("qwen3-8b-only", base, "NVIDIA_H100_80GB", 1, "FP8", addons=False)]
+    fireworks.live_merge_refused = {"qwen3-8b-only"}
+    platform = on_fake(fireworks)
+    try:
+        line = await refused_privately(
+            bot_factory, fake_slack, db, platform, f"run dataset={TEXT2SQL} model=qwen3-8b", "cannot be deployed"
+        )
+    finally:
+        await platform.close()
+    assert "live merge is not supported for this deployment configuration" in line
+    validated = fireworks.calls("POST", r"/deployments$")
+    assert validated and all(r.query.get("validateOnly") == "true" for r in validated) and not fireworks.deployments

@@ -51,11 +51,7 @@ class DeploymentRoutes:
                 return rpc_error(
                     "INVALID_ARGUMENT", "invalid deployment: addons cannot be enabled with quantized precisions (FP8/FP4)"
                 )
-            if (
-                not body.get("enableAddons")
-                and requested != "default"
-                and snap["name"].rsplit("/", 1)[-1] in self.live_merge_refused
-            ):
+            if not body.get("enableAddons") and snap["name"].rsplit("/", 1)[-1] in self.live_merge_refused:
                 # Field report (Nemotron Nano 3, 2026): "live merge is not supported for this deployment
                 # configuration; choose a deployment shape that supports live merge ..." on a matched shape.
                 return rpc_error(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fireworks import AsyncFireworks
+from fireworks import AsyncFireworks, omit
 from fireworks.types import Deployment
 from fireworks.types.deployment_shape_version import DeploymentShapeVersion
 from fireworks.types.shared.deployed_model import DeployedModel
@@ -40,6 +40,9 @@ from templates import render
 LARGE_PARAMS_B = 70.0  # bases this size and up get the longer warm-up window
 
 ModelInfo = Callable[[str], Awaitable[BaseModelInfo | None]]
+
+
+VALIDATION_ID = "sftbot-preflight"  # a validateOnly create's id: nothing is created under it
 
 
 class FireworksServing:
@@ -113,7 +116,24 @@ class FireworksServing:
             deployment = await self._create_merged(deployment_id, model_name, "default")
         return self.status(deployment, deployment_id)
 
-    async def _create_merged(self, deployment_id: str, model_name: str, shape: str) -> Deployment:
+    async def validate(self, model: str, shape: ShapeInfo) -> str | None:
+        """A ``validateOnly`` create of the live-merge deployment ("If true, this will not create the
+        deployment, but will return the deployment that would be created": SDK
+        resources/deployments.py:168-169), on ``shape`` and, as ``create`` does when refused, on the
+        default shape; None when one is accepted, else Fireworks' refusal."""
+        name = model if model.startswith("accounts/") else wire.base_model_name(model)
+        refusal: PlatformError | None = None
+        for option in (shape.name, "default"):
+            try:
+                await self._create_merged(VALIDATION_ID, name, option, validate_only=True)
+                return None
+            except PlatformError as exc:
+                if exc.retryable:
+                    raise
+                refusal = refusal or exc
+        return str(refusal).rstrip(".") if refusal is not None else None
+
+    async def _create_merged(self, deployment_id: str, model_name: str, shape: str, *, validate_only: bool = False) -> Deployment:
         return await self._calls.run(
             f"create deployment {deployment_id} of {model_name}",
             lambda: self._control.deployments.create(
@@ -124,6 +144,7 @@ class FireworksServing:
                 min_replica_count=self.min_replicas,
                 max_replica_count=self.max_replicas,
                 display_name=deployment_id,
+                validate_only=validate_only or omit,
             ),
             on_conflict=lambda: self._control.deployments.get(deployment_id),
         )

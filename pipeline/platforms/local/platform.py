@@ -257,6 +257,9 @@ class LocalServing:
     async def shape(self, model: str, *, addons: bool = False) -> ShapeInfo | None:
         raise PlatformError("the local platform has no deployment shapes: it serves from this machine.")
 
+    async def validate(self, model: str, shape: ShapeInfo) -> str | None:
+        raise PlatformError("the local platform has no deployment shapes: it serves from this machine.")
+
     def record(self, deployment_id: str) -> DeploymentRecord | None:
         """A deployment's record (also of earlier processes, and after a teardown), or None."""
         return self.deployments.record(_checked_id(deployment_id, "deployment"))
