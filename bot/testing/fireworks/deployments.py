@@ -24,6 +24,26 @@ from .world import (
 
 
 class DeploymentRoutes:
+    def _shape_refusal(self, body: JSON, snap: JSON, base_of: str) -> web.Response | None:
+        """What a create on this shape is refused with (a validateOnly create answers the same)."""
+        if body.get("enableAddons") and snap["precision"] != "BF16":
+            return rpc_error(
+                "INVALID_ARGUMENT", "invalid deployment: addons cannot be enabled with quantized precisions (FP8/FP4)"
+            )
+        if not body.get("enableAddons") and snap["name"].rsplit("/", 1)[-1] in self.live_merge_refused:
+            # Field report (Nemotron Nano 3, 2026): "live merge is not supported for this deployment
+            # configuration; choose a deployment shape that supports live merge ..." on a matched shape.
+            return rpc_error(
+                "FAILED_PRECONDITION",
+                "live merge is not supported for this deployment configuration; choose a deployment shape that "
+                "supports live merge, or use multi-lora (enable_addons=true) instead",
+            )
+        if body.get("enableAddons") and base_of in self.addons_refused:
+            # Field report (Nemotron Nano 3 on Fireworks, 2026): "invalid deployment: addons are not
+            # supported for this model" at create.
+            return rpc_error("INVALID_ARGUMENT", "invalid deployment: addons are not supported for this model")
+        return None
+
     async def _deployment_create(self, ctx: Ctx) -> web.Response:
         body: JSON = dict(ctx.body or {})
         dep_id = ctx.query.get("deploymentId") or uuid.uuid4().hex[:12]
@@ -47,22 +67,8 @@ class DeploymentRoutes:
             return rpc_error("INVALID_ARGUMENT", "the deployment shape version does not exist or you do not have access to it")
         if version is not None:
             snap = version["snapshot"]
-            if body.get("enableAddons") and snap["precision"] != "BF16":
-                return rpc_error(
-                    "INVALID_ARGUMENT", "invalid deployment: addons cannot be enabled with quantized precisions (FP8/FP4)"
-                )
-            if not body.get("enableAddons") and snap["name"].rsplit("/", 1)[-1] in self.live_merge_refused:
-                # Field report (Nemotron Nano 3, 2026): "live merge is not supported for this deployment
-                # configuration; choose a deployment shape that supports live merge ..." on a matched shape.
-                return rpc_error(
-                    "FAILED_PRECONDITION",
-                    "live merge is not supported for this deployment configuration; choose a deployment shape that "
-                    "supports live merge, or use multi-lora (enable_addons=true) instead",
-                )
-            if body.get("enableAddons") and base_of in self.addons_refused:
-                # Field report (Nemotron Nano 3 on Fireworks, 2026): "invalid deployment: addons are not
-                # supported for this model" at create; a validateOnly create answers the same.
-                return rpc_error("INVALID_ARGUMENT", "invalid deployment: addons are not supported for this model")
+            if (refused := self._shape_refusal(body, snap, base_of)) is not None:
+                return refused
             body["deploymentShape"] = version["name"]  # the server stores the version it resolved
             body.update({k: snap[k] for k in ("acceleratorType", "acceleratorCount", "precision")})
         rec = DeploymentRecord(

@@ -340,8 +340,7 @@ def base_model(
     *,
     tunable: bool = True,
     deprecated_tunable: bool | None = None,
-    moe: bool = False,
-    serverless: bool = False,
+    **flags: bool,  # moe, serverless
 ) -> ModelRecord:
     """A public base model as get-model answers it (Gateway REST API 5.10.0,
     https://docs.fireworks.ai/api-reference/get-model): ``supervisedLoraTunable`` is the V2 flag
@@ -349,6 +348,7 @@ def base_model(
     ``baseModelDetails.tunable`` are "Deprecated: V1 training stack only" and may disagree with it
     (``deprecated_tunable``; by default they say the same)."""
     v1 = tunable if deprecated_tunable is None else deprecated_tunable
+    moe, serverless = flags.get("moe", False), flags.get("serverless", False)
     details: JSON = {"tunable": v1, "moe": moe, "worldSize": 1, "modelType": "qwen3" if "qwen" in id_ else "llama"}
     if params is not None:
         details["parameterCount"] = str(int(params))
