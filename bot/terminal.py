@@ -147,13 +147,23 @@ class Terminal:
             self._phase = e.run.phase.value
             self.progress(f"[run #{e.run.number}] {self._phase}")
 
-    async def _plan(self, e: events.PlanProposed) -> None:
+    async def _plan(self, e: events.PlanProposed) -> int | None:
         if not (self.quiet and self.yes):
             self.out(plan_text(e.plan))
         if self.live is not None:
             jobs = [*e.plan.candidates, *([e.plan.final] if e.plan.final else [])]
             self.live.planned = {str(j.slot): j.duration for j in jobs if j.duration is not None}
+        if self.yes and e.plan.billed and e.plan.cost.total_usd is None:
+            # A price the table does not know (a GPU type without a dated rate) is not approved
+            # by a flag: a person reads the plan and decides.
+            n = e.run.number
+            self.out(
+                f"  --yes does not approve a plan whose total is unknown ({'; '.join(e.plan.cost.unknown[:2])}); "
+                f"run #{n} waits for a person: `sftbot resume {n}` at a terminal, or approve it in Slack."
+            )
+            return EXIT_NEEDS_PERSON
         await self._approve(e)
+        return None
 
     async def _scoreboard(self, e: events.ScoreboardChanged) -> None:
         self._board(e.run.number, list(e.candidates))

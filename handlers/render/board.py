@@ -333,7 +333,7 @@ def _promotion_starts(best: CandidateRecord, plan: Plan | None) -> str:
         shape = plan.shapes.get(best.base_model)
         on = f" on {gpus(shape)}" if shape is not None else ""
         rate = figures.deployment_rate(plan, best.base_model)
-        bill = "on this machine" if local else f"{on} at *{figures.per_hour(rate)}* while up, until deleted"
+        bill = "on this machine" if local else f"{on} at *{figures.rate(rate)}* {figures.UNTIL_GONE}"
         steps.append(f"deploys {code(best.base_model)}{bill}")
     return f"Promoting {' and '.join(steps)}." if steps else ""
 

@@ -11,7 +11,7 @@ from handlers.render.action_ids import BUDGET_RAISE, BUDGET_SKIP, CANCEL
 from handlers.render.mrkdwn import Block, Message, actions, button, confirm, context, encode, section
 from handlers.render.people import Ask
 from pipeline.domain.gates import BudgetRequest, BudgetStep
-from pipeline.domain.money import money
+from pipeline.domain.money import money, open_ended
 from pipeline.domain.records import RunRecord
 from pipeline.planning.ledger import Ledger
 
@@ -28,11 +28,29 @@ def _skipped(req: BudgetRequest) -> str:
     return _SKIPPED[req.step]
 
 
+def step_cost(req: BudgetRequest) -> str:
+    """What the held step costs: a job's estimate, or a deployment's rate said as open-ended."""
+    if req.step is BudgetStep.DEPLOY and req.usd_per_hour is not None:
+        return f"{req.step.label} {open_ended(req.usd_per_hour)}"
+    return f"{req.step.label} ≈ {money(req.next_usd)}"
+
+
+def approves(number: int, req: BudgetRequest) -> str:
+    """What approving approves, in the words the confirm dialog and the terminal use."""
+    cap = money((req.approved_usd + req.more_usd) * req.margin)
+    if req.step is BudgetStep.DEPLOY and req.usd_per_hour is not None:
+        return (
+            f"This approves the deployment's rate, {open_ended(req.usd_per_hour)}; "
+            f"run #{number} may then spend up to {cap} in all before asking again."
+        )
+    return f"Run #{number} may then spend up to {cap} in all."
+
+
 def _facts(req: BudgetRequest) -> str:
     why = f" · this run's jobs cost {req.overrun:.1f}× their estimate" if req.overrun and req.overrun > 1.05 else ""
     return (
         f"spent {money(req.spent_usd)} · approved {money(req.approved_usd)} · cap {money(req.cap_usd)} "
-        f"(approved × {req.margin:g}) · {req.step.label} ≈ {money(req.next_usd)}{why}"
+        f"(approved × {req.margin:g}) · {step_cost(req)}{why}"
     )
 
 
@@ -51,7 +69,7 @@ def decision_buttons(run: RunRecord, req: BudgetRequest) -> list[Block]:
             style="primary",
             confirm_=confirm(
                 f"Approve {money(req.more_usd)} more?",
-                f"Run #{run.number} may then spend up to {money((req.approved_usd + req.more_usd) * req.margin)} in all.",
+                approves(run.number, req),
                 "Approve",
             ),
         ),

@@ -6,7 +6,7 @@ model (#20) only these functions change. Formatting itself is ``pipeline.domain.
 
 from __future__ import annotations
 
-from pipeline.domain.money import money
+from pipeline.domain.money import UNTIL_GONE, money, open_ended, rate
 from pipeline.planning.cost import usd_per_hour
 from pipeline.planning.plan_types import Plan
 
@@ -24,6 +24,11 @@ def small_estimate(usd: float | None) -> str:
 def per_hour(usd: float | None) -> str:
     """What a deployment bills while a replica is up: "$4.00/hour"."""
     return f"{money(usd)}/hour" if usd else "by the hour"
+
+
+def until_gone() -> str:
+    """The words that say a deployment's price is open-ended (after the rates it depends on)."""
+    return open_ended(None).removeprefix(rate(None) + " ")
 
 
 def per_day(usd_per_hour: float | None) -> str:
@@ -48,6 +53,11 @@ def training(plan: Plan) -> str:
     return money(plan.cost.training_usd) if plan.billed else "free (this machine)"
 
 
+def evaluation(plan: Plan) -> str:
+    """The short-lived deployments that produce evaluation outputs, a line of the total."""
+    return money(plan.cost.evaluation_usd)
+
+
 def deployment_rate(plan: Plan, base_model: str) -> float | None:
     """What deploying ``base_model`` bills per hour: its own shape's price (the plan's headline
     figure is the dearest of its base models)."""
@@ -67,4 +77,4 @@ def actual_training(actual: float | None, estimated: float | None) -> str:
     return got + (f" (est. {money(estimated)})" if estimated is not None else "")
 
 
-__all__ = ["money"]
+__all__ = ["UNTIL_GONE", "money", "open_ended", "rate"]

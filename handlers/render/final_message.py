@@ -96,7 +96,7 @@ def _billing(s: RunSummary) -> str:
     rate = figures.deployment_rate(s.plan, s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
     shape = s.plan.shapes.get(s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
     on = f" on {gpus(shape)}" if shape is not None else ""
-    return f"{figures.per_hour(rate)}{on} while a replica is up (it scales to zero when idle)"
+    return f"{figures.open_ended(rate)}{on}"
 
 
 def _cost(s: RunSummary) -> str:

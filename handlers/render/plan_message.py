@@ -114,14 +114,15 @@ def _deployment(plan: Plan) -> str:
     if not plan.billed:
         return "on this machine, free"
     if c.deployment_usd_per_hour is None:
-        return "price unknown"
+        return "price unknown: a person must approve it"
     models = list(dict.fromkeys(plan.spec.base_models))
     rates = {m: figures.deployment_rate(plan, m) for m in models}
     if len(set(rates.values())) > 1:  # it depends on which base model wins
-        return " or ".join(f"{figures.per_hour(r)} ({escape(m)})" for m, r in list(rates.items())[:3]) + ", while up"
+        each = " or ".join(f"{figures.rate(r)} ({escape(m)})" for m, r in list(rates.items())[:3])
+        return f"{each} {figures.until_gone()}"
     shapes = [plan.shapes[b] for b in models if b in plan.shapes]
     on = f" on {gpus(max(shapes, key=lambda sh: sh.count))}" if shapes else ""
-    return f"{figures.per_hour(c.deployment_usd_per_hour)} while up{on}"
+    return figures.open_ended(c.deployment_usd_per_hour) + on
 
 
 def _judged_by(plan: Plan, names: Mapping[str, str]) -> str:
@@ -136,6 +137,7 @@ def _judged_by(plan: Plan, names: Mapping[str, str]) -> str:
 def _money_fields(plan: Plan, names: Mapping[str, str] | None = None) -> Block:
     return fields(
         ("Training", figures.training(plan)),
+        *((("Evaluation", figures.evaluation(plan)),) if plan.billed and plan.cost.evaluation_usd else ()),
         ("Deployment", _deployment(plan)),
         ("Time", _time_field(plan)),
         ("Judged by", _judged_by(plan, names or {})),

@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 
 class BaseModelInfo(BaseModel):
@@ -21,16 +21,32 @@ class BaseModelInfo(BaseModel):
     name: str | None = None  # platform resource name or local path, when it differs from id
 
 
+class PriceSource(BaseModel):
+    """Where a figure in the table comes from, and how far to trust it."""
+
+    url: str | None
+    note: str
+    confidence: str
+
+
 class PriceTier(BaseModel):
     max_params_b: float | None
     usd: float
     label: str
+    source: str  # a key of PriceTable.sources
 
 
 class GpuRate(BaseModel):
+    """One GPU's on-demand hourly rate. ``usd`` is the figure approvals use (the newest dated
+    list price); ``usd`` None means unknown: a plan on it has no total, so a person approves it."""
+
     label: str
-    usd: float
-    usd_high: float
+    usd: float | None
+    source: str | None  # a key of PriceTable.sources; None exactly when usd is None
+    usd_low: float | None = None  # the low end of the range (an older or lower published figure)
+    low_source: str | None = None
+    last_known_usd: float | None = None  # a superseded figure, shown, never used to approve
+    last_known_source: str | None = None
 
 
 class GpuRates(BaseModel):
@@ -39,6 +55,7 @@ class GpuRates(BaseModel):
     as_of: str
     source: str
     note: str
+    region_restricted_multiplier: float
     rates: dict[str, GpuRate]
 
 
@@ -53,11 +70,24 @@ class PriceTable(BaseModel):
     as_of: str
     source: str
     currency: str
+    sources: dict[str, PriceSource]
     lora_sft_per_million_tokens: list[PriceTier]
     gpu_hour_by_accelerator: GpuRates
     deployment_hours_in_estimate: float
     evaluation_deployment_hours: float
     range: PriceRange
+
+    @model_validator(mode="after")
+    def _every_figure_has_a_source(self) -> PriceTable:
+        for tier in self.lora_sft_per_million_tokens:
+            _known_source(self.sources, tier.source, tier.label)
+        for name, rate in self.gpu_hour_by_accelerator.rates.items():
+            if (rate.usd is None) != (rate.source is None):
+                raise ValueError(f"{name}: a price needs a source and a source a price")
+            for key in (rate.source, rate.low_source, rate.last_known_source):
+                if key is not None:
+                    _known_source(self.sources, key, name)
+        return self
 
     def sft_tier(self, params_b: float | None) -> PriceTier | None:
         """The LoRA SFT price band for a model size; None when the size is unknown."""
@@ -69,8 +99,19 @@ class PriceTable(BaseModel):
         return None
 
     def gpu_rate(self, accelerator: str) -> GpuRate | None:
-        """The hourly rate of one GPU of a shape's accelerator type; None when not in the table."""
+        """The table's row for a shape's accelerator type (its ``usd`` may be None: unknown); None
+        when the type is not in the table at all."""
         return self.gpu_hour_by_accelerator.rates.get(accelerator)
+
+    def gpu_usd(self, accelerator: str) -> float | None:
+        """The hourly rate approvals use for one GPU of this type; None: unknown, a person decides."""
+        rate = self.gpu_rate(accelerator)
+        return rate.usd if rate is not None else None
+
+
+def _known_source(sources: dict[str, PriceSource], key: str, what: str) -> None:
+    if key not in sources:
+        raise ValueError(f"{what}: source {key!r} is not in the price table's sources")
 
 
 def _load(name: str) -> object:

@@ -136,6 +136,9 @@ class BudgetRequest(BaseModel):
     margin: float
     more_usd: float
     overrun: float | None = None  # this run's jobs' actual / estimated cost so far
+    # The deployment step: its rate. ``next_usd`` is only its first period; it bills on at this
+    # rate until deleted or scaled to zero, and approving approves the rate and that period.
+    usd_per_hour: float | None = None
 
     @property
     def gate(self) -> GateKey:

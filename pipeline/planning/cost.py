@@ -47,7 +47,7 @@ def estimate_cost(
         lines.append(line := _training_line(job, table, found))
         if line.usd is None:
             unknown.append(f"{line.label}: price band of {job.base_model} unknown (model size not known)")
-    serving, high = _serving_lines(work, found, table)
+    serving, low = _serving_lines(work, found, table)
     lines += serving
     hourly = max((_hourly(found.shapes.get(b) if found.shapes else None, table) for b in work.bases), default=float("inf"))
     unknown += [f"{ln.label}: {ln.detail}" for ln in lines if ln.phase == "inference" and ln.usd is None]
@@ -55,17 +55,18 @@ def estimate_cost(
         unknown.append("hosted evaluation jobs: Fireworks publishes no price for them, so they are not in the total")
     training = _sum([ln.usd for ln in lines if ln.phase == "training"])
     inference = _sum([ln.usd for ln in lines if ln.phase == "inference"])
-    high_inference = _sum(high)
+    low_inference = _sum(low)
     total = None if training is None or inference is None else round(training + inference, 6)
     return CostEstimate(
         training_usd=training,
         inference_usd=inference,
         total_usd=total,
-        low_usd=None if total is None else round(total * table.range.low, 6),
-        # GPU-hour sources disagree, so the high end also uses each GPU's higher rate.
-        high_usd=None
-        if total is None or high_inference is None
-        else round(((training or 0.0) + high_inference) * table.range.high, 6),
+        # GPU-hour sources disagree: the total uses the newest list price, the low end each GPU's
+        # lower published figure (the docs' calculator).
+        low_usd=None
+        if total is None or low_inference is None
+        else round(((training or 0.0) + low_inference) * table.range.low, 6),
+        high_usd=None if total is None else round(total * table.range.high, 6),
         prices_as_of=table.as_of,
         price_source=table.source,
         billed_tokens=billed,
@@ -91,15 +92,15 @@ def _training_line(job: PlannedJob, table: PriceTable, found: Lookups) -> CostLi
 
 
 def _serving_lines(work: Work, found: Lookups, prices: PriceTable) -> tuple[list[CostLine], list[float | None]]:
-    """Deployment lines (usd None when unknown) and each line's high-end price."""
+    """Deployment lines (usd None when unknown) and each line's low-end price."""
     lines: list[CostLine] = []
-    high: list[float | None] = []
+    low: list[float | None] = []
     shapes, addon_shapes = found.shapes, found.addon_shapes
 
     def add(label: str, shape: ShapeInfo | None, hours: float, copies: int, what: str) -> None:
-        line, top = _serving_line(_Deployed(label, what, copies, hours), shape, prices, looked_up=shapes is not None)
+        line, bottom = _serving_line(_Deployed(label, what, copies, hours), shape, prices, looked_up=shapes is not None)
         lines.append(line)
-        high.append(top)
+        low.append(bottom)
 
     def shape_of(base: str, table: Shapes | None) -> ShapeInfo | None:
         return table.get(base) if table is not None else None
@@ -128,8 +129,14 @@ def _serving_lines(work: Work, found: Lookups, prices: PriceTable) -> tuple[list
             add("evaluation outputs (final model)", shape_of(priciest, shapes), eval_hours, 1, "the final model's outputs")
     if work.deploy and priciest is not None:
         hours = prices.deployment_hours_in_estimate
-        add("deployment (first hour)", shape_of(priciest, shapes), hours, 1, "billed per second while a replica is up")
-    return lines, high
+        add(
+            "deployment (first hour)",
+            shape_of(priciest, shapes),
+            hours,
+            1,
+            "a rate, billed per second while a replica is up, until deleted or scaled to zero",
+        )
+    return lines, low
 
 
 class _Deployed(NamedTuple):
@@ -144,20 +151,24 @@ class _Deployed(NamedTuple):
 def _serving_line(
     item: _Deployed, shape: ShapeInfo | None, prices: PriceTable, *, looked_up: bool
 ) -> tuple[CostLine, float | None]:
-    """One deployment line and its high-end price (None when the shape or its GPU's rate is unknown)."""
+    """One deployment line and its low-end price (None when the shape or its GPU's rate is unknown)."""
     label, what = item.label, item.what
     if shape is None:
         why = "no deployment shape" if looked_up else "deployment shape not looked up (it needs the Fireworks account)"
         return CostLine(phase="inference", label=label, usd=None, detail=f"{what}; {why}"), None
     rate = prices.gpu_rate(shape.accelerator)
     gpus = f"{shape.count} x {rate.label if rate else shape.accelerator}"
-    if rate is None:
-        detail = f"{what} on {gpus}: no dated price for this GPU type"
+    if rate is None or rate.usd is None:
+        detail = f"{what} on {gpus}: price unknown for this GPU type, not approved without a person"
         return CostLine(phase="inference", label=label, usd=None, detail=detail), None
     gpu_hours = item.copies * item.hours * shape.count
-    detail = f"{what}: {item.copies} x ~{item.hours:g} h x {gpus} at ${rate.usd:.2f}/GPU-h (shape {_shape_id(shape.name)})"
+    source = prices.sources[rate.source].url if rate.source in prices.sources else None
+    detail = (
+        f"{what}: {item.copies} x ~{item.hours:g} h x {gpus} at ${rate.usd:.2f}/GPU-h "
+        f"(shape {_shape_id(shape.name)}; {prices.gpu_hour_by_accelerator.as_of} price, {source or rate.source})"
+    )
     line = CostLine(phase="inference", label=label, usd=round(gpu_hours * rate.usd, 6), detail=detail)
-    return line, round(gpu_hours * rate.usd_high, 6)
+    return line, round(gpu_hours * (rate.usd_low if rate.usd_low is not None else rate.usd), 6)
 
 
 def _shape_id(name: str) -> str:
@@ -184,8 +195,8 @@ def deployment_rate(shape: ShapeInfo) -> DeploymentRate:
 
 
 def _hourly(shape: ShapeInfo | None, prices: PriceTable) -> float:
-    rate = prices.gpu_rate(shape.accelerator) if shape is not None else None
-    return shape.count * rate.usd if shape is not None and rate is not None else float("inf")
+    usd = prices.gpu_usd(shape.accelerator) if shape is not None else None
+    return shape.count * usd if shape is not None and usd is not None else float("inf")
 
 
 def _params(info: BaseModelInfo | None) -> float | None:

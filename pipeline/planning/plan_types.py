@@ -104,6 +104,23 @@ class CostEstimate(BaseModel):
     lines: list[CostLine] = Field(default_factory=list)
     unknown: list[str] = Field(default_factory=list)
 
+    # The header's total is exactly training + evaluation + deployment's first period: the plan
+    # shows each as its own field, so a reader can add them up (tests/pipeline/planning).
+    def _inference(self, *, deployment: bool) -> list[CostLine]:
+        return [ln for ln in self.lines if ln.phase == "inference" and ln.label.startswith("deployment") is deployment]
+
+    @property
+    def evaluation_usd(self) -> float | None:
+        """The short-lived deployments that produce evaluation outputs (0 when there are none)."""
+        usds = [ln.usd for ln in self._inference(deployment=False)]
+        return None if None in usds else round(sum(u for u in usds if u is not None), 6)
+
+    @property
+    def deployment_first_usd(self) -> float | None:
+        """The shipped deployment's first period, the part of an open-ended rate in the total."""
+        usds = [ln.usd for ln in self._inference(deployment=True)]
+        return None if None in usds else round(sum(u for u in usds if u is not None), 6)
+
 
 class Plan(BaseModel):
     """A resolved, costed plan. A revision yields a new plan with ``version + 1``."""

@@ -60,7 +60,15 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     assert "<@" not in text_of(waiting)  # the root never pings
     heading = plan["blocks"][0]["text"]["text"]
     assert re.search(r"^Plan v1 · run #1 · ≈ \$\d+\.\d\d · ~\d+ min$", heading), heading  # the total and the time
-    for word in ("Training", "Deployment", "/hour while up", "Judged by", "range", "prices of", "Price details"):
+    for word in (
+        "Training",
+        "Deployment",
+        "/h until deleted or scaled to zero",
+        "Judged by",
+        "range",
+        "prices of",
+        "Price details",
+    ):
         assert word in text_of(plan)
     assert find_element(plan["blocks"], "sft_approve") is not None
 
@@ -88,7 +96,7 @@ async def whole_run(bot: Bot, fake_slack: FakeSlack, fireworks: FakeFireworks) -
     snippet = next(b for b in final["blocks"] if b["type"] == "rich_text")  # code as code, not a mrkdwn fence
     code = snippet["elements"][0]["elements"][0]["text"]
     assert f"sftbot-{run.id}-dep" in code and "FIREWORKS_API_KEY" in code
-    assert "Billing now" in text_of(final) and "/hour" in text_of(final) and "while a replica is up" in text_of(final)
+    assert "Billing now" in text_of(final) and "/h until deleted or scaled to zero" in text_of(final)
     assert len(code.splitlines()) <= 6  # a call that fits a phone; the full snippet is in the report
     assert fireworks.api_key not in str(fake_slack.calls) and WANDB_KEY not in str(fake_slack.calls)  # secrets never reach Slack
     assert f"<https://wandb.ai/team-sft/runs/sftbot-{run.id}-final|W&B run>" in text_of(final)  # its curves, one click away

@@ -88,8 +88,8 @@ class FireworksServing:
         prices = price_table()
 
         def cost(s: ShapeInfo) -> float:
-            rate = prices.gpu_rate(s.accelerator)
-            return s.count * rate.usd if rate is not None else float("inf")
+            usd = prices.gpu_usd(s.accelerator)
+            return s.count * usd if usd is not None else float("inf")
 
         return min(options, key=cost)  # stable: the server's order breaks ties
 

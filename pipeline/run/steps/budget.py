@@ -52,6 +52,8 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
     request = shortfall(book, step, usd, held=run.phase.value, number=number, overrun=ratio)
     if request is None:
         return None
+    if step is BudgetStep.DEPLOY:  # a rate: the gate approves it and its first period, and says so
+        request = request.model_copy(update={"usd_per_hour": plan.cost.deployment_usd_per_hour})
     return Outcome(Event.OVER_BUDGET, changes=RunChanges(budget=request))
 
 

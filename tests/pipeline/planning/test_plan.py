@@ -102,11 +102,13 @@ def test_serving_is_priced_from_the_shape_fireworks_matched() -> None:
         "dataset=d.jsonl model=qwen3-235b-a22b-instruct-2507", samples=500, shapes={"qwen3-235b-a22b-instruct-2507": b200}
     )
     line = next(ln for ln in plan.cost.lines if ln.label == "deployment (first hour)")
-    rate = price_table().gpu_rate("NVIDIA_B200_180GB")
-    assert rate is not None and line.usd == pytest.approx(8 * rate.usd * price_table().deployment_hours_in_estimate)
+    rate = price_table().gpu_usd("NVIDIA_B200_180GB")
+    assert rate is not None and line.usd == pytest.approx(8 * rate * price_table().deployment_hours_in_estimate)
     assert "8 x B200 180GB" in line.detail and "shape big" in line.detail
     assert plan.cost.inference_usd == pytest.approx(line.usd) and plan.shapes == {"qwen3-235b-a22b-instruct-2507": b200}
-    assert plan.cost.high_usd is not None and plan.cost.high_usd > plan.cost.total_usd  # the higher GPU rate too
+    assert plan.cost.high_usd is not None and plan.cost.total_usd is not None and plan.cost.high_usd > plan.cost.total_usd
+    # The low end prices the GPUs at the docs' calculator figure, below the list price approved.
+    assert plan.cost.low_usd is not None and plan.cost.low_usd < plan.cost.total_usd * price_table().range.low
 
 
 def test_serving_without_a_shape_or_a_rate_is_unknown_never_a_guess() -> None:
@@ -117,7 +119,10 @@ def test_serving_without_a_shape_or_a_rate_is_unknown_never_a_guess() -> None:
     assert offline.cost.training_usd is not None and any("not looked up" in u for u in offline.cost.unknown)
     odd = H100.model_copy(update={"accelerator": "NVIDIA_L4_24GB"})
     unpriced = plan_for("dataset=d.jsonl model=qwen3-8b", samples=500, shapes={"qwen3-8b": odd})
-    assert unpriced.cost.total_usd is None and "no dated price for this GPU type" in unpriced.cost.lines[-1].detail
+    assert (
+        unpriced.cost.total_usd is None
+        and "price unknown for this GPU type, not approved without a person" in unpriced.cost.lines[-1].detail
+    )
 
 
 def test_candidate_outputs_share_one_multi_lora_deployment_per_base() -> None:
@@ -130,10 +135,11 @@ def test_candidate_outputs_share_one_multi_lora_deployment_per_base() -> None:
         addon_shapes={"qwen3-8b": addon, "qwen3-32b": None},
     )
     evals = {ln.label: ln for ln in plan.cost.lines if ln.label.startswith("evaluation outputs")}
-    hours = price_table().evaluation_deployment_hours
-    assert evals["evaluation outputs (qwen3-8b)"].usd == pytest.approx(1 * hours * 4.0)  # one shared deployment
+    hours, h100 = price_table().evaluation_deployment_hours, price_table().gpu_usd("NVIDIA_H100_80GB")
+    assert h100 is not None
+    assert evals["evaluation outputs (qwen3-8b)"].usd == pytest.approx(1 * hours * h100)  # one shared deployment
     assert "3 adapters on one multi-LoRA deployment" in evals["evaluation outputs (qwen3-8b)"].detail
-    assert evals["evaluation outputs (qwen3-32b)"].usd == pytest.approx(3 * hours * 4.0)  # no addon shape: live merge each
+    assert evals["evaluation outputs (qwen3-32b)"].usd == pytest.approx(3 * hours * h100)  # no addon shape: live merge each
     assert "evaluation outputs (final model)" not in evals  # the final model is scored on the production deployment
 
 
@@ -240,3 +246,69 @@ def test_cli_inspect_exit_codes() -> None:
     assert bad.returncode == 1
     assert _cli("inspect", "/nonexistent.jsonl").returncode == 2
     assert _cli("frobnicate").returncode == 2
+
+
+# Every accelerator the create-deployment API names: SDK 1.2.30's Literal
+# (fireworks/types/deployment_create_params.py:71-86) plus those the Gateway REST API 5.10.0 adds
+# (https://docs.fireworks.ai/api-reference/create-deployment: NVIDIA_B300_288GB, NVIDIA_GB200, NVIDIA_GB300).
+API_ACCELERATORS = {
+    "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "AMD_MI300X_192GB", "NVIDIA_A10G_24GB", "NVIDIA_A100_40GB",
+    "NVIDIA_L4_24GB", "NVIDIA_H200_141GB", "NVIDIA_B200_180GB", "AMD_MI325X_256GB", "AMD_MI350X_288GB",
+    "NVIDIA_B300_288GB", "NVIDIA_GB200", "NVIDIA_GB300",
+}  # fmt: skip
+
+
+def test_every_accelerator_is_priced_with_a_dated_source_or_said_unknown() -> None:
+    from typing import get_args, get_type_hints
+
+    from fireworks.types.deployment_create_params import DeploymentCreateParams
+
+    hint = get_type_hints(DeploymentCreateParams, include_extras=True)["accelerator_type"]
+    sdk = set(get_args(get_args(hint)[0])) - {"ACCELERATOR_TYPE_UNSPECIFIED"}
+    assert len(sdk) == 10 and sdk <= API_ACCELERATORS  # the SDK's list is a subset of the API's; both are covered below
+    table = price_table()
+    assert set(table.gpu_hour_by_accelerator.rates) == API_ACCELERATORS
+    for name, rate in table.gpu_hour_by_accelerator.rates.items():
+        if rate.usd is None:  # unknown: no source, and nothing the plan could approve with
+            assert rate.source is None, name
+            continue
+        assert rate.source in table.sources and table.sources[rate.source].url, name
+        if rate.usd_low is not None:  # the range's low end is lower and has its own source
+            assert rate.usd_low < rate.usd and rate.low_source in table.sources, name
+    assert all(tier.source in table.sources for tier in table.lora_sft_per_million_tokens)
+    # The 2026-09-01 list prices approvals use, with the docs' calculator as the low end.
+    assert {n: (r.usd, r.usd_low) for n, r in table.gpu_hour_by_accelerator.rates.items() if r.usd is not None} == {
+        "NVIDIA_H100_80GB": (8.0, 7.0),
+        "NVIDIA_H200_141GB": (8.0, 7.0),
+        "NVIDIA_B200_180GB": (13.0, 10.0),
+        "NVIDIA_B300_288GB": (15.0, 12.0),
+        "NVIDIA_GB300": (20.0, None),
+    }
+
+
+def test_a_figure_without_a_source_is_refused_when_the_table_loads() -> None:
+    from pipeline.domain.catalog import PriceTable
+
+    data = price_table().model_dump()
+    data["gpu_hour_by_accelerator"]["rates"]["NVIDIA_GB200"]["usd"] = 30.0  # a price nobody can point at
+    with pytest.raises(ValueError, match="NVIDIA_GB200: a price needs a source"):
+        PriceTable.model_validate(data)
+    data = price_table().model_dump()
+    data["lora_sft_per_million_tokens"][0]["source"] = "hearsay"
+    with pytest.raises(ValueError, match="source 'hearsay' is not in the price table's sources"):
+        PriceTable.model_validate(data)
+
+
+def test_an_unknown_gpu_rate_leaves_the_total_unknown_so_a_person_approves() -> None:
+    from pipeline.domain.authz import Action, Actor, Policy, Rule, Subject, authorize
+
+    gb200 = H100.model_copy(update={"accelerator": "NVIDIA_GB200", "count": 4})
+    plan = plan_for("dataset=d.jsonl model=qwen3-8b", samples=500, shapes={"qwen3-8b": gb200})
+    line = next(ln for ln in plan.cost.lines if ln.label == "deployment (first hour)")
+    assert line.usd is None and "not approved without a person" in line.detail and "4 x GB200" in line.detail
+    assert plan.cost.total_usd is None and plan.cost.deployment_usd_per_hour is None
+    policy = Policy(budget_usd=100.0, admins=["UADMIN"])
+    about = Subject(requester="UALICE", estimated_usd=plan.cost.total_usd)
+    verdict = authorize(Actor(id="UBOB"), Action.APPROVE, policy=policy, about=about)
+    assert not verdict.allowed and verdict.rule is Rule.OVER_BUDGET  # an admin has to look
+    assert authorize(Actor(id="UADMIN"), Action.APPROVE, policy=policy, about=about).allowed

@@ -32,8 +32,8 @@ async def test_a_base_served_on_8_b200_is_priced_from_that_shape(db: Database, t
             proposed = await log.wait_kind(events.PlanProposed, run.id)
     plan = proposed.plan
     line = next(ln for ln in plan.cost.lines if ln.label == "deployment (first hour)")
-    b200 = price_table().gpu_rate("NVIDIA_B200_180GB")
-    assert b200 is not None and line.usd == pytest.approx(8 * b200.usd * 1.0)  # 8 GPUs x $9.00 x 1 h, not 1 x H100 x $4
+    b200 = price_table().gpu_usd("NVIDIA_B200_180GB")
+    assert b200 is not None and line.usd == pytest.approx(8 * b200 * 1.0)  # 8 GPUs x $13.00 x 1 h, not 1 x H100
     assert "8 x B200 180GB" in line.detail and "shape qwen3-235b-b200" in line.detail
     assert plan.shapes["qwen3-235b-a22b-instruct-2507"].count == 8
     sent = fake.calls("POST", r"/deploymentShapeVersions:match$")[0].json
