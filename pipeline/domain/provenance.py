@@ -70,6 +70,11 @@ class ResourceState(str, Enum):
         """Exists no more on the platform (or is on its way out): nothing of it bills."""
         return self in (ResourceState.DELETING, ResourceState.DELETED)
 
+    @property
+    def ends(self) -> bool:
+        """Takes the resource out of service: whatever it billed stops at this move."""
+        return self.gone or self in (ResourceState.FAILED, ResourceState.CANCELLED, ResourceState.PRUNED, ResourceState.COMPLETED)
+
     @staticmethod
     def of(state: Enum) -> ResourceState:
         """The provenance state of a platform or candidate state of the same name."""

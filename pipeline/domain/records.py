@@ -139,6 +139,7 @@ class Resource(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)  # what it is for, for people and the report
     created_at: float
     updated_at: float
+    ended_at: float | None = None  # when it first went out of service (deleted, failed, ended): billing stops
 
     @property
     def ref(self) -> Ref:

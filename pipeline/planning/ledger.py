@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from pipeline.domain.gates import BudgetRequest, BudgetStep
 from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, Resource
+from pipeline.domain.slots import CandidateState
 from pipeline.planning.plan_types import Plan
 
 DEFAULT_MARGIN = 1.2
@@ -89,6 +90,26 @@ def _label(c: CandidateRecord) -> str:
     return "final run" if c.slot.is_final else f"candidate {c.slot.number}"
 
 
+_STOPPED_EARLY = (CandidateState.CANCELLED, CandidateState.PRUNED)
+
+
+def ran_share(c: CandidateRecord) -> float:
+    """The part of a job that ran: all of it, unless it was stopped early (cancelled or pruned);
+    then its epochs reached over those planned, else the platform's progress. Fireworks does not
+    say how a cancelled SFT job is billed (its ``estimatedCost`` is the whole job's), so the ledger
+    charges what ran and the report's "pruning saved" is the rest: the two add up to the estimate."""
+    if c.state not in _STOPPED_EARLY:
+        return 1.0
+    if c.epoch is not None and c.epochs:
+        return min(1.0, max(0.0, c.epoch / c.epochs))
+    return min(1.0, max(0.0, c.progress / 100))
+
+
+def job_estimate(c: CandidateRecord, plan: Plan | None) -> float | None:
+    """A whole job's price: the platform's own figure when it gave one, else the plan's."""
+    return c.cost_usd if c.cost_usd is not None else _job_estimates(plan).get(_label(c))
+
+
 def ledger(
     cands: Sequence[CandidateRecord],
     resources: Sequence[Resource],
@@ -101,16 +122,20 @@ def ledger(
     """The run's ledger as of ``now`` (empty where its plan says the platform bills nothing)."""
     if plan is not None and not plan.billed:
         return Ledger(approved_usd=approved_usd, margin=margin)
-    estimates = _job_estimates(plan)
-    lines: list[LedgerLine] = []
-    for c in cands:
-        running = c.state.is_active()
-        if c.cost_usd is not None:
-            lines.append(LedgerLine(label=_label(c), usd=round(c.cost_usd, 6), running=running))
-        elif (est := estimates.get(_label(c))) is not None and (running or c.state.is_finished()):
-            lines.append(LedgerLine(label=_label(c), usd=round(est, 6), estimated=True, running=running))
+    lines = [line for c in cands if (line := _job_line(c, plan)) is not None]
     lines += [line for r in resources if (line := _deployment_line(r, now)) is not None]
     return Ledger(lines=lines, approved_usd=approved_usd, margin=margin)
+
+
+def _job_line(c: CandidateRecord, plan: Plan | None) -> LedgerLine | None:
+    """A job at its price (the platform's, else the plan's) x the part of it that ran; None for
+    a job the plan did not price that has not been priced yet, or that never started."""
+    whole = job_estimate(c, plan)
+    running = c.state.is_active()
+    if whole is None or (c.cost_usd is None and not (running or c.state.is_finished())):
+        return None
+    share = ran_share(c)
+    return LedgerLine(label=_label(c), usd=round(whole * share, 6), estimated=c.cost_usd is None or share < 1, running=running)
 
 
 def _deployment_line(r: Resource, now: float) -> LedgerLine | None:
@@ -121,7 +146,8 @@ def _deployment_line(r: Resource, now: float) -> LedgerLine | None:
         return None
     # A FAILED deployment holds no replica; DELETE_FAILED is still up as far as anyone knows.
     live = not r.state.gone and r.state is not ResourceState.FAILED
-    end = now if live else r.updated_at
+    # Billing ends when it first went out of service (the delete, not a 404 read back later).
+    end = now if live else (r.ended_at if r.ended_at is not None else r.updated_at)
     if live and r.scaled_to_zero_at is not None:  # no replica since then; it bills again only while serving
         live, end = False, r.scaled_to_zero_at
     hours = max(0.0, end - r.created_at) / 3600

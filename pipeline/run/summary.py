@@ -21,7 +21,7 @@ from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, GateDecision, Resource, RunRecord
 from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.ledger import DEFAULT_MARGIN, ledger
+from pipeline.planning.ledger import DEFAULT_MARGIN, job_estimate, ledger, ran_share
 from pipeline.planning.plan_types import Plan
 from pipeline.platforms.lifecycle import serving_note
 from pipeline.run import prune_rule
@@ -119,23 +119,24 @@ def evaluation_sentence(plan: Plan | None, shipped: CandidateRecord | None, *, e
 def pruning_savings(plan: Plan | None, cands: list[CandidateRecord], workspace: Path) -> prune_rule.Savings | None:
     """What the run's pruned candidates did not spend: epochs, and their price or time.
 
-    Money (billing platforms): the plan's own price of that candidate, per epoch. Time (the
+    Money (billing platforms): the ledger's price of that job, per epoch. Time (the
     local platform): the pruned job's own pace, from the training-step seconds its trainer
     logged at its last finished epoch (start-up and validation passes left out, so an
     underestimate rather than a boast).
     """
-    lines = {ln.label: ln.usd for ln in plan.cost.lines} if plan is not None else {}
     pruned = []
     for c in cands:
         if c.state is not CandidateState.PRUNED:
             continue
-        usd = lines.get(f"candidate {c.slot.number}")
+        # The ledger's price of the whole job: what it charges for the part that ran and what
+        # is saved here add up to it (pipeline/planning/ledger.py ran_share).
+        usd = job_estimate(c, plan)
         at_epoch = [p for p in load_points(workspace, c.job_id) if p.elapsed_s is not None and p.val_loss is not None and p.epoch]
         pace = at_epoch[-1].elapsed_s / at_epoch[-1].epoch if at_epoch and at_epoch[-1].elapsed_s and at_epoch[-1].epoch else None
         pruned.append(
             prune_rule.Pruned(
                 epochs=c.epochs,
-                reached=c.epoch or 0.0,
+                reached=ran_share(c) * c.epochs,
                 usd_per_epoch=usd / c.epochs if usd is not None and c.epochs else None,
                 seconds_per_epoch=pace,
             )

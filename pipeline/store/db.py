@@ -133,6 +133,8 @@ class Database:
         self._lock = asyncio.Lock()
         # Where events raised inside writes go after COMMIT; the runner sets its event bus here.
         self.publish: Publish = _nothing
+        # The time a resource row is stamped with (tests put a fake clock here).
+        self.clock: Callable[[], float] = time.time
 
     @classmethod
     async def open(cls, path: Path | str) -> Database:
@@ -295,12 +297,13 @@ class Database:
         check_move(ref.kind, ResourceState(row[0]) if row is not None else None, to)
         c = change or Change()
         rate = c.rate or DeploymentRate()
-        now = time.time()
+        now = self.clock()
         await tx.execute(
             "INSERT INTO resources(kind, resource_id, run_id, name, state, error, usd_per_hour, gpu_count, accelerator,"
-            " priced_at, estimated_usd, kept_at, idle_asked_at, scaled_to_zero_at, details_json, created_at, updated_at)"
+            " priced_at, estimated_usd, kept_at, idle_asked_at, scaled_to_zero_at, details_json, created_at, updated_at,"
+            " ended_at)"
             " VALUES (:kind, :id, :run, :name, :state, :error, :usd_per_hour, :gpu_count, :accelerator, :priced_at,"
-            " :estimated_usd, :kept_at, :idle_asked_at, :scaled_to_zero_at, :details, :now, :now)"
+            " :estimated_usd, :kept_at, :idle_asked_at, :scaled_to_zero_at, :details, :now, :now, :ended_at)"
             " ON CONFLICT(kind, resource_id) DO UPDATE SET"
             " name=CASE WHEN excluded.name != '' THEN excluded.name ELSE resources.name END, state=excluded.state,"
             " error=excluded.error, usd_per_hour=COALESCE(excluded.usd_per_hour, resources.usd_per_hour),"
@@ -311,7 +314,8 @@ class Database:
             " kept_at=COALESCE(excluded.kept_at, resources.kept_at),"
             " idle_asked_at=COALESCE(excluded.idle_asked_at, resources.idle_asked_at),"
             " scaled_to_zero_at=COALESCE(excluded.scaled_to_zero_at, resources.scaled_to_zero_at),"
-            " details_json=json_patch(resources.details_json, excluded.details_json), updated_at=excluded.updated_at",
+            " details_json=json_patch(resources.details_json, excluded.details_json), updated_at=excluded.updated_at,"
+            " ended_at=COALESCE(resources.ended_at, excluded.ended_at)",
             {
                 "kind": ref.kind.value,
                 "id": ref.id,
@@ -326,6 +330,7 @@ class Database:
                 "scaled_to_zero_at": c.scaled_to_zero_at,
                 "details": json.dumps(c.details, default=str),
                 "now": now,
+                "ended_at": now if to.ends else None,
             },
         )
 
@@ -385,4 +390,5 @@ def _resource(r: aiosqlite.Row) -> Resource:
         details=json.loads(r["details_json"]),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        ended_at=r["ended_at"],
     )

@@ -205,6 +205,10 @@ class JobRecord:
                 "updateTime": rfc3339(self.created_wall + max(0.0, now - self.created)),
                 "createdBy": "fake-user@example.com",
                 "outputModel": self.output_model_name,
+                # "The estimated cost of the job." (DOC create-supervised-fine-tuning-job 5.10.0,
+                # readOnly; SDK types/supervised_fine_tuning_job.py:151-152). Whether it is revised
+                # after a cancel is not documented: the fake keeps the whole job's figure, and the
+                # ledger charges a stopped job only the part that ran (ledger.ran_share).
                 "estimatedCost": money(self.estimated_cost_usd),
                 "jobProgress": {
                     "percent": 100 if state == "JOB_STATE_COMPLETED" else int(frac * 100),
