@@ -77,7 +77,9 @@ def create_app(
         # SFTBOT_DM_APPROVERS: a DM names the run, so only to those who can see its channel.
         dm=directory.in_channel if settings.dm_approvers else None,
     )
-    notifier = Notifier(engine.db, engine.platform, messages, live_interval=live_interval, asker=asker)
+    notifier = Notifier(
+        engine.db, engine.platform, messages, live_interval=live_interval, asker=asker, margin=engine.runner.config.spend_margin
+    )
     engine.bus.subscribe(notifier)
     surface = Surface(runner=engine.runner, notifier=notifier, directory=directory, messages=messages)
     register(app, surface)

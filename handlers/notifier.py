@@ -32,10 +32,11 @@ from pipeline.domain.machine import Phase
 from pipeline.domain.platform import Platform
 from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import Actor, CandidateRecord, RunRecord
+from pipeline.planning.ledger import DEFAULT_MARGIN
 from pipeline.planning.plan_types import Plan
 from pipeline.run import events
+from pipeline.run.bill import Bill, run_bill
 from pipeline.run.scoreboard import rank
-from pipeline.run.spending import run_ledger
 from pipeline.run.summary import summarize
 from pipeline.store import runs
 from pipeline.store.db import Database
@@ -50,12 +51,12 @@ LIVE: dict[type[events.RunEvent], MessageKey] = {
 Item = tuple[str, Any]  # ("event", RunEvent) | ("flush", MessageKey) | ("post", Message)
 
 
-def live_message(e: events.RunEvent, *, max_parallel: int = 6) -> Message:
+def live_message(e: events.RunEvent, *, max_parallel: int = 6, bill: Bill | None = None) -> Message:
     """The message a live event renders now (tests compare it with the thread)."""
     if isinstance(e, events.FinalProgress):
         return board.final_board(e.run, e.candidate)
     assert isinstance(e, events.ScoreboardChanged)
-    return board.scoreboard(e.run, rank(e.candidates), max_parallel=max_parallel)
+    return board.scoreboard(e.run, rank(e.candidates), max_parallel=max_parallel, bill=bill)
 
 
 class Notifier:
@@ -69,9 +70,11 @@ class Notifier:
         *,
         live_interval: float = 3.0,
         asker: Asker | None = None,
+        margin: float = DEFAULT_MARGIN,
     ) -> None:
         """``asker``: who decides and how they are reached (default: anyone, by mention, ids as names)."""
         self.db = db
+        self.margin = margin  # the cap is what was approved x this (SFTBOT_SPEND_MARGIN)
         self.platform = platform
         self.out = out
         self.asker = asker or Asker(db, out, policy=Policy)
@@ -200,7 +203,7 @@ class Notifier:
             ask=ask,
             names=ask.names if ask is not None else await self.asker.names([run.requester, *([actor] if actor else [])]),
             cands=cands,
-            book=await run_ledger(self.db, run),
+            bill=await run_bill(self.db, run, margin=self.margin),
             model=summary.model if summary is not None else None,
             torn_down=summary is not None and final_message.torn_down(summary),
             result=board.short_result(summary.shipped, summary.comparison) if summary and summary.shipped else None,
@@ -361,7 +364,8 @@ class Notifier:
         await self._close_boards(e.run, board.Ended.FAILED)
         left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
         private = await self.out.get(e.run.id, ROOT) is None  # only the requester reads it: the reason whole
-        msg = root_message.failure(e.run, reason=e.reason, left_running=left, started_jobs=started, whole=private)
+        bill = await run_bill(self.db, e.run, margin=self.margin) if e.run.billed else None
+        msg = root_message.failure(e.run, reason=e.reason, left_running=left, started_jobs=started, whole=private, bill=bill)
         await self._ending(e.run, msg)
 
     async def _cancelled(self, e: events.RunCancelled) -> None:
@@ -369,7 +373,8 @@ class Notifier:
         left, started = await left_running(self.db, e.run), await started_jobs(self.db, e.run)
         actor = e.actor.id if e.actor else None
         names = await self.asker.names([a for a in (actor, e.run.requester) if a])
-        msg = root_message.cancelled(e.run, actor=actor, left_running=left, started_jobs=started, names=names)
+        bill = await run_bill(self.db, e.run, margin=self.margin) if e.run.billed else None
+        msg = root_message.cancelled(e.run, actor=actor, left_running=left, started_jobs=started, names=names, bill=bill)
         await self._ending(e.run, msg)
 
     # --- live messages: coalesced while the run goes on, closed when it ends ---------------
@@ -381,7 +386,8 @@ class Notifier:
         final = next((c for c in every if c.slot.is_final), None)
         closing: list[tuple[MessageKey, Message]] = []
         if sweep:
-            closing.append((SCOREBOARD, board.scoreboard(run, sweep, ended=ended)))
+            bill = await run_bill(self.db, run, margin=self.margin) if run.billed else None
+            closing.append((SCOREBOARD, board.scoreboard(run, sweep, ended=ended, bill=bill)))
         if final is not None:
             closing.append((FINAL_BOARD, board.final_board(run, final, ended=True)))
         for key, msg in closing:
@@ -424,14 +430,15 @@ class Notifier:
             return  # the board was closed with every job's final state: a late tick must not reopen it
         plan = await runs.get_plan(self.db, run_id, e.run.plan_version) if e.run.plan_version else None
         cands = list(e.candidates) if isinstance(e, events.ScoreboardChanged) else []
-        await self.out.put(run_id, key, live_message(e, max_parallel=self._parallel(run_id, cands, plan)))
+        bill = await run_bill(self.db, e.run, margin=self.margin) if e.run.billed else None
+        await self.out.put(run_id, key, live_message(e, max_parallel=self._parallel(run_id, cands, plan), bill=bill))
         await self._spend_warning(e.run)
 
     async def _spend_warning(self, run: RunRecord) -> None:
         """Once per run, in the thread, when what was spent passes 80% of the cap."""
         if run.approved_usd is None or not run.billed or run.channel is None:
             return
-        book = await run_ledger(self.db, run)
+        book = await run_bill(self.db, run, margin=self.margin)
         if book.warning and await self.out.mark(run.id, MessageKey("warn:spend80")):
             await self.out.reply(run.id, root_message.notice(budget_gate.warning_text(run, book), icon="⚠️"))
 

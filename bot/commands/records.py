@@ -12,6 +12,22 @@ from bot.errors import Refused, UsageError
 
 if TYPE_CHECKING:
     from pipeline.domain.records import AuditEvent
+    from pipeline.run.bill import Bill
+
+
+def bill_line(bill: Bill) -> str:
+    """A run's money at the terminal, in the bill's words (committed, spent, still billing)."""
+    from pipeline.domain.money import money, rate
+
+    if not bill.billed:
+        return "money: free (this machine)"
+    parts = [f"committed {money(bill.committed_usd)}", f"spent {money(bill.spent_usd)}"]
+    if bill.approved_usd is not None:
+        parts.append(f"approved {money(bill.approved_usd)} (cap {money(bill.cap_usd)})")
+    parts += [f"still billing {rate(d.usd_per_hour)}: {d.deployment_id}" for d in bill.live]
+    if bill.overrun_flag and bill.overrun is not None:
+        parts.append(f"⚠ jobs cost {bill.overrun:.1f}x their estimate")
+    return "money: " + " · ".join(parts)
 
 
 def stamp(epoch: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -90,10 +106,12 @@ async def show(args: Namespace) -> int:
     from bot.settings import load_settings
     from bot.terminal import scoreboard_lines
     from pipeline.run.answers import run_comparison
+    from pipeline.run.bill import run_bill
     from pipeline.store import runs
     from pipeline.store.db import Database
 
-    db = await Database.open(load_settings().db_path)
+    settings = load_settings()
+    db = await Database.open(settings.db_path)
     try:
         run = await runs.get_run(db, args.run)
         if run is None:
@@ -101,12 +119,15 @@ async def show(args: Namespace) -> int:
         cands = await runs.candidates(db, run.id)
         trail = await db.audit_trail(run.id)
         compared = await run_comparison(db, run)
+        bill = await run_bill(db, run, margin=settings.spend_margin)
     finally:
         await db.close()
     if args.json:
         print_json(
             {
                 "run": run.model_dump(mode="json"),
+                # The run's money, the same read model every surface renders (pipeline/run/bill.py).
+                "bill": {**bill.model_dump(mode="json"), "usd_per_hour": bill.usd_per_hour, "overrun_flag": bill.overrun_flag},
                 "candidates": [c.model_dump(mode="json") for c in cands],
                 "audit": [a.model_dump(mode="json") for a in trail],
                 # Base vs the shipped model (or the sweep's leader before a promotion); null: not scored.
@@ -118,6 +139,7 @@ async def show(args: Namespace) -> int:
     print(f"  {run.instruction}")
     if run.error:
         print(f"  error: {run.error}")
+    print(f"  {bill_line(bill)}")
     print("\n".join(scoreboard_lines(cands)))
     if compared:
         print("\n".join(comparison_lines(compared[1], who=compared[0])))

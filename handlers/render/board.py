@@ -46,10 +46,10 @@ from handlers.render.people import Ask
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.ledger import DEFAULT_MARGIN, WARN_AT
 from pipeline.planning.plan_types import Plan
 from pipeline.platforms.lifecycle import gpus
 from pipeline.run import timing
+from pipeline.run.bill import Bill
 from pipeline.run.scoreboard import leader
 
 
@@ -193,10 +193,11 @@ def progress_line(
     *,
     max_parallel: int,
     now: float | None = None,
-    margin: float = DEFAULT_MARGIN,
+    bill: Bill | None = None,
     ended: Ended | None = None,
 ) -> str:
-    """Live: ``2/4 done · done ≈ 8:40 PM · ≈ $0.02 of $5.30 approved``; ended: ``4/4 done in 22 min``."""
+    """Live: ``2/4 done · done ≈ 8:40 PM · ≈ $0.24 committed, $0.02 spent of $5.30 approved``;
+    ended: ``4/4 done in 22 min``. Money from the run's bill, with ⚠️ past 1.5× the estimate."""
     now = time.time() if now is None else now
     done = sum(1 for c in cands if c.state.is_finished())
     took = timing.minutes(max(0.0, (run.updated_at if ended else now) - run.created_at))
@@ -209,10 +210,10 @@ def progress_line(
         left = timing.remaining(cands, max_parallel=max_parallel, now=now)
         if (when := done_at(left, now)) is not None and done < len(cands):
             parts.append(when)
-    spent = timing.spent(cands)
-    warn = spent is not None and run.approved_usd is not None and spent >= WARN_AT * run.approved_usd * margin
-    if (money_line := figures.spent_of(spent, run.approved_usd, warn=warn)) is not None:
+    if (money_line := figures.bill_fact(bill)) is not None:
         parts.append(money_line)
+    if (flag := figures.overrun_flag(bill.overrun if bill is not None else None)) is not None:
+        parts.append(flag)
     return " · ".join(parts)
 
 
@@ -224,6 +225,7 @@ def scoreboard(
     title: str = "Sweep",
     now: float | None = None,
     ended: Ended | None = None,
+    bill: Bill | None = None,
 ) -> Message:
     """The live scoreboard: one thread message edited in place, the leader marked 🏆.
 
@@ -233,7 +235,7 @@ def scoreboard(
     """
     top = leader(cands)
     lead = f"leader #{top.slot.number}" if top is not None and not top.slot.is_final else "no metric yet"
-    progress = progress_line(run, cands, max_parallel=max_parallel, now=now, ended=ended)
+    progress = progress_line(run, cands, max_parallel=max_parallel, now=now, ended=ended, bill=bill)
     head = f"*{escape(title)} — run #{run.number}* · {progress}"
     blocks: list[Block] = [section(head), *chunked_sections(lines(cands, ended=ended is not None)), context(heading_facts(cands))]
     blocks += [context(escape(line)) for line in candidate_notes(cands, ended=ended is not None)[:5]]

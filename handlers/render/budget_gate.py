@@ -13,7 +13,7 @@ from handlers.render.people import Ask
 from pipeline.domain.gates import BudgetRequest, BudgetStep
 from pipeline.domain.money import money, open_ended
 from pipeline.domain.records import RunRecord
-from pipeline.planning.ledger import Ledger
+from pipeline.run.bill import Bill
 
 _SKIP = {BudgetStep.FINAL: "Skip the final run", BudgetStep.DEPLOY: "Skip the deployment"}
 _SKIPPED = {
@@ -49,7 +49,7 @@ def approves(number: int, req: BudgetRequest) -> str:
 def _facts(req: BudgetRequest) -> str:
     why = f" · this run's jobs cost {req.overrun:.1f}× their estimate" if req.overrun and req.overrun > 1.05 else ""
     return (
-        f"spent {money(req.spent_usd)} · approved {money(req.approved_usd)} · cap {money(req.cap_usd)} "
+        f"committed {money(req.spent_usd)} · approved {money(req.approved_usd)} · cap {money(req.cap_usd)} "
         f"(approved × {req.margin:g}) · {step_cost(req)}{why}"
     )
 
@@ -104,10 +104,10 @@ def budget_stamped(run: RunRecord, req: BudgetRequest, stamp_text: str) -> Messa
     return Message(text=f"Run #{run.number} budget gate: {stamp_text}", blocks=blocks)
 
 
-def warning_text(run: RunRecord, book: Ledger) -> str:
+def warning_text(run: RunRecord, book: Bill) -> str:
     """Said once in the thread when what was spent passes 80% of the cap."""
     return (
-        f"Run #{run.number} has spent ≈ {money(book.spent_usd)} of its {money(book.cap_usd)} cap "
+        f"Run #{run.number} has committed ≈ {money(book.committed_usd)} of its {money(book.cap_usd)} cap "
         f"({money(book.approved_usd)} approved × {book.margin:g}). Running jobs go on; the final run and the "
         "deployment wait at a budget gate if they would pass the cap."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pipeline.domain.money import UNTIL_GONE, money, open_ended, rate
 from pipeline.planning.cost import usd_per_hour
 from pipeline.planning.plan_types import Plan
+from pipeline.run.bill import OVERRUN_FLAG, Bill
 
 
 def estimate(usd: float | None) -> str:
@@ -35,13 +36,34 @@ def per_day(usd_per_hour: float | None) -> str:
     return f"up to {money(usd_per_hour * 24)}/day" if usd_per_hour else "rate unknown"
 
 
-def spent_of(spent: float | None, approved: float | None, *, warn: bool = False) -> str | None:
-    """What was spent against what was approved: "≈ $0.24 of $5.30 approved" (⚠️ near the cap)."""
-    if spent is None:
+def bill_fact(bill: Bill | None, *, estimated: float | None = None) -> str | None:
+    """The run's money in one phrase, in exact words: committed (jobs priced at submission) and
+    spent (what ran) against what was approved: "≈ $0.24 committed, $0.05 spent of $21.28 approved"."""
+    if bill is None or not bill.lines:
+        return f"estimate {money(estimated)}" if estimated is not None else None
+    warn = "⚠️ " if bill.warning else ""
+    of = f" of {money(bill.approved_usd)} approved" if bill.approved_usd is not None else ""
+    if round(bill.committed_usd, 2) == round(bill.spent_usd, 2):
+        return f"{warn}≈ {money(bill.spent_usd)} spent{of}"
+    return f"{warn}≈ {money(bill.committed_usd)} committed, {money(bill.spent_usd)} spent{of}"
+
+
+def spent(bill: Bill) -> str:
+    """An ended run's money: "≈ $0.02 was spent." """
+    return f"≈ {money(bill.spent_usd)} was spent."
+
+
+def overrun_flag(overrun: float | None) -> str | None:
+    """ "⚠️ jobs cost 2.3× their estimate", from 1.5× on (None below it)."""
+    if overrun is None or overrun < OVERRUN_FLAG:
         return None
-    if approved is not None:
-        return f"{'⚠️ ' if warn else ''}≈ {money(spent)} of {money(approved)} approved"
-    return f"≈ {money(spent)} so far"
+    return f"⚠️ jobs cost {overrun:.1f}× their estimate (flagged from {OVERRUN_FLAG:g}×)"
+
+
+def cost_so_far(spent: float | None, training: str, deployments: float) -> str:
+    """A finished run: "≈ $0.45 spent: $0.09 training (est. $0.09), $0.36 deployments so far"."""
+    head = f"≈ {money(spent)} spent: " if spent is not None else ""
+    return head + training + (f", {money(deployments)} deployments so far" if deployments else "")
 
 
 def price_range(plan: Plan) -> str:

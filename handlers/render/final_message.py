@@ -93,7 +93,8 @@ def _billing(s: RunSummary) -> str:
         return "nothing (no deployment)"
     if not s.run.billed:
         return "nothing: it runs on this machine"
-    rate = figures.deployment_rate(s.plan, s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
+    # The rate the bill charges for this deployment, the one every surface shows.
+    rate = s.cost.deployment_usd_per_hour
     shape = s.plan.shapes.get(s.shipped.base_model) if s.plan is not None and s.shipped is not None else None
     on = f" on {gpus(shape)}" if shape is not None else ""
     return f"{figures.open_ended(rate)}{on}"
@@ -102,7 +103,8 @@ def _billing(s: RunSummary) -> str:
 def _cost(s: RunSummary) -> str:
     if not s.run.billed:
         return "free (this machine)"
-    return figures.actual_training(s.cost.training_actual, s.cost.training_est)
+    c = s.cost
+    return figures.cost_so_far(c.actual_usd, figures.actual_training(c.training_actual, c.training_est), c.deployments_usd)
 
 
 def final_message(s: RunSummary) -> Message:
@@ -117,6 +119,8 @@ def final_message(s: RunSummary) -> Message:
         f"💸 *Billing now:* {_billing(s)}",
         f"*Cost so far:* {_cost(s)} · took {took}",
     ]
+    if (flag := figures.overrun_flag(s.cost.overrun)) is not None:
+        lines.append(flag)
     if not live:
         lines.append(f"*Model:* {code(clip(s.model or '?', 300))}")
     blocks: list[Block] = [section("\n".join(lines))]

@@ -26,8 +26,8 @@ from handlers.render.people import Ask, name
 from pipeline.domain.machine import Phase
 from pipeline.domain.records import CandidateRecord, RunRecord
 from pipeline.domain.slots import CandidateState
-from pipeline.planning.ledger import Ledger
 from pipeline.run import timing
+from pipeline.run.bill import Bill
 
 _DOING = {
     Phase.INSPECTING: "inspecting {dataset}",
@@ -59,7 +59,7 @@ class RootFacts:
     ask: Ask | None = None
     names: Mapping[str, str] = field(default_factory=dict)
     cands: list[CandidateRecord] = field(default_factory=list)
-    book: Ledger | None = None
+    bill: Bill | None = None  # the run's money (pipeline/run/bill.py)
     model: str | None = None
     torn_down: bool = False
     result: str | None = None  # "score 0.910 vs base 0.400"
@@ -135,14 +135,8 @@ def _facts(run: RunRecord, f: RootFacts, now: float) -> list[str]:
         # A start time, not "12 min so far": the root is edited only when something changes,
         # so an elapsed time would be stale in between (and would make every re-render an edit).
         facts.append(f"started {at_time(run.created_at)}")
-    spent = f.book.spent_usd if f.book is not None and f.book.lines else timing.spent(f.cands)
-    warn = f.book is not None and f.book.warning
-    if spent is not None and run.approved_usd is not None:
-        facts.append(figures.spent_of(spent, run.approved_usd, warn=warn) or "")
-    elif spent is not None and run.estimated_usd is not None:
-        facts.append(f"≈ {figures.money(spent)} of {figures.money(run.estimated_usd)} spent")
-    elif run.estimated_usd is not None:
-        facts.append(f"estimate {figures.money(run.estimated_usd)}")
+    if (said := figures.bill_fact(f.bill, estimated=run.estimated_usd)) is not None:
+        facts.append(said)
     if run.phase is Phase.AWAITING_PLAN_APPROVAL and f.plan_seconds is not None:
         facts.append(f"done ≈ {at_time(now + f.plan_seconds)} if approved now")
     facts.append("details in the thread")
@@ -161,12 +155,16 @@ def notice(text: str, *, icon: str = "ℹ️") -> Message:
     return Message(text=escape(clip(text, 1000)), blocks=[section(f"{icon} {escape(text)}")])
 
 
-def _left(left_running: list[str], started_jobs: int) -> str:
-    """What an ended run leaves behind: what still costs money, or that nothing does."""
+def _left(left_running: list[str], started_jobs: int, bill: Bill | None = None) -> str:
+    """What an ended run leaves behind: what still costs money, or that nothing does, and what
+    it spent (from its bill: never "nothing spent" when something was)."""
+    spent = f" {figures.spent(bill)}" if bill is not None and bill.lines else ""
     if left_running:
-        return "*Still up and costing money:* " + "; ".join(escape(x) for x in left_running[:20])
+        return "*Still up and costing money:* " + "; ".join(escape(x) for x in left_running[:20]) + "." + spent
     if started_jobs:
-        return "Nothing is left running: this run's jobs were stopped."
+        return "Nothing is left running: this run's jobs were stopped." + spent
+    if spent:
+        return "Nothing is left running." + spent
     return "Nothing was started or spent."
 
 
@@ -191,13 +189,21 @@ def _retry_value(run: RunRecord) -> str:
     return encode(run=run.id)
 
 
-def failure(run: RunRecord, *, reason: str, left_running: list[str], started_jobs: int = 0, whole: bool = False) -> Message:
+def failure(
+    run: RunRecord,
+    *,
+    reason: str,
+    left_running: list[str],
+    started_jobs: int = 0,
+    whole: bool = False,
+    bill: Bill | None = None,
+) -> Message:
     """❌ in two sentences and a button: the cause, what to do (and what is left), Retry.
 
     ``whole``: told to the requester alone (the data could not be used, nothing was posted):
     the reason is theirs to read whole, with its excerpt of the offending line.
     """
-    left = _left(left_running, started_jobs)
+    left = _left(left_running, started_jobs, bill)
     todo = "Fix what it names, then press *Retry* (the same request, a new plan to approve)" if run.instruction else ""
     why = escape(clip(reason, 2000)) if whole else escape(cause(reason))
     body = f"❌ {user(run.requester)}, *run #{run.number} failed:* {why}\n{todo}{'. ' if todo else ''}{left}"
@@ -212,11 +218,17 @@ def failure(run: RunRecord, *, reason: str, left_running: list[str], started_job
 
 
 def cancelled(
-    run: RunRecord, *, actor: str | None, left_running: list[str], started_jobs: int = 0, names: Mapping[str, str] | None = None
+    run: RunRecord,
+    *,
+    actor: str | None,
+    left_running: list[str],
+    started_jobs: int = 0,
+    names: Mapping[str, str] | None = None,
+    bill: Bill | None = None,
 ) -> Message:
     """🚫 once: by whom; the requester is told (mentioned) only when someone else cancelled."""
     names = names or {}
-    left = _left(left_running, started_jobs)
+    left = _left(left_running, started_jobs, bill)
     if actor is None or actor == run.requester:
         by = f" by {name(actor, names)}" if actor else ""
         head = f"🚫 *Run #{run.number} cancelled{by}.*"

@@ -40,6 +40,13 @@ class LedgerLine(BaseModel):
     estimated: bool = False  # not priced by the platform yet: the plan's figure
     running: bool = False  # still costing money (an active job, a live deployment)
     usd_per_hour: float | None = None  # deployments: what it bills per hour while up
+    # What of ``usd`` has run: a running job is committed whole (it was priced at submission) but
+    # has run only its progress; everything else has run all its ``usd``.
+    ran_usd: float | None = None
+
+    @property
+    def ran(self) -> float:
+        return self.usd if self.ran_usd is None else self.ran_usd
 
 
 class Ledger(BaseModel):
@@ -50,8 +57,15 @@ class Ledger(BaseModel):
     margin: float = DEFAULT_MARGIN
 
     @property
-    def spent_usd(self) -> float:
+    def committed_usd(self) -> float:
+        """Jobs at their whole price from submission (stopped ones at what ran) and deployments so
+        far: what the cap guards, since a running job will cost its price."""
         return round(sum(ln.usd for ln in self.lines), 6)
+
+    @property
+    def spent_usd(self) -> float:
+        """What has run: finished jobs, running jobs' progress, deployments so far."""
+        return round(sum(ln.ran for ln in self.lines), 6)
 
     @property
     def jobs_usd(self) -> float:
@@ -76,7 +90,7 @@ class Ledger(BaseModel):
     @property
     def warning(self) -> bool:
         cap = self.cap_usd
-        return cap is not None and cap > 0 and self.spent_usd >= WARN_AT * cap
+        return cap is not None and cap > 0 and self.committed_usd >= WARN_AT * cap
 
 
 def _job_estimates(plan: Plan | None) -> dict[str, float]:
@@ -189,7 +203,7 @@ def shortfall(
     cap = book.cap_usd
     if cap is None or book.approved_usd is None or next_usd is None:
         return None
-    needed = book.spent_usd + next_usd
+    needed = book.committed_usd + next_usd
     if needed <= cap:
         return None
     more = math.ceil((needed - book.approved_usd) * 100) / 100  # whole cents, rounded up
@@ -197,7 +211,7 @@ def shortfall(
         number=number,
         step=step,
         held=held,
-        spent_usd=round(book.spent_usd, 2),
+        spent_usd=round(book.committed_usd, 2),
         next_usd=round(next_usd, 2),
         approved_usd=round(book.approved_usd, 2),
         cap_usd=round(cap, 2),

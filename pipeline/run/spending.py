@@ -1,18 +1,18 @@
 """Spend across runs: per run, per person, per channel, estimated vs actual, and what still
-costs money. ``sftbot spend`` and ``/sft spend`` print this; the report's cost section reads
-the same ledger (``pipeline/planning/ledger.py``), so the two cannot disagree.
+costs money. ``sftbot spend`` and ``/sft spend`` print this; each run's figures are its bill
+(``pipeline/run/bill.py``), which the report and every other surface render too.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
 from pipeline.domain.records import RunRecord
-from pipeline.planning.ledger import DEFAULT_MARGIN, Ledger, ledger
+from pipeline.planning.ledger import DEFAULT_MARGIN
+from pipeline.run.bill import Bill, run_bill
 from pipeline.store import runs
 from pipeline.store.db import Database
 
@@ -42,13 +42,15 @@ class RunSpend(BaseModel):
     cap_usd: float | None
     training_usd: float  # the jobs: the platform's own figures (or the plan's while unpriced)
     deployments_usd: float  # GPU-hours x rate of the deployments it created, so far (an upper bound)
-    actual_usd: float  # both
+    committed_usd: float = 0.0  # jobs at their whole price from submission, and the deployments so far
+    actual_usd: float  # spent: what has run (jobs and deployments)
     estimated_lines: int  # ledger lines still at the plan's figure
     running: list[str] = Field(default_factory=list)  # what still costs money right now
     usd_per_hour: float = 0.0  # what that costs per hour
+    deployment_usd_per_hour: float | None = None  # the production deployment's rate while up
 
     @staticmethod
-    def of(run: RunRecord, book: Ledger) -> RunSpend:
+    def of(run: RunRecord, book: Bill) -> RunSpend:
         return RunSpend(
             number=run.number,
             run_id=run.id,
@@ -62,12 +64,14 @@ class RunSpend(BaseModel):
             estimated_usd=run.estimated_usd,
             approved_usd=run.approved_usd,
             cap_usd=book.cap_usd,
-            training_usd=book.jobs_usd,
+            training_usd=book.training_usd,
             deployments_usd=book.deployments_usd,
+            committed_usd=book.committed_usd,
             actual_usd=book.spent_usd,
             estimated_lines=book.estimated_lines,
-            running=[ln.label for ln in book.lines if ln.running],
-            usd_per_hour=book.live_usd_per_hour,
+            running=book.running,
+            usd_per_hour=book.usd_per_hour,
+            deployment_usd_per_hour=book.deployment_usd_per_hour,
         )
 
 
@@ -95,18 +99,6 @@ class Spend(BaseModel):
         return round(sum(r.usd_per_hour for r in self.runs), 6)
 
 
-async def run_ledger(db: Database, run: RunRecord, *, now: float | None = None, margin: float = DEFAULT_MARGIN) -> Ledger:
-    plan = await runs.get_plan(db, run.id, run.plan_version) if run.plan_version else None
-    return ledger(
-        await runs.candidates(db, run.id),
-        await db.resources(run.id),
-        plan,
-        approved_usd=run.approved_usd,
-        now=time.time() if now is None else now,
-        margin=margin,
-    )
-
-
 def _totals(rows: list[RunSpend], key: str) -> list[Total]:
     out: dict[str, Total] = defaultdict(lambda: Total(key=""))
     for r in rows:
@@ -130,11 +122,11 @@ async def spend(
 ) -> Spend:
     """Every run started in the window (and every older one that still costs money);
     ``channels`` (when given) keeps only runs asked for there, as `/sft runs` does."""
-    now = time.time() if now is None else now
+    now = db.clock() if now is None else now
     since = now - since_seconds
     rows = []
     for run in await runs.list_runs(db, limit=100_000, requester=requester, channels=channels):
-        r = RunSpend.of(run, await run_ledger(db, run, now=now, margin=margin))
+        r = RunSpend.of(run, await run_bill(db, run, now=now, margin=margin))
         if run.created_at >= since or r.running:
             rows.append(r)
     rows.sort(key=lambda r: -r.number)

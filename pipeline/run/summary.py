@@ -8,7 +8,6 @@ the cost estimated vs actual.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -21,11 +20,12 @@ from pipeline.domain.provenance import ResourceKind, ResourceState
 from pipeline.domain.records import CandidateRecord, GateDecision, Resource, RunRecord
 from pipeline.domain.slots import FINAL, CandidateState
 from pipeline.evaluation.compare import Comparison
-from pipeline.planning.ledger import DEFAULT_MARGIN, job_estimate, ledger, ran_share
+from pipeline.planning.ledger import DEFAULT_MARGIN, job_estimate, ran_share
 from pipeline.planning.plan_types import Plan
 from pipeline.platforms.lifecycle import serving_note
 from pipeline.run import prune_rule
 from pipeline.run.answers import comparison
+from pipeline.run.bill import bill
 from pipeline.run.metrics import load_points
 from pipeline.run.scoreboard import rank
 from pipeline.store import runs
@@ -41,10 +41,14 @@ class CostSummary(BaseModel):
     compute_minutes: float | None = None  # local platform: estimated training minutes
     # The run's ledger at the time of the summary (pipeline/planning/ledger.py; ``sftbot spend`` reads the same).
     deployments_usd: float = 0.0  # the deployments it created, GPU-hours x rate so far (an upper bound)
-    actual_usd: float | None = None  # jobs + deployments; None on the local platform (nothing billed)
+    actual_usd: float | None = None  # spent: jobs + deployments; None on the local platform (nothing billed)
+    committed_usd: float | None = None  # jobs at their whole price from submission + deployments so far
     approved_usd: float | None = None
     cap_usd: float | None = None
     live_usd_per_hour: float = 0.0  # what still bills, per hour
+    deployment_usd_per_hour: float | None = None  # the production deployment's own rate while up
+    overrun: float | None = None  # the priced jobs' actual / estimate
+    overrun_flag: bool = False  # at or past 1.5x: said on the final message and the report
     as_of: float = 0.0
 
 
@@ -175,10 +179,10 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
             run_number=run.number,
             shape=shape,
         )
-    now = time.time()
-    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=margin)
-    costs = [c.cost_usd for c in cands if c.cost_usd is not None]
-    actual = round(sum(costs), 6) if costs else None
+    now = db.clock()
+    book = bill(run, cands, resources, plan, now=now, margin=margin)
+    # The jobs as the bill has them (the platform's figures, a stopped job at what ran).
+    actual = book.training_usd if any(ln.usd_per_hour is None for ln in book.lines) else None
     est = plan.cost if plan else None
     promoted_by = next((g for g in await db.gate_decisions(run.id) if g.gate == PROMOTION), None)
     saved = pruning_savings(plan, cands, Path(run.workspace))
@@ -203,9 +207,13 @@ async def summarize(db: Database, platform: Platform, run: RunRecord, *, margin:
             compute_minutes=est.compute_minutes if est else None,
             deployments_usd=book.deployments_usd,
             actual_usd=book.spent_usd if run.billed else None,
+            committed_usd=book.committed_usd if run.billed else None,
             approved_usd=run.approved_usd,
             cap_usd=book.cap_usd,
-            live_usd_per_hour=book.live_usd_per_hour,
+            live_usd_per_hour=book.usd_per_hour,
+            deployment_usd_per_hour=book.deployment_usd_per_hour,
+            overrun=book.overrun,
+            overrun_flag=book.overrun_flag,
             as_of=now,
         ),
         evaluation=evaluation_sentence(plan, shipped, evaluator_failure=evaluator_failure(run)),

@@ -78,12 +78,6 @@ def remaining(cands: Sequence[CandidateRecord], *, max_parallel: int, now: float
     return longest + math.ceil(len(waiting) / max(1, max_parallel)) * typical
 
 
-def spent(cands: Sequence[CandidateRecord]) -> float | None:
-    """What the platform has reported as charged for these jobs so far (None: nothing reported)."""
-    costs = [c.cost_usd for c in cands if c.cost_usd is not None]
-    return round(sum(costs), 6) if costs else None
-
-
 def minutes(seconds: float) -> str:
     """A duration as people say it in chat: 40 s, 12 min, 1 h 05 min."""
     if seconds < 60:

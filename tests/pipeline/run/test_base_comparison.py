@@ -231,6 +231,7 @@ async def test_show_json_has_the_base_comparison(make_runner, db, tmp_path: Path
 class _Settings:
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
+        self.spend_margin = 1.2
 
 
 async def test_a_stop_between_the_base_answers_and_their_row_does_not_ask_the_base_again(make_runner) -> None:
