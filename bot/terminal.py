@@ -17,12 +17,13 @@ from typing import Any
 from bot.console import comparison_lines, plan_text
 from bot.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_NEEDS_PERSON, NeedsPerson
 from bot.live import LiveBoard
-from pipeline.domain.gates import QuestionKind
+from pipeline.domain.gates import BudgetRequest, BudgetStep, QuestionKind
 from pipeline.domain.instructions import parse_instruction
+from pipeline.domain.money import money, open_ended
 from pipeline.domain.records import Actor, CandidateRecord
 from pipeline.domain.slots import Slot
 from pipeline.run import events
-from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, Refusal, Revise
+from pipeline.run.decisions import Answer, Approve, Cancel, Decision, Promote, RaiseBudget, Refusal, Revise, SkipStep
 from pipeline.run.runner import Runner
 from pipeline.run.scoreboard import leader, rank
 
@@ -32,6 +33,21 @@ Ask = Callable[[str], str]
 def terminal_actor() -> Actor:
     user = getpass.getuser()
     return Actor(id=f"cli:{user}", name=user, local=True)
+
+
+def budget_lines(number: int, req: BudgetRequest) -> str:
+    """The budget gate at the terminal, in the words of the Slack gate."""
+    step = (
+        f"{req.step.label} {open_ended(req.usd_per_hour)}"
+        if req.step is BudgetStep.DEPLOY and req.usd_per_hour is not None
+        else f"{req.step.label} ≈ {money(req.next_usd)}"
+    )
+    why = f"; this run's jobs cost {req.overrun:.1f}x their estimate" if req.overrun and req.overrun > 1.05 else ""
+    return (
+        f"Budget gate — run #{number}: {req.step.label} needs ≈ {money(req.more_usd)} more than approved "
+        f"(committed {money(req.spent_usd)}, approved {money(req.approved_usd)}, cap {money(req.cap_usd)}; "
+        f"{step}{why}). It has not started."
+    )
 
 
 def scoreboard_lines(cands: list[CandidateRecord]) -> list[str]:
@@ -214,8 +230,12 @@ class Terminal:
         self.out(f"Run #{n} cancelled{who}.")
         return EXIT_CANCELLED
 
+    def _can_ask(self) -> bool:
+        """A person can answer here: a TTY on stdin, or an ``ask`` given by the caller (tests, the demo)."""
+        return bool(sys.stdin and sys.stdin.isatty()) or self.ask.__name__ != "<lambda>"
+
     async def _prompt(self, text: str) -> str:
-        if (not sys.stdin or not sys.stdin.isatty()) and self.ask.__name__ == "<lambda>":
+        if not self._can_ask():
             raise NeedsPerson("a decision is needed but there is no terminal to ask on (--yes decides plans and promotions)")
         if self.live is not None:
             self.live.stop()  # a redrawing table and a prompt cannot share the screen; it comes back with the next update
@@ -253,11 +273,12 @@ class Terminal:
     async def _blocked(self, e: events.QuestionAsked) -> int | None:
         """The deploy block: never passed by --yes (that would ship the base); a person types it."""
         q = e.question
-        self.out(f"Run #{e.run.number}: {q.text}")
-        if self.yes:
+        n = e.run.number
+        self.out(f"Run #{n}: {q.text}")
+        if self.yes or not self._can_ask():
             self.out(
-                f"  --yes never deploys anyway; run #{e.run.number} waits here: "
-                f"`sftbot resume {e.run.number}` to deploy anyway or cancel."
+                f"  --yes never deploys anyway; run #{n} waits here for {self._who()}: "
+                f"`sftbot decide {n} deploy-anyway` deploys it and continues the run, `sftbot cancel {n}` stops it."
             )
             return EXIT_NEEDS_PERSON
         while True:
@@ -267,6 +288,36 @@ class Terminal:
                 return None
             if answer.lower() == "deploy anyway":
                 await self._decide(e.run.id, Answer("deploy anyway", question=q.number))
+                return None
+
+    def _who(self) -> str:
+        """Who may decide a money gate: the approvers (or anyone) in Slack, and the operator here."""
+        policy = self.runner.policy
+        slack = "an approver or admin in Slack" if policy.approvers or policy.admins else "anyone in the run's Slack channel"
+        return f"{slack}, or you at this terminal"
+
+    async def _budget(self, e: events.BudgetRequested) -> int | None:
+        """The budget gate: prompted in a TTY; elsewhere (``--yes`` may not decide money) the
+        command says what the run waits for, who decides and the exact command, and exits 4."""
+        req, n = e.request, e.run.number
+        self.out(budget_lines(n, req))
+        if not self._can_ask():
+            self.out(
+                f"  Run #{n} waits at the budget gate for {self._who()}: "
+                f"`sftbot decide {n} raise {req.more_usd:.2f}` approves {money(req.more_usd)} more and continues the run; "
+                f"`sftbot decide {n} skip` goes on without {req.step.label}; `sftbot cancel {n}` stops it."
+            )
+            return EXIT_NEEDS_PERSON
+        while True:
+            answer = (await self._prompt(f"Approve {money(req.more_usd)} more? [r]aise / [s]kip / [c]ancel: ")).lower()
+            if answer in ("c", "cancel"):
+                await self._decide(e.run.id, Cancel())
+                return None
+            if answer in ("s", "skip"):
+                await self._decide(e.run.id, SkipStep(number=req.number))
+                return None
+            if answer in ("r", "raise", "a", "approve", "y", "yes"):
+                await self._decide(e.run.id, RaiseBudget(number=req.number))
                 return None
 
     async def _approve(self, e: events.PlanProposed) -> None:
@@ -322,6 +373,7 @@ _HANDLERS: dict[type[events.RunEvent], Callable[[Terminal, Any], Awaitable[int |
     events.FinalProgress: Terminal._final_progress,
     events.StallWarning: Terminal._stall,
     events.PromotionRequested: Terminal._promotion,
+    events.BudgetRequested: Terminal._budget,
     events.EvaluatorFailed: Terminal._note,
     events.StoragePaused: Terminal._note,
     events.EvaluationDone: Terminal._evaluated,

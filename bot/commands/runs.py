@@ -11,6 +11,7 @@ from bot.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_NEEDS_PERSON, EXIT_OK, 
 
 if TYPE_CHECKING:
     from pipeline.domain.records import RunRecord
+    from pipeline.run.decisions import Decision
     from pipeline.store.db import Database
 
 ENDS = "Exit code 0: it succeeded; 1: it failed; 3: cancelled; 4: it waits for a person this terminal cannot stand in for."
@@ -133,6 +134,76 @@ async def cancel(args: Namespace) -> int:
         await engine.runner.wait(done.id)  # the jobs' cancels are sent before this command exits
         print(f"Run #{done.number} cancelled (recorded in the audit trail).")
         return EXIT_OK
+
+
+DECISIONS = ("approve", "raise", "skip", "deploy-anyway", "promote")
+
+
+def gate_decision(what: str, value: str | None) -> Decision:
+    """The decision a person typed: `raise 12.50`, `skip`, `deploy-anyway`, `promote 3`, `approve`.
+    The same decisions a Slack click makes (``pipeline/run/decisions.py``); bad input is refused
+    with the form that works."""
+    from pipeline.domain.slots import Slot
+    from pipeline.run.decisions import Answer, Approve, Promote, RaiseBudget, SkipStep
+
+    needs = {"raise": "an amount, e.g. `raise 12.50`", "promote": "a candidate number, e.g. `promote 3`"}
+    if (value is None) == (what in needs):
+        raise UsageError(f"{what} takes {needs[what]}" if what in needs else f"{what} takes nothing after it")
+    if what == "raise":
+        try:
+            return RaiseBudget(amount_usd=float(str(value).lstrip("$").replace(",", "")))
+        except ValueError:
+            raise UsageError(f"raise {value!r}: give the amount the budget gate asks for, e.g. `raise 12.50`") from None
+    if what == "promote":
+        try:
+            return Promote(Slot.parse(str(value)))
+        except ValueError:
+            raise UsageError(f"promote {value!r}: give a candidate's number, e.g. `promote 3`") from None
+    if what == "deploy-anyway":
+        return Answer("deploy anyway")
+    return SkipStep() if what == "skip" else Approve()
+
+
+@command(
+    "decide",
+    "decide a run's open gate from the terminal and continue the run here",
+    examples=[
+        "sftbot decide 12 raise 12.50",
+        "sftbot decide 12 skip",
+        "sftbot decide 12 deploy-anyway",
+        "sftbot decide 12 promote 3",
+    ],
+    args=[
+        RUN,
+        arg("what", choices=DECISIONS, help="approve (the plan), raise AMOUNT / skip (a budget gate), deploy-anyway, promote N"),
+        arg("value", nargs="?", help="raise: the amount the gate asks for; promote: the candidate's number"),
+        QUIET,
+    ],
+    description="Decided and audited like a click in Slack, with you (the terminal's user) as the person; then the run "
+    f"goes on here, as `sftbot resume` does. {ENDS} {STOPS}",
+)
+async def decide(args: Namespace) -> int:
+    from bot import foreground
+    from bot.engine import open_engine
+    from bot.settings import load_settings
+    from bot.stopping import Stop
+    from bot.terminal import terminal_actor
+    from pipeline.run.decisions import Refusal
+
+    decision = gate_decision(args.what, args.value)
+    settings = load_settings()
+    found = await foreground.find_run(settings, args.run)
+    if found.phase.finished:
+        raise Refused(f"run #{found.number} has already {found.phase.value}; nothing to decide")
+    async with Stop() as stop, open_engine(settings, platform_name=found.platform) as engine:
+        # Subscribed before the decision, so the events it sets off reach this terminal.
+        term = foreground.terminal(engine, yes=await foreground.remembered_yes(engine, found), quiet=args.quiet)
+        try:  # the decision moves the run on: its next step starts in this process
+            done = await engine.runner.decide(found.id, decision, terminal_actor())
+        except Refusal as exc:
+            raise Refused(exc.sentence()) from None
+        foreground.say(f"Run #{done.number}: {args.what} {args.value or ''}".rstrip() + " (recorded in the audit trail).")
+        return await foreground.follow(engine, term, done, stop)
 
 
 WAIT_CODES = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}

@@ -55,6 +55,9 @@ class RaiseBudget:
     """Approve the budget gate's ``more_usd``: the held step runs."""
 
     number: int | None = None  # the budget request the person saw (None: the open one)
+    # The amount the person typed (`sftbot decide N raise 12.50`): it must be the gate's own, to
+    # the cent, so nobody approves a sum they did not name (None: the button, which names it).
+    amount_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -407,6 +410,13 @@ def _budget(run: RunRecord, decision: RaiseBudget | SkipStep, event: Event) -> t
         **req.model_dump(mode="json", include={"spent_usd", "next_usd", "cap_usd"}),
     }
     if isinstance(decision, RaiseBudget):
+        if decision.amount_usd is not None and round(decision.amount_usd, 2) != round(req.more_usd, 2):
+            raise Refusal(
+                RefusalKind.INVALID,
+                f"Run #{run.number}'s budget gate asks for ${req.more_usd:,.2f} more, not ${decision.amount_usd:,.2f}: "
+                f"`sftbot decide {run.number} raise {req.more_usd:.2f}` approves it.",
+                event=event,
+            )
         approved = round(req.approved_usd + req.more_usd, 2)
         details |= {"more_usd": req.more_usd, "approved_usd": approved}
         return req.gate, RunChanges(approved_usd=approved, budget=None), details
