@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pipeline.domain.money import money
+from pipeline.domain.money import money, open_ended, rate
 
 
 def py_literal(value: object) -> str:
@@ -76,6 +76,8 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("templates", ""), undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters.update(
         money=money,
+        rate=rate,
+        open_ended=open_ended,
         when=when,
         loss=loss,
         pct=pct,

@@ -33,7 +33,8 @@ def until_gone() -> str:
 
 
 def per_day(usd_per_hour: float | None) -> str:
-    return f"up to {money(usd_per_hour * 24)}/day" if usd_per_hour else "rate unknown"
+    """A live deployment's rate, and what a day of it costs: "$8/h, up to $192.00/day"."""
+    return f"{rate(usd_per_hour)}, up to {money(usd_per_hour * 24)}/day" if usd_per_hour else "rate unknown"
 
 
 def bill_fact(bill: Bill | None, *, estimated: float | None = None) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers.render import figures
 from handlers.render.action_ids import START, TEARDOWN
 from handlers.render.mrkdwn import (
     VIEW_BLOCKS_MAX,
@@ -28,7 +29,7 @@ from handlers.render.replies import HELP_LINES, run_line
 from pipeline.domain.authz import Policy
 from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
-from pipeline.run.idle import Live
+from pipeline.run.idle import Live, total_usd_per_hour
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,12 @@ def policy_lines(policy: Policy, *, admin: bool) -> list[str]:
 
 
 def _deployments_head(deps: Sequence[Live]) -> str:
-    per_day = sum((d.usd_per_hour or 0.0) * 24 for d in deps)
-    return "*Live deployments*" + (f" · up to {money(per_day)}/day in all" if per_day else "")
+    hourly = total_usd_per_hour(deps)
+    return "*Live deployments*" + (f" · {figures.per_day(hourly)} in all" if hourly else "")
 
 
 def _deployment_line(d: Live, link: str | None) -> str:
-    rate = (
-        f"up to {money(d.usd_per_hour * 24)}/day"
-        if d.usd_per_hour
-        else "free (this machine)"
-        if not d.run.billed
-        else "rate unknown"
-    )
+    rate = figures.per_day(d.usd_per_hour) if d.usd_per_hour else "free (this machine)" if not d.run.billed else "rate unknown"
     run = f"<{link}|run #{d.run.number}>" if link else f"run #{d.run.number}"
     return f"{code(d.deployment.resource_id)} · {run} by {user(d.run.requester)} · {rate}"
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from handlers.render import figures
 from handlers.render.action_ids import IDLE_DELETE, IDLE_KEEP, IDLE_SCALE
 from handlers.render.mrkdwn import Message, actions, button, code, confirm, context, encode, section
 from handlers.render.root_message import run_title
-from pipeline.domain.money import money
 from pipeline.domain.records import RunRecord
 
 
 def _per_day(usd_per_hour: float | None) -> str:
-    return (
-        f"≈ {money(usd_per_hour * 24)}/day while a replica is up" if usd_per_hour else "billing by the hour while a replica is up"
-    )
+    if not usd_per_hour:
+        return "billing by the hour while a replica is up"
+    return f"{figures.per_day(usd_per_hour)} while a replica is up"
 
 
 def idle_dm(run: RunRecord, deployment_id: str, *, hours: float, usd_per_hour: float | None, link: str | None) -> Message:

@@ -8,7 +8,7 @@ the same ones the reports show.
 from __future__ import annotations
 
 from handlers.render.mrkdwn import Message, chunked_sections, context, fit, section, user
-from pipeline.domain.money import money
+from pipeline.domain.money import money, rate
 from pipeline.run.spending import RunSpend, Spend
 
 SHOWN_RUNS = 15
@@ -17,15 +17,15 @@ SHOWN_RUNS = 15
 def _run_line(r: RunSpend) -> str:
     est = money(r.estimated_usd) if r.estimated_usd is not None else "no estimate"
     approved = f" · approved {money(r.approved_usd)}" if r.approved_usd is not None else ""
-    live = f" · 💸 {money(r.usd_per_hour)}/h now" if r.usd_per_hour else ""
-    cost = f"{money(r.actual_usd)} of est {est}{approved}" if r.billed else "free (this machine)"
+    live = f" · 💸 {rate(r.usd_per_hour)} now" if r.usd_per_hour else ""
+    cost = f"{money(r.actual_usd)} spent of est {est}{approved}" if r.billed else "free (this machine)"
     return f"*#{r.number}* {user(r.requester)} · {r.phase.replace('_', ' ')} · {cost}{live}"
 
 
 def spend_message(s: Spend, *, days: float) -> Message:
     head = f"*Spend, last {days:g} days:* {money(s.actual_usd)} over {len(s.runs)} run{'s' if len(s.runs) != 1 else ''}"
     if s.usd_per_hour:
-        head += f"\n💸 Still billing: {money(s.usd_per_hour)}/hour (`/sft teardown <number>` stops a deployment)"
+        head += f"\n💸 Still billing: {rate(s.usd_per_hour)} (`/sft teardown <number>` stops a deployment)"
     blocks = [section(head)]
     if s.people:
         people = " · ".join(f"{user(t.key)} {money(t.actual_usd)}" for t in s.people[:8])

@@ -14,6 +14,7 @@ the DM, so a restart finds it flagged and stays quiet; Keep starts a new period.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,11 @@ class Live:
     @property
     def usd_per_hour(self) -> float | None:
         return self.deployment.usd_per_hour
+
+
+def total_usd_per_hour(deps: Sequence[Live]) -> float:
+    """What the live deployments bill per hour together (their recorded rates, as the bill has them)."""
+    return round(sum(d.usd_per_hour or 0.0 for d in deps), 6)
 
 
 async def live_deployments(db: Database) -> list[Live]:

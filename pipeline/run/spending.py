@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
+from pipeline.domain.money import rate
 from pipeline.domain.records import RunRecord
 from pipeline.planning.ledger import DEFAULT_MARGIN
 from pipeline.run.bill import Bill, run_bill
@@ -141,7 +142,7 @@ def text_lines(s: Spend, *, days: float) -> list[str]:
     """``sftbot spend``: totals first, then what still bills, then one line per run."""
     out = [
         f"Spend in the last {days:g} days: {_usd(s.actual_usd)} actual over {len(s.runs)} run(s)"
-        + (f"; still billing {_usd(s.usd_per_hour)}/hour" if s.usd_per_hour else ""),
+        + (f"; still billing {rate(s.usd_per_hour)}" if s.usd_per_hour else ""),
     ]
     if s.people:
         out.append("By person:  " + "; ".join(f"{t.label or t.key} {_usd(t.actual_usd)} ({t.runs})" for t in s.people[:10]))
@@ -149,8 +150,8 @@ def text_lines(s: Spend, *, days: float) -> list[str]:
         out.append("By channel: " + "; ".join(f"{t.key} {_usd(t.actual_usd)} ({t.runs})" for t in s.channels[:10]))
     live = [r for r in s.runs if r.running]
     for r in live:
-        rate = f" ({_usd(r.usd_per_hour)}/hour)" if r.usd_per_hour else ""
-        out.append(f"Still costing: run #{r.number}: {', '.join(r.running)}{rate}")
+        hourly = f" ({rate(r.usd_per_hour)})" if r.usd_per_hour else ""
+        out.append(f"Still costing: run #{r.number}: {', '.join(r.running)}{hourly}")
     for r in s.runs:
         est = f"{r.estimated_lines} at estimate" if r.estimated_lines else ""
         out.append(
