@@ -222,7 +222,6 @@ def scoreboard(
     cands: list[CandidateRecord],
     *,
     max_parallel: int = 6,
-    title: str = "Sweep",
     now: float | None = None,
     ended: Ended | None = None,
     bill: Bill | None = None,
@@ -231,14 +230,23 @@ def scoreboard(
 
     ``max_parallel``: how many jobs can run at once now (the plan's limit, or fewer while
     the platform's quota holds the rest back: four queued jobs behind a quota of two are two
-    waves). ``ended``: the last edit, every job in its final state.
+    waves). ``ended``: the last edit, every job in its final state. ``bill``: the run's money.
     """
+    progress = progress_line(run, cands, max_parallel=max_parallel, now=now, ended=ended, bill=bill)
+    return _board(run, cands, "Sweep", progress, ended=ended is not None)
+
+
+def candidates_board(run: RunRecord, cands: list[CandidateRecord], *, max_parallel: int = 6) -> Message:
+    """The same table under another title (a status reply), as things stand now."""
+    return _board(run, cands, "Candidates", progress_line(run, cands, max_parallel=max_parallel), ended=False)
+
+
+def _board(run: RunRecord, cands: list[CandidateRecord], title: str, progress: str, *, ended: bool) -> Message:
     top = leader(cands)
     lead = f"leader #{top.slot.number}" if top is not None and not top.slot.is_final else "no metric yet"
-    progress = progress_line(run, cands, max_parallel=max_parallel, now=now, ended=ended, bill=bill)
     head = f"*{escape(title)} — run #{run.number}* · {progress}"
-    blocks: list[Block] = [section(head), *chunked_sections(lines(cands, ended=ended is not None)), context(heading_facts(cands))]
-    blocks += [context(escape(line)) for line in candidate_notes(cands, ended=ended is not None)[:5]]
+    blocks: list[Block] = [section(head), *chunked_sections(lines(cands, ended=ended)), context(heading_facts(cands))]
+    blocks += [context(escape(line)) for line in candidate_notes(cands, ended=ended)[:5]]
     done = sum(1 for c in cands if c.state.is_finished())
     return Message(text=f"{title} for run #{run.number}: {done}/{len(cands)} done, {lead}", blocks=fit(blocks))
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from handlers.render.action_ids import CONFIRM_CANCEL, CONFIRM_TEARDOWN, KEEP, KEEP_DEPLOYMENT
-from handlers.render.board import scoreboard
+from handlers.render.board import candidates_board
 from handlers.render.mrkdwn import (
     Message,
     actions,
@@ -134,7 +134,7 @@ def status_message(
         head += f"\n{escape(clip(run.error, 1500))}"
     blocks = [section(head + where), context(f"run id {code(run.id)} · instruction: {escape(clip(run.instruction, 500))}")]
     if cands:
-        blocks += scoreboard(run, cands, title="Candidates", max_parallel=max_parallel).blocks
+        blocks += candidates_board(run, cands, max_parallel=max_parallel).blocks
     return Message(text=f"SFT run #{run.number}: {run.phase.value}", blocks=fit(blocks))
 
 
