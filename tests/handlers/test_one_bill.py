@@ -113,6 +113,8 @@ async def test_every_surface_shows_one_rate_and_totals_that_agree_to_the_cent(
             after_slack = _everything(fake_slack)
         finally:
             await platform.close()
+            # aiosqlite's worker threads are not daemons: a database left open keeps pytest from exiting.
+            await db.close()
     _totals_agree(json.loads(spend_out)["runs"][0], json.loads(show_out)["bill"], spend_reply, after_slack, report)
     root_text = text_of(root_after(fake_slack, root))
     assert f"≈ {money(json.loads(show_out)['bill']['spent_usd'])} spent of {money(run.approved_usd)} approved" in root_text
