@@ -190,6 +190,9 @@ class Terminal:
     async def _stall(self, e: events.StallWarning) -> None:
         self.progress(f"  warning: {e.label}: no progress for {e.minutes:.0f} minutes (still waiting; not failed)")
 
+    async def _spend_ahead(self, e: events.SpendWarning) -> None:
+        self.out(f"  warning: {e.sentence()}")  # not --quiet: it is about money
+
     async def _promotion(self, e: events.PromotionRequested) -> None:
         if not (self.quiet and self.yes):
             self.out("Promotion gate — " + e.summary)
@@ -374,6 +377,7 @@ _HANDLERS: dict[type[events.RunEvent], Callable[[Terminal, Any], Awaitable[int |
     events.StallWarning: Terminal._stall,
     events.PromotionRequested: Terminal._promotion,
     events.BudgetRequested: Terminal._budget,
+    events.SpendWarning: Terminal._spend_ahead,
     events.EvaluatorFailed: Terminal._note,
     events.StoragePaused: Terminal._note,
     events.EvaluationDone: Terminal._evaluated,

@@ -13,6 +13,7 @@ class (``handlers``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -95,6 +96,7 @@ class Notifier:
             events.PromotionDecided: self._stamp,
             events.BudgetRequested: self._budget,
             events.BudgetDecided: self._stamp,
+            events.SpendWarning: self._spend_ahead,
             events.StallWarning: self._stall,
             events.EvaluatorFailed: self._evaluator_failed,
             events.EvaluationDone: self._quiet,
@@ -112,6 +114,16 @@ class Notifier:
         if event.run.channel is None:
             return  # a run started elsewhere (terminal): not ours to show
         self._enqueue(event.run.id, ("event", event))
+        if isinstance(event, events.SpendWarning):
+            await self._said(event.run.id)
+
+    async def _said(self, run_id: str, patience: float = 10.0) -> None:
+        """Hold the run until its queued messages are sent: a warning before a paid step must
+        reach the thread before the step starts (bounded: Slack being down does not stop a run)."""
+        worker = self._workers.get(run_id)
+        if worker is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(worker), patience)
 
     def post(self, run_id: str, msg: Message) -> None:
         """A thread reply from a listener, sent in order with the run's event messages."""
@@ -433,6 +445,13 @@ class Notifier:
         bill = await run_bill(self.db, e.run, margin=self.margin) if e.run.billed else None
         await self.out.put(run_id, key, live_message(e, max_parallel=self._parallel(run_id, cands, plan), bill=bill))
         await self._spend_warning(e.run)
+
+    async def _spend_ahead(self, e: events.SpendWarning) -> None:
+        """Before a paid step: a new thread message (edits do not notify), and the after-the-fact
+        80% warning is then not said again."""
+        await self.out.mark(e.run.id, MessageKey("warn:spend80"))
+        if await self.out.mark(e.run.id, MessageKey(f"warn:ahead:{e.step.value}")):
+            await self.out.reply(e.run.id, root_message.notice(e.sentence(), icon="⚠️"))
 
     async def _spend_warning(self, run: RunRecord) -> None:
         """Once per run, in the thread, when what was spent passes 80% of the cap."""

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.domain.gates import BudgetRequest, Question
+from pipeline.domain.gates import BudgetRequest, BudgetStep, Question
 from pipeline.domain.machine import Event, Phase
+from pipeline.domain.money import money
 from pipeline.domain.platform import DeploymentStatus
 from pipeline.domain.records import Actor, CandidateRecord, RunRecord
 from pipeline.domain.slots import Slot
@@ -111,6 +112,30 @@ class BudgetRequested(RunEvent):
     """A paid step would take the run past its cap: it waits for a person (the budget gate)."""
 
     request: BudgetRequest
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendWarning(RunEvent):
+    """A paid step that fits the cap would take committed past 80% of it: said before the step
+    starts, once per step (the run does not wait)."""
+
+    step: BudgetStep
+    step_usd: float
+    committed_usd: float
+    cap_usd: float
+
+    def sentence(self) -> str:
+        """The warning in words every surface says (the Slack thread, the terminal)."""
+        step = (
+            f"{self.step.label} (first hour ≈ {money(self.step_usd)})"
+            if self.step is BudgetStep.DEPLOY
+            else (f"{self.step.label} (≈ {money(self.step_usd)})")
+        )
+        after = round(self.committed_usd + self.step_usd, 2)
+        return (
+            f"Run #{self.run.number} starts {step} now: that takes it to ≈ {money(after)} committed of its "
+            f"{money(self.cap_usd)} cap, past 80%. A step that would pass the cap waits at a budget gate."
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

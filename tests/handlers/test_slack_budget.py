@@ -8,7 +8,9 @@ from bot.testing.memory_platform import MemoryPlatform
 from bot.testing.slack import FakeSlack
 from bot.testing.slack_app import ALICE, CAROL, CHANNEL, MakeBot, buttons, has, in_thread, press, text_of
 from pipeline.domain.authz import Policy
+from pipeline.domain.gates import BudgetStep
 from pipeline.domain.machine import Phase
+from pipeline.domain.platform import DeploymentStatus
 from pipeline.run import events
 from tests.handlers.slack_support import plan_posted
 
@@ -47,3 +49,32 @@ async def test_an_overrun_is_said_once_and_the_budget_gate_waits_for_an_approver
     assert (await bot.runner.get(1)).phase is Phase.SUCCEEDED
     assert len(platform.jobs) == 4  # the final job, once
     await in_thread(fake_slack, root, has("more approved by", f"<@{CAROL}>"))
+
+
+async def test_the_80_percent_warning_is_a_new_thread_message_before_the_deployment(
+    bot_factory: MakeBot, fake_slack: FakeSlack
+) -> None:
+    platform = MemoryPlatform()
+    bot = await bot_factory(platform)
+    root, plan = await plan_posted(bot, fake_slack)
+    create = platform.serving.create
+    said_at_create: list[int] = []
+
+    async def create_deployment(deployment_id: str, model: str) -> DeploymentStatus:  # what the thread held then
+        said_at_create.append(sum("past 80%" in text_of(m) for m in fake_slack.thread(CHANNEL, root["ts"])))
+        return await create(deployment_id, model)
+
+    platform.serving.create = create_deployment  # type: ignore[method-assign]
+    await press(bot, plan, "Approve", user=ALICE)
+    gate = await bot.log.wait_kind(events.PromotionRequested)
+    promote = await in_thread(fake_slack, root, lambda m: any(b.startswith("Promote #") for b in buttons(m)))
+    await press(bot, promote, f"Promote #{gate.ranked[0].slot.number}", user=ALICE)
+    said = await bot.log.wait_kind(events.SpendWarning)
+    done = await bot.log.wait_kind(events.ReportReady)
+    await bot.runner.wait(done.run.id)
+    await bot.settle()
+    thread = fake_slack.thread(CHANNEL, root["ts"])
+    warnings = [m for m in thread if "past 80%" in text_of(m)]
+    assert said.step is BudgetStep.DEPLOY and said_at_create == [1]  # in the thread before the deployment was created
+    assert len(warnings) == 1 and said.step.label in text_of(warnings[0])  # once, a new message (edits do not notify)
+    assert not [m for m in thread if "has committed ≈" in text_of(m)]  # the after-the-fact warning is not said again

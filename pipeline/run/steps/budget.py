@@ -4,7 +4,8 @@ evaluation when it scores the final model on that deployment, else by the deploy
 Checked at the step's entry, before anything is created, and only the first time: a step
 whose job or deployment already exists (a resumed run) goes on, because the cap never stops
 what is already running without a person's decision. Over the cap, the step returns
-OVER_BUDGET with the numbers and the run waits at the budget gate.
+OVER_BUDGET with the numbers and the run waits at the budget gate. Under the cap but past 80%
+of it with this step, the run says so before the step starts (``SpendWarning``) and goes on.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pipeline.domain.provenance import Ref, ResourceKind, ResourceState
 from pipeline.domain.records import RunRecord
 from pipeline.domain.slots import FINAL
 from pipeline.planning.ledger import ledger, overrun, shortfall, step_estimate
+from pipeline.run.bill import Bill, bill
 from pipeline.run.context import Outcome, RunContext
-from pipeline.run.events import BudgetRequested
+from pipeline.run.events import BudgetRequested, SpendWarning
 from pipeline.store import runs
 from pipeline.store.runs import RunChanges
 
@@ -38,23 +40,31 @@ async def hold(ctx: RunContext, run: RunRecord, step: BudgetStep) -> Outcome | N
     plan = await runs.get_plan(ctx.db, run.id, run.plan_version)
     if plan is None:
         return None
-    book = ledger(
-        cands,
-        resources,
-        plan,
-        approved_usd=run.approved_usd,
-        now=time.time(),
-        margin=ctx.config.spend_margin,
-    )
+    now = time.time()
+    book = ledger(cands, resources, plan, approved_usd=run.approved_usd, now=now, margin=ctx.config.spend_margin)
     ratio = overrun(cands, plan)
     number = 1 + sum(1 for g in await ctx.db.gate_decisions(run.id) if g.gate.kind == "budget")
     usd = step_estimate(step, plan, overrun=ratio)
     request = shortfall(book, step, usd, held=run.phase.value, number=number, overrun=ratio)
     if request is None:
+        await warn_ahead(ctx, run, step, usd, bill(run, cands, resources, plan, now=now, margin=book.margin))
         return None
     if step is BudgetStep.DEPLOY:  # a rate: the gate approves it and its first period, and says so
         request = request.model_copy(update={"usd_per_hour": plan.cost.deployment_usd_per_hour})
     return Outcome(Event.OVER_BUDGET, changes=RunChanges(budget=request))
+
+
+async def warn_ahead(ctx: RunContext, run: RunRecord, step: BudgetStep, usd: float | None, book: Bill) -> None:
+    """Say it before the step starts when it would take committed past 80% of the cap; once per
+    step, even across restarts (the audit trail remembers it was said)."""
+    if usd is None or not book.would_cross(usd) or book.cap_usd is None:
+        return
+    said = await ctx.db.audit_trail(run.id)
+    if any(a.action == "spend_warning" and a.details.get("step") == step.value for a in said):
+        return
+    async with ctx.db.write() as tx:
+        await tx.audit(run_id=run.id, actor="sftbot", action="spend_warning", details={"step": step.value, "usd": usd})
+        tx.emit(SpendWarning(run=run, step=step, step_usd=usd, committed_usd=book.committed_usd, cap_usd=book.cap_usd))
 
 
 async def request_budget(ctx: RunContext, run: RunRecord) -> None:

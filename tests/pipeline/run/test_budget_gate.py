@@ -122,3 +122,29 @@ async def test_a_run_within_its_estimate_never_meets_the_gate(db: Database, tmp_
         done = await finished(runner, log, run.id)
     assert done.phase is Phase.SUCCEEDED, done.error
     assert not [e for e in log.events if isinstance(e, events.BudgetRequested)]
+
+
+async def test_the_80_percent_warning_is_said_before_the_final_run_is_created_and_once(db: Database, tmp_path: Path) -> None:
+    async with on_fake(db, tmp_path) as (fake, runner, log):
+        created_when_said: list[int] = []
+
+        async def count_jobs(e: events.RunEvent) -> None:  # published before the step goes on
+            if isinstance(e, events.SpendWarning):
+                created_when_said.append(len(fake.create_counts("supervisedFineTuningJobs")))
+
+        runner.bus.subscribe(count_jobs)
+        run = await runner.start(INSTRUCTION, ALICE)
+        await log.wait_kind(events.PlanProposed, run.id)
+        await runner.decide(run.id, Approve(plan_version=1), BOB)
+        await log.wait_kind(events.PromotionRequested, run.id)
+        await runner.decide(run.id, Promote(Slot.candidate(1)), BOB)
+        done = await finished(runner, log, run.id)
+        jobs = len(fake.create_counts("supervisedFineTuningJobs"))
+    assert done.phase is Phase.SUCCEEDED, done.error
+    said = [e for e in log.events if isinstance(e, events.SpendWarning)]
+    assert [e.step for e in said] == [BudgetStep.FINAL]  # said once, for the step that crosses 80%
+    assert created_when_said == [3] and jobs == 4  # before the final job existed: the sweep's three only
+    warning = said[0]
+    assert warning.committed_usd < 0.8 * warning.cap_usd <= warning.committed_usd + warning.step_usd
+    assert "past 80%" in warning.sentence() and "the final run (≈ $" in warning.sentence()
+    assert [a.action for a in await db.audit_trail(run.id)].count("spend_warning") == 1
