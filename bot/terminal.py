@@ -274,16 +274,19 @@ class Terminal:
         return None
 
     async def _blocked(self, e: events.QuestionAsked) -> int | None:
-        """The deploy block: never passed by --yes (that would ship the base); a person types it."""
+        """The deploy block: never passed by --yes (that would ship the base); a person types it
+        in a TTY (as at the budget gate), else the command says who decides and how, and exits 4."""
         q = e.question
         n = e.run.number
         self.out(f"Run #{n}: {q.text}")
-        if self.yes or not self._can_ask():
+        if not self._can_ask():
             self.out(
                 f"  --yes never deploys anyway; run #{n} waits here for {self._who()}: "
                 f"`sftbot decide {n} deploy-anyway` deploys it and continues the run, `sftbot cancel {n}` stops it."
             )
             return EXIT_NEEDS_PERSON
+        if self.yes:
+            self.out("  --yes never deploys anyway: you decide here.")
         while True:
             answer = await self._prompt("Type 'deploy anyway' to deploy it, or [c]ancel: ")
             if answer.lower() in ("c", "cancel"):

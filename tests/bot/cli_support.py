@@ -70,6 +70,7 @@ class Cli:
         self.proc = proc
         self.out: list[str] = []
         self.err: list[str] = []
+        self.seen: set[str] = set()  # lines a test has acted on
         self._changed = asyncio.Condition()
         assert proc.stdout is not None and proc.stderr is not None
         self._readers = [
@@ -115,10 +116,11 @@ class Cli:
 
 
 @contextlib.asynccontextmanager
-async def sftbot_process(*args: str, env: dict[str, str]) -> AsyncIterator[Cli]:
-    """`sftbot ARGS...` running (killed when the block ends, if it has not ended by then)."""
+async def sftbot_process(*args: str, env: dict[str, str], stdin: int = asyncio.subprocess.DEVNULL) -> AsyncIterator[Cli]:
+    """`sftbot ARGS...` running (killed when the block ends, if it has not ended by then); ``stdin``
+    a file descriptor (a pty's end: a person at a terminal) or none."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", *args, env=env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", "bot.cli", *args, env=env, cwd=ROOT, stdin=stdin,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     cli = Cli(proc)

@@ -6,6 +6,8 @@ decision path as a click (audited) and continues the run to its end."""
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 
 from bot.errors import EXIT_NEEDS_PERSON
@@ -18,6 +20,7 @@ from tests.bot.cli_support import fireworks_env, sftbot, sftbot_process
 from tests.paths import DATASETS
 
 TEXT2SQL = f"dataset={DATASETS / 'text2sql_dataset.jsonl'} model=qwen3-8b"
+ENDED = re.compile(r"Run #1 (succeeded|failed|cancelled|waits)")
 RAISE = re.compile(r"`sftbot decide (\d+) raise ([0-9.]+)`")
 
 
@@ -72,3 +75,43 @@ async def test_run_yes_without_stdin_exits_at_the_budget_gate_and_decide_continu
     finally:
         await db.close()
     assert trail.count("raise_budget") == len(steps) and "denied_raise_budget" not in trail  # audited like a click
+
+
+async def test_run_yes_at_a_tty_prompts_at_the_budget_gate_and_the_answer_continues_the_run() -> None:
+    """stdin a real terminal (a pty): --yes decides the plan and the promotion, the budget gate
+    is asked there, and `r` approves what it asks, audited like a click."""
+    primary, tty = pty.openpty()
+    try:
+        async with FakeFireworks(job_seconds=0.2, deployment_seconds=0.05) as fake:
+            fake.cost_factor = 80.0
+            env = fireworks_env(fake)
+            db_path = f"{env['SFTBOT_DATA_DIR']}/sftbot.sqlite3"
+            async with sftbot_process("run", TEXT2SQL, "--yes", env=env, stdin=tty) as cli:
+                gates = 0
+                while True:
+                    said = await cli.line(
+                        lambda ln: (ln.startswith("Budget gate — run #1:") and ln not in cli.seen) or ENDED.match(ln) is not None
+                    )
+                    if not said.startswith("Budget gate"):
+                        break
+                    cli.seen.add(said)
+                    gates += 1
+                    os.write(primary, b"r\n")  # the person at the terminal answers the prompt
+                try:
+                    code = await cli.finish(60)
+                except TimeoutError:
+                    raise AssertionError(cli.text()) from None
+            assert code == 0 and "Run #1 succeeded." in said and gates >= 1, cli.text()
+            assert "waits at the budget gate" not in cli.text()  # asked, not left waiting
+            assert "Approve $" in cli.text()  # the prompt, with the amount
+    finally:
+        os.close(primary)
+        os.close(tty)
+    db = await Database.open(db_path)
+    try:
+        run = await runs.get_run(db, 1)
+        assert run is not None and run.phase is Phase.SUCCEEDED
+        trail = [a for a in await db.audit_trail(run.id) if a.action == "raise_budget"]
+    finally:
+        await db.close()
+    assert len(trail) == gates and all(a.actor.startswith("cli:") for a in trail)

@@ -255,3 +255,23 @@ async def test_a_stop_between_the_base_answers_and_their_row_does_not_ask_the_ba
     gate = await log2.wait_kind(events.PromotionRequested, run.id)
     assert platform.generated[base] == asked  # the kept answers were used, not asked for again
     assert gate.comparison is not None and gate.comparison.base.answered == asked
+
+
+async def test_yes_at_a_terminal_prompts_at_the_deploy_block_instead_of_exiting(make_runner) -> None:
+    platform = sql_platform()
+    platform.ignores_adapter = True
+    runner, _log = await make_runner(platform)
+    said: list[str] = []
+    prompts: list[str] = []
+
+    def person(prompt: str) -> str:  # a person at the TTY: only the deploy block asks (--yes decided the rest)
+        prompts.append(prompt)
+        return "deploy anyway"
+
+    term = Terminal(runner, yes=True, ask=person, out=said.append)
+    run = await runner.start(f"dataset={TEXT2SQL} model=qwen3-8b Generate an evaluator for me.", ALICE)
+    assert await term.follow(run.id) == 0
+    assert prompts == ["Type 'deploy anyway' to deploy it, or [c]ancel: "]
+    assert "  --yes never deploys anyway: you decide here." in said and f"Run #{run.number} succeeded." in said
+    trail = await runner.db.audit_trail(run.id)
+    assert any(a.action == "answer" and a.details.get("answer") == "deploy anyway" for a in trail)
