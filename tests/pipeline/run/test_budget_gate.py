@@ -47,11 +47,16 @@ async def finished(runner: Runner, log: EventLog, run_id: str) -> RunRecord:
     return await runner.get(run_id)
 
 
-async def _to_budget_gate(runner, log, run_id: str) -> events.BudgetRequested:  # type: ignore[no-untyped-def]
+async def _approve_and_promote(runner: Runner, log: EventLog, run_id: str) -> None:
+    """Bob approves plan v1, then promotes candidate #1 when the sweep asks."""
     await log.wait_kind(events.PlanProposed, run_id)
     await runner.decide(run_id, Approve(plan_version=1), BOB)
     await log.wait_kind(events.PromotionRequested, run_id)
     await runner.decide(run_id, Promote(Slot.candidate(1)), BOB)
+
+
+async def _to_budget_gate(runner: Runner, log: EventLog, run_id: str) -> events.BudgetRequested:
+    await _approve_and_promote(runner, log, run_id)
     gate: events.BudgetRequested = await log.wait_kind(events.BudgetRequested, run_id)
     return gate
 
@@ -115,10 +120,7 @@ async def test_skipping_the_final_run_ships_the_promoted_candidate(db: Database,
 async def test_a_run_within_its_estimate_never_meets_the_gate(db: Database, tmp_path: Path) -> None:
     async with on_fake(db, tmp_path) as (_, runner, log):
         run = await runner.start(INSTRUCTION, ALICE)
-        await log.wait_kind(events.PlanProposed, run.id)
-        await runner.decide(run.id, Approve(plan_version=1), BOB)
-        await log.wait_kind(events.PromotionRequested, run.id)
-        await runner.decide(run.id, Promote(Slot.candidate(1)), BOB)
+        await _approve_and_promote(runner, log, run.id)
         done = await finished(runner, log, run.id)
     assert done.phase is Phase.SUCCEEDED, done.error
     assert not [e for e in log.events if isinstance(e, events.BudgetRequested)]
@@ -134,10 +136,7 @@ async def test_the_80_percent_warning_is_said_before_the_final_run_is_created_an
 
         runner.bus.subscribe(count_jobs)
         run = await runner.start(INSTRUCTION, ALICE)
-        await log.wait_kind(events.PlanProposed, run.id)
-        await runner.decide(run.id, Approve(plan_version=1), BOB)
-        await log.wait_kind(events.PromotionRequested, run.id)
-        await runner.decide(run.id, Promote(Slot.candidate(1)), BOB)
+        await _approve_and_promote(runner, log, run.id)
         done = await finished(runner, log, run.id)
         jobs = len(fake.create_counts("supervisedFineTuningJobs"))
     assert done.phase is Phase.SUCCEEDED, done.error
